@@ -1,0 +1,175 @@
+//! The messages validators exchange, and how each is signed and checked.
+//!
+//! Votes and proposals are signed by their author (`"timed/v1/" ‖ kind ‖ chain_id ‖ fields`);
+//! decisions and sync responses carry certificates and need no signature of their sender.
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, Certificate};
+use crate::crypto::{self, CryptoError, Domain, Keypair, Signature};
+use crate::tx::SignedTransfer;
+use crate::types::{Hash, Height, Round, ValidatorIndex};
+use crate::validators::ValidatorSet;
+
+/// Tendermint's prevote is our `Prepare`; its precommit our `Precommit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum VoteKind {
+    Prepare,
+    Precommit,
+}
+
+impl VoteKind {
+    pub fn domain(self) -> Domain {
+        match self {
+            VoteKind::Prepare => Domain::Prepare,
+            VoteKind::Precommit => Domain::Precommit,
+        }
+    }
+}
+
+/// A signed prepare or precommit for a block (`Some(hash)`) or for nothing (`None`, nil).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub height: Height,
+    pub round: Round,
+    pub kind: VoteKind,
+    pub block: Option<Hash>,
+    pub validator: ValidatorIndex,
+    pub signature: Signature,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignedMessageError {
+    #[error("signer {0} is not a validator of this chain")]
+    UnknownValidator(ValidatorIndex),
+    #[error("signature does not verify: {0}")]
+    BadSignature(#[from] CryptoError),
+}
+
+impl Vote {
+    /// What a vote's signature covers (besides domain and chain id).
+    pub fn signed_fields(
+        height: Height,
+        round: Round,
+        block: Option<Hash>,
+        validator: ValidatorIndex,
+    ) -> (Height, Round, Option<Hash>, ValidatorIndex) {
+        (height, round, block, validator)
+    }
+
+    pub fn sign(
+        key: &Keypair,
+        chain_id: &str,
+        height: Height,
+        round: Round,
+        kind: VoteKind,
+        block: Option<Hash>,
+        validator: ValidatorIndex,
+    ) -> Vote {
+        let signature =
+            key.sign(kind.domain(), chain_id, &Vote::signed_fields(height, round, block, validator));
+        Vote { height, round, kind, block, validator, signature }
+    }
+
+    pub fn verify(&self, set: &ValidatorSet, chain_id: &str) -> Result<(), SignedMessageError> {
+        let v = set
+            .get(self.validator)
+            .ok_or(SignedMessageError::UnknownValidator(self.validator))?;
+        let msg = crypto::signing_message(
+            self.kind.domain(),
+            chain_id,
+            &Vote::signed_fields(self.height, self.round, self.block, self.validator),
+        );
+        Ok(crypto::verify(&v.verifying_key, &msg, &self.signature)?)
+    }
+}
+
+/// A proposer's block for `(height, round)`. `valid_round` is Tendermint's `validRound`: the round
+/// in which the block gathered a prepare quorum, when the proposer re-proposes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub height: Height,
+    pub round: Round,
+    pub valid_round: Option<Round>,
+    pub block: Block,
+    pub proposer: ValidatorIndex,
+    pub signature: Signature,
+}
+
+impl Proposal {
+    fn signed_fields(
+        height: Height,
+        round: Round,
+        valid_round: Option<Round>,
+        block_hash: Hash,
+        proposer: ValidatorIndex,
+    ) -> (Height, Round, Option<Round>, Hash, ValidatorIndex) {
+        (height, round, valid_round, block_hash, proposer)
+    }
+
+    pub fn sign(
+        key: &Keypair,
+        chain_id: &str,
+        round: Round,
+        valid_round: Option<Round>,
+        block: Block,
+        proposer: ValidatorIndex,
+    ) -> Proposal {
+        let height = block.height();
+        let fields = Proposal::signed_fields(height, round, valid_round, block.hash(), proposer);
+        let signature = key.sign(Domain::Proposal, chain_id, &fields);
+        Proposal { height, round, valid_round, block, proposer, signature }
+    }
+
+    /// Checks the signature of the named proposer (whether it is the right proposer for the round
+    /// is the consensus module's business).
+    pub fn verify(&self, set: &ValidatorSet, chain_id: &str) -> Result<(), SignedMessageError> {
+        let v = set
+            .get(self.proposer)
+            .ok_or(SignedMessageError::UnknownValidator(self.proposer))?;
+        let fields =
+            Proposal::signed_fields(self.height, self.round, self.valid_round, self.block.hash(), self.proposer);
+        let msg = crypto::signing_message(Domain::Proposal, chain_id, &fields);
+        Ok(crypto::verify(&v.verifying_key, &msg, &self.signature)?)
+    }
+}
+
+/// A finalized block with the certificate that proves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub block: Block,
+    pub certificate: Certificate,
+}
+
+/// How many blocks one `SyncResponse` may carry.
+pub const MAX_SYNC_BLOCKS: u32 = 64;
+
+/// Everything a validator may send to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Proposal(Proposal),
+    Vote(Vote),
+    /// Broadcast on finalizing a height; lets lagging nodes finalize at once.
+    Decision(Decision),
+    /// "Send me the finalized blocks from `from` on, at most `max_blocks` of them."
+    SyncRequest { from: Height, max_blocks: u32 },
+    /// Finalized blocks in ascending height order, each with its certificate.
+    SyncResponse { blocks: Vec<Decision> },
+    /// A transfer gossiped from the node a client submitted it to.
+    Transaction(SignedTransfer),
+}
+
+impl Message {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Proposal(_) => "proposal",
+            Message::Vote(v) if v.kind == VoteKind::Prepare => "prepare",
+            Message::Vote(_) => "precommit",
+            Message::Decision(_) => "decision",
+            Message::SyncRequest { .. } => "sync_request",
+            Message::SyncResponse { .. } => "sync_response",
+            Message::Transaction(_) => "transaction",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Deterministic network simulator: not built yet (issue 3).
