@@ -109,11 +109,19 @@ impl Certificate {
                     && v.round == round
                     && v.block == Some(block_hash)
             })
-            .map(|v| CommitSignature { validator: v.validator, signature: v.signature })
+            .map(|v| CommitSignature {
+                validator: v.validator,
+                signature: v.signature,
+            })
             .collect();
         signatures.sort_by_key(|s| s.validator);
         signatures.dedup_by_key(|s| s.validator);
-        Certificate { height, round, block_hash, signatures }
+        Certificate {
+            height,
+            round,
+            block_hash,
+            signatures,
+        }
     }
 
     /// The stake of the signers, if they are ordered and known.
@@ -125,7 +133,9 @@ impl Certificate {
                 return Err(CertificateError::Unordered);
             }
             previous = Some(s.validator);
-            let v = set.get(s.validator).ok_or(CertificateError::UnknownValidator(s.validator))?;
+            let v = set
+                .get(s.validator)
+                .ok_or(CertificateError::UnknownValidator(s.validator))?;
             // Cannot overflow: the set's total fits in u64 and each signer counts once.
             stake += v.stake.0;
         }
@@ -142,14 +152,23 @@ impl Certificate {
         block_hash: &Hash,
     ) -> Result<(), CertificateError> {
         if self.height != height {
-            return Err(CertificateError::WrongHeight { expected: height, got: self.height });
+            return Err(CertificateError::WrongHeight {
+                expected: height,
+                got: self.height,
+            });
         }
         if self.block_hash != *block_hash {
-            return Err(CertificateError::WrongBlock { expected: *block_hash, got: self.block_hash });
+            return Err(CertificateError::WrongBlock {
+                expected: *block_hash,
+                got: self.block_hash,
+            });
         }
         let stake = self.signed_stake(set)?;
         if !set.is_quorum(stake) {
-            return Err(CertificateError::NoQuorum { got: stake, needed: set.quorum() });
+            return Err(CertificateError::NoQuorum {
+                got: stake,
+                needed: set.quorum(),
+            });
         }
         let messages: Vec<Vec<u8>> = self
             .signatures
@@ -158,7 +177,12 @@ impl Certificate {
                 crypto::signing_message(
                     Domain::Precommit,
                     chain_id,
-                    &Vote::signed_fields(self.height, self.round, Some(self.block_hash), s.validator),
+                    &Vote::signed_fields(
+                        self.height,
+                        self.round,
+                        Some(self.block_hash),
+                        s.validator,
+                    ),
                 )
             })
             .collect();
@@ -167,7 +191,10 @@ impl Certificate {
             .iter()
             .zip(&messages)
             .map(|(s, m)| {
-                let vk = set.get(s.validator).expect("checked by signed_stake").verifying_key;
+                let vk = set
+                    .get(s.validator)
+                    .expect("checked by signed_stake")
+                    .verifying_key;
                 (m.as_slice(), s.signature, vk)
             })
             .collect();

@@ -48,12 +48,19 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes one value that must fill `bytes` exactly, be at most `limit` bytes, and be canonical.
-pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CodecError> {
+pub fn decode<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, CodecError> {
     if bytes.len() > limit {
-        return Err(CodecError::TooLarge { size: bytes.len(), limit });
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
     }
     let mut reader = bytes;
-    let value: T = ciborium::from_reader(&mut reader).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let value: T =
+        ciborium::from_reader(&mut reader).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if !reader.is_empty() {
         return Err(CodecError::TrailingBytes(reader.len()));
     }
@@ -77,7 +84,10 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
 /// Opens an envelope from a peer. Size is checked first, then version, then content.
 pub fn decode_message(bytes: &[u8]) -> Result<Message, CodecError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(CodecError::TooLarge { size: bytes.len(), limit: MAX_MESSAGE_BYTES });
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_MESSAGE_BYTES,
+        });
     }
     match bytes.split_first() {
         None => Err(CodecError::Empty),
@@ -94,25 +104,37 @@ mod tests {
     #[test]
     fn oversized_input_is_refused_before_parsing() {
         let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
-        assert!(matches!(decode_message(&big), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            decode_message(&big),
+            Err(CodecError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn unknown_version_and_empty_input_are_refused() {
         assert_eq!(decode_message(&[]).unwrap_err(), CodecError::Empty);
-        assert_eq!(decode_message(&[9, 0]).unwrap_err(), CodecError::UnsupportedVersion(9));
+        assert_eq!(
+            decode_message(&[9, 0]).unwrap_err(),
+            CodecError::UnsupportedVersion(9)
+        );
     }
 
     #[test]
     fn non_minimal_integer_is_not_canonical() {
         // 5 encoded in two bytes (0x18 0x05) instead of one (0x05).
-        assert_eq!(decode::<u64>(&[0x18, 0x05], 16).unwrap_err(), CodecError::NotCanonical);
+        assert_eq!(
+            decode::<u64>(&[0x18, 0x05], 16).unwrap_err(),
+            CodecError::NotCanonical
+        );
         assert_eq!(decode::<u64>(&[0x05], 16).unwrap(), 5);
     }
 
     #[test]
     fn trailing_bytes_are_refused() {
-        assert_eq!(decode::<u64>(&[0x05, 0x00], 16).unwrap_err(), CodecError::TrailingBytes(1));
+        assert_eq!(
+            decode::<u64>(&[0x05, 0x00], 16).unwrap_err(),
+            CodecError::TrailingBytes(1)
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 pub mod block;
 pub mod codec;
 pub mod crypto;
+pub mod ledger;
 pub mod message;
 pub mod tx;
 pub mod types;
 pub mod validators;
+pub mod votes;

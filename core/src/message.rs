@@ -66,9 +66,19 @@ impl Vote {
         block: Option<Hash>,
         validator: ValidatorIndex,
     ) -> Vote {
-        let signature =
-            key.sign(kind.domain(), chain_id, &Vote::signed_fields(height, round, block, validator));
-        Vote { height, round, kind, block, validator, signature }
+        let signature = key.sign(
+            kind.domain(),
+            chain_id,
+            &Vote::signed_fields(height, round, block, validator),
+        );
+        Vote {
+            height,
+            round,
+            kind,
+            block,
+            validator,
+            signature,
+        }
     }
 
     pub fn verify(&self, set: &ValidatorSet, chain_id: &str) -> Result<(), SignedMessageError> {
@@ -118,7 +128,14 @@ impl Proposal {
         let height = block.height();
         let fields = Proposal::signed_fields(height, round, valid_round, block.hash(), proposer);
         let signature = key.sign(Domain::Proposal, chain_id, &fields);
-        Proposal { height, round, valid_round, block, proposer, signature }
+        Proposal {
+            height,
+            round,
+            valid_round,
+            block,
+            proposer,
+            signature,
+        }
     }
 
     /// Checks the signature of the named proposer (whether it is the right proposer for the round
@@ -127,8 +144,13 @@ impl Proposal {
         let v = set
             .get(self.proposer)
             .ok_or(SignedMessageError::UnknownValidator(self.proposer))?;
-        let fields =
-            Proposal::signed_fields(self.height, self.round, self.valid_round, self.block.hash(), self.proposer);
+        let fields = Proposal::signed_fields(
+            self.height,
+            self.round,
+            self.valid_round,
+            self.block.hash(),
+            self.proposer,
+        );
         let msg = crypto::signing_message(Domain::Proposal, chain_id, &fields);
         Ok(crypto::verify(&v.verifying_key, &msg, &self.signature)?)
     }
@@ -152,9 +174,14 @@ pub enum Message {
     /// Broadcast on finalizing a height; lets lagging nodes finalize at once.
     Decision(Decision),
     /// "Send me the finalized blocks from `from` on, at most `max_blocks` of them."
-    SyncRequest { from: Height, max_blocks: u32 },
+    SyncRequest {
+        from: Height,
+        max_blocks: u32,
+    },
     /// Finalized blocks in ascending height order, each with its certificate.
-    SyncResponse { blocks: Vec<Decision> },
+    SyncResponse {
+        blocks: Vec<Decision>,
+    },
     /// A transfer gossiped from the node a client submitted it to.
     Transaction(SignedTransfer),
 }

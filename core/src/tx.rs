@@ -31,9 +31,16 @@ impl Transfer {
     }
 
     pub fn sign(self, key: &Keypair, chain_id: &str) -> SignedTransfer {
-        debug_assert_eq!(key.public_key(), self.from, "a transfer is signed by its sender");
+        debug_assert_eq!(
+            key.public_key(),
+            self.from,
+            "a transfer is signed by its sender"
+        );
         let signature = key.sign(Domain::Transfer, chain_id, &self);
-        SignedTransfer { transfer: self, signature }
+        SignedTransfer {
+            transfer: self,
+            signature,
+        }
     }
 }
 

@@ -157,7 +157,8 @@ macro_rules! fixed_bytes_serde {
                     }
                     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$ty, E> {
                         let mut out = [0u8; $len];
-                        hex::decode_to_slice(v, &mut out).map_err(|_| E::invalid_length(v.len(), &self))?;
+                        hex::decode_to_slice(v, &mut out)
+                            .map_err(|_| E::invalid_length(v.len(), &self))?;
                         Ok($ty(out))
                     }
                 }

@@ -23,7 +23,8 @@ pub struct TimeoutParams {
 
 impl TimeoutParams {
     pub fn at(&self, round: Round) -> u64 {
-        self.base_ms.saturating_add(self.delta_ms.saturating_mul(u64::from(round.0)))
+        self.base_ms
+            .saturating_add(self.delta_ms.saturating_mul(u64::from(round.0)))
     }
 }
 
@@ -49,9 +50,18 @@ impl Default for ConsensusParams {
     fn default() -> Self {
         ConsensusParams {
             block_time_ms: 8_000,
-            propose_timeout: TimeoutParams { base_ms: 3_000, delta_ms: 1_000 },
-            prepare_timeout: TimeoutParams { base_ms: 1_000, delta_ms: 500 },
-            precommit_timeout: TimeoutParams { base_ms: 1_000, delta_ms: 500 },
+            propose_timeout: TimeoutParams {
+                base_ms: 3_000,
+                delta_ms: 1_000,
+            },
+            prepare_timeout: TimeoutParams {
+                base_ms: 1_000,
+                delta_ms: 500,
+            },
+            precommit_timeout: TimeoutParams {
+                base_ms: 1_000,
+                delta_ms: 500,
+            },
             max_clock_drift_ms: 2_000,
             max_block_txs: 8_000,
             resend_interval_ms: 2_000,
@@ -142,7 +152,9 @@ impl Genesis {
             if seen.insert(b.account, ()).is_some() {
                 return Err(GenesisError::DuplicateBalance(b.account));
             }
-            total = total.checked_add(b.amount.0).ok_or(GenesisError::BalanceOverflow)?;
+            total = total
+                .checked_add(b.amount.0)
+                .ok_or(GenesisError::BalanceOverflow)?;
         }
         Ok(set)
     }
@@ -179,12 +191,17 @@ impl ValidatorSet {
         let mut total: u64 = 0;
         for (i, m) in members.iter().enumerate() {
             if m.stake.0 == 0 {
-                return Err(GenesisError::ZeroStake { name: m.name.clone() });
+                return Err(GenesisError::ZeroStake {
+                    name: m.name.clone(),
+                });
             }
-            let verifying_key = m
-                .public_key
-                .verifying_key()
-                .map_err(|error| GenesisError::BadKey { name: m.name.clone(), error })?;
+            let verifying_key =
+                m.public_key
+                    .verifying_key()
+                    .map_err(|error| GenesisError::BadKey {
+                        name: m.name.clone(),
+                        error,
+                    })?;
             let index = ValidatorIndex(u16::try_from(i).expect("bounded by MAX_VALIDATORS"));
             if let Some(other) = by_key.insert(m.public_key, index) {
                 return Err(GenesisError::DuplicateKey {
@@ -195,7 +212,9 @@ impl ValidatorSet {
             if names.insert(m.name.as_str(), ()).is_some() {
                 return Err(GenesisError::DuplicateName(m.name.clone()));
             }
-            total = total.checked_add(m.stake.0).ok_or(GenesisError::StakeOverflow)?;
+            total = total
+                .checked_add(m.stake.0)
+                .ok_or(GenesisError::StakeOverflow)?;
             validators.push(Validator {
                 name: m.name.clone(),
                 public_key: m.public_key,
@@ -203,7 +222,11 @@ impl ValidatorSet {
                 stake: m.stake,
             });
         }
-        Ok(ValidatorSet { validators, total: Stake(total), by_key })
+        Ok(ValidatorSet {
+            validators,
+            total: Stake(total),
+            by_key,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -254,7 +277,13 @@ impl ValidatorSet {
 
     /// The proposer of `(height, round)`: a stake-weighted draw from
     /// `BLAKE3("timed/proposer" ‖ chain_id ‖ parent_hash ‖ height ‖ round)`.
-    pub fn proposer(&self, chain_id: &str, parent: &Hash, height: Height, round: Round) -> ValidatorIndex {
+    pub fn proposer(
+        &self,
+        chain_id: &str,
+        parent: &Hash,
+        height: Height,
+        round: Round,
+    ) -> ValidatorIndex {
         let digest = Hash::of(&[
             b"timed/proposer",
             chain_id.as_bytes(),
@@ -262,7 +291,8 @@ impl ValidatorSet {
             &height.0.to_be_bytes(),
             &round.0.to_be_bytes(),
         ]);
-        let x = u128::from_be_bytes(digest.0[..16].try_into().expect("16 bytes")) % u128::from(self.total.0);
+        let x = u128::from_be_bytes(digest.0[..16].try_into().expect("16 bytes"))
+            % u128::from(self.total.0);
         let mut cumulative: u128 = 0;
         for (index, v) in self.iter() {
             cumulative += u128::from(v.stake.0);
@@ -286,7 +316,8 @@ mod tests {
             .enumerate()
             .map(|(i, s)| GenesisValidator {
                 name: format!("validator{}", i + 1),
-                public_key: Keypair::insecure_from_name(&format!("validator{}", i + 1)).public_key(),
+                public_key: Keypair::insecure_from_name(&format!("validator{}", i + 1))
+                    .public_key(),
                 stake: Stake(*s),
                 address: None,
             })
@@ -305,11 +336,20 @@ mod tests {
 
     #[test]
     fn genesis_rules_are_enforced() {
-        assert_eq!(ValidatorSet::new(&[]).unwrap_err(), GenesisError::NoValidators);
-        assert!(matches!(ValidatorSet::new(&members(&[100, 0])), Err(GenesisError::ZeroStake { .. })));
+        assert_eq!(
+            ValidatorSet::new(&[]).unwrap_err(),
+            GenesisError::NoValidators
+        );
+        assert!(matches!(
+            ValidatorSet::new(&members(&[100, 0])),
+            Err(GenesisError::ZeroStake { .. })
+        ));
         let mut dup = members(&[1, 2]);
         dup[1].public_key = dup[0].public_key;
-        assert!(matches!(ValidatorSet::new(&dup), Err(GenesisError::DuplicateKey { .. })));
+        assert!(matches!(
+            ValidatorSet::new(&dup),
+            Err(GenesisError::DuplicateKey { .. })
+        ));
         assert_eq!(
             ValidatorSet::new(&members(&[u64::MAX, 1])).unwrap_err(),
             GenesisError::StakeOverflow
@@ -320,7 +360,10 @@ mod tests {
         weak[0].public_key = PublicKey(identity);
         assert!(matches!(
             ValidatorSet::new(&weak),
-            Err(GenesisError::BadKey { error: CryptoError::WeakKey, .. })
+            Err(GenesisError::BadKey {
+                error: CryptoError::WeakKey,
+                ..
+            })
         ));
     }
 
@@ -329,13 +372,16 @@ mod tests {
         let set = ValidatorSet::new(&members(&[100, 300])).unwrap();
         let mut counts = [0u32; 2];
         for h in 1..4001u64 {
-            counts[set.proposer("c", &Hash::ZERO, Height(h), Round(0)).as_usize()] += 1;
+            counts[set
+                .proposer("c", &Hash::ZERO, Height(h), Round(0))
+                .as_usize()] += 1;
         }
         // Expect about 1000 / 3000; allow a wide margin, the draw is a hash.
         assert!((800..1200).contains(&counts[0]), "{counts:?}");
         // A new round is a new draw: not always the same proposer.
-        let distinct: std::collections::BTreeSet<_> =
-            (0..20).map(|r| set.proposer("c", &Hash::ZERO, Height(1), Round(r))).collect();
+        let distinct: std::collections::BTreeSet<_> = (0..20)
+            .map(|r| set.proposer("c", &Hash::ZERO, Height(1), Round(r)))
+            .collect();
         assert_eq!(distinct.len(), 2);
     }
 
