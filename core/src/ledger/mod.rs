@@ -469,7 +469,13 @@ mod tests {
         let mut ledger = funded(&[("alice", 1_000)]);
         let tx = transfer(&key("alice"), pk("bob"), 300, 50, 0);
         let out = ledger
-            .apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, std::slice::from_ref(&tx))
+            .apply_block(
+                CHAIN,
+                Height(1),
+                ValidatorIndex(0),
+                &set,
+                std::slice::from_ref(&tx),
+            )
             .unwrap();
         // total = 100 000 000 + 50; proposer's tenth 10 000 005; rest 90 000 045 split 1:3 →
         // 22 500 011 and 67 500 033, one unit left over to the proposer.
