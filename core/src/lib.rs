@@ -5,6 +5,7 @@
 
 pub mod block;
 pub mod codec;
+pub mod consensus;
 pub mod crypto;
 pub mod ledger;
 pub mod message;

@@ -1,0 +1,188 @@
+//! What crosses between the core and a runtime: the `Input`s a runtime feeds, the `Output`s it must
+//! perform (in order), the timers it keeps, and the records it must make durable.
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, Certificate};
+use crate::ledger::{BlockOutcome, TxError};
+use crate::message::{Message, Proposal, VoteKind};
+use crate::tx::SignedTransfer;
+use crate::types::{Hash, Height, Round, Stake, ValidatorIndex};
+use crate::votes::Evidence;
+
+/// A timer the core asked for. Timers carry the height and round they were set in; one that fires
+/// after the node moved on is ignored, so a runtime never needs to cancel anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// No proposal arrived in time (Algorithm 1, L57).
+    Propose { height: Height, round: Round },
+    /// Prepares of a quorum arrived but none for one value (L61).
+    Prepare { height: Height, round: Round },
+    /// Precommits of a quorum arrived but none for one value (L65).
+    Precommit { height: Height, round: Round },
+    /// `block_time` after finalizing `height - 1`: start round 0 of `height`.
+    NextHeight { height: Height },
+    /// Periodic: re-send own messages if still in `height`, and chase peers that are ahead.
+    Resend { height: Height },
+}
+
+/// Something that happened, handed to `Node::handle` with the current time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The node starts (or restarts); first input of every node.
+    Start,
+    /// A decoded message from an authenticated peer. Its content is not trusted yet.
+    Message { from: ValidatorIndex, msg: Message },
+    /// A timer set by an earlier `Output::Schedule` has fired.
+    Timeout(Timer),
+    /// A connection to `peer` was (re-)established.
+    PeerConnected(ValidatorIndex),
+    /// A client submitted a transfer to this node.
+    SubmitTx(SignedTransfer),
+}
+
+/// What a node must be able to restore after a crash so that it never contradicts itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PersistRecord {
+    /// A proposal or vote this node signed at `height`.
+    Signed { height: Height, msg: Message },
+    /// This node locked on `block` in `round` at `height` (it precommitted it).
+    Locked {
+        height: Height,
+        round: Round,
+        block: Block,
+    },
+}
+
+impl PersistRecord {
+    pub fn height(&self) -> Height {
+        match self {
+            PersistRecord::Signed { height, .. } | PersistRecord::Locked { height, .. } => *height,
+        }
+    }
+}
+
+/// A validator caught signing two different things for the same slot.
+// Rare and always boxed inside `Output`, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Misbehaviour {
+    DoubleVote(Evidence),
+    DoubleProposal { first: Proposal, second: Proposal },
+}
+
+impl Misbehaviour {
+    pub fn validator(&self) -> ValidatorIndex {
+        match self {
+            Misbehaviour::DoubleVote(e) => e.first.validator,
+            Misbehaviour::DoubleProposal { first, .. } => first.proposer,
+        }
+    }
+}
+
+/// A finalized block, its proof, and what it did to the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finalized {
+    pub block: Block,
+    pub certificate: Certificate,
+    pub outcome: BlockOutcome,
+}
+
+/// How a round was entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoundChange {
+    /// The precommit timeout of the previous round expired (L65).
+    Timeout,
+    /// More than a third of the stake was seen in a higher round (L55).
+    Skip,
+}
+
+/// Observability: things a runtime logs and counts. They oblige nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    Proposing {
+        height: Height,
+        round: Round,
+        block: Hash,
+        txs: usize,
+        reproposal: bool,
+    },
+    ProposalAccepted {
+        height: Height,
+        round: Round,
+        proposer: ValidatorIndex,
+        block: Hash,
+    },
+    VoteCounted {
+        height: Height,
+        round: Round,
+        kind: VoteKind,
+        validator: ValidatorIndex,
+        block: Option<Hash>,
+        /// Stake now behind this value in this round and kind.
+        weight: Stake,
+        total: Stake,
+    },
+    /// A message was refused; `reason` is a stable label for metrics.
+    Rejected {
+        kind: &'static str,
+        reason: &'static str,
+    },
+    PrepareQuorum {
+        height: Height,
+        round: Round,
+        block: Option<Hash>,
+    },
+    PrecommitQuorum {
+        height: Height,
+        round: Round,
+        block: Option<Hash>,
+    },
+    RoundChanged {
+        height: Height,
+        round: Round,
+        reason: RoundChange,
+    },
+    /// This node is behind; it asked `peer` for blocks from `from`.
+    SyncRequested { peer: ValidatorIndex, from: Height },
+}
+
+/// What the runtime must do, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Make `record` durable before performing any later output of this same step.
+    Persist(PersistRecord),
+    Broadcast(Message),
+    Send {
+        to: ValidatorIndex,
+        msg: Message,
+    },
+    /// Deliver `Input::Timeout(timer)` after `after_ms` milliseconds.
+    Schedule {
+        timer: Timer,
+        after_ms: u64,
+    },
+    /// Store the block, its certificate and outcome; persisted records of heights up to and
+    /// including this block's are no longer needed.
+    Finalized(Box<Finalized>),
+    Evidence(Box<Misbehaviour>),
+    /// A late precommit added a signature to the certificate of the last finalized block
+    /// (finality came at the quorum; the rest is kept for light clients and logs). Replace the
+    /// stored certificate of `certificate.height` with this one.
+    CertificateExtended(Certificate),
+    /// `to` asked for finalized blocks from `from`: reply with `Message::SyncResponse` holding up
+    /// to `max_blocks` of them (fewer if the reply would pass `codec::MAX_MESSAGE_BYTES`).
+    ServeSync {
+        to: ValidatorIndex,
+        from: Height,
+        max_blocks: u32,
+    },
+    TxAccepted {
+        hash: Hash,
+    },
+    TxRejected {
+        hash: Hash,
+        error: TxError,
+    },
+    Event(Event),
+}

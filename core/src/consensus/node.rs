@@ -1,0 +1,1219 @@
+//! The consensus state machine of one validator: Tendermint's Algorithm 1 (Buchman, Kwon,
+//! Milosevic, 2018) under our names: *proposal*, *prepare* (prevote) and *precommit*.
+//!
+//! Every `upon` rule of the paper is one method below, labelled with the lines it implements. After
+//! each input the rules are evaluated until none fires; each firing moves `(height, round, step)`
+//! strictly forward, so the evaluation ends. Deviations from the paper, and why:
+//! - a `NewHeight` step: after finalizing, round 0 of the next height starts `block_time` later
+//!   (DESIGN §2.1); only the decision rule (L49) runs while waiting;
+//! - `Decision` messages and sync responses finalize a height directly when they carry a valid
+//!   certificate (catch-up); the certificate proves what L49 would have seen;
+//! - messages for the next height are kept (verified, bounded per validator) and replayed when the
+//!   node gets there, so a node that finalizes a little late does not miss the next proposal;
+//! - own signed messages are re-sent on `PeerConnected` and on a periodic timer (gossip stand-in).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::block::{self, Block, Certificate};
+use crate::consensus::io::{
+    Event, Finalized, Input, Misbehaviour, Output, PersistRecord, RoundChange, Timer,
+};
+use crate::crypto::Keypair;
+use crate::ledger::mempool::Mempool;
+use crate::ledger::{BlockOutcome, Ledger};
+use crate::message::{Decision, MAX_SYNC_BLOCKS, Message, Proposal, Vote, VoteKind};
+use crate::tx::SignedTransfer;
+use crate::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
+use crate::validators::{ConsensusParams, Genesis, GenesisError, ValidatorSet};
+use crate::votes::{AddOutcome, MAX_ROUNDS_AHEAD, VoteKeeper};
+
+/// Proposals are accepted for at most this many rounds beyond the current one: each may carry a
+/// full block, so the window is kept small (a proposer re-sends its proposal anyway).
+pub const PROPOSAL_ROUNDS_AHEAD: u32 = 4;
+
+/// Messages for the next height are kept for rounds below this.
+const NEXT_HEIGHT_ROUNDS: u32 = 2;
+
+/// Where a node is within a height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// Waiting `block_time` before round 0 of this height.
+    NewHeight,
+    Propose,
+    Prepare,
+    Precommit,
+}
+
+/// Settings of one node that are not protocol parameters (those are in the genesis).
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Pending transactions kept at most.
+    pub mempool_capacity: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            mempool_capacity: 20_000,
+        }
+    }
+}
+
+/// What a node is rebuilt from after a crash: its last finalized block, the ledger after it, and
+/// the records it asked to persist since.
+#[derive(Clone, Debug, Default)]
+pub struct Restore {
+    pub last: Option<Decision>,
+    pub ledger: Option<Ledger>,
+    pub records: Vec<PersistRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid genesis: {0}")]
+    Genesis(#[from] GenesisError),
+    #[error("the restored ledger's state root {ledger} differs from the last block's {block}")]
+    LedgerMismatch { ledger: Hash, block: Hash },
+    #[error("the restored last block is for chain {got:?}, this node runs {expected:?}")]
+    WrongChain { expected: String, got: String },
+}
+
+/// A block checked against the ledger, with the ledger it leads to.
+#[derive(Clone, Debug)]
+struct Checked {
+    after: Ledger,
+    outcome: BlockOutcome,
+}
+
+/// Why a block is not valid (a stable label for metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockFault {
+    WrongChain,
+    WrongHeight,
+    WrongParent,
+    TimestampNotAfterParent,
+    /// Not a permanent fault: the block may become acceptable as the clock advances.
+    TimestampInFuture,
+    UnknownProposer,
+    TooManyTxs,
+    WrongTxRoot,
+    BadTransaction,
+    WrongStateRoot,
+}
+
+impl BlockFault {
+    fn reason(self) -> &'static str {
+        match self {
+            BlockFault::WrongChain => "block_wrong_chain",
+            BlockFault::WrongHeight => "block_wrong_height",
+            BlockFault::WrongParent => "block_wrong_parent",
+            BlockFault::TimestampNotAfterParent => "block_timestamp_not_after_parent",
+            BlockFault::TimestampInFuture => "block_timestamp_in_future",
+            BlockFault::UnknownProposer => "block_unknown_proposer",
+            BlockFault::TooManyTxs => "block_too_many_txs",
+            BlockFault::WrongTxRoot => "block_wrong_tx_root",
+            BlockFault::BadTransaction => "block_bad_transaction",
+            BlockFault::WrongStateRoot => "block_wrong_state_root",
+        }
+    }
+}
+
+/// Slot of a signed message within a round: one proposal, one prepare, one precommit.
+type SignedSlot = (Round, u8);
+
+fn slot_of(msg: &Message) -> Option<SignedSlot> {
+    match msg {
+        Message::Proposal(p) => Some((p.round, 0)),
+        Message::Vote(v) if v.kind == VoteKind::Prepare => Some((v.round, 1)),
+        Message::Vote(v) => Some((v.round, 2)),
+        _ => None,
+    }
+}
+
+/// One validator's consensus. Feed it `Input`s with the time; perform the `Output`s in order.
+pub struct Node {
+    chain_id: String,
+    params: ConsensusParams,
+    set: ValidatorSet,
+    key: Keypair,
+    me: Option<ValidatorIndex>,
+    now: TimestampMs,
+    started: bool,
+
+    // The chain so far.
+    height: Height,
+    parent_hash: Hash,
+    parent_time: TimestampMs,
+    last_decision: Option<Decision>,
+    ledger: Ledger,
+    mempool: Mempool,
+
+    // State of the current height (reset by `enter_height`).
+    round: Round,
+    step: Step,
+    locked: Option<(Round, Hash)>,
+    valid: Option<(Round, Hash)>,
+    blocks: BTreeMap<Hash, Block>,
+    checked: BTreeMap<Hash, Option<Box<Checked>>>,
+    proposals: BTreeMap<Round, (Hash, Proposal)>,
+    votes: VoteKeeper,
+    signed: BTreeMap<SignedSlot, Message>,
+    /// (round, block) pairs holding a precommit quorum: L49 fires once the block is known.
+    commit_quorums: BTreeSet<(Round, Hash)>,
+    // "For the first time" flags of the current round.
+    prepare_timer_set: bool,
+    precommit_timer_set: bool,
+    valid_updated: bool,
+
+    /// Verified messages for `height + 1`, at most one per (signer, round, slot).
+    next_height: BTreeMap<(ValidatorIndex, Round, u8), Message>,
+    /// The highest height some peer is known to have finalized, and that peer.
+    peer_finalized: Option<(Height, ValidatorIndex)>,
+    sync_in_flight: Option<TimestampMs>,
+
+    out: Vec<Output>,
+}
+
+impl Node {
+    /// A node at height 1 of a fresh chain.
+    pub fn new(genesis: &Genesis, key: Keypair, config: NodeConfig) -> Result<Node, NodeError> {
+        let set = genesis.validate()?;
+        let me = set.index_of(&key.public_key());
+        let height = Height(1);
+        Ok(Node {
+            chain_id: genesis.chain_id.clone(),
+            params: genesis.params.clone(),
+            votes: VoteKeeper::new(height, &set),
+            set,
+            key,
+            me,
+            now: TimestampMs(0),
+            started: false,
+            height,
+            parent_hash: genesis.hash(),
+            parent_time: genesis.genesis_time_ms,
+            last_decision: None,
+            ledger: Ledger::from_genesis(genesis),
+            mempool: Mempool::new(config.mempool_capacity),
+            round: Round::ZERO,
+            step: Step::NewHeight,
+            locked: None,
+            valid: None,
+            blocks: BTreeMap::new(),
+            checked: BTreeMap::new(),
+            proposals: BTreeMap::new(),
+            signed: BTreeMap::new(),
+            commit_quorums: BTreeSet::new(),
+            prepare_timer_set: false,
+            precommit_timer_set: false,
+            valid_updated: false,
+            next_height: BTreeMap::new(),
+            peer_finalized: None,
+            sync_in_flight: None,
+            out: Vec::new(),
+        })
+    }
+
+    /// A node rebuilt after a crash from its last finalized block, the ledger after it, and its
+    /// persisted records. It re-sends what it signed in the current height and never signs a
+    /// different message for a slot it already signed.
+    pub fn restore(
+        genesis: &Genesis,
+        key: Keypair,
+        config: NodeConfig,
+        restore: Restore,
+    ) -> Result<Node, NodeError> {
+        let mut node = Node::new(genesis, key, config)?;
+        if let Some(last) = restore.last {
+            if last.block.header.chain_id != node.chain_id {
+                return Err(NodeError::WrongChain {
+                    expected: node.chain_id.clone(),
+                    got: last.block.header.chain_id.clone(),
+                });
+            }
+            let ledger = restore
+                .ledger
+                .unwrap_or_else(|| Ledger::from_genesis(genesis));
+            if ledger.state_root() != last.block.header.state_root {
+                return Err(NodeError::LedgerMismatch {
+                    ledger: ledger.state_root(),
+                    block: last.block.header.state_root,
+                });
+            }
+            node.ledger = ledger;
+            node.height = last.block.height().next();
+            node.parent_hash = last.block.hash();
+            node.parent_time = last.block.header.timestamp;
+            node.votes = VoteKeeper::new(node.height, &node.set);
+            node.last_decision = Some(last);
+        }
+        for record in restore.records {
+            if record.height() != node.height {
+                continue;
+            }
+            match record {
+                PersistRecord::Signed { msg, .. } => node.restore_signed(msg),
+                PersistRecord::Locked { round, block, .. } => {
+                    if node.locked.is_none_or(|(r, _)| round > r) {
+                        let hash = block.hash();
+                        node.locked = Some((round, hash));
+                        node.valid = Some((round, hash));
+                        node.blocks.insert(hash, block);
+                    }
+                }
+            }
+        }
+        node.out.clear();
+        Ok(node)
+    }
+
+    fn restore_signed(&mut self, msg: Message) {
+        let Some(slot) = slot_of(&msg) else { return };
+        self.round = self.round.max(slot.0);
+        match &msg {
+            Message::Proposal(p) => {
+                let hash = p.block.hash();
+                self.blocks.insert(hash, p.block.clone());
+                self.proposals.insert(p.round, (hash, p.clone()));
+            }
+            Message::Vote(v) => {
+                // Our own vote; the keeper accepts it as any other.
+                let _ = self.votes.add(v.clone(), v.round);
+                self.note_commit_quorum(v);
+            }
+            _ => {}
+        }
+        self.signed.insert(slot, msg);
+    }
+
+    // ----- accessors -------------------------------------------------------------------------
+
+    pub fn height(&self) -> Height {
+        self.height
+    }
+    pub fn round(&self) -> Round {
+        self.round
+    }
+    pub fn step(&self) -> Step {
+        self.step
+    }
+    pub fn me(&self) -> Option<ValidatorIndex> {
+        self.me
+    }
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.set
+    }
+    pub fn params(&self) -> &ConsensusParams {
+        &self.params
+    }
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.last_decision.as_ref()
+    }
+    pub fn locked(&self) -> Option<(Round, Hash)> {
+        self.locked
+    }
+
+    // ----- the one entry point ---------------------------------------------------------------
+
+    /// Handles one input at time `now` and returns what to do, in order.
+    pub fn handle(&mut self, now: TimestampMs, input: Input) -> Vec<Output> {
+        // A clock that steps back is held still: the core's time never decreases.
+        self.now = self.now.max(now);
+        match input {
+            Input::Start => self.on_start(),
+            Input::Message { from, msg } => self.on_message(from, msg, false),
+            Input::Timeout(timer) => self.on_timeout(timer),
+            Input::PeerConnected(peer) => self.on_peer_connected(peer),
+            Input::SubmitTx(tx) => self.on_submit_tx(tx),
+        }
+        self.check_rules();
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_start(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        // A restarted node first repeats what it signed, so peers see it again.
+        let resend: Vec<Message> = self.signed.values().cloned().collect();
+        for msg in resend {
+            self.out.push(Output::Broadcast(msg));
+        }
+        self.schedule(
+            Timer::Resend {
+                height: self.height,
+            },
+            self.params.resend_interval_ms,
+        );
+        self.start_round(self.round, None);
+    }
+
+    fn on_message(&mut self, from: ValidatorIndex, msg: Message, verified: bool) {
+        match msg {
+            Message::Proposal(p) => self.on_proposal(p, verified),
+            Message::Vote(v) => self.on_vote(v, verified),
+            Message::Decision(d) => self.on_decision(from, d),
+            Message::SyncRequest {
+                from: start,
+                max_blocks,
+            } => self.on_sync_request(from, start, max_blocks),
+            Message::SyncResponse { blocks } => self.on_sync_response(from, blocks),
+            Message::Transaction(tx) => {
+                if let Err(e) = self.mempool.insert(&self.chain_id, tx, &self.ledger) {
+                    self.reject("transaction", e.reason());
+                }
+            }
+        }
+    }
+
+    fn on_submit_tx(&mut self, tx: SignedTransfer) {
+        let hash = tx.hash();
+        match self
+            .mempool
+            .insert(&self.chain_id, tx.clone(), &self.ledger)
+        {
+            Ok(hash) => {
+                self.out.push(Output::TxAccepted { hash });
+                self.out.push(Output::Broadcast(Message::Transaction(tx)));
+            }
+            Err(error) => self.out.push(Output::TxRejected { hash, error }),
+        }
+    }
+
+    fn on_peer_connected(&mut self, peer: ValidatorIndex) {
+        if let Some(d) = &self.last_decision {
+            self.out.push(Output::Send {
+                to: peer,
+                msg: Message::Decision(d.clone()),
+            });
+        }
+        for msg in self.signed.values() {
+            self.out.push(Output::Send {
+                to: peer,
+                msg: msg.clone(),
+            });
+        }
+    }
+
+    // ----- proposals and votes ---------------------------------------------------------------
+
+    fn on_proposal(&mut self, p: Proposal, verified: bool) {
+        if p.height != self.height {
+            return self.on_other_height(Message::Proposal(p), verified);
+        }
+        if p.round > Round(self.round.0.saturating_add(PROPOSAL_ROUNDS_AHEAD)) {
+            return self.reject("proposal", "round_too_far");
+        }
+        if p.proposer
+            != self
+                .set
+                .proposer(&self.chain_id, &self.parent_hash, p.height, p.round)
+        {
+            return self.reject("proposal", "wrong_proposer");
+        }
+        if p.block.header.height != p.height || p.valid_round.is_some_and(|vr| vr >= p.round) {
+            return self.reject("proposal", "malformed");
+        }
+        let hash = p.block.hash();
+        if let Some((known, first)) = self.proposals.get(&p.round) {
+            if *known == hash && first.valid_round == p.valid_round {
+                return; // a re-send
+            }
+            if p.verify(&self.set, &self.chain_id).is_ok() {
+                let first = first.clone();
+                self.out
+                    .push(Output::Evidence(Box::new(Misbehaviour::DoubleProposal {
+                        first,
+                        second: p,
+                    })));
+            }
+            return;
+        }
+        if !verified && p.verify(&self.set, &self.chain_id).is_err() {
+            return self.reject("proposal", "bad_signature");
+        }
+        self.out.push(Output::Event(Event::ProposalAccepted {
+            height: p.height,
+            round: p.round,
+            proposer: p.proposer,
+            block: hash,
+        }));
+        self.blocks.entry(hash).or_insert_with(|| p.block.clone());
+        self.proposals.insert(p.round, (hash, p));
+    }
+
+    fn on_vote(&mut self, vote: Vote, verified: bool) {
+        let kind = if vote.kind == VoteKind::Prepare {
+            "prepare"
+        } else {
+            "precommit"
+        };
+        if vote.height != self.height {
+            return self.on_other_height(Message::Vote(vote), verified);
+        }
+        // Cheap refusals before the signature check.
+        if self.set.get(vote.validator).is_none() {
+            return self.reject(kind, "unknown_validator");
+        }
+        if vote.round > Round(self.round.0.saturating_add(MAX_ROUNDS_AHEAD)) {
+            return self.reject(kind, "round_too_far");
+        }
+        if self.votes.contains(&vote) {
+            return;
+        }
+        if !verified && vote.verify(&self.set, &self.chain_id).is_err() {
+            return self.reject(kind, "bad_signature");
+        }
+        self.count_vote(vote);
+    }
+
+    /// Counts a vote whose signature is known good (or our own).
+    fn count_vote(&mut self, vote: Vote) {
+        let (round, kind, block, validator) = (vote.round, vote.kind, vote.block, vote.validator);
+        match self.votes.add(vote.clone(), self.round) {
+            Ok(AddOutcome::Counted) => {
+                self.out.push(Output::Event(Event::VoteCounted {
+                    height: self.height,
+                    round,
+                    kind,
+                    validator,
+                    block,
+                    weight: self.votes.stake_for(round, kind, block),
+                    total: self.set.total_stake(),
+                }));
+                self.note_commit_quorum(&vote);
+            }
+            Ok(AddOutcome::Equivocation(evidence)) => {
+                self.out
+                    .push(Output::Evidence(Box::new(Misbehaviour::DoubleVote(
+                        *evidence,
+                    ))));
+            }
+            Ok(AddOutcome::Duplicate | AddOutcome::AlreadyReported) => {}
+            Err(e) => self.reject(
+                if kind == VoteKind::Prepare {
+                    "prepare"
+                } else {
+                    "precommit"
+                },
+                e.reason(),
+            ),
+        }
+    }
+
+    fn note_commit_quorum(&mut self, vote: &Vote) {
+        if let (VoteKind::Precommit, Some(block)) = (vote.kind, vote.block)
+            && self.set.is_quorum(self.votes.stake_for(
+                vote.round,
+                VoteKind::Precommit,
+                Some(block),
+            ))
+        {
+            self.commit_quorums.insert((vote.round, block));
+        }
+    }
+
+    /// A proposal or vote for another height: stale, kept for the next height, or a sign that
+    /// this node is behind.
+    fn on_other_height(&mut self, msg: Message, verified: bool) {
+        let (height, round, signer, slot) = match &msg {
+            Message::Proposal(p) => (p.height, p.round, p.proposer, 0u8),
+            Message::Vote(v) => (
+                v.height,
+                v.round,
+                v.validator,
+                if v.kind == VoteKind::Prepare { 1 } else { 2 },
+            ),
+            _ => return,
+        };
+        if height < self.height {
+            if let Message::Vote(v) = msg {
+                self.extend_certificate(v);
+            }
+            return; // late: that height is final here
+        }
+        let signature_ok = verified
+            || match &msg {
+                Message::Proposal(p) => p.verify(&self.set, &self.chain_id).is_ok(),
+                Message::Vote(v) => v.verify(&self.set, &self.chain_id).is_ok(),
+                _ => false,
+            };
+        if !signature_ok {
+            return self.reject(msg.kind(), "bad_signature");
+        }
+        // A validator working on `height` has finalized `height - 1`.
+        self.note_peer_finalized(Height(height.0 - 1), signer);
+        if height == self.height.next() && round.0 < NEXT_HEIGHT_ROUNDS {
+            self.next_height.insert((signer, round, slot), msg);
+        } else if height > self.height.next() {
+            self.request_sync();
+        }
+    }
+
+    /// A late precommit for the last finalized block joins its certificate.
+    fn extend_certificate(&mut self, vote: Vote) {
+        let Some(decision) = &mut self.last_decision else {
+            return;
+        };
+        let cert = &mut decision.certificate;
+        if vote.kind != VoteKind::Precommit
+            || vote.height != cert.height
+            || vote.round != cert.round
+            || vote.block != Some(cert.block_hash)
+        {
+            return;
+        }
+        let Err(at) = cert
+            .signatures
+            .binary_search_by_key(&vote.validator, |s| s.validator)
+        else {
+            return; // already in
+        };
+        if vote.verify(&self.set, &self.chain_id).is_err() {
+            return self.reject("precommit", "bad_signature");
+        }
+        cert.signatures.insert(
+            at,
+            block::CommitSignature {
+                validator: vote.validator,
+                signature: vote.signature,
+            },
+        );
+        self.out.push(Output::CertificateExtended(cert.clone()));
+    }
+
+    // ----- decisions and catch-up ------------------------------------------------------------
+
+    fn on_decision(&mut self, from: ValidatorIndex, d: Decision) {
+        let height = d.block.height();
+        if height < self.height {
+            return;
+        }
+        let hash = d.block.hash();
+        if let Err(e) = d
+            .certificate
+            .verify(&self.set, &self.chain_id, height, &hash)
+        {
+            let _ = e;
+            return self.reject("decision", "bad_certificate");
+        }
+        if height > self.height {
+            self.note_peer_finalized(height, from);
+            return self.request_sync();
+        }
+        self.blocks.entry(hash).or_insert(d.block);
+        if self.check(hash, true) {
+            self.finalize(hash, d.certificate, false);
+        }
+    }
+
+    fn on_sync_request(&mut self, from: ValidatorIndex, start: Height, max_blocks: u32) {
+        if start.0 >= 1 && start < self.height && max_blocks > 0 {
+            self.out.push(Output::ServeSync {
+                to: from,
+                from: start,
+                max_blocks: max_blocks.min(MAX_SYNC_BLOCKS),
+            });
+        }
+    }
+
+    fn on_sync_response(&mut self, from: ValidatorIndex, blocks: Vec<Decision>) {
+        self.sync_in_flight = None;
+        for d in blocks.into_iter().take(MAX_SYNC_BLOCKS as usize) {
+            if d.block.height() < self.height {
+                continue;
+            }
+            if d.block.height() > self.height {
+                break;
+            }
+            let before = self.height;
+            self.on_decision(from, d);
+            if self.height == before {
+                break; // that block did not apply; the rest cannot either
+            }
+        }
+        self.request_sync();
+    }
+
+    fn note_peer_finalized(&mut self, height: Height, peer: ValidatorIndex) {
+        if self.peer_finalized.is_none_or(|(h, _)| height > h) {
+            self.peer_finalized = Some((height, peer));
+        }
+    }
+
+    /// Asks the most advanced peer known for the blocks this node misses, one request at a time.
+    fn request_sync(&mut self) {
+        let Some((height, peer)) = self.peer_finalized else {
+            return;
+        };
+        if height < self.height {
+            self.peer_finalized = None;
+            return;
+        }
+        let patience = 2 * self.params.resend_interval_ms.max(1);
+        if self
+            .sync_in_flight
+            .is_some_and(|at| self.now.0 < at.0.saturating_add(patience))
+        {
+            return;
+        }
+        self.sync_in_flight = Some(self.now);
+        self.out.push(Output::Send {
+            to: peer,
+            msg: Message::SyncRequest {
+                from: self.height,
+                max_blocks: MAX_SYNC_BLOCKS,
+            },
+        });
+        self.out.push(Output::Event(Event::SyncRequested {
+            peer,
+            from: self.height,
+        }));
+    }
+
+    // ----- timers ----------------------------------------------------------------------------
+
+    fn on_timeout(&mut self, timer: Timer) {
+        match timer {
+            // L57-L60: OnTimeoutPropose(h, r): prepare nil.
+            Timer::Propose { height, round }
+                if height == self.height && round == self.round && self.step == Step::Propose =>
+            {
+                self.vote(VoteKind::Prepare, None);
+                self.step = Step::Prepare;
+            }
+            // L61-L64: OnTimeoutPrevote(h, r): precommit nil.
+            Timer::Prepare { height, round }
+                if height == self.height && round == self.round && self.step == Step::Prepare =>
+            {
+                self.vote(VoteKind::Precommit, None);
+                self.step = Step::Precommit;
+            }
+            // L65-L67: OnTimeoutPrecommit(h, r): StartRound(r + 1).
+            Timer::Precommit { height, round }
+                if height == self.height && round == self.round && self.step != Step::NewHeight =>
+            {
+                self.start_round(round.next(), Some(RoundChange::Timeout));
+            }
+            Timer::NextHeight { height }
+                if height == self.height && self.step == Step::NewHeight =>
+            {
+                self.start_round(Round::ZERO, None);
+            }
+            Timer::Resend { height } => {
+                if height == self.height && self.step != Step::NewHeight {
+                    let resend: Vec<Message> = self.signed.values().cloned().collect();
+                    for msg in resend {
+                        self.out.push(Output::Broadcast(msg));
+                    }
+                }
+                self.request_sync();
+                self.schedule(
+                    Timer::Resend {
+                        height: self.height,
+                    },
+                    self.params.resend_interval_ms.max(1),
+                );
+            }
+            _ => {} // stale: the node has moved on
+        }
+    }
+
+    fn schedule(&mut self, timer: Timer, after_ms: u64) {
+        self.out.push(Output::Schedule { timer, after_ms });
+    }
+
+    // ----- the rules -------------------------------------------------------------------------
+
+    /// Evaluates the `upon` rules until none fires.
+    fn check_rules(&mut self) {
+        loop {
+            let before = (self.height, self.round, self.step);
+            if self.try_decide() {
+                continue;
+            }
+            if !self.started || self.step == Step::NewHeight {
+                return;
+            }
+            if self.try_round_skip() {
+                debug_assert!((self.height, self.round) > (before.0, before.1));
+                continue;
+            }
+            let fired = match self.step {
+                Step::Propose => self.try_prepare(),
+                Step::Prepare => {
+                    self.try_prepare_timer();
+                    self.try_precommit()
+                }
+                Step::Precommit => {
+                    self.try_update_valid();
+                    false
+                }
+                Step::NewHeight => false,
+            };
+            if fired {
+                debug_assert!(
+                    (self.height, self.round, self.step) > before,
+                    "rules must make progress"
+                );
+                continue;
+            }
+            self.try_precommit_timer();
+            return;
+        }
+    }
+
+    /// L49-L54: a proposal with a precommit quorum for it, in any round: decide.
+    fn try_decide(&mut self) -> bool {
+        let quorums: Vec<(Round, Hash)> = self.commit_quorums.iter().copied().collect();
+        for (round, hash) in quorums {
+            if !self.blocks.contains_key(&hash) {
+                continue; // wait for the block (a proposal, or a peer's Decision)
+            }
+            if !self.check(hash, true) {
+                self.commit_quorums.remove(&(round, hash));
+                self.reject("decision", "certified_block_invalid");
+                continue;
+            }
+            let precommits = self.votes.votes(round, VoteKind::Precommit);
+            let certificate = Certificate::from_precommits(self.height, round, hash, precommits);
+            self.out.push(Output::Event(Event::PrecommitQuorum {
+                height: self.height,
+                round,
+                block: Some(hash),
+            }));
+            self.finalize(hash, certificate, true);
+            return true;
+        }
+        false
+    }
+
+    /// L55-L56: more than a third of the stake in a higher round: go there.
+    fn try_round_skip(&mut self) -> bool {
+        let target = self
+            .votes
+            .rounds()
+            .into_iter()
+            .rev()
+            .take_while(|r| *r > self.round)
+            .find(|r| self.set.is_more_than_third(self.votes.stake_in_round(*r)));
+        match target {
+            Some(round) => {
+                self.start_round(round, Some(RoundChange::Skip));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// L22-L27 (fresh proposal) and L28-L33 (re-proposal with a prepare quorum from `vr`).
+    fn try_prepare(&mut self) -> bool {
+        let Some((hash, proposal)) = self.proposals.get(&self.round) else {
+            return false;
+        };
+        let (hash, valid_round) = (*hash, proposal.valid_round);
+        let acceptable = match valid_round {
+            // L22: valid(v) ∧ (lockedRound = −1 ∨ lockedValue = v)
+            None => self.locked.is_none_or(|(_, locked)| locked == hash) && self.check(hash, false),
+            // L28: 2f+1 PREVOTE(h, vr, id(v)) ∧ valid(v) ∧ (lockedRound ≤ vr ∨ lockedValue = v)
+            Some(vr) => {
+                if !self
+                    .set
+                    .is_quorum(self.votes.stake_for(vr, VoteKind::Prepare, Some(hash)))
+                {
+                    return false; // wait for the prepares of round vr, or the timeout
+                }
+                self.locked
+                    .is_none_or(|(lr, locked)| lr <= vr || locked == hash)
+                    && self.check(hash, false)
+            }
+        };
+        self.vote(VoteKind::Prepare, acceptable.then_some(hash));
+        self.step = Step::Prepare;
+        true
+    }
+
+    /// L34-L35: 2f+1 PREVOTE(h, r, *) for the first time: start the prepare timeout.
+    fn try_prepare_timer(&mut self) {
+        if !self.prepare_timer_set
+            && self
+                .set
+                .is_quorum(self.votes.stake_any(self.round, VoteKind::Prepare))
+        {
+            self.prepare_timer_set = true;
+            let after = self.params.prepare_timeout.at(self.round);
+            self.schedule(
+                Timer::Prepare {
+                    height: self.height,
+                    round: self.round,
+                },
+                after,
+            );
+        }
+    }
+
+    /// L36-L43 with step = prepare (lock and precommit the value), and L44-L46 (precommit nil).
+    fn try_precommit(&mut self) -> bool {
+        let round = self.round;
+        if let Some(&(hash, _)) = self.proposals.get(&round)
+            && self
+                .set
+                .is_quorum(self.votes.stake_for(round, VoteKind::Prepare, Some(hash)))
+            && self.check(hash, false)
+        {
+            self.out.push(Output::Event(Event::PrepareQuorum {
+                height: self.height,
+                round,
+                block: Some(hash),
+            }));
+            self.locked = Some((round, hash));
+            self.valid = Some((round, hash));
+            self.valid_updated = true;
+            if self.me.is_some() {
+                let block = self.blocks[&hash].clone();
+                self.out.push(Output::Persist(PersistRecord::Locked {
+                    height: self.height,
+                    round,
+                    block,
+                }));
+            }
+            self.vote(VoteKind::Precommit, Some(hash));
+            self.step = Step::Precommit;
+            return true;
+        }
+        if self
+            .set
+            .is_quorum(self.votes.stake_for(round, VoteKind::Prepare, None))
+        {
+            self.out.push(Output::Event(Event::PrepareQuorum {
+                height: self.height,
+                round,
+                block: None,
+            }));
+            self.vote(VoteKind::Precommit, None);
+            self.step = Step::Precommit;
+            return true;
+        }
+        false
+    }
+
+    /// L36-L43 with step = precommit: only `validValue`/`validRound` are updated.
+    fn try_update_valid(&mut self) {
+        if self.valid_updated {
+            return;
+        }
+        let round = self.round;
+        if let Some(&(hash, _)) = self.proposals.get(&round)
+            && self
+                .set
+                .is_quorum(self.votes.stake_for(round, VoteKind::Prepare, Some(hash)))
+            && self.check(hash, false)
+        {
+            self.valid = Some((round, hash));
+            self.valid_updated = true;
+        }
+    }
+
+    /// L47-L48: 2f+1 PRECOMMIT(h, r, *) for the first time: start the precommit timeout.
+    fn try_precommit_timer(&mut self) {
+        if !self.precommit_timer_set
+            && self
+                .set
+                .is_quorum(self.votes.stake_any(self.round, VoteKind::Precommit))
+        {
+            self.precommit_timer_set = true;
+            let after = self.params.precommit_timeout.at(self.round);
+            self.schedule(
+                Timer::Precommit {
+                    height: self.height,
+                    round: self.round,
+                },
+                after,
+            );
+        }
+    }
+
+    // ----- actions ---------------------------------------------------------------------------
+
+    /// L11-L21: StartRound(round).
+    fn start_round(&mut self, round: Round, reason: Option<RoundChange>) {
+        self.round = round;
+        self.step = Step::Propose;
+        self.prepare_timer_set = false;
+        self.precommit_timer_set = false;
+        self.valid_updated = false;
+        if let Some(reason) = reason {
+            self.out.push(Output::Event(Event::RoundChanged {
+                height: self.height,
+                round,
+                reason,
+            }));
+        }
+        let proposer = self
+            .set
+            .proposer(&self.chain_id, &self.parent_hash, self.height, round);
+        if Some(proposer) == self.me {
+            self.propose(proposer);
+        } else {
+            let after = self.params.propose_timeout.at(round);
+            self.schedule(
+                Timer::Propose {
+                    height: self.height,
+                    round,
+                },
+                after,
+            );
+        }
+    }
+
+    /// L14-L19: propose `validValue` if there is one, else a new block.
+    fn propose(&mut self, me: ValidatorIndex) {
+        let round = self.round;
+        if let Some(signed) = self.signed.get(&(round, 0)) {
+            // Signed before a crash: repeat it, never sign another.
+            self.out.push(Output::Broadcast(signed.clone()));
+            return;
+        }
+        let (hash, valid_round) = match self.valid {
+            Some((vr, hash)) if self.blocks.contains_key(&hash) => (hash, Some(vr)),
+            _ => (self.build_block(me), None),
+        };
+        let block = self.blocks[&hash].clone();
+        let txs = block.txs.len();
+        let proposal = Proposal::sign(&self.key, &self.chain_id, round, valid_round, block, me);
+        self.out.push(Output::Event(Event::Proposing {
+            height: self.height,
+            round,
+            block: hash,
+            txs,
+            reproposal: valid_round.is_some(),
+        }));
+        self.sign_and_send(Message::Proposal(proposal.clone()));
+        self.proposals.insert(round, (hash, proposal));
+    }
+
+    /// A new block of pending transfers on top of the parent; checked by construction.
+    fn build_block(&mut self, me: ValidatorIndex) -> Hash {
+        let timestamp = self
+            .now
+            .max(TimestampMs(self.parent_time.0.saturating_add(1)));
+        let mut txs = self
+            .mempool
+            .select(&self.ledger, self.params.max_block_txs as usize);
+        let mut after = self.ledger.clone();
+        let outcome = match after.apply_block(&self.chain_id, self.height, me, &self.set, &txs) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // `select` promises a clean apply; if an edge case (a balance near 2^64) breaks
+                // it, an empty block still makes progress.
+                txs.clear();
+                after = self.ledger.clone();
+                after
+                    .apply_block(&self.chain_id, self.height, me, &self.set, &txs)
+                    .expect("an empty block always applies")
+            }
+        };
+        let header = block::Header {
+            chain_id: self.chain_id.clone(),
+            height: self.height,
+            parent_hash: self.parent_hash,
+            timestamp,
+            proposer: me,
+            tx_root: block::tx_root(&txs),
+            state_root: after.state_root(),
+        };
+        let block = Block { header, txs };
+        let hash = block.hash();
+        self.blocks.insert(hash, block);
+        self.checked
+            .insert(hash, Some(Box::new(Checked { after, outcome })));
+        hash
+    }
+
+    /// Signs (or repeats) this node's vote of `kind` in the current round and counts it.
+    fn vote(&mut self, kind: VoteKind, block: Option<Hash>) {
+        let Some(me) = self.me else { return };
+        let slot = (self.round, if kind == VoteKind::Prepare { 1 } else { 2 });
+        let vote = match self.signed.get(&slot) {
+            // Signed before a crash: the same vote again, whatever the rules say now.
+            Some(Message::Vote(v)) => {
+                self.out.push(Output::Broadcast(Message::Vote(v.clone())));
+                v.clone()
+            }
+            _ => {
+                let v = Vote::sign(
+                    &self.key,
+                    &self.chain_id,
+                    self.height,
+                    self.round,
+                    kind,
+                    block,
+                    me,
+                );
+                self.sign_and_send(Message::Vote(v.clone()));
+                v
+            }
+        };
+        self.count_vote(vote);
+    }
+
+    /// The durability rule: what this node signs is persisted before it is sent.
+    fn sign_and_send(&mut self, msg: Message) {
+        let slot = slot_of(&msg).expect("only proposals and votes are signed");
+        debug_assert!(!self.signed.contains_key(&slot), "a slot is signed once");
+        self.out.push(Output::Persist(PersistRecord::Signed {
+            height: self.height,
+            msg: msg.clone(),
+        }));
+        self.out.push(Output::Broadcast(msg.clone()));
+        self.signed.insert(slot, msg);
+    }
+
+    /// valid(v): checks the block once per height and remembers the verdict. A block with a
+    /// timestamp too far ahead is not remembered as invalid: the clock may catch up.
+    fn check(&mut self, hash: Hash, certified: bool) -> bool {
+        if let Some(verdict) = self.checked.get(&hash) {
+            return verdict.is_some();
+        }
+        let Some(block) = self.blocks.get(&hash) else {
+            return false;
+        };
+        match self.check_block(block, certified) {
+            Ok(checked) => {
+                self.checked.insert(hash, Some(Box::new(checked)));
+                true
+            }
+            Err(fault) => {
+                if fault != BlockFault::TimestampInFuture {
+                    self.checked.insert(hash, None);
+                }
+                self.reject("block", fault.reason());
+                false
+            }
+        }
+    }
+
+    fn check_block(&self, block: &Block, certified: bool) -> Result<Checked, BlockFault> {
+        let h = &block.header;
+        if h.chain_id != self.chain_id {
+            return Err(BlockFault::WrongChain);
+        }
+        if h.height != self.height {
+            return Err(BlockFault::WrongHeight);
+        }
+        if h.parent_hash != self.parent_hash {
+            return Err(BlockFault::WrongParent);
+        }
+        if h.timestamp <= self.parent_time {
+            return Err(BlockFault::TimestampNotAfterParent);
+        }
+        // A certified block was accepted by a quorum; this node's clock does not get a veto.
+        if !certified && h.timestamp > self.now.saturating_add_ms(self.params.max_clock_drift_ms) {
+            return Err(BlockFault::TimestampInFuture);
+        }
+        if self.set.get(h.proposer).is_none() {
+            return Err(BlockFault::UnknownProposer);
+        }
+        if block.txs.len() > self.params.max_block_txs as usize {
+            return Err(BlockFault::TooManyTxs);
+        }
+        if block::tx_root(&block.txs) != h.tx_root {
+            return Err(BlockFault::WrongTxRoot);
+        }
+        let mut after = self.ledger.clone();
+        let outcome = after
+            .apply_block(
+                &self.chain_id,
+                self.height,
+                h.proposer,
+                &self.set,
+                &block.txs,
+            )
+            .map_err(|_| BlockFault::BadTransaction)?;
+        if after.state_root() != h.state_root {
+            return Err(BlockFault::WrongStateRoot);
+        }
+        Ok(Checked { after, outcome })
+    }
+
+    /// Commits block `hash` with `certificate` and moves to the next height.
+    fn finalize(&mut self, hash: Hash, certificate: Certificate, announce: bool) {
+        let block = self
+            .blocks
+            .remove(&hash)
+            .expect("finalize is called with a known block");
+        let checked = self
+            .checked
+            .remove(&hash)
+            .flatten()
+            .expect("finalize is called with a checked block");
+        debug_assert_eq!(certificate.block_hash, hash);
+        debug_assert!(
+            certificate
+                .signed_stake(&self.set)
+                .is_ok_and(|s| self.set.is_quorum(s))
+        );
+        let Checked { after, outcome } = *checked;
+        self.ledger = after;
+        self.mempool.prune(&self.ledger);
+        let decision = Decision { block, certificate };
+        self.out.push(Output::Finalized(Box::new(Finalized {
+            block: decision.block.clone(),
+            certificate: decision.certificate.clone(),
+            outcome,
+        })));
+        if announce {
+            // Peers that sent us a decision have it; only a decision of our own is news.
+            self.out
+                .push(Output::Broadcast(Message::Decision(decision.clone())));
+        }
+        self.parent_hash = hash;
+        self.parent_time = decision.block.header.timestamp;
+        self.last_decision = Some(decision);
+        self.enter_height(self.height.next());
+    }
+
+    fn enter_height(&mut self, height: Height) {
+        self.height = height;
+        self.round = Round::ZERO;
+        self.step = Step::NewHeight;
+        self.locked = None;
+        self.valid = None;
+        self.blocks.clear();
+        self.checked.clear();
+        self.proposals.clear();
+        self.votes = VoteKeeper::new(height, &self.set);
+        self.signed.clear();
+        self.commit_quorums.clear();
+        self.prepare_timer_set = false;
+        self.precommit_timer_set = false;
+        self.valid_updated = false;
+        if self.started {
+            if self.params.block_time_ms == 0 {
+                self.start_round(Round::ZERO, None);
+            } else {
+                self.schedule(Timer::NextHeight { height }, self.params.block_time_ms);
+            }
+        }
+        let buffered = std::mem::take(&mut self.next_height);
+        for msg in buffered.into_values() {
+            // Verified on arrival; the proposer is checked now that the parent is known.
+            self.on_message(ValidatorIndex(0), msg, true);
+        }
+    }
+
+    fn reject(&mut self, kind: &'static str, reason: &'static str) {
+        self.out
+            .push(Output::Event(Event::Rejected { kind, reason }));
+    }
+}
