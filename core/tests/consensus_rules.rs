@@ -1,0 +1,500 @@
+//! One node driven by hand-crafted messages from the other validators' keys: each test checks one
+//! rule of the state machine or one refusal of hostile input.
+
+use timed_core::block::{self, Block, Header};
+use timed_core::consensus::{
+    Event, Input, Misbehaviour, Node, NodeConfig, Output, RoundChange, Step, Timer,
+};
+use timed_core::crypto::{Keypair, Signature};
+use timed_core::ledger::Ledger;
+use timed_core::message::{Message, Proposal, Vote, VoteKind};
+use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
+use timed_core::validators::{Genesis, GenesisValidator};
+
+const CHAIN: &str = "rules";
+
+struct Fixture {
+    genesis: Genesis,
+    keys: Vec<Keypair>,
+    node: Node,
+    me: ValidatorIndex,
+}
+
+fn genesis(n: usize) -> (Genesis, Vec<Keypair>) {
+    let keys: Vec<Keypair> = (0..n)
+        .map(|i| Keypair::insecure_from_name(&format!("v{i}")))
+        .collect();
+    let validators = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| GenesisValidator {
+            name: format!("v{i}"),
+            public_key: k.public_key(),
+            stake: Stake(100),
+            address: None,
+        })
+        .collect();
+    let g = Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: TimestampMs(0),
+        validators,
+        balances: vec![],
+        params: Default::default(),
+    };
+    (g, keys)
+}
+
+impl Fixture {
+    /// Four validators of stake 100; this node is one that proposes none of rounds 0 to 2 of
+    /// height 1, so every proposal it sees comes from the test.
+    fn new() -> Fixture {
+        let (genesis, keys) = genesis(4);
+        let set = genesis.validate().unwrap();
+        let parent = genesis.hash();
+        let busy: Vec<ValidatorIndex> = (0..3)
+            .map(|r| set.proposer(CHAIN, &parent, Height(1), Round(r)))
+            .collect();
+        let me = (0..4)
+            .map(ValidatorIndex)
+            .find(|i| !busy.contains(i))
+            .unwrap();
+        let mut node =
+            Node::new(&genesis, keys[me.as_usize()].clone(), NodeConfig::default()).unwrap();
+        node.handle(TimestampMs(1_000), Input::Start);
+        Fixture {
+            genesis,
+            keys,
+            node,
+            me,
+        }
+    }
+
+    fn proposer(&self, round: u32) -> ValidatorIndex {
+        self.node
+            .validators()
+            .proposer(CHAIN, &self.genesis.hash(), Height(1), Round(round))
+    }
+
+    fn others(&self) -> Vec<ValidatorIndex> {
+        (0..4)
+            .map(ValidatorIndex)
+            .filter(|i| *i != self.me)
+            .collect()
+    }
+
+    /// A valid empty block for height 1 built by `proposer`, with a distinguishing timestamp.
+    fn block(&self, proposer: ValidatorIndex, timestamp: u64) -> Block {
+        let set = self.genesis.validate().unwrap();
+        let mut ledger = Ledger::from_genesis(&self.genesis);
+        ledger
+            .apply_block(CHAIN, Height(1), proposer, &set, &[])
+            .unwrap();
+        Block {
+            header: Header {
+                chain_id: CHAIN.into(),
+                height: Height(1),
+                parent_hash: self.genesis.hash(),
+                timestamp: TimestampMs(timestamp),
+                proposer,
+                tx_root: block::tx_root(&[]),
+                state_root: ledger.state_root(),
+            },
+            txs: vec![],
+        }
+    }
+
+    fn propose(&mut self, round: u32, block: Block, valid_round: Option<u32>) -> Vec<Output> {
+        let p = self.proposer(round);
+        let proposal = Proposal::sign(
+            &self.keys[p.as_usize()],
+            CHAIN,
+            Round(round),
+            valid_round.map(Round),
+            block,
+            p,
+        );
+        self.deliver(p, Message::Proposal(proposal))
+    }
+
+    fn vote(
+        &mut self,
+        from: ValidatorIndex,
+        round: u32,
+        kind: VoteKind,
+        block: Option<Hash>,
+    ) -> Vec<Output> {
+        let v = Vote::sign(
+            &self.keys[from.as_usize()],
+            CHAIN,
+            Height(1),
+            Round(round),
+            kind,
+            block,
+            from,
+        );
+        self.deliver(from, Message::Vote(v))
+    }
+
+    fn deliver(&mut self, from: ValidatorIndex, msg: Message) -> Vec<Output> {
+        self.node
+            .handle(TimestampMs(1_000), Input::Message { from, msg })
+    }
+}
+
+fn own_votes(outputs: &[Output], kind: VoteKind) -> Vec<Option<Hash>> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(Message::Vote(v)) if v.kind == kind => Some(v.block),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rejected(outputs: &[Output], reason: &str) -> bool {
+    outputs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Rejected { reason: r, .. }) if *r == reason))
+}
+
+#[test]
+fn a_valid_proposal_is_prepared_and_a_prepare_quorum_locks_and_precommits_it() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    let out = f.propose(0, b.clone(), None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+    // Its own prepare plus one is 200 of 400: not yet a quorum.
+    let others = f.others();
+    let out = f.vote(others[0], 0, VoteKind::Prepare, Some(b.hash()));
+    assert!(own_votes(&out, VoteKind::Precommit).is_empty());
+    let out = f.vote(others[1], 0, VoteKind::Prepare, Some(b.hash()));
+    assert_eq!(own_votes(&out, VoteKind::Precommit), vec![Some(b.hash())]);
+    assert_eq!(f.node.locked(), Some((Round(0), b.hash())));
+    // The lock is persisted before the precommit is sent.
+    let persist_at = out
+        .iter()
+        .position(|o| matches!(o, Output::Persist(_)))
+        .unwrap();
+    let send_at = out
+        .iter()
+        .position(|o| matches!(o, Output::Broadcast(Message::Vote(_))))
+        .unwrap();
+    assert!(persist_at < send_at);
+}
+
+#[test]
+fn a_locked_validator_prepares_nil_for_a_different_fresh_proposal() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    f.propose(0, b.clone(), None);
+    let others = f.others();
+    f.vote(others[0], 0, VoteKind::Prepare, Some(b.hash()));
+    f.vote(others[1], 0, VoteKind::Prepare, Some(b.hash()));
+    // Precommits of a quorum but for nothing in particular: the precommit timeout ends round 0.
+    f.vote(others[0], 0, VoteKind::Precommit, None);
+    f.vote(others[1], 0, VoteKind::Precommit, None);
+    let out = f.node.handle(
+        TimestampMs(5_000),
+        Input::Timeout(Timer::Precommit {
+            height: Height(1),
+            round: Round(0),
+        }),
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::RoundChanged {
+            round: Round(1),
+            reason: RoundChange::Timeout,
+            ..
+        })
+    )));
+    // Round 1's proposer offers a different block without a valid round: refused (L22).
+    let c = f.block(f.proposer(1), 950);
+    assert_ne!(c.hash(), b.hash());
+    let out = f.propose(1, c, None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+}
+
+#[test]
+fn a_locked_validator_accepts_a_reproposal_backed_by_a_newer_prepare_quorum() {
+    let mut f = Fixture::new();
+    let at = |t: Timer| Input::Timeout(t);
+    let (h1, r0, r1) = (Height(1), Round(0), Round(1));
+    let b = f.block(f.proposer(0), 900);
+    let c = f.block(f.proposer(1), 901);
+    let others = f.others();
+    // Round 0: lock on B, then the round ends without a decision.
+    f.propose(0, b.clone(), None);
+    f.vote(others[0], 0, VoteKind::Prepare, Some(b.hash()));
+    f.vote(others[1], 0, VoteKind::Prepare, Some(b.hash()));
+    assert_eq!(f.node.locked(), Some((r0, b.hash())));
+    f.vote(others[0], 0, VoteKind::Precommit, None);
+    f.vote(others[1], 0, VoteKind::Precommit, None);
+    f.node.handle(
+        TimestampMs(5_000),
+        at(Timer::Precommit {
+            height: h1,
+            round: r0,
+        }),
+    );
+    // Round 1: this node never sees the proposal, but the three others prepare C (a quorum).
+    let out = f.node.handle(
+        TimestampMs(9_000),
+        at(Timer::Propose {
+            height: h1,
+            round: r1,
+        }),
+    );
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+    for v in &others {
+        f.vote(*v, 1, VoteKind::Prepare, Some(c.hash()));
+    }
+    f.node.handle(
+        TimestampMs(10_000),
+        at(Timer::Prepare {
+            height: h1,
+            round: r1,
+        }),
+    );
+    f.vote(others[0], 1, VoteKind::Precommit, None);
+    f.vote(others[1], 1, VoteKind::Precommit, None);
+    f.node.handle(
+        TimestampMs(11_000),
+        at(Timer::Precommit {
+            height: h1,
+            round: r1,
+        }),
+    );
+    assert_eq!(f.node.round(), Round(2));
+    // Round 2 re-proposes C with valid round 1: lockedRound 0 ≤ 1, so prepare C (L28).
+    let out = f.propose(2, c.clone(), Some(1));
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(c.hash())]);
+}
+
+#[test]
+fn a_precommit_quorum_finalizes_with_a_valid_certificate_and_pays_the_reward() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    f.propose(0, b.clone(), None);
+    let others = f.others();
+    for v in &others[..2] {
+        f.vote(*v, 0, VoteKind::Prepare, Some(b.hash()));
+    }
+    f.vote(others[0], 0, VoteKind::Precommit, Some(b.hash()));
+    let out = f.vote(others[1], 0, VoteKind::Precommit, Some(b.hash()));
+    let finalized = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Finalized(f) => Some(f.clone()),
+            _ => None,
+        })
+        .expect("finalized");
+    assert_eq!(finalized.block.hash(), b.hash());
+    finalized
+        .certificate
+        .verify(f.node.validators(), CHAIN, Height(1), &b.hash())
+        .unwrap();
+    assert_eq!(finalized.certificate.signatures.len(), 3);
+    assert_eq!(
+        finalized
+            .outcome
+            .rewards
+            .iter()
+            .map(|r| r.amount.0)
+            .sum::<u64>(),
+        100_000_000
+    );
+    assert_eq!(f.node.height(), Height(2));
+    assert_eq!(f.node.step(), Step::NewHeight);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Broadcast(Message::Decision(_))))
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Schedule {
+            timer: Timer::NextHeight { height: Height(2) },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn forged_and_misaddressed_messages_are_refused_and_not_counted() {
+    let mut f = Fixture::new();
+    let others = f.others();
+    // A vote whose signature is garbage.
+    let mut v = Vote::sign(
+        &f.keys[others[0].as_usize()],
+        CHAIN,
+        Height(1),
+        Round(0),
+        VoteKind::Prepare,
+        None,
+        others[0],
+    );
+    v.signature = Signature([1; 64]);
+    let out = f.deliver(others[0], Message::Vote(v));
+    assert!(rejected(&out, "bad_signature"));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Event(Event::VoteCounted { .. })))
+    );
+    // A vote signed by one validator but claiming to be another's.
+    let v = Vote::sign(
+        &f.keys[others[0].as_usize()],
+        CHAIN,
+        Height(1),
+        Round(0),
+        VoteKind::Prepare,
+        None,
+        others[1],
+    );
+    assert!(rejected(
+        &f.deliver(others[0], Message::Vote(v)),
+        "bad_signature"
+    ));
+    // A vote from an index outside the set.
+    let v = Vote::sign(
+        &f.keys[0],
+        CHAIN,
+        Height(1),
+        Round(0),
+        VoteKind::Prepare,
+        None,
+        ValidatorIndex(77),
+    );
+    assert!(rejected(
+        &f.deliver(others[0], Message::Vote(v)),
+        "unknown_validator"
+    ));
+    // A vote for a round far in the future.
+    let v = Vote::sign(
+        &f.keys[others[0].as_usize()],
+        CHAIN,
+        Height(1),
+        Round(1_000_000_000),
+        VoteKind::Prepare,
+        None,
+        others[0],
+    );
+    assert!(rejected(
+        &f.deliver(others[0], Message::Vote(v)),
+        "round_too_far"
+    ));
+    // A proposal from a validator that is not the proposer of the round.
+    let wrong = others
+        .iter()
+        .copied()
+        .find(|v| *v != f.proposer(0))
+        .unwrap();
+    let b = f.block(wrong, 900);
+    let p = Proposal::sign(&f.keys[wrong.as_usize()], CHAIN, Round(0), None, b, wrong);
+    assert!(rejected(
+        &f.deliver(wrong, Message::Proposal(p)),
+        "wrong_proposer"
+    ));
+    // A vote signed for another chain.
+    let v = Vote::sign(
+        &f.keys[others[0].as_usize()],
+        "other-chain",
+        Height(1),
+        Round(0),
+        VoteKind::Prepare,
+        None,
+        others[0],
+    );
+    assert!(rejected(
+        &f.deliver(others[0], Message::Vote(v)),
+        "bad_signature"
+    ));
+}
+
+#[test]
+fn an_invalid_block_is_prepared_nil() {
+    let mut f = Fixture::new();
+    let mut b = f.block(f.proposer(0), 900);
+    b.header.state_root = Hash([0xAB; 32]);
+    let out = f.propose(0, b, None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+    assert!(rejected(&out, "block_wrong_state_root"));
+    // A block from too far in the future (more than 2 s ahead of this node's clock).
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 10_000);
+    let out = f.propose(0, b, None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+}
+
+#[test]
+fn a_double_vote_is_reported_once_as_evidence_and_counted_once() {
+    let mut f = Fixture::new();
+    let v = f.others()[0];
+    f.vote(v, 0, VoteKind::Prepare, Some(Hash([1; 32])));
+    let out = f.vote(v, 0, VoteKind::Prepare, Some(Hash([2; 32])));
+    let evidence: Vec<_> = out
+        .iter()
+        .filter(|o| matches!(o, Output::Evidence(e) if matches!(**e, Misbehaviour::DoubleVote(_))))
+        .collect();
+    assert_eq!(evidence.len(), 1);
+    let out = f.vote(v, 0, VoteKind::Prepare, Some(Hash([3; 32])));
+    assert!(!out.iter().any(|o| matches!(o, Output::Evidence(_))));
+}
+
+#[test]
+fn a_double_proposal_is_reported_as_evidence() {
+    let mut f = Fixture::new();
+    let p = f.proposer(0);
+    f.propose(0, f.block(p, 900), None);
+    let out = f.propose(0, f.block(p, 901), None);
+    assert!(out.iter().any(
+        |o| matches!(o, Output::Evidence(e) if matches!(**e, Misbehaviour::DoubleProposal { .. }))
+    ));
+}
+
+#[test]
+fn more_than_a_third_in_a_higher_round_skips_to_it() {
+    let mut f = Fixture::new();
+    let others = f.others();
+    // One validator (100 of 400) in round 5 is not enough.
+    let out = f.vote(others[0], 5, VoteKind::Prepare, None);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Event(Event::RoundChanged { .. })))
+    );
+    // Two (200 of 400 > 400/3) are.
+    let out = f.vote(others[1], 5, VoteKind::Precommit, None);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::RoundChanged {
+            round: Round(5),
+            reason: RoundChange::Skip,
+            ..
+        })
+    )));
+    assert_eq!(f.node.round(), Round(5));
+}
+
+#[test]
+fn stale_timers_are_ignored() {
+    let mut f = Fixture::new();
+    let before = (f.node.height(), f.node.round(), f.node.step());
+    for timer in [
+        Timer::Propose {
+            height: Height(1),
+            round: Round(3),
+        },
+        Timer::Prepare {
+            height: Height(1),
+            round: Round(0),
+        },
+        Timer::Precommit {
+            height: Height(9),
+            round: Round(0),
+        },
+        Timer::NextHeight { height: Height(1) },
+    ] {
+        let out = f.node.handle(TimestampMs(2_000), Input::Timeout(timer));
+        assert!(out.is_empty(), "{timer:?} gave {out:?}");
+    }
+    assert_eq!((f.node.height(), f.node.round(), f.node.step()), before);
+}
