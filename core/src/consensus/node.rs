@@ -156,6 +156,7 @@ pub struct Node {
     blocks: BTreeMap<Hash, Block>,
     checked: BTreeMap<Hash, Option<Box<Checked>>>,
     proposals: BTreeMap<Round, (Hash, Proposal)>,
+    double_proposals: BTreeSet<Round>,
     votes: VoteKeeper,
     signed: BTreeMap<SignedSlot, Message>,
     /// (round, block) pairs holding a precommit quorum: L49 fires once the block is known.
@@ -202,6 +203,7 @@ impl Node {
             blocks: BTreeMap::new(),
             checked: BTreeMap::new(),
             proposals: BTreeMap::new(),
+            double_proposals: BTreeSet::new(),
             signed: BTreeMap::new(),
             commit_quorums: BTreeSet::new(),
             prepare_timer_set: false,
@@ -429,7 +431,11 @@ impl Node {
             if *known == hash && first.valid_round == p.valid_round {
                 return; // a re-send
             }
-            if p.verify(&self.set, &self.chain_id).is_ok() {
+            // Reported once per round: a Byzantine proposer cannot turn this into an output flood.
+            if !self.double_proposals.contains(&p.round)
+                && p.verify(&self.set, &self.chain_id).is_ok()
+            {
+                self.double_proposals.insert(p.round);
                 let first = first.clone();
                 self.out
                     .push(Output::Evidence(Box::new(Misbehaviour::DoubleProposal {
@@ -1192,6 +1198,7 @@ impl Node {
         self.blocks.clear();
         self.checked.clear();
         self.proposals.clear();
+        self.double_proposals.clear();
         self.votes = VoteKeeper::new(height, &self.set);
         self.signed.clear();
         self.commit_quorums.clear();
