@@ -268,6 +268,16 @@ fn three_validators_finalize_heights_one_to_five_with_three_signatures_and_rewar
     let mut net = Net::new(&[100, 100, 100], 1_000, &[]);
     net.run_until(8_000);
     net.assert_agreement();
+    // What `cargo test ... -- --nocapture` shows a reader: validator1's view of the chain.
+    for (h, (d, f)) in &net.chain[0] {
+        println!(
+            "height {h}: block {} proposed by validator{}, {} signatures, reward {} paid",
+            d.block.hash().short(),
+            d.block.header.proposer.0 + 1,
+            d.certificate.signatures.len(),
+            f.outcome.total_reward,
+        );
+    }
     for i in 0..3 {
         assert!(
             net.height_of(i) >= Height(5),
