@@ -201,3 +201,169 @@ impl Certificate {
         crypto::verify_batch(&items).map_err(|_| CertificateError::BadSignature)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::types::Stake;
+    use crate::validators::GenesisValidator;
+
+    const CHAIN: &str = "cert-test";
+
+    fn setup(stakes: &[u64]) -> (ValidatorSet, Vec<Keypair>) {
+        let keys: Vec<Keypair> = (0..stakes.len())
+            .map(|i| Keypair::insecure_from_name(&format!("c{i}")))
+            .collect();
+        let members: Vec<GenesisValidator> = stakes
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (s, k))| GenesisValidator {
+                name: format!("c{i}"),
+                public_key: k.public_key(),
+                stake: Stake(*s),
+                address: None,
+            })
+            .collect();
+        (ValidatorSet::new(&members).unwrap(), keys)
+    }
+
+    fn precommits(keys: &[Keypair], signers: &[u16], block: Hash) -> Vec<Vote> {
+        signers
+            .iter()
+            .map(|&i| {
+                Vote::sign(
+                    &keys[usize::from(i)],
+                    CHAIN,
+                    Height(7),
+                    Round(1),
+                    VoteKind::Precommit,
+                    Some(block),
+                    ValidatorIndex(i),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_quorum_of_precommits_verifies_and_less_does_not() {
+        let (set, keys) = setup(&[100, 100, 100, 100]);
+        let block = Hash([5; 32]);
+        let votes = precommits(&keys, &[3, 0, 2], block);
+        let cert = Certificate::from_precommits(Height(7), Round(1), block, &votes);
+        assert_eq!(
+            cert.signatures
+                .iter()
+                .map(|s| s.validator.0)
+                .collect::<Vec<_>>(),
+            vec![0, 2, 3]
+        );
+        assert_eq!(cert.verify(&set, CHAIN, Height(7), &block), Ok(()));
+        let short = Certificate::from_precommits(Height(7), Round(1), block, &votes[..2]);
+        assert_eq!(
+            short.verify(&set, CHAIN, Height(7), &block),
+            Err(CertificateError::NoQuorum {
+                got: Stake(200),
+                needed: Stake(267)
+            })
+        );
+    }
+
+    #[test]
+    fn forged_duplicated_or_misplaced_certificates_never_verify() {
+        let (set, keys) = setup(&[100, 100, 100]);
+        let block = Hash([5; 32]);
+        let good = Certificate::from_precommits(
+            Height(7),
+            Round(1),
+            block,
+            &precommits(&keys, &[0, 1], block),
+        );
+        assert!(good.verify(&set, CHAIN, Height(7), &block).is_ok());
+
+        let mut forged = good.clone();
+        forged.signatures[1].signature.0[10] ^= 0x40;
+        assert_eq!(
+            forged.verify(&set, CHAIN, Height(7), &block),
+            Err(CertificateError::BadSignature)
+        );
+
+        // The same signer twice does not count twice.
+        let mut doubled = good.clone();
+        doubled.signatures[1] = doubled.signatures[0];
+        assert_eq!(
+            doubled.verify(&set, CHAIN, Height(7), &block),
+            Err(CertificateError::Unordered)
+        );
+
+        let mut unknown = good.clone();
+        unknown.signatures[1].validator = ValidatorIndex(9);
+        assert_eq!(
+            unknown.verify(&set, CHAIN, Height(7), &block),
+            Err(CertificateError::UnknownValidator(ValidatorIndex(9)))
+        );
+
+        assert!(matches!(
+            good.verify(&set, CHAIN, Height(8), &block),
+            Err(CertificateError::WrongHeight { .. })
+        ));
+        assert!(matches!(
+            good.verify(&set, CHAIN, Height(7), &Hash([6; 32])),
+            Err(CertificateError::WrongBlock { .. })
+        ));
+        // Same signatures claimed for another round: the signed fields differ.
+        let mut other_round = good.clone();
+        other_round.round = Round(2);
+        assert_eq!(
+            other_round.verify(&set, CHAIN, Height(7), &block),
+            Err(CertificateError::BadSignature)
+        );
+        assert_eq!(
+            good.verify(&set, "another-chain", Height(7), &block),
+            Err(CertificateError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn prepares_and_other_blocks_do_not_enter_a_certificate() {
+        let (_, keys) = setup(&[100, 100, 100]);
+        let block = Hash([5; 32]);
+        let mut votes = precommits(&keys, &[0], block);
+        votes.push(Vote::sign(
+            &keys[1],
+            CHAIN,
+            Height(7),
+            Round(1),
+            VoteKind::Prepare,
+            Some(block),
+            ValidatorIndex(1),
+        ));
+        votes.extend(precommits(&keys, &[2], Hash([6; 32])));
+        let cert = Certificate::from_precommits(Height(7), Round(1), block, &votes);
+        assert_eq!(cert.signatures.len(), 1);
+    }
+
+    #[test]
+    fn the_block_hash_commits_to_every_header_field() {
+        let header = Header {
+            chain_id: CHAIN.into(),
+            height: Height(1),
+            parent_hash: Hash::ZERO,
+            timestamp: TimestampMs(1),
+            proposer: ValidatorIndex(0),
+            tx_root: tx_root(&[]),
+            state_root: Hash::ZERO,
+        };
+        let base = header.hash();
+        let mut changed = header.clone();
+        changed.timestamp = TimestampMs(2);
+        assert_ne!(changed.hash(), base);
+        let mut changed = header.clone();
+        changed.state_root = Hash([1; 32]);
+        assert_ne!(changed.hash(), base);
+        let mut changed = header;
+        changed.proposer = ValidatorIndex(1);
+        assert_ne!(changed.hash(), base);
+    }
+}
