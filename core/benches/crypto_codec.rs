@@ -1,0 +1,159 @@
+//! What signature checking and the wire codec cost.
+//!
+//! `certificate_verify/{n}`: one certificate holding a precommit of every validator of an
+//! `n`-validator set, checked three ways, reported per signature (`Throughput::Elements(n)`):
+//! - `certificate_batch`: `Certificate::verify`, as a node checks a decision (ordering, stake,
+//!   signing messages rebuilt, one `verify_batch`);
+//! - `votes_one_by_one`: the same `n` precommits as votes, each checked with `Vote::verify`
+//!   (`verify_strict`), as a node checks votes arriving one at a time;
+//! - `dalek_raw_batch`: `ed25519_dalek::verify_batch` on the very same (message, signature, key)
+//!   triples, built outside the timed part: the physical limit the certificate check can approach.
+//!
+//! `vote_codec`: one precommit wrapped as `Message::Vote`, encoded with `encode_message` and
+//! decoded (with its canonical re-encoding check) with `decode_message`. The encoded size is
+//! printed to stderr once.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use timed_core::block::Certificate;
+use timed_core::codec::{decode_message, encode_message};
+use timed_core::crypto::{Domain, Keypair, signing_message};
+use timed_core::message::{Message, Vote, VoteKind};
+use timed_core::types::{Hash, Height, Round, Stake, ValidatorIndex};
+use timed_core::validators::{GenesisValidator, ValidatorSet};
+
+const CHAIN_ID: &str = "timed-bench";
+const HEIGHT: Height = Height(42);
+const ROUND: Round = Round(0);
+
+fn keys(n: usize) -> Vec<Keypair> {
+    (0..n)
+        .map(|i| Keypair::insecure_from_name(&format!("validator{i}")))
+        .collect()
+}
+
+fn validator_set(keys: &[Keypair]) -> ValidatorSet {
+    let members: Vec<GenesisValidator> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| GenesisValidator {
+            name: format!("validator{i}"),
+            public_key: k.public_key(),
+            stake: Stake(100),
+            address: None,
+        })
+        .collect();
+    ValidatorSet::new(&members).expect("a valid set")
+}
+
+fn block_hash() -> Hash {
+    Hash::of(&[b"bench block"])
+}
+
+fn precommits(keys: &[Keypair], hash: Hash) -> Vec<Vote> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Vote::sign(
+                k,
+                CHAIN_ID,
+                HEIGHT,
+                ROUND,
+                VoteKind::Precommit,
+                Some(hash),
+                ValidatorIndex(i as u16),
+            )
+        })
+        .collect()
+}
+
+fn certificate_verify(c: &mut Criterion) {
+    let hash = block_hash();
+    for n in [4usize, 21, 100] {
+        let keys = keys(n);
+        let set = validator_set(&keys);
+        let votes = precommits(&keys, hash);
+        let cert = Certificate::from_precommits(HEIGHT, ROUND, hash, &votes);
+        assert_eq!(cert.signatures.len(), n);
+        cert.verify(&set, CHAIN_ID, HEIGHT, &hash)
+            .expect("the certificate verifies");
+
+        // The raw triples, in the certificate's (canonical) signer order.
+        let messages: Vec<Vec<u8>> = cert
+            .signatures
+            .iter()
+            .map(|s| {
+                signing_message(
+                    Domain::Precommit,
+                    CHAIN_ID,
+                    &Vote::signed_fields(HEIGHT, ROUND, Some(hash), s.validator),
+                )
+            })
+            .collect();
+        let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let signatures: Vec<ed25519_dalek::Signature> = cert
+            .signatures
+            .iter()
+            .map(|s| ed25519_dalek::Signature::from_bytes(&s.signature.0))
+            .collect();
+        let verifying_keys: Vec<ed25519_dalek::VerifyingKey> = cert
+            .signatures
+            .iter()
+            .map(|s| set.get(s.validator).expect("a member").verifying_key)
+            .collect();
+        ed25519_dalek::verify_batch(&message_refs, &signatures, &verifying_keys)
+            .expect("the raw batch verifies");
+
+        let mut group = c.benchmark_group(format!("certificate_verify/{n}"));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function("certificate_batch", |b| {
+            b.iter(|| {
+                black_box(&cert)
+                    .verify(black_box(&set), CHAIN_ID, HEIGHT, black_box(&hash))
+                    .expect("verifies")
+            })
+        });
+        group.bench_function("votes_one_by_one", |b| {
+            b.iter(|| {
+                for vote in black_box(&votes) {
+                    vote.verify(black_box(&set), CHAIN_ID).expect("verifies");
+                }
+            })
+        });
+        group.bench_function("dalek_raw_batch", |b| {
+            b.iter(|| {
+                ed25519_dalek::verify_batch(
+                    black_box(&message_refs),
+                    black_box(&signatures),
+                    black_box(&verifying_keys),
+                )
+                .expect("verifies")
+            })
+        });
+        group.finish();
+    }
+}
+
+fn vote_codec(c: &mut Criterion) {
+    let keys = keys(1);
+    let vote = precommits(&keys, block_hash()).remove(0);
+    let message = Message::Vote(vote);
+    let bytes = encode_message(&message);
+    assert_eq!(decode_message(&bytes).expect("decodes"), message);
+    eprintln!(
+        "vote_codec: an encoded precommit (Message::Vote, with envelope) is {} bytes",
+        bytes.len()
+    );
+
+    let mut group = c.benchmark_group("vote_codec");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("encode", |b| b.iter(|| encode_message(black_box(&message))));
+    group.bench_function("decode", |b| {
+        b.iter(|| decode_message(black_box(&bytes)).expect("decodes"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, certificate_verify, vote_codec);
+criterion_main!(benches);
