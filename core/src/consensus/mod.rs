@@ -25,4 +25,4 @@ pub mod io;
 pub mod node;
 
 pub use io::{Event, Finalized, Input, Misbehaviour, Output, PersistRecord, RoundChange, Timer};
-pub use node::{Node, NodeConfig, NodeError, Restore, Step};
+pub use node::{Footprint, Node, NodeConfig, NodeError, Restore, Step};

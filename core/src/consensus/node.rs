@@ -130,6 +130,42 @@ fn slot_of(msg: &Message) -> Option<SignedSlot> {
     }
 }
 
+/// Item counts of a node's variable-size state; see `Node::footprint`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    pub blocks: usize,
+    pub proposals: usize,
+    pub vote_slots: usize,
+    pub next_height_messages: usize,
+    pub pending_txs: usize,
+}
+
+impl Footprint {
+    /// The most a node of `validators` validators with a mempool of `mempool_capacity` may hold
+    /// while its round is `round`: every bound the node keeps, written down in one place.
+    pub fn bound(validators: usize, round: Round, mempool_capacity: usize) -> Footprint {
+        let rounds = round.0 as usize + MAX_ROUNDS_AHEAD as usize + 1;
+        let proposal_rounds = round.0 as usize + PROPOSAL_ROUNDS_AHEAD as usize + 1;
+        Footprint {
+            // A block per proposal, one from a decision, a restored lock; each with its verdict.
+            blocks: 2 * (proposal_rounds + 2),
+            proposals: proposal_rounds,
+            vote_slots: rounds * 2 * validators,
+            next_height_messages: validators * NEXT_HEIGHT_ROUNDS as usize * 3,
+            pending_txs: mempool_capacity,
+        }
+    }
+
+    /// True when every count is within `bound`.
+    pub fn within(&self, bound: &Footprint) -> bool {
+        self.blocks <= bound.blocks
+            && self.proposals <= bound.proposals
+            && self.vote_slots <= bound.vote_slots
+            && self.next_height_messages <= bound.next_height_messages
+            && self.pending_txs <= bound.pending_txs
+    }
+}
+
 /// One validator's consensus. Feed it `Input`s with the time; perform the `Output`s in order.
 pub struct Node {
     chain_id: String,
@@ -322,6 +358,17 @@ impl Node {
     }
     pub fn locked(&self) -> Option<(Round, Hash)> {
         self.locked
+    }
+
+    /// How much this node holds, in items, for the bounded-memory checks of tests and fuzzers.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            blocks: self.blocks.len() + self.checked.len(),
+            proposals: self.proposals.len(),
+            vote_slots: self.votes.memory_votes(),
+            next_height_messages: self.next_height.len(),
+            pending_txs: self.mempool.len(),
+        }
     }
 
     // ----- the one entry point ---------------------------------------------------------------
