@@ -121,11 +121,18 @@ pub enum GenesisError {
     StakeOverflow,
     #[error("account {0} appears twice in the balances")]
     DuplicateBalance(PublicKey),
-    #[error("the initial balances overflow 64 bits")]
+    #[error(
+        "the initial balances exceed {} units in all; block rewards need the headroom",
+        MAX_GENESIS_SUPPLY
+    )]
     BalanceOverflow,
     #[error("the propose timeout must be at least 1 ms")]
     ZeroProposeTimeout,
 }
+
+/// The most money a genesis may create: half of what a `u64` holds, leaving billions of blocks of
+/// subsidies before any balance could overflow.
+pub const MAX_GENESIS_SUPPLY: u64 = u64::MAX / 2;
 
 /// Validators per set at most (indices are 16-bit; certificates stay small).
 pub const MAX_VALIDATORS: usize = 1_000;
@@ -155,6 +162,9 @@ impl Genesis {
             total = total
                 .checked_add(b.amount.0)
                 .ok_or(GenesisError::BalanceOverflow)?;
+        }
+        if total > MAX_GENESIS_SUPPLY {
+            return Err(GenesisError::BalanceOverflow);
         }
         Ok(set)
     }
@@ -365,6 +375,27 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn genesis_money_leaves_headroom_for_rewards() {
+        let set_members = members(&[100]);
+        let key = set_members[0].public_key;
+        let genesis = |amount: u64| Genesis {
+            chain_id: "c".into(),
+            genesis_time_ms: TimestampMs(0),
+            validators: set_members.clone(),
+            balances: vec![GenesisBalance {
+                account: key,
+                amount: Amount(amount),
+            }],
+            params: ConsensusParams::default(),
+        };
+        assert!(genesis(MAX_GENESIS_SUPPLY).validate().is_ok());
+        assert_eq!(
+            genesis(MAX_GENESIS_SUPPLY + 1).validate().unwrap_err(),
+            GenesisError::BalanceOverflow
+        );
     }
 
     #[test]

@@ -498,7 +498,8 @@ impl Harness {
                         block.header.state_root = Hash([7; 32]);
                     }
                     self.blocks_seen.push(block.hash());
-                    let valid_round = (round.0 > 0 && b.u8().is_multiple_of(2)).then(|| Round(round.0 - 1));
+                    let valid_round =
+                        (round.0 > 0 && b.u8().is_multiple_of(2)).then(|| Round(round.0 - 1));
                     let p = Proposal::sign(
                         &keys()[proposer.as_usize()],
                         CHAIN,

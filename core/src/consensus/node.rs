@@ -1039,7 +1039,10 @@ impl Node {
         }
         let (hash, valid_round) = match self.valid {
             Some((vr, hash)) if self.blocks.contains_key(&hash) => (hash, Some(vr)),
-            _ => (self.build_block(me), None),
+            _ => match self.build_block(me) {
+                Some(hash) => (hash, None),
+                None => return self.reject("proposal", "cannot_build_block"),
+            },
         };
         let block = self.blocks[&hash].clone();
         let txs = block.txs.len();
@@ -1055,27 +1058,25 @@ impl Node {
         self.proposals.insert(round, (hash, proposal));
     }
 
-    /// A new block of pending transfers on top of the parent; checked by construction.
-    fn build_block(&mut self, me: ValidatorIndex) -> Hash {
+    /// A new block of pending transfers on top of the parent; checked by construction. `None`
+    /// only when not even an empty block applies (a balance at the edge of 64 bits): the node
+    /// then does not propose, and the round times out to another proposer.
+    fn build_block(&mut self, me: ValidatorIndex) -> Option<Hash> {
         let timestamp = self
             .now
             .max(TimestampMs(self.parent_time.0.saturating_add(1)));
-        let mut txs = self
+        let selected = self
             .mempool
             .select(&self.ledger, self.params.max_block_txs as usize);
-        let mut after = self.ledger.clone();
-        let outcome = match after.apply_block(&self.chain_id, self.height, me, &self.set, &txs) {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                // `select` promises a clean apply; if an edge case (a balance near 2^64) breaks
-                // it, an empty block still makes progress.
-                txs.clear();
-                after = self.ledger.clone();
-                after
-                    .apply_block(&self.chain_id, self.height, me, &self.set, &txs)
-                    .expect("an empty block always applies")
-            }
-        };
+        // `select` promises a clean apply; should an edge case break that, an empty block still
+        // makes progress.
+        let (txs, after, outcome) = [selected, Vec::new()].into_iter().find_map(|txs| {
+            let mut after = self.ledger.clone();
+            let outcome = after
+                .apply_block(&self.chain_id, self.height, me, &self.set, &txs)
+                .ok()?;
+            Some((txs, after, outcome))
+        })?;
         let header = block::Header {
             chain_id: self.chain_id.clone(),
             height: self.height,
@@ -1090,7 +1091,7 @@ impl Node {
         self.blocks.insert(hash, block);
         self.checked
             .insert(hash, Some(Box::new(Checked { after, outcome })));
-        hash
+        Some(hash)
     }
 
     /// Signs (or repeats) this node's vote of `kind` in the current round and counts it.
