@@ -207,25 +207,11 @@ mod tests {
     use super::*;
     use crate::crypto::Keypair;
     use crate::types::Stake;
-    use crate::validators::GenesisValidator;
 
     const CHAIN: &str = "cert-test";
 
     fn setup(stakes: &[u64]) -> (ValidatorSet, Vec<Keypair>) {
-        let keys: Vec<Keypair> = (0..stakes.len())
-            .map(|i| Keypair::insecure_from_name(&format!("c{i}")))
-            .collect();
-        let members: Vec<GenesisValidator> = stakes
-            .iter()
-            .zip(&keys)
-            .enumerate()
-            .map(|(i, (s, k))| GenesisValidator {
-                name: format!("c{i}"),
-                public_key: k.public_key(),
-                stake: Stake(*s),
-                address: None,
-            })
-            .collect();
+        let (keys, members) = crate::validators::insecure_dev_validators(stakes);
         (ValidatorSet::new(&members).unwrap(), keys)
     }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{CryptoError, PublicKey};
+use crate::crypto::{CryptoError, Keypair, PublicKey};
 use crate::types::{Amount, Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
 
 /// A timeout that grows with the round: `base + delta · round`.
@@ -170,6 +170,27 @@ impl Genesis {
     }
 }
 
+/// `validator1`, `validator2`, … with the given stakes and keys derived from their names.
+/// Insecure — anyone can derive the keys — and meant for devnets, the simulator, tests and
+/// benchmarks.
+pub fn insecure_dev_validators(stakes: &[u64]) -> (Vec<Keypair>, Vec<GenesisValidator>) {
+    stakes
+        .iter()
+        .enumerate()
+        .map(|(i, stake)| {
+            let name = format!("validator{}", i + 1);
+            let key = Keypair::insecure_from_name(&name);
+            let member = GenesisValidator {
+                name,
+                public_key: key.public_key(),
+                stake: Stake(*stake),
+                address: None,
+            };
+            (key, member)
+        })
+        .unzip()
+}
+
 /// One member of the set, with its key decompressed once.
 #[derive(Clone, Debug)]
 pub struct Validator {
@@ -317,21 +338,10 @@ impl ValidatorSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Keypair;
     use proptest::prelude::*;
 
-    pub(crate) fn members(stakes: &[u64]) -> Vec<GenesisValidator> {
-        stakes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| GenesisValidator {
-                name: format!("validator{}", i + 1),
-                public_key: Keypair::insecure_from_name(&format!("validator{}", i + 1))
-                    .public_key(),
-                stake: Stake(*s),
-                address: None,
-            })
-            .collect()
+    fn members(stakes: &[u64]) -> Vec<GenesisValidator> {
+        insecure_dev_validators(stakes).1
     }
 
     #[test]

@@ -320,24 +320,13 @@ impl VoteKeeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{Keypair, Signature};
-    use crate::validators::GenesisValidator;
+    use crate::crypto::Signature;
     use proptest::prelude::*;
 
     const H: Height = Height(7);
 
     fn set(stakes: &[u64]) -> ValidatorSet {
-        let members: Vec<GenesisValidator> = stakes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| GenesisValidator {
-                name: format!("validator{}", i + 1),
-                public_key: Keypair::insecure_from_name(&format!("validator{}", i + 1))
-                    .public_key(),
-                stake: Stake(*s),
-                address: None,
-            })
-            .collect();
+        let (_, members) = crate::validators::insecure_dev_validators(stakes);
         ValidatorSet::new(&members).unwrap()
     }
 

@@ -8,8 +8,8 @@ use timed_core::consensus::{
 use timed_core::crypto::{Keypair, Signature};
 use timed_core::ledger::Ledger;
 use timed_core::message::{Message, Proposal, Vote, VoteKind};
-use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
-use timed_core::validators::{Genesis, GenesisValidator};
+use timed_core::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
+use timed_core::validators::{Genesis, insecure_dev_validators};
 
 const CHAIN: &str = "rules";
 
@@ -21,19 +21,7 @@ struct Fixture {
 }
 
 fn genesis(n: usize) -> (Genesis, Vec<Keypair>) {
-    let keys: Vec<Keypair> = (0..n)
-        .map(|i| Keypair::insecure_from_name(&format!("v{i}")))
-        .collect();
-    let validators = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| GenesisValidator {
-            name: format!("v{i}"),
-            public_key: k.public_key(),
-            stake: Stake(100),
-            address: None,
-        })
-        .collect();
+    let (keys, validators) = insecure_dev_validators(&vec![100; n]);
     let g = Genesis {
         chain_id: CHAIN.into(),
         genesis_time_ms: TimestampMs(0),

@@ -9,26 +9,13 @@ use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistR
 use timed_core::crypto::Keypair;
 use timed_core::ledger::{Ledger, subsidy};
 use timed_core::message::{Decision, Message};
-use timed_core::types::{Amount, Hash, Height, Stake, TimestampMs, ValidatorIndex};
-use timed_core::validators::{ConsensusParams, Genesis, GenesisValidator};
+use timed_core::types::{Amount, Hash, Height, TimestampMs, ValidatorIndex};
+use timed_core::validators::{ConsensusParams, Genesis, insecure_dev_validators};
 
 const DELAY_MS: u64 = 10;
 
 fn genesis(stakes: &[u64], block_time_ms: u64) -> (Genesis, Vec<Keypair>) {
-    let keys: Vec<Keypair> = (0..stakes.len())
-        .map(|i| Keypair::insecure_from_name(&format!("validator{}", i + 1)))
-        .collect();
-    let validators = stakes
-        .iter()
-        .zip(&keys)
-        .enumerate()
-        .map(|(i, (s, k))| GenesisValidator {
-            name: format!("validator{}", i + 1),
-            public_key: k.public_key(),
-            stake: Stake(*s),
-            address: None,
-        })
-        .collect();
+    let (keys, validators) = insecure_dev_validators(stakes);
     let params = ConsensusParams {
         block_time_ms,
         ..ConsensusParams::default()

@@ -805,7 +805,7 @@ impl Node {
             let fired = match self.step {
                 Step::Propose => self.try_prepare(),
                 Step::Prepare => {
-                    self.try_prepare_timer();
+                    self.try_step_timer(VoteKind::Prepare);
                     self.try_precommit()
                 }
                 Step::Precommit => {
@@ -821,7 +821,7 @@ impl Node {
                 );
                 continue;
             }
-            self.try_precommit_timer();
+            self.try_step_timer(VoteKind::Precommit);
             return;
         }
     }
@@ -896,23 +896,23 @@ impl Node {
         true
     }
 
-    /// L34-L35: 2f+1 PREVOTE(h, r, *) for the first time: start the prepare timeout.
-    fn try_prepare_timer(&mut self) {
-        if !self.prepare_timer_set
-            && self
-                .set
-                .is_quorum(self.votes.stake_any(self.round, VoteKind::Prepare))
-        {
-            self.prepare_timer_set = true;
-            let after = self.params.prepare_timeout.at(self.round);
-            self.schedule(
-                Timer::Prepare {
-                    height: self.height,
-                    round: self.round,
-                },
-                after,
-            );
+    /// L34-L35 (prepares) and L47-L48 (precommits): 2f+1 votes of `kind` in this round, whatever
+    /// their values, for the first time: start that step's timeout.
+    fn try_step_timer(&mut self, kind: VoteKind) {
+        let (already, timeout) = match kind {
+            VoteKind::Prepare => (&mut self.prepare_timer_set, self.params.prepare_timeout),
+            VoteKind::Precommit => (&mut self.precommit_timer_set, self.params.precommit_timeout),
+        };
+        if *already || !self.set.is_quorum(self.votes.stake_any(self.round, kind)) {
+            return;
         }
+        *already = true;
+        let (height, round) = (self.height, self.round);
+        let timer = match kind {
+            VoteKind::Prepare => Timer::Prepare { height, round },
+            VoteKind::Precommit => Timer::Precommit { height, round },
+        };
+        self.schedule(timer, timeout.at(round));
     }
 
     /// L36-L43 with step = prepare (lock and precommit the value), and L44-L46 (precommit nil).
@@ -974,25 +974,6 @@ impl Node {
         {
             self.valid = Some((round, hash));
             self.valid_updated = true;
-        }
-    }
-
-    /// L47-L48: 2f+1 PRECOMMIT(h, r, *) for the first time: start the precommit timeout.
-    fn try_precommit_timer(&mut self) {
-        if !self.precommit_timer_set
-            && self
-                .set
-                .is_quorum(self.votes.stake_any(self.round, VoteKind::Precommit))
-        {
-            self.precommit_timer_set = true;
-            let after = self.params.precommit_timeout.at(self.round);
-            self.schedule(
-                Timer::Precommit {
-                    height: self.height,
-                    round: self.round,
-                },
-                after,
-            );
         }
     }
 
