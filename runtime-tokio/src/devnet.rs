@@ -58,6 +58,7 @@ impl Children {
         for (_, c) in &mut self.0 {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -71,6 +72,7 @@ impl Children {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.0.clear();
     }
 }
 

@@ -139,9 +139,12 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
         HelloReply::Welcome(h) => h,
         HelloReply::Refused(r) => return Err(LinkError::RefusedByPeer(r)),
     };
+    // Our hello as it was before this one was processed (which may fix our genesis): both sides
+    // then conclude `Ready` exactly when both hellos carried the same genesis.
+    let mine = ctx.hello();
     let verdict = handshake::on_hello(ctx, &hello, key);
     let reply = match &verdict {
-        Ok(_) => HelloReply::Welcome(ctx.hello()),
+        Ok(_) => HelloReply::Welcome(mine),
         Err(reason) => HelloReply::Refused(reason.clone()),
     };
     wire::write_frame(&mut send, &wire::encode_hello(&reply))
