@@ -23,11 +23,11 @@ fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
     let d = |p: &str| dir.path().join(p).display().to_string();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut validators = Vec::new();
-    for i in 0..3 {
+    for (i, port) in ports.iter().enumerate() {
         let out = timed(&["keygen", "--out", &d(&format!("v{i}.key"))]);
         assert!(out.status.success());
         let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        validators.push(format!("v{i}:{key}:100:127.0.0.1:{}", ports[i]));
+        validators.push(format!("v{i}:{key}:100:127.0.0.1:{port}"));
     }
     // A funded account for a transfer.
     let alice = Keypair::insecure_from_name("alice");
