@@ -1,7 +1,394 @@
-//! The `timed` validator node. Not built yet (issue 4): it exits with an error rather than pretend.
+#![forbid(unsafe_code)]
+//! `timed`: the TIME Coin validator node.
+//!
+//! - `timed --validator-id validator1 --port 8001 --peers localhost:8002,localhost:8003 --stake 100`
+//!   runs a development validator (keys from names, genesis formed at the handshake);
+//! - `timed run --genesis FILE --key FILE --data-dir DIR --listen ADDR --peers ...` runs a real one;
+//! - `timed keygen`, `timed genesis` prepare a real network;
+//! - `timed devnet --nodes N` starts a whole local network in one command.
+//!
+//! `anyhow` is used here, at the edge, only; the modules have their own error types.
+
+mod app;
+mod ctx;
+mod devnet;
+mod driver;
+mod handshake;
+mod http;
+mod httpc;
+mod keys;
+mod metrics;
+mod net;
+mod store;
+mod tls;
+mod wire;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use timed_core::crypto::Keypair;
+use timed_core::types::{Amount, Stake, TimestampMs};
+use timed_core::validators::{ConsensusParams, Genesis, GenesisBalance, GenesisValidator};
+use tracing::warn;
+
+#[derive(Parser)]
+#[command(
+    name = "timed",
+    version,
+    about = "The TIME Coin validator node (BFT, stake-weighted, Tendermint-style)",
+    long_about = "The TIME Coin validator node.\n\n\
+        Without a subcommand it runs a DEVELOPMENT validator, as in the design notes:\n  \
+        timed --validator-id validator1 --port 8001 --peers localhost:8002,localhost:8003 --stake 100\n\
+        Keys derive from the validator id (insecure: for development only) and the genesis is \
+        formed when every peer has said hello, then kept in the data directory.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    dev: DevArgs,
+    /// Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG
+    /// (default: info).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Development mode: this validator's id (e.g. validator1); its key derives from it.
+    #[arg(long)]
+    validator_id: Option<String>,
+    /// Port for QUIC (UDP) and HTTP (TCP).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Other validators as host:port, comma separated; the genesis is formed once each has said
+    /// hello.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// This validator's stake (voting weight) in the genesis being formed.
+    #[arg(long, default_value_t = 100)]
+    stake: u64,
+    /// Pause between finalizing a block and starting the next ("8s", "500ms", "0" for as fast
+    /// as possible). All validators must use the same.
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    block_time: Duration,
+    /// Where blocks, ledger, WAL and the fixed genesis are kept [default: ./data/<validator-id>].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to bind (both UDP and TCP).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Chain id of the genesis being formed.
+    #[arg(long, default_value = "timed-devnet")]
+    chain_id: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a validator of a real network from a genesis file and a key file.
+    Run(RunArgs),
+    /// Generate a validator key file (and print its public key).
+    Keygen {
+        /// Where to write the key (never overwritten; mode 0600).
+        #[arg(long, default_value = "validator.key")]
+        out: PathBuf,
+    },
+    /// Build a genesis file from the validators' public keys, stakes and addresses.
+    Genesis(GenesisArgs),
+    /// Start a whole local network on loopback and print each finalized block.
+    Devnet(devnet::DevnetArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The genesis file (JSON, from `timed genesis`).
+    #[arg(long)]
+    genesis: PathBuf,
+    /// This validator's key file (from `timed keygen`).
+    #[arg(long)]
+    key: PathBuf,
+    /// Where blocks, ledger and WAL are kept.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address for QUIC (UDP) and HTTP (TCP), e.g. 0.0.0.0:8001.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Peers as host:port, comma separated [default: the genesis addresses].
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+}
+
+#[derive(Args)]
+struct GenesisArgs {
+    /// A validator as NAME:PUBLIC_KEY_HEX:STAKE[:HOST:PORT]; repeat for each.
+    #[arg(long = "validator", required = true)]
+    validators: Vec<String>,
+    /// An initial balance as PUBLIC_KEY_HEX:UNITS (1 TIME = 100000000 units); repeatable.
+    #[arg(long = "balance")]
+    balances: Vec<String>,
+    /// The chain id.
+    #[arg(long, default_value = "timed-mainnet")]
+    chain_id: String,
+    /// Pause between blocks ("8s", "1s", "0").
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    block_time: Duration,
+    /// Genesis time in milliseconds since the Unix epoch [default: now].
+    #[arg(long)]
+    genesis_time_ms: Option<u64>,
+    /// Where to write the genesis file.
+    #[arg(long, default_value = "genesis.json")]
+    out: PathBuf,
+}
+
+/// Parses "8s", "500ms", "2m", "1.5s" or a bare number of seconds ("0").
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 8s, 500ms, 0)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !(0.0..=86_400.0 * 365.0).contains(&secs) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    // One thread: the consensus loop, QUIC and HTTP (DEPENDENCIES.md, trap 5).
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn main() {
-    eprintln!(
-        "timed: the validator node is not implemented yet (see issue 4); use the simulator or the core tests"
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("timed: {first} (see timed --help)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cli) {
+        eprintln!("timed: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => {
+            init_logs(cli.log_format);
+            run_dev(cli.dev)
+        }
+        Some(Command::Run(a)) => {
+            init_logs(cli.log_format);
+            run_real(a)
+        }
+        Some(Command::Keygen { out }) => {
+            let key = keys::generate()?;
+            keys::save(&out, &key)?;
+            println!("{}", hex::encode(key.public_key().0));
+            eprintln!("timed: wrote a new validator key to {}", out.display());
+            Ok(())
+        }
+        Some(Command::Genesis(a)) => make_genesis(a),
+        Some(Command::Devnet(a)) => runtime()?.block_on(devnet::run(a)),
+    }
+}
+
+fn run_dev(a: DevArgs) -> Result<()> {
+    let Some(name) = a.validator_id else {
+        bail!("give --validator-id (development mode) or a subcommand such as `run` or `devnet`");
+    };
+    if name.is_empty() || name.len() > 64 {
+        bail!("--validator-id must be 1 to 64 characters");
+    }
+    let Some(port) = a.port else {
+        bail!("give --port (the QUIC/UDP and HTTP/TCP port of this validator)");
+    };
+    if a.stake == 0 {
+        bail!("--stake must be positive");
+    }
+    let key = Keypair::insecure_from_name(&name);
+    warn!(
+        "⚠️  DEVELOPMENT MODE: the key of {name} derives from its id and is public knowledge; \
+         never hold value with it. Use `timed keygen`, `timed genesis` and `timed run` for a real \
+         network."
     );
-    std::process::exit(2);
+    let peers: Vec<String> = a.peers.into_iter().filter(|p| !p.is_empty()).collect();
+    let setup = app::Setup {
+        dev: Some(ctx::DevMode {
+            stake: Stake(a.stake),
+            block_time_ms: a.block_time.as_millis() as u64,
+            expected_peers: peers.len(),
+            chain_id: a.chain_id,
+        }),
+        data_dir: a
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("data").join(&name)),
+        listen: SocketAddr::new(a.bind, port),
+        name,
+        key,
+        genesis: None,
+        peers,
+    };
+    runtime()?.block_on(app::run_node(setup))
+}
+
+fn run_real(a: RunArgs) -> Result<()> {
+    let genesis = handshake::read_genesis(&a.genesis)?;
+    let key = keys::load(&a.key)?;
+    let name = genesis
+        .validators
+        .iter()
+        .find(|v| v.public_key == key.public_key())
+        .map_or_else(
+            || format!("observer-{}", hex::encode(&key.public_key().0[..4])),
+            |v| v.name.clone(),
+        );
+    let peers = if a.peers.is_empty() {
+        genesis
+            .validators
+            .iter()
+            .filter(|v| v.public_key != key.public_key())
+            .filter_map(|v| v.address.clone())
+            .collect()
+    } else {
+        a.peers
+    };
+    let setup = app::Setup {
+        name,
+        key,
+        dev: None,
+        genesis: Some(genesis),
+        data_dir: a.data_dir,
+        listen: a.listen,
+        peers,
+    };
+    runtime()?.block_on(app::run_node(setup))
+}
+
+fn make_genesis(a: GenesisArgs) -> Result<()> {
+    let mut validators = Vec::new();
+    for v in &a.validators {
+        let parts: Vec<&str> = v.splitn(4, ':').collect();
+        let [name, key, stake, rest @ ..] = parts.as_slice() else {
+            bail!("--validator {v:?}: expected NAME:PUBLIC_KEY_HEX:STAKE[:HOST:PORT]");
+        };
+        let public_key = keys::parse_public_key(key)
+            .with_context(|| format!("--validator {v:?}: the public key must be 64 hex digits"))?;
+        let stake: u64 = stake
+            .parse()
+            .with_context(|| format!("--validator {v:?}: the stake must be a number"))?;
+        validators.push(GenesisValidator {
+            name: name.to_string(),
+            public_key,
+            stake: Stake(stake),
+            address: rest.first().map(|s| s.to_string()),
+        });
+    }
+    let mut balances = Vec::new();
+    for b in &a.balances {
+        let (key, amount) = b
+            .split_once(':')
+            .with_context(|| format!("--balance {b:?}: expected PUBLIC_KEY_HEX:UNITS"))?;
+        balances.push(GenesisBalance {
+            account: keys::parse_public_key(key)
+                .with_context(|| format!("--balance {b:?}: the key must be 64 hex digits"))?,
+            amount: Amount(
+                amount
+                    .parse()
+                    .with_context(|| format!("--balance {b:?}: units must be a number"))?,
+            ),
+        });
+    }
+    let genesis = Genesis {
+        chain_id: a.chain_id,
+        genesis_time_ms: TimestampMs(a.genesis_time_ms.unwrap_or_else(ctx::unix_ms)),
+        validators,
+        balances,
+        params: ConsensusParams {
+            block_time_ms: a.block_time.as_millis() as u64,
+            ..ConsensusParams::default()
+        },
+    };
+    genesis.validate().context("the genesis is invalid")?;
+    if a.out.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite a genesis",
+            a.out.display()
+        );
+    }
+    handshake::write_genesis(&a.out, &genesis)?;
+    println!("{}", hex::encode(genesis.hash().0));
+    eprintln!(
+        "timed: wrote genesis {} with {} validators to {}",
+        hex::encode(&genesis.hash().0[..8]),
+        genesis.validators.len(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_in_the_units_of_the_flags() {
+        assert_eq!(parse_duration("8s").unwrap(), Duration::from_secs(8));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
 }

@@ -1,0 +1,160 @@
+//! What the tasks of one node share: identity, store, metrics, the genesis once fixed, the
+//! outbound peer queues, and the status the HTTP API shows.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use timed_core::crypto::{Keypair, PublicKey};
+use timed_core::ledger::TxError;
+use timed_core::message::Message;
+use timed_core::tx::SignedTransfer;
+use timed_core::types::{Hash, Stake, ValidatorIndex};
+use timed_core::validators::{Genesis, ValidatorSet};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tls::PeerPolicy;
+
+/// Outbound frames queued per peer at most; beyond that frames are dropped (the core re-sends).
+pub const PEER_QUEUE: usize = 4096;
+
+/// Inputs queued for the core at most; readers wait when it is full (QUIC flow control then
+/// slows the peers down).
+pub const CORE_QUEUE: usize = 8192;
+
+/// The fixed genesis and what is derived from it.
+pub struct Chain {
+    pub genesis: Genesis,
+    pub hash: Hash,
+    pub set: ValidatorSet,
+}
+
+impl Chain {
+    pub fn new(genesis: Genesis) -> Result<Chain, timed_core::validators::GenesisError> {
+        let set = genesis.validate()?;
+        Ok(Chain {
+            hash: genesis.hash(),
+            genesis,
+            set,
+        })
+    }
+
+    pub fn name(&self, index: ValidatorIndex) -> &str {
+        self.set.get(index).map_or("?", |v| v.name.as_str())
+    }
+}
+
+/// Development mode: keys from names, genesis formed at the handshake.
+#[derive(Clone, Debug)]
+pub struct DevMode {
+    pub stake: Stake,
+    pub block_time_ms: u64,
+    /// How many other validators must say hello before the genesis is formed.
+    pub expected_peers: usize,
+    pub chain_id: String,
+}
+
+/// What reaches the core loop from the network and the API.
+pub enum CoreInput {
+    Message { from: ValidatorIndex, msg: Message },
+    PeerConnected(ValidatorIndex),
+    SubmitTx(SignedTransfer, oneshot::Sender<Result<Hash, TxError>>),
+}
+
+/// An open outbound connection.
+pub struct PeerQueue {
+    pub name: String,
+    pub tx: mpsc::Sender<Bytes>,
+    pub generation: u64,
+}
+
+/// The part of `/status` the core loop keeps current.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Live {
+    /// Last finalized height (0 before the first block).
+    pub height: u64,
+    /// Height and round being decided.
+    pub deciding_height: u64,
+    pub round: u32,
+    pub pending_blocks: u64,
+    pub pending_transactions: usize,
+    pub last_block_hash: Option<String>,
+    pub finality_latency_ms: Option<u64>,
+    pub clock_offset_ms: i64,
+    pub evidence: u64,
+    pub blocks_finalized_here: u64,
+}
+
+pub struct Ctx {
+    pub name: String,
+    pub key: Keypair,
+    pub dev: Option<DevMode>,
+    pub data_dir: PathBuf,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub policy: Arc<PeerPolicy>,
+    pub chain: watch::Sender<Option<Arc<Chain>>>,
+    /// Dev mode: (public key, stake) of every validator heard from, by name (ours included).
+    pub known: Mutex<BTreeMap<String, (PublicKey, Stake)>>,
+    pub peers: Mutex<BTreeMap<ValidatorIndex, PeerQueue>>,
+    pub to_core: mpsc::Sender<CoreInput>,
+    pub live: Mutex<Live>,
+    pub started: Instant,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Locks a mutex, ignoring poisoning (no lock is held across code that may panic mid-update).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Ctx {
+    pub fn chain(&self) -> Option<Arc<Chain>> {
+        self.chain.borrow().clone()
+    }
+
+    /// Our stake: from the genesis once fixed, else from the command line.
+    pub fn stake(&self) -> Stake {
+        if let Some(c) = self.chain()
+            && let Some(i) = c.set.index_of(&self.key.public_key())
+        {
+            return c.set.stake_of(i);
+        }
+        self.dev.as_ref().map_or(Stake(0), |d| d.stake)
+    }
+
+    pub fn block_time_ms(&self) -> u64 {
+        match (self.chain(), &self.dev) {
+            (Some(c), _) => c.genesis.params.block_time_ms,
+            (None, Some(d)) => d.block_time_ms,
+            (None, None) => 0,
+        }
+    }
+
+    pub fn hello(&self) -> crate::wire::Hello {
+        crate::wire::Hello {
+            version: crate::wire::HELLO_VERSION,
+            name: self.name.clone(),
+            public_key: self.key.public_key(),
+            stake: self.stake(),
+            block_time_ms: self.block_time_ms(),
+            genesis: self.chain().map(|c| c.genesis.clone()),
+        }
+    }
+
+    pub fn peer_names(&self) -> Vec<String> {
+        lock(&self.peers).values().map(|p| p.name.clone()).collect()
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock handed to the core.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,270 @@
+//! `timed devnet`: a whole local network on loopback in one command.
+//!
+//! Starts N child `timed` processes in development mode (validator1..N, stake 100 each, ports
+//! chosen free on 127.0.0.1), follows validator1's chain through its HTTP API, prints one line per
+//! finalized height, and on Ctrl-C (or after `--duration`) stops the children with SIGTERM and
+//! prints a summary: blocks per second, finality p50/p99, resident memory per node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::Value;
+
+use crate::httpc;
+
+#[derive(Args)]
+pub struct DevnetArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Pause between blocks ("1s", "200ms", "0" for as fast as possible).
+    #[arg(long, default_value = "1s", value_parser = crate::parse_duration)]
+    block_time: Duration,
+    /// Stop after this long (e.g. "30s"); without it, run until Ctrl-C.
+    #[arg(long, value_parser = crate::parse_duration)]
+    duration: Option<Duration>,
+    /// First port (validator i uses base_port + i - 1) [default: free ports picked at random].
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// Directory for the nodes' data and logs [default: a fresh temporary directory, removed at
+    /// the end].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print only the summary, not a line per block (for throughput runs).
+    #[arg(long)]
+    report: bool,
+}
+
+/// A port free for both UDP and TCP on loopback right now.
+fn free_port() -> Result<u16> {
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let port = udp.local_addr()?.port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port found on 127.0.0.1")
+}
+
+struct Children(Vec<(String, Child)>);
+
+impl Children {
+    fn stop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, c) in &mut self.0 {
+            while Instant::now() < deadline {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub async fn run(a: DevnetArgs) -> Result<()> {
+    if a.nodes == 0 || a.nodes > 100 {
+        bail!("--nodes must be between 1 and 100");
+    }
+    let exe = std::env::current_exe().context("cannot find the timed executable")?;
+    let temporary = a.data_dir.is_none();
+    let dir = a.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("timed-devnet-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ports: Vec<u16> = match a.base_port {
+        Some(b) => (0..a.nodes)
+            .map(|i| b.checked_add(i as u16).context("--base-port too high"))
+            .collect::<Result<_>>()?,
+        None => (0..a.nodes).map(|_| free_port()).collect::<Result<_>>()?,
+    };
+    let block_time = format!("{}ms", a.block_time.as_millis());
+    let mut children = Children(Vec::new());
+    for (i, port) in ports.iter().enumerate() {
+        let name = format!("validator{}", i + 1);
+        let peers: Vec<String> = ports
+            .iter()
+            .filter(|p| *p != port)
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let log = std::fs::File::create(dir.join(format!("{name}.log")))
+            .with_context(|| format!("cannot create the log of {name}"))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--validator-id")
+            .arg(&name)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--stake")
+            .arg("100")
+            .arg("--block-time")
+            .arg(&block_time)
+            .arg("--data-dir")
+            .arg(dir.join(&name))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if !peers.is_empty() {
+            cmd.arg("--peers").arg(peers.join(","));
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            // Per-vote lines cost throughput at block time 0; keep the block lines.
+            let level = if a.block_time.is_zero() {
+                "warn"
+            } else {
+                "info"
+            };
+            cmd.env("RUST_LOG", level);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        children.0.push((name, child));
+    }
+    println!(
+        "devnet: {} validators on 127.0.0.1 ports {}, block time {}, data and logs in {}",
+        a.nodes,
+        ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        block_time,
+        dir.display()
+    );
+
+    let api: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
+    let mut shutdown = crate::app::shutdown_signal();
+    let started = Instant::now();
+    let mut next = 1u64;
+    let mut finality = Vec::new();
+    let mut first_block: Option<(u64, Instant)> = None;
+    let mut last_block: Option<(u64, Instant)> = None;
+    let mut failure = None;
+    loop {
+        if a.duration.is_some_and(|d| started.elapsed() >= d) || *shutdown.borrow() {
+            break;
+        }
+        for (name, c) in &mut children.0 {
+            if let Ok(Some(status)) = c.try_wait() {
+                failure = Some(format!(
+                    "{name} exited ({status}); see {}",
+                    dir.join(format!("{name}.log")).display()
+                ));
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+        let blocks = match httpc::get(api, &format!("/blocks?from={next}&limit=500")).await {
+            Ok((200, body)) => serde_json::from_str::<Vec<Value>>(&body).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let now = Instant::now();
+        for b in &blocks {
+            let height = b["height"].as_u64().unwrap_or(0);
+            if height < next {
+                continue;
+            }
+            next = height + 1;
+            let f = b["finality_ms"].as_u64().unwrap_or(0);
+            finality.push(f);
+            first_block.get_or_insert((height, now));
+            last_block = Some((height, now));
+            if !a.report {
+                let total = b["certificate"]["signatures"]
+                    .as_array()
+                    .map_or(0, |s| s.len());
+                let reward = b["reward"].as_u64().unwrap_or(0);
+                println!(
+                    "height {height:>6}  hash {}  proposer {:<12} signatures {total}/{}  reward {}.{:02} TIME  finality {f} ms",
+                    &b["hash"].as_str().unwrap_or("?")
+                        [..16.min(b["hash"].as_str().unwrap_or("?").len())],
+                    b["proposer"].as_str().unwrap_or("?"),
+                    a.nodes,
+                    reward / 100_000_000,
+                    (reward % 100_000_000) / 1_000_000,
+                );
+            }
+        }
+        if blocks.len() < 500 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {},
+                _ = shutdown.changed() => {},
+            }
+        }
+    }
+    let rss: Vec<(String, Option<u64>)> = children
+        .0
+        .iter()
+        .map(|(n, c)| (n.clone(), rss_kib(c.id())))
+        .collect();
+    children.stop();
+    finality.sort_unstable();
+    println!(
+        "devnet: stopped after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if let (Some((h0, t0)), Some((h1, t1))) = (first_block, last_block) {
+        let secs = (t1 - t0).as_secs_f64();
+        let rate = if secs > 0.0 {
+            (h1 - h0) as f64 / secs
+        } else {
+            0.0
+        };
+        println!(
+            "devnet: {h1} heights finalized; {rate:.1} blocks/s (heights {h0}..{h1} over {secs:.1} s); finality p50 {} ms, p99 {} ms",
+            percentile(&finality, 0.5),
+            percentile(&finality, 0.99)
+        );
+    } else {
+        println!("devnet: no block finalized");
+    }
+    for (n, r) in rss {
+        if let Some(kib) = r {
+            println!("devnet: {n} resident memory {:.1} MiB", kib as f64 / 1024.0);
+        }
+    }
+    if temporary && failure.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match failure {
+        Some(f) => bail!(f),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,389 @@
+//! The QUIC transport: one endpoint per node (UDP, the `--port`/`--listen` address), an accept
+//! loop, and one dialer per configured peer address that redials with backoff.
+//!
+//! Each node dials every peer and sends its consensus messages on its own outbound connection;
+//! it reads the peer's messages from the peer's outbound (our inbound) connection. Every
+//! established outbound connection reaches the core as `PeerConnected`, which makes the core
+//! re-send its current messages to that peer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use timed_core::codec;
+use timed_core::crypto::PublicKey;
+use timed_core::message::Message;
+use timed_core::types::ValidatorIndex;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::ctx::{CoreInput, Ctx, PEER_QUEUE, PeerQueue, lock};
+use crate::handshake::{self, Verdict};
+use crate::tls;
+use crate::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES, MAX_HELLO_BYTES};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A consensus message as a ready-to-write frame (length prefix included).
+pub fn frame_of(msg: &Message) -> Bytes {
+    let body = codec::encode_message(msg);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Bytes::from(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("the peer refused us: {0}")]
+    RefusedByPeer(String),
+    #[error("we refused the peer: {0}")]
+    RefusedByUs(String),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("connection lost: {0}")]
+    Lost(String),
+}
+
+fn peer_key(conn: &quinn::Connection) -> Option<PublicKey> {
+    let identity = conn.peer_identity()?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    tls::peer_key(certs.first()?).ok()
+}
+
+async fn resolve(addr: &str, want_v4: bool) -> Result<SocketAddr, LinkError> {
+    let addrs = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|_| LinkError::Resolve(addr.into()))?;
+    let addrs: Vec<SocketAddr> = addrs.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() == want_v4)
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| LinkError::Resolve(addr.into()))
+}
+
+async fn read_hello(recv: &mut quinn::RecvStream) -> Result<HelloReply, LinkError> {
+    let mut buf = Vec::new();
+    let got = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        wire::read_frame(recv, &mut buf, MAX_HELLO_BYTES),
+    )
+    .await
+    .map_err(|_| LinkError::Timeout)??;
+    if !got {
+        return Err(LinkError::Lost("stream closed during the hello".into()));
+    }
+    wire::decode_hello(&buf).map_err(|e| LinkError::Frame(FrameError::Decode(e)))
+}
+
+/// Spawns the accept loop and a dialer per peer address.
+pub fn start(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, peers: Vec<String>) {
+    tokio::spawn(accept_loop(ctx.clone(), endpoint.clone()));
+    for addr in peers {
+        tokio::spawn(dial_loop(ctx.clone(), endpoint.clone(), addr));
+    }
+}
+
+async fn accept_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            if let Err(e) = accept_one(&ctx, incoming).await {
+                match e {
+                    LinkError::Lost(_) | LinkError::Timeout => {
+                        debug!(%remote, "inbound connection ended: {e}")
+                    }
+                    e => warn!(%remote, "inbound connection refused: {e}"),
+                }
+            }
+        });
+    }
+}
+
+async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkError> {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.metrics
+                .handshakes_refused
+                .get_or_create(&[("reason", "tls")])
+                .inc();
+            return Err(LinkError::RefusedByUs(format!(
+                "TLS handshake failed ({e}); a key outside our genesis is refused here"
+            )));
+        }
+    };
+    let key = peer_key(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| LinkError::Timeout)?
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    let hello = match read_hello(&mut recv).await? {
+        HelloReply::Welcome(h) => h,
+        HelloReply::Refused(r) => return Err(LinkError::RefusedByPeer(r)),
+    };
+    // Our hello as it was before this one was processed (which may fix our genesis): both sides
+    // then conclude `Ready` exactly when both hellos carried the same genesis.
+    let mine = ctx.hello();
+    let verdict = handshake::on_hello(ctx, &hello, key);
+    let reply = match &verdict {
+        Ok(_) => HelloReply::Welcome(mine),
+        Err(reason) => HelloReply::Refused(reason.clone()),
+    };
+    wire::write_frame(&mut send, &wire::encode_hello(&reply))
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    let _ = send.finish();
+    match verdict {
+        Err(reason) => {
+            ctx.metrics
+                .handshakes_refused
+                .get_or_create(&[("reason", "hello")])
+                .inc();
+            error!(peer = %hello.name, "Refused peer: {reason}");
+            // Let the reason reach the peer before the connection goes.
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+            Ok(())
+        }
+        Ok(Verdict::Pending) => {
+            conn.closed().await;
+            Ok(())
+        }
+        Ok(Verdict::Ready(index)) => read_loop(ctx, &conn, recv, index, &hello.name).await,
+    }
+}
+
+async fn read_loop(
+    ctx: &Ctx,
+    conn: &quinn::Connection,
+    mut recv: quinn::RecvStream,
+    from: ValidatorIndex,
+    name: &str,
+) -> Result<(), LinkError> {
+    let mut buf = Vec::new();
+    let mut warned = false;
+    loop {
+        match wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(FrameError::TooLarge { size, limit }) => {
+                ctx.metrics
+                    .frames_dropped
+                    .get_or_create(&[("reason", "oversized")])
+                    .inc();
+                warn!(peer = %name, "Dropped a frame of {size} bytes (limit {limit}); closing the connection");
+                conn.close(1u32.into(), b"frame too large");
+                return Ok(());
+            }
+            Err(e) => return Err(LinkError::Lost(e.to_string())),
+        }
+        ctx.metrics.bytes_in.inc_by(buf.len() as u64 + 4);
+        match codec::decode_message(&buf) {
+            Ok(msg) => {
+                if ctx
+                    .to_core
+                    .send(CoreInput::Message { from, msg })
+                    .await
+                    .is_err()
+                {
+                    return Ok(()); // the core stopped
+                }
+            }
+            Err(e) => {
+                ctx.metrics
+                    .frames_dropped
+                    .get_or_create(&[("reason", "undecodable")])
+                    .inc();
+                if !warned {
+                    warned = true;
+                    warn!(peer = %name, "Dropped an undecodable frame: {e} (further ones from this connection are only counted)");
+                }
+            }
+        }
+    }
+}
+
+async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
+    let mut backoff = BACKOFF_MIN;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut last_error = String::new();
+    loop {
+        let result = tokio::select! {
+            r = dial_once(&ctx, &endpoint, &addr) => r,
+            _ = shutdown.changed() => return,
+        };
+        match result {
+            Ok(DialEnd::Myself) => {
+                debug!(%addr, "this peer address is this node itself; not dialing it");
+                return;
+            }
+            Ok(DialEnd::Pending) => {
+                let mut chain = ctx.chain.subscribe();
+                tokio::select! {
+                    _ = chain.wait_for(|c| c.is_some()) => {},
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Ok(DialEnd::Closed) => backoff = BACKOFF_MIN,
+            Err(e) => {
+                let text = e.to_string();
+                match &e {
+                    LinkError::RefusedByPeer(_) | LinkError::RefusedByUs(_) => {
+                        error!(%addr, "{text}")
+                    }
+                    _ if text != last_error => debug!(%addr, "dial failed: {text}"),
+                    _ => {}
+                }
+                last_error = text;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        let jitter = Duration::from_millis(u64::from(rand::random::<u8>()) % 50);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff + jitter) => {},
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+enum DialEnd {
+    Myself,
+    Pending,
+    Closed,
+}
+
+async fn dial_once(
+    ctx: &Ctx,
+    endpoint: &quinn::Endpoint,
+    addr: &str,
+) -> Result<DialEnd, LinkError> {
+    let local_v4 = endpoint.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
+    let target = resolve(addr, local_v4).await?;
+    let connecting = endpoint
+        .connect(target, tls::SERVER_NAME)
+        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+        .await
+        .map_err(|_| LinkError::Timeout)?
+        .map_err(|e| match e {
+            quinn::ConnectionError::TransportError(t) if t.code.to_string().contains("crypto") || t.to_string().contains("certificate") => {
+                LinkError::RefusedByPeer(format!("TLS handshake refused ({t}): our key is not in its genesis, or its key not in ours"))
+            }
+            e => LinkError::Connect(e.to_string()),
+        })?;
+    let key = peer_key(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
+    if key == ctx.key.public_key() {
+        conn.close(0u32.into(), b"self");
+        return Ok(DialEnd::Myself);
+    }
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    wire::write_frame(
+        &mut send,
+        &wire::encode_hello(&HelloReply::Welcome(ctx.hello())),
+    )
+    .await
+    .map_err(|e| LinkError::Lost(e.to_string()))?;
+    let reply = read_hello(&mut recv).await.map_err(|e| match e {
+        LinkError::Lost(s) => {
+            LinkError::Lost(format!("{s} (the peer may have refused our certificate)"))
+        }
+        e => e,
+    })?;
+    let hello = match reply {
+        HelloReply::Welcome(h) => h,
+        HelloReply::Refused(reason) => {
+            ctx.metrics
+                .handshakes_refused
+                .get_or_create(&[("reason", "refused_by_peer")])
+                .inc();
+            conn.close(0u32.into(), b"refused");
+            return Err(LinkError::RefusedByPeer(reason));
+        }
+    };
+    match handshake::on_hello(ctx, &hello, key) {
+        Err(reason) => {
+            conn.close(0u32.into(), b"refused");
+            Err(LinkError::RefusedByUs(format!("{}: {reason}", hello.name)))
+        }
+        Ok(Verdict::Pending) => {
+            conn.close(0u32.into(), b"pending");
+            Ok(DialEnd::Pending)
+        }
+        Ok(Verdict::Ready(index)) => {
+            session(ctx, &conn, send, index, &hello.name).await;
+            Ok(DialEnd::Closed)
+        }
+    }
+}
+
+/// Pumps our frames to one peer until the connection ends.
+async fn session(
+    ctx: &Ctx,
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    index: ValidatorIndex,
+    name: &str,
+) {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(PEER_QUEUE);
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut peers = lock(&ctx.peers);
+        peers.insert(
+            index,
+            PeerQueue {
+                name: name.to_string(),
+                tx,
+                generation,
+            },
+        );
+        ctx.metrics.peers.set(peers.len() as i64);
+    }
+    info!("Peer connected: {name}");
+    let _ = ctx.to_core.send(CoreInput::PeerConnected(index)).await;
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break };
+                if send.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            _ = conn.closed() => break,
+            _ = shutdown.changed() => break,
+        }
+    }
+    {
+        let mut peers = lock(&ctx.peers);
+        if peers
+            .get(&index)
+            .is_some_and(|p| p.generation == generation)
+        {
+            peers.remove(&index);
+        }
+        ctx.metrics.peers.set(peers.len() as i64);
+    }
+    conn.close(0u32.into(), b"bye");
+    info!("Peer disconnected: {name}");
+}

@@ -1,0 +1,346 @@
+//! The node's durable state, in one redb database in the data directory:
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `blocks` | height | CBOR `StoredBlock` (block, certificate, outcome, local finality) |
+//! | `txs` | transaction hash | height of the block that archived it |
+//! | `accounts` | public key | CBOR `Account` (the ledger after the last stored block) |
+//! | `wal` | sequence | CBOR `PersistRecord` (what the core asked to make durable) |
+//! | `meta` | name | genesis hash |
+//!
+//! Durability: `persist` commits with `Durability::Immediate` (fsync) and returns only then, so the
+//! driver performs a signed message's broadcast after its record is on disk. Finalized blocks are
+//! committed with `Durability::None`: redb makes such a commit durable with the next immediate one,
+//! in order, so after a crash the disk holds a prefix of the history — possibly without the last
+//! blocks, but then also with the WAL records of their heights, from which the node restores and
+//! catches up. A block and the ledger after it are always written in one transaction.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use timed_core::block::{Block, Certificate};
+use timed_core::codec;
+use timed_core::consensus::{Finalized, PersistRecord, Restore};
+use timed_core::crypto::PublicKey;
+use timed_core::ledger::{Account, BlockOutcome, Ledger};
+use timed_core::message::Decision;
+use timed_core::types::{Hash, Height};
+use timed_core::validators::Genesis;
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const TXS: TableDefinition<&[u8], u64> = TableDefinition::new("txs");
+const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
+const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Stored values are our own encodings; this bounds what a corrupt file can make us allocate.
+const MAX_STORED_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path} is in use by another timed process (one node per data directory)")]
+    Locked { path: String },
+    #[error("cannot open database {path}: {source}")]
+    Open { path: String, source: redb::Error },
+    #[error("storage failure: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt record in table {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error(
+        "the database belongs to genesis {stored}, but this node runs genesis {expected}; \
+         use another --data-dir or remove the old one"
+    )]
+    WrongGenesis { stored: String, expected: String },
+}
+
+impl StoreError {
+    fn db(e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db(e.into())
+    }
+}
+
+/// A finalized block as stored and served.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredBlock {
+    pub block: Block,
+    pub certificate: Certificate,
+    pub outcome: BlockOutcome,
+    /// Milliseconds from the block's timestamp to its finalization on this node.
+    pub finality_ms: u64,
+}
+
+pub struct Store {
+    db: Database,
+    next_wal: std::sync::atomic::AtomicU64,
+}
+
+fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: shown.clone(),
+            },
+            e => StoreError::Open {
+                path: shown.clone(),
+                source: e.into(),
+            },
+        })?;
+        let tx = db.begin_write().map_err(StoreError::db)?;
+        {
+            tx.open_table(BLOCKS).map_err(StoreError::db)?;
+            tx.open_table(TXS).map_err(StoreError::db)?;
+            tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
+            tx.open_table(WAL).map_err(StoreError::db)?;
+            tx.open_table(META).map_err(StoreError::db)?;
+        }
+        tx.commit().map_err(StoreError::db)?;
+        let store = Store {
+            db,
+            next_wal: 0.into(),
+        };
+        let last = {
+            let r = store.db.begin_read().map_err(StoreError::db)?;
+            let wal = r.open_table(WAL).map_err(StoreError::db)?;
+            wal.last()
+                .map_err(StoreError::db)?
+                .map_or(0, |(k, _)| k.value() + 1)
+        };
+        store
+            .next_wal
+            .store(last, std::sync::atomic::Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// Binds the database to `genesis` on first use (writing its balances as the ledger at height
+    /// 0), and refuses a database of another genesis.
+    pub fn bind_genesis(&self, genesis: &Genesis) -> Result<(), StoreError> {
+        let hash = genesis.hash();
+        let tx = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut meta = tx.open_table(META).map_err(StoreError::db)?;
+            let stored = meta
+                .get("genesis")
+                .map_err(StoreError::db)?
+                .map(|v| v.value().to_vec());
+            match stored {
+                Some(s) if s == hash.0 => {}
+                Some(s) => {
+                    return Err(StoreError::WrongGenesis {
+                        stored: hex::encode(s),
+                        expected: hex::encode(hash.0),
+                    });
+                }
+                None => {
+                    meta.insert("genesis", &hash.0[..])
+                        .map_err(StoreError::db)?;
+                    let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
+                    for (key, account) in Ledger::from_genesis(genesis).accounts() {
+                        accounts
+                            .insert(&key.0[..], codec::encode(account).as_slice())
+                            .map_err(StoreError::db)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(StoreError::db)
+    }
+
+    /// Makes `records` durable (one fsync for all of them).
+    pub fn persist(&self, records: &[PersistRecord]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(StoreError::db)?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(StoreError::db)?;
+        {
+            let mut wal = tx.open_table(WAL).map_err(StoreError::db)?;
+            for r in records {
+                let seq = self
+                    .next_wal
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                wal.insert(seq, codec::encode(r).as_slice())
+                    .map_err(StoreError::db)?;
+            }
+        }
+        tx.commit().map_err(StoreError::db)
+    }
+
+    /// Stores a finalized block with the ledger changes it made, and drops the WAL records of its
+    /// height and below.
+    pub fn finalize(&self, f: &Finalized, finality_ms: u64) -> Result<(), StoreError> {
+        let height = f.block.height();
+        let mut tx = self.db.begin_write().map_err(StoreError::db)?;
+        tx.set_durability(Durability::None)
+            .map_err(StoreError::db)?;
+        {
+            let stored = StoredBlock {
+                block: f.block.clone(),
+                certificate: f.certificate.clone(),
+                outcome: f.outcome.clone(),
+                finality_ms,
+            };
+            let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::db)?;
+            blocks
+                .insert(height.0, codec::encode(&stored).as_slice())
+                .map_err(StoreError::db)?;
+            let mut txs = tx.open_table(TXS).map_err(StoreError::db)?;
+            for hash in &f.outcome.archived {
+                txs.insert(&hash.0[..], height.0).map_err(StoreError::db)?;
+            }
+            let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
+            for (key, account) in &f.outcome.touched {
+                if *account == Account::default() {
+                    accounts.remove(&key.0[..]).map_err(StoreError::db)?;
+                } else {
+                    accounts
+                        .insert(&key.0[..], codec::encode(account).as_slice())
+                        .map_err(StoreError::db)?;
+                }
+            }
+            let mut wal = tx.open_table(WAL).map_err(StoreError::db)?;
+            wal.retain(|_, v| {
+                codec::decode::<PersistRecord>(v, MAX_STORED_BYTES)
+                    .map(|r| r.height() > height)
+                    .unwrap_or(false)
+            })
+            .map_err(StoreError::db)?;
+        }
+        tx.commit().map_err(StoreError::db)
+    }
+
+    /// Replaces the certificate of a stored block with an extended one.
+    pub fn extend_certificate(&self, cert: &Certificate) -> Result<(), StoreError> {
+        let Some(mut stored) = self.block(cert.height)? else {
+            return Ok(());
+        };
+        if stored.block.hash() != cert.block_hash {
+            return Ok(());
+        }
+        stored.certificate = cert.clone();
+        let mut tx = self.db.begin_write().map_err(StoreError::db)?;
+        tx.set_durability(Durability::None)
+            .map_err(StoreError::db)?;
+        {
+            let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::db)?;
+            blocks
+                .insert(cert.height.0, codec::encode(&stored).as_slice())
+                .map_err(StoreError::db)?;
+        }
+        tx.commit().map_err(StoreError::db)
+    }
+
+    /// What `Node::restore` needs: the last block, the ledger after it, and the WAL.
+    pub fn restore(&self) -> Result<Restore, StoreError> {
+        let r = self.db.begin_read().map_err(StoreError::db)?;
+        let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+        let last = match blocks.last().map_err(StoreError::db)? {
+            Some((_, v)) => {
+                let s: StoredBlock =
+                    codec::decode(v.value(), MAX_STORED_BYTES).map_err(|e| corrupt("blocks", e))?;
+                Some(Decision {
+                    block: s.block,
+                    certificate: s.certificate,
+                })
+            }
+            None => None,
+        };
+        let accounts = r.open_table(ACCOUNTS).map_err(StoreError::db)?;
+        let mut list = Vec::new();
+        for entry in accounts.iter().map_err(StoreError::db)? {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            let key: [u8; 32] = k
+                .value()
+                .try_into()
+                .map_err(|_| corrupt("accounts", "key is not 32 bytes"))?;
+            let account: Account =
+                codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e))?;
+            list.push((PublicKey(key), account));
+        }
+        let wal = r.open_table(WAL).map_err(StoreError::db)?;
+        let mut records = Vec::new();
+        for entry in wal.iter().map_err(StoreError::db)? {
+            let (_, v) = entry.map_err(StoreError::db)?;
+            records.push(
+                codec::decode::<PersistRecord>(v.value(), MAX_STORED_BYTES)
+                    .map_err(|e| corrupt("wal", e))?,
+            );
+        }
+        Ok(Restore {
+            ledger: last.as_ref().map(|_| Ledger::from_accounts(list)),
+            last,
+            records,
+        })
+    }
+
+    pub fn block(&self, height: Height) -> Result<Option<StoredBlock>, StoreError> {
+        let r = self.db.begin_read().map_err(StoreError::db)?;
+        let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+        match blocks.get(height.0).map_err(StoreError::db)? {
+            Some(v) => Ok(Some(
+                codec::decode(v.value(), MAX_STORED_BYTES).map_err(|e| corrupt("blocks", e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub fn latest_height(&self) -> Result<Option<Height>, StoreError> {
+        let r = self.db.begin_read().map_err(StoreError::db)?;
+        let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+        Ok(blocks
+            .last()
+            .map_err(StoreError::db)?
+            .map(|(k, _)| Height(k.value())))
+    }
+
+    /// Blocks from `from` on, at most `max` of them and about `byte_budget` bytes of encoding.
+    pub fn range(
+        &self,
+        from: Height,
+        max: usize,
+        byte_budget: usize,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        let r = self.db.begin_read().map_err(StoreError::db)?;
+        let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for entry in blocks.range(from.0..).map_err(StoreError::db)? {
+            let (_, v) = entry.map_err(StoreError::db)?;
+            let raw = v.value();
+            if out.len() >= max || (bytes + raw.len() > byte_budget && !out.is_empty()) {
+                break;
+            }
+            if raw.len() > byte_budget {
+                break;
+            }
+            bytes += raw.len();
+            out.push(codec::decode(raw, MAX_STORED_BYTES).map_err(|e| corrupt("blocks", e))?);
+        }
+        Ok(out)
+    }
+
+    pub fn tx_height(&self, hash: &Hash) -> Result<Option<Height>, StoreError> {
+        let r = self.db.begin_read().map_err(StoreError::db)?;
+        let txs = r.open_table(TXS).map_err(StoreError::db)?;
+        Ok(txs
+            .get(&hash.0[..])
+            .map_err(StoreError::db)?
+            .map(|v| Height(v.value())))
+    }
+
+    pub fn account(&self, key: &PublicKey) -> Result<Account, StoreError> {
+        let r = self.db.begin_read().map_err(StoreError::db)?;
+        let accounts = r.open_table(ACCOUNTS).map_err(StoreError::db)?;
+        match accounts.get(&key.0[..]).map_err(StoreError::db)? {
+            Some(v) => codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e)),
+            None => Ok(Account::default()),
+        }
+    }
+}

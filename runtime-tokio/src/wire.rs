@@ -1,0 +1,115 @@
+//! What travels on a QUIC stream between two nodes: length-prefixed frames (a 4-byte big-endian
+//! length, then that many bytes), at most `MAX_FRAME_BYTES` each.
+//!
+//! A connection carries one bidirectional stream. The dialer writes a `Hello`; the acceptor answers
+//! with its own `Hello` or a `Refused` reason. If both sides hold the same genesis, the dialer then
+//! writes consensus messages (`codec::encode_message`) on the same stream, and the acceptor reads
+//! them. Each node dials every peer, so each pair of nodes has two connections, one per direction:
+//! no tie-breaking between simultaneous dials is ever needed.
+
+use serde::{Deserialize, Serialize};
+use timed_core::codec;
+use timed_core::crypto::PublicKey;
+use timed_core::types::Stake;
+use timed_core::validators::Genesis;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest frame: the largest consensus message the core accepts.
+pub const MAX_FRAME_BYTES: usize = codec::MAX_MESSAGE_BYTES;
+
+/// The largest hello (a genesis of 1 000 validators fits).
+pub const MAX_HELLO_BYTES: usize = 1024 * 1024;
+
+/// Version of the hello exchange.
+pub const HELLO_VERSION: u32 = 1;
+
+/// Who a node is, sent first on every connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    /// The validator id (`validator1`): the genesis name.
+    pub name: String,
+    pub public_key: PublicKey,
+    pub stake: Stake,
+    /// The block time this node was started with (dev mode: all must agree).
+    pub block_time_ms: u64,
+    /// The node's genesis, once fixed.
+    pub genesis: Option<Genesis>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Sent once per connection: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum HelloReply {
+    Welcome(Hello),
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {size} bytes exceeds the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] codec::CodecError),
+}
+
+/// Reads one frame into `buf` (replacing its contents). `Ok(false)` at a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<bool, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    let size = u32::from_be_bytes(len) as usize;
+    if size > limit {
+        return Err(FrameError::TooLarge { size, limit });
+    }
+    buf.clear();
+    buf.resize(size, 0);
+    r.read_exact(buf).await?;
+    Ok(true)
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| std::io::Error::other("frame larger than 4 GiB"))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(payload).await
+}
+
+pub fn encode_hello(reply: &HelloReply) -> Vec<u8> {
+    codec::encode(reply)
+}
+
+pub fn decode_hello(bytes: &[u8]) -> Result<HelloReply, codec::CodecError> {
+    codec::decode(bytes, MAX_HELLO_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversize_is_refused() {
+        let mut out = Vec::new();
+        write_frame(&mut out, b"hello").await.unwrap();
+        let mut buf = Vec::new();
+        let mut r = &out[..];
+        assert!(read_frame(&mut r, &mut buf, 16).await.unwrap());
+        assert_eq!(buf, b"hello");
+        assert!(!read_frame(&mut r, &mut buf, 16).await.unwrap());
+        let mut r = &out[..];
+        assert!(matches!(
+            read_frame(&mut r, &mut buf, 4).await,
+            Err(FrameError::TooLarge { size: 5, .. })
+        ));
+    }
+}

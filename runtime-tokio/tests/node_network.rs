@@ -1,0 +1,87 @@
+//! Real `timed` processes over QUIC on loopback: the design notes' three validators finalize one
+//! chain; one stops and two keep finalizing; it comes back and catches up; `kill -9` and restart
+//! signs nothing conflicting.
+
+mod common;
+
+use common::{Net, wait_for};
+
+#[test]
+fn three_validators_finalize_identical_chains() {
+    let net = Net::start(3, "200ms");
+    for i in 0..3 {
+        net.wait_height(i, 5);
+    }
+    for h in 1..=5 {
+        let hashes: Vec<String> = (0..3)
+            .map(|i| net.block_hash(i, h).expect("block served"))
+            .collect();
+        assert!(
+            hashes.iter().all(|x| *x == hashes[0]),
+            "height {h}: {hashes:?}"
+        );
+    }
+    let s = net.status(0).unwrap();
+    assert_eq!(s["consensus_threshold"], 200);
+    assert_eq!(s["voting_weight"], 100);
+    assert_eq!(s["validators"].as_array().unwrap().len(), 3);
+    assert_eq!(s["peers"].as_array().unwrap().len(), 2);
+    let genesis: Vec<_> = (0..3)
+        .map(|i| net.status(i).unwrap()["genesis_hash"].clone())
+        .collect();
+    assert!(genesis.iter().all(|g| *g == genesis[0] && !g.is_null()));
+}
+
+#[test]
+fn two_of_three_keep_finalizing_and_the_third_catches_up() {
+    let mut net = Net::start(3, "200ms");
+    net.wait_height(0, 3);
+    net.stop(2, "-TERM");
+    let at_stop = net.height(0);
+    net.wait_height(0, at_stop + 4);
+    net.wait_height(1, at_stop + 4);
+    // Blocks finalized without validator3 carry exactly the two remaining signatures.
+    let late = net.height(0);
+    let b = net.block(0, late).unwrap();
+    assert_eq!(
+        b["certificate"]["signatures"].as_array().unwrap().len(),
+        2,
+        "{b}"
+    );
+
+    net.spawn(2);
+    let target = net.height(0) + 2;
+    net.wait_height(2, target);
+    for h in 1..=target {
+        let a = net.block_hash(0, h).unwrap();
+        let c = wait_for("validator3 to serve the block", || net.block_hash(2, h));
+        assert_eq!(a, c, "height {h}");
+    }
+}
+
+#[test]
+fn kill_9_and_restart_signs_nothing_conflicting() {
+    let mut net = Net::start(3, "200ms");
+    net.wait_height(1, 3);
+    net.stop(1, "-KILL");
+    net.spawn(1);
+    let target = net.height(0) + 4;
+    for i in 0..3 {
+        net.wait_height(i, target);
+    }
+    // A second crash right away, mid-height.
+    net.stop(1, "-KILL");
+    net.spawn(1);
+    let target = net.height(0) + 3;
+    for i in 0..3 {
+        net.wait_height(i, target);
+    }
+    for i in 0..3 {
+        let s = net.status(i).unwrap();
+        assert_eq!(s["evidence"], 0, "{}: {}", net.nodes[i].name, net.log(i));
+    }
+    for h in 1..=target {
+        let hashes: Vec<String> = (0..3).map(|i| net.block_hash(i, h).unwrap()).collect();
+        assert!(hashes.iter().all(|x| *x == hashes[0]), "height {h}");
+    }
+}
