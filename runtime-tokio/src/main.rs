@@ -21,6 +21,7 @@ mod metrics;
 mod net;
 mod store;
 mod tls;
+mod wal;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};

@@ -1,21 +1,35 @@
-//! The node's durable state, in one redb database in the data directory:
+//! The node's durable state: one redb database and one write-ahead log file in the data directory.
 //!
-//! | table | key | value |
+//! | redb table | key | value |
 //! |---|---|---|
 //! | `blocks` | height | CBOR `StoredBlock` (block, certificate, outcome, local finality) |
 //! | `txs` | transaction hash | height of the block that archived it |
 //! | `accounts` | public key | CBOR `Account` (the ledger after the last stored block) |
-//! | `wal` | sequence | CBOR `PersistRecord` (what the core asked to make durable) |
 //! | `meta` | name | genesis hash |
+//! | `wal` | sequence | legacy: persist records of older versions, moved to `wal.log` on open |
 //!
-//! Durability: `persist` commits with `Durability::Immediate` (fsync) and returns only then, so the
-//! driver performs a signed message's broadcast after its record is on disk. Finalized blocks are
-//! committed with `Durability::None`: redb makes such a commit durable with the next immediate one,
-//! in order, so after a crash the disk holds a prefix of the history — possibly without the last
-//! blocks, but then also with the WAL records of their heights, from which the node restores and
-//! catches up. A block and the ledger after it are always written in one transaction.
+//! The persist records (what the core asked to make durable) live in `wal.log` next to the
+//! database (see `wal.rs`): `persist` appends a group with one write and one `fdatasync` and returns
+//! only then, so the driver performs a signed message's broadcast after its record is on disk.
+//!
+//! Finalized blocks are committed to redb with `Durability::None`: redb makes such commits durable
+//! with the next `Immediate` commit, in order, so after a crash redb holds a prefix of the history
+//! (a block and the ledger after it are always written in one transaction), possibly without the
+//! last blocks. The pruning rule keeps that safe:
+//!
+//! **WAL records of height ≤ H are removed only after an `Immediate` redb commit issued after the
+//! commit of block H has returned** (a "durable point"). So at any crash the WAL still holds every
+//! record of every height above the last block redb kept: the node restores at that height with its
+//! own proposals, votes and lock, never contradicts itself, and catches up from its peers. Records
+//! of heights at or below the restored block are ignored by `Node::restore`.
+//!
+//! A durable point is taken when the WAL file exceeds `WAL_PRUNE_BYTES` or after
+//! `DURABLE_EVERY_BLOCKS` finalized blocks, whichever comes first; it costs one redb fsync and one
+//! rewrite-and-rename of the (small) kept tail of the WAL, off most heights' critical path. The
+//! rewrite is crash-safe: the old file stays whole until the synced new one replaces it.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -28,11 +42,18 @@ use timed_core::message::Decision;
 use timed_core::types::{Hash, Height};
 use timed_core::validators::Genesis;
 
+use crate::wal::Wal;
+
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const TXS: TableDefinition<&[u8], u64> = TableDefinition::new("txs");
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Take a durable point (and prune the WAL) once the WAL file is larger than this...
+const WAL_PRUNE_BYTES: u64 = 1024 * 1024;
+/// ...or after this many blocks finalized since the last durable point.
+const DURABLE_EVERY_BLOCKS: u32 = 1024;
 
 /// Stored values are our own encodings; this bounds what a corrupt file can make us allocate.
 const MAX_STORED_BYTES: usize = 64 * 1024 * 1024;
@@ -45,6 +66,8 @@ pub enum StoreError {
     Open { path: String, source: redb::Error },
     #[error("storage failure: {0}")]
     Db(#[from] redb::Error),
+    #[error("write-ahead log failure: {0}")]
+    Wal(#[from] std::io::Error),
     #[error("corrupt record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
     #[error(
@@ -72,7 +95,19 @@ pub struct StoredBlock {
 
 pub struct Store {
     db: Database,
-    next_wal: std::sync::atomic::AtomicU64,
+    wal: Mutex<WalState>,
+}
+
+struct WalState {
+    wal: Wal,
+    /// The last block committed to redb (perhaps not yet durably).
+    last_finalized: Option<Height>,
+    /// Blocks finalized since the last durable point.
+    since_durable: u32,
+}
+
+fn lock_wal(m: &Mutex<WalState>) -> std::sync::MutexGuard<'_, WalState> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
@@ -104,21 +139,40 @@ impl Store {
             tx.open_table(META).map_err(StoreError::db)?;
         }
         tx.commit().map_err(StoreError::db)?;
-        let store = Store {
+        let mut wal = Wal::open(&path.with_file_name("wal.log"))?;
+        // Move the records of an older version's `wal` table into the file, then empty the table.
+        let legacy = {
+            let r = db.begin_read().map_err(StoreError::db)?;
+            let table = r.open_table(WAL).map_err(StoreError::db)?;
+            let mut records = Vec::new();
+            for entry in table.iter().map_err(StoreError::db)? {
+                let (_, v) = entry.map_err(StoreError::db)?;
+                records.push(
+                    codec::decode::<PersistRecord>(v.value(), MAX_STORED_BYTES)
+                        .map_err(|e| corrupt("wal", e))?,
+                );
+            }
+            records
+        };
+        if !legacy.is_empty() {
+            wal.append(&legacy)?;
+            let mut tx = db.begin_write().map_err(StoreError::db)?;
+            tx.set_durability(Durability::Immediate)
+                .map_err(StoreError::db)?;
+            {
+                let mut table = tx.open_table(WAL).map_err(StoreError::db)?;
+                table.retain(|_, _| false).map_err(StoreError::db)?;
+            }
+            tx.commit().map_err(StoreError::db)?;
+        }
+        Ok(Store {
             db,
-            next_wal: 0.into(),
-        };
-        let last = {
-            let r = store.db.begin_read().map_err(StoreError::db)?;
-            let wal = r.open_table(WAL).map_err(StoreError::db)?;
-            wal.last()
-                .map_err(StoreError::db)?
-                .map_or(0, |(k, _)| k.value() + 1)
-        };
-        store
-            .next_wal
-            .store(last, std::sync::atomic::Ordering::Relaxed);
-        Ok(store)
+            wal: Mutex::new(WalState {
+                wal,
+                last_finalized: None,
+                since_durable: 0,
+            }),
+        })
     }
 
     /// Binds the database to `genesis` on first use (writing its balances as the ledger at height
@@ -155,26 +209,29 @@ impl Store {
         tx.commit().map_err(StoreError::db)
     }
 
-    /// Makes `records` durable (one fsync for all of them).
+    /// Makes `records` durable (one write and one fdatasync of the WAL for all of them).
     pub fn persist(&self, records: &[PersistRecord]) -> Result<(), StoreError> {
+        lock_wal(&self.wal).wal.append(records)?;
+        Ok(())
+    }
+
+    /// A durable point: makes every earlier redb commit durable, then drops the WAL records of the
+    /// heights up to the last committed block (the rule in the module comment).
+    fn durable_point(&self, st: &mut WalState) -> Result<(), StoreError> {
+        let Some(upto) = st.last_finalized else {
+            return Ok(());
+        };
         let mut tx = self.db.begin_write().map_err(StoreError::db)?;
         tx.set_durability(Durability::Immediate)
             .map_err(StoreError::db)?;
-        {
-            let mut wal = tx.open_table(WAL).map_err(StoreError::db)?;
-            for r in records {
-                let seq = self
-                    .next_wal
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                wal.insert(seq, codec::encode(r).as_slice())
-                    .map_err(StoreError::db)?;
-            }
-        }
-        tx.commit().map_err(StoreError::db)
+        tx.commit().map_err(StoreError::db)?;
+        st.since_durable = 0;
+        st.wal.prune(upto)?;
+        Ok(())
     }
 
-    /// Stores a finalized block with the ledger changes it made, and drops the WAL records of its
-    /// height and below.
+    /// Stores a finalized block with the ledger changes it made (not yet durably), and now and then
+    /// takes a durable point that prunes the WAL.
     pub fn finalize(&self, f: &Finalized, finality_ms: u64) -> Result<(), StoreError> {
         let height = f.block.height();
         let mut tx = self.db.begin_write().map_err(StoreError::db)?;
@@ -205,15 +262,15 @@ impl Store {
                         .map_err(StoreError::db)?;
                 }
             }
-            let mut wal = tx.open_table(WAL).map_err(StoreError::db)?;
-            wal.retain(|_, v| {
-                codec::decode::<PersistRecord>(v, MAX_STORED_BYTES)
-                    .map(|r| r.height() > height)
-                    .unwrap_or(false)
-            })
-            .map_err(StoreError::db)?;
         }
-        tx.commit().map_err(StoreError::db)
+        tx.commit().map_err(StoreError::db)?;
+        let mut st = lock_wal(&self.wal);
+        st.last_finalized = Some(height);
+        st.since_durable += 1;
+        if st.wal.len_bytes() > WAL_PRUNE_BYTES || st.since_durable >= DURABLE_EVERY_BLOCKS {
+            self.durable_point(&mut st)?;
+        }
+        Ok(())
     }
 
     /// Replaces the certificate of a stored block with an extended one.
@@ -264,15 +321,7 @@ impl Store {
                 codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e))?;
             list.push((PublicKey(key), account));
         }
-        let wal = r.open_table(WAL).map_err(StoreError::db)?;
-        let mut records = Vec::new();
-        for entry in wal.iter().map_err(StoreError::db)? {
-            let (_, v) = entry.map_err(StoreError::db)?;
-            records.push(
-                codec::decode::<PersistRecord>(v.value(), MAX_STORED_BYTES)
-                    .map_err(|e| corrupt("wal", e))?,
-            );
-        }
+        let records = lock_wal(&self.wal).wal.records();
         Ok(Restore {
             ledger: last.as_ref().map(|_| Ledger::from_accounts(list)),
             last,
