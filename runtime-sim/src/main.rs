@@ -196,7 +196,7 @@ fn swarm(seeds: u64, start: u64, json: bool) -> ExitCode {
             }
             return ExitCode::FAILURE;
         }
-        if !json && (seed - start + 1) % 50 == 0 {
+        if !json && (seed - start + 1).is_multiple_of(50) {
             eprintln!("{} seeds passed", seed - start + 1);
         }
     }

@@ -951,7 +951,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.0.contains("line 5") && e.0.contains("faults[0].node"),
+            e.0.contains("line 8") && e.0.contains("faults[0].node"),
             "{e}"
         );
         let e =
