@@ -239,6 +239,9 @@ pub struct Expect {
     pub full_certificates: bool,
     #[serde(default)]
     pub liveness: Option<Liveness>,
+    /// End the run as soon as the liveness phase succeeded (swarms: no time wasted after).
+    #[serde(default)]
+    pub stop_at_liveness: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -899,6 +902,7 @@ pub fn swarm(seed: u64) -> Scenario {
                 gain: 2,
                 within: Ms(60_000),
             }),
+            stop_at_liveness: true,
             ..Expect::default()
         },
     }

@@ -144,6 +144,8 @@ pub struct Simulation {
     height_faults: Vec<usize>,
     partition_base: Option<Height>,
     liveness_base: Option<(Height, u64)>,
+    /// The liveness phase reached its target.
+    pub live: bool,
     transcript: Option<blake3::Hasher>,
     mean_delay_ms: f64,
 }
@@ -245,6 +247,7 @@ impl Simulation {
             height_faults: vec![],
             partition_base: None,
             liveness_base: None,
+            live: false,
             transcript: None,
             mean_delay_ms,
         };
@@ -316,6 +319,9 @@ impl Simulation {
     /// Processes every event up to `until_ms` (stops early at a violation).
     pub fn run_until(&mut self, until_ms: u64) {
         while self.checker.violations.is_empty() {
+            if self.live && self.scenario.expect.stop_at_liveness {
+                return;
+            }
             let Some(Reverse(q)) = self.queue.peek() else {
                 break;
             };
@@ -581,6 +587,13 @@ impl Simulation {
             });
         }
         self.fire_height_faults(h);
+        if let (Some((base, _)), Some(l)) = (self.liveness_base, &self.scenario.expect.liveness)
+            && !self.live
+        {
+            let target = base.0 + l.gain;
+            let up: Vec<Height> = self.honest_up().map(|(_, n)| n.height()).collect();
+            self.live = !up.is_empty() && up.iter().all(|x| x.0 >= target);
+        }
     }
 
     fn fire_height_faults(&mut self, h: Height) {
