@@ -1,0 +1,294 @@
+//! The invariants, checked after every step. Each check records a `Violation` with the step and
+//! time; the simulation stops at the first one.
+
+use std::collections::BTreeMap;
+
+use timed_core::block::Certificate;
+use timed_core::consensus::Finalized;
+use timed_core::ledger::subsidy;
+use timed_core::message::Message;
+use timed_core::types::{Hash, Height, ValidatorIndex};
+use timed_core::validators::ValidatorSet;
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    pub step: u64,
+    pub time_ms: u64,
+    pub node: Option<usize>,
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+/// The slot a signed message fills: one message per (height, round, kind) per validator.
+pub fn slot_of(msg: &Message) -> Option<(Height, u32, u8)> {
+    match msg {
+        Message::Proposal(p) => Some((p.height, p.round.0, 0)),
+        Message::Vote(v) => Some((v.height, v.round.0, 1 + v.kind as u8)),
+        _ => None,
+    }
+}
+
+/// The signer a signed message names.
+pub fn signer_of(msg: &Message) -> Option<ValidatorIndex> {
+    match msg {
+        Message::Proposal(p) => Some(p.proposer),
+        Message::Vote(v) => Some(v.validator),
+        _ => None,
+    }
+}
+
+fn digest(msg: &Message) -> Hash {
+    Hash(*blake3::hash(&timed_core::codec::encode(msg)).as_bytes())
+}
+
+/// What the checker remembers across the whole run.
+pub struct Checker {
+    chain_id: String,
+    set: ValidatorSet,
+    /// The first block finalized at each height among checked nodes, and by whom.
+    decided: BTreeMap<Height, (Hash, usize)>,
+    /// Digest of the outcome (rewards, fees, touched accounts) per height.
+    outcomes: BTreeMap<Height, (Hash, usize)>,
+    /// Every signed message each node ever persisted, by slot; never pruned, survives crashes.
+    signed: Vec<BTreeMap<(Height, u32, u8), Hash>>,
+    /// Certificates already verified (by digest of their encoding and the block hash).
+    verified: BTreeMap<Hash, bool>,
+    /// Highest height each node stored durably.
+    stored_top: Vec<Height>,
+    /// Height of each node's live core, within one incarnation.
+    live_height: Vec<Height>,
+    pub violations: Vec<Violation>,
+    pub step: u64,
+    pub now: u64,
+}
+
+impl Checker {
+    pub fn new(chain_id: &str, set: ValidatorSet) -> Checker {
+        let n = set.len();
+        Checker {
+            chain_id: chain_id.into(),
+            set,
+            decided: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            signed: vec![BTreeMap::new(); n],
+            verified: BTreeMap::new(),
+            stored_top: vec![Height(0); n],
+            live_height: vec![Height(0); n],
+            violations: vec![],
+            step: 0,
+            now: 0,
+        }
+    }
+
+    fn fail(&mut self, node: Option<usize>, rule: &'static str, detail: String) {
+        self.violations.push(Violation {
+            step: self.step,
+            time_ms: self.now,
+            node,
+            rule,
+            detail,
+        });
+    }
+
+    /// A node persisted a record: a signed message must not contradict any it signed before.
+    pub fn on_persist_signed(&mut self, node: usize, height: Height, msg: &Message) {
+        let Some(slot) = slot_of(msg) else { return };
+        if slot.0 != height {
+            self.fail(
+                Some(node),
+                "persist-height",
+                format!("record of height {height} holds a message of {}", slot.0),
+            );
+        }
+        let d = digest(msg);
+        match self.signed[node].get(&slot) {
+            Some(prev) if *prev != d => self.fail(
+                Some(node),
+                "double-sign",
+                format!(
+                    "persisted two different {} for height {} round {}",
+                    msg.kind(),
+                    slot.0,
+                    slot.1
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                self.signed[node].insert(slot, d);
+            }
+        }
+    }
+
+    /// A node sent a message: its own signed ones must have been persisted first, unchanged.
+    pub fn on_send(&mut self, node: usize, msg: &Message) {
+        let Some(slot) = slot_of(msg) else { return };
+        if signer_of(msg).map(|s| s.as_usize()) != Some(node) {
+            return;
+        }
+        match self.signed[node].get(&slot) {
+            None => self.fail(
+                Some(node),
+                "send-before-persist",
+                format!(
+                    "sent its {} for height {} round {} before persisting it",
+                    msg.kind(),
+                    slot.0,
+                    slot.1
+                ),
+            ),
+            Some(d) if *d != digest(msg) => self.fail(
+                Some(node),
+                "double-sign",
+                format!(
+                    "sent a {} for height {} round {} other than the one it persisted",
+                    msg.kind(),
+                    slot.0,
+                    slot.1
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    fn certificate_ok(&mut self, cert: &Certificate, height: Height, block: &Hash) -> bool {
+        let key = Hash(
+            *blake3::Hasher::new()
+                .update(&timed_core::codec::encode(cert))
+                .update(&block.0)
+                .update(&height.0.to_be_bytes())
+                .finalize()
+                .as_bytes(),
+        );
+        if let Some(ok) = self.verified.get(&key) {
+            return *ok;
+        }
+        let ok = cert
+            .verify(&self.set, &self.chain_id, height, block)
+            .is_ok();
+        self.verified.insert(key, ok);
+        ok
+    }
+
+    /// A node stored a finalized block: no fork, a valid certificate, heights only go up, and
+    /// the same rewards everywhere.
+    pub fn on_finalized(&mut self, node: usize, f: &Finalized, state_root_after: Hash) {
+        let h = f.block.height();
+        let hash = f.block.hash();
+        if h <= self.stored_top[node] {
+            self.fail(
+                Some(node),
+                "height-regressed",
+                format!("stored height {h} after height {}", self.stored_top[node]),
+            );
+        }
+        self.stored_top[node] = h;
+        match self.decided.get(&h) {
+            Some((other, by)) if *other != hash => {
+                let detail = format!(
+                    "fork at height {h}: node {node} finalized {} but node {by} finalized {}",
+                    hash.short(),
+                    other.short()
+                );
+                self.fail(Some(node), "fork", detail);
+            }
+            Some(_) => {}
+            None => {
+                self.decided.insert(h, (hash, node));
+            }
+        }
+        if !self.certificate_ok(&f.certificate, h, &hash) {
+            self.fail(
+                Some(node),
+                "bad-certificate",
+                format!("certificate of height {h} does not verify"),
+            );
+        }
+        if state_root_after != f.block.header.state_root {
+            self.fail(
+                Some(node),
+                "state-root",
+                format!(
+                    "stored ledger after height {h} has root {} but the block says {}",
+                    state_root_after.short(),
+                    f.block.header.state_root.short()
+                ),
+            );
+        }
+        let o = &f.outcome;
+        let paid: u64 = o.rewards.iter().map(|r| r.amount.0).sum();
+        if o.height != h
+            || o.subsidy != subsidy(h)
+            || paid != o.total_reward.0
+            || o.total_reward.0 != o.subsidy.0.saturating_add(o.fees.0)
+        {
+            self.fail(
+                Some(node),
+                "rewards",
+                format!("outcome of height {h} does not pay subsidy + fees exactly"),
+            );
+        }
+        let od = Hash(*blake3::hash(&timed_core::codec::encode(o)).as_bytes());
+        match self.outcomes.get(&h) {
+            Some((other, by)) if *other != od => {
+                let detail = format!("rewards or balances of height {h} differ from node {by}'s");
+                self.fail(Some(node), "ledger-diverged", detail);
+            }
+            Some(_) => {}
+            None => {
+                self.outcomes.insert(h, (od, node));
+            }
+        }
+    }
+
+    /// A late precommit extended a stored certificate: it must still verify.
+    pub fn on_extended(&mut self, node: usize, cert: &Certificate, block: Option<Hash>) {
+        match block {
+            None => self.fail(
+                Some(node),
+                "extended-unknown",
+                format!("extended height {} it never stored", cert.height),
+            ),
+            Some(b) => {
+                if !self.certificate_ok(cert, cert.height, &b) {
+                    self.fail(
+                        Some(node),
+                        "bad-certificate",
+                        format!(
+                            "extended certificate of height {} does not verify",
+                            cert.height
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// After a step of a live node: its core's height never goes back within an incarnation.
+    pub fn after_step(&mut self, node: usize, height: Height) {
+        if height < self.live_height[node] {
+            let detail = format!(
+                "core height went from {} to {height}",
+                self.live_height[node]
+            );
+            self.fail(Some(node), "height-regressed", detail);
+        }
+        self.live_height[node] = height;
+    }
+
+    /// A node restarted from its durable state.
+    pub fn on_restart(&mut self, node: usize, height: Height) {
+        self.live_height[node] = height;
+        if height.0 != self.stored_top[node].0 + 1 {
+            let detail = format!(
+                "restored at height {height} but its store ends at {}",
+                self.stored_top[node]
+            );
+            self.fail(Some(node), "restore-height", detail);
+        }
+    }
+
+    pub fn decided(&self) -> &BTreeMap<Height, (Hash, usize)> {
+        &self.decided
+    }
+}

@@ -1,0 +1,265 @@
+//! `timed-sim`: run a named or file scenario, a swarm of seeds, or the speed benchmark.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use timed_sim::scenario::{NAMED, parse_duration};
+use timed_sim::{Report, Scenario, Simulation};
+
+#[derive(Parser)]
+#[command(
+    name = "timed-sim",
+    about = "The deterministic simulator of timed",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario (a name or a TOML file).
+    Run {
+        /// three-nodes, byzantine-dropout, testnet, partition, crash-restart, equivocation,
+        /// swarm, or a path to a .toml file.
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Override the scenario's duration: 90s, 10m, 1h, or milliseconds.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Print one JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+        /// Run twice and compare a hash of every output of every node.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Run many swarm seeds; stop at the first failure and print its replay command.
+    Swarm {
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure speed: the testnet scenario, and heights per second with block time 0.
+    Bench {
+        /// Repetitions of the testnet hour.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(scenario: &str, seed: u64) -> Result<Scenario, String> {
+    if let Some(s) = Scenario::named(scenario, seed) {
+        return Ok(s);
+    }
+    if scenario.ends_with(".toml") || std::path::Path::new(scenario).exists() {
+        let text = std::fs::read_to_string(scenario)
+            .map_err(|e| format!("cannot read {scenario}: {e}"))?;
+        return Scenario::from_toml(&text).map_err(|e| format!("{scenario}: {e}"));
+    }
+    Err(format!(
+        "unknown scenario {scenario:?}: use one of {} or a .toml file",
+        NAMED.join(", ")
+    ))
+}
+
+fn replay(scenario: &str, seed: u64, duration: Option<&str>) -> String {
+    let mut c = format!("timed-sim run --scenario {scenario} --seed {seed}");
+    if let Some(d) = duration {
+        c.push_str(&format!(" --duration {d}"));
+    }
+    c
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Run {
+            scenario,
+            seed,
+            duration,
+            json,
+            check_determinism,
+        } => run(
+            &scenario,
+            seed,
+            duration.as_deref(),
+            json,
+            check_determinism,
+        ),
+        Command::Swarm { seeds, start, json } => swarm(seeds, start, json),
+        Command::Bench { runs, json } => bench(runs, json),
+    }
+}
+
+fn run(name: &str, seed: u64, duration: Option<&str>, json: bool, det: bool) -> ExitCode {
+    let mut scenario = match load(name, seed) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(d) = duration {
+        match parse_duration(d) {
+            Ok(ms) => scenario.duration.0 = ms,
+            Err(e) => {
+                eprintln!("error: --duration: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let cmd = replay(name, seed, duration);
+    let report = match timed_sim::run(&scenario, seed, cmd.clone(), det) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut ok = report.passed;
+    let mut det_note = None;
+    if det {
+        let again = timed_sim::run(&scenario, seed, cmd, true).expect("ran once already");
+        let same = again.transcript == report.transcript;
+        det_note = Some(same);
+        ok &= same;
+    }
+    if json {
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        if let (Some(same), Some(obj)) = (det_note, v.as_object_mut()) {
+            obj.insert("deterministic".into(), same.into());
+        }
+        println!("{v}");
+    } else {
+        print!("{}", report.text());
+        if let Some(same) = det_note {
+            println!(
+                "{:<22}{}",
+                "determinism",
+                if same {
+                    "identical transcripts in two runs"
+                } else {
+                    "TRANSCRIPTS DIFFER"
+                }
+            );
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn swarm(seeds: u64, start: u64, json: bool) -> ExitCode {
+    let t0 = Instant::now();
+    let mut sim_ms: u64 = 0;
+    let mut heights: u64 = 0;
+    for seed in start..start.saturating_add(seeds) {
+        let scenario = timed_sim::scenario::swarm(seed);
+        let report = match timed_sim::run(&scenario, seed, replay("swarm", seed, None), false) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("seed {seed}: error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        sim_ms += report.sim_ms;
+        heights += report.min_height;
+        if !report.passed {
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                print!("{}", report.text());
+                println!(
+                    "swarm stopped at seed {seed}; replay with: {}",
+                    report.replay
+                );
+            }
+            return ExitCode::FAILURE;
+        }
+        if !json && (seed - start + 1).is_multiple_of(50) {
+            eprintln!("{} seeds passed", seed - start + 1);
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"seeds": seeds, "start": start, "passed": true,
+                "sim_ms": sim_ms, "wall_ms": wall * 1000.0, "heights": heights})
+        );
+    } else {
+        println!(
+            "swarm: {seeds} seeds from {start} passed ({:.0} s simulated in {wall:.1} s wall, {heights} heights)",
+            sim_ms as f64 / 1000.0
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn bench(runs: u32, json: bool) -> ExitCode {
+    let testnet = Scenario::named("testnet", 1).expect("named");
+    let mut walls = vec![];
+    let mut report: Option<Report> = None;
+    for seed in 1..=u64::from(runs.max(1)) {
+        let r = timed_sim::run(&testnet, seed, String::new(), false).expect("valid");
+        walls.push(r.wall_ms);
+        report = Some(r);
+    }
+    walls.sort_by(f64::total_cmp);
+    let median = walls[walls.len() / 2];
+    let r = report.expect("at least one run");
+    let speedup = r.sim_ms as f64 / median;
+    // Block time 0: as fast as the network allows, 4 validators, 10 ms links.
+    let mut fast = Scenario::named("three-nodes", 1).expect("named");
+    fast.name = "block-time-0".into();
+    fast.validators = vec![fast.validators[0].clone(); 4];
+    fast.consensus.block_time_ms = 0;
+    fast.duration.0 = 60_000;
+    fast.expect = Default::default();
+    let mut sim = Simulation::new(&fast, 1).expect("valid");
+    let t = Instant::now();
+    sim.run();
+    let wall = t.elapsed().as_secs_f64();
+    let heights = sim.nodes.iter().map(|n| n.height().0).min().unwrap_or(0);
+    let hps = heights as f64 / wall;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"testnet_wall_ms": median, "testnet_speedup": speedup,
+                "testnet_heights": r.min_height, "block_time_0_heights": heights,
+                "block_time_0_wall_ms": wall * 1000.0, "heights_per_second": hps})
+        );
+    } else {
+        println!(
+            "testnet: 1 simulated hour, {} heights, median {:.0} ms wall over {} runs: {:.0}x real time (goal 10000x)",
+            r.min_height,
+            median,
+            walls.len(),
+            speedup
+        );
+        println!(
+            "block time 0: 4 validators, 10 ms links: {heights} heights in {wall:.2} s wall = {hps:.0} heights/s"
+        );
+    }
+    ExitCode::SUCCESS
+}

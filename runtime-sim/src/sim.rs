@@ -1,0 +1,1043 @@
+//! The simulation: N real cores in one thread on a virtual clock, an event queue ordered by
+//! (time, sequence), the network model, crashes and restarts from durable state, Byzantine
+//! behaviours applied to what a node sends, and the checker after every step.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use timed_core::block::Block;
+use timed_core::codec;
+use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore};
+use timed_core::crypto::Keypair;
+use timed_core::ledger::Ledger;
+use timed_core::message::{Decision, Message, Proposal, Vote};
+use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
+use timed_core::validators::{Genesis, GenesisValidator, ValidatorSet};
+use tracing::{debug, info};
+
+use crate::checker::{Checker, Violation};
+use crate::network::{Fate, Network};
+use crate::scenario::{Behaviour, FaultKind, Scenario, ScenarioError};
+
+/// The chain id of every simulated network.
+pub const CHAIN_ID: &str = "timed-sim";
+
+enum Ev {
+    Start {
+        node: usize,
+        inc: u32,
+    },
+    Deliver {
+        to: usize,
+        inc: u32,
+        from: usize,
+        msg: Rc<Message>,
+    },
+    /// Bytes that the receiving runtime must fail to decode.
+    Garbage {
+        to: usize,
+        inc: u32,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        inc: u32,
+        timer: timed_core::consensus::Timer,
+    },
+    Connected {
+        node: usize,
+        inc: u32,
+        peer: usize,
+    },
+    Fault(usize),
+    LivenessDeadline,
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// One simulated validator: its live core (if running) and what survives a crash.
+pub struct SimNode {
+    pub core: Option<Node>,
+    pub incarnation: u32,
+    pub behaviour: Behaviour,
+    crash_at_persist: bool,
+    /// Durable: finalized blocks with their (possibly extended) certificates.
+    pub chain: BTreeMap<Height, Decision>,
+    /// Durable: the ledger after the last stored block.
+    pub ledger: Ledger,
+    /// Durable: records persisted since the last stored block.
+    pub records: Vec<PersistRecord>,
+    pub crashes: u32,
+}
+
+impl SimNode {
+    pub fn height(&self) -> Height {
+        self.chain.keys().next_back().copied().unwrap_or(Height(0))
+    }
+    pub fn is_up(&self) -> bool {
+        self.core.is_some()
+    }
+    /// Whether this node's own messages are honest (silent nodes are honest but mute).
+    fn checked(&self) -> bool {
+        matches!(self.behaviour, Behaviour::Honest | Behaviour::Silent)
+    }
+}
+
+/// Counters the summary reports.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub steps: u64,
+    pub messages: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub garbage_sent: u64,
+    pub garbage_decoded: u64,
+    pub evidence: u64,
+    pub crashes: u64,
+    /// Finality latency of each (honest node, height): time of finalizing minus block timestamp.
+    pub finality_ms: Vec<u64>,
+}
+
+/// A run in progress.
+pub struct Simulation {
+    pub scenario: Scenario,
+    pub seed: u64,
+    genesis: Genesis,
+    keys: Vec<Keypair>,
+    set: ValidatorSet,
+    pub nodes: Vec<SimNode>,
+    network: Network,
+    rng: ChaCha8Rng,
+    queue: BinaryHeap<Reverse<Queued>>,
+    seq: u64,
+    now: u64,
+    pub checker: Checker,
+    pub stats: Stats,
+    /// Failed expectations (not invariants): reported and make the run fail.
+    pub expectation_failures: Vec<String>,
+    height_faults: Vec<usize>,
+    partition_base: Option<Height>,
+    liveness_base: Option<(Height, u64)>,
+    /// The liveness phase reached its target.
+    pub live: bool,
+    transcript: Option<blake3::Hasher>,
+    mean_delay_ms: f64,
+}
+
+struct HashWriter<'a>(&'a mut blake3::Hasher);
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Simulation {
+    /// Builds the network of `scenario`; every random choice flows from `seed`.
+    pub fn new(scenario: &Scenario, seed: u64) -> Result<Simulation, ScenarioError> {
+        scenario
+            .validate()
+            .map_err(|(f, m)| ScenarioError(format!("field `{f}`: {m}")))?;
+        let n = scenario.validators.len();
+        let names: Vec<String> = scenario
+            .validators
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.name
+                    .clone()
+                    .unwrap_or_else(|| format!("validator{}", i + 1))
+            })
+            .collect();
+        let keys: Vec<Keypair> = names
+            .iter()
+            .map(|name| Keypair::insecure_from_name(name))
+            .collect();
+        let genesis = Genesis {
+            chain_id: CHAIN_ID.into(),
+            genesis_time_ms: TimestampMs(0),
+            validators: scenario
+                .validators
+                .iter()
+                .zip(&names)
+                .zip(&keys)
+                .map(|((v, name), k)| GenesisValidator {
+                    name: name.clone(),
+                    public_key: k.public_key(),
+                    stake: Stake(v.stake),
+                    address: None,
+                })
+                .collect(),
+            balances: vec![],
+            params: scenario.consensus.params(),
+        };
+        let set = genesis
+            .validate()
+            .map_err(|e| ScenarioError(format!("invalid genesis: {e}")))?;
+        let mut network = Network::new(n, &scenario.network.default_link());
+        for l in &scenario.network.links {
+            network.set_link(
+                l.from,
+                l.to,
+                crate::network::LinkModel {
+                    latency: l.latency.clone(),
+                    jitter_ms: l.jitter_ms,
+                    loss: l.loss,
+                    duplicate: l.duplicate,
+                },
+            );
+        }
+        let mut nodes = Vec::with_capacity(n);
+        for (i, v) in scenario.validators.iter().enumerate() {
+            let core = Node::new(&genesis, keys[i].clone(), NodeConfig::default())
+                .map_err(|e| ScenarioError(format!("validator {i}: {e}")))?;
+            nodes.push(SimNode {
+                core: Some(core),
+                incarnation: 0,
+                behaviour: v.behaviour,
+                crash_at_persist: false,
+                chain: BTreeMap::new(),
+                ledger: Ledger::from_genesis(&genesis),
+                records: vec![],
+                crashes: 0,
+            });
+        }
+        let mean_delay_ms = network.mean_delay_ms();
+        let mut sim = Simulation {
+            scenario: scenario.clone(),
+            seed,
+            checker: Checker::new(CHAIN_ID, set.clone()),
+            genesis,
+            keys,
+            set,
+            nodes,
+            network,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+            stats: Stats::default(),
+            expectation_failures: vec![],
+            height_faults: vec![],
+            partition_base: None,
+            liveness_base: None,
+            live: false,
+            transcript: None,
+            mean_delay_ms,
+        };
+        for i in 0..n {
+            sim.push(0, Ev::Start { node: i, inc: 0 });
+        }
+        for (k, f) in scenario.faults.iter().enumerate() {
+            match (f.at, f.at_height) {
+                (Some(t), _) => sim.push(t.0, Ev::Fault(k)),
+                (None, Some(_)) => sim.height_faults.push(k),
+                (None, None) => {}
+            }
+        }
+        if let Some(l) = &scenario.expect.liveness {
+            sim.push(l.after.0, Ev::LivenessDeadline);
+        }
+        info!(
+            seed,
+            scenario = %scenario.name,
+            validators = n,
+            mean_delay_ms,
+            "simulation options: {}",
+            serde_json::to_string(scenario).unwrap_or_default()
+        );
+        Ok(sim)
+    }
+
+    /// Hash every output of every node (for `--check-determinism`).
+    pub fn record_transcript(&mut self) {
+        self.transcript = Some(blake3::Hasher::new());
+    }
+
+    pub fn transcript(&self) -> Option<Hash> {
+        self.transcript
+            .as_ref()
+            .map(|h| Hash(*h.finalize().as_bytes()))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.set
+    }
+
+    pub fn mean_delay_ms(&self) -> f64 {
+        self.mean_delay_ms
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    /// Runs until the scenario's duration or the first violation.
+    pub fn run(&mut self) {
+        let end = self.scenario.duration.0;
+        self.run_until(end);
+        if self.checker.violations.is_empty() {
+            self.check_end();
+        }
+    }
+
+    /// Processes every event up to `until_ms` (stops early at a violation).
+    pub fn run_until(&mut self, until_ms: u64) {
+        while self.checker.violations.is_empty() {
+            if self.live && self.scenario.expect.stop_at_liveness {
+                return;
+            }
+            let Some(Reverse(q)) = self.queue.peek() else {
+                break;
+            };
+            if q.at > until_ms {
+                break;
+            }
+            let Some(Reverse(q)) = self.queue.pop() else {
+                break;
+            };
+            self.now = q.at;
+            self.checker.now = q.at;
+            self.event(q.ev);
+        }
+        if self.checker.violations.is_empty() {
+            self.now = self.now.max(until_ms);
+        }
+    }
+
+    fn alive(&self, node: usize, inc: u32) -> bool {
+        let n = &self.nodes[node];
+        n.core.is_some() && n.incarnation == inc
+    }
+
+    fn event(&mut self, ev: Ev) {
+        match ev {
+            Ev::Start { node, inc } => {
+                if self.alive(node, inc) {
+                    debug!("t={} n{node} start", self.now);
+                    self.step(node, Input::Start);
+                }
+            }
+            Ev::Deliver { to, inc, from, msg } => {
+                if !self.alive(to, inc) || !self.network.connected(from, to) {
+                    self.stats.dropped += 1;
+                    return;
+                }
+                debug!("t={} n{to} <- n{from} {}", self.now, describe(&msg));
+                let msg = Rc::try_unwrap(msg).unwrap_or_else(|rc| (*rc).clone());
+                self.step(
+                    to,
+                    Input::Message {
+                        from: ValidatorIndex(from as u16),
+                        msg,
+                    },
+                );
+            }
+            Ev::Garbage {
+                to,
+                inc,
+                from,
+                bytes,
+            } => {
+                if !self.alive(to, inc) {
+                    return;
+                }
+                match codec::decode_message(&bytes) {
+                    Err(e) => debug!("t={} n{to} <- n{from} garbage refused: {e}", self.now),
+                    Ok(msg) => {
+                        // Astronomically unlikely; the core must then cope with the message.
+                        self.stats.garbage_decoded += 1;
+                        self.step(
+                            to,
+                            Input::Message {
+                                from: ValidatorIndex(from as u16),
+                                msg,
+                            },
+                        );
+                    }
+                }
+            }
+            Ev::Timer { node, inc, timer } => {
+                if self.alive(node, inc) {
+                    debug!("t={} n{node} timeout {timer:?}", self.now);
+                    self.step(node, Input::Timeout(timer));
+                }
+            }
+            Ev::Connected { node, inc, peer } => {
+                if self.alive(node, inc) && self.network.connected(node, peer) {
+                    debug!("t={} n{node} connected to n{peer}", self.now);
+                    self.step(node, Input::PeerConnected(ValidatorIndex(peer as u16)));
+                }
+            }
+            Ev::Fault(k) => self.fault(k),
+            Ev::LivenessDeadline => self.liveness_event(),
+        }
+    }
+
+    /// One call into a core and the performing of its outputs, then the step checks.
+    fn step(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        self.stats.steps += 1;
+        self.checker.step = self.stats.steps;
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        let outputs = core.handle(TimestampMs(now), input);
+        for out in outputs {
+            if let Some(h) = self.transcript.as_mut() {
+                let _ = writeln!(HashWriter(h), "{i}@{now}:{out:?}");
+            }
+            if !self.perform(i, out) {
+                break;
+            }
+        }
+        if let Some(core) = self.nodes[i].core.as_ref() {
+            let h = core.height();
+            self.checker.after_step(i, h);
+        }
+    }
+
+    /// Performs one output; false when the node crashed and the rest of the step is lost.
+    fn perform(&mut self, i: usize, out: Output) -> bool {
+        match out {
+            Output::Persist(r) => {
+                if self.nodes[i].checked()
+                    && let PersistRecord::Signed { height, msg } = &r
+                {
+                    self.checker.on_persist_signed(i, *height, msg);
+                }
+                self.nodes[i].records.push(r);
+                if self.nodes[i].crash_at_persist {
+                    info!("t={} n{i} crashes right after a persist", self.now);
+                    self.crash(i);
+                    return false;
+                }
+            }
+            Output::Broadcast(msg) => {
+                if self.nodes[i].checked() {
+                    self.checker.on_send(i, &msg);
+                }
+                let msg = Rc::new(msg);
+                for j in 0..self.nodes.len() {
+                    if j != i {
+                        self.send_as(i, j, &msg);
+                    }
+                }
+                self.garbage(i, &msg);
+            }
+            Output::Send { to, msg } => {
+                if self.nodes[i].checked() {
+                    self.checker.on_send(i, &msg);
+                }
+                let msg = Rc::new(msg);
+                self.send_as(i, to.as_usize(), &msg);
+            }
+            Output::Schedule { timer, after_ms } => {
+                let inc = self.nodes[i].incarnation;
+                self.push(
+                    self.now + after_ms,
+                    Ev::Timer {
+                        node: i,
+                        inc,
+                        timer,
+                    },
+                );
+            }
+            Output::Finalized(f) => self.store_finalized(i, *f),
+            Output::CertificateExtended(cert) => {
+                let block = self.nodes[i]
+                    .chain
+                    .get(&cert.height)
+                    .map(|d| d.block.hash());
+                if self.nodes[i].checked() {
+                    self.checker.on_extended(i, &cert, block);
+                }
+                if let Some(d) = self.nodes[i].chain.get_mut(&cert.height) {
+                    d.certificate = cert;
+                }
+            }
+            Output::ServeSync {
+                to,
+                from,
+                max_blocks,
+            } => {
+                let mut blocks = vec![];
+                let mut size = 0;
+                for d in self.nodes[i]
+                    .chain
+                    .range(from..)
+                    .take(max_blocks as usize)
+                    .map(|(_, d)| d)
+                {
+                    size += codec::encode(d).len();
+                    if size > codec::MAX_MESSAGE_BYTES - 1024 {
+                        break;
+                    }
+                    blocks.push(d.clone());
+                }
+                let msg = Rc::new(Message::SyncResponse { blocks });
+                self.send_as(i, to.as_usize(), &msg);
+            }
+            Output::Evidence(e) => {
+                if self.nodes[i].behaviour == Behaviour::Honest {
+                    self.stats.evidence += 1;
+                }
+                info!(
+                    "t={} n{i} reports evidence against validator {}",
+                    self.now,
+                    e.validator()
+                );
+            }
+            Output::TxAccepted { .. } | Output::TxRejected { .. } => {}
+            Output::Event(e) => debug!("t={} n{i} {e:?}", self.now),
+        }
+        true
+    }
+
+    fn store_finalized(&mut self, i: usize, f: Finalized) {
+        let h = f.block.height();
+        let node = &mut self.nodes[i];
+        node.ledger = Ledger::from_accounts(
+            node.ledger
+                .accounts()
+                .map(|(k, a)| (*k, *a))
+                .chain(f.outcome.touched.iter().copied()),
+        );
+        let root = node.ledger.state_root();
+        node.records.retain(|r| r.height() > h);
+        node.chain.insert(
+            h,
+            Decision {
+                block: f.block.clone(),
+                certificate: f.certificate.clone(),
+            },
+        );
+        let honest = node.behaviour == Behaviour::Honest;
+        let checked = node.checked();
+        if checked {
+            self.checker.on_finalized(i, &f, root);
+        }
+        if honest {
+            let latency = self.now.saturating_sub(f.block.header.timestamp.0);
+            self.stats.finality_ms.push(latency);
+            if let Some(max) = self.scenario.expect.max_finality_ms
+                && latency > max
+                && self.expectation_failures.len() < 10
+            {
+                self.expectation_failures.push(format!(
+                    "node {i} finalized height {h} {latency} ms after its proposal (limit {max} ms)"
+                ));
+            }
+        }
+        if i == 0 || tracing::enabled!(tracing::Level::DEBUG) {
+            debug!(
+                "t={} n{i} finalized height {h} block {} with {} signatures",
+                self.now,
+                f.block.hash().short(),
+                f.certificate.signatures.len()
+            );
+        }
+        if checked
+            && self.scenario.expect.no_progress_while_partitioned
+            && self.network.is_partitioned()
+            && let Some(base) = self.partition_base
+            && h > base
+        {
+            self.checker.violations.push(Violation {
+                step: self.stats.steps,
+                time_ms: self.now,
+                node: Some(i),
+                rule: "progress-while-partitioned",
+                detail: format!("finalized height {h} while split (at most {base} before)"),
+            });
+        }
+        self.fire_height_faults(h);
+        if let (Some((base, _)), Some(l)) = (self.liveness_base, &self.scenario.expect.liveness)
+            && !self.live
+        {
+            let target = base.0 + l.gain;
+            let up: Vec<Height> = self.honest_up().map(|(_, n)| n.height()).collect();
+            self.live = !up.is_empty() && up.iter().all(|x| x.0 >= target);
+        }
+    }
+
+    fn fire_height_faults(&mut self, h: Height) {
+        if self.height_faults.is_empty() {
+            return;
+        }
+        let due: Vec<usize> = self
+            .height_faults
+            .iter()
+            .copied()
+            .filter(|k| self.scenario.faults[*k].at_height.is_some_and(|x| h.0 >= x))
+            .collect();
+        self.height_faults.retain(|k| !due.contains(k));
+        for k in due {
+            self.push(self.now, Ev::Fault(k));
+        }
+    }
+
+    /// Sends one message from `i` to `j`, through `i`'s Byzantine behaviour and the network.
+    fn send_as(&mut self, i: usize, j: usize, msg: &Rc<Message>) {
+        match self.nodes[i].behaviour {
+            Behaviour::Honest | Behaviour::GarbageSender => self.send(i, j, msg.clone()),
+            Behaviour::Silent => {}
+            Behaviour::EquivocatingProposer => {
+                if let Message::Proposal(p) = &**msg
+                    && p.proposer.as_usize() == i
+                    && self.second_half(i, j)
+                {
+                    let forged = self.forge_proposal(i, p);
+                    self.send(i, j, Rc::new(Message::Proposal(forged)));
+                }
+                self.send(i, j, msg.clone());
+            }
+            Behaviour::DoubleVoter => {
+                if let Message::Vote(v) = &**msg
+                    && v.validator.as_usize() == i
+                    && self.second_half(i, j)
+                {
+                    let other = match v.block {
+                        Some(_) => None,
+                        None => Some(Hash::of(&[b"timed-sim/forged", &v.height.0.to_be_bytes()])),
+                    };
+                    let forged = Vote::sign(
+                        &self.keys[i],
+                        CHAIN_ID,
+                        v.height,
+                        v.round,
+                        v.kind,
+                        other,
+                        v.validator,
+                    );
+                    self.send(i, j, Rc::new(Message::Vote(forged)));
+                }
+                self.send(i, j, msg.clone());
+            }
+        }
+    }
+
+    /// The peers of `i` in the upper half of the index order get the forged messages first.
+    fn second_half(&self, i: usize, j: usize) -> bool {
+        let pos = if j > i { j - 1 } else { j };
+        pos >= (self.nodes.len() - 1) / 2
+    }
+
+    /// The same block one millisecond later: a different hash, still valid, properly signed.
+    fn forge_proposal(&self, i: usize, p: &Proposal) -> Proposal {
+        let mut block: Block = p.block.clone();
+        block.header.timestamp = TimestampMs(block.header.timestamp.0 + 1);
+        Proposal::sign(
+            &self.keys[i],
+            CHAIN_ID,
+            p.round,
+            p.valid_round,
+            block,
+            p.proposer,
+        )
+    }
+
+    /// A garbage sender adds, to one random peer per broadcast, one of: random bytes, its message
+    /// with a broken signature, or a properly signed vote for a far-future height or round.
+    fn garbage(&mut self, i: usize, msg: &Rc<Message>) {
+        if self.nodes[i].behaviour != Behaviour::GarbageSender || self.nodes.len() < 2 {
+            return;
+        }
+        let mut j = self.rng.random_range(0..self.nodes.len() - 1);
+        if j >= i {
+            j += 1;
+        }
+        self.stats.garbage_sent += 1;
+        let me = ValidatorIndex(i as u16);
+        match self.rng.random_range(0..4u8) {
+            0 => {
+                let len = self.rng.random_range(0..256usize);
+                let mut bytes = vec![0u8; len];
+                self.rng.fill(&mut bytes[..]);
+                // Keep the version byte right half of the time so the CBOR parser is reached.
+                if self.rng.random_bool(0.5) && !bytes.is_empty() {
+                    bytes[0] = codec::WIRE_VERSION;
+                }
+                let inc = self.nodes[j].incarnation;
+                let at = self.now + 1;
+                self.push(
+                    at,
+                    Ev::Garbage {
+                        to: j,
+                        inc,
+                        from: i,
+                        bytes,
+                    },
+                );
+            }
+            1 => {
+                let mut bad = (**msg).clone();
+                let bit = self.rng.random_range(0..64usize);
+                match &mut bad {
+                    Message::Vote(v) => v.signature.0[bit] ^= 1,
+                    Message::Proposal(p) => p.signature.0[bit] ^= 1,
+                    _ => return,
+                }
+                self.send(i, j, Rc::new(bad));
+            }
+            k => {
+                let (height, round) = match &**msg {
+                    Message::Vote(v) => (v.height, v.round),
+                    Message::Proposal(p) => (p.height, p.round),
+                    _ => return,
+                };
+                let (height, round) = if k == 2 {
+                    (Height(height.0 + 1_000_000), round)
+                } else {
+                    (height, Round(round.0.saturating_add(1_000_000)))
+                };
+                let vote = Vote::sign(
+                    &self.keys[i],
+                    CHAIN_ID,
+                    height,
+                    round,
+                    timed_core::message::VoteKind::Prepare,
+                    None,
+                    me,
+                );
+                self.send(i, j, Rc::new(Message::Vote(vote)));
+            }
+        }
+    }
+
+    /// Puts a message on the wire: partition, loss, delay, duplication.
+    fn send(&mut self, from: usize, to: usize, msg: Rc<Message>) {
+        if from == to {
+            return;
+        }
+        self.stats.messages += 1;
+        if !self.network.connected(from, to) {
+            self.stats.dropped += 1;
+            return;
+        }
+        match self.network.fate(from, to, &mut self.rng) {
+            Fate::Lost => self.stats.dropped += 1,
+            Fate::Delivered(d1, d2) => {
+                let inc = self.nodes[to].incarnation;
+                if let Some(d2) = d2 {
+                    self.stats.duplicated += 1;
+                    self.push(
+                        self.now + d2,
+                        Ev::Deliver {
+                            to,
+                            inc,
+                            from,
+                            msg: msg.clone(),
+                        },
+                    );
+                }
+                self.push(self.now + d1, Ev::Deliver { to, inc, from, msg });
+            }
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if node.core.take().is_some() {
+            node.incarnation += 1;
+            node.crashes += 1;
+            node.crash_at_persist = false;
+            self.stats.crashes += 1;
+            info!(
+                "t={} n{i} crashed at stored height {}",
+                self.now,
+                node.height()
+            );
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        if self.nodes[i].core.is_some() {
+            return;
+        }
+        let node = &self.nodes[i];
+        let restore = Restore {
+            last: node.chain.values().next_back().cloned(),
+            ledger: Some(node.ledger.clone()),
+            records: node.records.clone(),
+        };
+        match Node::restore(
+            &self.genesis,
+            self.keys[i].clone(),
+            NodeConfig::default(),
+            restore,
+        ) {
+            Ok(core) => {
+                let h = core.height();
+                let node = &mut self.nodes[i];
+                node.incarnation += 1;
+                node.core = Some(core);
+                let inc = node.incarnation;
+                info!("t={} n{i} restarted at height {h}", self.now);
+                self.checker.on_restart(i, h);
+                self.push(self.now, Ev::Start { node: i, inc });
+                for j in 0..self.nodes.len() {
+                    if j != i && self.nodes[j].is_up() {
+                        self.connect(i, j);
+                    }
+                }
+            }
+            Err(e) => self.checker.violations.push(Violation {
+                step: self.stats.steps,
+                time_ms: self.now,
+                node: Some(i),
+                rule: "restore-failed",
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Both ends learn of a (re-)established connection after one link delay.
+    fn connect(&mut self, a: usize, b: usize) {
+        if !self.network.connected(a, b) {
+            return;
+        }
+        let d = self.network.link(a, b).latency.mean_ms().round() as u64;
+        let (ia, ib) = (self.nodes[a].incarnation, self.nodes[b].incarnation);
+        self.push(
+            self.now + d,
+            Ev::Connected {
+                node: a,
+                inc: ia,
+                peer: b,
+            },
+        );
+        self.push(
+            self.now + d,
+            Ev::Connected {
+                node: b,
+                inc: ib,
+                peer: a,
+            },
+        );
+    }
+
+    fn max_decided(&self) -> Height {
+        self.checker
+            .decided()
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(Height(0))
+    }
+
+    fn fault(&mut self, k: usize) {
+        let kind = self.scenario.faults[k].kind.clone();
+        info!("t={} fault: {kind:?}", self.now);
+        match kind {
+            FaultKind::Partition { groups } => {
+                let before: Vec<Vec<bool>> = self.connectivity();
+                self.network.partition(&groups);
+                self.partition_base = Some(self.max_decided());
+                self.reconnect_newly_connected(&before);
+            }
+            FaultKind::Heal => {
+                let before = self.connectivity();
+                self.network.heal();
+                self.partition_base = None;
+                self.reconnect_newly_connected(&before);
+            }
+            FaultKind::Crash { node } => self.crash(node),
+            FaultKind::CrashAtPersist { node } => {
+                if self.nodes[node].is_up() {
+                    self.nodes[node].crash_at_persist = true;
+                }
+            }
+            FaultKind::Restart { node } => self.restart(node),
+            FaultKind::Behave { node, behaviour } => self.nodes[node].behaviour = behaviour,
+            FaultKind::Reliable { on } => self.network.loss_enabled = !on,
+        }
+    }
+
+    fn connectivity(&self) -> Vec<Vec<bool>> {
+        let n = self.nodes.len();
+        (0..n)
+            .map(|a| (0..n).map(|b| self.network.connected(a, b)).collect())
+            .collect()
+    }
+
+    fn reconnect_newly_connected(&mut self, before: &[Vec<bool>]) {
+        for (a, row) in before.iter().enumerate() {
+            for (b, was) in row.iter().enumerate().skip(a + 1) {
+                if !*was
+                    && self.network.connected(a, b)
+                    && self.nodes[a].is_up()
+                    && self.nodes[b].is_up()
+                {
+                    self.connect(a, b);
+                }
+            }
+        }
+    }
+
+    fn honest_up(&self) -> impl Iterator<Item = (usize, &SimNode)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.behaviour == Behaviour::Honest && n.is_up())
+    }
+
+    /// At `after` the liveness phase starts; at `after + within` it is judged.
+    fn liveness_event(&mut self) {
+        let Some(l) = self.scenario.expect.liveness.clone() else {
+            return;
+        };
+        match self.liveness_base {
+            None => {
+                let base = self.max_decided();
+                info!(
+                    "t={} liveness phase: every honest node must reach {} within {} ms",
+                    self.now,
+                    base.0 + l.gain,
+                    l.within.0
+                );
+                self.liveness_base = Some((base, self.now + l.within.0));
+                self.push(self.now + l.within.0, Ev::LivenessDeadline);
+            }
+            Some((base, _)) => {
+                let target = base.0 + l.gain;
+                let laggards: Vec<String> = self
+                    .honest_up()
+                    .filter(|(_, n)| n.height().0 < target)
+                    .map(|(i, n)| format!("node {i} at {}", n.height()))
+                    .collect();
+                let none_up = self.honest_up().next().is_none();
+                if !laggards.is_empty() || none_up {
+                    self.checker.violations.push(Violation {
+                        step: self.stats.steps,
+                        time_ms: self.now,
+                        node: None,
+                        rule: "liveness",
+                        detail: format!(
+                            "{} ms after all faults healed, height {target} is not reached: {}",
+                            l.within.0,
+                            if none_up {
+                                "no honest node is up".to_string()
+                            } else {
+                                laggards.join(", ")
+                            }
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The scenario's expectations, judged at the end of a run without violations.
+    fn check_end(&mut self) {
+        let e = self.scenario.expect.clone();
+        if let Some(min) = e.min_height {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.behaviour == Behaviour::Honest && n.height().0 < min {
+                    self.expectation_failures.push(format!(
+                        "node {i} reached height {}, expected at least {min}",
+                        n.height()
+                    ));
+                }
+            }
+        }
+        if let Some(min) = e.min_evidence
+            && self.stats.evidence < min
+        {
+            self.expectation_failures.push(format!(
+                "{} pieces of evidence reported, expected at least {min}",
+                self.stats.evidence
+            ));
+        }
+        if e.full_certificates {
+            let n = self.nodes.len();
+            for (i, node) in self.nodes.iter().enumerate() {
+                if node.behaviour != Behaviour::Honest {
+                    continue;
+                }
+                let top = node.height();
+                for (h, d) in node.chain.range(..top) {
+                    if d.certificate.signatures.len() != n {
+                        self.expectation_failures.push(format!(
+                            "node {i}: certificate of height {h} has {} of {n} signatures",
+                            d.certificate.signatures.len()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether no invariant broke and every expectation held.
+    pub fn passed(&self) -> bool {
+        self.checker.violations.is_empty() && self.expectation_failures.is_empty()
+    }
+}
+
+/// One short line for a message in the event log.
+pub fn describe(msg: &Message) -> String {
+    match msg {
+        Message::Proposal(p) => format!(
+            "proposal h={} r={} by v{} block {}",
+            p.height,
+            p.round,
+            p.proposer,
+            p.block.hash().short()
+        ),
+        Message::Vote(v) => format!(
+            "{} h={} r={} by v{} for {}",
+            msg.kind(),
+            v.height,
+            v.round,
+            v.validator,
+            v.block.map_or("nil".to_string(), |b| b.short())
+        ),
+        Message::Decision(d) => format!(
+            "decision h={} block {} ({} sigs)",
+            d.block.height(),
+            d.block.hash().short(),
+            d.certificate.signatures.len()
+        ),
+        Message::SyncRequest { from, max_blocks } => {
+            format!("sync request from {from} (up to {max_blocks})")
+        }
+        Message::SyncResponse { blocks } => format!("sync response of {} blocks", blocks.len()),
+        Message::Transaction(tx) => format!("transaction {}", tx.hash().short()),
+    }
+}
