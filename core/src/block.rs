@@ -3,11 +3,12 @@
 //! A block's identity is the hash of its header; the header commits to the transactions through
 //! `tx_root` and to the ledger after the block through `state_root`. A `Certificate` is the proof
 //! that a quorum of stake precommitted a block: anyone holding the validator set can check it, and it
-//! is checked as one batch of signatures in ascending validator order.
+//! is checked as one batch of signatures in ascending validator order. The same form carries a
+//! *polka* (prepares worth a quorum for one block in one round), the proof a re-proposal shows.
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{self, Domain, Signature};
+use crate::crypto::{self, Signature};
 use crate::message::{Vote, VoteKind};
 use crate::tx::SignedTransfer;
 use crate::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
@@ -66,7 +67,9 @@ pub struct CommitSignature {
     pub signature: Signature,
 }
 
-/// Precommits for one block worth a quorum of stake.
+/// Votes of one kind for one block worth a quorum of stake: precommits (the finality proof,
+/// `verify`) or prepares (a polka, `verify_prepares`). Which kind is not stored: the signatures
+/// only verify against the domain of the kind they were signed as.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {
     pub height: Height,
@@ -101,10 +104,30 @@ impl Certificate {
         block_hash: Hash,
         precommits: impl IntoIterator<Item = &'a Vote>,
     ) -> Certificate {
-        let mut signatures: Vec<CommitSignature> = precommits
+        Certificate::from_votes(VoteKind::Precommit, height, round, block_hash, precommits)
+    }
+
+    /// Builds a polka from prepares for `block_hash`, as `from_precommits` does.
+    pub fn from_prepares<'a>(
+        height: Height,
+        round: Round,
+        block_hash: Hash,
+        prepares: impl IntoIterator<Item = &'a Vote>,
+    ) -> Certificate {
+        Certificate::from_votes(VoteKind::Prepare, height, round, block_hash, prepares)
+    }
+
+    fn from_votes<'a>(
+        kind: VoteKind,
+        height: Height,
+        round: Round,
+        block_hash: Hash,
+        votes: impl IntoIterator<Item = &'a Vote>,
+    ) -> Certificate {
+        let mut signatures: Vec<CommitSignature> = votes
             .into_iter()
             .filter(|v| {
-                v.kind == VoteKind::Precommit
+                v.kind == kind
                     && v.height == height
                     && v.round == round
                     && v.block == Some(block_hash)
@@ -143,9 +166,32 @@ impl Certificate {
     }
 
     /// Checks that this certificate proves `block_hash` final at `height` on `chain_id`: ordered,
-    /// known signers worth a quorum, every signature valid (one batch).
+    /// known signers worth a quorum, every signature a valid precommit (one batch).
     pub fn verify(
         &self,
+        set: &ValidatorSet,
+        chain_id: &str,
+        height: Height,
+        block_hash: &Hash,
+    ) -> Result<(), CertificateError> {
+        self.verify_kind(VoteKind::Precommit, set, chain_id, height, block_hash)
+    }
+
+    /// Checks that this is a polka: prepares for `block_hash` at `height` worth a quorum, signed
+    /// in round `self.round`.
+    pub fn verify_prepares(
+        &self,
+        set: &ValidatorSet,
+        chain_id: &str,
+        height: Height,
+        block_hash: &Hash,
+    ) -> Result<(), CertificateError> {
+        self.verify_kind(VoteKind::Prepare, set, chain_id, height, block_hash)
+    }
+
+    fn verify_kind(
+        &self,
+        kind: VoteKind,
         set: &ValidatorSet,
         chain_id: &str,
         height: Height,
@@ -175,7 +221,7 @@ impl Certificate {
             .iter()
             .map(|s| {
                 crypto::signing_message(
-                    Domain::Precommit,
+                    kind.domain(),
                     chain_id,
                     &Vote::signed_fields(
                         self.height,
@@ -328,6 +374,51 @@ mod tests {
         votes.extend(precommits(&keys, &[2], Hash([6; 32])));
         let cert = Certificate::from_precommits(Height(7), Round(1), block, &votes);
         assert_eq!(cert.signatures.len(), 1);
+    }
+
+    #[test]
+    fn a_polka_verifies_only_as_prepares_and_a_certificate_only_as_precommits() {
+        let (set, keys) = setup(&[100, 100, 100]);
+        let block = Hash([5; 32]);
+        let prepares: Vec<Vote> = (0..3u16)
+            .map(|i| {
+                Vote::sign(
+                    &keys[i as usize],
+                    CHAIN,
+                    Height(7),
+                    Round(1),
+                    VoteKind::Prepare,
+                    Some(block),
+                    ValidatorIndex(i),
+                )
+            })
+            .collect();
+        let polka = Certificate::from_prepares(Height(7), Round(1), block, &prepares);
+        assert_eq!(polka.signatures.len(), 3);
+        assert_eq!(
+            polka.verify_prepares(&set, CHAIN, Height(7), &block),
+            Ok(())
+        );
+        // Prepare signatures are no finality proof, and precommits are no polka.
+        assert_eq!(
+            polka.verify(&set, CHAIN, Height(7), &block),
+            Err(CertificateError::BadSignature)
+        );
+        let cert = Certificate::from_precommits(
+            Height(7),
+            Round(1),
+            block,
+            &precommits(&keys, &[0, 1, 2], block),
+        );
+        assert_eq!(
+            cert.verify_prepares(&set, CHAIN, Height(7), &block),
+            Err(CertificateError::BadSignature)
+        );
+        let short = Certificate::from_prepares(Height(7), Round(1), block, &prepares[..1]);
+        assert!(matches!(
+            short.verify_prepares(&set, CHAIN, Height(7), &block),
+            Err(CertificateError::NoQuorum { .. })
+        ));
     }
 
     #[test]

@@ -96,6 +96,12 @@ impl Vote {
 
 /// A proposer's block for `(height, round)`. `valid_round` is Tendermint's `validRound`: the round
 /// in which the block gathered a prepare quorum, when the proposer re-proposes it.
+///
+/// A re-proposal carries that quorum as `polka` (the prepares of `valid_round`, in certificate
+/// form). Algorithm 1 assumes every honest node eventually receives every vote; a double voter
+/// breaks that (prepare to some, nil to others), and the nodes that counted its nil would never see
+/// the quorum the proposer locked on, so the height could stall for good. The polka is not covered
+/// by the proposer's signature: its own signatures prove it, and a bad one only fails to help.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub height: Height,
@@ -104,6 +110,7 @@ pub struct Proposal {
     pub block: Block,
     pub proposer: ValidatorIndex,
     pub signature: Signature,
+    pub polka: Option<Certificate>,
 }
 
 impl Proposal {
@@ -135,6 +142,15 @@ impl Proposal {
             block,
             proposer,
             signature,
+            polka: None,
+        }
+    }
+
+    /// The same proposal carrying the prepares that justify its `valid_round`.
+    pub fn with_polka(self, polka: Certificate) -> Proposal {
+        Proposal {
+            polka: Some(polka),
+            ..self
         }
     }
 

@@ -122,16 +122,20 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u32>(),
             proptest::option::of(any::<u32>()),
             any::<u16>(),
-            signature()
+            signature(),
+            proptest::option::of(certificate()),
         )
-            .prop_map(|(block, r, vr, p, signature)| Message::Proposal(Proposal {
-                height: block.header.height,
-                round: Round(r),
-                valid_round: vr.map(Round),
-                block,
-                proposer: ValidatorIndex(p),
-                signature,
-            })),
+            .prop_map(
+                |(block, r, vr, p, signature, polka)| Message::Proposal(Proposal {
+                    height: block.header.height,
+                    round: Round(r),
+                    valid_round: vr.map(Round),
+                    block,
+                    proposer: ValidatorIndex(p),
+                    signature,
+                    polka,
+                })
+            ),
         (block(), certificate())
             .prop_map(|(block, certificate)| Message::Decision(Decision { block, certificate })),
         (any::<u64>(), any::<u32>()).prop_map(|(h, m)| Message::SyncRequest {

@@ -129,7 +129,8 @@ pub enum FaultKind {
     Crash { node: usize },
     /// The node crashes right after its next `Persist`, before the rest of that step (the send).
     CrashAtPersist { node: usize },
-    /// The node comes back from its durable state.
+    /// The node comes back from its durable state; on a node that is up, it cancels a pending
+    /// crash-at-persist.
     Restart { node: usize },
     /// The node starts behaving differently (e.g. turns silent for good).
     Behave { node: usize, behaviour: Behaviour },

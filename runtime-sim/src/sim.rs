@@ -469,8 +469,10 @@ impl Simulation {
             }
             Output::Schedule { timer, after_ms } => {
                 let inc = self.nodes[i].incarnation;
+                // A timer fires one virtual millisecond later at the earliest: a validator that
+                // finalizes alone with block time 0 would otherwise loop forever at one instant.
                 self.push(
-                    self.now + after_ms,
+                    self.now + after_ms.max(1),
                     Ev::Timer {
                         node: i,
                         inc,
@@ -788,6 +790,10 @@ impl Simulation {
 
     fn restart(&mut self, i: usize) {
         if self.nodes[i].core.is_some() {
+            // A crash-at-persist armed while the node had nothing to persist (partitioned, say)
+            // would otherwise fire after the schedule's last restart and leave the node down for
+            // good, when the scenario promised that everything heals.
+            self.nodes[i].crash_at_persist = false;
             return;
         }
         let node = &self.nodes[i];

@@ -23,6 +23,9 @@ fn same_seed_same_transcript_for_every_named_scenario() {
 
 #[test]
 fn another_seed_gives_another_run() {
-    assert_ne!(transcript("crash-restart", 1).0, transcript("crash-restart", 2).0);
+    assert_ne!(
+        transcript("crash-restart", 1).0,
+        transcript("crash-restart", 2).0
+    );
     assert_ne!(transcript("swarm", 1).0, transcript("swarm", 2).0);
 }

@@ -30,15 +30,43 @@ fn err(text: &str) -> String {
 fn bad_files_are_refused_with_line_and_field() {
     let head = "name = \"x\"\nduration = \"1m\"\n[[validators]]\nstake = 100\n";
     let cases: &[(&str, &str, &str)] = &[
-        ("[network]\nlatency = { kind = \"fixed\", ms = -1 }\n", "line 6", "latency"),
-        ("[network]\nlatency = { kind = \"warp\" }\n", "line 6", "warp"),
-        ("[network]\nlatency = { kind = \"fixed\", ms = 1 }\nloss = 2.0\n", "line 7", "network.loss"),
-        ("[[faults]]\nat = \"1s\"\nkind = \"explode\"\n", "line 5", "explode"),
-        ("[[faults]]\nat = \"1s\"\nkind = \"crash\"\n", "line 5", "node"),
-        ("[[faults]]\nat = \"soon\"\nkind = \"heal\"\n", "line 6", "soon"),
+        (
+            "[network]\nlatency = { kind = \"fixed\", ms = -1 }\n",
+            "line 6",
+            "latency",
+        ),
+        (
+            "[network]\nlatency = { kind = \"warp\" }\n",
+            "line 6",
+            "warp",
+        ),
+        (
+            "[network]\nlatency = { kind = \"fixed\", ms = 1 }\nloss = 2.0\n",
+            "line 7",
+            "network.loss",
+        ),
+        (
+            "[[faults]]\nat = \"1s\"\nkind = \"explode\"\n",
+            "line 5",
+            "explode",
+        ),
+        (
+            "[[faults]]\nat = \"1s\"\nkind = \"crash\"\n",
+            "line 5",
+            "node",
+        ),
+        (
+            "[[faults]]\nat = \"soon\"\nkind = \"heal\"\n",
+            "line 6",
+            "soon",
+        ),
         ("[[faults]]\nkind = \"heal\"\n", "line 5", "faults[0]"),
         ("[expect]\nmin_heigth = 5\n", "line 6", "min_heigth"),
-        ("[[validators]]\nstake = 0\n", "line 6", "validators[1].stake"),
+        (
+            "[[validators]]\nstake = 0\n",
+            "line 6",
+            "validators[1].stake",
+        ),
     ];
     for (tail, line, field) in cases {
         let e = err(&format!("{head}{tail}"));

@@ -43,7 +43,12 @@ fn byzantine_dropout_two_of_three_keep_finalizing_with_two_signatures() {
         assert!(late.len() >= 10);
         for (h, d) in late {
             assert_eq!(d.certificate.signatures.len(), 2, "height {h}");
-            assert!(d.certificate.signatures.iter().all(|s| s.validator != silent));
+            assert!(
+                d.certificate
+                    .signatures
+                    .iter()
+                    .all(|s| s.validator != silent)
+            );
         }
     }
 }
@@ -71,7 +76,11 @@ fn partition_two_two_finalizes_nothing_while_split_then_progresses() {
 fn crash_restart_including_crashes_at_persist_points_keeps_safety_and_liveness() {
     for seed in 1..=4 {
         let sim = run("crash-restart", seed);
-        assert!(sim.stats.crashes >= 5, "seed {seed}: {} crashes", sim.stats.crashes);
+        assert!(
+            sim.stats.crashes >= 5,
+            "seed {seed}: {} crashes",
+            sim.stats.crashes
+        );
         assert!(sim.live);
     }
 }

@@ -46,11 +46,13 @@ pub enum Input {
 pub enum PersistRecord {
     /// A proposal or vote this node signed at `height`.
     Signed { height: Height, msg: Message },
-    /// This node locked on `block` in `round` at `height` (it precommitted it).
+    /// This node locked on `block` in `round` at `height` (it precommitted it), with the prepares
+    /// that made it lock, so that after a restart it can still prove them when it re-proposes.
     Locked {
         height: Height,
         round: Round,
         block: Block,
+        polka: Certificate,
     },
 }
 

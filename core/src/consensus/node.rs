@@ -10,7 +10,10 @@
 //!   certificate (catch-up); the certificate proves what L49 would have seen;
 //! - messages for the next height are kept (verified, bounded per validator) and replayed when the
 //!   node gets there, so a node that finalizes a little late does not miss the next proposal;
-//! - own signed messages are re-sent on `PeerConnected` and on a periodic timer (gossip stand-in).
+//! - own signed messages are re-sent on `PeerConnected` and on a periodic timer (gossip stand-in);
+//! - a re-proposal carries the prepares of its `validRound` (a polka), and L28 accepts that proof
+//!   as well as its own tally: a double voter can show a quorum to one node and hide it from the
+//!   rest, which the paper's "every message eventually reaches everyone" would not allow.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -192,6 +195,11 @@ pub struct Node {
     blocks: BTreeMap<Hash, Block>,
     checked: BTreeMap<Hash, Option<Box<Checked>>>,
     proposals: BTreeMap<Round, (Hash, Proposal)>,
+    /// Rounds whose proposal carried a valid polka for its `valid_round` (L28 may fire on it).
+    polka_proven: BTreeSet<Round>,
+    /// The polka behind `locked`, read back from the `Locked` record after a crash, when the vote
+    /// keeper no longer holds those prepares.
+    restored_polka: Option<Certificate>,
     double_proposals: BTreeSet<Round>,
     votes: VoteKeeper,
     signed: BTreeMap<SignedSlot, Message>,
@@ -239,6 +247,8 @@ impl Node {
             blocks: BTreeMap::new(),
             checked: BTreeMap::new(),
             proposals: BTreeMap::new(),
+            polka_proven: BTreeSet::new(),
+            restored_polka: None,
             double_proposals: BTreeSet::new(),
             signed: BTreeMap::new(),
             commit_quorums: BTreeSet::new(),
@@ -291,12 +301,18 @@ impl Node {
             }
             match record {
                 PersistRecord::Signed { msg, .. } => node.restore_signed(msg),
-                PersistRecord::Locked { round, block, .. } => {
+                PersistRecord::Locked {
+                    round,
+                    block,
+                    polka,
+                    ..
+                } => {
                     if node.locked.is_none_or(|(r, _)| round > r) {
                         let hash = block.hash();
                         node.locked = Some((round, hash));
                         node.valid = Some((round, hash));
                         node.blocks.insert(hash, block);
+                        node.restored_polka = Some(polka);
                     }
                 }
             }
@@ -502,7 +518,43 @@ impl Node {
             block: hash,
         }));
         self.blocks.entry(hash).or_insert_with(|| p.block.clone());
+        if let (Some(vr), Some(polka)) = (p.valid_round, &p.polka)
+            && polka.round == vr
+            && !self.has_polka_in_tally(vr, hash)
+        {
+            // Checked once, here: a proposal is stored once per round, so a Byzantine proposer
+            // cannot make us verify its polka again.
+            if polka
+                .verify_prepares(&self.set, &self.chain_id, self.height, &hash)
+                .is_ok()
+            {
+                self.polka_proven.insert(p.round);
+            } else {
+                self.reject("proposal", "bad_polka");
+            }
+        }
         self.proposals.insert(p.round, (hash, p));
+    }
+
+    fn has_polka_in_tally(&self, round: Round, hash: Hash) -> bool {
+        self.set
+            .is_quorum(self.votes.stake_for(round, VoteKind::Prepare, Some(hash)))
+    }
+
+    /// The prepares of `round` for `hash` this node holds, as a polka to show its peers.
+    fn polka(&self, round: Round, hash: Hash) -> Option<Certificate> {
+        if self.has_polka_in_tally(round, hash) {
+            return Some(Certificate::from_prepares(
+                self.height,
+                round,
+                hash,
+                self.votes.votes(round, VoteKind::Prepare),
+            ));
+        }
+        self.restored_polka
+            .as_ref()
+            .filter(|c| c.round == round && c.block_hash == hash)
+            .cloned()
     }
 
     fn on_vote(&mut self, vote: Vote, verified: bool) {
@@ -879,11 +931,9 @@ impl Node {
             // L22: valid(v) ∧ (lockedRound = −1 ∨ lockedValue = v)
             None => self.locked.is_none_or(|(_, locked)| locked == hash) && self.check(hash, false),
             // L28: 2f+1 PREVOTE(h, vr, id(v)) ∧ valid(v) ∧ (lockedRound ≤ vr ∨ lockedValue = v)
+            // (the prepares counted here, or the polka the proposal carried)
             Some(vr) => {
-                if !self
-                    .set
-                    .is_quorum(self.votes.stake_for(vr, VoteKind::Prepare, Some(hash)))
-                {
+                if !self.polka_proven.contains(&self.round) && !self.has_polka_in_tally(vr, hash) {
                     return false; // wait for the prepares of round vr, or the timeout
                 }
                 self.locked
@@ -934,10 +984,17 @@ impl Node {
             self.valid_updated = true;
             if self.me.is_some() {
                 let block = self.blocks[&hash].clone();
+                let polka = Certificate::from_prepares(
+                    self.height,
+                    round,
+                    hash,
+                    self.votes.votes(round, VoteKind::Prepare),
+                );
                 self.out.push(Output::Persist(PersistRecord::Locked {
                     height: self.height,
                     round,
                     block,
+                    polka,
                 }));
             }
             self.vote(VoteKind::Precommit, Some(hash));
@@ -1027,7 +1084,10 @@ impl Node {
         };
         let block = self.blocks[&hash].clone();
         let txs = block.txs.len();
-        let proposal = Proposal::sign(&self.key, &self.chain_id, round, valid_round, block, me);
+        let mut proposal = Proposal::sign(&self.key, &self.chain_id, round, valid_round, block, me);
+        if let Some(polka) = valid_round.and_then(|vr| self.polka(vr, hash)) {
+            proposal = proposal.with_polka(polka);
+        }
         self.out.push(Output::Event(Event::Proposing {
             height: self.height,
             round,
@@ -1227,6 +1287,8 @@ impl Node {
         self.blocks.clear();
         self.checked.clear();
         self.proposals.clear();
+        self.polka_proven.clear();
+        self.restored_polka = None;
         self.double_proposals.clear();
         self.votes = VoteKeeper::new(height, &self.set);
         self.signed.clear();
@@ -1235,11 +1297,10 @@ impl Node {
         self.precommit_timer_set = false;
         self.valid_updated = false;
         if self.started {
-            if self.params.block_time_ms == 0 {
-                self.start_round(Round::ZERO, None);
-            } else {
-                self.schedule(Timer::NextHeight { height }, self.params.block_time_ms);
-            }
+            // Even with block time 0 the next round starts from a timer, not inline: a validator
+            // holding a quorum alone would otherwise finalize height after height inside one
+            // `handle` call and never return.
+            self.schedule(Timer::NextHeight { height }, self.params.block_time_ms);
         }
         let buffered = std::mem::take(&mut self.next_height);
         for msg in buffered.into_values() {
