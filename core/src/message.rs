@@ -126,7 +126,10 @@ pub fn verify_votes(votes: &[Vote], set: &ValidatorSet, chain_id: &str) -> Vec<b
             return vec![true; votes.len()];
         }
     }
-    votes.iter().map(|v| v.verify(set, chain_id).is_ok()).collect()
+    votes
+        .iter()
+        .map(|v| v.verify(set, chain_id).is_ok())
+        .collect()
 }
 
 /// A proposer's block for `(height, round)`. `valid_round` is Tendermint's `validRound`: the round
