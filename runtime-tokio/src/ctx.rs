@@ -120,6 +120,8 @@ pub struct Ctx {
     pub peers: Mutex<BTreeMap<ValidatorIndex, PeerQueue>>,
     pub to_core: mpsc::Sender<CoreInput>,
     pub live: Mutex<Live>,
+    /// Wakes the dialers that wait (backoff, or a handshake not answered yet): a peer came up.
+    pub redial: tokio::sync::Notify,
     pub started: Instant,
     pub shutdown: watch::Receiver<bool>,
 }
