@@ -375,6 +375,12 @@ impl Node {
     pub fn locked(&self) -> Option<(Round, Hash)> {
         self.locked
     }
+    /// Distinct blocks known at the current height and not finalized: proposed in some round,
+    /// carried by a decision still waiting to be checked, or restored with a lock. 0 between
+    /// finalizing a height and the first proposal of the next.
+    pub fn pending_blocks(&self) -> usize {
+        self.blocks.len()
+    }
 
     /// How much this node holds, in items, for the bounded-memory checks of tests and fuzzers.
     pub fn footprint(&self) -> Footprint {
