@@ -276,10 +276,11 @@ impl Checker {
         self.live_height[node] = height;
     }
 
-    /// A node restarted from its durable state.
-    pub fn on_restart(&mut self, node: usize, height: Height) {
+    /// A node restarted from its durable state (`checked`: an honest node, whose store the
+    /// checker follows).
+    pub fn on_restart(&mut self, node: usize, height: Height, checked: bool) {
         self.live_height[node] = height;
-        if height.0 != self.stored_top[node].0 + 1 {
+        if checked && height.0 != self.stored_top[node].0 + 1 {
             let detail = format!(
                 "restored at height {height} but its store ends at {}",
                 self.stored_top[node]

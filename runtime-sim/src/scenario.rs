@@ -24,6 +24,9 @@ pub enum Behaviour {
     DoubleVoter,
     /// Also sends random bytes, bad signatures, and far-future heights and rounds.
     GarbageSender,
+    /// Forgets its lock (and valid value) before every step: it prepares whatever the current
+    /// proposal is, as a validator that lost its lock to a crash without a WAL would.
+    Amnesia,
 }
 
 impl Behaviour {
@@ -136,6 +139,10 @@ pub enum FaultKind {
     Behave { node: usize, behaviour: Behaviour },
     /// Loss and duplication stop (or start again) on every link.
     Reliable { on: bool },
+    /// With `at_height` only: the first node to finalize that height is cut off from all others
+    /// at that very moment, so its precommit and its decision still in flight are lost. The
+    /// worst timing for the others' locks (what an amnesia attack needs); `heal` ends it.
+    IsolateFinalizer,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -196,10 +203,11 @@ impl TryFrom<FaultRepr> for Fault {
             "reliable" => FaultKind::Reliable {
                 on: r.on.unwrap_or(true),
             },
+            "isolate-finalizer" => FaultKind::IsolateFinalizer,
             other => {
                 return Err(format!(
                     "unknown fault kind `{other}`: expected partition, heal, crash, \
-                     crash-at-persist, restart, behave or reliable"
+                     crash-at-persist, restart, behave, reliable or isolate-finalizer"
                 ));
             }
         };
@@ -410,6 +418,7 @@ pub const NAMED: &[&str] = &[
     "partition",
     "crash-restart",
     "equivocation",
+    "amnesia",
     "swarm",
 ];
 
@@ -505,6 +514,12 @@ impl Scenario {
                     ));
                 }
             }
+            if f.kind == FaultKind::IsolateFinalizer && f.at_height.is_none() {
+                return Err((
+                    format!("faults[{i}]"),
+                    "`isolate-finalizer` needs `at_height`".into(),
+                ));
+            }
             let node = match &f.kind {
                 FaultKind::Crash { node }
                 | FaultKind::CrashAtPersist { node }
@@ -513,7 +528,7 @@ impl Scenario {
                 FaultKind::Partition { groups } => {
                     groups.iter().flatten().copied().find(|m| *m >= n)
                 }
-                FaultKind::Heal | FaultKind::Reliable { .. } => None,
+                FaultKind::Heal | FaultKind::Reliable { .. } | FaultKind::IsolateFinalizer => None,
             };
             if let Some(node) = node.filter(|x| *x >= n) {
                 return Err((
@@ -741,6 +756,7 @@ impl Scenario {
                     ..Expect::default()
                 },
             },
+            "amnesia" => amnesia(seed),
             "swarm" => swarm(seed),
             _ => return None,
         };
@@ -791,6 +807,66 @@ fn field_line(text: &str, field: &str) -> Option<usize> {
         }
     }
     Some(start + 1)
+}
+
+/// Four validators, one forgetting its lock before every step, on a lossy network: rounds fail
+/// and locks are common. At every third height the first node to finalize is cut off at that
+/// moment, its precommit and decision lost, until the others finalize two more heights: the
+/// others must then finish that height without it, which is where a validator that drops its lock
+/// could help them to a different block. Then everything heals and the network must progress.
+fn amnesia(seed: u64) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00a3_e51a);
+    let n = 4;
+    let window = 60_000;
+    let mut faults = vec![];
+    for h in (3..200).step_by(3) {
+        let on_height = |h: u64, kind| Fault {
+            at: None,
+            at_height: Some(h),
+            kind,
+        };
+        faults.push(on_height(h, FaultKind::IsolateFinalizer));
+        faults.push(on_height(h + 2, FaultKind::Heal));
+    }
+    faults.push(at(window, FaultKind::Heal));
+    faults.push(at(window, FaultKind::Reliable { on: true }));
+    let mut validators = vec![v(100); n];
+    let amnesiac = rng.random_range(0..n);
+    validators[amnesiac].behaviour = Behaviour::Amnesia;
+    Scenario {
+        name: "amnesia".into(),
+        duration: Ms(window + 60_000),
+        validators,
+        consensus: Consensus {
+            block_time_ms: 200,
+            propose_timeout_ms: 400,
+            propose_delta_ms: 100,
+            prepare_timeout_ms: 200,
+            prepare_delta_ms: 100,
+            precommit_timeout_ms: 200,
+            precommit_delta_ms: 100,
+            resend_interval_ms: 500,
+        },
+        network: NetworkSpec {
+            latency: Latency::Uniform {
+                min_ms: 5,
+                max_ms: 80,
+            },
+            jitter_ms: 20,
+            loss: 0.1,
+            duplicate: 0.02,
+            links: vec![],
+        },
+        faults,
+        expect: Expect {
+            liveness: Some(Liveness {
+                after: Ms(window),
+                gain: 5,
+                within: Ms(60_000),
+            }),
+            ..Expect::default()
+        },
+    }
 }
 
 /// Everything drawn from the seed: 1–10 validators, stakes, latencies, loss, partitions, crashes,
@@ -879,6 +955,17 @@ pub fn swarm(seed: u64) -> Scenario {
     }
     faults.push(at(fault_window, FaultKind::Reliable { on: true }));
     faults.sort_by_key(|f| f.at);
+    // Amnesia is drawn last, so every draw above (and the seeds pinned by regression tests) stays
+    // what it was before amnesia existed. Such a node may also be crashed and restarted above.
+    for i in 0..n {
+        if behaviours[i] == Behaviour::Honest
+            && rng.random_bool(0.2)
+            && 3 * (byz_stake + stakes[i]) < total
+        {
+            byz_stake += stakes[i];
+            behaviours[i] = Behaviour::Amnesia;
+        }
+    }
     Scenario {
         name: format!("swarm-{seed}"),
         duration: Ms(fault_window + 60_000),
@@ -942,6 +1029,39 @@ mod tests {
             assert!(3 * b < t, "seed {seed}");
             assert!((1..=10).contains(&s.validators.len()));
         }
+    }
+
+    #[test]
+    fn swarm_draws_amnesia_without_changing_earlier_draws() {
+        let with_amnesia = (0..200)
+            .filter(|seed| {
+                swarm(*seed)
+                    .validators
+                    .iter()
+                    .any(|v| v.behaviour == Behaviour::Amnesia)
+            })
+            .count();
+        assert!(with_amnesia >= 20, "{with_amnesia} of 200 seeds");
+    }
+
+    #[test]
+    fn isolate_finalizer_needs_a_height() {
+        let head = "name = \"x\"\nduration = \"1m\"\n[[validators]]\nstake = 1\n";
+        let ok = Scenario::from_toml(&format!(
+            "{head}[[faults]]\nat_height = 3\nkind = \"isolate-finalizer\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.faults[0].kind, FaultKind::IsolateFinalizer);
+        let e = Scenario::from_toml(&format!(
+            "{head}[[faults]]\nat = \"1s\"\nkind = \"isolate-finalizer\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.0.contains("at_height"), "{e}");
+        let amnesia: Scenario = Scenario::from_toml(&format!(
+            "{head}[[validators]]\nstake = 1\nbehaviour = \"amnesia\"\n"
+        ))
+        .unwrap();
+        assert_eq!(amnesia.validators[1].behaviour, Behaviour::Amnesia);
     }
 
     #[test]

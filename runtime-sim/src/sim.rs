@@ -120,6 +120,8 @@ pub struct Stats {
     pub garbage_decoded: u64,
     pub evidence: u64,
     pub crashes: u64,
+    /// Locks an amnesia validator held and forgot.
+    pub locks_forgotten: u64,
     /// Finality latency of each (honest node, height): time of finalizing minus block timestamp.
     pub finality_ms: Vec<u64>,
 }
@@ -142,6 +144,8 @@ pub struct Simulation {
     /// Failed expectations (not invariants): reported and make the run fail.
     pub expectation_failures: Vec<String>,
     height_faults: Vec<usize>,
+    /// The node whose finalization fired each height fault.
+    fired_by: BTreeMap<usize, usize>,
     partition_base: Option<Height>,
     liveness_base: Option<(Height, u64)>,
     /// The liveness phase reached its target.
@@ -245,6 +249,7 @@ impl Simulation {
             stats: Stats::default(),
             expectation_failures: vec![],
             height_faults: vec![],
+            fired_by: BTreeMap::new(),
             partition_base: None,
             liveness_base: None,
             live: false,
@@ -414,9 +419,17 @@ impl Simulation {
         let now = self.now;
         self.stats.steps += 1;
         self.checker.step = self.stats.steps;
+        let amnesia = self.nodes[i].behaviour == Behaviour::Amnesia;
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
+        if amnesia {
+            // Before every step, so also right after a restart restored the lock from the WAL.
+            if core.locked().is_some() {
+                self.stats.locks_forgotten += 1;
+            }
+            core.forget_lock();
+        }
         let outputs = core.handle(TimestampMs(now), input);
         for out in outputs {
             if let Some(h) = self.transcript.as_mut() {
@@ -588,7 +601,7 @@ impl Simulation {
                 detail: format!("finalized height {h} while split (at most {base} before)"),
             });
         }
-        self.fire_height_faults(h);
+        self.fire_height_faults(h, i);
         if let (Some((base, _)), Some(l)) = (self.liveness_base, &self.scenario.expect.liveness)
             && !self.live
         {
@@ -598,7 +611,7 @@ impl Simulation {
         }
     }
 
-    fn fire_height_faults(&mut self, h: Height) {
+    fn fire_height_faults(&mut self, h: Height, node: usize) {
         if self.height_faults.is_empty() {
             return;
         }
@@ -610,6 +623,7 @@ impl Simulation {
             .collect();
         self.height_faults.retain(|k| !due.contains(k));
         for k in due {
+            self.fired_by.insert(k, node);
             self.push(self.now, Ev::Fault(k));
         }
     }
@@ -617,7 +631,9 @@ impl Simulation {
     /// Sends one message from `i` to `j`, through `i`'s Byzantine behaviour and the network.
     fn send_as(&mut self, i: usize, j: usize, msg: &Rc<Message>) {
         match self.nodes[i].behaviour {
-            Behaviour::Honest | Behaviour::GarbageSender => self.send(i, j, msg.clone()),
+            Behaviour::Honest | Behaviour::GarbageSender | Behaviour::Amnesia => {
+                self.send(i, j, msg.clone())
+            }
             Behaviour::Silent => {}
             Behaviour::EquivocatingProposer => {
                 if let Message::Proposal(p) = &**msg
@@ -815,7 +831,8 @@ impl Simulation {
                 node.core = Some(core);
                 let inc = node.incarnation;
                 info!("t={} n{i} restarted at height {h}", self.now);
-                self.checker.on_restart(i, h);
+                let checked = self.nodes[i].checked();
+                self.checker.on_restart(i, h, checked);
                 self.push(self.now, Ev::Start { node: i, inc });
                 for j in 0..self.nodes.len() {
                     if j != i && self.nodes[j].is_up() {
@@ -892,6 +909,14 @@ impl Simulation {
             FaultKind::Restart { node } => self.restart(node),
             FaultKind::Behave { node, behaviour } => self.nodes[node].behaviour = behaviour,
             FaultKind::Reliable { on } => self.network.loss_enabled = !on,
+            FaultKind::IsolateFinalizer => {
+                if let Some(&node) = self.fired_by.get(&k) {
+                    let before = self.connectivity();
+                    self.network.partition(&[vec![node]]);
+                    self.partition_base = Some(self.max_decided());
+                    self.reconnect_newly_connected(&before);
+                }
+            }
         }
     }
 
