@@ -1,14 +1,25 @@
 //! The invariants, checked after every step. Each check records a `Violation` with the step and
 //! time; the simulation stops at the first one.
+//!
+//! Of honest nodes (and silent ones, honest but mute):
+//! - agreement: no two finalize different blocks at one height (`fork`);
+//! - validity: every finalized block extends the one finalized below it, is later than it, was
+//!   built by the proposer of one of the rounds up to its certificate's, has a certificate that
+//!   verifies, and applies to the checker's own copy of the ledger to exactly the state root and
+//!   outcome it names (`validity`, `bad-certificate`, `state-root`, `rewards`, `ledger-diverged`);
+//! - conservation: after height `h` the total of all balances, in the stored ledger and in the
+//!   live core's, is the genesis total plus the subsidies of heights 1 to `h`: fees move money,
+//!   only subsidies create it (`conservation`);
+//! - no double signing, nothing sent before it is persisted, heights never go back.
 
 use std::collections::BTreeMap;
 
-use timed_core::block::Certificate;
+use timed_core::block::{self, Certificate};
 use timed_core::consensus::Finalized;
-use timed_core::ledger::subsidy;
+use timed_core::ledger::{Ledger, subsidy};
 use timed_core::message::Message;
-use timed_core::types::{Hash, Height, ValidatorIndex};
-use timed_core::validators::ValidatorSet;
+use timed_core::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
+use timed_core::validators::{ConsensusParams, Genesis, ValidatorSet};
 
 /// One broken rule.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +57,14 @@ fn digest(msg: &Message) -> Hash {
 pub struct Checker {
     chain_id: String,
     set: ValidatorSet,
+    params: ConsensusParams,
+    /// Hash and timestamp of the genesis (height 0) and of each height's decided block.
+    chain: BTreeMap<Height, (Hash, TimestampMs)>,
+    /// The checker's own ledger, after the highest decided height.
+    reference: Ledger,
+    reference_height: Height,
+    /// Total supply after each height: the genesis balances, then plus each height's subsidy.
+    supply: Vec<u128>,
     /// The first block finalized at each height among checked nodes, and by whom.
     decided: BTreeMap<Height, (Hash, usize)>,
     /// Digest of the outcome (rewards, fees, touched accounts) per height.
@@ -59,16 +78,25 @@ pub struct Checker {
     /// Height of each node's live core, within one incarnation.
     live_height: Vec<Height>,
     pub violations: Vec<Violation>,
+    /// Transactions in the blocks decided so far.
+    pub txs_decided: u64,
     pub step: u64,
     pub now: u64,
 }
 
 impl Checker {
-    pub fn new(chain_id: &str, set: ValidatorSet) -> Checker {
+    /// A checker for the chain of `genesis`, whose validator set is `set`.
+    pub fn new(genesis: &Genesis, set: ValidatorSet) -> Checker {
         let n = set.len();
+        let reference = Ledger::from_genesis(genesis);
         Checker {
-            chain_id: chain_id.into(),
+            chain_id: genesis.chain_id.clone(),
             set,
+            params: genesis.params.clone(),
+            chain: BTreeMap::from([(Height(0), (genesis.hash(), genesis.genesis_time_ms))]),
+            supply: vec![reference.total_supply()],
+            reference,
+            reference_height: Height(0),
             decided: BTreeMap::new(),
             outcomes: BTreeMap::new(),
             signed: vec![BTreeMap::new(); n],
@@ -76,6 +104,7 @@ impl Checker {
             stored_top: vec![Height(0); n],
             live_height: vec![Height(0); n],
             violations: vec![],
+            txs_decided: 0,
             step: 0,
             now: 0,
         }
@@ -170,9 +199,105 @@ impl Checker {
         ok
     }
 
-    /// A node stored a finalized block: no fork, a valid certificate, heights only go up, and
-    /// the same rewards everywhere.
-    pub fn on_finalized(&mut self, node: usize, f: &Finalized, state_root_after: Hash) {
+    /// The total supply there must be after height `h`.
+    fn supply_after(&mut self, h: Height) -> u128 {
+        while self.supply.len() as u64 <= h.0 {
+            let next = Height(self.supply.len() as u64);
+            let last = *self.supply.last().expect("the genesis supply is there");
+            self.supply.push(last + u128::from(subsidy(next).0));
+        }
+        self.supply[h.0 as usize]
+    }
+
+    /// A live honest core's ledger after it finalized `height - 1`: conservation.
+    fn check_supply(&mut self, node: usize, what: &str, h: Height, supply: u128) {
+        let expected = self.supply_after(h);
+        if supply != expected {
+            let detail = format!(
+                "{what} after height {h} holds {supply} units in all, but genesis and subsidies \
+                 make {expected}"
+            );
+            self.fail(Some(node), "conservation", detail);
+        }
+    }
+
+    /// Validity of the first block decided at a height, against the checker's own chain and
+    /// ledger (later copies are compared with it by the fork and ledger-diverged checks).
+    fn check_valid(&mut self, node: usize, f: &Finalized) {
+        let b = &f.block;
+        let h = b.height();
+        let mut faults: Vec<String> = vec![];
+        if b.header.chain_id != self.chain_id {
+            faults.push(format!("chain id {:?}", b.header.chain_id));
+        }
+        match self.chain.get(&Height(h.0 - 1)) {
+            None => faults.push(format!("height {} was never decided", h.0 - 1)),
+            Some((parent, time)) => {
+                if b.header.parent_hash != *parent {
+                    faults.push(format!(
+                        "parent {} is not the block below",
+                        b.header.parent_hash.short()
+                    ));
+                }
+                if b.header.timestamp <= *time {
+                    faults.push(format!(
+                        "timestamp {} not after its parent's {}",
+                        b.header.timestamp.0, time.0
+                    ));
+                }
+            }
+        }
+        let proposer_ok = (0..=f.certificate.round.0).any(|r| {
+            self.set
+                .proposer(&self.chain_id, &b.header.parent_hash, h, Round(r))
+                == b.header.proposer
+        });
+        if !proposer_ok {
+            faults.push(format!(
+                "its proposer {} proposes none of rounds 0 to {}",
+                b.header.proposer, f.certificate.round
+            ));
+        }
+        if b.txs.len() > self.params.max_block_txs as usize {
+            faults.push(format!("{} transactions", b.txs.len()));
+        }
+        if block::tx_root(&b.txs) != b.header.tx_root {
+            faults.push("wrong transaction root".into());
+        }
+        if self.reference_height.0 + 1 != h.0 {
+            faults.push(format!("decided after height {}", self.reference_height));
+        } else if self.set.get(b.header.proposer).is_some() {
+            let mut after = self.reference.clone();
+            match after.apply_block(&self.chain_id, h, b.header.proposer, &self.set, &b.txs) {
+                Err(e) => faults.push(format!("its transactions do not apply: {e}")),
+                Ok(outcome) => {
+                    if after.state_root() != b.header.state_root {
+                        faults.push("state root is not the ledger's after it".into());
+                    }
+                    if outcome != f.outcome {
+                        faults.push("outcome differs from the ledger's".into());
+                    }
+                    self.reference = after;
+                    self.reference_height = h;
+                    self.txs_decided += b.txs.len() as u64;
+                }
+            }
+        }
+        if !faults.is_empty() {
+            let detail = format!("invalid block at height {h}: {}", faults.join("; "));
+            self.fail(Some(node), "validity", detail);
+        }
+    }
+
+    /// A node stored a finalized block: no fork, a valid block and certificate, heights only go
+    /// up, the same rewards everywhere, and `supply_after` (the stored ledger's total) conserved.
+    pub fn on_finalized(
+        &mut self,
+        node: usize,
+        f: &Finalized,
+        state_root_after: Hash,
+        supply_after: u128,
+    ) {
         let h = f.block.height();
         let hash = f.block.hash();
         if h <= self.stored_top[node] {
@@ -195,8 +320,11 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.decided.insert(h, (hash, node));
+                self.check_valid(node, f);
+                self.chain.insert(h, (hash, f.block.header.timestamp));
             }
         }
+        self.check_supply(node, "the stored ledger", h, supply_after);
         if !self.certificate_ok(&f.certificate, h, &hash) {
             self.fail(
                 Some(node),
@@ -264,14 +392,21 @@ impl Checker {
         }
     }
 
-    /// After a step of a live node: its core's height never goes back within an incarnation.
-    pub fn after_step(&mut self, node: usize, height: Height) {
+    /// After a step of a live node: its core's height never goes back within an incarnation,
+    /// and (`ledger`, of honest nodes) when it moved up, its ledger conserves money.
+    pub fn after_step(&mut self, node: usize, height: Height, ledger: Option<&Ledger>) {
         if height < self.live_height[node] {
             let detail = format!(
                 "core height went from {} to {height}",
                 self.live_height[node]
             );
             self.fail(Some(node), "height-regressed", detail);
+        }
+        if height != self.live_height[node]
+            && let Some(ledger) = ledger
+        {
+            let supply = ledger.total_supply();
+            self.check_supply(node, "the core's ledger", Height(height.0 - 1), supply);
         }
         self.live_height[node] = height;
     }

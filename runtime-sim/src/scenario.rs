@@ -27,6 +27,10 @@ pub enum Behaviour {
     /// Forgets its lock (and valid value) before every step: it prepares whatever the current
     /// proposal is, as a validator that lost its lock to a crash without a WAL would.
     Amnesia,
+    /// Proposes, properly signed, blocks that break one validity rule each: another validator
+    /// named as proposer, a timestamp not after the parent's or an hour ahead, a wrong state
+    /// root, transaction root or parent, a transfer that cannot apply.
+    InvalidProposer,
 }
 
 impl Behaviour {
@@ -394,8 +398,37 @@ pub struct Scenario {
     pub network: NetworkSpec,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Transfers submitted by clients during the run (none if absent).
+    #[serde(default)]
+    pub transactions: Option<Workload>,
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// Clients submitting signed transfers to random live validators: funded client accounts and the
+/// validators' own reward accounts send to each other, now and then an invalid transfer (a wrong
+/// nonce, more than the balance, a broken signature) that the ledger must refuse.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Client accounts funded at genesis.
+    #[serde(default = "d_clients")]
+    pub clients: usize,
+    /// Each client's genesis balance, in units.
+    #[serde(default = "d_client_balance")]
+    pub balance: u64,
+    /// Mean time between two submissions (drawn uniformly in [1, 2·interval]).
+    pub interval: Ms,
+    /// No submissions after this time (default: the whole run).
+    #[serde(default)]
+    pub until: Option<Ms>,
+}
+
+fn d_clients() -> usize {
+    6
+}
+fn d_client_balance() -> u64 {
+    1_000_000_000
 }
 
 /// A scenario that cannot run, with where the problem is.
@@ -504,6 +537,17 @@ impl Scenario {
                 .validate()
                 .map_err(|m| (format!("network.links[{i}].latency"), m))?;
         }
+        if let Some(w) = &self.transactions {
+            if w.interval.0 == 0 {
+                return Err((
+                    "transactions.interval".into(),
+                    "must be at least 1 ms".into(),
+                ));
+            }
+            if w.clients > 1_000 {
+                return Err(("transactions.clients".into(), "at most 1000".into()));
+            }
+        }
         for (i, f) in self.faults.iter().enumerate() {
             match (f.at, f.at_height) {
                 (Some(_), None) | (None, Some(_)) => {}
@@ -584,6 +628,7 @@ impl Scenario {
                     ..NetworkSpec::default()
                 },
                 faults: vec![],
+                transactions: None,
                 expect: Expect {
                     min_height: Some(50),
                     max_finality_ms: Some(2_000),
@@ -614,6 +659,7 @@ impl Scenario {
                         behaviour: Behaviour::Silent,
                     },
                 }],
+                transactions: None,
                 expect: Expect {
                     min_height: Some(20),
                     ..Expect::default()
@@ -632,6 +678,7 @@ impl Scenario {
                     ..NetworkSpec::default()
                 },
                 faults: vec![],
+                transactions: None,
                 expect: Expect {
                     min_height: Some(440),
                     max_finality_ms: Some(30_000),
@@ -664,6 +711,7 @@ impl Scenario {
                     ),
                     at(80_000, FaultKind::Heal),
                 ],
+                transactions: None,
                 expect: Expect {
                     no_progress_while_partitioned: true,
                     liveness: Some(Liveness {
@@ -708,6 +756,7 @@ impl Scenario {
                         ..NetworkSpec::default()
                     },
                     faults,
+                    transactions: None,
                     expect: Expect {
                         liveness: Some(Liveness {
                             after: Ms(t),
@@ -750,6 +799,7 @@ impl Scenario {
                     ..NetworkSpec::default()
                 },
                 faults: vec![],
+                transactions: None,
                 expect: Expect {
                     min_height: Some(30),
                     min_evidence: Some(1),
@@ -858,6 +908,7 @@ fn amnesia(seed: u64) -> Scenario {
             links: vec![],
         },
         faults,
+        transactions: None,
         expect: Expect {
             liveness: Some(Liveness {
                 after: Ms(window),
@@ -955,15 +1006,20 @@ pub fn swarm(seed: u64) -> Scenario {
     }
     faults.push(at(fault_window, FaultKind::Reliable { on: true }));
     faults.sort_by_key(|f| f.at);
-    // Amnesia is drawn last, so every draw above (and the seeds pinned by regression tests) stays
-    // what it was before amnesia existed. Such a node may also be crashed and restarted above.
+    // Amnesia and invalid proposers are drawn last, so every draw above (and the seeds pinned by
+    // regression tests) stays what it was before they existed. Such a node may also be crashed
+    // and restarted above.
     for i in 0..n {
         if behaviours[i] == Behaviour::Honest
             && rng.random_bool(0.2)
             && 3 * (byz_stake + stakes[i]) < total
         {
             byz_stake += stakes[i];
-            behaviours[i] = Behaviour::Amnesia;
+            behaviours[i] = if rng.random_bool(0.5) {
+                Behaviour::Amnesia
+            } else {
+                Behaviour::InvalidProposer
+            };
         }
     }
     Scenario {
@@ -984,6 +1040,7 @@ pub fn swarm(seed: u64) -> Scenario {
         },
         network,
         faults,
+        transactions: None,
         expect: Expect {
             liveness: Some(Liveness {
                 after: Ms(fault_window),

@@ -15,8 +15,9 @@ use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistR
 use timed_core::crypto::Keypair;
 use timed_core::ledger::Ledger;
 use timed_core::message::{Decision, Message, Proposal, Vote};
-use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
-use timed_core::validators::{Genesis, GenesisValidator, ValidatorSet};
+use timed_core::tx::Transfer;
+use timed_core::types::{Amount, Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
+use timed_core::validators::{Genesis, GenesisBalance, GenesisValidator, ValidatorSet};
 use tracing::{debug, info};
 
 use crate::checker::{Checker, Violation};
@@ -56,6 +57,8 @@ enum Ev {
     },
     Fault(usize),
     LivenessDeadline,
+    /// A client submits a transfer (the workload).
+    Submit,
 }
 
 struct Queued {
@@ -120,6 +123,8 @@ pub struct Stats {
     pub garbage_decoded: u64,
     pub evidence: u64,
     pub crashes: u64,
+    /// Transfers the workload submitted (valid or not).
+    pub txs_submitted: u64,
     /// Locks an amnesia validator held and forgot.
     pub locks_forgotten: u64,
     /// Finality latency of each (honest node, height): time of finalizing minus block timestamp.
@@ -152,7 +157,17 @@ pub struct Simulation {
     pub live: bool,
     transcript: Option<blake3::Hasher>,
     mean_delay_ms: f64,
+    /// The workload's client keys, its own random stream, and the next nonce it will use per
+    /// sender (validators' keys send too).
+    clients: Vec<Keypair>,
+    workload_rng: ChaCha8Rng,
+    /// The last invalid proposal forged, by (node, height, round, valid round).
+    invalid_cache: Option<(InvalidKey, Rc<Message>)>,
+    next_nonce: BTreeMap<timed_core::crypto::PublicKey, u64>,
 }
+
+/// Which proposal an invalid proposer forged: (node, height, round, valid round).
+type InvalidKey = (usize, Height, Round, Option<Round>);
 
 struct HashWriter<'a>(&'a mut blake3::Hasher);
 impl std::fmt::Write for HashWriter<'_> {
@@ -183,6 +198,9 @@ impl Simulation {
             .iter()
             .map(|name| Keypair::insecure_from_name(name))
             .collect();
+        let clients: Vec<Keypair> = (0..scenario.transactions.as_ref().map_or(0, |w| w.clients))
+            .map(|i| Keypair::insecure_from_name(&format!("client{}", i + 1)))
+            .collect();
         let genesis = Genesis {
             chain_id: CHAIN_ID.into(),
             genesis_time_ms: TimestampMs(0),
@@ -198,7 +216,13 @@ impl Simulation {
                     address: None,
                 })
                 .collect(),
-            balances: vec![],
+            balances: clients
+                .iter()
+                .map(|k| GenesisBalance {
+                    account: k.public_key(),
+                    amount: Amount(scenario.transactions.as_ref().map_or(0, |w| w.balance)),
+                })
+                .collect(),
             params: scenario.consensus.params(),
         };
         let set = genesis
@@ -236,7 +260,7 @@ impl Simulation {
         let mut sim = Simulation {
             scenario: scenario.clone(),
             seed,
-            checker: Checker::new(CHAIN_ID, set.clone()),
+            checker: Checker::new(&genesis, set.clone()),
             genesis,
             keys,
             set,
@@ -255,6 +279,11 @@ impl Simulation {
             live: false,
             transcript: None,
             mean_delay_ms,
+            clients,
+            // A stream of its own: the network's draws are the same with or without clients.
+            workload_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7e57_c11e),
+            next_nonce: BTreeMap::new(),
+            invalid_cache: None,
         };
         for i in 0..n {
             sim.push(0, Ev::Start { node: i, inc: 0 });
@@ -268,6 +297,9 @@ impl Simulation {
         }
         if let Some(l) = &scenario.expect.liveness {
             sim.push(l.after.0, Ev::LivenessDeadline);
+        }
+        if scenario.transactions.is_some() {
+            sim.schedule_submit();
         }
         info!(
             seed,
@@ -411,6 +443,7 @@ impl Simulation {
             }
             Ev::Fault(k) => self.fault(k),
             Ev::LivenessDeadline => self.liveness_event(),
+            Ev::Submit => self.submit(),
         }
     }
 
@@ -441,7 +474,8 @@ impl Simulation {
         }
         if let Some(core) = self.nodes[i].core.as_ref() {
             let h = core.height();
-            self.checker.after_step(i, h);
+            let ledger = self.nodes[i].checked().then(|| core.ledger());
+            self.checker.after_step(i, h, ledger);
         }
     }
 
@@ -554,6 +588,7 @@ impl Simulation {
                 .chain(f.outcome.touched.iter().copied()),
         );
         let root = node.ledger.state_root();
+        let supply = node.ledger.total_supply();
         node.records.retain(|r| r.height() > h);
         node.chain.insert(
             h,
@@ -565,7 +600,7 @@ impl Simulation {
         let honest = node.behaviour == Behaviour::Honest;
         let checked = node.checked();
         if checked {
-            self.checker.on_finalized(i, &f, root);
+            self.checker.on_finalized(i, &f, root, supply);
         }
         if honest {
             let latency = self.now.saturating_sub(f.block.header.timestamp.0);
@@ -634,6 +669,13 @@ impl Simulation {
             Behaviour::Honest | Behaviour::GarbageSender | Behaviour::Amnesia => {
                 self.send(i, j, msg.clone())
             }
+            Behaviour::InvalidProposer => match &**msg {
+                Message::Proposal(p) if p.proposer.as_usize() == i => {
+                    let bad = self.invalid_proposal(i, p);
+                    self.send(i, j, bad);
+                }
+                _ => self.send(i, j, msg.clone()),
+            },
             Behaviour::Silent => {}
             Behaviour::EquivocatingProposer => {
                 if let Message::Proposal(p) = &**msg
@@ -688,6 +730,71 @@ impl Simulation {
             block,
             p.proposer,
         )
+    }
+
+    /// `p` with its block broken in one way (chosen by height and round), signed again: what an
+    /// invalid proposer sends instead of its proposal. The same for every peer.
+    fn invalid_proposal(&mut self, i: usize, p: &Proposal) -> Rc<Message> {
+        let key = (i, p.height, p.round, p.valid_round);
+        if let Some((k, m)) = &self.invalid_cache
+            && *k == key
+        {
+            return m.clone();
+        }
+        let n = self.nodes.len();
+        let core = self.nodes[i].core.as_ref();
+        let parent_time = core
+            .and_then(|c| c.last_decision())
+            .map_or(self.genesis.genesis_time_ms, |d| d.block.header.timestamp);
+        let ledger = core
+            .filter(|c| c.height() == p.height)
+            .map(|c| c.ledger().clone());
+        let mut block: Block = p.block.clone();
+        let tag = |what: &[u8]| Hash::of(&[b"timed-sim/invalid", what, &p.height.0.to_be_bytes()]);
+        match (p.height.0 + u64::from(p.round.0)) % 7 {
+            0 => {
+                // Valid in every other respect: the reward goes where the header says.
+                let other = ValidatorIndex(((p.proposer.as_usize() + 1) % n) as u16);
+                block.header.proposer = other;
+                if let Some(mut l) = ledger
+                    && l.apply_block(CHAIN_ID, p.height, other, &self.set, &block.txs)
+                        .is_ok()
+                {
+                    block.header.state_root = l.state_root();
+                }
+            }
+            1 => block.header.timestamp = parent_time,
+            2 => block.header.state_root = tag(b"state"),
+            3 => block.header.tx_root = tag(b"txs"),
+            4 => block.header.parent_hash = tag(b"parent"),
+            5 => {
+                let me = &self.keys[i];
+                let nonce = ledger.map_or(0, |l| l.account(&me.public_key()).nonce);
+                let tx = Transfer {
+                    from: me.public_key(),
+                    to: self.keys[(i + 1) % n].public_key(),
+                    amount: Amount(u64::MAX / 2),
+                    fee: Amount(0),
+                    nonce,
+                }
+                .sign(me, CHAIN_ID);
+                block.txs.push(tx);
+                block.header.tx_root = timed_core::block::tx_root(&block.txs);
+            }
+            _ => block.header.timestamp = TimestampMs(block.header.timestamp.0 + 3_600_000),
+        }
+        let mut forged = Proposal::sign(
+            &self.keys[i],
+            CHAIN_ID,
+            p.round,
+            p.valid_round,
+            block,
+            p.proposer,
+        );
+        forged.polka = p.polka.clone();
+        let m = Rc::new(Message::Proposal(forged));
+        self.invalid_cache = Some((key, m.clone()));
+        m
     }
 
     /// A garbage sender adds, to one random peer per broadcast, one of: random bytes, its message
@@ -848,6 +955,79 @@ impl Simulation {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    fn schedule_submit(&mut self) {
+        let Some(w) = &self.scenario.transactions else {
+            return;
+        };
+        let next = self.now + self.workload_rng.random_range(1..=2 * w.interval.0);
+        if w.until.is_none_or(|u| next <= u.0) {
+            self.push(next, Ev::Submit);
+        }
+    }
+
+    /// One transfer from a random sender (a client or a validator) to another account, handed
+    /// to a random live node; about one in ten is invalid on purpose.
+    fn submit(&mut self) {
+        self.schedule_submit();
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_up())
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let rng = &mut self.workload_rng;
+        let target = up[rng.random_range(0..up.len())];
+        let senders = self.clients.len() + self.keys.len();
+        let from = rng.random_range(0..senders);
+        let mut to = rng.random_range(0..senders - 1);
+        if to >= from {
+            to += 1;
+        }
+        let key_of = |k: usize| {
+            if k < self.clients.len() {
+                &self.clients[k]
+            } else {
+                &self.keys[k - self.clients.len()]
+            }
+        };
+        let (sender, receiver) = (key_of(from).clone(), key_of(to).public_key());
+        let Some(core) = self.nodes[target].core.as_ref() else {
+            return;
+        };
+        let account = core.ledger().account(&sender.public_key());
+        // Nonces run ahead of the target's ledger while transfers are pending; when they run too
+        // far (transfers lost with a crashed node or a full mempool), start again from the ledger.
+        let issued = self.next_nonce.entry(sender.public_key()).or_insert(0);
+        if *issued < account.nonce || *issued > account.nonce + 8 {
+            *issued = account.nonce;
+        }
+        let mut nonce = *issued;
+        let balance = account.balance.0;
+        let mut amount = rng.random_range(0..=balance / 8) + 1;
+        let fee = rng.random_range(0..=1_000u64.min(balance / 16));
+        let mut broken = false;
+        match rng.random_range(0..30u8) {
+            0 => nonce += rng.random_range(1..100u64),
+            1 => amount = balance.saturating_add(1),
+            2 => broken = true,
+            _ => *issued += 1,
+        }
+        let mut tx = Transfer {
+            from: sender.public_key(),
+            to: receiver,
+            amount: Amount(amount),
+            fee: Amount(fee),
+            nonce,
+        }
+        .sign(&sender, CHAIN_ID);
+        if broken {
+            tx.signature.0[0] ^= 1;
+        }
+        debug!("t={} n{target} submit {}", self.now, tx.hash().short());
+        self.stats.txs_submitted += 1;
+        self.step(target, Input::SubmitTx(tx));
     }
 
     /// Both ends learn of a (re-)established connection after one link delay.
