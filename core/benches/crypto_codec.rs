@@ -6,6 +6,8 @@
 //!   signing messages rebuilt, one `verify_batch`);
 //! - `votes_one_by_one`: the same `n` precommits as votes, each checked with `Vote::verify`
 //!   (`verify_strict`), as a node checks votes arriving one at a time;
+//! - `verify_votes_batch`: the same precommits through `message::verify_votes`, as a driver checks
+//!   a burst of votes (one batch, one by one only on failure);
 //! - `dalek_raw_batch`: `ed25519_dalek::verify_batch` on the very same (message, signature, key)
 //!   triples, built outside the timed part: the physical limit the certificate check can approach.
 //!
@@ -19,7 +21,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use timed_core::block::Certificate;
 use timed_core::codec::{decode_message, encode_message};
 use timed_core::crypto::{Domain, Keypair, signing_message};
-use timed_core::message::{Message, Vote, VoteKind};
+use timed_core::message::{Message, Vote, VoteKind, verify_votes};
 use timed_core::types::{Hash, Height, Round, Stake, ValidatorIndex};
 use timed_core::validators::{GenesisValidator, ValidatorSet};
 
@@ -119,6 +121,12 @@ fn certificate_verify(c: &mut Criterion) {
                 for vote in black_box(&votes) {
                     vote.verify(black_box(&set), CHAIN_ID).expect("verifies");
                 }
+            })
+        });
+        group.bench_function("verify_votes_batch", |b| {
+            b.iter(|| {
+                let verdicts = verify_votes(black_box(&votes), black_box(&set), CHAIN_ID);
+                assert!(verdicts.iter().all(|ok| *ok));
             })
         });
         group.bench_function("dalek_raw_batch", |b| {

@@ -396,14 +396,17 @@ impl Simulation {
                     return;
                 }
                 debug!("t={} n{to} <- n{from} {}", self.now, describe(&msg));
+                let signature_ok = self.checker.signature_ok(&msg);
                 let msg = Rc::try_unwrap(msg).unwrap_or_else(|rc| (*rc).clone());
-                self.step(
-                    to,
-                    Input::Message {
-                        from: ValidatorIndex(from as u16),
-                        msg,
-                    },
-                );
+                let from = ValidatorIndex(from as u16);
+                let input = if signature_ok {
+                    Input::SignatureChecked { from, msg }
+                } else {
+                    // Not signed (a decision, a sync message), or a bad signature: the core
+                    // checks and refuses it itself.
+                    Input::Message { from, msg }
+                };
+                self.step(to, input);
             }
             Ev::Garbage {
                 to,

@@ -141,6 +141,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         peers: Mutex::new(Default::default()),
         to_core,
         live: Mutex::new(Live::default()),
+        redial: tokio::sync::Notify::new(),
         started: Instant::now(),
         shutdown: shutdown.clone(),
     });

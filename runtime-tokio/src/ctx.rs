@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -61,9 +62,14 @@ pub struct DevMode {
 
 /// What reaches the core loop from the network and the API.
 pub enum CoreInput {
-    Message { from: ValidatorIndex, msg: Message },
+    Message {
+        from: ValidatorIndex,
+        msg: Message,
+    },
     PeerConnected(ValidatorIndex),
     SubmitTx(SignedTransfer, oneshot::Sender<Result<Hash, TxError>>),
+    /// The API asks for a transfer in the mempool.
+    PendingTx(Hash, oneshot::Sender<Option<SignedTransfer>>),
 }
 
 /// An open outbound connection.
@@ -81,11 +87,21 @@ pub struct Live {
     /// Height and round being decided.
     pub deciding_height: u64,
     pub round: u32,
+    /// Step within the round: new_height (waiting for the block time), propose, prepare,
+    /// precommit.
+    pub step: &'static str,
+    /// Distinct blocks known at the deciding height and not finalized (proposals of its rounds,
+    /// a decision's block not yet checked, a restored lock's block); 0 while waiting for the
+    /// next height.
     pub pending_blocks: u64,
     pub pending_transactions: usize,
     pub last_block_hash: Option<String>,
     pub finality_latency_ms: Option<u64>,
-    pub clock_offset_ms: i64,
+    /// This node's clock offset to its peers (ms; positive: the peers' clocks are ahead), once
+    /// more than half of them have been measured.
+    pub clock_offset_ms: Option<i64>,
+    /// Each peer's clock offset to ours (ms), from the timestamps of its proposals.
+    pub peer_clock_offsets_ms: BTreeMap<String, i64>,
     pub evidence: u64,
     pub blocks_finalized_here: u64,
 }
@@ -104,6 +120,8 @@ pub struct Ctx {
     pub peers: Mutex<BTreeMap<ValidatorIndex, PeerQueue>>,
     pub to_core: mpsc::Sender<CoreInput>,
     pub live: Mutex<Live>,
+    /// Wakes the dialers that wait (backoff, or a handshake not answered yet): a peer came up.
+    pub redial: tokio::sync::Notify,
     pub started: Instant,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -152,9 +170,18 @@ impl Ctx {
     }
 }
 
-/// Milliseconds since the Unix epoch: the clock handed to the core.
+/// A shift added to this process's clock (`--clock-skew-ms`, a test aid).
+static CLOCK_SKEW_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Shifts what `unix_ms` reads by `ms` (tests of the clock-offset estimate).
+pub fn set_clock_skew_ms(ms: i64) {
+    CLOCK_SKEW_MS.store(ms, Ordering::Relaxed);
+}
+
+/// Milliseconds since the Unix epoch (plus the test skew, if any): the clock handed to the core.
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    u64::try_from(now.saturating_add(CLOCK_SKEW_MS.load(Ordering::Relaxed))).unwrap_or(0)
 }

@@ -40,7 +40,7 @@ pub struct DevnetArgs {
 }
 
 /// A port free for both UDP and TCP on loopback right now.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     for _ in 0..100 {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let port = udp.local_addr()?.port();
@@ -51,10 +51,10 @@ fn free_port() -> Result<u16> {
     bail!("no free port found on 127.0.0.1")
 }
 
-struct Children(Vec<(String, Child)>);
+pub struct Children(pub Vec<(String, Child)>);
 
 impl Children {
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         for (_, c) in &mut self.0 {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])

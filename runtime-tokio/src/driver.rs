@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use timed_core::consensus::{Event, Input, Misbehaviour, Node, Output, PersistRecord, Step, Timer};
+use timed_core::block::Certificate;
+use timed_core::consensus::{Event, Input, Misbehaviour, Node, Output, Step, Timer};
 use timed_core::ledger::TxError;
 use timed_core::message::{Decision, Message, VoteKind};
 use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
@@ -25,7 +26,19 @@ use tracing::{debug, info, warn};
 
 use crate::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
 use crate::net::frame_of;
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredBlock};
+use crate::wal::WalRecord;
+
+/// An output of a step still to perform once its WAL group is written.
+// Lives for one step only: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Todo {
+    Output(Output),
+    Finalized(Box<StoredBlock>),
+}
+
+/// How long a longer certificate may wait for the next block's transaction.
+const EXTENSION_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The byte budget of one sync response, below the message limit.
 const SYNC_BUDGET: usize = timed_core::codec::MAX_MESSAGE_BYTES - 256 * 1024;
@@ -39,10 +52,12 @@ pub struct Driver {
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     seq: u64,
     tx_waiters: HashMap<Hash, Vec<TxWaiter>>,
-    batch: Vec<PersistRecord>,
+    batch: Vec<WalRecord>,
     /// Per peer: last height sampled and the smoothed offset of its clock to ours (ms).
     offsets: BTreeMap<ValidatorIndex, (Height, f64)>,
     last_skew_warning: Option<Instant>,
+    /// A longer certificate of a stored block not yet written, and since when.
+    extended: Option<(Certificate, Instant)>,
 }
 
 impl Driver {
@@ -57,6 +72,7 @@ impl Driver {
             batch: Vec::new(),
             offsets: BTreeMap::new(),
             last_skew_warning: None,
+            extended: None,
         }
     }
 
@@ -66,15 +82,24 @@ impl Driver {
         self.step(Input::Start)?;
         loop {
             let deadline = self.timers.peek().map(|Reverse((t, _, _))| *t);
+            // A timer already due fires now: tokio's timer wheel has a granularity of 1 ms, and
+            // at block time 0 the next height starts from a timer of 0 ms.
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                self.fire_timers()?;
+                // Let the network and the API run between heights.
+                tokio::task::yield_now().await;
+                continue;
+            }
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.changed() => return self.close(),
                 _ = sleep_until(deadline) => self.fire_timers()?,
                 input = rx.recv() => match input {
-                    None => return Ok(()),
+                    None => return self.close(),
                     Some(input) => self.on_input(input)?,
                 },
             }
+            self.flush_old_extension()?;
         }
     }
 
@@ -99,6 +124,10 @@ impl Driver {
                 self.step(Input::Message { from, msg })
             }
             CoreInput::PeerConnected(peer) => self.step(Input::PeerConnected(peer)),
+            CoreInput::PendingTx(hash, reply) => {
+                let _ = reply.send(self.node.mempool().get(&hash).cloned());
+                Ok(())
+            }
             CoreInput::SubmitTx(tx, reply) => {
                 self.tx_waiters.entry(tx.hash()).or_default().push(reply);
                 self.step(Input::SubmitTx(tx))
@@ -106,7 +135,8 @@ impl Driver {
         }
     }
 
-    /// Estimates a peer's clock offset from the timestamp of its fresh proposals.
+    /// Estimates a peer's clock offset from the timestamp of its fresh proposals (one sample per
+    /// height, smoothed), and this node's offset to its peers as their `peers_offset`.
     fn sample_clock(&mut self, from: ValidatorIndex, height: Height, ts: TimestampMs) {
         if height != self.node.height() {
             return;
@@ -118,50 +148,144 @@ impl Driver {
         }
         entry.0 = height;
         entry.1 = 0.8 * entry.1 + 0.2 * sample;
-        let mut all: Vec<f64> = self.offsets.values().map(|(_, o)| *o).collect();
-        all.sort_by(f64::total_cmp);
-        let median = all[all.len() / 2].round() as i64;
-        self.ctx.metrics.clock_offset_ms.set(median);
-        lock(&self.ctx.live).clock_offset_ms = median;
+        let peers = self.chain.set.len() - usize::from(self.node.me().is_some());
+        let offset = peers_offset(self.offsets.values().map(|(_, o)| *o), peers);
+        {
+            let mut live = lock(&self.ctx.live);
+            live.clock_offset_ms = offset;
+            live.peer_clock_offsets_ms = self
+                .offsets
+                .iter()
+                .map(|(v, (_, o))| (self.chain.name(*v).to_string(), o.round() as i64))
+                .collect();
+        }
+        let Some(offset) = offset else { return };
+        self.ctx.metrics.clock_offset_ms.set(offset);
         let drift = self.chain.genesis.params.max_clock_drift_ms as i64;
-        if median.abs() > drift / 2
+        if offset.abs() > drift / 2
             && self
                 .last_skew_warning
                 .is_none_or(|t| t.elapsed().as_secs() >= 60)
         {
             self.last_skew_warning = Some(Instant::now());
+            let (by, way) = (offset.abs(), if offset < 0 { "ahead of" } else { "behind" });
             warn!(
-                "Clock skew: the peers' clocks are {median} ms off ours (proposals more than \
-                 {drift} ms ahead are refused); check NTP on this machine"
+                clock_offset_ms = offset,
+                "Clock skew: this node's clock runs {by} ms {way} its peers' clocks (proposals \
+                 more than {drift} ms ahead of a validator's clock are refused); check NTP on \
+                 this machine"
             );
         }
     }
 
+    /// One input, one step. Every `Persist` record of the step is written in one group (one
+    /// write, one fdatasync) before any output of the step is performed: each record is then
+    /// durable before every later output, as the core requires, with a single sync per step
+    /// (a proposer's proposal and its own prepare, or a lock and its precommit, share one).
+    /// Performing an output later than the core allows is always safe; only earlier is not.
+    ///
+    /// A finalized block goes into the same write, in its place (see `store.rs`: the block of `h`
+    /// precedes any record of `h + 1` in the WAL); it is committed to redb when performed.
     fn step(&mut self, input: Input) -> Result<(), StoreError> {
         let outputs = self.node.handle(TimestampMs(unix_ms()), input);
+        let mut rest = Vec::with_capacity(outputs.len());
+        let mut sync = false;
         for out in outputs {
-            if let Output::Persist(r) = out {
-                self.batch.push(r);
-                continue;
+            match out {
+                Output::Persist(r) => {
+                    self.batch.push(WalRecord::Persist(r));
+                    sync = true;
+                }
+                Output::Finalized(f) => {
+                    let finality_ms = unix_ms().saturating_sub(f.block.header.timestamp.0);
+                    let f = *f;
+                    let stored = Box::new(StoredBlock {
+                        block: f.block,
+                        certificate: f.certificate,
+                        outcome: f.outcome,
+                        finality_ms,
+                    });
+                    self.batch.push(WalRecord::Finalized(stored.clone()));
+                    rest.push(Todo::Finalized(stored));
+                }
+                out => rest.push(Todo::Output(out)),
             }
-            self.flush()?;
-            self.perform(out)?;
         }
-        self.flush()?;
+        self.flush(sync)?;
+        let mut blocks = Vec::new();
+        for todo in rest {
+            match todo {
+                Todo::Output(out) => self.perform(out)?,
+                Todo::Finalized(stored) => blocks.push(stored),
+            }
+        }
+        if !blocks.is_empty() {
+            // After the step's messages are on their way: the WAL already holds the blocks.
+            let start = Instant::now();
+            let extended = self.extended.take().map(|(c, _)| c);
+            self.ctx
+                .store
+                .commit_blocks(blocks.iter().map(|b| b.as_ref()), extended.as_ref())?;
+            self.ctx
+                .metrics
+                .store_seconds
+                .observe(start.elapsed().as_secs_f64());
+            for b in &blocks {
+                self.on_finalized(b);
+            }
+        }
         self.update_live();
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// A longer certificate for a stored block waits for the next block's transaction, or is
+    /// written alone after `EXTENSION_DELAY`.
+    fn extend_certificate(&mut self, cert: Certificate) -> Result<(), StoreError> {
+        match self.extended.take() {
+            Some((old, since)) if old.height == cert.height => {
+                self.extended = Some((cert, since));
+            }
+            Some((old, _)) => {
+                self.ctx.store.commit_blocks([], Some(&old))?;
+                self.extended = Some((cert, Instant::now()));
+            }
+            None => self.extended = Some((cert, Instant::now())),
+        }
+        Ok(())
+    }
+
+    fn flush_old_extension(&mut self) -> Result<(), StoreError> {
+        if self
+            .extended
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= EXTENSION_DELAY)
+            && let Some((cert, _)) = self.extended.take()
+        {
+            self.ctx.store.commit_blocks([], Some(&cert))?;
+        }
+        Ok(())
+    }
+
+    /// At shutdown: the pending certificate, then a durable point.
+    fn close(&mut self) -> Result<(), StoreError> {
+        if let Some((cert, _)) = self.extended.take() {
+            self.ctx.store.commit_blocks([], Some(&cert))?;
+        }
+        self.ctx.store.close()
+    }
+
+    fn flush(&mut self, sync: bool) -> Result<(), StoreError> {
         if self.batch.is_empty() {
             return Ok(());
         }
         let start = Instant::now();
-        self.ctx.store.persist(&self.batch)?;
-        self.ctx
-            .metrics
-            .persist_seconds
-            .observe(start.elapsed().as_secs_f64());
+        self.ctx.store.log(&self.batch, sync)?;
+        if sync {
+            self.ctx
+                .metrics
+                .persist_seconds
+                .observe(start.elapsed().as_secs_f64());
+        }
         self.batch.clear();
         Ok(())
     }
@@ -188,7 +312,8 @@ impl Driver {
 
     fn perform(&mut self, out: Output) -> Result<(), StoreError> {
         match out {
-            Output::Persist(r) => self.batch.push(r),
+            // Taken apart in `step`.
+            Output::Persist(_) | Output::Finalized(_) => {}
             Output::Broadcast(msg) => {
                 let frame = frame_of(&msg);
                 let peers = lock(&self.ctx.peers);
@@ -202,8 +327,7 @@ impl Driver {
                 let at = Instant::now() + std::time::Duration::from_millis(after_ms);
                 self.timers.push(Reverse((at, self.seq, timer)));
             }
-            Output::Finalized(f) => self.on_finalized(&f)?,
-            Output::CertificateExtended(cert) => self.ctx.store.extend_certificate(&cert)?,
+            Output::CertificateExtended(cert) => self.extend_certificate(cert)?,
             Output::ServeSync {
                 to,
                 from,
@@ -249,10 +373,8 @@ impl Driver {
         Ok(())
     }
 
-    fn on_finalized(&mut self, f: &timed_core::consensus::Finalized) -> Result<(), StoreError> {
-        let now = unix_ms();
-        let finality_ms = now.saturating_sub(f.block.header.timestamp.0);
-        self.ctx.store.finalize(f, finality_ms)?;
+    fn on_finalized(&mut self, f: &StoredBlock) {
+        let finality_ms = f.finality_ms;
         let h = f.block.height();
         let hash = hex::encode(f.block.hash().0);
         self.ctx.metrics.blocks_finalized.inc();
@@ -291,7 +413,6 @@ impl Driver {
             o.total_reward,
             o.archived.len()
         );
-        Ok(())
     }
 
     fn on_event(&mut self, e: Event) {
@@ -411,14 +532,62 @@ impl Driver {
         live.height = n.last_decision().map_or(0, |d| d.block.height().0);
         live.deciding_height = height;
         live.round = n.round().0;
-        live.pending_blocks = u64::from(n.step() != Step::NewHeight);
+        live.pending_blocks = n.pending_blocks() as u64;
+        live.step = match n.step() {
+            Step::NewHeight => "new_height",
+            Step::Propose => "propose",
+            Step::Prepare => "prepare",
+            Step::Precommit => "precommit",
+        };
         live.pending_transactions = n.mempool().len();
     }
+}
+
+/// This node's clock offset to its `peers` from their individual offsets (peer clock minus
+/// ours): the median; with an even count, of the two middle values the one nearer zero, so that
+/// one skewed peer out of two does not make this node look skewed. `None` until more than half
+/// of the peers have been measured: one skewed peer heard first says nothing about this clock.
+fn peers_offset(offsets: impl Iterator<Item = f64>, peers: usize) -> Option<i64> {
+    let mut all: Vec<f64> = offsets.collect();
+    if all.is_empty() || 2 * all.len() <= peers {
+        return None;
+    }
+    all.sort_by(f64::total_cmp);
+    let n = all.len();
+    let m = if n % 2 == 1 {
+        all[n / 2]
+    } else {
+        let (a, b) = (all[n / 2 - 1], all[n / 2]);
+        if a.abs() <= b.abs() { a } else { b }
+    };
+    Some(m.round() as i64)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peers_offset;
+
+    #[test]
+    fn the_offset_to_the_peers_is_their_median_nearest_zero() {
+        let of = |v: &[f64], peers| peers_offset(v.iter().copied(), peers);
+        assert_eq!(of(&[], 0), None);
+        assert_eq!(of(&[-5000.4], 1), Some(-5000));
+        // One skewed peer of two: this node's clock is not the odd one.
+        assert_eq!(of(&[5000.0, 3.0], 2), Some(3));
+        assert_eq!(of(&[-5000.0, -3.0], 2), Some(-3));
+        // ...and before the second is measured, nothing is concluded.
+        assert_eq!(of(&[5000.0], 2), None);
+        assert_eq!(of(&[5000.0, 4.0], 4), None);
+        // Every peer disagrees with this node: it is the odd one.
+        assert_eq!(of(&[-5001.0, -4990.0], 2), Some(-4990));
+        assert_eq!(of(&[7.0, 5000.0, 4.0], 4), Some(7));
+        assert_eq!(of(&[10.0, -20.0, 5000.0, 0.0], 4), Some(0));
     }
 }

@@ -4,7 +4,8 @@
 //! - `GET /metrics`: Prometheus text;
 //! - `GET /blocks/{height}`, `GET /blocks/latest`, `GET /blocks?from=H&limit=N`: blocks with
 //!   their certificates and outcomes;
-//! - `GET /tx/{hash}`: an archived transaction and its block height;
+//! - `GET /tx/{hash}`: a transaction: `"status": "finalized"` with its block height, or
+//!   `"status": "pending"` while it waits in this node's mempool;
 //! - `GET /accounts/{address}`: balance and nonce of an account (hex public key);
 //! - `POST /tx`: submit a signed transfer (JSON); 202 when admitted to the mempool, 4xx with a
 //!   reason otherwise.
@@ -78,6 +79,7 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         "height": live.height,
         "deciding_height": live.deciding_height,
         "round": live.round,
+        "step": live.step,
         "validators": validators,
         "voting_weight": ctx.stake().0,
         "total_stake": total,
@@ -91,6 +93,7 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         "last_block_hash": live.last_block_hash,
         "finality_latency_ms": live.finality_latency_ms,
         "clock_offset_ms": live.clock_offset_ms,
+        "peer_clock_offsets_ms": live.peer_clock_offsets_ms,
         "evidence": live.evidence,
     }))
 }
@@ -191,12 +194,36 @@ async fn tx_by_hash(State(ctx): State<Arc<Ctx>>, Path(hash): Path<String>) -> Re
             "a transaction hash is 64 hex digits",
         );
     };
+    if ctx.chain().is_none() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has no genesis yet (still meeting its peers)",
+        );
+    }
+    // The mempool first: a transfer leaves it in the same step that stores its block, so asking
+    // in this order never misses one that moves between the two.
+    let (reply, answer) = oneshot::channel();
+    if ctx
+        .to_core
+        .try_send(CoreInput::PendingTx(hash, reply))
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is busy; retry");
+    }
+    if let Ok(Ok(Some(tx))) = tokio::time::timeout(Duration::from_secs(5), answer).await {
+        return Json(json!({
+            "hash": hex::encode(hash.0),
+            "status": "pending",
+            "transaction": tx,
+        }))
+        .into_response();
+    }
     let height = match ctx.store.tx_height(&hash) {
         Ok(Some(h)) => h,
         Ok(None) => {
             return error(
                 StatusCode::NOT_FOUND,
-                "no archived transaction with this hash (pending ones are not listed)",
+                "no transaction with this hash in a finalized block or in this node's mempool",
             );
         }
         Err(e) => return storage(e),
@@ -205,6 +232,7 @@ async fn tx_by_hash(State(ctx): State<Arc<Ctx>>, Path(hash): Path<String>) -> Re
         Ok(Some(s)) => match s.block.txs.iter().find(|t| t.hash() == hash) {
             Some(tx) => Json(json!({
                 "hash": hex::encode(hash.0),
+                "status": "finalized",
                 "height": height.0,
                 "block_hash": hex::encode(s.block.hash().0),
                 "transaction": tx,

@@ -10,6 +10,7 @@
 //! `anyhow` is used here, at the edge, only; the modules have their own error types.
 
 mod app;
+mod bench;
 mod ctx;
 mod devnet;
 mod driver;
@@ -92,6 +93,9 @@ struct DevArgs {
     /// Chain id of the genesis being formed.
     #[arg(long, default_value = "timed-devnet")]
     chain_id: String,
+    /// Test aid: shift this node's clock by this many milliseconds (may be negative).
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    clock_skew_ms: i64,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +112,9 @@ enum Command {
     Genesis(GenesisArgs),
     /// Start a whole local network on loopback and print each finalized block.
     Devnet(devnet::DevnetArgs),
+    /// Benchmarks of a real node: `timed bench catchup --blocks 10000` times a fresh node
+    /// syncing a generated chain over QUIC.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -127,6 +134,9 @@ struct RunArgs {
     /// Peers as host:port, comma separated [default: the genesis addresses].
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// Test aid: shift this node's clock by this many milliseconds (may be negative).
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    clock_skew_ms: i64,
 }
 
 #[derive(Args)]
@@ -241,6 +251,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Genesis(a)) => make_genesis(a),
         Some(Command::Devnet(a)) => runtime()?.block_on(devnet::run(a)),
+        Some(Command::Bench(a)) => runtime()?.block_on(bench::run(a)),
     }
 }
 
@@ -257,6 +268,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
     if a.stake == 0 {
         bail!("--stake must be positive");
     }
+    skew_clock(a.clock_skew_ms);
     let key = Keypair::insecure_from_name(&name);
     warn!(
         "⚠️  DEVELOPMENT MODE: the key of {name} derives from its id and is public knowledge; \
@@ -283,7 +295,15 @@ fn run_dev(a: DevArgs) -> Result<()> {
     runtime()?.block_on(app::run_node(setup))
 }
 
+fn skew_clock(ms: i64) {
+    if ms != 0 {
+        ctx::set_clock_skew_ms(ms);
+        warn!("TEST AID: this node's clock is shifted by {ms} ms (--clock-skew-ms)");
+    }
+}
+
 fn run_real(a: RunArgs) -> Result<()> {
+    skew_clock(a.clock_skew_ms);
     let genesis = handshake::read_genesis(&a.genesis)?;
     let key = keys::load(&a.key)?;
     let name = genesis

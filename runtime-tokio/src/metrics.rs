@@ -26,6 +26,7 @@ pub struct Metrics {
     pub sync_requests: Counter,
     pub finality_seconds: Histogram,
     pub persist_seconds: Histogram,
+    pub store_seconds: Histogram,
 }
 
 impl Metrics {
@@ -47,6 +48,7 @@ impl Metrics {
             sync_requests: Counter::default(),
             finality_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 18)),
             persist_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
+            store_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -108,6 +110,11 @@ impl Metrics {
             "persist_seconds",
             "Time to make a batch of persist records durable",
             m.persist_seconds.clone(),
+        );
+        r.register(
+            "store_seconds",
+            "Time to commit a finalized block to the database (not synced)",
+            m.store_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

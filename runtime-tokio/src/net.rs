@@ -55,6 +55,8 @@ enum LinkError {
     Frame(#[from] FrameError),
     #[error("connection lost: {0}")]
     Lost(String),
+    #[error("a peer came up: dialing again at once")]
+    Redial,
 }
 
 fn peer_key(conn: &quinn::Connection) -> Option<PublicKey> {
@@ -166,7 +168,14 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             conn.closed().await;
             Ok(())
         }
-        Ok(Verdict::Ready(index)) => read_loop(ctx, &conn, recv, index, &hello.name).await,
+        Ok(Verdict::Ready(index)) => {
+            // A peer that reaches us is up: if we have no connection to it, our dialer may be
+            // sleeping off a backoff of seconds (it learns from our outbound connection only).
+            if !lock(&ctx.peers).contains_key(&index) {
+                ctx.redial.notify_waiters();
+            }
+            read_loop(ctx, &conn, recv, index, &hello.name).await
+        }
     }
 }
 
@@ -243,6 +252,10 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
             Ok(DialEnd::Closed) => backoff = BACKOFF_MIN,
+            Err(LinkError::Redial) => {
+                backoff = BACKOFF_MIN;
+                continue;
+            }
             Err(e) => {
                 let text = e.to_string();
                 match &e {
@@ -259,6 +272,7 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
         let jitter = Duration::from_millis(u64::from(rand::random::<u8>()) % 50);
         tokio::select! {
             _ = tokio::time::sleep(backoff + jitter) => {},
+            _ = ctx.redial.notified() => backoff = BACKOFF_MIN,
             _ = shutdown.changed() => return,
         }
     }
@@ -280,15 +294,22 @@ async fn dial_once(
     let connecting = endpoint
         .connect(target, tls::SERVER_NAME)
         .map_err(|e| LinkError::Connect(e.to_string()))?;
-    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
-        .await
-        .map_err(|_| LinkError::Timeout)?
-        .map_err(|e| match e {
-            quinn::ConnectionError::TransportError(t) if t.code.to_string().contains("crypto") || t.to_string().contains("certificate") => {
-                LinkError::RefusedByPeer(format!("TLS handshake refused ({t}): our key is not in its genesis, or its key not in ours"))
-            }
-            e => LinkError::Connect(e.to_string()),
-        })?;
+    let redial = ctx.redial.notified();
+    let conn = tokio::select! {
+        c = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting) => c,
+        // An attempt sent before the peer was listening waits for a retransmission: start over.
+        _ = redial => return Err(LinkError::Redial),
+    };
+    let conn = conn.map_err(|_| LinkError::Timeout)?.map_err(|e| match e {
+        quinn::ConnectionError::TransportError(t)
+            if t.code.to_string().contains("crypto") || t.to_string().contains("certificate") =>
+        {
+            LinkError::RefusedByPeer(format!(
+                "TLS handshake refused ({t}): our key is not in its genesis, or its key not in ours"
+            ))
+        }
+        e => LinkError::Connect(e.to_string()),
+    })?;
     let key = peer_key(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
     if key == ctx.key.public_key() {
         conn.close(0u32.into(), b"self");

@@ -9,19 +9,24 @@
 //! | `wal` | sequence | legacy: persist records of older versions, moved to `wal.log` on open |
 //!
 //! The persist records (what the core asked to make durable) live in `wal.log` next to the
-//! database (see `wal.rs`): `persist` appends a group with one write and one `fdatasync` and returns
+//! database (see `wal.rs`): `log` writes a group with one write and one `fdatasync` and returns
 //! only then, so the driver performs a signed message's broadcast after its record is on disk.
 //!
-//! Finalized blocks are committed to redb with `Durability::None`: redb makes such commits durable
-//! with the next `Immediate` commit, in order, so after a crash redb holds a prefix of the history
-//! (a block and the ledger after it are always written in one transaction), possibly without the
-//! last blocks. The pruning rule keeps that safe:
+//! Finalized blocks are written to the WAL too (without a sync of their own), then committed to
+//! redb with `Durability::None`: redb makes such commits durable with the next `Immediate` commit,
+//! in order, so after a crash (even `kill -9`) redb holds a prefix of the history (a block and the
+//! ledger after it are always written in one transaction), possibly without the last blocks.
+//! `open` puts those back from the WAL, so the node restores at the last block it finalized before
+//! its newest durable record, and its records of the next height (its proposals, votes and lock
+//! there) are the ones `Node::restore` replays: it never contradicts itself. (Without the blocks
+//! in the WAL it would restore at the last *durable* block, ignore its newer records, catch up and
+//! could sign a second, different vote at a height it had voted at.) The finalized block of height
+//! `h` is written before any record of `h + 1`, and the WAL is read in order, so a durable record
+//! of `h + 1` implies a durable block `h`.
 //!
-//! **WAL records of height ≤ H are removed only after an `Immediate` redb commit issued after the
+//! **WAL entries of height ≤ H are removed only after an `Immediate` redb commit issued after the
 //! commit of block H has returned** (a "durable point"). So at any crash the WAL still holds every
-//! record of every height above the last block redb kept: the node restores at that height with its
-//! own proposals, votes and lock, never contradicts itself, and catches up from its peers. Records
-//! of heights at or below the restored block are ignored by `Node::restore`.
+//! entry above the last block redb kept.
 //!
 //! A durable point is taken when the WAL file exceeds `WAL_PRUNE_BYTES` or after
 //! `DURABLE_EVERY_BLOCKS` finalized blocks, whichever comes first; it costs one redb fsync and one
@@ -35,14 +40,14 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::{Deserialize, Serialize};
 use timed_core::block::{Block, Certificate};
 use timed_core::codec;
-use timed_core::consensus::{Finalized, PersistRecord, Restore};
+use timed_core::consensus::{PersistRecord, Restore};
 use timed_core::crypto::PublicKey;
 use timed_core::ledger::{Account, BlockOutcome, Ledger};
 use timed_core::message::Decision;
 use timed_core::types::{Hash, Height};
 use timed_core::validators::Genesis;
 
-use crate::wal::Wal;
+use crate::wal::{Wal, WalRecord};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const TXS: TableDefinition<&[u8], u64> = TableDefinition::new("txs");
@@ -84,7 +89,7 @@ impl StoreError {
 }
 
 /// A finalized block as stored and served.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredBlock {
     pub block: Block,
     pub certificate: Certificate,
@@ -155,7 +160,8 @@ impl Store {
             records
         };
         if !legacy.is_empty() {
-            wal.append(&legacy)?;
+            let legacy: Vec<WalRecord> = legacy.into_iter().map(WalRecord::Persist).collect();
+            wal.append(&legacy, true)?;
             let mut tx = db.begin_write().map_err(StoreError::db)?;
             tx.set_durability(Durability::Immediate)
                 .map_err(StoreError::db)?;
@@ -165,14 +171,47 @@ impl Store {
             }
             tx.commit().map_err(StoreError::db)?;
         }
-        Ok(Store {
+        let store = Store {
             db,
             wal: Mutex::new(WalState {
                 wal,
                 last_finalized: None,
                 since_durable: 0,
             }),
-        })
+        };
+        store.replay_wal_blocks()?;
+        Ok(store)
+    }
+
+    /// Commits the finalized blocks of the WAL that redb lost in a crash (those above its last
+    /// block, in order).
+    fn replay_wal_blocks(&self) -> Result<(), StoreError> {
+        let blocks = lock_wal(&self.wal).wal.finalized();
+        let mut last = self.latest_height()?.unwrap_or(Height(0));
+        let mut replay = Vec::new();
+        for b in blocks {
+            let h = b.block.height();
+            if h <= last {
+                continue;
+            }
+            if h != last.next() {
+                tracing::warn!(
+                    "WAL: block {h} follows block {last}; the blocks after {last} are fetched from \
+                     peers instead"
+                );
+                break;
+            }
+            last = h;
+            replay.push(b);
+        }
+        let replayed = replay.len();
+        if replayed > 0 {
+            self.commit_blocks(&replay, None)?;
+            tracing::info!(
+                "Restored {replayed} finalized blocks from the WAL (up to height {last})"
+            );
+        }
+        Ok(())
     }
 
     /// Binds the database to `genesis` on first use (writing its balances as the ledger at height
@@ -209,10 +248,18 @@ impl Store {
         tx.commit().map_err(StoreError::db)
     }
 
-    /// Makes `records` durable (one write and one fdatasync of the WAL for all of them).
-    pub fn persist(&self, records: &[PersistRecord]) -> Result<(), StoreError> {
-        lock_wal(&self.wal).wal.append(records)?;
+    /// Writes `entries` to the WAL in one write; with `sync`, one fdatasync makes them (and every
+    /// entry written before) durable before this returns.
+    pub fn log(&self, entries: &[WalRecord], sync: bool) -> Result<(), StoreError> {
+        lock_wal(&self.wal).wal.append(entries, sync)?;
         Ok(())
+    }
+
+    /// Makes everything durable in redb and trims the WAL (at a clean shutdown: the next start
+    /// has nothing to replay).
+    pub fn close(&self) -> Result<(), StoreError> {
+        let mut st = lock_wal(&self.wal);
+        self.durable_point(&mut st)
     }
 
     /// A durable point: makes every earlier redb commit durable, then drops the WAL records of the
@@ -230,68 +277,71 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a finalized block with the ledger changes it made (not yet durably), and now and then
-    /// takes a durable point that prunes the WAL.
-    pub fn finalize(&self, f: &Finalized, finality_ms: u64) -> Result<(), StoreError> {
-        let height = f.block.height();
+    /// Stores finalized blocks, already in the WAL, with the ledger changes they made, in one
+    /// transaction (not yet durable), together with `extended`, a longer certificate for a block
+    /// stored earlier; now and then takes a durable point that prunes the WAL.
+    pub fn commit_blocks<'a>(
+        &self,
+        stored: impl IntoIterator<Item = &'a StoredBlock>,
+        extended: Option<&Certificate>,
+    ) -> Result<(), StoreError> {
+        let mut last = None;
+        let mut count = 0u32;
         let mut tx = self.db.begin_write().map_err(StoreError::db)?;
         tx.set_durability(Durability::None)
             .map_err(StoreError::db)?;
         {
-            let stored = StoredBlock {
-                block: f.block.clone(),
-                certificate: f.certificate.clone(),
-                outcome: f.outcome.clone(),
-                finality_ms,
-            };
             let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::db)?;
-            blocks
-                .insert(height.0, codec::encode(&stored).as_slice())
-                .map_err(StoreError::db)?;
             let mut txs = tx.open_table(TXS).map_err(StoreError::db)?;
-            for hash in &f.outcome.archived {
-                txs.insert(&hash.0[..], height.0).map_err(StoreError::db)?;
-            }
             let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
-            for (key, account) in &f.outcome.touched {
-                if *account == Account::default() {
-                    accounts.remove(&key.0[..]).map_err(StoreError::db)?;
-                } else {
-                    accounts
-                        .insert(&key.0[..], codec::encode(account).as_slice())
+            for f in stored {
+                let height = f.block.height();
+                blocks
+                    .insert(height.0, codec::encode(f).as_slice())
+                    .map_err(StoreError::db)?;
+                for hash in &f.outcome.archived {
+                    txs.insert(&hash.0[..], height.0).map_err(StoreError::db)?;
+                }
+                for (key, account) in &f.outcome.touched {
+                    if *account == Account::default() {
+                        accounts.remove(&key.0[..]).map_err(StoreError::db)?;
+                    } else {
+                        accounts
+                            .insert(&key.0[..], codec::encode(account).as_slice())
+                            .map_err(StoreError::db)?;
+                    }
+                }
+                last = Some(height);
+                count += 1;
+            }
+            if let Some(cert) = extended {
+                let current = match blocks.get(cert.height.0).map_err(StoreError::db)? {
+                    Some(v) => Some(
+                        codec::decode::<StoredBlock>(v.value(), MAX_STORED_BYTES)
+                            .map_err(|e| corrupt("blocks", e))?,
+                    ),
+                    None => None,
+                };
+                if let Some(mut b) = current
+                    && b.block.hash() == cert.block_hash
+                {
+                    b.certificate = cert.clone();
+                    blocks
+                        .insert(cert.height.0, codec::encode(&b).as_slice())
                         .map_err(StoreError::db)?;
                 }
             }
         }
         tx.commit().map_err(StoreError::db)?;
         let mut st = lock_wal(&self.wal);
-        st.last_finalized = Some(height);
-        st.since_durable += 1;
+        if let Some(h) = last {
+            st.last_finalized = Some(h);
+        }
+        st.since_durable += count;
         if st.wal.len_bytes() > WAL_PRUNE_BYTES || st.since_durable >= DURABLE_EVERY_BLOCKS {
             self.durable_point(&mut st)?;
         }
         Ok(())
-    }
-
-    /// Replaces the certificate of a stored block with an extended one.
-    pub fn extend_certificate(&self, cert: &Certificate) -> Result<(), StoreError> {
-        let Some(mut stored) = self.block(cert.height)? else {
-            return Ok(());
-        };
-        if stored.block.hash() != cert.block_hash {
-            return Ok(());
-        }
-        stored.certificate = cert.clone();
-        let mut tx = self.db.begin_write().map_err(StoreError::db)?;
-        tx.set_durability(Durability::None)
-            .map_err(StoreError::db)?;
-        {
-            let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::db)?;
-            blocks
-                .insert(cert.height.0, codec::encode(&stored).as_slice())
-                .map_err(StoreError::db)?;
-        }
-        tx.commit().map_err(StoreError::db)
     }
 
     /// What `Node::restore` needs: the last block, the ledger after it, and the WAL.
@@ -391,5 +441,86 @@ impl Store {
             Some(v) => codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e)),
             None => Ok(Account::default()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timed_core::block::Header;
+    use timed_core::types::{Amount, Round, TimestampMs, ValidatorIndex};
+
+    fn stored(h: u64) -> StoredBlock {
+        let block = Block {
+            header: Header {
+                chain_id: "test".into(),
+                height: Height(h),
+                parent_hash: Hash([1; 32]),
+                timestamp: TimestampMs(h),
+                proposer: ValidatorIndex(0),
+                tx_root: Hash([2; 32]),
+                state_root: Hash([3; 32]),
+            },
+            txs: Vec::new(),
+        };
+        StoredBlock {
+            certificate: Certificate {
+                height: Height(h),
+                round: Round(0),
+                block_hash: block.hash(),
+                signatures: Vec::new(),
+            },
+            block,
+            outcome: BlockOutcome {
+                height: Height(h),
+                subsidy: Amount(1),
+                fees: Amount(0),
+                total_reward: Amount(1),
+                rewards: Vec::new(),
+                archived: vec![Hash([h as u8; 32])],
+                touched: Vec::new(),
+            },
+            finality_ms: 1,
+        }
+    }
+
+    #[test]
+    fn blocks_only_in_the_wal_are_put_back_into_the_database_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timed.redb");
+        let store = Store::open(&path).unwrap();
+        store
+            .log(&[WalRecord::Finalized(Box::new(stored(1)))], false)
+            .unwrap();
+        store.commit_blocks([&stored(1)], None).unwrap();
+        store.close().unwrap();
+        // Blocks 2 and 3 reached the WAL, but not the database (as after a crash that lost
+        // redb's unsynced commits); a record of height 4 follows them.
+        let record = PersistRecord::Signed {
+            height: Height(4),
+            msg: timed_core::message::Message::SyncRequest {
+                from: Height(4),
+                max_blocks: 1,
+            },
+        };
+        store
+            .log(
+                &[
+                    WalRecord::Finalized(Box::new(stored(2))),
+                    WalRecord::Finalized(Box::new(stored(3))),
+                    WalRecord::Persist(record.clone()),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(store.latest_height().unwrap(), Some(Height(1)));
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.latest_height().unwrap(), Some(Height(3)));
+        assert_eq!(store.block(Height(2)).unwrap(), Some(stored(2)));
+        assert_eq!(store.tx_height(&Hash([3; 32])).unwrap(), Some(Height(3)));
+        let restore = store.restore().unwrap();
+        assert_eq!(restore.last.map(|d| d.block.height()), Some(Height(3)));
+        assert_eq!(restore.records, vec![record]);
     }
 }

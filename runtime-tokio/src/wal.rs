@@ -1,75 +1,146 @@
-//! The write-ahead log of persist records: one append-only file (`wal.log` in the data directory).
+//! The write-ahead log: one file (`wal.log` in the data directory) holding, in order,
 //!
-//! Each record is framed as `[u32 LE length][u32 LE checksum][CBOR PersistRecord]`, where the
-//! checksum is the first four bytes of BLAKE3 over the length and the payload. A group of records
-//! is appended with one `write` and one `fdatasync`, so the driver pays one small sync per group of
-//! consecutive `Persist` outputs.
+//! - the persist records of the core (what it signed, its lock), and
+//! - the blocks this node finalized, with their outcome: redb commits blocks without syncing (see
+//!   `store.rs`), so until a durable redb point covers a block the log carries it, and a restart
+//!   puts it back into redb before the node resumes. Without them a crash would restore the node
+//!   at the last *durable* block, below the heights of its newest signed records, and those would
+//!   be ignored (`Node::restore` replays the records of the height it restores at only).
 //!
-//! Reading stops at the first frame that is incomplete, longer than `codec::MAX_MESSAGE_BYTES`,
-//! fails its checksum or does not decode: that is the tail of an append cut short by a crash (only
-//! the last, unacknowledged group can be torn, since every earlier one was synced before anything
-//! depending on it was performed). The file is truncated to the valid prefix before new appends.
+//! Each entry is framed as `[u32 LE: length | kind << 31][u32 LE checksum][CBOR payload]`, where the
+//! checksum is the first four bytes of BLAKE3 over the first word and the payload; kind 0 is a
+//! `PersistRecord` (the format of earlier versions), kind 1 a finalized block. A group of entries
+//! is written with one `write` and, for persist records, one `fdatasync`; a finalized block is
+//! written without a sync and becomes durable with the next group (the log is read in order, so it
+//! is durable before any later record is).
 //!
-//! Pruning (`prune`) rewrites the records of heights above a bound into `wal.log.tmp`, syncs it,
+//! The file is preallocated with zeros in chunks of `CHUNK` bytes and entries overwrite the zeros:
+//! an `fdatasync` then flushes data blocks only, without the journal commit that growing the file
+//! costs (ext4), which also keeps it from waiting on other writers of the file system.
+//!
+//! Reading stops at the first frame that is all zeros (the free space), incomplete, longer than
+//! `MAX_FRAME_BYTES`, fails its checksum or does not decode: that is the tail of a write cut short
+//! by a crash (only the last, unacknowledged group can be torn, since every earlier one was synced
+//! before anything depending on it was performed). The torn bytes are zeroed before new writes.
+//!
+//! Pruning (`prune`) rewrites the entries of heights above a bound into `wal.log.tmp`, syncs it,
 //! renames it over `wal.log` and syncs the directory. A crash before the rename leaves the old file
-//! whole (the leftover temporary is removed on open); after it the new file holds every record
-//! that was kept. So a crash mid-rotation never loses a record of a height above the bound; when
+//! whole (the leftover temporary is removed on open); after it the new file holds every entry
+//! that was kept. So a crash mid-rotation never loses an entry of a height above the bound; when
 //! that bound may be used is the store's rule (see `store.rs`).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use timed_core::codec;
 use timed_core::consensus::PersistRecord;
 use timed_core::types::Height;
 
+use crate::store::StoredBlock;
+
 const HEADER: usize = 8;
 
-fn checksum(len: u32, payload: &[u8]) -> u32 {
-    let mut h = blake3::Hasher::new();
-    h.update(&len.to_le_bytes());
-    h.update(payload);
-    let d = h.finalize();
-    u32::from_le_bytes(d.as_bytes()[..4].try_into().expect("4 bytes"))
+/// The file grows by this much at a time (zeros written and synced once).
+pub const CHUNK: u64 = 2 * 1024 * 1024;
+
+/// The largest entry: a block of the largest message with its certificate and outcome fits.
+pub const MAX_FRAME_BYTES: usize = 4 * codec::MAX_MESSAGE_BYTES;
+
+const KIND_BIT: u32 = 1 << 31;
+
+/// An entry of the log.
+// Built just before it is written: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalRecord {
+    /// A record the core asked to make durable.
+    Persist(PersistRecord),
+    /// A block this node finalized (not yet durable in redb when it was written).
+    Finalized(Box<StoredBlock>),
 }
 
-/// Appends the frame of `payload` to `out`; refuses a payload above the record bound.
-fn frame_into(payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    if payload.len() > codec::MAX_MESSAGE_BYTES {
+impl WalRecord {
+    pub fn height(&self) -> Height {
+        match self {
+            WalRecord::Persist(r) => r.height(),
+            WalRecord::Finalized(b) => b.block.height(),
+        }
+    }
+
+    fn kind(&self) -> u32 {
+        match self {
+            WalRecord::Persist(_) => 0,
+            WalRecord::Finalized(_) => 1,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            WalRecord::Persist(r) => codec::encode(r),
+            WalRecord::Finalized(b) => codec::encode(b.as_ref()),
+        }
+    }
+
+    fn decode(kind: u32, payload: &[u8]) -> Option<WalRecord> {
+        match kind {
+            0 => codec::decode(payload, MAX_FRAME_BYTES)
+                .ok()
+                .map(WalRecord::Persist),
+            _ => codec::decode(payload, MAX_FRAME_BYTES)
+                .ok()
+                .map(|b| WalRecord::Finalized(Box::new(b))),
+        }
+    }
+}
+
+fn checksum(word: u32, payload: &[u8]) -> u32 {
+    let mut h = blake3::Hasher::new();
+    h.update(&word.to_le_bytes());
+    h.update(payload);
+    let d = h.finalize();
+    let b = d.as_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Appends the frame of `payload` (of `kind`) to `out`; refuses a payload above the bound.
+fn frame_into(kind: u32, payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    if payload.len() > MAX_FRAME_BYTES {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "WAL record of {} bytes exceeds the bound of {} bytes",
+                "WAL entry of {} bytes exceeds the bound of {MAX_FRAME_BYTES} bytes",
                 payload.len(),
-                codec::MAX_MESSAGE_BYTES
             ),
         ));
     }
-    let len = payload.len() as u32;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&checksum(len, payload).to_le_bytes());
+    let word = payload.len() as u32 | (kind << 31);
+    out.extend_from_slice(&word.to_le_bytes());
+    out.extend_from_slice(&checksum(word, payload).to_le_bytes());
     out.extend_from_slice(payload);
     Ok(())
 }
 
-/// Parses the valid prefix of `data`: the records with their heights and frames, and the length
-/// of the prefix.
+fn word_at(data: &[u8], pos: usize) -> u32 {
+    u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]])
+}
+
+/// Parses the valid prefix of `data`: the entries with their frames, and the length of the prefix.
 fn parse(data: &[u8]) -> (Vec<Entry>, usize) {
     let mut entries = Vec::new();
     let mut pos = 0usize;
     while data.len() - pos >= HEADER {
-        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes"));
-        let sum = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
-        let n = len as usize;
-        if n > codec::MAX_MESSAGE_BYTES || data.len() - pos - HEADER < n {
-            break;
+        let word = word_at(data, pos);
+        let sum = word_at(data, pos + 4);
+        let n = (word & !KIND_BIT) as usize;
+        if n == 0 || n > MAX_FRAME_BYTES || data.len() - pos - HEADER < n {
+            break; // free space (zeros), or a torn or corrupt tail
         }
         let payload = &data[pos + HEADER..pos + HEADER + n];
-        if checksum(len, payload) != sum {
+        if checksum(word, payload) != sum {
             break;
         }
-        let Ok(record) = codec::decode::<PersistRecord>(payload, codec::MAX_MESSAGE_BYTES) else {
+        let Some(record) = WalRecord::decode(word >> 31, payload) else {
             break;
         };
         entries.push(Entry {
@@ -86,10 +157,21 @@ struct Entry {
     frame: Vec<u8>,
 }
 
+impl Entry {
+    fn record(&self) -> WalRecord {
+        let word = word_at(&self.frame, 0);
+        WalRecord::decode(word >> 31, &self.frame[HEADER..])
+            .expect("validated when read or written")
+    }
+}
+
 pub struct Wal {
     path: PathBuf,
     file: File,
+    /// End of the entries (the next write goes here).
     len: u64,
+    /// Size of the file: zeros from `len` to here.
+    cap: u64,
     /// The frames in the file, in order (what `prune` rewrites and `records` decodes).
     entries: Vec<Entry>,
 }
@@ -108,8 +190,26 @@ fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The file size that holds `used` bytes with free space after them: whole chunks.
+fn capacity_for(used: u64) -> u64 {
+    (used / CHUNK + 1) * CHUNK
+}
+
+/// Writes `n` zero bytes at `at`.
+fn write_zeros(file: &mut File, at: u64, n: u64) -> io::Result<()> {
+    let zeros = vec![0u8; n.min(256 * 1024) as usize];
+    file.seek(SeekFrom::Start(at))?;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..k])?;
+        left -= k as u64;
+    }
+    Ok(())
+}
+
 impl Wal {
-    /// Opens (or creates) the log at `path`, dropping a torn or corrupt tail.
+    /// Opens (or creates) the log at `path`, zeroing a torn or corrupt tail.
     pub fn open(path: &Path) -> io::Result<Wal> {
         let tmp = tmp_path(path);
         if tmp.exists() {
@@ -124,62 +224,91 @@ impl Wal {
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
         let (entries, valid) = parse(&data);
-        if valid < data.len() {
+        let dirty = data[valid..].iter().rposition(|b| *b != 0).map(|i| i + 1);
+        if let Some(n) = dirty {
             tracing::warn!(
-                "WAL {}: dropping {} bytes of torn or corrupt tail after {} records",
+                "WAL {}: dropping {n} bytes of torn or corrupt tail after {} entries",
                 path.display(),
-                data.len() - valid,
                 entries.len()
             );
-            file.set_len(valid as u64)?;
+            write_zeros(&mut file, valid as u64, n as u64)?;
             file.sync_data()?;
         }
-        drop(file);
-        let file = OpenOptions::new().append(true).open(path)?;
-        sync_dir(path)?;
-        Ok(Wal {
+        let mut wal = Wal {
             path: path.to_path_buf(),
             file,
             len: valid as u64,
+            cap: data.len() as u64,
             entries,
-        })
+        };
+        drop(data);
+        wal.reserve(0)?;
+        sync_dir(path)?;
+        Ok(wal)
     }
 
-    /// The records in the log, oldest first.
+    /// Makes room for `extra` more bytes (and some free space after them).
+    fn reserve(&mut self, extra: u64) -> io::Result<()> {
+        if self.len + extra < self.cap {
+            return Ok(());
+        }
+        let cap = capacity_for(self.len + extra);
+        write_zeros(&mut self.file, self.cap, cap - self.cap)?;
+        self.file.sync_all()?;
+        self.cap = cap;
+        Ok(())
+    }
+
+    /// The persist records in the log, oldest first.
     pub fn records(&self) -> Vec<PersistRecord> {
         self.entries
             .iter()
-            .map(|e| {
-                codec::decode(&e.frame[HEADER..], codec::MAX_MESSAGE_BYTES)
-                    .expect("validated when read or written")
+            .filter_map(|e| match e.record() {
+                WalRecord::Persist(r) => Some(r),
+                WalRecord::Finalized(_) => None,
             })
             .collect()
     }
 
-    /// Size of the file in bytes.
+    /// The finalized blocks in the log, oldest first.
+    pub fn finalized(&self) -> Vec<StoredBlock> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e.record() {
+                WalRecord::Finalized(b) => Some(*b),
+                WalRecord::Persist(_) => None,
+            })
+            .collect()
+    }
+
+    /// Bytes of entries in the log.
     pub fn len_bytes(&self) -> u64 {
         self.len
     }
 
-    /// Makes `records` durable: one write, one `fdatasync`.
-    pub fn append(&mut self, records: &[PersistRecord]) -> io::Result<()> {
+    /// Writes `records` with one write, followed by one `fdatasync` when `sync` (then they are
+    /// durable, with every entry written before them, when this returns).
+    pub fn append(&mut self, records: &[WalRecord], sync: bool) -> io::Result<()> {
         if records.is_empty() {
-            return Ok(());
+            return if sync { self.file.sync_data() } else { Ok(()) };
         }
         let mut buf = Vec::new();
         let mut new = Vec::with_capacity(records.len());
         for r in records {
             let start = buf.len();
-            frame_into(&codec::encode(r), &mut buf)?;
+            frame_into(r.kind(), &r.encode(), &mut buf)?;
             new.push((r.height(), start, buf.len()));
         }
+        self.reserve(buf.len() as u64)?;
+        let at = self.len;
         let result = self
             .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data());
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| self.file.write_all(&buf))
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = result {
-            // Best effort: cut a partial write off so that later appends stay readable.
-            let _ = self.file.set_len(self.len);
+            // Best effort: zero a partial write so that later entries stay readable.
+            let _ = write_zeros(&mut self.file, at, buf.len() as u64);
             return Err(e);
         }
         self.len += buf.len() as u64;
@@ -192,8 +321,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Drops the records of heights up to `upto` by rewrite-and-rename (crash-safe, see the module
-    /// comment). Does nothing if no record would be dropped.
+    /// Drops the entries of heights up to `upto` by rewrite-and-rename (crash-safe, see the module
+    /// comment). Does nothing if no entry would be dropped.
     pub fn prune(&mut self, upto: Height) -> io::Result<()> {
         if !self.entries.iter().any(|e| e.height <= upto) {
             return Ok(());
@@ -203,28 +332,32 @@ impl Wal {
             .filter(|e| e.height > upto)
             .collect();
         let tmp = tmp_path(&self.path);
-        let mut buf = Vec::with_capacity(kept.iter().map(|e| e.frame.len()).sum());
+        let used: usize = kept.iter().map(|e| e.frame.len()).sum();
+        let cap = capacity_for(used as u64);
+        let mut buf = Vec::with_capacity(used);
         for e in &kept {
             buf.extend_from_slice(&e.frame);
         }
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(&buf)?;
+            write_zeros(&mut f, used as u64, cap - used as u64)?;
             f.sync_all()?;
             drop(f);
             std::fs::rename(&tmp, &self.path)?;
             sync_dir(&self.path)?;
-            OpenOptions::new().append(true).open(&self.path)
+            OpenOptions::new().read(true).write(true).open(&self.path)
         })();
         match result {
             Ok(file) => {
                 self.file = file;
-                self.len = buf.len() as u64;
+                self.len = used as u64;
+                self.cap = cap;
                 self.entries = kept;
                 Ok(())
             }
             Err(e) => {
-                // The old file may or may not have been replaced; both hold every kept record,
+                // The old file may or may not have been replaced; both hold every kept entry,
                 // but our bookkeeping is now unsure, so reopen from disk.
                 *self = Wal::open(&self.path)?;
                 Err(e)
@@ -236,7 +369,10 @@ impl Wal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use timed_core::block::{Block, Certificate, Header};
+    use timed_core::ledger::BlockOutcome;
     use timed_core::message::Message;
+    use timed_core::types::{Amount, Hash, Round, TimestampMs, ValidatorIndex};
 
     fn rec(h: u64, n: u32) -> PersistRecord {
         PersistRecord::Signed {
@@ -248,42 +384,136 @@ mod tests {
         }
     }
 
+    fn p(h: u64, n: u32) -> WalRecord {
+        WalRecord::Persist(rec(h, n))
+    }
+
+    fn block(h: u64) -> StoredBlock {
+        let block = Block {
+            header: Header {
+                chain_id: "test".into(),
+                height: Height(h),
+                parent_hash: Hash([1; 32]),
+                timestamp: TimestampMs(h),
+                proposer: ValidatorIndex(0),
+                tx_root: Hash([2; 32]),
+                state_root: Hash([3; 32]),
+            },
+            txs: Vec::new(),
+        };
+        StoredBlock {
+            certificate: Certificate {
+                height: Height(h),
+                round: Round(0),
+                block_hash: block.hash(),
+                signatures: Vec::new(),
+            },
+            block,
+            outcome: BlockOutcome {
+                height: Height(h),
+                subsidy: Amount(1),
+                fees: Amount(0),
+                total_reward: Amount(1),
+                rewards: Vec::new(),
+                archived: Vec::new(),
+                touched: Vec::new(),
+            },
+            finality_ms: 7,
+        }
+    }
+
+    fn f(h: u64) -> WalRecord {
+        WalRecord::Finalized(Box::new(block(h)))
+    }
+
+    fn file_len(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
     #[test]
     fn wal_round_trip_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut w = Wal::open(&path).unwrap();
-        w.append(&[rec(1, 1), rec(1, 2)]).unwrap();
-        w.append(&[rec(2, 3)]).unwrap();
-        w.append(&[]).unwrap();
+        w.append(&[p(1, 1), p(1, 2)], true).unwrap();
+        w.append(&[f(1)], false).unwrap();
+        w.append(&[p(2, 3)], true).unwrap();
+        w.append(&[], true).unwrap();
         drop(w);
         let mut w = Wal::open(&path).unwrap();
         assert_eq!(w.records(), vec![rec(1, 1), rec(1, 2), rec(2, 3)]);
-        w.append(&[rec(3, 4)]).unwrap();
+        assert_eq!(w.finalized(), vec![block(1)]);
+        w.append(&[p(3, 4)], true).unwrap();
         drop(w);
         let w = Wal::open(&path).unwrap();
         assert_eq!(w.records().len(), 4);
-        assert_eq!(w.len_bytes(), std::fs::metadata(&path).unwrap().len());
     }
 
     #[test]
-    fn wal_torn_tail_is_truncated() {
+    fn wal_is_preallocated_and_appends_do_not_grow_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut w = Wal::open(&path).unwrap();
-        w.append(&[rec(1, 1), rec(1, 2)]).unwrap();
-        let good = w.len_bytes();
-        w.append(&[rec(1, 3)]).unwrap();
+        assert_eq!(file_len(&path), CHUNK);
+        for i in 0..100 {
+            w.append(&[p(1, i)], true).unwrap();
+        }
+        assert_eq!(file_len(&path), CHUNK);
+        // An entry that does not fit grows the file by whole chunks, zeros after it.
+        let mut big = block(2);
+        big.block.header.chain_id = "x".repeat(CHUNK as usize);
+        w.append(&[WalRecord::Finalized(Box::new(big.clone()))], true)
+            .unwrap();
+        assert!(w.len_bytes() > CHUNK);
+        assert_eq!(file_len(&path), capacity_for(w.len_bytes()));
         drop(w);
-        // Cut the last frame at every possible point: the first two records always survive.
+        let w = Wal::open(&path).unwrap();
+        assert_eq!(w.records().len(), 100);
+        assert_eq!(w.finalized(), vec![big]);
+    }
+
+    #[test]
+    fn wal_reads_a_file_of_the_earlier_format() {
+        // Earlier versions wrote kind-0 frames back to back without free space after them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        let mut raw = Vec::new();
+        for r in [rec(1, 1), rec(2, 2)] {
+            frame_into(0, &codec::encode(&r), &mut raw).unwrap();
+        }
+        std::fs::write(&path, &raw).unwrap();
+        let mut w = Wal::open(&path).unwrap();
+        assert_eq!(w.records(), vec![rec(1, 1), rec(2, 2)]);
+        assert_eq!(w.len_bytes(), raw.len() as u64);
+        w.append(&[p(3, 3)], true).unwrap();
+        drop(w);
+        let w = Wal::open(&path).unwrap();
+        assert_eq!(w.records(), vec![rec(1, 1), rec(2, 2), rec(3, 3)]);
+    }
+
+    #[test]
+    fn wal_torn_tail_is_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        let mut w = Wal::open(&path).unwrap();
+        w.append(&[p(1, 1), p(1, 2)], true).unwrap();
+        let good = w.len_bytes() as usize;
+        w.append(&[f(1)], true).unwrap();
+        let end = w.len_bytes() as usize;
+        drop(w);
+        // Cut the last frame at every possible point (the rest of the file is free space, as a
+        // write cut short leaves it): the first two records always survive.
         let full = std::fs::read(&path).unwrap();
-        for cut in good as usize..full.len() {
-            std::fs::write(&path, &full[..cut]).unwrap();
+        for cut in good..end {
+            let mut torn = full.clone();
+            torn[cut..end].fill(0);
+            std::fs::write(&path, &torn).unwrap();
             let mut w = Wal::open(&path).unwrap();
             assert_eq!(w.records(), vec![rec(1, 1), rec(1, 2)], "cut at {cut}");
-            assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
-            // Appends after the truncation are readable.
-            w.append(&[rec(2, 9)]).unwrap();
+            assert!(w.finalized().is_empty(), "cut at {cut}");
+            assert_eq!(w.len_bytes(), good as u64);
+            // Appends after the cut are readable.
+            w.append(&[p(2, 9)], true).unwrap();
             drop(w);
             let w = Wal::open(&path).unwrap();
             assert_eq!(w.records().last(), Some(&rec(2, 9)));
@@ -291,37 +521,50 @@ mod tests {
     }
 
     #[test]
-    fn wal_corrupt_checksum_stops_reading() {
+    fn wal_corrupt_checksum_stops_reading_and_the_tail_is_zeroed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut w = Wal::open(&path).unwrap();
-        w.append(&[rec(1, 1)]).unwrap();
+        w.append(&[p(1, 1)], true).unwrap();
         let first = w.len_bytes() as usize;
-        w.append(&[rec(1, 2), rec(1, 3)]).unwrap();
+        w.append(&[p(1, 2), p(1, 3)], true).unwrap();
         drop(w);
         let mut data = std::fs::read(&path).unwrap();
         // Flip a payload byte of the second record: it and everything after it are dropped.
         data[first + HEADER + 1] ^= 0x40;
         std::fs::write(&path, &data).unwrap();
-        let w = Wal::open(&path).unwrap();
+        let mut w = Wal::open(&path).unwrap();
         assert_eq!(w.records(), vec![rec(1, 1)]);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), first as u64);
+        assert_eq!(w.len_bytes(), first as u64);
+        assert!(
+            std::fs::read(&path).unwrap()[first..]
+                .iter()
+                .all(|b| *b == 0)
+        );
+        // A shorter entry written over the dropped ones is not followed by their remains.
+        w.append(&[p(4, 4)], true).unwrap();
+        drop(w);
+        let w = Wal::open(&path).unwrap();
+        assert_eq!(w.records(), vec![rec(1, 1), rec(4, 4)]);
     }
 
     #[test]
-    fn wal_prune_keeps_records_above_the_bound() {
+    fn wal_prune_keeps_entries_above_the_bound() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut w = Wal::open(&path).unwrap();
-        w.append(&[rec(1, 1), rec(2, 2)]).unwrap();
-        w.append(&[rec(3, 3), rec(3, 4)]).unwrap();
+        w.append(&[p(1, 1), f(1), p(2, 2)], true).unwrap();
+        w.append(&[f(2), p(3, 3), p(3, 4)], true).unwrap();
         w.prune(Height(2)).unwrap();
         assert_eq!(w.records(), vec![rec(3, 3), rec(3, 4)]);
-        w.append(&[rec(3, 5)]).unwrap();
+        assert!(w.finalized().is_empty());
+        assert_eq!(file_len(&path), CHUNK);
+        w.append(&[p(3, 5), f(3)], true).unwrap();
         w.prune(Height(2)).unwrap(); // nothing to drop
         drop(w);
         let w = Wal::open(&path).unwrap();
         assert_eq!(w.records(), vec![rec(3, 3), rec(3, 4), rec(3, 5)]);
+        assert_eq!(w.finalized(), vec![block(3)]);
         assert!(!tmp_path(&path).exists());
     }
 
@@ -330,7 +573,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut w = Wal::open(&path).unwrap();
-        w.append(&[rec(1, 1), rec(2, 2)]).unwrap();
+        w.append(&[p(1, 1), p(2, 2)], true).unwrap();
         drop(w);
         // A crash after writing the temporary but before the rename: the old file is still whole.
         std::fs::write(tmp_path(&path), b"partial").unwrap();
@@ -342,22 +585,21 @@ mod tests {
     #[test]
     fn wal_size_bound() {
         let mut out = Vec::new();
-        assert!(frame_into(&vec![0u8; codec::MAX_MESSAGE_BYTES + 1], &mut out).is_err());
+        assert!(frame_into(0, &vec![0u8; MAX_FRAME_BYTES + 1], &mut out).is_err());
         assert!(out.is_empty());
-        // A header claiming an oversized record is treated as a corrupt tail, without allocating.
+        // A header claiming an oversized entry is treated as a corrupt tail, without allocating.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut w = Wal::open(&path).unwrap();
-        w.append(&[rec(1, 1)]).unwrap();
-        let good = w.len_bytes();
+        w.append(&[p(1, 1)], true).unwrap();
+        let good = w.len_bytes() as usize;
         drop(w);
         let mut data = std::fs::read(&path).unwrap();
-        data.extend_from_slice(&(codec::MAX_MESSAGE_BYTES as u32 + 1).to_le_bytes());
-        data.extend_from_slice(&[0u8; 4]);
-        data.extend_from_slice(&[0u8; 64]);
+        data[good..good + 4].copy_from_slice(&(MAX_FRAME_BYTES as u32 + 1).to_le_bytes());
+        data[good + 8..good + 72].fill(0xAA);
         std::fs::write(&path, &data).unwrap();
         let w = Wal::open(&path).unwrap();
         assert_eq!(w.records(), vec![rec(1, 1)]);
-        assert_eq!(w.len_bytes(), good);
+        assert_eq!(w.len_bytes(), good as u64);
     }
 }

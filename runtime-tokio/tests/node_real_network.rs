@@ -97,7 +97,7 @@ fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
     assert_eq!(code, 202, "{reply}");
     let hash = hex::encode(tx.hash().0);
     let found = wait_for("the transfer to be archived", || {
-        get_json(net.port(0), &format!("/tx/{hash}"))
+        get_json(net.port(0), &format!("/tx/{hash}")).filter(|t| t["status"] == "finalized")
     });
     assert!(found["height"].as_u64().unwrap() >= 1);
     let bob_path = format!("/accounts/{}", hex::encode(bob.public_key().0));

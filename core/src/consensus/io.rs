@@ -33,6 +33,11 @@ pub enum Input {
     Start,
     /// A decoded message from an authenticated peer. Its content is not trusted yet.
     Message { from: ValidatorIndex, msg: Message },
+    /// As `Message`, but the driver has already verified the author's signature of this proposal
+    /// or vote against this node's validator set and chain id. Verification is a pure function, so
+    /// a driver may verify once for many nodes (the simulator) or on other threads; everything
+    /// else in the message (a polka, a certificate, the block) is still checked here.
+    SignatureChecked { from: ValidatorIndex, msg: Message },
     /// A timer set by an earlier `Output::Schedule` has fired.
     Timeout(Timer),
     /// A connection to `peer` was (re-)established.

@@ -60,6 +60,10 @@ impl Mempool {
     pub fn contains(&self, hash: &Hash) -> bool {
         self.by_hash.contains_key(hash)
     }
+    /// The pending transfer with this hash.
+    pub fn get(&self, hash: &Hash) -> Option<&SignedTransfer> {
+        self.by_hash.get(hash)
+    }
     /// Admits a transfer that is valid against `ledger` (its nonce may run ahead of the account's
     /// by a bounded gap). When full, a higher fee evicts the lowest.
     pub fn insert(

@@ -79,6 +79,11 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 impl Net {
     /// `n` development validators with the design notes' flags (plus block time and data dir).
     pub fn start(n: usize, block_time: &str) -> Net {
+        Net::start_with(n, block_time, |_| Vec::new())
+    }
+
+    /// As `start`, with `extra(i)` appended to node `i`'s arguments.
+    pub fn start_with(n: usize, block_time: &str, extra: impl Fn(usize) -> Vec<String>) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let nodes = (0..n)
@@ -104,6 +109,7 @@ impl Net {
                     "--data-dir".into(),
                     dir.path().join(&name).display().to_string(),
                 ];
+                let args = [args, extra(i)].concat();
                 NodeProc {
                     log: dir.path().join(format!("{name}.log")),
                     name,
