@@ -10,15 +10,22 @@
 //! - conservation: after height `h` the total of all balances, in the stored ledger and in the
 //!   live core's, is the genesis total plus the subsidies of heights 1 to `h`: fees move money,
 //!   only subsidies create it (`conservation`);
+//! - lock: a node that precommitted block `B` in round `r` (it locked `B`) prepares a different
+//!   block `B'` in a later round `r'` only if prepares for `B'` worth a quorum exist from a round
+//!   `vr` with `r ≤ vr < r'` (Algorithm 1, L28: `lockedRound ≤ vr`). Its lock is its precommit of
+//!   the highest round, kept across crashes. What prepares exist is learned from every delivered
+//!   prepare and every polka a delivered proposal carries, whoever sent them, once their
+//!   signatures verify: a superset of what the node itself can know, so the check never blames a
+//!   node for a quorum it might have seen (`lock`);
 //! - no double signing, nothing sent before it is persisted, heights never go back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use timed_core::block::{self, Certificate};
 use timed_core::consensus::Finalized;
 use timed_core::ledger::{Ledger, subsidy};
 use timed_core::message::{Message, Vote, VoteKind};
-use timed_core::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
+use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
 use timed_core::validators::{ConsensusParams, Genesis, ValidatorSet};
 
 /// One broken rule.
@@ -56,6 +63,16 @@ fn digest(msg: &Message) -> Hash {
 /// Signature verdicts kept before the cache starts over (about 40 bytes each).
 const MAX_VERDICTS: usize = 1 << 20;
 
+/// What the lock check knows of one height.
+#[derive(Default)]
+struct HeightLocks {
+    /// Each checked node's lock: the highest round in which it precommitted a block, and the block.
+    locks: BTreeMap<usize, (Round, Hash)>,
+    /// Validators whose prepare for a block in a round was delivered somewhere (or shown in a
+    /// polka) with a good signature, by (round, block).
+    prepares: BTreeMap<(Round, Hash), BTreeSet<ValidatorIndex>>,
+}
+
 /// What the checker remembers across the whole run.
 pub struct Checker {
     chain_id: String,
@@ -79,6 +96,14 @@ pub struct Checker {
     /// and a precommit once whatever the certificates it appears in. Only looked up, never
     /// iterated, so its order cannot reach an output.
     verdicts: HashMap<[u8; 32], bool>,
+    /// Locks and prepares per height, for the heights above `lock_floor`.
+    locks: BTreeMap<Height, HeightLocks>,
+    /// Every checked node has stored this height (it signs nothing at or below it any more), and
+    /// the lock check has forgotten it. Never goes down.
+    lock_floor: Height,
+    /// Which nodes are checked (honest, or silent: honest but mute); the others' stores do not
+    /// hold `lock_floor` back.
+    checked: Vec<bool>,
     /// Highest height each node stored durably.
     stored_top: Vec<Height>,
     /// Height of each node's live core, within one incarnation.
@@ -107,6 +132,9 @@ impl Checker {
             outcomes: BTreeMap::new(),
             signed: vec![BTreeMap::new(); n],
             verdicts: HashMap::new(),
+            locks: BTreeMap::new(),
+            lock_floor: Height(0),
+            checked: vec![true; n],
             stored_top: vec![Height(0); n],
             live_height: vec![Height(0); n],
             violations: vec![],
@@ -151,7 +179,136 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.signed[node].insert(slot, d);
+                if let Message::Vote(v) = msg {
+                    self.on_own_vote(node, v);
+                }
             }
+        }
+    }
+
+    /// Whether `node`'s store counts for `lock_floor` (the simulator says so once per node, and
+    /// again when a fault changes a node's behaviour). Every node counts until told otherwise.
+    pub fn set_checked(&mut self, node: usize, checked: bool) {
+        self.checked[node] = checked;
+        self.raise_lock_floor();
+    }
+
+    /// A message reached a node: the verdict on its signature (see `signature_ok`), and the
+    /// prepares it shows, in it or in its polka, join what the lock check knows exists.
+    pub fn on_deliver(&mut self, msg: &Message) -> bool {
+        let ok = self.signature_ok(msg);
+        match msg {
+            Message::Vote(v) if ok && v.kind == VoteKind::Prepare => {
+                if let Some(block) = v.block {
+                    self.learn_prepare(v.height, v.round, block, v.validator);
+                }
+            }
+            Message::Proposal(p) => {
+                if let Some(polka) = &p.polka {
+                    self.learn_polka(polka);
+                }
+            }
+            _ => {}
+        }
+        ok
+    }
+
+    /// The prepares of a polka (a certificate of prepares), each once its signature verifies.
+    fn learn_polka(&mut self, polka: &Certificate) {
+        if polka.height <= self.lock_floor {
+            return;
+        }
+        for s in &polka.signatures {
+            let known = self.locks.get(&polka.height).is_some_and(|l| {
+                l.prepares
+                    .get(&(polka.round, polka.block_hash))
+                    .is_some_and(|who| who.contains(&s.validator))
+            });
+            if known {
+                continue;
+            }
+            let vote = Vote {
+                height: polka.height,
+                round: polka.round,
+                kind: VoteKind::Prepare,
+                block: Some(polka.block_hash),
+                validator: s.validator,
+                signature: s.signature,
+            };
+            if self.signature_ok(&Message::Vote(vote)) {
+                self.learn_prepare(polka.height, polka.round, polka.block_hash, s.validator);
+            }
+        }
+    }
+
+    fn learn_prepare(&mut self, h: Height, round: Round, block: Hash, who: ValidatorIndex) {
+        // A checked node counts prepares of its own height only, and its height is at most one
+        // above its store: prepares for later heights (a garbage sender's) never count.
+        let top = self.stored_top.iter().max().copied().unwrap_or(Height(0));
+        if h <= self.lock_floor || h.0 > top.0 + 1 {
+            return;
+        }
+        self.locks
+            .entry(h)
+            .or_default()
+            .prepares
+            .entry((round, block))
+            .or_default()
+            .insert(who);
+    }
+
+    /// A checked node signed a vote (the first time for its slot): a precommit for a block locks
+    /// it; a prepare for another block than its lock, in a later round, needs a polka from a
+    /// round at or after the lock's.
+    fn on_own_vote(&mut self, node: usize, v: &Vote) {
+        let (h, round) = (v.height, v.round);
+        let Some(block) = v.block else { return };
+        if h <= self.lock_floor {
+            return;
+        }
+        if v.kind == VoteKind::Precommit {
+            let locks = &mut self.locks.entry(h).or_default().locks;
+            if locks.get(&node).is_none_or(|(r, _)| round > *r) {
+                locks.insert(node, (round, block));
+            }
+            return;
+        }
+        self.learn_prepare(h, round, block, v.validator);
+        let Some(at) = self.locks.get(&h) else { return };
+        let Some(&(lr, locked)) = at.locks.get(&node) else {
+            return;
+        };
+        if locked == block || lr >= round {
+            return;
+        }
+        let polka = (lr.0..round.0).find(|&vr| {
+            at.prepares.get(&(Round(vr), block)).is_some_and(|who| {
+                let stake = who.iter().map(|w| self.set.stake_of(*w).0).sum();
+                self.set.is_quorum(Stake(stake))
+            })
+        });
+        if polka.is_none() {
+            let detail = format!(
+                "locked on {} in round {lr} of height {h}, it prepared {} in round {round} with no \
+                 prepare quorum for it in rounds {lr} to {}",
+                locked.short(),
+                block.short(),
+                round.0 - 1
+            );
+            self.fail(Some(node), "lock", detail);
+        }
+    }
+
+    /// Forgets the heights every checked node has stored.
+    fn raise_lock_floor(&mut self) {
+        let floor = (0..self.checked.len())
+            .filter(|i| self.checked[*i])
+            .map(|i| self.stored_top[i])
+            .min()
+            .unwrap_or(Height(0));
+        if floor > self.lock_floor {
+            self.lock_floor = floor;
+            self.locks = self.locks.split_off(&floor.next());
         }
     }
 
@@ -341,6 +498,7 @@ impl Checker {
             );
         }
         self.stored_top[node] = h;
+        self.raise_lock_floor();
         match self.decided.get(&h) {
             Some((other, by)) if *other != hash => {
                 let detail = format!(
