@@ -242,10 +242,10 @@ impl Checker {
     }
 
     fn learn_prepare(&mut self, h: Height, round: Round, block: Hash, who: ValidatorIndex) {
-        // A checked node counts prepares of its own height only, and its height is at most one
-        // above its store: prepares for later heights (a garbage sender's) never count.
+        // A checked node counts prepares of its own height, one above its store, and keeps those
+        // of the next height for later: prepares further ahead (a garbage sender's) never count.
         let top = self.stored_top.iter().max().copied().unwrap_or(Height(0));
-        if h <= self.lock_floor || h.0 > top.0 + 1 {
+        if h <= self.lock_floor || h.0 > top.0 + 2 {
             return;
         }
         self.locks

@@ -517,6 +517,35 @@ fn lock_does_not_count_prepares_short_of_a_quorum_or_badly_signed() {
 }
 
 #[test]
+fn lock_counts_prepares_of_the_next_height_kept_early_but_none_further_ahead() {
+    let net = net();
+    let mut c = net.checker();
+    // Prepares of height 2 arrive (and are kept by the cores) while height 1 is not final anywhere.
+    for i in [1, 2, 3] {
+        let v = net.vote(i, 2, 1, VoteKind::Prepare, Some(B));
+        assert!(c.on_deliver(&Message::Vote(v)));
+    }
+    let mut ledger = Ledger::from_genesis(&net.genesis);
+    let (one, _) = net.decide(&mut ledger, 1, net.genesis.hash(), 1_000);
+    store(&mut c, 0, &one, &ledger);
+    let precommit = net.vote(0, 2, 0, VoteKind::Precommit, Some(A));
+    c.on_persist_signed(0, Height(2), &Message::Vote(precommit));
+    let prepare = net.vote(0, 2, 2, VoteKind::Prepare, Some(B));
+    c.on_persist_signed(0, Height(2), &Message::Vote(prepare));
+    assert_eq!(rules(&c), Vec::<&str>::new());
+    // Prepares three heights ahead of every store are a garbage sender's: not kept.
+    for i in [1, 2, 3] {
+        let v = net.vote(i, 4, 1, VoteKind::Prepare, Some(B));
+        assert!(c.on_deliver(&Message::Vote(v)));
+    }
+    let precommit = net.vote(0, 4, 0, VoteKind::Precommit, Some(A));
+    c.on_persist_signed(0, Height(4), &Message::Vote(precommit));
+    let prepare = net.vote(0, 4, 2, VoteKind::Prepare, Some(B));
+    c.on_persist_signed(0, Height(4), &Message::Vote(prepare));
+    assert_eq!(rules(&c), ["lock"]);
+}
+
+#[test]
 fn lock_survives_a_restart() {
     let net = net();
     let mut c = locked_on(&net, A, 0);
