@@ -1,13 +1,31 @@
 //! The codec against hostile and random input: every message round-trips to the same value and
 //! the same bytes, and no byte string makes decoding panic.
+//!
+//! Canonical encoding, for every type that crosses a wire or reaches a disk (each message and its
+//! parts, the WAL's `PersistRecord`, the genesis, stored accounts, blocks, certificates, outcomes
+//! and evidence): encoding then decoding gives the value back and the same bytes, and whatever
+//! decodes (from a mutated encoding, from arbitrary bytes, from a valid prefix followed by junk) is
+//! in its one encoding — so one value has one encoding. The runtime's own stored and handshake
+//! types are built from these and tested in `runtime-tokio`.
+
+use std::fmt::Debug;
 
 use proptest::prelude::*;
+use proptest::sample::Index;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use timed_core::block::{Block, Certificate, CommitSignature, Header};
 use timed_core::codec::{self, CodecError, MAX_MESSAGE_BYTES, WIRE_VERSION};
+use timed_core::consensus::{Finalized, Misbehaviour, PersistRecord};
 use timed_core::crypto::{PublicKey, Signature};
+use timed_core::ledger::{Account, BlockOutcome, Reward};
 use timed_core::message::{Decision, Message, Proposal, Vote, VoteKind};
 use timed_core::tx::{SignedTransfer, Transfer};
-use timed_core::types::{Amount, Hash, Height, Round, TimestampMs, ValidatorIndex};
+use timed_core::types::{Amount, Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
+use timed_core::validators::{
+    ConsensusParams, Genesis, GenesisBalance, GenesisValidator, TimeoutParams,
+};
+use timed_core::votes::Evidence;
 
 fn hash() -> impl Strategy<Value = Hash> {
     any::<[u8; 32]>().prop_map(Hash)
@@ -114,28 +132,30 @@ fn certificate() -> impl Strategy<Value = Certificate> {
         })
 }
 
+fn proposal() -> impl Strategy<Value = Proposal> {
+    (
+        block(),
+        any::<u32>(),
+        proptest::option::of(any::<u32>()),
+        any::<u16>(),
+        signature(),
+        proptest::option::of(certificate()),
+    )
+        .prop_map(|(block, r, vr, p, signature, polka)| Proposal {
+            height: block.header.height,
+            round: Round(r),
+            valid_round: vr.map(Round),
+            block,
+            proposer: ValidatorIndex(p),
+            signature,
+            polka,
+        })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         vote().prop_map(Message::Vote),
-        (
-            block(),
-            any::<u32>(),
-            proptest::option::of(any::<u32>()),
-            any::<u16>(),
-            signature(),
-            proptest::option::of(certificate()),
-        )
-            .prop_map(
-                |(block, r, vr, p, signature, polka)| Message::Proposal(Proposal {
-                    height: block.header.height,
-                    round: Round(r),
-                    valid_round: vr.map(Round),
-                    block,
-                    proposer: ValidatorIndex(p),
-                    signature,
-                    polka,
-                })
-            ),
+        proposal().prop_map(Message::Proposal),
         (block(), certificate())
             .prop_map(|(block, certificate)| Message::Decision(Decision { block, certificate })),
         (any::<u64>(), any::<u32>()).prop_map(|(h, m)| Message::SyncRequest {
@@ -168,7 +188,9 @@ proptest! {
         let _ = codec::decode_message(&bytes);
         let mut enveloped = vec![WIRE_VERSION];
         enveloped.extend_from_slice(&bytes);
-        let _ = codec::decode_message(&enveloped);
+        if let Ok(decoded) = codec::decode_message(&enveloped) {
+            prop_assert_eq!(codec::encode_message(&decoded), enveloped);
+        }
     }
 
     #[test]
@@ -214,4 +236,297 @@ fn deeply_nested_input_is_an_error_not_a_stack_overflow() {
         Err(CodecError::Malformed(_))
     ));
     assert!(bytes.len() < MAX_MESSAGE_BYTES);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canonical encoding of every wire and disk type, one by one (messages, in their envelope, are
+// the tests above).
+
+fn public_key() -> impl Strategy<Value = PublicKey> {
+    any::<[u8; 32]>().prop_map(PublicKey)
+}
+
+fn persist_record() -> impl Strategy<Value = PersistRecord> {
+    prop_oneof![
+        (any::<u64>(), message()).prop_map(|(h, msg)| PersistRecord::Signed {
+            height: Height(h),
+            msg
+        }),
+        (any::<u64>(), any::<u32>(), block(), certificate()).prop_map(|(h, r, block, polka)| {
+            PersistRecord::Locked {
+                height: Height(h),
+                round: Round(r),
+                block,
+                polka,
+            }
+        }),
+    ]
+}
+
+fn timeout() -> impl Strategy<Value = TimeoutParams> {
+    (any::<u64>(), any::<u64>()).prop_map(|(base_ms, delta_ms)| TimeoutParams { base_ms, delta_ms })
+}
+
+fn params() -> impl Strategy<Value = ConsensusParams> {
+    (
+        any::<u64>(),
+        timeout(),
+        timeout(),
+        timeout(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(block_time_ms, propose, prepare, precommit, drift, txs, resend)| ConsensusParams {
+                block_time_ms,
+                propose_timeout: propose,
+                prepare_timeout: prepare,
+                precommit_timeout: precommit,
+                max_clock_drift_ms: drift,
+                max_block_txs: txs,
+                resend_interval_ms: resend,
+            },
+        )
+}
+
+fn genesis() -> impl Strategy<Value = Genesis> {
+    let validator = (
+        "\\PC{0,12}",
+        public_key(),
+        any::<u64>(),
+        proptest::option::of("[a-z0-9.:-]{1,24}"),
+    )
+        .prop_map(|(name, public_key, stake, address)| GenesisValidator {
+            name,
+            public_key,
+            stake: Stake(stake),
+            address,
+        });
+    let balance = (public_key(), any::<u64>()).prop_map(|(account, amount)| GenesisBalance {
+        account,
+        amount: Amount(amount),
+    });
+    (
+        "\\PC{0,20}",
+        any::<u64>(),
+        proptest::collection::vec(validator, 0..4),
+        proptest::collection::vec(balance, 0..4),
+        params(),
+    )
+        .prop_map(|(chain_id, t, validators, balances, params)| Genesis {
+            chain_id,
+            genesis_time_ms: TimestampMs(t),
+            validators,
+            balances,
+            params,
+        })
+}
+
+fn account() -> impl Strategy<Value = Account> {
+    (any::<u64>(), any::<u64>()).prop_map(|(b, nonce)| Account {
+        balance: Amount(b),
+        nonce,
+    })
+}
+
+fn outcome() -> impl Strategy<Value = BlockOutcome> {
+    let reward = (any::<u16>(), public_key(), any::<u64>()).prop_map(|(v, account, a)| Reward {
+        validator: ValidatorIndex(v),
+        account,
+        amount: Amount(a),
+    });
+    (
+        any::<u64>(),
+        any::<[u64; 3]>(),
+        proptest::collection::vec(reward, 0..4),
+        proptest::collection::vec(hash(), 0..3),
+        proptest::collection::vec((public_key(), account()), 0..3),
+    )
+        .prop_map(
+            |(h, [subsidy, fees, total], rewards, archived, touched)| BlockOutcome {
+                height: Height(h),
+                subsidy: Amount(subsidy),
+                fees: Amount(fees),
+                total_reward: Amount(total),
+                rewards,
+                archived,
+                touched,
+            },
+        )
+}
+
+fn finalized() -> impl Strategy<Value = Finalized> {
+    (block(), certificate(), outcome()).prop_map(|(block, certificate, outcome)| Finalized {
+        block,
+        certificate,
+        outcome,
+    })
+}
+
+fn evidence() -> impl Strategy<Value = Evidence> {
+    (vote(), vote()).prop_map(|(first, second)| Evidence { first, second })
+}
+
+fn misbehaviour() -> impl Strategy<Value = Misbehaviour> {
+    prop_oneof![
+        evidence().prop_map(Misbehaviour::DoubleVote),
+        (proposal(), proposal())
+            .prop_map(|(first, second)| Misbehaviour::DoubleProposal { first, second }),
+    ]
+}
+
+/// Reverses the first map of two entries or more, depth first: another order of the same fields.
+fn reverse_first_map(v: &mut ciborium::Value) -> bool {
+    match v {
+        ciborium::Value::Map(entries) if entries.len() >= 2 => {
+            entries.reverse();
+            true
+        }
+        ciborium::Value::Map(entries) => entries
+            .iter_mut()
+            .any(|(k, v)| reverse_first_map(k) || reverse_first_map(v)),
+        ciborium::Value::Array(items) => items.iter_mut().any(reverse_first_map),
+        ciborium::Value::Tag(_, inner) => reverse_first_map(inner),
+        _ => false,
+    }
+}
+
+/// Other CBOR encodings of the value encoded canonically as `bytes`: its first map with the
+/// entries in another order, and its outer map or array with an indefinite length.
+fn other_forms(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut forms = vec![];
+    let mut value: ciborium::Value = ciborium::from_reader(bytes).expect("CBOR");
+    if reverse_first_map(&mut value) {
+        let mut reordered = vec![];
+        ciborium::into_writer(&value, &mut reordered).expect("CBOR");
+        forms.push(reordered);
+    }
+    let (major, count) = (bytes[0] >> 5, bytes[0] & 0x1f);
+    if (major == 4 || major == 5) && count < 24 {
+        let mut indefinite = vec![(major << 5) | 0x1f];
+        indefinite.extend_from_slice(&bytes[1..]);
+        indefinite.push(0xff);
+        forms.push(indefinite);
+    }
+    forms
+}
+
+/// `value` encodes to bytes that decode to it and encode again to the same bytes; its other CBOR
+/// encodings are refused; a mutated encoding, arbitrary bytes, and a valid prefix followed by junk
+/// decode to an error or to a value whose one encoding is exactly those bytes.
+fn one_encoding<T>(value: &T, at: Index, byte: u8, junk: &[u8]) -> Result<(), TestCaseError>
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    let bytes = codec::encode(value);
+    let back: T = codec::decode(&bytes, MAX_MESSAGE_BYTES).expect("an encoding decodes");
+    prop_assert_eq!(&back, value);
+    prop_assert_eq!(codec::encode(&back), bytes.clone());
+    for other in other_forms(&bytes) {
+        prop_assert_ne!(&other, &bytes);
+        // Refused as not canonical, or (an enum in an indefinite map) not even read.
+        prop_assert!(codec::decode::<T>(&other, MAX_MESSAGE_BYTES).is_err());
+    }
+    let i = at.index(bytes.len());
+    let mut mutated = bytes.clone();
+    mutated[i] = byte;
+    let spliced = [&bytes[..i], junk].concat();
+    for candidate in [mutated, junk.to_vec(), spliced] {
+        if let Ok(decoded) = codec::decode::<T>(&candidate, MAX_MESSAGE_BYTES) {
+            prop_assert_eq!(codec::encode(&decoded), candidate);
+        }
+    }
+    Ok(())
+}
+
+macro_rules! one_encoding_of {
+    ($($name:ident: $strategy:expr;)*) => {
+        proptest! {
+            $(
+                #[test]
+                fn $name(
+                    value in $strategy,
+                    at in any::<Index>(),
+                    byte in any::<u8>(),
+                    junk in proptest::collection::vec(any::<u8>(), 0..48),
+                ) {
+                    one_encoding(&value, at, byte, &junk)?;
+                }
+            )*
+        }
+    };
+}
+
+one_encoding_of! {
+    a_vote_has_one_encoding: vote();
+    a_proposal_has_one_encoding: proposal();
+    a_decision_has_one_encoding: (block(), certificate())
+        .prop_map(|(block, certificate)| Decision { block, certificate });
+    a_block_has_one_encoding: block();
+    a_header_has_one_encoding: block().prop_map(|b| b.header);
+    a_certificate_has_one_encoding: certificate();
+    a_commit_signature_has_one_encoding: (any::<u16>(), signature())
+        .prop_map(|(v, signature)| CommitSignature { validator: ValidatorIndex(v), signature });
+    a_signed_transfer_has_one_encoding: transfer();
+    a_transfer_has_one_encoding: transfer().prop_map(|t| t.transfer);
+    a_persist_record_has_one_encoding: persist_record();
+    a_genesis_has_one_encoding: genesis();
+    an_account_has_one_encoding: account();
+    a_block_outcome_has_one_encoding: outcome();
+    a_finalized_block_has_one_encoding: finalized();
+    a_misbehaviour_has_one_encoding: misbehaviour();
+}
+
+/// Forms CBOR allows for the same value, each refused: the decoder reads them, and the canonical
+/// check turns them away.
+#[test]
+fn other_encodings_of_the_same_value_are_refused() {
+    let header = Header {
+        chain_id: "timed".into(),
+        height: Height(5),
+        parent_hash: Hash([1; 32]),
+        timestamp: TimestampMs(1_000),
+        proposer: ValidatorIndex(2),
+        tx_root: Hash([2; 32]),
+        state_root: Hash([3; 32]),
+    };
+    let canonical = codec::encode(&header);
+    let not_canonical = |bytes: &[u8]| {
+        assert_eq!(
+            codec::decode::<Header>(bytes, MAX_MESSAGE_BYTES),
+            Err(CodecError::NotCanonical),
+            "{}",
+            hex::encode(bytes)
+        );
+    };
+    // The fields in another order.
+    let value: ciborium::Value = ciborium::from_reader(&canonical[..]).unwrap();
+    let ciborium::Value::Map(mut fields) = value else {
+        panic!("a struct is a map")
+    };
+    fields.reverse();
+    let mut reordered = vec![];
+    ciborium::into_writer(&ciborium::Value::Map(fields), &mut reordered).unwrap();
+    assert_ne!(reordered, canonical);
+    not_canonical(&reordered);
+    // The map with an indefinite length (0xbf ... 0xff) instead of its count.
+    assert_eq!(canonical[0], 0xa0 + 7, "a map of seven fields");
+    let mut indefinite = canonical.clone();
+    indefinite[0] = 0xbf;
+    indefinite.push(0xff);
+    not_canonical(&indefinite);
+    // The height (5) in two bytes (0x18 0x05) instead of one.
+    let at = canonical
+        .windows(7)
+        .position(|w| w == b"\x66height")
+        .unwrap()
+        + 7;
+    assert_eq!(canonical[at], 0x05);
+    let long = [&canonical[..at], &[0x18, 0x05], &canonical[at + 1..]].concat();
+    not_canonical(&long);
+    assert_eq!(
+        codec::decode::<Header>(&canonical, MAX_MESSAGE_BYTES),
+        Ok(header)
+    );
 }

@@ -414,6 +414,28 @@ fn an_invalid_block_is_prepared_nil() {
 }
 
 #[test]
+fn a_fresh_block_naming_another_proposer_is_prepared_nil() {
+    // Found by the simulator's validity check (swarm seed 32, an invalid proposer): a block that
+    // is valid in every other respect, its state root paying the validator its header names, but
+    // proposed in a round that validator does not propose, was prepared and finalized.
+    let mut f = Fixture::new();
+    let other = f
+        .others()
+        .into_iter()
+        .find(|v| *v != f.proposer(0))
+        .unwrap();
+    let b = f.block(other, 900);
+    let out = f.propose(0, b.clone(), None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+    assert!(rejected(&out, "block_wrong_proposer"));
+    // The same block built by the round's proposer is prepared.
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    let out = f.propose(0, b.clone(), None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+}
+
+#[test]
 fn a_double_vote_is_reported_once_as_evidence_and_counted_once() {
     let mut f = Fixture::new();
     let v = f.others()[0];

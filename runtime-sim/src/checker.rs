@@ -1,14 +1,32 @@
 //! The invariants, checked after every step. Each check records a `Violation` with the step and
 //! time; the simulation stops at the first one.
+//!
+//! Of honest nodes (and silent ones, honest but mute):
+//! - agreement: no two finalize different blocks at one height (`fork`);
+//! - validity: every finalized block extends the one finalized below it, is later than it, was
+//!   built by the proposer of one of the rounds up to its certificate's, has a certificate that
+//!   verifies, and applies to the checker's own copy of the ledger to exactly the state root and
+//!   outcome it names (`validity`, `bad-certificate`, `state-root`, `rewards`, `ledger-diverged`);
+//! - conservation: after height `h` the total of all balances, in the stored ledger and in the
+//!   live core's, is the genesis total plus the subsidies of heights 1 to `h`: fees move money,
+//!   only subsidies create it (`conservation`);
+//! - lock: a node that precommitted block `B` in round `r` (it locked `B`) prepares a different
+//!   block `B'` in a later round `r'` only if prepares for `B'` worth a quorum exist from a round
+//!   `vr` with `r ≤ vr < r'` (Algorithm 1, L28: `lockedRound ≤ vr`). Its lock is its precommit of
+//!   the highest round, kept across crashes. What prepares exist is learned from every delivered
+//!   prepare and every polka a delivered proposal carries, whoever sent them, once their
+//!   signatures verify: a superset of what the node itself can know, so the check never blames a
+//!   node for a quorum it might have seen (`lock`);
+//! - no double signing, nothing sent before it is persisted, heights never go back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use timed_core::block::Certificate;
+use timed_core::block::{self, Certificate};
 use timed_core::consensus::Finalized;
-use timed_core::ledger::subsidy;
+use timed_core::ledger::{Ledger, subsidy};
 use timed_core::message::{Message, Vote, VoteKind};
-use timed_core::types::{Hash, Height, ValidatorIndex};
-use timed_core::validators::ValidatorSet;
+use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
+use timed_core::validators::{ConsensusParams, Genesis, ValidatorSet};
 
 /// One broken rule.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -45,10 +63,28 @@ fn digest(msg: &Message) -> Hash {
 /// Signature verdicts kept before the cache starts over (about 40 bytes each).
 const MAX_VERDICTS: usize = 1 << 20;
 
+/// What the lock check knows of one height.
+#[derive(Default)]
+struct HeightLocks {
+    /// Each checked node's lock: the highest round in which it precommitted a block, and the block.
+    locks: BTreeMap<usize, (Round, Hash)>,
+    /// Validators whose prepare for a block in a round was delivered somewhere (or shown in a
+    /// polka) with a good signature, by (round, block).
+    prepares: BTreeMap<(Round, Hash), BTreeSet<ValidatorIndex>>,
+}
+
 /// What the checker remembers across the whole run.
 pub struct Checker {
     chain_id: String,
     set: ValidatorSet,
+    params: ConsensusParams,
+    /// Hash and timestamp of the genesis (height 0) and of each height's decided block.
+    chain: BTreeMap<Height, (Hash, TimestampMs)>,
+    /// The checker's own ledger, after the highest decided height.
+    reference: Ledger,
+    reference_height: Height,
+    /// Total supply after each height: the genesis balances, then plus each height's subsidy.
+    supply: Vec<u128>,
     /// The first block finalized at each height among checked nodes, and by whom.
     decided: BTreeMap<Height, (Hash, usize)>,
     /// Digest of the outcome (rewards, fees, touched accounts) per height.
@@ -60,28 +96,49 @@ pub struct Checker {
     /// and a precommit once whatever the certificates it appears in. Only looked up, never
     /// iterated, so its order cannot reach an output.
     verdicts: HashMap<[u8; 32], bool>,
+    /// Locks and prepares per height, for the heights above `lock_floor`.
+    locks: BTreeMap<Height, HeightLocks>,
+    /// Every checked node has stored this height (it signs nothing at or below it any more), and
+    /// the lock check has forgotten it. Never goes down.
+    lock_floor: Height,
+    /// Which nodes are checked (honest, or silent: honest but mute); the others' stores do not
+    /// hold `lock_floor` back.
+    checked: Vec<bool>,
     /// Highest height each node stored durably.
     stored_top: Vec<Height>,
     /// Height of each node's live core, within one incarnation.
     live_height: Vec<Height>,
     pub violations: Vec<Violation>,
+    /// Transactions in the blocks decided so far.
+    pub txs_decided: u64,
     pub step: u64,
     pub now: u64,
 }
 
 impl Checker {
-    pub fn new(chain_id: &str, set: ValidatorSet) -> Checker {
+    /// A checker for the chain of `genesis`, whose validator set is `set`.
+    pub fn new(genesis: &Genesis, set: ValidatorSet) -> Checker {
         let n = set.len();
+        let reference = Ledger::from_genesis(genesis);
         Checker {
-            chain_id: chain_id.into(),
+            chain_id: genesis.chain_id.clone(),
             set,
+            params: genesis.params.clone(),
+            chain: BTreeMap::from([(Height(0), (genesis.hash(), genesis.genesis_time_ms))]),
+            supply: vec![reference.total_supply()],
+            reference,
+            reference_height: Height(0),
             decided: BTreeMap::new(),
             outcomes: BTreeMap::new(),
             signed: vec![BTreeMap::new(); n],
             verdicts: HashMap::new(),
+            locks: BTreeMap::new(),
+            lock_floor: Height(0),
+            checked: vec![true; n],
             stored_top: vec![Height(0); n],
             live_height: vec![Height(0); n],
             violations: vec![],
+            txs_decided: 0,
             step: 0,
             now: 0,
         }
@@ -122,7 +179,136 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.signed[node].insert(slot, d);
+                if let Message::Vote(v) = msg {
+                    self.on_own_vote(node, v);
+                }
             }
+        }
+    }
+
+    /// Whether `node`'s store counts for `lock_floor` (the simulator says so once per node, and
+    /// again when a fault changes a node's behaviour). Every node counts until told otherwise.
+    pub fn set_checked(&mut self, node: usize, checked: bool) {
+        self.checked[node] = checked;
+        self.raise_lock_floor();
+    }
+
+    /// A message reached a node: the verdict on its signature (see `signature_ok`), and the
+    /// prepares it shows, in it or in its polka, join what the lock check knows exists.
+    pub fn on_deliver(&mut self, msg: &Message) -> bool {
+        let ok = self.signature_ok(msg);
+        match msg {
+            Message::Vote(v) if ok && v.kind == VoteKind::Prepare => {
+                if let Some(block) = v.block {
+                    self.learn_prepare(v.height, v.round, block, v.validator);
+                }
+            }
+            Message::Proposal(p) => {
+                if let Some(polka) = &p.polka {
+                    self.learn_polka(polka);
+                }
+            }
+            _ => {}
+        }
+        ok
+    }
+
+    /// The prepares of a polka (a certificate of prepares), each once its signature verifies.
+    fn learn_polka(&mut self, polka: &Certificate) {
+        if polka.height <= self.lock_floor {
+            return;
+        }
+        for s in &polka.signatures {
+            let known = self.locks.get(&polka.height).is_some_and(|l| {
+                l.prepares
+                    .get(&(polka.round, polka.block_hash))
+                    .is_some_and(|who| who.contains(&s.validator))
+            });
+            if known {
+                continue;
+            }
+            let vote = Vote {
+                height: polka.height,
+                round: polka.round,
+                kind: VoteKind::Prepare,
+                block: Some(polka.block_hash),
+                validator: s.validator,
+                signature: s.signature,
+            };
+            if self.signature_ok(&Message::Vote(vote)) {
+                self.learn_prepare(polka.height, polka.round, polka.block_hash, s.validator);
+            }
+        }
+    }
+
+    fn learn_prepare(&mut self, h: Height, round: Round, block: Hash, who: ValidatorIndex) {
+        // A checked node counts prepares of its own height, one above its store, and keeps those
+        // of the next height for later: prepares further ahead (a garbage sender's) never count.
+        let top = self.stored_top.iter().max().copied().unwrap_or(Height(0));
+        if h <= self.lock_floor || h.0 > top.0 + 2 {
+            return;
+        }
+        self.locks
+            .entry(h)
+            .or_default()
+            .prepares
+            .entry((round, block))
+            .or_default()
+            .insert(who);
+    }
+
+    /// A checked node signed a vote (the first time for its slot): a precommit for a block locks
+    /// it; a prepare for another block than its lock, in a later round, needs a polka from a
+    /// round at or after the lock's.
+    fn on_own_vote(&mut self, node: usize, v: &Vote) {
+        let (h, round) = (v.height, v.round);
+        let Some(block) = v.block else { return };
+        if h <= self.lock_floor {
+            return;
+        }
+        if v.kind == VoteKind::Precommit {
+            let locks = &mut self.locks.entry(h).or_default().locks;
+            if locks.get(&node).is_none_or(|(r, _)| round > *r) {
+                locks.insert(node, (round, block));
+            }
+            return;
+        }
+        self.learn_prepare(h, round, block, v.validator);
+        let Some(at) = self.locks.get(&h) else { return };
+        let Some(&(lr, locked)) = at.locks.get(&node) else {
+            return;
+        };
+        if locked == block || lr >= round {
+            return;
+        }
+        let polka = (lr.0..round.0).find(|&vr| {
+            at.prepares.get(&(Round(vr), block)).is_some_and(|who| {
+                let stake = who.iter().map(|w| self.set.stake_of(*w).0).sum();
+                self.set.is_quorum(Stake(stake))
+            })
+        });
+        if polka.is_none() {
+            let detail = format!(
+                "locked on {} in round {lr} of height {h}, it prepared {} in round {round} with no \
+                 prepare quorum for it in rounds {lr} to {}",
+                locked.short(),
+                block.short(),
+                round.0 - 1
+            );
+            self.fail(Some(node), "lock", detail);
+        }
+    }
+
+    /// Forgets the heights every checked node has stored.
+    fn raise_lock_floor(&mut self) {
+        let floor = (0..self.checked.len())
+            .filter(|i| self.checked[*i])
+            .map(|i| self.stored_top[i])
+            .min()
+            .unwrap_or(Height(0));
+        if floor > self.lock_floor {
+            self.lock_floor = floor;
+            self.locks = self.locks.split_off(&floor.next());
         }
     }
 
@@ -203,9 +389,105 @@ impl Checker {
         ok
     }
 
-    /// A node stored a finalized block: no fork, a valid certificate, heights only go up, and
-    /// the same rewards everywhere.
-    pub fn on_finalized(&mut self, node: usize, f: &Finalized, state_root_after: Hash) {
+    /// The total supply there must be after height `h`.
+    fn supply_after(&mut self, h: Height) -> u128 {
+        while self.supply.len() as u64 <= h.0 {
+            let next = Height(self.supply.len() as u64);
+            let last = *self.supply.last().expect("the genesis supply is there");
+            self.supply.push(last + u128::from(subsidy(next).0));
+        }
+        self.supply[h.0 as usize]
+    }
+
+    /// A live honest core's ledger after it finalized `height - 1`: conservation.
+    fn check_supply(&mut self, node: usize, what: &str, h: Height, supply: u128) {
+        let expected = self.supply_after(h);
+        if supply != expected {
+            let detail = format!(
+                "{what} after height {h} holds {supply} units in all, but genesis and subsidies \
+                 make {expected}"
+            );
+            self.fail(Some(node), "conservation", detail);
+        }
+    }
+
+    /// Validity of the first block decided at a height, against the checker's own chain and
+    /// ledger (later copies are compared with it by the fork and ledger-diverged checks).
+    fn check_valid(&mut self, node: usize, f: &Finalized) {
+        let b = &f.block;
+        let h = b.height();
+        let mut faults: Vec<String> = vec![];
+        if b.header.chain_id != self.chain_id {
+            faults.push(format!("chain id {:?}", b.header.chain_id));
+        }
+        match self.chain.get(&Height(h.0 - 1)) {
+            None => faults.push(format!("height {} was never decided", h.0 - 1)),
+            Some((parent, time)) => {
+                if b.header.parent_hash != *parent {
+                    faults.push(format!(
+                        "parent {} is not the block below",
+                        b.header.parent_hash.short()
+                    ));
+                }
+                if b.header.timestamp <= *time {
+                    faults.push(format!(
+                        "timestamp {} not after its parent's {}",
+                        b.header.timestamp.0, time.0
+                    ));
+                }
+            }
+        }
+        let proposer_ok = (0..=f.certificate.round.0).any(|r| {
+            self.set
+                .proposer(&self.chain_id, &b.header.parent_hash, h, Round(r))
+                == b.header.proposer
+        });
+        if !proposer_ok {
+            faults.push(format!(
+                "its proposer {} proposes none of rounds 0 to {}",
+                b.header.proposer, f.certificate.round
+            ));
+        }
+        if b.txs.len() > self.params.max_block_txs as usize {
+            faults.push(format!("{} transactions", b.txs.len()));
+        }
+        if block::tx_root(&b.txs) != b.header.tx_root {
+            faults.push("wrong transaction root".into());
+        }
+        if self.reference_height.0 + 1 != h.0 {
+            faults.push(format!("decided after height {}", self.reference_height));
+        } else if self.set.get(b.header.proposer).is_some() {
+            let mut after = self.reference.clone();
+            match after.apply_block(&self.chain_id, h, b.header.proposer, &self.set, &b.txs) {
+                Err(e) => faults.push(format!("its transactions do not apply: {e}")),
+                Ok(outcome) => {
+                    if after.state_root() != b.header.state_root {
+                        faults.push("state root is not the ledger's after it".into());
+                    }
+                    if outcome != f.outcome {
+                        faults.push("outcome differs from the ledger's".into());
+                    }
+                    self.reference = after;
+                    self.reference_height = h;
+                    self.txs_decided += b.txs.len() as u64;
+                }
+            }
+        }
+        if !faults.is_empty() {
+            let detail = format!("invalid block at height {h}: {}", faults.join("; "));
+            self.fail(Some(node), "validity", detail);
+        }
+    }
+
+    /// A node stored a finalized block: no fork, a valid block and certificate, heights only go
+    /// up, the same rewards everywhere, and `supply_after` (the stored ledger's total) conserved.
+    pub fn on_finalized(
+        &mut self,
+        node: usize,
+        f: &Finalized,
+        state_root_after: Hash,
+        supply_after: u128,
+    ) {
         let h = f.block.height();
         let hash = f.block.hash();
         if h <= self.stored_top[node] {
@@ -216,6 +498,7 @@ impl Checker {
             );
         }
         self.stored_top[node] = h;
+        self.raise_lock_floor();
         match self.decided.get(&h) {
             Some((other, by)) if *other != hash => {
                 let detail = format!(
@@ -228,8 +511,11 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.decided.insert(h, (hash, node));
+                self.check_valid(node, f);
+                self.chain.insert(h, (hash, f.block.header.timestamp));
             }
         }
+        self.check_supply(node, "the stored ledger", h, supply_after);
         if !self.certificate_ok(&f.certificate, h, &hash) {
             self.fail(
                 Some(node),
@@ -297,8 +583,9 @@ impl Checker {
         }
     }
 
-    /// After a step of a live node: its core's height never goes back within an incarnation.
-    pub fn after_step(&mut self, node: usize, height: Height) {
+    /// After a step of a live node: its core's height never goes back within an incarnation,
+    /// and (`ledger`, of honest nodes) when it moved up, its ledger conserves money.
+    pub fn after_step(&mut self, node: usize, height: Height, ledger: Option<&Ledger>) {
         if height < self.live_height[node] {
             let detail = format!(
                 "core height went from {} to {height}",
@@ -306,13 +593,20 @@ impl Checker {
             );
             self.fail(Some(node), "height-regressed", detail);
         }
+        if height != self.live_height[node]
+            && let Some(ledger) = ledger
+        {
+            let supply = ledger.total_supply();
+            self.check_supply(node, "the core's ledger", Height(height.0 - 1), supply);
+        }
         self.live_height[node] = height;
     }
 
-    /// A node restarted from its durable state.
-    pub fn on_restart(&mut self, node: usize, height: Height) {
+    /// A node restarted from its durable state (`checked`: an honest node, whose store the
+    /// checker follows).
+    pub fn on_restart(&mut self, node: usize, height: Height, checked: bool) {
         self.live_height[node] = height;
-        if height.0 != self.stored_top[node].0 + 1 {
+        if checked && height.0 != self.stored_top[node].0 + 1 {
             let detail = format!(
                 "restored at height {height} but its store ends at {}",
                 self.stored_top[node]

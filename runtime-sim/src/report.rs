@@ -27,6 +27,8 @@ pub struct Report {
     pub dropped: u64,
     pub evidence: u64,
     pub crashes: u64,
+    pub txs_submitted: u64,
+    pub txs_finalized: u64,
     pub steps: u64,
     pub forks: usize,
     pub violations: usize,
@@ -89,6 +91,8 @@ impl Report {
             dropped: sim.stats.dropped,
             evidence: sim.stats.evidence,
             crashes: sim.stats.crashes,
+            txs_submitted: sim.stats.txs_submitted,
+            txs_finalized: sim.checker.txs_decided,
             steps: sim.stats.steps,
             forks: sim
                 .checker
@@ -152,6 +156,16 @@ impl Report {
             format!("{} sent, {} dropped", self.messages, self.dropped),
         );
         w(&mut s, "crashes", self.crashes.to_string());
+        if self.txs_submitted > 0 {
+            w(
+                &mut s,
+                "transactions",
+                format!(
+                    "{} submitted, {} finalized",
+                    self.txs_submitted, self.txs_finalized
+                ),
+            );
+        }
         w(&mut s, "evidence", self.evidence.to_string());
         w(&mut s, "forks", self.forks.to_string());
         w(&mut s, "violations", self.violations.to_string());

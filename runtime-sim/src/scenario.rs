@@ -24,6 +24,13 @@ pub enum Behaviour {
     DoubleVoter,
     /// Also sends random bytes, bad signatures, and far-future heights and rounds.
     GarbageSender,
+    /// Forgets its lock (and valid value) before every step: it prepares whatever the current
+    /// proposal is, as a validator that lost its lock to a crash without a WAL would.
+    Amnesia,
+    /// Proposes, properly signed, blocks that break one validity rule each: another validator
+    /// named as proposer, a timestamp not after the parent's or an hour ahead, a wrong state
+    /// root, transaction root or parent, a transfer that cannot apply.
+    InvalidProposer,
 }
 
 impl Behaviour {
@@ -136,6 +143,10 @@ pub enum FaultKind {
     Behave { node: usize, behaviour: Behaviour },
     /// Loss and duplication stop (or start again) on every link.
     Reliable { on: bool },
+    /// With `at_height` only: the first node to finalize that height is cut off from all others
+    /// at that very moment, so its precommit and its decision still in flight are lost. The
+    /// worst timing for the others' locks (what an amnesia attack needs); `heal` ends it.
+    IsolateFinalizer,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -196,10 +207,11 @@ impl TryFrom<FaultRepr> for Fault {
             "reliable" => FaultKind::Reliable {
                 on: r.on.unwrap_or(true),
             },
+            "isolate-finalizer" => FaultKind::IsolateFinalizer,
             other => {
                 return Err(format!(
                     "unknown fault kind `{other}`: expected partition, heal, crash, \
-                     crash-at-persist, restart, behave or reliable"
+                     crash-at-persist, restart, behave, reliable or isolate-finalizer"
                 ));
             }
         };
@@ -386,8 +398,37 @@ pub struct Scenario {
     pub network: NetworkSpec,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Transfers submitted by clients during the run (none if absent).
+    #[serde(default)]
+    pub transactions: Option<Workload>,
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// Clients submitting signed transfers to random live validators: funded client accounts and the
+/// validators' own reward accounts send to each other, now and then an invalid transfer (a wrong
+/// nonce, more than the balance, a broken signature) that the ledger must refuse.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Client accounts funded at genesis.
+    #[serde(default = "d_clients")]
+    pub clients: usize,
+    /// Each client's genesis balance, in units.
+    #[serde(default = "d_client_balance")]
+    pub balance: u64,
+    /// Mean time between two submissions (drawn uniformly in [1, 2·interval]).
+    pub interval: Ms,
+    /// No submissions after this time (default: the whole run).
+    #[serde(default)]
+    pub until: Option<Ms>,
+}
+
+fn d_clients() -> usize {
+    6
+}
+fn d_client_balance() -> u64 {
+    1_000_000_000
 }
 
 /// A scenario that cannot run, with where the problem is.
@@ -410,6 +451,7 @@ pub const NAMED: &[&str] = &[
     "partition",
     "crash-restart",
     "equivocation",
+    "amnesia",
     "swarm",
 ];
 
@@ -495,6 +537,17 @@ impl Scenario {
                 .validate()
                 .map_err(|m| (format!("network.links[{i}].latency"), m))?;
         }
+        if let Some(w) = &self.transactions {
+            if w.interval.0 == 0 {
+                return Err((
+                    "transactions.interval".into(),
+                    "must be at least 1 ms".into(),
+                ));
+            }
+            if w.clients > 1_000 {
+                return Err(("transactions.clients".into(), "at most 1000".into()));
+            }
+        }
         for (i, f) in self.faults.iter().enumerate() {
             match (f.at, f.at_height) {
                 (Some(_), None) | (None, Some(_)) => {}
@@ -505,6 +558,12 @@ impl Scenario {
                     ));
                 }
             }
+            if f.kind == FaultKind::IsolateFinalizer && f.at_height.is_none() {
+                return Err((
+                    format!("faults[{i}]"),
+                    "`isolate-finalizer` needs `at_height`".into(),
+                ));
+            }
             let node = match &f.kind {
                 FaultKind::Crash { node }
                 | FaultKind::CrashAtPersist { node }
@@ -513,7 +572,7 @@ impl Scenario {
                 FaultKind::Partition { groups } => {
                     groups.iter().flatten().copied().find(|m| *m >= n)
                 }
-                FaultKind::Heal | FaultKind::Reliable { .. } => None,
+                FaultKind::Heal | FaultKind::Reliable { .. } | FaultKind::IsolateFinalizer => None,
             };
             if let Some(node) = node.filter(|x| *x >= n) {
                 return Err((
@@ -569,6 +628,7 @@ impl Scenario {
                     ..NetworkSpec::default()
                 },
                 faults: vec![],
+                transactions: None,
                 expect: Expect {
                     min_height: Some(50),
                     max_finality_ms: Some(2_000),
@@ -599,6 +659,7 @@ impl Scenario {
                         behaviour: Behaviour::Silent,
                     },
                 }],
+                transactions: None,
                 expect: Expect {
                     min_height: Some(20),
                     ..Expect::default()
@@ -617,6 +678,7 @@ impl Scenario {
                     ..NetworkSpec::default()
                 },
                 faults: vec![],
+                transactions: None,
                 expect: Expect {
                     min_height: Some(440),
                     max_finality_ms: Some(30_000),
@@ -649,6 +711,7 @@ impl Scenario {
                     ),
                     at(80_000, FaultKind::Heal),
                 ],
+                transactions: None,
                 expect: Expect {
                     no_progress_while_partitioned: true,
                     liveness: Some(Liveness {
@@ -693,6 +756,7 @@ impl Scenario {
                         ..NetworkSpec::default()
                     },
                     faults,
+                    transactions: None,
                     expect: Expect {
                         liveness: Some(Liveness {
                             after: Ms(t),
@@ -735,12 +799,14 @@ impl Scenario {
                     ..NetworkSpec::default()
                 },
                 faults: vec![],
+                transactions: None,
                 expect: Expect {
                     min_height: Some(30),
                     min_evidence: Some(1),
                     ..Expect::default()
                 },
             },
+            "amnesia" => amnesia(seed),
             "swarm" => swarm(seed),
             _ => return None,
         };
@@ -791,6 +857,67 @@ fn field_line(text: &str, field: &str) -> Option<usize> {
         }
     }
     Some(start + 1)
+}
+
+/// Four validators, one forgetting its lock before every step, on a lossy network: rounds fail
+/// and locks are common. At every third height the first node to finalize is cut off at that
+/// moment, its precommit and decision lost, until the others finalize two more heights: the
+/// others must then finish that height without it, which is where a validator that drops its lock
+/// could help them to a different block. Then everything heals and the network must progress.
+fn amnesia(seed: u64) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00a3_e51a);
+    let n = 4;
+    let window = 60_000;
+    let mut faults = vec![];
+    for h in (3..200).step_by(3) {
+        let on_height = |h: u64, kind| Fault {
+            at: None,
+            at_height: Some(h),
+            kind,
+        };
+        faults.push(on_height(h, FaultKind::IsolateFinalizer));
+        faults.push(on_height(h + 2, FaultKind::Heal));
+    }
+    faults.push(at(window, FaultKind::Heal));
+    faults.push(at(window, FaultKind::Reliable { on: true }));
+    let mut validators = vec![v(100); n];
+    let amnesiac = rng.random_range(0..n);
+    validators[amnesiac].behaviour = Behaviour::Amnesia;
+    Scenario {
+        name: "amnesia".into(),
+        duration: Ms(window + 60_000),
+        validators,
+        consensus: Consensus {
+            block_time_ms: 200,
+            propose_timeout_ms: 400,
+            propose_delta_ms: 100,
+            prepare_timeout_ms: 200,
+            prepare_delta_ms: 100,
+            precommit_timeout_ms: 200,
+            precommit_delta_ms: 100,
+            resend_interval_ms: 500,
+        },
+        network: NetworkSpec {
+            latency: Latency::Uniform {
+                min_ms: 5,
+                max_ms: 80,
+            },
+            jitter_ms: 20,
+            loss: 0.1,
+            duplicate: 0.02,
+            links: vec![],
+        },
+        faults,
+        transactions: None,
+        expect: Expect {
+            liveness: Some(Liveness {
+                after: Ms(window),
+                gain: 5,
+                within: Ms(60_000),
+            }),
+            ..Expect::default()
+        },
+    }
 }
 
 /// Everything drawn from the seed: 1–10 validators, stakes, latencies, loss, partitions, crashes,
@@ -879,6 +1006,22 @@ pub fn swarm(seed: u64) -> Scenario {
     }
     faults.push(at(fault_window, FaultKind::Reliable { on: true }));
     faults.sort_by_key(|f| f.at);
+    // Amnesia and invalid proposers are drawn last, so every draw above (and the seeds pinned by
+    // regression tests) stays what it was before they existed. Such a node may also be crashed
+    // and restarted above.
+    for i in 0..n {
+        if behaviours[i] == Behaviour::Honest
+            && rng.random_bool(0.2)
+            && 3 * (byz_stake + stakes[i]) < total
+        {
+            byz_stake += stakes[i];
+            behaviours[i] = if rng.random_bool(0.5) {
+                Behaviour::Amnesia
+            } else {
+                Behaviour::InvalidProposer
+            };
+        }
+    }
     Scenario {
         name: format!("swarm-{seed}"),
         duration: Ms(fault_window + 60_000),
@@ -897,6 +1040,7 @@ pub fn swarm(seed: u64) -> Scenario {
         },
         network,
         faults,
+        transactions: None,
         expect: Expect {
             liveness: Some(Liveness {
                 after: Ms(fault_window),
@@ -942,6 +1086,39 @@ mod tests {
             assert!(3 * b < t, "seed {seed}");
             assert!((1..=10).contains(&s.validators.len()));
         }
+    }
+
+    #[test]
+    fn swarm_draws_amnesia_without_changing_earlier_draws() {
+        let with_amnesia = (0..200)
+            .filter(|seed| {
+                swarm(*seed)
+                    .validators
+                    .iter()
+                    .any(|v| v.behaviour == Behaviour::Amnesia)
+            })
+            .count();
+        assert!(with_amnesia >= 20, "{with_amnesia} of 200 seeds");
+    }
+
+    #[test]
+    fn isolate_finalizer_needs_a_height() {
+        let head = "name = \"x\"\nduration = \"1m\"\n[[validators]]\nstake = 1\n";
+        let ok = Scenario::from_toml(&format!(
+            "{head}[[faults]]\nat_height = 3\nkind = \"isolate-finalizer\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.faults[0].kind, FaultKind::IsolateFinalizer);
+        let e = Scenario::from_toml(&format!(
+            "{head}[[faults]]\nat = \"1s\"\nkind = \"isolate-finalizer\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.0.contains("at_height"), "{e}");
+        let amnesia: Scenario = Scenario::from_toml(&format!(
+            "{head}[[validators]]\nstake = 1\nbehaviour = \"amnesia\"\n"
+        ))
+        .unwrap();
+        assert_eq!(amnesia.validators[1].behaviour, Behaviour::Amnesia);
     }
 
     #[test]

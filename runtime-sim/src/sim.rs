@@ -15,8 +15,9 @@ use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistR
 use timed_core::crypto::Keypair;
 use timed_core::ledger::Ledger;
 use timed_core::message::{Decision, Message, Proposal, Vote};
-use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
-use timed_core::validators::{Genesis, GenesisValidator, ValidatorSet};
+use timed_core::tx::Transfer;
+use timed_core::types::{Amount, Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
+use timed_core::validators::{Genesis, GenesisBalance, GenesisValidator, ValidatorSet};
 use tracing::{debug, info};
 
 use crate::checker::{Checker, Violation};
@@ -56,6 +57,8 @@ enum Ev {
     },
     Fault(usize),
     LivenessDeadline,
+    /// A client submits a transfer (the workload).
+    Submit,
 }
 
 struct Queued {
@@ -94,6 +97,8 @@ pub struct SimNode {
     /// Durable: records persisted since the last stored block.
     pub records: Vec<PersistRecord>,
     pub crashes: u32,
+    /// Checked as if honest whatever its behaviour (`Simulation::audit`).
+    audited: bool,
 }
 
 impl SimNode {
@@ -103,9 +108,10 @@ impl SimNode {
     pub fn is_up(&self) -> bool {
         self.core.is_some()
     }
-    /// Whether this node's own messages are honest (silent nodes are honest but mute).
+    /// Whether this node's own messages are honest (silent nodes are honest but mute), or the
+    /// checker is told to treat them so.
     fn checked(&self) -> bool {
-        matches!(self.behaviour, Behaviour::Honest | Behaviour::Silent)
+        self.audited || matches!(self.behaviour, Behaviour::Honest | Behaviour::Silent)
     }
 }
 
@@ -120,6 +126,10 @@ pub struct Stats {
     pub garbage_decoded: u64,
     pub evidence: u64,
     pub crashes: u64,
+    /// Transfers the workload submitted (valid or not).
+    pub txs_submitted: u64,
+    /// Locks an amnesia validator held and forgot.
+    pub locks_forgotten: u64,
     /// Finality latency of each (honest node, height): time of finalizing minus block timestamp.
     pub finality_ms: Vec<u64>,
 }
@@ -142,13 +152,25 @@ pub struct Simulation {
     /// Failed expectations (not invariants): reported and make the run fail.
     pub expectation_failures: Vec<String>,
     height_faults: Vec<usize>,
+    /// The node whose finalization fired each height fault.
+    fired_by: BTreeMap<usize, usize>,
     partition_base: Option<Height>,
     liveness_base: Option<(Height, u64)>,
     /// The liveness phase reached its target.
     pub live: bool,
     transcript: Option<blake3::Hasher>,
     mean_delay_ms: f64,
+    /// The workload's client keys, its own random stream, and the next nonce it will use per
+    /// sender (validators' keys send too).
+    clients: Vec<Keypair>,
+    workload_rng: ChaCha8Rng,
+    /// The last invalid proposal forged, by (node, height, round, valid round).
+    invalid_cache: Option<(InvalidKey, Rc<Message>)>,
+    next_nonce: BTreeMap<timed_core::crypto::PublicKey, u64>,
 }
+
+/// Which proposal an invalid proposer forged: (node, height, round, valid round).
+type InvalidKey = (usize, Height, Round, Option<Round>);
 
 struct HashWriter<'a>(&'a mut blake3::Hasher);
 impl std::fmt::Write for HashWriter<'_> {
@@ -179,6 +201,9 @@ impl Simulation {
             .iter()
             .map(|name| Keypair::insecure_from_name(name))
             .collect();
+        let clients: Vec<Keypair> = (0..scenario.transactions.as_ref().map_or(0, |w| w.clients))
+            .map(|i| Keypair::insecure_from_name(&format!("client{}", i + 1)))
+            .collect();
         let genesis = Genesis {
             chain_id: CHAIN_ID.into(),
             genesis_time_ms: TimestampMs(0),
@@ -194,7 +219,13 @@ impl Simulation {
                     address: None,
                 })
                 .collect(),
-            balances: vec![],
+            balances: clients
+                .iter()
+                .map(|k| GenesisBalance {
+                    account: k.public_key(),
+                    amount: Amount(scenario.transactions.as_ref().map_or(0, |w| w.balance)),
+                })
+                .collect(),
             params: scenario.consensus.params(),
         };
         let set = genesis
@@ -226,13 +257,14 @@ impl Simulation {
                 ledger: Ledger::from_genesis(&genesis),
                 records: vec![],
                 crashes: 0,
+                audited: false,
             });
         }
         let mean_delay_ms = network.mean_delay_ms();
         let mut sim = Simulation {
             scenario: scenario.clone(),
             seed,
-            checker: Checker::new(CHAIN_ID, set.clone()),
+            checker: Checker::new(&genesis, set.clone()),
             genesis,
             keys,
             set,
@@ -245,13 +277,21 @@ impl Simulation {
             stats: Stats::default(),
             expectation_failures: vec![],
             height_faults: vec![],
+            fired_by: BTreeMap::new(),
             partition_base: None,
             liveness_base: None,
             live: false,
             transcript: None,
             mean_delay_ms,
+            clients,
+            // A stream of its own: the network's draws are the same with or without clients.
+            workload_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7e57_c11e),
+            next_nonce: BTreeMap::new(),
+            invalid_cache: None,
         };
         for i in 0..n {
+            let checked = sim.nodes[i].checked();
+            sim.checker.set_checked(i, checked);
             sim.push(0, Ev::Start { node: i, inc: 0 });
         }
         for (k, f) in scenario.faults.iter().enumerate() {
@@ -264,6 +304,9 @@ impl Simulation {
         if let Some(l) = &scenario.expect.liveness {
             sim.push(l.after.0, Ev::LivenessDeadline);
         }
+        if scenario.transactions.is_some() {
+            sim.schedule_submit();
+        }
         info!(
             seed,
             scenario = %scenario.name,
@@ -273,6 +316,13 @@ impl Simulation {
             serde_json::to_string(scenario).unwrap_or_default()
         );
         Ok(sim)
+    }
+
+    /// Checks `node` as if it were honest, whatever its behaviour: shows that a check catches what
+    /// a Byzantine behaviour does (an amnesia validator breaks its lock). Call before `run`.
+    pub fn audit(&mut self, node: usize) {
+        self.nodes[node].audited = true;
+        self.checker.set_checked(node, true);
     }
 
     /// Hash every output of every node (for `--check-determinism`).
@@ -359,7 +409,7 @@ impl Simulation {
                     return;
                 }
                 debug!("t={} n{to} <- n{from} {}", self.now, describe(&msg));
-                let signature_ok = self.checker.signature_ok(&msg);
+                let signature_ok = self.checker.on_deliver(&msg);
                 let msg = Rc::try_unwrap(msg).unwrap_or_else(|rc| (*rc).clone());
                 let from = ValidatorIndex(from as u16);
                 let input = if signature_ok {
@@ -409,6 +459,7 @@ impl Simulation {
             }
             Ev::Fault(k) => self.fault(k),
             Ev::LivenessDeadline => self.liveness_event(),
+            Ev::Submit => self.submit(),
         }
     }
 
@@ -417,9 +468,17 @@ impl Simulation {
         let now = self.now;
         self.stats.steps += 1;
         self.checker.step = self.stats.steps;
+        let amnesia = self.nodes[i].behaviour == Behaviour::Amnesia;
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
+        if amnesia {
+            // Before every step, so also right after a restart restored the lock from the WAL.
+            if core.locked().is_some() {
+                self.stats.locks_forgotten += 1;
+            }
+            core.forget_lock();
+        }
         let outputs = core.handle(TimestampMs(now), input);
         for out in outputs {
             if let Some(h) = self.transcript.as_mut() {
@@ -431,7 +490,8 @@ impl Simulation {
         }
         if let Some(core) = self.nodes[i].core.as_ref() {
             let h = core.height();
-            self.checker.after_step(i, h);
+            let ledger = self.nodes[i].checked().then(|| core.ledger());
+            self.checker.after_step(i, h, ledger);
         }
     }
 
@@ -544,6 +604,7 @@ impl Simulation {
                 .chain(f.outcome.touched.iter().copied()),
         );
         let root = node.ledger.state_root();
+        let supply = node.ledger.total_supply();
         node.records.retain(|r| r.height() > h);
         node.chain.insert(
             h,
@@ -555,7 +616,7 @@ impl Simulation {
         let honest = node.behaviour == Behaviour::Honest;
         let checked = node.checked();
         if checked {
-            self.checker.on_finalized(i, &f, root);
+            self.checker.on_finalized(i, &f, root, supply);
         }
         if honest {
             let latency = self.now.saturating_sub(f.block.header.timestamp.0);
@@ -591,7 +652,7 @@ impl Simulation {
                 detail: format!("finalized height {h} while split (at most {base} before)"),
             });
         }
-        self.fire_height_faults(h);
+        self.fire_height_faults(h, i);
         if let (Some((base, _)), Some(l)) = (self.liveness_base, &self.scenario.expect.liveness)
             && !self.live
         {
@@ -601,7 +662,7 @@ impl Simulation {
         }
     }
 
-    fn fire_height_faults(&mut self, h: Height) {
+    fn fire_height_faults(&mut self, h: Height, node: usize) {
         if self.height_faults.is_empty() {
             return;
         }
@@ -613,6 +674,7 @@ impl Simulation {
             .collect();
         self.height_faults.retain(|k| !due.contains(k));
         for k in due {
+            self.fired_by.insert(k, node);
             self.push(self.now, Ev::Fault(k));
         }
     }
@@ -620,7 +682,16 @@ impl Simulation {
     /// Sends one message from `i` to `j`, through `i`'s Byzantine behaviour and the network.
     fn send_as(&mut self, i: usize, j: usize, msg: &Rc<Message>) {
         match self.nodes[i].behaviour {
-            Behaviour::Honest | Behaviour::GarbageSender => self.send(i, j, msg.clone()),
+            Behaviour::Honest | Behaviour::GarbageSender | Behaviour::Amnesia => {
+                self.send(i, j, msg.clone())
+            }
+            Behaviour::InvalidProposer => match &**msg {
+                Message::Proposal(p) if p.proposer.as_usize() == i => {
+                    let bad = self.invalid_proposal(i, p);
+                    self.send(i, j, bad);
+                }
+                _ => self.send(i, j, msg.clone()),
+            },
             Behaviour::Silent => {}
             Behaviour::EquivocatingProposer => {
                 if let Message::Proposal(p) = &**msg
@@ -675,6 +746,71 @@ impl Simulation {
             block,
             p.proposer,
         )
+    }
+
+    /// `p` with its block broken in one way (chosen by height and round), signed again: what an
+    /// invalid proposer sends instead of its proposal. The same for every peer.
+    fn invalid_proposal(&mut self, i: usize, p: &Proposal) -> Rc<Message> {
+        let key = (i, p.height, p.round, p.valid_round);
+        if let Some((k, m)) = &self.invalid_cache
+            && *k == key
+        {
+            return m.clone();
+        }
+        let n = self.nodes.len();
+        let core = self.nodes[i].core.as_ref();
+        let parent_time = core
+            .and_then(|c| c.last_decision())
+            .map_or(self.genesis.genesis_time_ms, |d| d.block.header.timestamp);
+        let ledger = core
+            .filter(|c| c.height() == p.height)
+            .map(|c| c.ledger().clone());
+        let mut block: Block = p.block.clone();
+        let tag = |what: &[u8]| Hash::of(&[b"timed-sim/invalid", what, &p.height.0.to_be_bytes()]);
+        match (p.height.0 + u64::from(p.round.0)) % 7 {
+            0 => {
+                // Valid in every other respect: the reward goes where the header says.
+                let other = ValidatorIndex(((p.proposer.as_usize() + 1) % n) as u16);
+                block.header.proposer = other;
+                if let Some(mut l) = ledger
+                    && l.apply_block(CHAIN_ID, p.height, other, &self.set, &block.txs)
+                        .is_ok()
+                {
+                    block.header.state_root = l.state_root();
+                }
+            }
+            1 => block.header.timestamp = parent_time,
+            2 => block.header.state_root = tag(b"state"),
+            3 => block.header.tx_root = tag(b"txs"),
+            4 => block.header.parent_hash = tag(b"parent"),
+            5 => {
+                let me = &self.keys[i];
+                let nonce = ledger.map_or(0, |l| l.account(&me.public_key()).nonce);
+                let tx = Transfer {
+                    from: me.public_key(),
+                    to: self.keys[(i + 1) % n].public_key(),
+                    amount: Amount(u64::MAX / 2),
+                    fee: Amount(0),
+                    nonce,
+                }
+                .sign(me, CHAIN_ID);
+                block.txs.push(tx);
+                block.header.tx_root = timed_core::block::tx_root(&block.txs);
+            }
+            _ => block.header.timestamp = TimestampMs(block.header.timestamp.0 + 3_600_000),
+        }
+        let mut forged = Proposal::sign(
+            &self.keys[i],
+            CHAIN_ID,
+            p.round,
+            p.valid_round,
+            block,
+            p.proposer,
+        );
+        forged.polka = p.polka.clone();
+        let m = Rc::new(Message::Proposal(forged));
+        self.invalid_cache = Some((key, m.clone()));
+        m
     }
 
     /// A garbage sender adds, to one random peer per broadcast, one of: random bytes, its message
@@ -818,7 +954,8 @@ impl Simulation {
                 node.core = Some(core);
                 let inc = node.incarnation;
                 info!("t={} n{i} restarted at height {h}", self.now);
-                self.checker.on_restart(i, h);
+                let checked = self.nodes[i].checked();
+                self.checker.on_restart(i, h, checked);
                 self.push(self.now, Ev::Start { node: i, inc });
                 for j in 0..self.nodes.len() {
                     if j != i && self.nodes[j].is_up() {
@@ -834,6 +971,79 @@ impl Simulation {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    fn schedule_submit(&mut self) {
+        let Some(w) = &self.scenario.transactions else {
+            return;
+        };
+        let next = self.now + self.workload_rng.random_range(1..=2 * w.interval.0);
+        if w.until.is_none_or(|u| next <= u.0) {
+            self.push(next, Ev::Submit);
+        }
+    }
+
+    /// One transfer from a random sender (a client or a validator) to another account, handed
+    /// to a random live node; about one in ten is invalid on purpose.
+    fn submit(&mut self) {
+        self.schedule_submit();
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_up())
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let rng = &mut self.workload_rng;
+        let target = up[rng.random_range(0..up.len())];
+        let senders = self.clients.len() + self.keys.len();
+        let from = rng.random_range(0..senders);
+        let mut to = rng.random_range(0..senders - 1);
+        if to >= from {
+            to += 1;
+        }
+        let key_of = |k: usize| {
+            if k < self.clients.len() {
+                &self.clients[k]
+            } else {
+                &self.keys[k - self.clients.len()]
+            }
+        };
+        let (sender, receiver) = (key_of(from).clone(), key_of(to).public_key());
+        let Some(core) = self.nodes[target].core.as_ref() else {
+            return;
+        };
+        let account = core.ledger().account(&sender.public_key());
+        // Nonces run ahead of the target's ledger while transfers are pending; when they run too
+        // far (transfers lost with a crashed node or a full mempool), start again from the ledger.
+        let issued = self.next_nonce.entry(sender.public_key()).or_insert(0);
+        if *issued < account.nonce || *issued > account.nonce + 8 {
+            *issued = account.nonce;
+        }
+        let mut nonce = *issued;
+        let balance = account.balance.0;
+        let mut amount = rng.random_range(0..=balance / 8) + 1;
+        let fee = rng.random_range(0..=1_000u64.min(balance / 16));
+        let mut broken = false;
+        match rng.random_range(0..30u8) {
+            0 => nonce += rng.random_range(1..100u64),
+            1 => amount = balance.saturating_add(1),
+            2 => broken = true,
+            _ => *issued += 1,
+        }
+        let mut tx = Transfer {
+            from: sender.public_key(),
+            to: receiver,
+            amount: Amount(amount),
+            fee: Amount(fee),
+            nonce,
+        }
+        .sign(&sender, CHAIN_ID);
+        if broken {
+            tx.signature.0[0] ^= 1;
+        }
+        debug!("t={} n{target} submit {}", self.now, tx.hash().short());
+        self.stats.txs_submitted += 1;
+        self.step(target, Input::SubmitTx(tx));
     }
 
     /// Both ends learn of a (re-)established connection after one link delay.
@@ -893,8 +1103,20 @@ impl Simulation {
                 }
             }
             FaultKind::Restart { node } => self.restart(node),
-            FaultKind::Behave { node, behaviour } => self.nodes[node].behaviour = behaviour,
+            FaultKind::Behave { node, behaviour } => {
+                self.nodes[node].behaviour = behaviour;
+                let checked = self.nodes[node].checked();
+                self.checker.set_checked(node, checked);
+            }
             FaultKind::Reliable { on } => self.network.loss_enabled = !on,
+            FaultKind::IsolateFinalizer => {
+                if let Some(&node) = self.fired_by.get(&k) {
+                    let before = self.connectivity();
+                    self.network.partition(&[vec![node]]);
+                    self.partition_base = Some(self.max_decided());
+                    self.reconnect_newly_connected(&before);
+                }
+            }
         }
     }
 

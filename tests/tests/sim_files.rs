@@ -10,6 +10,7 @@ fn the_readme_example_file_parses_and_passes() {
     let s = Scenario::from_toml(EXAMPLE).unwrap();
     assert_eq!(s.validators.len(), 4);
     assert_eq!(s.faults.len(), 7);
+    assert!(s.transactions.is_some());
     for seed in 1..=3 {
         let mut sim = Simulation::new(&s, seed).unwrap();
         sim.run();
@@ -20,6 +21,8 @@ fn the_readme_example_file_parses_and_passes() {
             sim.expectation_failures
         );
         assert!(sim.stats.evidence >= 1);
+        // Transfers went through, and the conservation and validity checks saw them.
+        assert!(sim.checker.txs_decided > 0, "seed {seed}");
     }
 }
 

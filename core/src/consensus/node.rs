@@ -382,6 +382,16 @@ impl Node {
         self.blocks.len()
     }
 
+    /// Test hook (feature `test-hooks`): the node forgets its lock and its valid value, as an
+    /// "amnesia" Byzantine validator would. A simulator calls it to play that attack with the real
+    /// core; nothing else may.
+    #[cfg(feature = "test-hooks")]
+    pub fn forget_lock(&mut self) {
+        self.locked = None;
+        self.valid = None;
+        self.restored_polka = None;
+    }
+
     /// How much this node holds, in items, for the bounded-memory checks of tests and fuzzers.
     pub fn footprint(&self) -> Footprint {
         Footprint {
@@ -934,8 +944,15 @@ impl Node {
             return false;
         };
         let (hash, valid_round) = (*hash, proposal.valid_round);
+        let built_by_proposer = proposal.block.header.proposer == proposal.proposer;
         let acceptable = match valid_round {
-            // L22: valid(v) ∧ (lockedRound = −1 ∨ lockedValue = v)
+            // L22: valid(v) ∧ (lockedRound = −1 ∨ lockedValue = v), where a fresh block is valid
+            // only if its header names the round's proposer: the header says who is paid for it.
+            // (A re-proposal's block was built in an earlier round; its polka vouches for it.)
+            None if !built_by_proposer => {
+                self.reject("block", "block_wrong_proposer");
+                false
+            }
             None => self.locked.is_none_or(|(_, locked)| locked == hash) && self.check(hash, false),
             // L28: 2f+1 PREVOTE(h, vr, id(v)) ∧ valid(v) ∧ (lockedRound ≤ vr ∨ lockedValue = v)
             // (the prepares counted here, or the polka the proposal carried)
