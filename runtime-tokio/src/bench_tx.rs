@@ -10,8 +10,8 @@
 //! 3. **Signing** happens before the clock starts, on every core: the figure is the network's,
 //!    not the load generator's signing speed.
 //! 4. **Load.** Batches of `--batch` transfers go out with `POST /txs` on one kept-alive
-//!    connection per node, round robin over the nodes, each at its due time
-//!    (`k · batch / rate`). Transfers pending (submitted, not yet seen final) are capped under the
+//!    connection per node, in order (the next batch to the first free connection), each at its
+//!    due time (`k · batch / rate`), until `--duration` has passed. Transfers pending (submitted, not yet seen final) are capped under the
 //!    mempool's capacity; when the network falls behind the generator waits, so the rate it
 //!    reaches is the network's.
 //! 5. **Finality** is read from the first node's `/summaries?hashes=true` every 20 ms: a transfer
@@ -22,7 +22,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -102,7 +102,8 @@ fn start_devnet(nodes: usize) -> Result<(OwnDevnet, Vec<String>, PathBuf)> {
     };
     let mut ports = Vec::new();
     let mut key = None;
-    for line in std::io::BufReader::new(stdout).lines() {
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.context("reading the devnet's output")?;
         if let Some(rest) = line.split(" ports ").nth(1) {
             let list = rest.split(',').map(|p| p.split_whitespace().next());
@@ -118,6 +119,8 @@ fn start_devnet(nodes: usize) -> Result<(OwnDevnet, Vec<String>, PathBuf)> {
             break;
         }
     }
+    // Keep reading what the devnet prints, so that it never writes into a closed pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     match key {
         Some(k) if !ports.is_empty() => Ok((devnet, ports, k)),
         _ => bail!("timed devnet did not print its ports and wallet; see its output above"),
@@ -218,9 +221,8 @@ async fn fund(
 }
 
 /// Transfers signed and encoded for one `POST /txs`.
+/// The `k`-th of the list is due at `t0 + k · interval`.
 struct Batch {
-    /// Its place in the schedule: sent at `t0 + index · interval`.
-    index: usize,
     body: Vec<u8>,
     hashes: Vec<String>,
 }
@@ -253,11 +255,7 @@ fn sign_all(chain_id: &str, senders: &[Keypair], count: usize, batch: usize) -> 
                             .collect();
                         let hashes = txs.iter().map(|t| hex::encode(t.hash().0)).collect();
                         let body = serde_json::to_vec(&txs).expect("transfers serialize");
-                        out.push(Batch {
-                            index: b,
-                            body,
-                            hashes,
-                        });
+                        out.push(Batch { body, hashes });
                     }
                     out
                 })
@@ -279,13 +277,28 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 /// What the load and the observer share.
 struct Shared {
+    /// The next batch to send, whichever connection is free: batches leave in order, so a
+    /// sender's nonces are never far apart (a connection running ahead of the others would hold
+    /// back transfers behind nonces not yet sent).
+    next_batch: AtomicUsize,
     submitted: AtomicU64,
+    /// Submitters still running.
+    running: AtomicU64,
     finalized: AtomicU64,
     /// Transfer hash → when its batch was sent.
     sent_at: Mutex<HashMap<String, Instant>>,
 }
 
 pub async fn run(a: TxArgs) -> Result<()> {
+    // Ctrl-C or SIGTERM: return, so that a devnet of our own is stopped on the way out.
+    let mut stop = crate::app::shutdown_signal();
+    tokio::select! {
+        r = run_bench(a) => r,
+        _ = stop.wait_for(|s| *s) => bail!("interrupted"),
+    }
+}
+
+async fn run_bench(a: TxArgs) -> Result<()> {
     if a.rate == 0 || a.batch == 0 || a.accounts == 0 || a.duration.is_zero() {
         bail!("--rate, --batch, --accounts and --duration must be positive");
     }
@@ -358,7 +371,9 @@ pub async fn run(a: TxArgs) -> Result<()> {
 
 async fn load(a: TxArgs, clients: Vec<Client>, batches: Vec<Batch>, count: usize) -> Result<()> {
     let shared = Arc::new(Shared {
+        next_batch: AtomicUsize::new(0),
         submitted: AtomicU64::new(0),
+        running: AtomicU64::new(clients.len() as u64),
         finalized: AtomicU64::new(0),
         sent_at: Mutex::new(HashMap::with_capacity(count)),
     });
@@ -369,29 +384,33 @@ async fn load(a: TxArgs, clients: Vec<Client>, batches: Vec<Batch>, count: usize
             .as_u64()
             .unwrap_or(0)
     };
-    let nodes = clients.len();
     let t0 = Instant::now();
     let interval = Duration::from_secs_f64(a.batch as f64 / a.rate as f64);
-    // Batch k goes to node k mod nodes at t0 + k · interval.
-    let mut per_node: Vec<Vec<Batch>> = (0..nodes).map(|_| Vec::new()).collect();
-    for b in batches {
-        per_node[b.index % nodes].push(b);
-    }
+    let batches = Arc::new(batches);
     let mut tasks = Vec::new();
-    for (client, work) in clients.into_iter().zip(per_node) {
-        let shared = shared.clone();
-        let max_pending = a.max_pending;
+    for client in clients {
+        let (shared, batches) = (shared.clone(), batches.clone());
+        let (max_pending, duration) = (a.max_pending, a.duration);
         tasks.push(tokio::spawn(async move {
-            submit(client, work, shared, t0, interval, max_pending).await
+            let r = submit(
+                client,
+                &batches,
+                &shared,
+                t0,
+                interval,
+                max_pending,
+                duration,
+            )
+            .await;
+            shared.running.fetch_sub(1, Ordering::Relaxed);
+            r
         }));
     }
     let observer = tokio::spawn(observe(
         Client::new(observer_url).with_timeout(Duration::from_secs(30)),
         shared.clone(),
         start_height + 1,
-        count as u64,
         t0,
-        a.duration + Duration::from_secs(60),
     ));
     let mut refused: HashMap<String, u64> = HashMap::new();
     let mut errors = Vec::new();
@@ -406,27 +425,40 @@ async fn load(a: TxArgs, clients: Vec<Client>, batches: Vec<Batch>, count: usize
         }
     }
     let submit_secs = t0.elapsed().as_secs_f64();
-    let accepted = count as u64 - refused.values().sum::<u64>();
+    let submitted = shared.submitted.load(Ordering::Relaxed);
+    let accepted = submitted - refused.values().sum::<u64>();
     let seen = observer.await.context("the observer stopped")??;
-    report(&a, count, accepted, &refused, &errors, submit_secs, seen);
+    let offered = Offered {
+        signed: count,
+        submitted,
+        accepted,
+        refused,
+        errors,
+        secs: submit_secs,
+    };
+    report(&a, &offered, seen);
     Ok(())
 }
 
+/// Sends the next batch due (batch k at `t0 + k · interval`) on this connection, until
+/// `duration` has passed; a batch taken is always sent, so the cut leaves no nonce gap. What was
+/// not sent by then is left out: the network took less than offered.
 async fn submit(
     mut client: Client,
-    work: Vec<Batch>,
-    shared: Arc<Shared>,
+    batches: &[Batch],
+    shared: &Shared,
     t0: Instant,
     interval: Duration,
     max_pending: u64,
+    duration: Duration,
 ) -> Result<HashMap<String, u64>> {
     let mut refused: HashMap<String, u64> = HashMap::new();
-    for Batch {
-        index,
-        body,
-        hashes,
-    } in work
-    {
+    let end = t0 + duration;
+    while Instant::now() < end {
+        let index = shared.next_batch.fetch_add(1, Ordering::Relaxed);
+        let Some(Batch { body, hashes }) = batches.get(index) else {
+            break;
+        };
         tokio::time::sleep_until((t0 + interval.mul_f64(index as f64)).into()).await;
         while shared.submitted.load(Ordering::Relaxed) + hashes.len() as u64
             > shared.finalized.load(Ordering::Relaxed) + max_pending
@@ -436,14 +468,14 @@ async fn submit(
         let now = Instant::now();
         {
             let mut sent = shared.sent_at.lock().await;
-            for h in &hashes {
+            for h in hashes {
                 sent.insert(h.clone(), now);
             }
         }
         shared
             .submitted
             .fetch_add(hashes.len() as u64, Ordering::Relaxed);
-        let r = post_batch(&mut client, &body).await?;
+        let r = post_batch(&mut client, body).await?;
         let n: u64 = r.values().sum();
         // Refused transfers will never be final: they no longer count as pending.
         shared.finalized.fetch_add(n, Ordering::Relaxed);
@@ -463,17 +495,10 @@ struct Seen {
     last: Option<f64>,
 }
 
-async fn observe(
-    mut client: Client,
-    shared: Arc<Shared>,
-    from: u64,
-    expected: u64,
-    t0: Instant,
-    give_up: Duration,
-) -> Result<Seen> {
+async fn observe(mut client: Client, shared: Arc<Shared>, from: u64, t0: Instant) -> Result<Seen> {
     let mut next = from;
     let mut seen = Seen {
-        latencies: Vec::with_capacity(expected as usize),
+        latencies: Vec::new(),
         blocks: 0,
         max_block_txs: 0,
         first: None,
@@ -508,11 +533,12 @@ async fn observe(
             shared.finalized.fetch_add(found, Ordering::Relaxed);
             idle_since = now;
         }
-        let done = shared.finalized.load(Ordering::Relaxed) >= expected;
-        if done
-            || t0.elapsed() > give_up
-            || (shared.submitted.load(Ordering::Relaxed) >= expected
-                && idle_since.elapsed() > Duration::from_secs(15))
+        // Once every submitter is done: until all is final, or nothing more for 10 s (transfers
+        // left behind a nonce the cut at the deadline never sent stay pending for good).
+        if shared.running.load(Ordering::Relaxed) == 0
+            && (shared.finalized.load(Ordering::Relaxed)
+                >= shared.submitted.load(Ordering::Relaxed)
+                || idle_since.elapsed() > Duration::from_secs(10))
         {
             return Ok(seen);
         }
@@ -522,39 +548,47 @@ async fn observe(
     }
 }
 
-fn report(
-    a: &TxArgs,
-    count: usize,
+/// What was offered to the network.
+struct Offered {
+    signed: usize,
+    submitted: u64,
     accepted: u64,
-    refused: &HashMap<String, u64>,
-    errors: &[String],
-    submit_secs: f64,
-    mut seen: Seen,
-) {
+    refused: HashMap<String, u64>,
+    errors: Vec<String>,
+    secs: f64,
+}
+
+fn report(a: &TxArgs, o: &Offered, mut seen: Seen) {
     seen.latencies.sort_unstable();
     let finalized = seen.latencies.len() as u64;
     println!(
-        "bench tx: target {} tx/s for {:.0} s: {count} submitted in {submit_secs:.1} s ({:.0} tx/s \
-         offered), {accepted} accepted, {} refused {refused:?}",
+        "bench tx: target {} tx/s for {:.0} s: {} of {} signed transfers submitted in {:.1} s \
+         ({:.0} tx/s offered), {} accepted, {} refused {:?}",
         a.rate,
         a.duration.as_secs_f64(),
-        count as f64 / submit_secs,
-        count as u64 - accepted,
+        o.submitted,
+        o.signed,
+        o.secs,
+        o.submitted as f64 / o.secs,
+        o.accepted,
+        o.submitted - o.accepted,
+        o.refused,
     );
-    for e in errors {
+    for e in &o.errors {
         println!("bench tx: a submitter stopped: {e}");
     }
     let span = seen.last.unwrap_or(0.0);
     println!(
         "bench tx: {finalized} finalized in {span:.1} s from the first submission: {:.0} tx/s \
-         finalized; {} blocks, up to {} transfers in one",
+         finalized; {} blocks, up to {} transfers in one; {} accepted but not seen final",
         if span > 0.0 {
             finalized as f64 / span
         } else {
             0.0
         },
         seen.blocks,
-        seen.max_block_txs
+        seen.max_block_txs,
+        o.accepted.saturating_sub(finalized)
     );
     println!(
         "bench tx: latency from submission to finality seen by the client (polled every 20 ms): \

@@ -9,6 +9,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{free_port, get_json, wait_for};
+use timed_core::crypto::Keypair;
+use timed_core::tx::Transfer;
+use timed_core::types::Amount;
 
 fn timed(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_timed"))
@@ -192,6 +195,63 @@ fn the_devnet_wallet_sends_to_a_new_wallet_and_both_balances_follow() {
     assert!(e.contains("insufficient balance"), "{e}");
     assert!(e.contains("holds 0.99999999 TIME"), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
+
+    // POST /txs: one verdict per transfer, in order.
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bob_key).unwrap()).unwrap();
+    let seed: [u8; 32] = hex::decode(file["secret_seed"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let bob_pair = Keypair::from_seed(seed);
+    let chain = get_json(net.port, "/status").unwrap()["chain_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to = timed_core::crypto::PublicKey(hex::decode(&net.address).unwrap().try_into().unwrap());
+    let tx = |nonce, amount| {
+        Transfer {
+            from: bob_pair.public_key(),
+            to,
+            amount: Amount(amount),
+            fee: Amount(1),
+            nonce,
+        }
+        .sign(&bob_pair, &chain)
+    };
+    let batch =
+        serde_json::to_string(&[tx(1, 10), tx(1, 10), tx(0, 10), tx(2, 10_000_000_000)]).unwrap();
+    let (code, body) = post(net.port, "/txs", &batch);
+    assert_eq!(code, 200, "{body}");
+    let verdicts: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let reasons: Vec<&str> = verdicts
+        .iter()
+        .map(|v| {
+            v["reason"]
+                .as_str()
+                .unwrap_or(v["status"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        ["pending", "duplicate", "bad_nonce", "insufficient_balance"],
+        "{body}"
+    );
+    assert_eq!(verdicts[0]["hash"], hex::encode(tx(1, 10).hash().0));
+    let (code, body) = post(net.port, "/txs", "[{\"not\": \"a transfer\"}]");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("malformed batch"), "{body}");
+}
+
+fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    common::http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap()
 }
 
 #[test]
