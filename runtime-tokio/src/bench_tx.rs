@@ -40,7 +40,8 @@ use crate::wallet::{fetch_account, fetch_chain_id, format_time};
 
 #[derive(Args)]
 pub struct TxArgs {
-    /// Nodes to submit to (HTTP API URLs, comma separated); batches go round robin. Without it,
+    /// Nodes to submit to (HTTP API URLs, comma separated); each batch goes to the first free
+    /// connection. Without it,
     /// a devnet of --nodes validators at block time 0 is started for the run.
     #[arg(long, value_delimiter = ',')]
     node: Vec<String>,

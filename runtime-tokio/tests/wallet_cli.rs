@@ -229,7 +229,8 @@ fn the_devnet_wallet_sends_to_a_new_wallet_and_both_balances_follow() {
         .map(|v| {
             v["reason"]
                 .as_str()
-                .unwrap_or(v["status"].as_str().unwrap())
+                .or_else(|| v["status"].as_str())
+                .unwrap()
         })
         .collect();
     assert_eq!(
