@@ -41,6 +41,8 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Generate a chain, serve it from one node and time a fresh node syncing it over QUIC.
     Catchup(CatchupArgs),
+    /// Signed transfers at a target rate into a network: finalized tx/s and latency p50/p99.
+    Tx(crate::bench_tx::TxArgs),
 }
 
 #[derive(Args)]
@@ -63,6 +65,7 @@ struct CatchupArgs {
 pub async fn run(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchCommand::Catchup(c) => catchup(c).await,
+        BenchCommand::Tx(t) => crate::bench_tx::run(t).await,
     }
 }
 

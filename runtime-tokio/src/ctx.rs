@@ -58,6 +58,8 @@ pub struct DevMode {
     /// How many other validators must say hello before the genesis is formed.
     pub expected_peers: usize,
     pub chain_id: String,
+    /// Initial balances of the genesis being formed (`--fund`, a devnet aid).
+    pub balances: Vec<timed_core::validators::GenesisBalance>,
 }
 
 /// What reaches the core loop from the network and the API.

@@ -113,6 +113,12 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         None => (0..a.nodes).map(|_| free_port()).collect::<Result<_>>()?,
     };
     let block_time = format!("{}ms", a.block_time.as_millis());
+    let (wallet_path, wallet) = crate::wallet::devnet_wallet(&dir)?;
+    let fund = format!(
+        "{}:{}",
+        hex::encode(wallet.public_key().0),
+        crate::wallet::DEVNET_FUNDS.0
+    );
     let mut children = Children(Vec::new());
     for (i, port) in ports.iter().enumerate() {
         let name = format!("validator{}", i + 1);
@@ -136,6 +142,8 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             .arg(&block_time)
             .arg("--data-dir")
             .arg(dir.join(&name))
+            .arg("--fund")
+            .arg(&fund)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -166,6 +174,15 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             .join(","),
         block_time,
         dir.display()
+    );
+    println!(
+        "devnet: wallet {} holds {} TIME; key {} (timed wallet send --key {} --to ADDRESS \
+         --amount 1.5 --node http://127.0.0.1:{})",
+        hex::encode(wallet.public_key().0),
+        crate::wallet::format_time(crate::wallet::DEVNET_FUNDS),
+        wallet_path.display(),
+        wallet_path.display(),
+        ports[0]
     );
 
     let api: SocketAddr = ([127, 0, 0, 1], ports[0]).into();

@@ -272,11 +272,12 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
         }
     }
     if known.len() > dev.expected_peers {
-        let genesis = dev_genesis(
+        let mut genesis = dev_genesis(
             &dev.chain_id,
             dev.block_time_ms,
             known.iter().map(|(n, (k, s))| (n.clone(), *k, *s)),
         );
+        genesis.balances = dev.balances.clone();
         drop(known);
         fix_genesis(ctx, genesis, false)?;
     } else {

@@ -9,6 +9,8 @@
 //! - `GET /accounts/{address}`: balance and nonce of an account (hex public key);
 //! - `POST /tx`: submit a signed transfer (JSON); 202 when admitted to the mempool, 4xx with a
 //!   reason otherwise.
+//!
+//! Also: the dashboard (`GET /`, `dashboard.rs`) and `POST /txs` (a batch, `txbatch.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/tx", axum::routing::post(submit_tx))
         .route("/tx/{hash}", get(tx_by_hash))
         .route("/accounts/{address}", get(account))
+        .merge(crate::dashboard::routes().merge(crate::txbatch::routes()))
         .with_state(ctx)
 }
 
