@@ -88,6 +88,28 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time (user + system) of a process so far, in milliseconds (Linux `/proc`, 100 ticks/s).
+fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
+/// The CPU time of all the nodes, if every one can be read.
+fn nodes_cpu_ms(children: &Children) -> Option<u64> {
+    children.0.iter().map(|(_, c)| cpu_ms(c.id())).sum()
+}
+
+/// The machine's load average over 1 minute (other jobs compete with the nodes for the cores).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -169,11 +191,16 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
     );
 
     let api: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
+    // Polling validator1 costs it CPU: an eighth of the block time, between 50 ms and 1 s (the
+    // finality figures come from the nodes, not from when a block is seen here).
+    let poll = (a.block_time / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut shutdown = crate::app::shutdown_signal();
     let started = Instant::now();
     let mut next = 1u64;
     let mut finality = Vec::new();
     let mut first_block: Option<(u64, Instant)> = None;
+    let mut first_cpu: Option<u64> = None;
+    let load_at_start = load_average();
     let mut last_block: Option<(u64, Instant)> = None;
     let mut failure = None;
     loop {
@@ -204,7 +231,10 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             next = height + 1;
             let f = b["finality_ms"].as_u64().unwrap_or(0);
             finality.push(f);
-            first_block.get_or_insert((height, now));
+            if first_block.is_none() {
+                first_block = Some((height, now));
+                first_cpu = nodes_cpu_ms(&children);
+            }
             last_block = Some((height, now));
             if !a.report {
                 let total = b["certificate"]["signatures"]
@@ -224,11 +254,13 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         }
         if blocks.len() < 500 {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {},
+                _ = tokio::time::sleep(poll) => {},
                 _ = shutdown.changed() => {},
             }
         }
     }
+    let last_cpu = nodes_cpu_ms(&children);
+    let load_at_end = load_average();
     let rss: Vec<(String, Option<u64>)> = children
         .0
         .iter()
@@ -252,6 +284,20 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             percentile(&finality, 0.5),
             percentile(&finality, 0.99)
         );
+        if let (Some(c0), Some(c1)) = (first_cpu, last_cpu)
+            && h1 > h0
+            && secs > 0.0
+        {
+            let cpu = (c1 - c0) as f64;
+            println!(
+                "devnet: CPU of the {} nodes: {:.2} ms per block, {:.0} % of one core per node; \
+                 load average {load_at_start} at the start, {load_at_end} at the end ({} cores)",
+                a.nodes,
+                cpu / (h1 - h0) as f64,
+                cpu / secs / 10.0 / a.nodes as f64,
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+            );
+        }
     } else {
         println!("devnet: no block finalized");
     }
