@@ -111,6 +111,10 @@ impl Driver {
                 },
             }
             self.flush_old_extension()?;
+            // The group's messages wait in the peers' queues until the tasks that write them to
+            // QUIC run: on this single-threaded runtime that is when this task yields, which it
+            // would not do while inputs keep arriving. Yield after every group.
+            tokio::task::yield_now().await;
         }
     }
 
