@@ -88,18 +88,35 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time (user + system) of a process so far, in milliseconds (Linux `/proc`, 100 ticks/s).
-fn cpu_ms(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 10)
+/// What the scheduler says of a process so far (Linux `/proc/PID/schedstat`): time on a core,
+/// time runnable but waiting for one (the run queue), and how many times it got a core.
+#[derive(Clone, Copy, Default)]
+struct Sched {
+    cpu_ns: u64,
+    wait_ns: u64,
+    slices: u64,
 }
 
-/// The CPU time of all the nodes, if every one can be read.
-fn nodes_cpu_ms(children: &Children) -> Option<u64> {
-    children.0.iter().map(|(_, c)| cpu_ms(c.id())).sum()
+fn sched(pid: u32) -> Option<Sched> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let mut n = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some(Sched {
+        cpu_ns: n.next()??,
+        wait_ns: n.next()??,
+        slices: n.next()??,
+    })
+}
+
+/// The sum over all the nodes, if every one can be read.
+fn nodes_sched(children: &Children) -> Option<Sched> {
+    children.0.iter().try_fold(Sched::default(), |acc, (_, c)| {
+        let s = sched(c.id())?;
+        Some(Sched {
+            cpu_ns: acc.cpu_ns + s.cpu_ns,
+            wait_ns: acc.wait_ns + s.wait_ns,
+            slices: acc.slices + s.slices,
+        })
+    })
 }
 
 /// The machine's load average over 1 minute (other jobs compete with the nodes for the cores).
@@ -199,7 +216,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
     let mut next = 1u64;
     let mut finality = Vec::new();
     let mut first_block: Option<(u64, Instant)> = None;
-    let mut first_cpu: Option<u64> = None;
+    let mut first_cpu: Option<Sched> = None;
     let load_at_start = load_average();
     let mut last_block: Option<(u64, Instant)> = None;
     let mut failure = None;
@@ -233,7 +250,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             finality.push(f);
             if first_block.is_none() {
                 first_block = Some((height, now));
-                first_cpu = nodes_cpu_ms(&children);
+                first_cpu = nodes_sched(&children);
             }
             last_block = Some((height, now));
             if !a.report {
@@ -259,7 +276,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             }
         }
     }
-    let last_cpu = nodes_cpu_ms(&children);
+    let last_cpu = nodes_sched(&children);
     let load_at_end = load_average();
     let rss: Vec<(String, Option<u64>)> = children
         .0
@@ -288,13 +305,19 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             && h1 > h0
             && secs > 0.0
         {
-            let cpu = (c1 - c0) as f64;
+            let cpu_ms = c1.cpu_ns.saturating_sub(c0.cpu_ns) as f64 / 1e6;
+            let wait_ms = c1.wait_ns.saturating_sub(c0.wait_ns) as f64 / 1e6;
+            let slices = c1.slices.saturating_sub(c0.slices).max(1) as f64;
             println!(
                 "devnet: CPU of the {} nodes: {:.2} ms per block, {:.0} % of one core per node; \
-                 load average {load_at_start} at the start, {load_at_end} at the end ({} cores)",
+                 a node waited {:.2} ms on average for a core each time it became runnable \
+                 ({:.0} % of its runnable time); load average {load_at_start} at the start, \
+                 {load_at_end} at the end ({} cores)",
                 a.nodes,
-                cpu / (h1 - h0) as f64,
-                cpu / secs / 10.0 / a.nodes as f64,
+                cpu_ms / (h1 - h0) as f64,
+                cpu_ms / secs / 10.0 / a.nodes as f64,
+                wait_ms / slices,
+                100.0 * wait_ms / (wait_ms + cpu_ms).max(f64::EPSILON),
                 std::thread::available_parallelism().map_or(0, |n| n.get()),
             );
         }
