@@ -91,13 +91,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// What the scheduler says of a process so far (Linux `/proc/PID/schedstat`): time on a core,
 /// time runnable but waiting for one (the run queue), and how many times it got a core.
 #[derive(Clone, Copy, Default)]
-struct Sched {
-    cpu_ns: u64,
-    wait_ns: u64,
-    slices: u64,
+pub struct Sched {
+    pub cpu_ns: u64,
+    pub wait_ns: u64,
+    pub slices: u64,
 }
 
-fn sched(pid: u32) -> Option<Sched> {
+pub fn sched(pid: u32) -> Option<Sched> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
     let mut n = text.split_whitespace().map(|f| f.parse::<u64>().ok());
     Some(Sched {
