@@ -309,7 +309,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             let wait_ms = c1.wait_ns.saturating_sub(c0.wait_ns) as f64 / 1e6;
             let slices = c1.slices.saturating_sub(c0.slices).max(1) as f64;
             println!(
-                "devnet: CPU of the {} nodes: {:.2} ms per block, {:.0} % of one core per node; \
+                "devnet: CPU of the {} nodes: {:.2} ms per block, {:.1} % of one core per node; \
                  a node waited {:.2} ms on average for a core each time it became runnable \
                  ({:.0} % of its runnable time); load average {load_at_start} at the start, \
                  {load_at_end} at the end ({} cores)",
