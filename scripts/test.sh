@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need, then runs them all.
 #
-# - Chromium, for the dashboard's browser test (runtime-tokio/tests/dashboard_browser.rs), from
+# - Chromium, for the dashboard's browser test (tests/node/dashboard_browser.rs), from
 #   Debian's packages when it is missing (needs root, as on the project's machines and CI);
 # - then `cargo test --workspace` with any extra arguments given to this script (e.g. -j 2).
 set -euo pipefail

@@ -27,7 +27,7 @@ use timed_core::message::{Vote, VoteKind};
 use timed_core::types::{Height, Round, Stake, TimestampMs};
 use timed_core::validators::{ConsensusParams, Genesis, GenesisValidator};
 
-use crate::devnet::{Children, free_port};
+use crate::devnet::{Children, Sched, free_port, sched};
 use crate::store::{Store, StoredBlock};
 use crate::{handshake, httpc, keys};
 
@@ -286,6 +286,7 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
         ports[1],
         ports[0],
     )?;
+    let pids: Vec<u32> = children.0.iter().map(|(_, c)| c.id()).collect();
     let mut first: Option<(u64, Instant)> = None;
     loop {
         check_alive(&mut children, dir)?;
@@ -306,6 +307,7 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let total = t0.elapsed().as_secs_f64();
+    let sched: Vec<Option<Sched>> = pids.iter().map(|p| sched(*p)).collect();
     children.stop();
     println!(
         "bench catchup: a fresh node synced {} blocks over QUIC in {total:.2} s: {:.0} blocks/s \
@@ -320,6 +322,20 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
              blocks/s",
             (t - t0).as_secs_f64(),
             (a.blocks - h) as f64 / secs
+        );
+    }
+    if let [Some(serving), Some(fresh)] = sched.as_slice() {
+        println!(
+            "bench catchup: the fresh node ran {:.2} s on a core and waited {:.2} s for one; the \
+             serving node ran {:.2} s; load average {} ({} cores)",
+            fresh.cpu_ns as f64 / 1e9,
+            fresh.wait_ns as f64 / 1e9,
+            serving.cpu_ns as f64 / 1e9,
+            std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+                .unwrap_or_else(|| "?".into()),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
     }
     Ok(())

@@ -88,6 +88,45 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// What the scheduler says of a process so far (Linux `/proc/PID/schedstat`): time on a core,
+/// time runnable but waiting for one (the run queue), and how many times it got a core.
+#[derive(Clone, Copy, Default)]
+pub struct Sched {
+    pub cpu_ns: u64,
+    pub wait_ns: u64,
+    pub slices: u64,
+}
+
+pub fn sched(pid: u32) -> Option<Sched> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let mut n = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some(Sched {
+        cpu_ns: n.next()??,
+        wait_ns: n.next()??,
+        slices: n.next()??,
+    })
+}
+
+/// The sum over all the nodes, if every one can be read.
+fn nodes_sched(children: &Children) -> Option<Sched> {
+    children.0.iter().try_fold(Sched::default(), |acc, (_, c)| {
+        let s = sched(c.id())?;
+        Some(Sched {
+            cpu_ns: acc.cpu_ns + s.cpu_ns,
+            wait_ns: acc.wait_ns + s.wait_ns,
+            slices: acc.slices + s.slices,
+        })
+    })
+}
+
+/// The machine's load average over 1 minute (other jobs compete with the nodes for the cores).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -186,11 +225,16 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
     );
 
     let api: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
+    // Polling validator1 costs it CPU: an eighth of the block time, between 50 ms and 1 s (the
+    // finality figures come from the nodes, not from when a block is seen here).
+    let poll = (a.block_time / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut shutdown = crate::app::shutdown_signal();
     let started = Instant::now();
     let mut next = 1u64;
     let mut finality = Vec::new();
     let mut first_block: Option<(u64, Instant)> = None;
+    let mut first_cpu: Option<Sched> = None;
+    let load_at_start = load_average();
     let mut last_block: Option<(u64, Instant)> = None;
     let mut failure = None;
     loop {
@@ -221,7 +265,10 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             next = height + 1;
             let f = b["finality_ms"].as_u64().unwrap_or(0);
             finality.push(f);
-            first_block.get_or_insert((height, now));
+            if first_block.is_none() {
+                first_block = Some((height, now));
+                first_cpu = nodes_sched(&children);
+            }
             last_block = Some((height, now));
             if !a.report {
                 let total = b["certificate"]["signatures"]
@@ -241,11 +288,13 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         }
         if blocks.len() < 500 {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {},
+                _ = tokio::time::sleep(poll) => {},
                 _ = shutdown.changed() => {},
             }
         }
     }
+    let last_cpu = nodes_sched(&children);
+    let load_at_end = load_average();
     let rss: Vec<(String, Option<u64>)> = children
         .0
         .iter()
@@ -269,6 +318,26 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             percentile(&finality, 0.5),
             percentile(&finality, 0.99)
         );
+        if let (Some(c0), Some(c1)) = (first_cpu, last_cpu)
+            && h1 > h0
+            && secs > 0.0
+        {
+            let cpu_ms = c1.cpu_ns.saturating_sub(c0.cpu_ns) as f64 / 1e6;
+            let wait_ms = c1.wait_ns.saturating_sub(c0.wait_ns) as f64 / 1e6;
+            let slices = c1.slices.saturating_sub(c0.slices).max(1) as f64;
+            println!(
+                "devnet: CPU of the {} nodes: {:.2} ms per block, {:.1} % of one core per node; \
+                 a node waited {:.2} ms on average for a core each time it became runnable \
+                 ({:.0} % of its runnable time); load average {load_at_start} at the start, \
+                 {load_at_end} at the end ({} cores)",
+                a.nodes,
+                cpu_ms / (h1 - h0) as f64,
+                cpu_ms / secs / 10.0 / a.nodes as f64,
+                wait_ms / slices,
+                100.0 * wait_ms / (wait_ms + cpu_ms).max(f64::EPSILON),
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+            );
+        }
     } else {
         println!("devnet: no block finalized");
     }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use timed_core::block::Certificate;
 use timed_core::consensus::{Event, Input, Misbehaviour, Node, Output, Step, Timer};
 use timed_core::ledger::TxError;
-use timed_core::message::{Decision, Message, VoteKind};
+use timed_core::message::{Decision, Message, Vote, VoteKind, verify_votes};
 use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -36,6 +36,17 @@ enum Todo {
     Output(Output),
     Finalized(Box<StoredBlock>),
 }
+
+/// The outputs of a group of steps, to perform once the group's WAL batch is written.
+#[derive(Default)]
+struct Group {
+    todo: Vec<Todo>,
+    /// The batch holds a `Persist` record: sync it.
+    sync: bool,
+}
+
+/// At most this many queued inputs form one group.
+const MAX_GROUP: usize = 64;
 
 /// How long a longer certificate may wait for the next block's transaction.
 const EXTENSION_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -96,41 +107,107 @@ impl Driver {
                 _ = sleep_until(deadline) => self.fire_timers()?,
                 input = rx.recv() => match input {
                     None => return self.close(),
-                    Some(input) => self.on_input(input)?,
+                    Some(input) => self.on_inputs(input, &mut rx)?,
                 },
             }
             self.flush_old_extension()?;
+            // The group's messages wait in the peers' queues until the tasks that write them to
+            // QUIC run: on this single-threaded runtime that is when this task yields, which it
+            // would not do while inputs keep arriving. Yield after every group.
+            tokio::task::yield_now().await;
         }
     }
 
     fn fire_timers(&mut self) -> Result<(), StoreError> {
         let now = Instant::now();
+        let mut group = Group::default();
         while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            self.step(Input::Timeout(timer))?;
+            self.handle(Input::Timeout(timer), &mut group);
         }
-        Ok(())
+        self.complete(group)
     }
 
-    fn on_input(&mut self, input: CoreInput) -> Result<(), StoreError> {
+    /// The inputs queued now (at most `MAX_GROUP`) as one group: their votes' signatures checked
+    /// in one batch, one WAL write and sync for all of their records, then their outputs.
+    fn on_inputs(
+        &mut self,
+        first: CoreInput,
+        rx: &mut mpsc::Receiver<CoreInput>,
+    ) -> Result<(), StoreError> {
+        let mut inputs = vec![first];
+        while inputs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(input) => inputs.push(input),
+                Err(_) => break,
+            }
+        }
+        let checked = self.check_votes(&inputs);
+        let mut group = Group::default();
+        for (input, checked) in inputs.into_iter().zip(checked) {
+            self.on_input(input, checked, &mut group);
+        }
+        self.complete(group)
+    }
+
+    /// Which inputs are votes whose signature is good, checked as one batch
+    /// (`message::verify_votes`: one `verify_batch`, one by one only if it fails). Only votes of
+    /// the deciding height or later: the core checks an older one only if it extends a
+    /// certificate. A vote that fails here goes to the core unchecked, which refuses it.
+    fn check_votes(&self, inputs: &[CoreInput]) -> Vec<bool> {
+        let height = self.node.height();
+        let at: Vec<usize> = inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, input)| {
+                matches!(input, CoreInput::Message { msg: Message::Vote(v), .. } if v.height >= height)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut checked = vec![false; inputs.len()];
+        if at.is_empty() {
+            return checked;
+        }
+        let votes: Vec<Vote> = at
+            .iter()
+            .filter_map(|i| match &inputs[*i] {
+                CoreInput::Message {
+                    msg: Message::Vote(v),
+                    ..
+                } => Some(v.clone()),
+                _ => None,
+            })
+            .collect();
+        let good = verify_votes(&votes, self.node.validators(), self.node.chain_id());
+        for (i, ok) in at.into_iter().zip(good) {
+            checked[i] = ok;
+        }
+        checked
+    }
+
+    fn on_input(&mut self, input: CoreInput, checked: bool, group: &mut Group) {
         match input {
             CoreInput::Message { from, msg } => {
                 if let Message::Proposal(p) = &msg {
                     self.sample_clock(from, p.height, p.block.header.timestamp);
                 }
-                self.step(Input::Message { from, msg })
+                let input = if checked {
+                    Input::SignatureChecked { from, msg }
+                } else {
+                    Input::Message { from, msg }
+                };
+                self.handle(input, group)
             }
-            CoreInput::PeerConnected(peer) => self.step(Input::PeerConnected(peer)),
+            CoreInput::PeerConnected(peer) => self.handle(Input::PeerConnected(peer), group),
             CoreInput::PendingTx(hash, reply) => {
                 let _ = reply.send(self.node.mempool().get(&hash).cloned());
-                Ok(())
             }
             CoreInput::SubmitTx(tx, reply) => {
                 self.tx_waiters.entry(tx.hash()).or_default().push(reply);
-                self.step(Input::SubmitTx(tx))
+                self.handle(Input::SubmitTx(tx), group)
             }
         }
     }
@@ -178,23 +255,27 @@ impl Driver {
         }
     }
 
-    /// One input, one step. Every `Persist` record of the step is written in one group (one
-    /// write, one fdatasync) before any output of the step is performed: each record is then
-    /// durable before every later output, as the core requires, with a single sync per step
-    /// (a proposer's proposal and its own prepare, or a lock and its precommit, share one).
-    /// Performing an output later than the core allows is always safe; only earlier is not.
+    /// Hands one input to the core and sorts its outputs into `group`: `Persist` records and
+    /// finalized blocks into the WAL batch, everything else (and the blocks) into the group's
+    /// outputs, in order.
+    ///
+    /// A group is one input, or the inputs queued at once, or the timers due at once. Every
+    /// `Persist` record of the group is written in one write and one fdatasync (`complete`)
+    /// before any output of the group is performed: each record is then durable before every
+    /// later output, as the core requires, with one sync per group (a proposer's proposal and its
+    /// own prepare, a lock and its precommit, or the records of several queued messages share
+    /// one). Performing an output later than the core allows is always safe; only earlier is not.
     ///
     /// A finalized block goes into the same write, in its place (see `store.rs`: the block of `h`
     /// precedes any record of `h + 1` in the WAL); it is committed to redb when performed.
-    fn step(&mut self, input: Input) -> Result<(), StoreError> {
+    fn handle(&mut self, input: Input, group: &mut Group) {
         let outputs = self.node.handle(TimestampMs(unix_ms()), input);
-        let mut rest = Vec::with_capacity(outputs.len());
-        let mut sync = false;
+        group.todo.reserve(outputs.len());
         for out in outputs {
             match out {
                 Output::Persist(r) => {
                     self.batch.push(WalRecord::Persist(r));
-                    sync = true;
+                    group.sync = true;
                 }
                 Output::Finalized(f) => {
                     let finality_ms = unix_ms().saturating_sub(f.block.header.timestamp.0);
@@ -206,21 +287,26 @@ impl Driver {
                         finality_ms,
                     });
                     self.batch.push(WalRecord::Finalized(stored.clone()));
-                    rest.push(Todo::Finalized(stored));
+                    group.todo.push(Todo::Finalized(stored));
                 }
-                out => rest.push(Todo::Output(out)),
+                out => group.todo.push(Todo::Output(out)),
             }
         }
-        self.flush(sync)?;
+    }
+
+    /// Writes the group's WAL batch (synced if it holds a `Persist` record), then performs its
+    /// outputs in order, then stores its finalized blocks in one redb transaction.
+    fn complete(&mut self, group: Group) -> Result<(), StoreError> {
+        self.flush(group.sync)?;
         let mut blocks = Vec::new();
-        for todo in rest {
+        for todo in group.todo {
             match todo {
                 Todo::Output(out) => self.perform(out)?,
                 Todo::Finalized(stored) => blocks.push(stored),
             }
         }
         if !blocks.is_empty() {
-            // After the step's messages are on their way: the WAL already holds the blocks.
+            // After the group's messages are on their way: the WAL already holds the blocks.
             let start = Instant::now();
             let extended = self.extended.take().map(|(c, _)| c);
             self.ctx
@@ -236,6 +322,12 @@ impl Driver {
         }
         self.update_live();
         Ok(())
+    }
+
+    fn step(&mut self, input: Input) -> Result<(), StoreError> {
+        let mut group = Group::default();
+        self.handle(input, &mut group);
+        self.complete(group)
     }
 
     /// A longer certificate for a stored block waits for the next block's transaction, or is

@@ -286,6 +286,20 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
     Ok(Verdict::Pending)
 }
 
+/// The dialer's verdict. The acceptor judges the hello the dialer *sent*: `Ready` only if it
+/// carried the genesis. The dialer judges the acceptor's reply, but its own genesis may have been
+/// fixed while the hellos crossed (another peer's hello completed it): then the acceptor saw no
+/// genesis from us and concluded `Pending` — it waits for us to close and redial, and reads
+/// nothing on this connection. So a dialer whose hello carried no genesis is never `Ready`; were
+/// it, its messages would go into a connection the peer never reads (a link dead until restart,
+/// measured as 3–5 s stalls of a devnet at block time 0 whenever that link was needed).
+pub fn dialer_verdict(sent_genesis: bool, verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Ready(_) if !sent_genesis => Verdict::Pending,
+        v => v,
+    }
+}
+
 fn warn_waiting(ctx: &Ctx, heard: usize, expected: usize) {
     info!(
         node = %ctx.name,
@@ -297,6 +311,15 @@ fn warn_waiting(ctx: &Ctx, heard: usize, expected: usize) {
 mod tests {
     use super::*;
     use timed_core::types::Stake;
+
+    #[test]
+    fn a_dialer_whose_hello_had_no_genesis_is_never_ready() {
+        let i = ValidatorIndex(1);
+        assert_eq!(dialer_verdict(false, Verdict::Ready(i)), Verdict::Pending);
+        assert_eq!(dialer_verdict(true, Verdict::Ready(i)), Verdict::Ready(i));
+        assert_eq!(dialer_verdict(true, Verdict::Pending), Verdict::Pending);
+        assert_eq!(dialer_verdict(false, Verdict::Pending), Verdict::Pending);
+    }
 
     #[test]
     fn dev_genesis_is_independent_of_hello_order() {

@@ -233,11 +233,13 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
     let mut backoff = BACKOFF_MIN;
     let mut shutdown = ctx.shutdown.clone();
     let mut last_error = String::new();
+    let mut again = false;
     loop {
         let result = tokio::select! {
             r = dial_once(&ctx, &endpoint, &addr) => r,
             _ = shutdown.changed() => return,
         };
+        let again_before = std::mem::take(&mut again);
         match result {
             Ok(DialEnd::Myself) => {
                 debug!(%addr, "this peer address is this node itself; not dialing it");
@@ -252,6 +254,13 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
             Ok(DialEnd::Closed) => backoff = BACKOFF_MIN,
+            // Once at once; should it repeat, with the backoff (no busy loop on a confused peer).
+            Ok(DialEnd::Again) if !again_before => {
+                again = true;
+                backoff = BACKOFF_MIN;
+                continue;
+            }
+            Ok(DialEnd::Again) => backoff = (backoff * 2).min(BACKOFF_MAX),
             Err(LinkError::Redial) => {
                 backoff = BACKOFF_MIN;
                 continue;
@@ -281,6 +290,8 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
 enum DialEnd {
     Myself,
     Pending,
+    /// The hello we sent had no genesis, and we have one now: dial again at once.
+    Again,
     Closed,
 }
 
@@ -319,12 +330,11 @@ async fn dial_once(
         .open_bi()
         .await
         .map_err(|e| LinkError::Lost(e.to_string()))?;
-    wire::write_frame(
-        &mut send,
-        &wire::encode_hello(&HelloReply::Welcome(ctx.hello())),
-    )
-    .await
-    .map_err(|e| LinkError::Lost(e.to_string()))?;
+    let mine = ctx.hello();
+    let sent_genesis = mine.genesis.is_some();
+    wire::write_frame(&mut send, &wire::encode_hello(&HelloReply::Welcome(mine)))
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
     let reply = read_hello(&mut recv).await.map_err(|e| match e {
         LinkError::Lost(s) => {
             LinkError::Lost(format!("{s} (the peer may have refused our certificate)"))
@@ -342,10 +352,16 @@ async fn dial_once(
             return Err(LinkError::RefusedByPeer(reason));
         }
     };
-    match handshake::on_hello(ctx, &hello, key) {
+    match handshake::on_hello(ctx, &hello, key).map(|v| handshake::dialer_verdict(sent_genesis, v))
+    {
         Err(reason) => {
             conn.close(0u32.into(), b"refused");
             Err(LinkError::RefusedByUs(format!("{}: {reason}", hello.name)))
+        }
+        Ok(Verdict::Pending) if ctx.chain().is_some() => {
+            // Our genesis was fixed while the hellos crossed: the next hello carries it.
+            conn.close(0u32.into(), b"pending");
+            Ok(DialEnd::Again)
         }
         Ok(Verdict::Pending) => {
             conn.close(0u32.into(), b"pending");

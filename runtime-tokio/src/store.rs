@@ -60,6 +60,12 @@ const WAL_PRUNE_BYTES: u64 = 1024 * 1024;
 /// ...or after this many blocks finalized since the last durable point.
 const DURABLE_EVERY_BLOCKS: u32 = 1024;
 
+/// redb's page cache: its read cache, and the write buffer where the pages of non-durable commits
+/// wait for the next durable point (at most half of it; beyond that they go to the file, unsynced).
+/// redb's default is 1 GiB, which a node running for months would fill with pages of old blocks.
+/// The ledger's pages and the recent blocks fit in this.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Stored values are our own encodings; this bounds what a corrupt file can make us allocate.
 const MAX_STORED_BYTES: usize = 64 * 1024 * 1024;
 
@@ -126,15 +132,18 @@ impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                path: shown.clone(),
-            },
-            e => StoreError::Open {
-                path: shown.clone(),
-                source: e.into(),
-            },
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: shown.clone(),
+                },
+                e => StoreError::Open {
+                    path: shown.clone(),
+                    source: e.into(),
+                },
+            })?;
         let tx = db.begin_write().map_err(StoreError::db)?;
         {
             tx.open_table(BLOCKS).map_err(StoreError::db)?;

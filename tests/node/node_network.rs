@@ -1,10 +1,12 @@
-//! Real `timed` processes over QUIC on loopback: the design notes' three validators finalize one
-//! chain; one stops and two keep finalizing; it comes back and catches up; `kill -9` and restart
-//! signs nothing conflicting.
+//! Real `timed` processes over QUIC on loopback, started with the design notes' flags
+//! (`--validator-id validator1 --port P --peers localhost:P2,localhost:P3 --stake 100`, ephemeral
+//! ports): the three validators finalize one chain, the same through `/blocks` and `/status`; one
+//! stops and two keep finalizing; it comes back and catches up; `kill -9` and restart signs
+//! nothing conflicting.
 
 mod common;
 
-use common::{Net, wait_for};
+use common::{Net, get_json, wait_for};
 
 #[test]
 fn three_validators_finalize_identical_chains() {
@@ -20,6 +22,39 @@ fn three_validators_finalize_identical_chains() {
             hashes.iter().all(|x| *x == hashes[0]),
             "height {h}: {hashes:?}"
         );
+    }
+    // The same chain through the list endpoint...
+    let listed = get_json(net.port(1), "/blocks?from=1&limit=5").expect("a range is served");
+    let listed = listed.as_array().expect("a list of blocks");
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    for (k, b) in listed.iter().enumerate() {
+        let h = k as u64 + 1;
+        assert_eq!(b["height"], h);
+        assert_eq!(
+            b["hash"].as_str(),
+            net.block_hash(0, h).as_deref(),
+            "height {h}"
+        );
+    }
+    // ...and through /status: each node's last block is the others' block of that height.
+    for i in 0..3 {
+        let s = net.status(i).unwrap();
+        let h = s["height"].as_u64().unwrap();
+        let last = s["last_block_hash"]
+            .as_str()
+            .expect("a last block hash")
+            .to_string();
+        assert!(h >= 5, "{s}");
+        for j in 0..3 {
+            let other = wait_for("the other nodes to reach that height", || {
+                net.block_hash(j, h)
+            });
+            assert_eq!(
+                other, last,
+                "height {h}: {} vs {}",
+                net.nodes[i].name, net.nodes[j].name
+            );
+        }
     }
     let s = net.status(0).unwrap();
     assert_eq!(s["consensus_threshold"], 200);
