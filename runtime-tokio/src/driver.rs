@@ -12,7 +12,7 @@
 //! A storage failure stops the node: going on could send a signed message that is not durable.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,7 +62,7 @@ pub struct Driver {
     chain: Arc<Chain>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     seq: u64,
-    tx_waiters: HashMap<Hash, Vec<TxWaiter>>,
+    tx_waiters: HashMap<Hash, VecDeque<TxWaiter>>,
     batch: Vec<WalRecord>,
     /// Per peer: last height sampled and the smoothed offset of its clock to ours (ms).
     offsets: BTreeMap<ValidatorIndex, (Height, f64)>,
@@ -206,7 +206,7 @@ impl Driver {
                 let _ = reply.send(self.node.mempool().get(&hash).cloned());
             }
             CoreInput::SubmitTx(tx, reply) => {
-                self.tx_waiters.entry(tx.hash()).or_default().push(reply);
+                self.tx_waiters.entry(tx.hash()).or_default().push_back(reply);
                 self.handle(Input::SubmitTx(tx), group)
             }
         }
@@ -451,18 +451,31 @@ impl Driver {
                 }
             }
             Output::TxAccepted { hash } => {
-                for w in self.tx_waiters.remove(&hash).unwrap_or_default() {
+                if let Some(w) = self.next_tx_waiter(&hash) {
                     let _ = w.send(Ok(hash));
                 }
             }
             Output::TxRejected { hash, error } => {
-                for w in self.tx_waiters.remove(&hash).unwrap_or_default() {
-                    let _ = w.send(Err(error.clone()));
+                if let Some(w) = self.next_tx_waiter(&hash) {
+                    let _ = w.send(Err(error));
                 }
             }
             Output::Event(e) => self.on_event(e),
         }
         Ok(())
+    }
+
+    /// The submitter an output about transfer `hash` answers. The core answers every
+    /// `SubmitTx` once, in order, and a group performs its outputs only after all its inputs are
+    /// in: the same transfer submitted twice in one group has two waiters, the first accepted,
+    /// the second a duplicate, so each verdict goes to the oldest waiter only.
+    fn next_tx_waiter(&mut self, hash: &Hash) -> Option<TxWaiter> {
+        let waiters = self.tx_waiters.get_mut(hash)?;
+        let first = waiters.pop_front();
+        if waiters.is_empty() {
+            self.tx_waiters.remove(hash);
+        }
+        first
     }
 
     fn on_finalized(&mut self, f: &StoredBlock) {
