@@ -238,6 +238,17 @@ pub enum Message {
     },
     /// A transfer gossiped from the node a client submitted it to.
     Transaction(SignedTransfer),
+    /// "Send me the block of `height` whose hash is `hash`": asked by a node that counted a
+    /// quorum of prepares (or precommits) for a block it never received.
+    BlockRequest {
+        height: Height,
+        hash: Hash,
+    },
+    /// The answer to a `BlockRequest`. It needs no signature: the receiver keeps the block only
+    /// if its hash is the one it asked for, and that hash is named by a quorum's signed votes.
+    BlockResponse {
+        block: Block,
+    },
 }
 
 impl Message {
@@ -251,6 +262,8 @@ impl Message {
             Message::SyncRequest { .. } => "sync_request",
             Message::SyncResponse { .. } => "sync_response",
             Message::Transaction(_) => "transaction",
+            Message::BlockRequest { .. } => "block_request",
+            Message::BlockResponse { .. } => "block_response",
         }
     }
 }

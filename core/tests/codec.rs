@@ -152,6 +152,13 @@ fn proposal() -> impl Strategy<Value = Proposal> {
         })
 }
 
+fn block_request() -> impl Strategy<Value = Message> {
+    (any::<u64>(), hash()).prop_map(|(h, hash)| Message::BlockRequest {
+        height: Height(h),
+        hash,
+    })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         vote().prop_map(Message::Vote),
@@ -171,6 +178,8 @@ fn message() -> impl Strategy<Value = Message> {
             }
         }),
         transfer().prop_map(Message::Transaction),
+        block_request(),
+        block().prop_map(|block| Message::BlockResponse { block }),
     ]
 }
 
@@ -461,6 +470,8 @@ macro_rules! one_encoding_of {
 one_encoding_of! {
     a_vote_has_one_encoding: vote();
     a_proposal_has_one_encoding: proposal();
+    a_block_request_has_one_encoding: block_request();
+    a_block_response_has_one_encoding: block().prop_map(|block| Message::BlockResponse { block });
     a_decision_has_one_encoding: (block(), certificate())
         .prop_map(|(block, certificate)| Decision { block, certificate });
     a_block_has_one_encoding: block();

@@ -508,3 +508,175 @@ fn stale_timers_are_ignored() {
     }
     assert_eq!((f.node.height(), f.node.round(), f.node.step()), before);
 }
+
+fn block_requests(outputs: &[Output]) -> Vec<(ValidatorIndex, Hash)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: Message::BlockRequest { height, hash },
+            } => {
+                assert_eq!(*height, Height(1));
+                Some((*to, *hash))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn block_answers(outputs: &[Output]) -> Vec<(ValidatorIndex, Hash)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: Message::BlockResponse { block },
+            } => Some((*to, block.hash())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The stall found by the swarm (seed 1077): an equivocating proposer shows block X to some and Y
+/// to others; X gathers a polka that this node counts but, holding Y, it never gets X. After the
+/// round it asks a validator that prepared X, retries with the next one, keeps only X, and when
+/// it is drawn as proposer it re-proposes X with the polka (L36 for an earlier round, then L14).
+#[test]
+fn a_polka_for_a_block_never_received_is_fetched_from_a_voter_and_reproposed() {
+    let mut f = Fixture::new();
+    let (h1, r0) = (Height(1), Round(0));
+    let x = f.block(f.proposer(0), 900);
+    let y = f.block(f.proposer(0), 901);
+    let others = f.others();
+    let out = f.propose(0, y.clone(), None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(y.hash())]);
+    for v in &others {
+        let out = f.vote(*v, 0, VoteKind::Prepare, Some(x.hash()));
+        // In its own round the proposal may still be on its way: no request yet.
+        assert!(block_requests(&out).is_empty());
+    }
+    // Round 0 ends without a decision (precommit nil on the prepare timeout, then L65).
+    f.node.handle(
+        TimestampMs(2_000),
+        Input::Timeout(Timer::Prepare {
+            height: h1,
+            round: r0,
+        }),
+    );
+    for v in &others[..2] {
+        f.vote(*v, 0, VoteKind::Precommit, None);
+    }
+    let out = f.node.handle(
+        TimestampMs(3_000),
+        Input::Timeout(Timer::Precommit {
+            height: h1,
+            round: r0,
+        }),
+    );
+    assert_eq!(f.node.round(), Round(1));
+    assert_eq!(block_requests(&out), vec![(others[0], x.hash())]);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::BlockRequested { peer, block, .. })
+            if *peer == others[0] && *block == x.hash()
+    )));
+    // Asked once per resend interval, each time of the next validator that prepared X.
+    let resend = f.genesis.params.resend_interval_ms;
+    let tick = |f: &mut Fixture, t: u64| {
+        f.node
+            .handle(TimestampMs(t), Input::Timeout(Timer::Resend { height: h1 }))
+    };
+    assert!(block_requests(&tick(&mut f, 3_000 + resend - 1)).is_empty());
+    let out = tick(&mut f, 3_000 + resend);
+    assert_eq!(block_requests(&out), vec![(others[1], x.hash())]);
+    // A block not asked for is not kept; the one asked for is, from whoever sends it.
+    let held = f.node.pending_blocks();
+    let other = f.block(f.proposer(0), 902);
+    let out = f.deliver(others[1], Message::BlockResponse { block: other });
+    assert!(rejected(&out, "not_asked"));
+    assert_eq!(f.node.pending_blocks(), held);
+    f.deliver(others[2], Message::BlockResponse { block: x.clone() });
+    assert_eq!(f.node.pending_blocks(), held + 1);
+    let out = tick(&mut f, 3_000 + 3 * resend);
+    assert!(block_requests(&out).is_empty(), "X is held now");
+    // Drawn as proposer in a later round (reached by L55): X again, with its valid round and polka.
+    let mine = (3..60)
+        .find(|r| f.proposer(*r) == f.me)
+        .expect("drawn in some round");
+    let mut proposals = vec![];
+    for v in &others[..2] {
+        let out = f.vote(*v, mine, VoteKind::Prepare, None);
+        proposals.extend(out.into_iter().filter_map(|o| match o {
+            Output::Broadcast(Message::Proposal(p)) => Some(p),
+            _ => None,
+        }));
+    }
+    assert_eq!(f.node.round(), Round(mine));
+    let [p] = &proposals[..] else {
+        panic!("one proposal, got {proposals:?}")
+    };
+    assert_eq!(p.block.hash(), x.hash());
+    assert_eq!(p.valid_round, Some(r0));
+    let polka = p.polka.as_ref().expect("a re-proposal carries its polka");
+    let set = f.genesis.validate().unwrap();
+    assert!(polka.verify_prepares(&set, CHAIN, h1, &x.hash()).is_ok());
+    assert_eq!(polka.round, r0);
+}
+
+/// A peer that floods `BlockRequest`s gets one block per half resend interval, only of a block
+/// of the current height this node holds, and leaves nothing behind.
+#[test]
+fn a_flood_of_block_requests_is_answered_once_per_peer_per_interval() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    f.propose(0, b.clone(), None);
+    let others = f.others();
+    let (peer, second) = (others[0], others[1]);
+    let footprint = f.node.footprint();
+    let request = |height: u64, hash: Hash| Message::BlockRequest {
+        height: Height(height),
+        hash,
+    };
+    let mut answers = vec![];
+    for _ in 0..1_000 {
+        answers.extend(block_answers(&f.deliver(peer, request(1, b.hash()))));
+        // Not held, not this height, not a validator, not another node: never an answer.
+        for (from, msg) in [
+            (peer, request(1, Hash([7; 32]))),
+            (peer, request(2, b.hash())),
+            (peer, request(0, b.hash())),
+            (ValidatorIndex(9), request(1, b.hash())),
+            (f.me, request(1, b.hash())),
+        ] {
+            assert!(block_answers(&f.deliver(from, msg)).is_empty());
+        }
+    }
+    assert_eq!(answers, vec![(peer, b.hash())]);
+    // The limit is per peer: another one is answered.
+    let out = f.deliver(second, request(1, b.hash()));
+    assert_eq!(block_answers(&out), vec![(second, b.hash())]);
+    assert!(rejected(
+        &f.deliver(peer, request(1, b.hash())),
+        "rate_limited"
+    ));
+    assert_eq!(f.node.footprint(), footprint, "requests are not kept");
+    // Half a resend interval later (an honest retry comes after a whole one): one more.
+    let gap = f.genesis.params.resend_interval_ms / 2;
+    let out = f.node.handle(
+        TimestampMs(1_000 + gap - 1),
+        Input::Message {
+            from: peer,
+            msg: request(1, b.hash()),
+        },
+    );
+    assert!(block_answers(&out).is_empty());
+    let out = f.node.handle(
+        TimestampMs(1_000 + gap),
+        Input::Message {
+            from: peer,
+            msg: request(1, b.hash()),
+        },
+    );
+    assert_eq!(block_answers(&out), vec![(peer, b.hash())]);
+}

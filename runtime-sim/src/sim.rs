@@ -1270,5 +1270,13 @@ pub fn describe(msg: &Message) -> String {
         }
         Message::SyncResponse { blocks } => format!("sync response of {} blocks", blocks.len()),
         Message::Transaction(tx) => format!("transaction {}", tx.hash().short()),
+        Message::BlockRequest { height, hash } => {
+            format!("block request h={height} block {}", hash.short())
+        }
+        Message::BlockResponse { block } => format!(
+            "block response h={} block {}",
+            block.height(),
+            block.hash().short()
+        ),
     }
 }

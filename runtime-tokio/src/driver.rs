@@ -618,6 +618,14 @@ impl Driver {
             } => {
                 info!("Round {round} at height {height} ({reason:?}): a new proposer")
             }
+            Event::BlockRequested {
+                peer,
+                height,
+                block,
+            } => debug!(
+                "Asked {} for block {block} of height {height}",
+                self.chain.name(peer)
+            ),
             Event::SyncRequested { peer, from } => {
                 self.ctx.metrics.sync_requests.inc();
                 info!(

@@ -42,3 +42,29 @@ fn a_double_voter_cannot_stall_a_height() {
         assert!(sim.passed(), "seed {seed}: {:#?}", sim.checker.violations);
     }
 }
+
+/// Found by a wider swarm: an equivocating proposer split height 9; X gathered a polka and node
+/// 3 locked on it, while the others held the forged block (or saw the polka only after leaving
+/// the round). Only node 3 could re-propose X, it was not drawn in rounds 1 to 10, and the rest
+/// had too little stake to finalize without it, so the height stalled past the liveness bound.
+/// Now a node that counted a polka of an earlier round fetches the block it lacks from a voter
+/// and takes it as its valid value (L36 for an earlier round), so any proposer re-proposes X.
+#[test]
+fn a_polka_for_a_block_only_a_locked_node_holds_does_not_stall_the_height() {
+    let seed = 1077;
+    let scenario = swarm(seed);
+    assert!(
+        scenario
+            .validators
+            .iter()
+            .any(|v| v.behaviour == Behaviour::EquivocatingProposer)
+    );
+    let mut sim = Simulation::new(&scenario, seed).unwrap();
+    sim.run();
+    assert!(
+        sim.passed(),
+        "seed {seed}: {:#?} {:#?}",
+        sim.checker.violations,
+        sim.expectation_failures
+    );
+}

@@ -152,6 +152,13 @@ pub enum Event {
     },
     /// This node is behind; it asked `peer` for blocks from `from`.
     SyncRequested { peer: ValidatorIndex, from: Height },
+    /// This node counted a prepare quorum of an earlier round for `block` of `height` without
+    /// holding it; it asked `peer`.
+    BlockRequested {
+        peer: ValidatorIndex,
+        height: Height,
+        block: Hash,
+    },
 }
 
 /// What the runtime must do, in the order given.

@@ -13,7 +13,11 @@
 //! - own signed messages are re-sent on `PeerConnected` and on a periodic timer (gossip stand-in);
 //! - a re-proposal carries the prepares of its `validRound` (a polka), and L28 accepts that proof
 //!   as well as its own tally: a double voter can show a quorum to one node and hide it from the
-//!   rest, which the paper's "every message eventually reaches everyone" would not allow.
+//!   rest, which the paper's "every message eventually reaches everyone" would not allow;
+//! - L36's `validValue`/`validRound` update also fires for a polka of an earlier round of the
+//!   height, once the node holds that block, and a node that counted a polka of an earlier round
+//!   for a block it never received asks a validator that prepared it (`BlockRequest`); see
+//!   `follow_polkas` for why.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,6 +40,15 @@ pub const PROPOSAL_ROUNDS_AHEAD: u32 = 4;
 
 /// Messages for the next height are kept for rounds below this.
 const NEXT_HEIGHT_ROUNDS: u32 = 2;
+
+/// The block fetch in flight (at most one): the block wanted, when it was last asked for, and how
+/// many times, so that each retry asks the next of the validators that prepared it.
+#[derive(Clone, Copy, Debug)]
+struct BlockFetch {
+    hash: Hash,
+    asked_at: TimestampMs,
+    attempts: u32,
+}
 
 /// Where a node is within a height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -150,8 +163,10 @@ impl Footprint {
         let rounds = round.0 as usize + MAX_ROUNDS_AHEAD as usize + 1;
         let proposal_rounds = round.0 as usize + PROPOSAL_ROUNDS_AHEAD as usize + 1;
         Footprint {
-            // A block per proposal, one from a decision, a restored lock; each with its verdict.
-            blocks: 2 * (proposal_rounds + 2),
+            // A block per proposal, one from a decision, a restored lock, and fetched ones (each
+            // named by the prepare quorum of a round, of which a round holds at most one: a
+            // validator's stake counts once); each with its verdict.
+            blocks: 2 * (proposal_rounds + 2 + rounds),
             proposals: proposal_rounds,
             vote_slots: rounds * 2 * validators,
             next_height_messages: validators * NEXT_HEIGHT_ROUNDS as usize * 3,
@@ -215,6 +230,11 @@ pub struct Node {
     /// The highest height some peer is known to have finalized, and that peer.
     peer_finalized: Option<(Height, ValidatorIndex)>,
     sync_in_flight: Option<TimestampMs>,
+    /// The block this node is fetching (reset by `enter_height`).
+    block_fetch: Option<BlockFetch>,
+    /// When each peer was last sent a block it asked for: one answer per peer per
+    /// `block_answer_gap`, so that a flood of requests costs one block per gap.
+    block_answered: BTreeMap<ValidatorIndex, TimestampMs>,
 
     out: Vec<Output>,
 }
@@ -258,6 +278,8 @@ impl Node {
             next_height: BTreeMap::new(),
             peer_finalized: None,
             sync_in_flight: None,
+            block_fetch: None,
+            block_answered: BTreeMap::new(),
             out: Vec::new(),
         })
     }
@@ -418,6 +440,7 @@ impl Node {
             Input::SubmitTx(tx) => self.on_submit_tx(tx),
         }
         self.check_rules();
+        self.follow_polkas();
         std::mem::take(&mut self.out)
     }
 
@@ -450,6 +473,8 @@ impl Node {
                 max_blocks,
             } => self.on_sync_request(from, start, max_blocks),
             Message::SyncResponse { blocks } => self.on_sync_response(from, blocks),
+            Message::BlockRequest { height, hash } => self.on_block_request(from, height, hash),
+            Message::BlockResponse { block } => self.on_block_response(block),
             Message::Transaction(tx) => {
                 if let Err(e) = self.mempool.insert(&self.chain_id, tx, &self.ledger) {
                     self.reject("transaction", e.reason());
@@ -803,6 +828,165 @@ impl Node {
         }));
     }
 
+    // ----- blocks a quorum voted for ---------------------------------------------------------
+    //
+    // Algorithm 1 updates `validValue` only from a polka of the current round (L36), and assumes
+    // that a proposal one honest node received reaches every honest node. An equivocating
+    // proposer breaks that: it sends block X to some and Y to others, and a node that stored Y as
+    // the round's proposal drops X as a double proposal. If X gathers a polka anyway, the nodes
+    // without X (or that saw the polka only after leaving the round) never take X as their valid
+    // value, so the only node able to re-propose X with its polka is one that locked on it, and
+    // until that node is drawn as proposer its lock keeps every fresh block from a quorum: with
+    // stakes where the quorum needs it, the height stalls for as many rounds as the draw takes.
+    //
+    // The remedy, each part safe on its own:
+    // - L36 also fires for a polka of any round up to the current one that is newer than
+    //   `validRound`. `validValue` only chooses what this node proposes, and L28 makes every
+    //   receiver check the polka and its own lock: proposing X with a genuine polka of round vr is
+    //   what any proposer, even a Byzantine one, may do, so locks and safety are untouched.
+    // - A node that counted a polka in an earlier round for a block it does not hold asks one of
+    //   the validators that prepared it, which checked the block before voting, with
+    //   `BlockRequest`, and keeps the `BlockResponse` if its hash is the one asked for. The hash,
+    //   signed by a quorum's votes, is the proof; the proposer's signature would add nothing, and
+    //   a node holding X only from its restored lock has no proposal to show. (A precommit
+    //   quorum for a block not held needs no fetch: those that finalized broadcast a `Decision`,
+    //   and sync catches up whoever misses it.)
+    //
+    // Why fetch rather than have the holder relay X once it sees the polka: a relay is a single
+    // broadcast of a whole block that loss or a partition can swallow for good, and one sent to
+    // nodes that already hold X; the fetch is retried (every `resend_interval`, each time to the
+    // next voter) until the block arrives, and costs a block only where one is missing. A peer
+    // cannot abuse it: a request is answered at once or not at all (nothing is held), at most
+    // once per peer per `block_answer_gap`, and only with a block of the current height; a
+    // response is kept only for the one hash in flight, which a quorum named.
+
+    /// L36 for polkas of earlier rounds, and the fetch of a block a quorum prepared.
+    fn follow_polkas(&mut self) {
+        if !self.started || self.step == Step::NewHeight {
+            return;
+        }
+        let mut missing = None;
+        let floor = self.valid.map(|(vr, _)| vr);
+        for round in self.votes.rounds().into_iter().rev() {
+            if round > self.round {
+                continue; // the node gets there by L55 and L36 proper
+            }
+            if floor.is_some_and(|vr| round <= vr) {
+                break;
+            }
+            let Some(hash) = self.polka_value(round) else {
+                continue;
+            };
+            if !self.blocks.contains_key(&hash) {
+                // Of the current round the proposal may still be on its way (votes are small and
+                // often overtake it): the fetch waits until the node has left that round.
+                if round < self.round {
+                    missing.get_or_insert((round, hash));
+                }
+                continue;
+            }
+            // A quorum prepared it, so as for a certified block this node's clock gets no veto
+            // (and the verdict is kept: this runs after every input).
+            if self.check(hash, true) {
+                self.valid = Some((round, hash));
+                break;
+            }
+        }
+        if let Some((round, hash)) = missing {
+            self.fetch_block(round, hash);
+        }
+    }
+
+    /// The value holding a prepare quorum in `round`, if any (at most one: stake counts once).
+    fn polka_value(&self, round: Round) -> Option<Hash> {
+        self.votes
+            .tally(round, VoteKind::Prepare)
+            .find(|(value, stake)| value.is_some() && self.set.is_quorum(*stake))
+            .and_then(|(value, _)| value)
+    }
+
+    /// Asks a validator that prepared `hash` in `round` for that block, unless a request for it
+    /// is younger than `resend_interval`; each retry asks the next such validator.
+    fn fetch_block(&mut self, round: Round, hash: Hash) {
+        let patience = self.params.resend_interval_ms.max(1);
+        let attempts = match self.block_fetch {
+            Some(f) if f.hash == hash => {
+                if self.now.0 < f.asked_at.0.saturating_add(patience) {
+                    return;
+                }
+                f.attempts.saturating_add(1)
+            }
+            _ => 0,
+        };
+        // In ascending validator order (the keeper's).
+        let voters: Vec<ValidatorIndex> = self
+            .votes
+            .votes(round, VoteKind::Prepare)
+            .into_iter()
+            .filter(|v| v.block == Some(hash) && Some(v.validator) != self.me)
+            .map(|v| v.validator)
+            .collect();
+        let Some(&peer) = voters.get(attempts as usize % voters.len().max(1)) else {
+            return; // only this node voted for it: then it holds the block
+        };
+        self.block_fetch = Some(BlockFetch {
+            hash,
+            asked_at: self.now,
+            attempts,
+        });
+        self.out.push(Output::Send {
+            to: peer,
+            msg: Message::BlockRequest {
+                height: self.height,
+                hash,
+            },
+        });
+        self.out.push(Output::Event(Event::BlockRequested {
+            peer,
+            height: self.height,
+            block: hash,
+        }));
+    }
+
+    /// At least this long between two blocks sent to one peer: half the requester's patience,
+    /// so that an honest retry (one per `resend_interval`) is never refused for coming early.
+    fn block_answer_gap(&self) -> u64 {
+        (self.params.resend_interval_ms / 2).max(1)
+    }
+
+    fn on_block_request(&mut self, from: ValidatorIndex, height: Height, hash: Hash) {
+        if height != self.height || Some(from) == self.me || self.set.get(from).is_none() {
+            return;
+        }
+        let Some(block) = self.blocks.get(&hash) else {
+            return;
+        };
+        let gap = self.block_answer_gap();
+        if self
+            .block_answered
+            .get(&from)
+            .is_some_and(|at| self.now.0 < at.0.saturating_add(gap))
+        {
+            return self.reject("block_request", "rate_limited");
+        }
+        let msg = Message::BlockResponse {
+            block: block.clone(),
+        };
+        self.block_answered.insert(from, self.now);
+        self.out.push(Output::Send { to: from, msg });
+    }
+
+    fn on_block_response(&mut self, block: Block) {
+        let Some(fetch) = self.block_fetch else {
+            return self.reject("block_response", "not_asked");
+        };
+        if block.header.height != self.height || block.hash() != fetch.hash {
+            return self.reject("block_response", "not_asked");
+        }
+        self.block_fetch = None;
+        self.blocks.entry(fetch.hash).or_insert(block);
+    }
+
     // ----- timers ----------------------------------------------------------------------------
 
     fn on_timeout(&mut self, timer: Timer) {
@@ -1100,7 +1284,7 @@ impl Node {
             return;
         }
         let (hash, valid_round) = match self.valid {
-            Some((vr, hash)) if self.blocks.contains_key(&hash) => (hash, Some(vr)),
+            Some((vr, hash)) if vr < round && self.blocks.contains_key(&hash) => (hash, Some(vr)),
             _ => match self.build_block(me) {
                 Some(hash) => (hash, None),
                 None => return self.reject("proposal", "cannot_build_block"),
@@ -1320,6 +1504,7 @@ impl Node {
         self.prepare_timer_set = false;
         self.precommit_timer_set = false;
         self.valid_updated = false;
+        self.block_fetch = None;
         if self.started {
             // Even with block time 0 the next round starts from a timer, not inline: a validator
             // holding a quorum alone would otherwise finalize height after height inside one
