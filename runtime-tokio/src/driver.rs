@@ -206,7 +206,10 @@ impl Driver {
                 let _ = reply.send(self.node.mempool().get(&hash).cloned());
             }
             CoreInput::SubmitTx(tx, reply) => {
-                self.tx_waiters.entry(tx.hash()).or_default().push_back(reply);
+                self.tx_waiters
+                    .entry(tx.hash())
+                    .or_default()
+                    .push_back(reply);
                 self.handle(Input::SubmitTx(tx), group)
             }
         }
