@@ -122,9 +122,15 @@ def main():
     rng = random.Random(a.seed)
     q = Queue(a.queue)
     q.configure(a.maxlen)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     held = []  # (release time, packet id)
     passed = dropped = 0
+
+    def stop(*_):
+        print("netem-nfqueue: stopped: passed %d dropped %d" % (passed, dropped), flush=True)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     print("netem-nfqueue: queue %d: delay %.1f ms +/- %.1f ms, loss %.3f %%"
           % (a.queue, a.delay_ms, a.jitter_ms, a.loss_pct), flush=True)
     last_report = time.monotonic()
