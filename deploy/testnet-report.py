@@ -239,7 +239,11 @@ def main():
     w("| kill -9 and restart | %s |" % ("every %s s, one node in turn" % meta["restart_every_s"]
                                         if meta["restart_every_s"] != "0" else "off"))
     w("| sampling | every %s s: `/status`, VmRSS and utime+stime of each process |" % meta["sample_s"])
-    w("| machine | %s CPU(s), %s; kernel %s |" % (meta["cpus"], meta.get("cpu_model", "?"), meta["kernel"]))
+    loads = [float(s["load1"]) for s in samples if s.get("load1")]
+    w("| machine | %s CPU(s), %s; kernel %s%s |" % (
+        meta["cpus"], meta.get("cpu_model", "?"), meta["kernel"],
+        "; load average (1 min) %.2f–%.2f during the run, shared with other work" % (min(loads), max(loads))
+        if loads else ""))
     w("| source | `%s`%s |" % (meta.get("git_rev", "?"),
                                 ", `%s`" % meta["binary"] if meta.get("binary") else ""))
     w("")
@@ -278,7 +282,7 @@ def main():
         w("| memory stable | RSS growth < %d %% | run too short to judge (needs > 10 min) | – |"
           % (RSS_GROWTH_MAX * 100))
     if cpu_max:
-        w("| CPU < 20 % | every node, every interval < %d %% of one core | mean %.1f–%.1f %%, highest "
+        w("| CPU < 20 %% | every node, every interval < %d %% of one core | mean %.1f–%.1f %%, highest "
           "interval %.1f %% | %s |"
           % (CPU_MAX_PCT, min(cpu_mean.values()), max(cpu_mean.values()), max(cpu_max.values()),
              yes(max(cpu_max.values()) < CPU_MAX_PCT)))

@@ -174,7 +174,7 @@ OUT=$OUT_DIR/$(basename "$OUT")
 events=$WORK/events.csv
 samples=$WORK/samples.csv
 echo "t_s,event,node,height,detail" >"$events"
-echo "t_s,node,pid,height,round,peers,rss_kib,cpu_ticks,finality_latency_ms" >"$samples"
+echo "t_s,node,pid,height,round,peers,rss_kib,cpu_ticks,finality_latency_ms,load1" >"$samples"
 T0=$(date +%s)
 event() { echo "$(($(date +%s) - T0)),$1,$2,$3,$4" >>"$events"; }
 
@@ -252,7 +252,7 @@ start_node() {
     --data-dir "$WORK/n$i/data" --listen "$(addr "$i"):$PORT" --peers "$(peers_of "$i")")
   echo "ip netns exec $(ns "$i") ${cmd[*]}" >"$WORK/n$i/command"
   # setsid: a Ctrl-C at the terminal reaches this script, not the nodes.
-  RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns "$i")" "${cmd[@]}" >>"$WORK/n$i/node.log" 2>&1 &
+  NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns "$i")" "${cmd[@]}" >>"$WORK/n$i/node.log" 2>&1 &
   PID[$i]=$!
 }
 
@@ -290,7 +290,8 @@ say "started $NODES validators; running for ${duration_s} s (work dir $WORK)"
 
 # One sample per node: height etc. from /status, VmRSS and utime+stime of the process.
 sample() {
-  local t=$(($(date +%s) - T0)) i pid s h r p f rss ticks st rest
+  local t=$(($(date +%s) - T0)) i pid s h r p f rss ticks st rest load
+  read -r load _ </proc/loadavg
   for i in $(seq 1 "$NODES"); do
     pid=${PID[$i]:-}
     s=$(status "$i")
@@ -308,7 +309,7 @@ sample() {
         ticks=$((fields[11] + fields[12])) # utime + stime (fields 14 and 15)
       fi
     fi
-    echo "$t,n$i,$pid,$h,$r,$p,$rss,$ticks,$f" >>"$samples"
+    echo "$t,n$i,$pid,$h,$r,$p,$rss,$ticks,$f,$load" >>"$samples"
   done
 }
 
@@ -351,8 +352,8 @@ while ((!STOP)); do
       start_shaper "$i"
     fi
   done
-  # The scheduled kill -9 and restart, one node in turn; not in the last two minutes.
-  if ((next_restart > 0 && now >= next_restart)) && [[ -z $rejoin_node ]] && ((T0 + duration_s - now > 120)); then
+  # The scheduled kill -9 and restart, one node in turn; not in the last minute.
+  if ((next_restart > 0 && now >= next_restart)) && [[ -z $rejoin_node ]] && ((T0 + duration_s - now > 60)); then
     i=$((restarts % NODES + 1))
     restarts=$((restarts + 1))
     next_restart=$((next_restart + restart_s))
@@ -426,3 +427,4 @@ cp "$events" "$base-events.csv"
 python3 "$here/testnet-report.py" "$WORK" --samples-name "$(basename "$base")-samples.csv" \
   --events-name "$(basename "$base")-events.csv" >"$OUT"
 say "report: $OUT (raw: $base-samples.csv, $base-events.csv; everything in $WORK)"
+if ((STOP)); then exit 130; fi
