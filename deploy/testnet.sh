@@ -22,7 +22,8 @@
 #
 # Everything it creates is removed on exit, also on Ctrl-C or SIGTERM (a first Ctrl-C ends the run
 # early and still writes the report, marked partial; a second one stops at once). Leftovers of a
-# run that was killed with -9 are removed when the next run starts.
+# run that was killed with -9 are removed when the next run starts. Only one run per --prefix at a
+# time (a lock in /run/lock): a second would remove the first one's namespaces as leftovers.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -150,9 +151,19 @@ cleanup() {
   say "removed namespaces: $(echo "$spaces" | xargs)"
 }
 
+# One run per prefix at a time: a second one would take the first one's namespaces for leftovers.
+# The long-lived children do not inherit the lock, so a run killed with -9 does not keep it.
+lock=/run/lock/timed-testnet-$PREFIX
+mkdir -p /run/lock
+exec 9>>"$lock"
+if ! flock -n 9; then
+  die "another deploy/testnet.sh (pid $(cat "$lock.pid" 2>/dev/null || echo ?)) is using --prefix $PREFIX; stop it with kill -TERM"
+fi
+echo $$ >"$lock.pid"
+
 if ((CLEAN_ONLY)); then cleanup; exit 0; fi
 
-for tool in ip curl jq python3 setsid; do
+for tool in ip curl jq python3 setsid flock; do
   command -v "$tool" >/dev/null || die "needs $tool"
 done
 [[ -x $BIN ]] || die "no binary at $BIN: cargo build --release -p timed (or --bin PATH)"
@@ -210,7 +221,7 @@ declare -A SHAPER=()
 start_shaper() {
   local i=$1
   setsid ip netns exec "$(ns "$i")" python3 "$here/netem-nfqueue.py" --delay-ms "$latency_ms" \
-    --jitter-ms "$jitter_ms" --loss-pct "$LOSS" >>"$WORK/shaper-n$i.log" 2>&1 &
+    --jitter-ms "$jitter_ms" --loss-pct "$LOSS" >>"$WORK/shaper-n$i.log" 2>&1 9>&- &
   SHAPER[$i]=$!
 }
 for i in $(seq 1 "$NODES"); do
@@ -252,7 +263,7 @@ start_node() {
     --data-dir "$WORK/n$i/data" --listen "$(addr "$i"):$PORT" --peers "$(peers_of "$i")")
   echo "ip netns exec $(ns "$i") ${cmd[*]}" >"$WORK/n$i/command"
   # setsid: a Ctrl-C at the terminal reaches this script, not the nodes.
-  NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns "$i")" "${cmd[@]}" >>"$WORK/n$i/node.log" 2>&1 &
+  NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns "$i")" "${cmd[@]}" >>"$WORK/n$i/node.log" 2>&1 9>&- &
   PID[$i]=$!
 }
 
