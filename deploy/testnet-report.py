@@ -151,25 +151,32 @@ def main():
     forked_nodes = {n for _, hs in forks for n in hs}
     survived_clean = sum(1 for e in outcomes if e["event"] == "rejoined" and e["node"] not in forked_nodes)
 
-    # --- finality ---
+    # --- finality, over the heights decided before the last sample (the end of the run) ---
+    def top_height(t):
+        hs = [num(s["height"]) for s in by_t[t].values() if num(s["height"]) is not None]
+        return max(hs) if hs else 0
+
+    window_end = top_height(times[-1]) if times else top
+    after = sorted({h for n in names for h in blocks[n] if h > window_end})
+    after_f = [blocks[n][h]["finality_ms"] for n in names for h in after if h in blocks[n]]
+
     def is_catchup(n, h):
         return any(lo < h <= hi for lo, hi in catchup[n])
 
     live, all_f, per_node = [], [], {}
     for n in names:
-        mine = [b["finality_ms"] for h, b in blocks[n].items() if not is_catchup(n, h)]
+        mine = [b["finality_ms"] for h, b in blocks[n].items()
+                if h <= window_end and not is_catchup(n, h)]
         live += mine
-        all_f += [b["finality_ms"] for b in blocks[n].values()]
+        all_f += [b["finality_ms"] for h, b in blocks[n].items() if h <= window_end]
         per_node[n] = mine
-    rounds = [b["round"] for b in blocks[names[0]].values()]
+    rounds = [b["round"] for h, b in blocks[names[0]].items() if h <= window_end]
     nonzero_rounds = sum(1 for r in rounds if r not in ("", "0"))
+    slow = sorted({(h, b["proposer"]) for n in names for h, b in blocks[n].items()
+                   if h <= window_end and not is_catchup(n, h) and b["finality_ms"] > 1000})
 
     # --- blocks per minute ---
     first_t, last_t = (times[0], times[-1]) if times else (0, 0)
-
-    def top_height(t):
-        hs = [num(s["height"]) for s in by_t[t].values() if num(s["height"]) is not None]
-        return max(hs) if hs else 0
 
     bpm = None
     if last_t > first_t:
@@ -300,8 +307,9 @@ def main():
           "p50 %.2f s, p99 %.2f s, max %.2f s. Blocks decided in a round above 0: %d of %d."
           % (pct(live, 50) / 1000, pct(live, 99) / 1000, max(live) / 1000, nonzero_rounds, len(rounds)))
     if bpm is not None:
-        w("- Blocks per minute: %.2f (heights %d → %d between t = %d s and t = %d s)."
-          % (bpm, top_height(first_t), top_height(last_t), first_t, last_t))
+        w("- Blocks per minute: %.2f (heights %d → %d between t = %d s and t = %d s), one block every "
+          "%.2f s: the block time of the genesis plus the time to decide a height."
+          % (bpm, top_height(first_t), top_height(last_t), first_t, last_t, 60.0 / bpm if bpm else 0))
     if mem_rows:
         w("- Resident memory: %.1f–%.1f MiB per node (highest sample)."
           % (min(mib(m[5]) for m in mem_rows), max(mib(m[5]) for m in mem_rows)))
@@ -366,6 +374,16 @@ def main():
           % (len(live), pct(live, 50), pct(live, 90), pct(live, 99), max(live)))
         w("| all, catch-up included | %d | %d | %d | %d | %d |"
           % (len(all_f), pct(all_f, 50), pct(all_f, 90), pct(all_f, 99), max(all_f)))
+        w("")
+        w("Both sets cover heights 1–%d, those decided by the last sample. %s"
+          % (window_end, "Heights above 1 s outside catch-up: %s." % ", ".join(
+              "%d (proposer %s)" % hp for hp in slow) if slow else "No height took more than 1 s."))
+    if after:
+        w("")
+        w("Heights %d–%d were decided while the blocks were being fetched for this report, after the "
+          "run's end; they are compared for forks but left out of these figures (the fetch itself loads "
+          "the nodes and their links). Their finality: p50 %d ms, max %d ms."
+          % (after[0], after[-1], pct(after_f, 50), max(after_f)))
     w("")
 
     if times:
