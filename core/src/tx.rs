@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{self, CryptoError, Domain, Keypair, PublicKey, Signature};
+use crate::crypto::{self, CryptoError, Domain, KeyCache, Keypair, PublicKey, Signature};
 use crate::types::{Amount, Hash};
 
 /// The signed fields of a transfer.
@@ -67,7 +67,17 @@ impl SignedTransfer {
 /// batch fails, to find the bad ones. Each verdict is the one `verify_signature` gives (the
 /// cofactored rule's batch form agrees with it, whatever the batch holds).
 pub fn verify_signatures(chain_id: &str, txs: &[&SignedTransfer]) -> Vec<bool> {
-    if batch_ok(chain_id, txs) {
+    verify_signatures_with(chain_id, txs, &KeyCache::none())
+}
+
+/// As `verify_signatures`, with the senders' keys decompressed once and kept in `keys` (a
+/// runtime keeps one cache for all the batches it checks).
+pub fn verify_signatures_with(
+    chain_id: &str,
+    txs: &[&SignedTransfer],
+    keys: &KeyCache,
+) -> Vec<bool> {
+    if batch_ok(chain_id, txs, keys) {
         return vec![true; txs.len()];
     }
     txs.iter()
@@ -78,7 +88,7 @@ pub fn verify_signatures(chain_id: &str, txs: &[&SignedTransfer]) -> Vec<bool> {
 /// The index of the first transfer whose signature does not verify, if any: one batch, and one
 /// by one only when the batch fails, stopping at the first bad one.
 pub fn first_bad_signature(chain_id: &str, txs: &[&SignedTransfer]) -> Option<usize> {
-    if batch_ok(chain_id, txs) {
+    if batch_ok(chain_id, txs, &KeyCache::none()) {
         return None;
     }
     txs.iter()
@@ -86,7 +96,7 @@ pub fn first_bad_signature(chain_id: &str, txs: &[&SignedTransfer]) -> Option<us
 }
 
 /// One cofactored batch over `txs`; trivially true for none, a single check for one.
-fn batch_ok(chain_id: &str, txs: &[&SignedTransfer]) -> bool {
+fn batch_ok(chain_id: &str, txs: &[&SignedTransfer], keys: &KeyCache) -> bool {
     match txs {
         [] => true,
         [tx] => tx.verify_signature(chain_id).is_ok(),
@@ -97,7 +107,7 @@ fn batch_ok(chain_id: &str, txs: &[&SignedTransfer]) -> bool {
                 .zip(&messages)
                 .map(|(t, m)| (m.as_slice(), t.signature, t.transfer.from))
                 .collect();
-            crypto::verify_batch_cofactored(&items).is_ok()
+            crypto::verify_batch_cofactored_with(&items, keys).is_ok()
         }
     }
 }
