@@ -123,6 +123,7 @@ impl Driver {
                 }
                 self.step(Input::Message { from, msg })
             }
+            CoreInput::Checked { from, msg } => self.step(Input::SignatureChecked { from, msg }),
             CoreInput::PeerConnected(peer) => self.step(Input::PeerConnected(peer)),
             CoreInput::PendingTx(hash, reply) => {
                 let _ = reply.send(self.node.mempool().get(&hash).cloned());
@@ -131,6 +132,10 @@ impl Driver {
             CoreInput::SubmitTx(tx, reply) => {
                 self.tx_waiters.entry(tx.hash()).or_default().push(reply);
                 self.step(Input::SubmitTx(tx))
+            }
+            CoreInput::SubmitVerifiedTx(tx, reply) => {
+                self.tx_waiters.entry(tx.hash()).or_default().push(reply);
+                self.step(Input::SubmitVerifiedTx(tx))
             }
         }
     }
