@@ -8,8 +8,10 @@ use timed_core::consensus::{
 use timed_core::crypto::{Keypair, Signature};
 use timed_core::ledger::Ledger;
 use timed_core::message::{Message, Proposal, Vote, VoteKind};
+use timed_core::tx::{SignedTransfer, Transfer};
+use timed_core::types::Amount;
 use timed_core::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
-use timed_core::validators::{Genesis, insecure_dev_validators};
+use timed_core::validators::{Genesis, GenesisBalance, insecure_dev_validators};
 
 const CHAIN: &str = "rules";
 
@@ -37,6 +39,20 @@ impl Fixture {
     /// height 1, so every proposal it sees comes from the test.
     fn new() -> Fixture {
         let (genesis, keys) = genesis(4);
+        Fixture::with(genesis, keys)
+    }
+
+    /// As `new`, with `alice` holding 1,000 units to send transfers from.
+    fn funded() -> Fixture {
+        let (mut genesis, keys) = genesis(4);
+        genesis.balances.push(GenesisBalance {
+            account: alice().public_key(),
+            amount: Amount(1_000),
+        });
+        Fixture::with(genesis, keys)
+    }
+
+    fn with(genesis: Genesis, keys: Vec<Keypair>) -> Fixture {
         let set = genesis.validate().unwrap();
         let parent = genesis.hash();
         let busy: Vec<ValidatorIndex> = (0..3)
@@ -72,10 +88,21 @@ impl Fixture {
 
     /// A valid empty block for height 1 built by `proposer`, with a distinguishing timestamp.
     fn block(&self, proposer: ValidatorIndex, timestamp: u64) -> Block {
+        self.block_with(proposer, timestamp, vec![])
+    }
+
+    /// A block for height 1 carrying `txs`, its roots those of the transfers applied as if their
+    /// signatures were good (valid exactly when they are).
+    fn block_with(
+        &self,
+        proposer: ValidatorIndex,
+        timestamp: u64,
+        txs: Vec<SignedTransfer>,
+    ) -> Block {
         let set = self.genesis.validate().unwrap();
         let mut ledger = Ledger::from_genesis(&self.genesis);
         ledger
-            .apply_block(CHAIN, Height(1), proposer, &set, &[])
+            .apply_block_trusting(CHAIN, Height(1), proposer, &set, &txs, |_, _| true)
             .unwrap();
         Block {
             header: Header {
@@ -84,10 +111,10 @@ impl Fixture {
                 parent_hash: self.genesis.hash(),
                 timestamp: TimestampMs(timestamp),
                 proposer,
-                tx_root: block::tx_root(&[]),
+                tx_root: block::tx_root(&txs),
                 state_root: ledger.state_root(),
             },
-            txs: vec![],
+            txs,
         }
     }
 
@@ -127,6 +154,22 @@ impl Fixture {
         self.node
             .handle(TimestampMs(1_000), Input::Message { from, msg })
     }
+}
+
+fn alice() -> Keypair {
+    Keypair::insecure_from_name("alice")
+}
+
+/// Alice pays Bob 10 units, fee 1, nonce 0, signed on this chain.
+fn alices_transfer() -> SignedTransfer {
+    Transfer {
+        from: alice().public_key(),
+        to: Keypair::insecure_from_name("bob").public_key(),
+        amount: Amount(10),
+        fee: Amount(1),
+        nonce: 0,
+    }
+    .sign(&alice(), CHAIN)
 }
 
 fn own_votes(outputs: &[Output], kind: VoteKind) -> Vec<Option<Hash>> {
@@ -411,6 +454,47 @@ fn an_invalid_block_is_prepared_nil() {
     let b = f.block(f.proposer(0), 10_000);
     let out = f.propose(0, b, None);
     assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+}
+
+#[test]
+fn a_block_with_a_forged_transfer_this_node_never_admitted_is_prepared_nil() {
+    let mut forged = alices_transfer();
+    forged.signature.0[9] ^= 0x01;
+    let mut f = Fixture::funded();
+    let b = f.block_with(f.proposer(0), 900, vec![forged]);
+    let out = f.propose(0, b, None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+    assert!(rejected(&out, "block_bad_transaction"));
+    // With the genuine signature, never admitted either: verified in the block, and prepared.
+    let mut f = Fixture::funded();
+    let b = f.block_with(f.proposer(0), 900, vec![alices_transfer()]);
+    let out = f.propose(0, b.clone(), None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+}
+
+#[test]
+fn a_transfer_admitted_then_tampered_is_verified_again_in_the_block() {
+    let admit = |f: &mut Fixture, input: Input| {
+        let out = f.node.handle(TimestampMs(1_000), input);
+        assert!(out.iter().any(|o| matches!(o, Output::TxAccepted { .. })));
+    };
+    // Admitted, then proposed with other signature bytes (the hash, which does not cover the
+    // signature, is the same): the mempool's verdict is not for these bytes.
+    let mut tampered = alices_transfer();
+    tampered.signature.0[40] ^= 0x01;
+    assert_eq!(tampered.hash(), alices_transfer().hash());
+    let mut f = Fixture::funded();
+    admit(&mut f, Input::SubmitTx(alices_transfer()));
+    let b = f.block_with(f.proposer(0), 900, vec![tampered]);
+    let out = f.propose(0, b, None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+    assert!(rejected(&out, "block_bad_transaction"));
+    // The exact bytes admitted (here by a runtime that verified them in a batch) are prepared.
+    let mut f = Fixture::funded();
+    admit(&mut f, Input::SubmitVerifiedTx(alices_transfer()));
+    let b = f.block_with(f.proposer(0), 900, vec![alices_transfer()]);
+    let out = f.propose(0, b.clone(), None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
 }
 
 #[test]

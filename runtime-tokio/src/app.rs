@@ -124,6 +124,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
 
     let shutdown = shutdown_signal();
     let (to_core, rx) = mpsc::channel(CORE_QUEUE);
+    let (gossip, gossip_rx) = mpsc::channel(CORE_QUEUE);
     let mut known = std::collections::BTreeMap::new();
     if let Some(d) = &dev {
         known.insert(name.clone(), (key.public_key(), d.stake));
@@ -140,6 +141,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         known: Mutex::new(known),
         peers: Mutex::new(Default::default()),
         to_core,
+        gossip,
         live: Mutex::new(Live::default()),
         redial: tokio::sync::Notify::new(),
         started: Instant::now(),
@@ -154,6 +156,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         );
     }
 
+    tokio::spawn(crate::txverify::run(ctx.clone(), gossip_rx));
     let router = crate::http::router(ctx.clone());
     let mut http_shutdown = shutdown.clone();
     tokio::spawn(async move {

@@ -68,8 +68,15 @@ pub enum CoreInput {
         from: ValidatorIndex,
         msg: Message,
     },
+    /// As `Message`, its signature verified already (`txverify.rs`): `Input::SignatureChecked`.
+    Checked {
+        from: ValidatorIndex,
+        msg: Message,
+    },
     PeerConnected(ValidatorIndex),
     SubmitTx(SignedTransfer, oneshot::Sender<Result<Hash, TxError>>),
+    /// As `SubmitTx`, its signature verified already: `Input::SubmitVerifiedTx`.
+    SubmitVerifiedTx(SignedTransfer, oneshot::Sender<Result<Hash, TxError>>),
     /// The API asks for a transfer in the mempool.
     PendingTx(Hash, oneshot::Sender<Option<SignedTransfer>>),
 }
@@ -121,6 +128,8 @@ pub struct Ctx {
     pub known: Mutex<BTreeMap<String, (PublicKey, Stake)>>,
     pub peers: Mutex<BTreeMap<ValidatorIndex, PeerQueue>>,
     pub to_core: mpsc::Sender<CoreInput>,
+    /// Transfers gossiped by peers, to be verified in batches on their way to the core.
+    pub gossip: mpsc::Sender<crate::txverify::Gossiped>,
     pub live: Mutex<Live>,
     /// Wakes the dialers that wait (backoff, or a handshake not answered yet): a peer came up.
     pub redial: tokio::sync::Notify,

@@ -201,6 +201,9 @@ impl Driver {
                 };
                 self.handle(input, group)
             }
+            CoreInput::Checked { from, msg } => {
+                self.handle(Input::SignatureChecked { from, msg }, group)
+            }
             CoreInput::PeerConnected(peer) => self.handle(Input::PeerConnected(peer), group),
             CoreInput::PendingTx(hash, reply) => {
                 let _ = reply.send(self.node.mempool().get(&hash).cloned());
@@ -211,6 +214,13 @@ impl Driver {
                     .or_default()
                     .push_back(reply);
                 self.handle(Input::SubmitTx(tx), group)
+            }
+            CoreInput::SubmitVerifiedTx(tx, reply) => {
+                self.tx_waiters
+                    .entry(tx.hash())
+                    .or_default()
+                    .push_back(reply);
+                self.handle(Input::SubmitVerifiedTx(tx), group)
             }
         }
     }

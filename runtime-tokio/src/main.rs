@@ -26,6 +26,7 @@ mod net;
 mod store;
 mod tls;
 mod txbatch;
+mod txverify;
 mod verify;
 mod wal;
 mod wallet;

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub finality_seconds: Histogram,
     pub persist_seconds: Histogram,
     pub store_seconds: Histogram,
+    pub tx_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -49,6 +50,7 @@ impl Metrics {
             finality_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 18)),
             persist_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             store_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
+            tx_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -115,6 +117,11 @@ impl Metrics {
             "store_seconds",
             "Time to commit a finalized block to the database (not synced)",
             m.store_seconds.clone(),
+        );
+        r.register(
+            "tx_batch_size",
+            "Gossiped transfers whose signatures were verified as one batch",
+            m.tx_batch_size.clone(),
         );
         Metrics { registry, ..m }
     }

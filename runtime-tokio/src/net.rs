@@ -206,12 +206,16 @@ async fn read_loop(
         ctx.metrics.bytes_in.inc_by(buf.len() as u64 + 4);
         match codec::decode_message(&buf) {
             Ok(msg) => {
-                if ctx
-                    .to_core
-                    .send(CoreInput::Message { from, msg })
-                    .await
-                    .is_err()
-                {
+                let sent = match msg {
+                    // Verified in batches on the way (`txverify.rs`).
+                    Message::Transaction(tx) => ctx.gossip.send((from, tx)).await.is_ok(),
+                    msg => ctx
+                        .to_core
+                        .send(CoreInput::Message { from, msg })
+                        .await
+                        .is_ok(),
+                };
+                if !sent {
                     return Ok(()); // the core stopped
                 }
             }

@@ -56,7 +56,7 @@ const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Take a durable point (and prune the WAL) once the WAL file is larger than this...
-const WAL_PRUNE_BYTES: u64 = 1024 * 1024;
+const WAL_PRUNE_BYTES: u64 = 8 * 1024 * 1024;
 /// ...or after this many blocks finalized since the last durable point.
 const DURABLE_EVERY_BLOCKS: u32 = 1024;
 

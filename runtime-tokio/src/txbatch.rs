@@ -6,6 +6,10 @@
 //!
 //! Unlike `POST /tx`, which refuses at once when the core's queue is full, a batch waits for room
 //! (up to 10 s): the sender is slowed down instead of refused.
+//!
+//! The batch's signatures are verified as one batch off the core's thread (`txverify::verify`);
+//! the core admits the good ones without verifying them again (`Input::SubmitVerifiedTx`), and
+//! checks a failed one itself, which refuses it with the usual reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,11 +72,17 @@ async fn submit_batch(
             "this node has no genesis yet (still meeting its peers)",
         );
     }
+    let (txs, verdicts) = crate::txverify::verify(&ctx, txs).await;
     let mut answers = Vec::with_capacity(txs.len());
-    for tx in txs {
+    for (tx, verified) in txs.into_iter().zip(verdicts) {
         let hash = hex::encode(tx.hash().0);
         let (reply, answer) = oneshot::channel();
-        match tokio::time::timeout(WAIT, ctx.to_core.send(CoreInput::SubmitTx(tx, reply))).await {
+        let input = if verified {
+            CoreInput::SubmitVerifiedTx(tx, reply)
+        } else {
+            CoreInput::SubmitTx(tx, reply)
+        };
+        match tokio::time::timeout(WAIT, ctx.to_core.send(input)).await {
             Ok(Ok(())) => answers.push((hash, Some(answer))),
             _ => answers.push((hash, None)),
         }

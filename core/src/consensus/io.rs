@@ -34,9 +34,11 @@ pub enum Input {
     /// A decoded message from an authenticated peer. Its content is not trusted yet.
     Message { from: ValidatorIndex, msg: Message },
     /// As `Message`, but the driver has already verified the author's signature of this proposal
-    /// or vote against this node's validator set and chain id. Verification is a pure function, so
-    /// a driver may verify once for many nodes (the simulator) or on other threads; everything
-    /// else in the message (a polka, a certificate, the block) is still checked here.
+    /// or vote against this node's validator set and chain id, or the sender's signature of this
+    /// `Transaction` on this chain (`tx::verify_signatures`). Verification is a pure function, so
+    /// a driver may verify once for many nodes (the simulator) or on other threads, in batches;
+    /// everything else in the message (a polka, a certificate, the block, the transfer's nonce and
+    /// balance) is still checked here.
     SignatureChecked { from: ValidatorIndex, msg: Message },
     /// A timer set by an earlier `Output::Schedule` has fired.
     Timeout(Timer),
@@ -44,6 +46,9 @@ pub enum Input {
     PeerConnected(ValidatorIndex),
     /// A client submitted a transfer to this node.
     SubmitTx(SignedTransfer),
+    /// As `SubmitTx`, but the runtime has verified the transfer's signature on this chain
+    /// (`tx::verify_signatures`, one batch per client request, off the core's thread).
+    SubmitVerifiedTx(SignedTransfer),
 }
 
 /// What a node must be able to restore after a crash so that it never contradicts itself.

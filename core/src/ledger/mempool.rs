@@ -15,7 +15,13 @@
 //!   one (fee bumping), otherwise it is a `Duplicate`;
 //! - when full, a strictly higher fee evicts the lowest-fee transfer (among equal fees, the one
 //!   with the greatest hash); otherwise `MempoolFull`;
-//! - the sender's signature verifies on the chain.
+//! - the sender's signature verifies on the chain (`insert`), or was verified by the caller, as
+//!   part of a batch (`insert_verified`).
+//!
+//! The mempool is also the node's record of which transfers' signatures it has verified: `holds`
+//! says whether these exact bytes, signature included, are pending here, so that building or
+//! checking a block need not verify them again (`Ledger::apply_block_trusting`). A transfer's
+//! hash does not cover its signature, so `holds` compares the whole transfer, not the hash.
 //!
 //! An eviction or a replacement may leave a gap in a sender's nonces; the transfers after the gap
 //! stay pending (the sender can fill it) but are not selected until it is filled.
@@ -64,6 +70,12 @@ impl Mempool {
     pub fn get(&self, hash: &Hash) -> Option<&SignedTransfer> {
         self.by_hash.get(hash)
     }
+    /// True when the transfer pending under `hash` is exactly `tx`, signature included: its
+    /// signature was verified when it was admitted.
+    pub fn holds(&self, hash: &Hash, tx: &SignedTransfer) -> bool {
+        self.by_hash.get(hash) == Some(tx)
+    }
+
     /// Admits a transfer that is valid against `ledger` (its nonce may run ahead of the account's
     /// by a bounded gap). When full, a higher fee evicts the lowest.
     pub fn insert(
@@ -71,6 +83,25 @@ impl Mempool {
         chain_id: &str,
         tx: SignedTransfer,
         ledger: &Ledger,
+    ) -> Result<Hash, TxError> {
+        self.admit(tx, ledger, |tx| tx.verify_signature(chain_id).is_ok())
+    }
+
+    /// As `insert`, for a transfer whose signature the caller has verified on this node's chain
+    /// (`tx::verify_signatures`: a runtime checks a batch off the core's thread).
+    pub fn insert_verified(
+        &mut self,
+        tx: SignedTransfer,
+        ledger: &Ledger,
+    ) -> Result<Hash, TxError> {
+        self.admit(tx, ledger, |_| true)
+    }
+
+    fn admit(
+        &mut self,
+        tx: SignedTransfer,
+        ledger: &Ledger,
+        signature_ok: impl FnOnce(&SignedTransfer) -> bool,
     ) -> Result<Hash, TxError> {
         let hash = tx.hash();
         if self.contains(&hash) {
@@ -117,8 +148,9 @@ impl Mempool {
             },
             None => None,
         };
-        tx.verify_signature(chain_id)
-            .map_err(|_| TxError::BadSignature)?;
+        if !signature_ok(&tx) {
+            return Err(TxError::BadSignature);
+        }
         for old in replaced.into_iter().chain(evicted) {
             self.remove(&old);
         }
@@ -259,6 +291,30 @@ mod tests {
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.insert(CHAIN, tx, &ledger), Err(TxError::Duplicate));
         assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn holds_means_these_exact_bytes_signature_included() {
+        let ledger = funded(&[("alice", 100)]);
+        let mut pool = Mempool::new(10);
+        let tx = transfer(&key("alice"), pk("bob"), 10, 1, 0);
+        let hash = pool.insert(CHAIN, tx.clone(), &ledger).unwrap();
+        assert!(pool.holds(&hash, &tx));
+        // Same transfer, same hash (it does not cover the signature), other signature bytes.
+        let mut tampered = tx.clone();
+        tampered.signature.0[63] ^= 0x01;
+        assert_eq!(tampered.hash(), hash);
+        assert!(!pool.holds(&hash, &tampered));
+        // A batch-verified transfer is held like any other; a forged one is refused by `insert`.
+        let other = transfer(&key("alice"), pk("bob"), 10, 1, 1);
+        let h = pool.insert_verified(other.clone(), &ledger).unwrap();
+        assert!(pool.holds(&h, &other));
+        let mut forged = transfer(&key("alice"), pk("bob"), 10, 1, 2);
+        forged.signature.0[1] ^= 0x01;
+        assert_eq!(
+            pool.insert(CHAIN, forged, &ledger),
+            Err(TxError::BadSignature)
+        );
     }
 
     #[test]

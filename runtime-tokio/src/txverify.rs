@@ -1,0 +1,80 @@
+//! Transfer signatures checked in batches, off the core's thread.
+//!
+//! Every transfer reaches a node once: from a client (`POST /txs`, `txbatch.rs`) or gossiped by a
+//! peer (`Message::Transaction`, one frame each). Verifying them one at a time on the core's
+//! thread was most of a node's CPU under load. Here they are checked as batches
+//! (`tx::verify_signatures`: one cofactored batch, one by one only if it fails) on tokio's
+//! blocking pool, and handed to the core as verified (`Input::SignatureChecked`,
+//! `Input::SubmitVerifiedTx`), which then admits them without verifying again. A transfer that
+//! fails goes to the core unverified, which refuses it with the usual reason.
+//!
+//! Gossip: the read loops of all peers feed one queue; the verifier takes whatever has queued up
+//! (at most `MAX_BATCH`) while the previous batch was being checked, so batches grow with the load
+//! and a lone transfer waits for nobody.
+
+use std::sync::{Arc, LazyLock};
+
+use timed_core::crypto::KeyCache;
+use timed_core::message::Message;
+use timed_core::tx::{self, SignedTransfer};
+use timed_core::types::ValidatorIndex;
+use tokio::sync::mpsc;
+
+use crate::ctx::{CoreInput, Ctx};
+
+/// The senders' keys, decompressed once for all the batches of this process (at most
+/// `KEY_CACHE` of them, about 200 bytes each).
+static KEYS: LazyLock<KeyCache> = LazyLock::new(|| KeyCache::new(KEY_CACHE));
+const KEY_CACHE: usize = 16_384;
+
+/// Gossiped transfers checked in one batch at most.
+const MAX_BATCH: usize = 1024;
+
+/// A transfer gossiped by a peer, on its way to the core.
+pub type Gossiped = (ValidatorIndex, SignedTransfer);
+
+/// One verdict per transfer, computed on the blocking pool. Without a genesis yet there is no
+/// chain id to verify against: every verdict is false (the core, which has none either, is not
+/// running yet).
+pub async fn verify(ctx: &Ctx, txs: Vec<SignedTransfer>) -> (Vec<SignedTransfer>, Vec<bool>) {
+    let Some(chain) = ctx.chain() else {
+        let n = txs.len();
+        return (txs, vec![false; n]);
+    };
+    let n = txs.len();
+    let job = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&SignedTransfer> = txs.iter().collect();
+        let verdicts = tx::verify_signatures_with(&chain.genesis.chain_id, &refs, &KEYS);
+        (txs, verdicts)
+    });
+    // The job only fails if it panicked; then nothing is vouched for (and the transfers are
+    // lost with it: a client retries, a peer re-gossips nothing, the proposer has them).
+    job.await.unwrap_or_else(|_| (Vec::new(), vec![false; n]))
+}
+
+/// Runs until the core stops: gossiped transfers in, verified inputs out, in arrival order.
+pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Gossiped>) {
+    let mut batch: Vec<Gossiped> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH
+            && let Ok(more) = rx.try_recv()
+        {
+            batch.push(more);
+        }
+        let (from, txs): (Vec<ValidatorIndex>, Vec<SignedTransfer>) = batch.drain(..).unzip();
+        ctx.metrics.tx_batch_size.observe(txs.len() as f64);
+        let (txs, verdicts) = verify(&ctx, txs).await;
+        for ((from, tx), ok) in from.into_iter().zip(txs).zip(verdicts) {
+            let msg = Message::Transaction(tx);
+            let input = if ok {
+                CoreInput::Checked { from, msg }
+            } else {
+                CoreInput::Message { from, msg }
+            };
+            if ctx.to_core.send(input).await.is_err() {
+                return; // the core stopped
+            }
+        }
+    }
+}
