@@ -49,13 +49,18 @@ impl Block {
     }
 }
 
-/// The commitment to a block's transactions: BLAKE3 over their hashes in block order.
+/// The commitment to a block's transactions: BLAKE3 over, in block order, each one's hash and
+/// signature. A transfer's hash leaves out its signature (its identity must not change with the
+/// signature's bytes), so the root takes both: the block hash then fixes every byte of the block,
+/// and no one can pass around a copy of a certified block with one signature swapped for a bad
+/// one, under the same hash (a node that checked such a copy would refuse the block for good).
 pub fn tx_root(txs: &[SignedTransfer]) -> Hash {
     let mut h = blake3::Hasher::new();
     h.update(b"timed/txs");
     h.update(&(txs.len() as u64).to_be_bytes());
     for tx in txs {
         h.update(&tx.hash().0);
+        h.update(&tx.signature.0);
     }
     Hash(*h.finalize().as_bytes())
 }
@@ -276,6 +281,25 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn the_tx_root_covers_each_signature() {
+        let alice = Keypair::insecure_from_name("alice");
+        let tx = crate::tx::Transfer {
+            from: alice.public_key(),
+            to: Keypair::insecure_from_name("bob").public_key(),
+            amount: crate::types::Amount(1),
+            fee: crate::types::Amount(1),
+            nonce: 0,
+        }
+        .sign(&alice, CHAIN);
+        let mut other = tx.clone();
+        other.signature.0[10] ^= 1;
+        assert_eq!(tx.hash(), other.hash());
+        let one = std::slice::from_ref(&tx);
+        assert_ne!(tx_root(one), tx_root(&[other]));
+        assert_ne!(tx_root(one), tx_root(&[tx.clone(), tx.clone()]));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! | redb table | key | value |
 //! |---|---|---|
 //! | `blocks` | height | CBOR `StoredBlock` (block, certificate, outcome, local finality) |
+//! | `certificates` | height | CBOR `Certificate`: a longer one than the block's, gathered later |
 //! | `txs` | transaction hash | height of the block that archived it |
 //! | `accounts` | public key | CBOR `Account` (the ledger after the last stored block) |
 //! | `meta` | name | genesis hash |
@@ -50,6 +51,9 @@ use timed_core::validators::Genesis;
 use crate::wal::{Wal, WalRecord};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// Certificates extended after their block was stored: rewriting a block of thousands of
+/// transfers for one more signature cost more than the block's own commit.
+const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const TXS: TableDefinition<&[u8], u64> = TableDefinition::new("txs");
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
@@ -128,6 +132,26 @@ fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// A stored block with the longest certificate known for it: the one of `certificates` when that
+/// one is for this block.
+fn decode_stored(
+    certs: &impl ReadableTable<u64, &'static [u8]>,
+    raw: &[u8],
+) -> Result<StoredBlock, StoreError> {
+    let mut s: StoredBlock =
+        codec::decode(raw, MAX_STORED_BYTES).map_err(|e| corrupt("blocks", e))?;
+    if let Some(v) = certs.get(s.block.height().0).map_err(StoreError::db)? {
+        let cert: Certificate =
+            codec::decode(v.value(), MAX_STORED_BYTES).map_err(|e| corrupt("certificates", e))?;
+        if cert.block_hash == s.block.hash()
+            && cert.signatures.len() > s.certificate.signatures.len()
+        {
+            s.certificate = cert;
+        }
+    }
+    Ok(s)
+}
+
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -147,6 +171,7 @@ impl Store {
         let tx = db.begin_write().map_err(StoreError::db)?;
         {
             tx.open_table(BLOCKS).map_err(StoreError::db)?;
+            tx.open_table(CERTS).map_err(StoreError::db)?;
             tx.open_table(TXS).map_err(StoreError::db)?;
             tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
             tx.open_table(WAL).map_err(StoreError::db)?;
@@ -301,6 +326,7 @@ impl Store {
             .map_err(StoreError::db)?;
         {
             let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::db)?;
+            let mut certs = tx.open_table(CERTS).map_err(StoreError::db)?;
             let mut txs = tx.open_table(TXS).map_err(StoreError::db)?;
             let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
             for f in stored {
@@ -308,7 +334,10 @@ impl Store {
                 blocks
                     .insert(height.0, codec::encode(f).as_slice())
                     .map_err(StoreError::db)?;
-                for hash in &f.outcome.archived {
+                // In key order: neighbouring inserts touch the same pages.
+                let mut archived: Vec<&Hash> = f.outcome.archived.iter().collect();
+                archived.sort_unstable();
+                for hash in archived {
                     txs.insert(&hash.0[..], height.0).map_err(StoreError::db)?;
                 }
                 for (key, account) in &f.outcome.touched {
@@ -324,21 +353,10 @@ impl Store {
                 count += 1;
             }
             if let Some(cert) = extended {
-                let current = match blocks.get(cert.height.0).map_err(StoreError::db)? {
-                    Some(v) => Some(
-                        codec::decode::<StoredBlock>(v.value(), MAX_STORED_BYTES)
-                            .map_err(|e| corrupt("blocks", e))?,
-                    ),
-                    None => None,
-                };
-                if let Some(mut b) = current
-                    && b.block.hash() == cert.block_hash
-                {
-                    b.certificate = cert.clone();
-                    blocks
-                        .insert(cert.height.0, codec::encode(&b).as_slice())
-                        .map_err(StoreError::db)?;
-                }
+                // Read back only beside a block of the same hash (`longest_certificate`).
+                certs
+                    .insert(cert.height.0, codec::encode(cert).as_slice())
+                    .map_err(StoreError::db)?;
             }
         }
         tx.commit().map_err(StoreError::db)?;
@@ -357,10 +375,10 @@ impl Store {
     pub fn restore(&self) -> Result<Restore, StoreError> {
         let r = self.db.begin_read().map_err(StoreError::db)?;
         let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+        let certs = r.open_table(CERTS).map_err(StoreError::db)?;
         let last = match blocks.last().map_err(StoreError::db)? {
             Some((_, v)) => {
-                let s: StoredBlock =
-                    codec::decode(v.value(), MAX_STORED_BYTES).map_err(|e| corrupt("blocks", e))?;
+                let s = decode_stored(&certs, v.value())?;
                 Some(Decision {
                     block: s.block,
                     certificate: s.certificate,
@@ -391,10 +409,9 @@ impl Store {
     pub fn block(&self, height: Height) -> Result<Option<StoredBlock>, StoreError> {
         let r = self.db.begin_read().map_err(StoreError::db)?;
         let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+        let certs = r.open_table(CERTS).map_err(StoreError::db)?;
         match blocks.get(height.0).map_err(StoreError::db)? {
-            Some(v) => Ok(Some(
-                codec::decode(v.value(), MAX_STORED_BYTES).map_err(|e| corrupt("blocks", e))?,
-            )),
+            Some(v) => Ok(Some(decode_stored(&certs, v.value())?)),
             None => Ok(None),
         }
     }
@@ -417,6 +434,7 @@ impl Store {
     ) -> Result<Vec<StoredBlock>, StoreError> {
         let r = self.db.begin_read().map_err(StoreError::db)?;
         let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+        let certs = r.open_table(CERTS).map_err(StoreError::db)?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
         for entry in blocks.range(from.0..).map_err(StoreError::db)? {
@@ -429,7 +447,7 @@ impl Store {
                 break;
             }
             bytes += raw.len();
-            out.push(codec::decode(raw, MAX_STORED_BYTES).map_err(|e| corrupt("blocks", e))?);
+            out.push(decode_stored(&certs, raw)?);
         }
         Ok(out)
     }
@@ -531,5 +549,30 @@ mod tests {
         let restore = store.restore().unwrap();
         assert_eq!(restore.last.map(|d| d.block.height()), Some(Height(3)));
         assert_eq!(restore.records, vec![record]);
+    }
+
+    #[test]
+    fn a_longer_certificate_is_read_back_with_its_block_and_only_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("timed.redb")).unwrap();
+        store.commit_blocks([&stored(1), &stored(2)], None).unwrap();
+        let signature = |v| timed_core::block::CommitSignature {
+            validator: ValidatorIndex(v),
+            signature: timed_core::crypto::Signature([v as u8; 64]),
+        };
+        let mut longer = stored(1).certificate;
+        longer.signatures = vec![signature(0), signature(1)];
+        store.commit_blocks([], Some(&longer)).unwrap();
+        // A certificate of another block at height 2 is ignored.
+        let mut stray = stored(2).certificate;
+        stray.block_hash = Hash([9; 32]);
+        stray.signatures = vec![signature(2)];
+        store.commit_blocks([], Some(&stray)).unwrap();
+        assert_eq!(store.block(Height(1)).unwrap().unwrap().certificate, longer);
+        assert_eq!(store.block(Height(2)).unwrap(), Some(stored(2)));
+        let range = store.range(Height(1), 10, usize::MAX).unwrap();
+        assert_eq!(range[0].certificate, longer);
+        assert_eq!(range[1], stored(2));
+        assert_eq!(stored(1).block, range[0].block);
     }
 }

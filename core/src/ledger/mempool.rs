@@ -40,8 +40,9 @@ pub const MAX_NONCE_GAP: u64 = 64;
 #[derive(Clone, Debug)]
 pub struct Mempool {
     capacity: usize,
-    /// Every pending transfer, by hash.
-    by_hash: BTreeMap<Hash, SignedTransfer>,
+    /// Every pending transfer, by hash. Boxed: a B-tree insertion shifts its neighbours, and a
+    /// transfer is 152 bytes.
+    by_hash: BTreeMap<Hash, Box<SignedTransfer>>,
     /// Sender → nonce → hash: one transfer per (sender, nonce).
     by_sender: BTreeMap<PublicKey, BTreeMap<u64, Hash>>,
     /// (fee, hash) of every pending transfer: the first entries are the next to be evicted.
@@ -68,12 +69,12 @@ impl Mempool {
     }
     /// The pending transfer with this hash.
     pub fn get(&self, hash: &Hash) -> Option<&SignedTransfer> {
-        self.by_hash.get(hash)
+        self.by_hash.get(hash).map(|tx| &**tx)
     }
     /// True when the transfer pending under `hash` is exactly `tx`, signature included: its
     /// signature was verified when it was admitted.
     pub fn holds(&self, hash: &Hash, tx: &SignedTransfer) -> bool {
-        self.by_hash.get(hash) == Some(tx)
+        self.by_hash.get(hash).is_some_and(|held| **held == *tx)
     }
 
     /// Admits a transfer that is valid against `ledger` (its nonce may run ahead of the account's
@@ -205,7 +206,7 @@ impl Mempool {
                     overlay.insert(t.from, from);
                     overlay.insert(t.to, to);
                     fees = new_fees;
-                    selected.push(tx.clone());
+                    selected.push(SignedTransfer::clone(tx));
                     if let Some(next) = self.pending_hash(&t.from, from.nonce) {
                         heap.push(self.key(&next));
                     }
@@ -250,7 +251,7 @@ impl Mempool {
             .or_default()
             .insert(t.nonce, hash);
         self.by_fee.insert((t.fee, Reverse(hash)));
-        self.by_hash.insert(hash, tx);
+        self.by_hash.insert(hash, Box::new(tx));
     }
 
     fn remove(&mut self, hash: &Hash) {
