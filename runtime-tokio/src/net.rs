@@ -22,6 +22,7 @@ use tracing::{debug, error, info, warn};
 use crate::ctx::{CoreInput, Ctx, PEER_QUEUE, PeerQueue, lock};
 use crate::handshake::{self, Verdict};
 use crate::tls;
+use crate::txverify::Gossiped;
 use crate::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES, MAX_HELLO_BYTES};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -210,8 +211,14 @@ async fn read_loop(
         match codec::decode_message(&buf) {
             Ok(msg) => {
                 let sent = match msg {
-                    // Verified in batches on the way (`txverify.rs`).
-                    Message::Transaction(tx) => ctx.gossip.send((from, tx)).await.is_ok(),
+                    // Verified in batches on the way (`txverify.rs`), and blocks kept behind the
+                    // transfers that came before them.
+                    Message::Transaction(tx) => {
+                        ctx.gossip.send(Gossiped::Tx(from, tx)).await.is_ok()
+                    }
+                    msg @ (Message::Proposal(_) | Message::Decision(_)) => {
+                        ctx.gossip.send(Gossiped::Block(from, msg)).await.is_ok()
+                    }
                     msg => ctx
                         .to_core
                         .send(CoreInput::Message { from, msg })
