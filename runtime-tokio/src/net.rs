@@ -31,9 +31,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
-/// Queued frames are joined into one write up to about this many bytes.
-const WRITE_COALESCE: usize = 64 * 1024;
-
 /// A consensus message as a ready-to-write frame (length prefix included).
 pub fn frame_of(msg: &Message) -> Bytes {
     let body = codec::encode_message(msg);
@@ -401,19 +398,7 @@ async fn session(
         tokio::select! {
             frame = rx.recv() => {
                 let Some(frame) = frame else { break };
-                // Frames queued meanwhile (a burst of gossiped transfers) go in one write.
-                let mut out = frame;
-                if out.len() < WRITE_COALESCE && !rx.is_empty() {
-                    let mut joined = Vec::with_capacity(WRITE_COALESCE);
-                    joined.extend_from_slice(&out);
-                    while joined.len() < WRITE_COALESCE
-                        && let Ok(next) = rx.try_recv()
-                    {
-                        joined.extend_from_slice(&next);
-                    }
-                    out = Bytes::from(joined);
-                }
-                if send.write_all(&out).await.is_err() {
+                if send.write_all(&frame).await.is_err() {
                     break;
                 }
             }
