@@ -128,7 +128,8 @@ pub struct Ctx {
     pub known: Mutex<BTreeMap<String, (PublicKey, Stake)>>,
     pub peers: Mutex<BTreeMap<ValidatorIndex, PeerQueue>>,
     pub to_core: mpsc::Sender<CoreInput>,
-    /// Transfers gossiped by peers, to be verified in batches on their way to the core.
+    /// Transfers gossiped by peers, to be verified in batches on their way to the core, and the
+    /// blocks that follow them (`txverify.rs`).
     pub gossip: mpsc::Sender<crate::txverify::Gossiped>,
     pub live: Mutex<Live>,
     /// Wakes the dialers that wait (backoff, or a handshake not answered yet): a peer came up.

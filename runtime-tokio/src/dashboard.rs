@@ -10,7 +10,10 @@
 //!   without fetching whole blocks as JSON).
 //!
 //! Summaries of the latest blocks are kept in a small window in memory, so a poll reads only the
-//! blocks finalized since the last one from the store.
+//! blocks finalized since the last one from the store. `/summaries` is served from the last
+//! `LATEST_BLOCKS` blocks finalized by this process, kept with their transaction hashes as they
+//! are stored (`remember`): its pollers (the load generator, the devnet's monitor) would otherwise
+//! each decode every block again, thousands of transfers each, on the node under measurement.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -139,6 +142,73 @@ fn summarize(chain: &Chain, s: &StoredBlock, hashes: bool) -> Summary {
     }
 }
 
+/// A block finalized here, as `/summaries` shows it.
+struct Latest {
+    summary: Summary,
+    hashes: Vec<timed_core::types::Hash>,
+}
+
+/// Blocks kept for `/summaries` (a full block's hashes are 256 KiB).
+const LATEST_BLOCKS: usize = 32;
+
+/// The last blocks finalized by this process, consecutive heights.
+static LATEST: Mutex<VecDeque<Latest>> = Mutex::new(VecDeque::new());
+
+/// Keeps a block just stored for `/summaries`.
+pub fn remember(chain: &Chain, s: &StoredBlock) {
+    let summary = summarize(chain, s, false);
+    let mut latest = lock(&LATEST);
+    if latest
+        .back()
+        .is_some_and(|b| b.summary.height + 1 != summary.height)
+    {
+        latest.clear();
+    }
+    latest.push_back(Latest {
+        summary,
+        hashes: s.outcome.archived.clone(),
+    });
+    while latest.len() > LATEST_BLOCKS {
+        latest.pop_front();
+    }
+}
+
+/// A longer certificate for a block kept for `/summaries`: its signers as the store now has them.
+pub fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
+    let hash = hex::encode(cert.block_hash.0);
+    let mut latest = lock(&LATEST);
+    if let Some(b) = latest
+        .iter_mut()
+        .find(|b| b.summary.height == cert.height.0 && b.summary.hash == hash)
+    {
+        b.summary.signers = cert
+            .signatures
+            .iter()
+            .map(|c| chain.name(c.validator).to_string())
+            .collect();
+        b.summary.signatures = cert.signatures.len();
+    }
+}
+
+/// Summaries from `from` on out of `LATEST`, if it holds `from` or the heights before it.
+fn latest_summaries(from: u64, limit: usize, hashes: bool) -> Option<Vec<Summary>> {
+    let latest = lock(&LATEST);
+    if latest.front()?.summary.height > from {
+        return None;
+    }
+    Some(
+        latest
+            .iter()
+            .filter(|b| b.summary.height >= from)
+            .take(limit)
+            .map(|b| Summary {
+                tx_hashes: hashes.then(|| b.hashes.iter().map(|h| hex::encode(h.0)).collect()),
+                ..b.summary.clone()
+            })
+            .collect(),
+    )
+}
+
 /// The latest summaries, refreshed from the store on demand.
 static RECENT: Mutex<VecDeque<Summary>> = Mutex::new(VecDeque::new());
 
@@ -252,6 +322,9 @@ async fn summaries(State(ctx): State<Arc<Ctx>>, Query(q): Query<SummaryQuery>) -
             .into_response();
     };
     let limit = q.limit.unwrap_or(100).min(1000);
+    if let Some(list) = latest_summaries(q.from, limit, q.hashes) {
+        return Json(list).into_response();
+    }
     match ctx.store.range(Height(q.from), limit, 256 * 1024 * 1024) {
         Ok(list) => Json(
             list.iter()

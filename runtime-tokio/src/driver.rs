@@ -432,7 +432,10 @@ impl Driver {
                 let at = Instant::now() + std::time::Duration::from_millis(after_ms);
                 self.timers.push(Reverse((at, self.seq, timer)));
             }
-            Output::CertificateExtended(cert) => self.extend_certificate(cert)?,
+            Output::CertificateExtended(cert) => {
+                crate::dashboard::extend(&self.chain, &cert);
+                self.extend_certificate(cert)?
+            }
             Output::ServeSync {
                 to,
                 from,
@@ -492,6 +495,7 @@ impl Driver {
     }
 
     fn on_finalized(&mut self, f: &StoredBlock) {
+        crate::dashboard::remember(&self.chain, f);
         let finality_ms = f.finality_ms;
         let h = f.block.height();
         let hash = hex::encode(f.block.hash().0);

@@ -22,6 +22,7 @@ use tracing::{debug, error, info, warn};
 use crate::ctx::{CoreInput, Ctx, PEER_QUEUE, PeerQueue, lock};
 use crate::handshake::{self, Verdict};
 use crate::tls;
+use crate::txverify::Gossiped;
 use crate::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES, MAX_HELLO_BYTES};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,9 +30,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
-
-/// Queued frames are joined into one write up to about this many bytes.
-const WRITE_COALESCE: usize = 64 * 1024;
 
 /// A consensus message as a ready-to-write frame (length prefix included).
 pub fn frame_of(msg: &Message) -> Bytes {
@@ -210,8 +208,14 @@ async fn read_loop(
         match codec::decode_message(&buf) {
             Ok(msg) => {
                 let sent = match msg {
-                    // Verified in batches on the way (`txverify.rs`).
-                    Message::Transaction(tx) => ctx.gossip.send((from, tx)).await.is_ok(),
+                    // Verified in batches on the way (`txverify.rs`), and blocks kept behind the
+                    // transfers that came before them.
+                    Message::Transaction(tx) => {
+                        ctx.gossip.send(Gossiped::Tx(from, tx)).await.is_ok()
+                    }
+                    msg @ (Message::Proposal(_) | Message::Decision(_)) => {
+                        ctx.gossip.send(Gossiped::Block(from, msg)).await.is_ok()
+                    }
                     msg => ctx
                         .to_core
                         .send(CoreInput::Message { from, msg })
@@ -410,19 +414,7 @@ async fn session(
         tokio::select! {
             frame = rx.recv() => {
                 let Some(frame) = frame else { break };
-                // Frames queued meanwhile (a burst of gossiped transfers) go in one write.
-                let mut out = frame;
-                if out.len() < WRITE_COALESCE && !rx.is_empty() {
-                    let mut joined = Vec::with_capacity(WRITE_COALESCE);
-                    joined.extend_from_slice(&out);
-                    while joined.len() < WRITE_COALESCE
-                        && let Ok(next) = rx.try_recv()
-                    {
-                        joined.extend_from_slice(&next);
-                    }
-                    out = Bytes::from(joined);
-                }
-                if send.write_all(&out).await.is_err() {
+                if send.write_all(&frame).await.is_err() {
                     break;
                 }
             }

@@ -11,6 +11,11 @@
 //! Gossip: the read loops of all peers feed one queue; the verifier takes whatever has queued up
 //! (at most `MAX_BATCH`) while the previous batch was being checked, so batches grow with the load
 //! and a lone transfer waits for nobody.
+//!
+//! Messages that carry a block (proposals, decisions) take the same queue and reach the core only
+//! after the transfers queued before them: a block's transfers were gossiped before it, and a
+//! block overtaking them would find them missing from the mempool and have them verified twice
+//! (once in the block, again when their gossip arrived), on the node already the most behind.
 
 use std::sync::{Arc, LazyLock};
 
@@ -30,8 +35,13 @@ const KEY_CACHE: usize = 16_384;
 /// Gossiped transfers checked in one batch at most.
 const MAX_BATCH: usize = 1024;
 
-/// A transfer gossiped by a peer, on its way to the core.
-pub type Gossiped = (ValidatorIndex, SignedTransfer);
+/// What a peer sent that goes through the verifier, in arrival order.
+pub enum Gossiped {
+    /// A transfer, to be verified in a batch.
+    Tx(ValidatorIndex, SignedTransfer),
+    /// A message carrying a block, passed on after the transfers before it.
+    Block(ValidatorIndex, Message),
+}
 
 /// One verdict per transfer, computed on the blocking pool. Without a genesis yet there is no
 /// chain id to verify against: every verdict is false (the core, which has none either, is not
@@ -54,27 +64,55 @@ pub async fn verify(ctx: &Ctx, txs: Vec<SignedTransfer>) -> (Vec<SignedTransfer>
 
 /// Runs until the core stops: gossiped transfers in, verified inputs out, in arrival order.
 pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Gossiped>) {
-    let mut batch: Vec<Gossiped> = Vec::with_capacity(MAX_BATCH);
+    let mut queued: Vec<Gossiped> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<(ValidatorIndex, SignedTransfer)> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH
+        queued.push(first);
+        while queued.len() < MAX_BATCH
             && let Ok(more) = rx.try_recv()
         {
-            batch.push(more);
+            queued.push(more);
         }
-        let (from, txs): (Vec<ValidatorIndex>, Vec<SignedTransfer>) = batch.drain(..).unzip();
-        ctx.metrics.tx_batch_size.observe(txs.len() as f64);
-        let (txs, verdicts) = verify(&ctx, txs).await;
-        for ((from, tx), ok) in from.into_iter().zip(txs).zip(verdicts) {
-            let msg = Message::Transaction(tx);
-            let input = if ok {
-                CoreInput::Checked { from, msg }
-            } else {
-                CoreInput::Message { from, msg }
-            };
-            if ctx.to_core.send(input).await.is_err() {
-                return; // the core stopped
+        for item in queued.drain(..) {
+            match item {
+                Gossiped::Tx(from, tx) => batch.push((from, tx)),
+                Gossiped::Block(from, msg) => {
+                    let ok = forward(&ctx, &mut batch).await
+                        && ctx
+                            .to_core
+                            .send(CoreInput::Message { from, msg })
+                            .await
+                            .is_ok();
+                    if !ok {
+                        return; // the core stopped
+                    }
+                }
             }
         }
+        if !forward(&ctx, &mut batch).await {
+            return;
+        }
     }
+}
+
+/// Verifies `batch` as one and hands it to the core, emptying it. False once the core stopped.
+async fn forward(ctx: &Ctx, batch: &mut Vec<(ValidatorIndex, SignedTransfer)>) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let (from, txs): (Vec<ValidatorIndex>, Vec<SignedTransfer>) = batch.drain(..).unzip();
+    ctx.metrics.tx_batch_size.observe(txs.len() as f64);
+    let (txs, verdicts) = verify(ctx, txs).await;
+    for ((from, tx), ok) in from.into_iter().zip(txs).zip(verdicts) {
+        let msg = Message::Transaction(tx);
+        let input = if ok {
+            CoreInput::Checked { from, msg }
+        } else {
+            CoreInput::Message { from, msg }
+        };
+        if ctx.to_core.send(input).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
