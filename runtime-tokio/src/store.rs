@@ -220,7 +220,7 @@ impl Store {
     /// Commits the finalized blocks of the WAL that redb lost in a crash (those above its last
     /// block, in order).
     fn replay_wal_blocks(&self) -> Result<(), StoreError> {
-        let blocks = lock_wal(&self.wal).wal.finalized();
+        let blocks = lock_wal(&self.wal).wal.finalized()?;
         let mut last = self.latest_height()?.unwrap_or(Height(0));
         let mut replay = Vec::new();
         for b in blocks {
@@ -398,7 +398,7 @@ impl Store {
                 codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e))?;
             list.push((PublicKey(key), account));
         }
-        let records = lock_wal(&self.wal).wal.records();
+        let records = lock_wal(&self.wal).wal.records()?;
         Ok(Restore {
             ledger: last.as_ref().map(|_| Ledger::from_accounts(list)),
             last,

@@ -31,6 +31,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use timed_core::codec;
@@ -125,44 +126,52 @@ fn word_at(data: &[u8], pos: usize) -> u32 {
     u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]])
 }
 
-/// Parses the valid prefix of `data`: the entries with their frames, and the length of the prefix.
+/// Parses the valid prefix of `data`: where each entry is, and the length of the prefix.
 fn parse(data: &[u8]) -> (Vec<Entry>, usize) {
     let mut entries = Vec::new();
     let mut pos = 0usize;
     while data.len() - pos >= HEADER {
-        let word = word_at(data, pos);
-        let sum = word_at(data, pos + 4);
-        let n = (word & !KIND_BIT) as usize;
-        if n == 0 || n > MAX_FRAME_BYTES || data.len() - pos - HEADER < n {
+        let Some(record) = frame_at(data, pos) else {
             break; // free space (zeros), or a torn or corrupt tail
-        }
-        let payload = &data[pos + HEADER..pos + HEADER + n];
-        if checksum(word, payload) != sum {
-            break;
-        }
-        let Some(record) = WalRecord::decode(word >> 31, payload) else {
-            break;
         };
+        let len = HEADER + (word_at(data, pos) & !KIND_BIT) as usize;
         entries.push(Entry {
             height: record.height(),
-            frame: data[pos..pos + HEADER + n].to_vec(),
+            pos: pos as u64,
+            len: len as u32,
         });
-        pos += HEADER + n;
+        pos += len;
     }
     (entries, pos)
 }
 
-struct Entry {
-    height: Height,
-    frame: Vec<u8>,
+/// The entry whose frame starts at `pos` in `data`, if the frame is whole, within the bound, passes
+/// its checksum and decodes.
+fn frame_at(data: &[u8], pos: usize) -> Option<WalRecord> {
+    if data.len().checked_sub(pos)? < HEADER {
+        return None;
+    }
+    let word = word_at(data, pos);
+    let sum = word_at(data, pos + 4);
+    let n = (word & !KIND_BIT) as usize;
+    if n == 0 || n > MAX_FRAME_BYTES || data.len() - pos - HEADER < n {
+        return None;
+    }
+    let payload = &data[pos + HEADER..pos + HEADER + n];
+    if checksum(word, payload) != sum {
+        return None;
+    }
+    WalRecord::decode(word >> 31, payload)
 }
 
-impl Entry {
-    fn record(&self) -> WalRecord {
-        let word = word_at(&self.frame, 0);
-        WalRecord::decode(word >> 31, &self.frame[HEADER..])
-            .expect("validated when read or written")
-    }
+/// Where an entry is in the file. Only this is kept in memory: a node with a slow block time takes
+/// a durable point only every `DURABLE_EVERY_BLOCKS` blocks, and holding the frames themselves
+/// until then made its resident memory grow by megabytes between two points.
+struct Entry {
+    height: Height,
+    pos: u64,
+    /// The whole frame, header included.
+    len: u32,
 }
 
 pub struct Wal {
@@ -172,7 +181,7 @@ pub struct Wal {
     len: u64,
     /// Size of the file: zeros from `len` to here.
     cap: u64,
-    /// The frames in the file, in order (what `prune` rewrites and `records` decodes).
+    /// The entries in the file, in order (what `prune` keeps and `records` reads back).
     entries: Vec<Entry>,
 }
 
@@ -259,26 +268,61 @@ impl Wal {
         Ok(())
     }
 
-    /// The persist records in the log, oldest first.
-    pub fn records(&self) -> Vec<PersistRecord> {
+    /// Reads the frames of `entries` (consecutive in the file) back as one buffer.
+    fn read_span(&self, entries: &[Entry]) -> io::Result<Vec<u8>> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(Vec::new());
+        };
+        let end = last.pos + u64::from(last.len);
+        let mut buf = vec![0u8; (end - first.pos) as usize];
+        self.file.read_exact_at(&mut buf, first.pos)?;
+        Ok(buf)
+    }
+
+    /// Every entry in the log, oldest first, read back from the file.
+    fn read_all(&self) -> io::Result<Vec<WalRecord>> {
+        let Some(first) = self.entries.first() else {
+            return Ok(Vec::new());
+        };
+        let buf = self.read_span(&self.entries)?;
         self.entries
             .iter()
-            .filter_map(|e| match e.record() {
-                WalRecord::Persist(r) => Some(r),
-                WalRecord::Finalized(_) => None,
+            .map(|e| {
+                frame_at(&buf, (e.pos - first.pos) as usize).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "WAL entry at byte {} changed on disk since it was written",
+                            e.pos
+                        ),
+                    )
+                })
             })
             .collect()
     }
 
+    /// The persist records in the log, oldest first.
+    pub fn records(&self) -> io::Result<Vec<PersistRecord>> {
+        Ok(self
+            .read_all()?
+            .into_iter()
+            .filter_map(|r| match r {
+                WalRecord::Persist(r) => Some(r),
+                WalRecord::Finalized(_) => None,
+            })
+            .collect())
+    }
+
     /// The finalized blocks in the log, oldest first.
-    pub fn finalized(&self) -> Vec<StoredBlock> {
-        self.entries
-            .iter()
-            .filter_map(|e| match e.record() {
+    pub fn finalized(&self) -> io::Result<Vec<StoredBlock>> {
+        Ok(self
+            .read_all()?
+            .into_iter()
+            .filter_map(|r| match r {
                 WalRecord::Finalized(b) => Some(*b),
                 WalRecord::Persist(_) => None,
             })
-            .collect()
+            .collect())
     }
 
     /// Bytes of entries in the log.
@@ -311,13 +355,14 @@ impl Wal {
             let _ = write_zeros(&mut self.file, at, buf.len() as u64);
             return Err(e);
         }
-        self.len += buf.len() as u64;
         for (height, a, b) in new {
             self.entries.push(Entry {
                 height,
-                frame: buf[a..b].to_vec(),
+                pos: at + a as u64,
+                len: (b - a) as u32,
             });
         }
+        self.len += buf.len() as u64;
         Ok(())
     }
 
@@ -327,17 +372,33 @@ impl Wal {
         if !self.entries.iter().any(|e| e.height <= upto) {
             return Ok(());
         }
-        let kept: Vec<Entry> = std::mem::take(&mut self.entries)
-            .into_iter()
-            .filter(|e| e.height > upto)
-            .collect();
-        let tmp = tmp_path(&self.path);
-        let used: usize = kept.iter().map(|e| e.frame.len()).sum();
-        let cap = capacity_for(used as u64);
-        let mut buf = Vec::with_capacity(used);
-        for e in &kept {
-            buf.extend_from_slice(&e.frame);
+        // Read back from the first kept entry to the end (the span is small: what was logged since
+        // the last durable point), then copy out the kept frames in order.
+        let Some(first_kept) = self.entries.iter().position(|e| e.height > upto) else {
+            return self.replace_with(Vec::new(), Vec::new());
+        };
+        let span = self.read_span(&self.entries[first_kept..])?;
+        let base = self.entries[first_kept].pos;
+        let mut buf = Vec::with_capacity(span.len());
+        let mut kept = Vec::new();
+        for e in self.entries[first_kept..].iter().filter(|e| e.height > upto) {
+            let at = (e.pos - base) as usize;
+            kept.push(Entry {
+                height: e.height,
+                pos: buf.len() as u64,
+                len: e.len,
+            });
+            buf.extend_from_slice(&span[at..at + e.len as usize]);
         }
+        drop(span);
+        self.replace_with(buf, kept)
+    }
+
+    /// Replaces the log by `buf` (whole frames) described by `kept`, crash-safely.
+    fn replace_with(&mut self, buf: Vec<u8>, kept: Vec<Entry>) -> io::Result<()> {
+        let tmp = tmp_path(&self.path);
+        let used = buf.len();
+        let cap = capacity_for(used as u64);
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(&buf)?;
@@ -441,12 +502,12 @@ mod tests {
         w.append(&[], true).unwrap();
         drop(w);
         let mut w = Wal::open(&path).unwrap();
-        assert_eq!(w.records(), vec![rec(1, 1), rec(1, 2), rec(2, 3)]);
-        assert_eq!(w.finalized(), vec![block(1)]);
+        assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(1, 2), rec(2, 3)]);
+        assert_eq!(w.finalized().unwrap(), vec![block(1)]);
         w.append(&[p(3, 4)], true).unwrap();
         drop(w);
         let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records().len(), 4);
+        assert_eq!(w.records().unwrap().len(), 4);
     }
 
     #[test]
@@ -468,8 +529,8 @@ mod tests {
         assert_eq!(file_len(&path), capacity_for(w.len_bytes()));
         drop(w);
         let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records().len(), 100);
-        assert_eq!(w.finalized(), vec![big]);
+        assert_eq!(w.records().unwrap().len(), 100);
+        assert_eq!(w.finalized().unwrap(), vec![big]);
     }
 
     #[test]
@@ -483,12 +544,12 @@ mod tests {
         }
         std::fs::write(&path, &raw).unwrap();
         let mut w = Wal::open(&path).unwrap();
-        assert_eq!(w.records(), vec![rec(1, 1), rec(2, 2)]);
+        assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(2, 2)]);
         assert_eq!(w.len_bytes(), raw.len() as u64);
         w.append(&[p(3, 3)], true).unwrap();
         drop(w);
         let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records(), vec![rec(1, 1), rec(2, 2), rec(3, 3)]);
+        assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(2, 2), rec(3, 3)]);
     }
 
     #[test]
@@ -509,14 +570,14 @@ mod tests {
             torn[cut..end].fill(0);
             std::fs::write(&path, &torn).unwrap();
             let mut w = Wal::open(&path).unwrap();
-            assert_eq!(w.records(), vec![rec(1, 1), rec(1, 2)], "cut at {cut}");
-            assert!(w.finalized().is_empty(), "cut at {cut}");
+            assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(1, 2)], "cut at {cut}");
+            assert!(w.finalized().unwrap().is_empty(), "cut at {cut}");
             assert_eq!(w.len_bytes(), good as u64);
             // Appends after the cut are readable.
             w.append(&[p(2, 9)], true).unwrap();
             drop(w);
             let w = Wal::open(&path).unwrap();
-            assert_eq!(w.records().last(), Some(&rec(2, 9)));
+            assert_eq!(w.records().unwrap().last(), Some(&rec(2, 9)));
         }
     }
 
@@ -534,7 +595,7 @@ mod tests {
         data[first + HEADER + 1] ^= 0x40;
         std::fs::write(&path, &data).unwrap();
         let mut w = Wal::open(&path).unwrap();
-        assert_eq!(w.records(), vec![rec(1, 1)]);
+        assert_eq!(w.records().unwrap(), vec![rec(1, 1)]);
         assert_eq!(w.len_bytes(), first as u64);
         assert!(
             std::fs::read(&path).unwrap()[first..]
@@ -545,7 +606,7 @@ mod tests {
         w.append(&[p(4, 4)], true).unwrap();
         drop(w);
         let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records(), vec![rec(1, 1), rec(4, 4)]);
+        assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(4, 4)]);
     }
 
     #[test]
@@ -556,16 +617,51 @@ mod tests {
         w.append(&[p(1, 1), f(1), p(2, 2)], true).unwrap();
         w.append(&[f(2), p(3, 3), p(3, 4)], true).unwrap();
         w.prune(Height(2)).unwrap();
-        assert_eq!(w.records(), vec![rec(3, 3), rec(3, 4)]);
-        assert!(w.finalized().is_empty());
+        assert_eq!(w.records().unwrap(), vec![rec(3, 3), rec(3, 4)]);
+        assert!(w.finalized().unwrap().is_empty());
         assert_eq!(file_len(&path), CHUNK);
         w.append(&[p(3, 5), f(3)], true).unwrap();
         w.prune(Height(2)).unwrap(); // nothing to drop
         drop(w);
         let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records(), vec![rec(3, 3), rec(3, 4), rec(3, 5)]);
-        assert_eq!(w.finalized(), vec![block(3)]);
+        assert_eq!(w.records().unwrap(), vec![rec(3, 3), rec(3, 4), rec(3, 5)]);
+        assert_eq!(w.finalized().unwrap(), vec![block(3)]);
         assert!(!tmp_path(&path).exists());
+    }
+
+    #[test]
+    fn wal_prune_keeps_entries_above_the_bound_wherever_they_are() {
+        // The kept entries need not be a suffix of the file: a record of a lower height may follow
+        // one of a higher height. Prune reads them back from the file and keeps their order.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        let mut w = Wal::open(&path).unwrap();
+        w.append(&[p(1, 1), p(5, 2), f(2), p(6, 3), p(3, 4), f(7)], true)
+            .unwrap();
+        w.prune(Height(4)).unwrap();
+        assert_eq!(w.records().unwrap(), vec![rec(5, 2), rec(6, 3)]);
+        assert_eq!(w.finalized().unwrap(), vec![block(7)]);
+        w.append(&[p(8, 5)], true).unwrap();
+        w.prune(Height(6)).unwrap();
+        drop(w);
+        let w = Wal::open(&path).unwrap();
+        assert_eq!(w.records().unwrap(), vec![rec(8, 5)]);
+        assert_eq!(w.finalized().unwrap(), vec![block(7)]);
+    }
+
+    #[test]
+    fn wal_prune_of_everything_leaves_an_empty_preallocated_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        let mut w = Wal::open(&path).unwrap();
+        w.append(&[p(1, 1), f(1)], true).unwrap();
+        w.prune(Height(1)).unwrap();
+        assert_eq!(w.len_bytes(), 0);
+        assert_eq!(file_len(&path), CHUNK);
+        w.append(&[p(2, 2)], true).unwrap();
+        drop(w);
+        let w = Wal::open(&path).unwrap();
+        assert_eq!(w.records().unwrap(), vec![rec(2, 2)]);
     }
 
     #[test]
@@ -578,7 +674,7 @@ mod tests {
         // A crash after writing the temporary but before the rename: the old file is still whole.
         std::fs::write(tmp_path(&path), b"partial").unwrap();
         let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records(), vec![rec(1, 1), rec(2, 2)]);
+        assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(2, 2)]);
         assert!(!tmp_path(&path).exists());
     }
 
@@ -599,7 +695,7 @@ mod tests {
         data[good + 8..good + 72].fill(0xAA);
         std::fs::write(&path, &data).unwrap();
         let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records(), vec![rec(1, 1)]);
+        assert_eq!(w.records().unwrap(), vec![rec(1, 1)]);
         assert_eq!(w.len_bytes(), good as u64);
     }
 }
