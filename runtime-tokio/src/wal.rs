@@ -381,7 +381,10 @@ impl Wal {
         let base = self.entries[first_kept].pos;
         let mut buf = Vec::with_capacity(span.len());
         let mut kept = Vec::new();
-        for e in self.entries[first_kept..].iter().filter(|e| e.height > upto) {
+        for e in self.entries[first_kept..]
+            .iter()
+            .filter(|e| e.height > upto)
+        {
             let at = (e.pos - base) as usize;
             kept.push(Entry {
                 height: e.height,
@@ -570,7 +573,11 @@ mod tests {
             torn[cut..end].fill(0);
             std::fs::write(&path, &torn).unwrap();
             let mut w = Wal::open(&path).unwrap();
-            assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(1, 2)], "cut at {cut}");
+            assert_eq!(
+                w.records().unwrap(),
+                vec![rec(1, 1), rec(1, 2)],
+                "cut at {cut}"
+            );
             assert!(w.finalized().unwrap().is_empty(), "cut at {cut}");
             assert_eq!(w.len_bytes(), good as u64);
             // Appends after the cut are readable.
