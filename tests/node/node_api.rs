@@ -223,3 +223,26 @@ fn a_skewed_clock_is_measured_by_its_peers_and_warned_about() {
         );
     }
 }
+
+/// A node commits blocks without transfers to its database in small batches (at block time 0,
+/// one transaction per block cost a tenth of its CPU), and serves what the database holds: the
+/// height `/status` reports is always readable, with the hash `/status` gives for it.
+#[test]
+fn the_height_status_reports_is_always_readable() {
+    let net = Net::start(3, "0");
+    net.wait_height(0, 50);
+    let mut checked = 0;
+    while checked < 100 {
+        let Some(s) = net.status(0) else { continue };
+        let h = s["height"].as_u64().unwrap();
+        let block = net
+            .block(0, h)
+            .unwrap_or_else(|| panic!("/status says height {h}, but /blocks/{h} has nothing"));
+        assert_eq!(block["hash"], s["last_block_hash"], "height {h}");
+        let latest = get_json(net.port(0), "/blocks/latest").unwrap();
+        assert!(latest["height"].as_u64().unwrap() >= h, "{latest}");
+        checked += 1;
+    }
+    let last = net.height(0);
+    assert!(last >= 50, "{last}");
+}
