@@ -30,13 +30,39 @@ pub struct DevnetArgs {
     /// First port (validator i uses base_port + i - 1) [default: free ports picked at random].
     #[arg(long)]
     base_port: Option<u16>,
-    /// Directory for the nodes' data and logs [default: a fresh temporary directory, removed at
-    /// the end].
+    /// Directory for the nodes' data and logs [default: a fresh directory in /dev/shm (memory)
+    /// where the machine has it, else in the temporary directory; removed at the end]. A
+    /// throwaway network gains nothing from flushing to a disk: its nodes survive being killed
+    /// with their data in memory, and it is deleted when it stops. Give a directory on disk to
+    /// measure or keep a network with disk flushes.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Print only the summary, not a line per block (for throughput runs).
     #[arg(long)]
     report: bool,
+    /// Stop when less than this many MiB (or a twentieth of the file system) is free where the
+    /// data lives.
+    #[arg(long, default_value_t = 256, hide = true)]
+    min_free_mib: u64,
+}
+
+/// A fresh directory for a devnet: in memory (`/dev/shm`) where the machine has it, else in the
+/// temporary directory.
+fn temporary_dir() -> Result<PathBuf> {
+    let name = format!("timed-devnet-{}", std::process::id());
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() && std::fs::create_dir_all(shm.join(&name)).is_ok() {
+        return Ok(shm.join(name));
+    }
+    let dir = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Bytes still free for an unprivileged writer on the file system of `dir`, and its size.
+fn free_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some((s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize))
 }
 
 /// A port free for both UDP and TCP on loopback right now.
@@ -141,10 +167,13 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
     }
     let exe = std::env::current_exe().context("cannot find the timed executable")?;
     let temporary = a.data_dir.is_none();
-    let dir = a.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("timed-devnet-{}", std::process::id()))
-    });
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = match &a.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d.clone()
+        }
+        None => temporary_dir()?,
+    };
     let ports: Vec<u16> = match a.base_port {
         Some(b) => (0..a.nodes)
             .map(|i| b.checked_add(i as u16).context("--base-port too high"))
@@ -237,6 +266,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
     let load_at_start = load_average();
     let mut last_block: Option<(u64, Instant)> = None;
     let mut failure = None;
+    let mut last_space_check = Instant::now();
     loop {
         if a.duration.is_some_and(|d| started.elapsed() >= d) || *shutdown.borrow() {
             break;
@@ -251,6 +281,20 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         }
         if failure.is_some() {
             break;
+        }
+        if last_space_check.elapsed() >= Duration::from_secs(1) {
+            last_space_check = Instant::now();
+            if let Some((free, size)) = free_space(&dir)
+                && free < (a.min_free_mib * 1024 * 1024).max(size / 20)
+            {
+                println!(
+                    "devnet: stopping: {} MiB left on the file system of {} (the nodes would \
+                     run out); give --data-dir on a larger disk for a longer run",
+                    free / (1024 * 1024),
+                    dir.display()
+                );
+                break;
+            }
         }
         // Summaries, not `/blocks`: a block as JSON carries every transfer, megabytes per block
         // at full load, which the node under measurement would spend its time encoding.
