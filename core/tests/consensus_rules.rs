@@ -337,10 +337,15 @@ fn a_precommit_quorum_finalizes_with_a_valid_certificate_and_pays_the_reward() {
     );
     assert_eq!(f.node.height(), Height(2));
     assert_eq!(f.node.step(), Step::NewHeight);
-    assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::Broadcast(Message::Decision(_))))
-    );
+    // The decision is not broadcast at once; its announcement is scheduled.
+    assert!(decisions_sent(&out).is_empty());
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Schedule {
+            timer: Timer::Announce { height: Height(1) },
+            ..
+        }
+    )));
     assert!(out.iter().any(|o| matches!(
         o,
         Output::Schedule {
@@ -348,6 +353,58 @@ fn a_precommit_quorum_finalizes_with_a_valid_certificate_and_pays_the_reward() {
             ..
         }
     )));
+}
+
+/// To whom `out` sends a decision (a broadcast counting as everyone).
+fn decisions_sent(out: &[Output]) -> Vec<ValidatorIndex> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: Message::Decision(_),
+            } => Some(*to),
+            Output::Broadcast(Message::Decision(_)) => Some(ValidatorIndex(u16::MAX)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_peer_still_at_the_decided_height_is_sent_the_decision_once_per_gap() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    f.propose(0, b.clone(), None);
+    let others = f.others();
+    for v in &others {
+        f.vote(*v, 0, VoteKind::Prepare, Some(b.hash()));
+    }
+    for v in &others {
+        f.vote(*v, 0, VoteKind::Precommit, Some(b.hash()));
+    }
+    assert_eq!(f.node.height(), Height(2));
+    // A peer whose precommit counted, still at height 1 (its view of the precommits is short):
+    // its next message of height 1 (here, its prepare of round 1) brings it the decision.
+    let out = f.vote(others[0], 1, VoteKind::Prepare, Some(b.hash()));
+    assert_eq!(decisions_sent(&out), vec![others[0]]);
+    // Not again at once: one per peer per half resend interval.
+    let out = f.vote(others[0], 2, VoteKind::Prepare, Some(b.hash()));
+    assert!(decisions_sent(&out).is_empty());
+    let out = f.node.handle(
+        TimestampMs(1_000 + 1_000),
+        Input::Message {
+            from: others[0],
+            msg: Message::Vote(Vote::sign(
+                &f.keys[others[0].as_usize()],
+                CHAIN,
+                Height(1),
+                Round(3),
+                VoteKind::Prepare,
+                Some(b.hash()),
+                others[0],
+            )),
+        },
+    );
+    assert_eq!(decisions_sent(&out), vec![others[0]]);
 }
 
 #[test]
@@ -763,4 +820,53 @@ fn a_flood_of_block_requests_is_answered_once_per_peer_per_interval() {
         },
     );
     assert_eq!(block_answers(&out), vec![(peer, b.hash())]);
+}
+
+#[test]
+fn shortly_after_a_decision_it_goes_to_the_peers_not_heard_from_at_the_next_height() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    f.propose(0, b.clone(), None);
+    let others = f.others();
+    for v in &others {
+        f.vote(*v, 0, VoteKind::Prepare, Some(b.hash()));
+    }
+    let mut out = Vec::new();
+    for v in &others {
+        out.extend(f.vote(*v, 0, VoteKind::Precommit, Some(b.hash())));
+    }
+    assert_eq!(f.node.height(), Height(2));
+    // Nobody is sent the decision at once; the announcement is scheduled.
+    assert!(decisions_sent(&out).is_empty());
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Schedule {
+            timer: Timer::Announce { height: Height(1) },
+            ..
+        }
+    )));
+    // One peer shows it moved on (a vote of height 2); the announcement skips it.
+    let v = Vote::sign(
+        &f.keys[others[1].as_usize()],
+        CHAIN,
+        Height(2),
+        Round(0),
+        VoteKind::Prepare,
+        None,
+        others[1],
+    );
+    f.deliver(others[1], Message::Vote(v));
+    let out = f.node.handle(
+        TimestampMs(1_020),
+        Input::Timeout(Timer::Announce { height: Height(1) }),
+    );
+    let mut to = decisions_sent(&out);
+    to.sort();
+    assert_eq!(to, vec![others[0], others[2]]);
+    // Once the node has moved past the next height, an old announcement does nothing.
+    let out = f.node.handle(
+        TimestampMs(1_040),
+        Input::Timeout(Timer::Announce { height: Height(0) }),
+    );
+    assert!(decisions_sent(&out).is_empty());
 }

@@ -442,7 +442,7 @@ impl Harness {
             1 => {
                 let h = Height((height.0 + u64::from(b.u8() % 3)).saturating_sub(1));
                 let r = Round(u32::from(b.u8() % 4));
-                let timer = match b.u8() % 5 {
+                let timer = match b.u8() % 6 {
                     0 => Timer::Propose {
                         height: h,
                         round: r,
@@ -456,7 +456,8 @@ impl Harness {
                         round: r,
                     },
                     3 => Timer::NextHeight { height: h },
-                    _ => Timer::Resend { height: h },
+                    4 => Timer::Resend { height: h },
+                    _ => Timer::Announce { height: h },
                 };
                 self.feed(Input::Timeout(timer));
             }

@@ -556,21 +556,30 @@ fn lock_survives_a_restart() {
 }
 
 /// An amnesia validator forgets its lock before every step. Treated as honest by the checker, it
-/// is caught preparing a block other than the one it locked, with no polka for it, at 1.2 s of
-/// seed 18 (about half of the `amnesia` seeds show it within the run).
+/// is caught preparing a block other than the one it locked, with no polka for it: about half of
+/// the `amnesia` seeds show it within the run. Which ones depends on every message's timing, so
+/// the test looks for the first of 40 seeds that does, and checks that nothing else is reported.
 #[test]
 fn an_amnesia_validator_checked_as_honest_breaks_its_lock() {
-    let seed = 18;
-    let s = Scenario::named("amnesia", seed).expect("a named scenario");
-    let mut sim = Simulation::new(&s, seed).expect("a valid scenario");
-    let amnesiac = (0..sim.nodes.len())
-        .find(|i| sim.nodes[*i].behaviour == Behaviour::Amnesia)
-        .expect("one amnesia validator");
-    sim.audit(amnesiac);
-    sim.run();
-    let v = &sim.checker.violations;
-    assert_eq!(v.len(), 1, "{v:?}");
-    assert_eq!(v[0].rule, "lock", "{v:?}");
-    assert_eq!(v[0].node, Some(amnesiac));
-    assert!(sim.stats.locks_forgotten > 0);
+    let mut caught = None;
+    for seed in 1..=40 {
+        let s = Scenario::named("amnesia", seed).expect("a named scenario");
+        let mut sim = Simulation::new(&s, seed).expect("a valid scenario");
+        let amnesiac = (0..sim.nodes.len())
+            .find(|i| sim.nodes[*i].behaviour == Behaviour::Amnesia)
+            .expect("one amnesia validator");
+        sim.audit(amnesiac);
+        sim.run();
+        let v = &sim.checker.violations;
+        if v.is_empty() {
+            continue;
+        }
+        assert_eq!(v.len(), 1, "seed {seed}: {v:?}");
+        assert_eq!(v[0].rule, "lock", "seed {seed}: {v:?}");
+        assert_eq!(v[0].node, Some(amnesiac), "seed {seed}");
+        assert!(sim.stats.locks_forgotten > 0);
+        caught = Some(seed);
+        break;
+    }
+    assert!(caught.is_some(), "no amnesia seed of 40 broke its lock");
 }

@@ -24,6 +24,9 @@ pub enum Timer {
     NextHeight { height: Height },
     /// Periodic: re-send own messages if still in `height`, and chase peers that are ahead.
     Resend { height: Height },
+    /// Shortly after this node finalized `height`: send its decision to the peers not heard
+    /// from at the next height since.
+    Announce { height: Height },
 }
 
 /// Something that happened, handed to `Node::handle` with the current time.
