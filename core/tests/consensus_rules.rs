@@ -150,6 +150,23 @@ impl Fixture {
         self.deliver(from, Message::Vote(v))
     }
 
+    /// Height 1 finalized in round 0: a proposal, then every other validator's prepare and
+    /// precommit for it. Returns the block and the outputs of the precommits.
+    fn finalize_height_one(&mut self) -> (Block, Vec<Output>) {
+        let b = self.block(self.proposer(0), 900);
+        self.propose(0, b.clone(), None);
+        let others = self.others();
+        for v in &others {
+            self.vote(*v, 0, VoteKind::Prepare, Some(b.hash()));
+        }
+        let mut out = Vec::new();
+        for v in &others {
+            out.extend(self.vote(*v, 0, VoteKind::Precommit, Some(b.hash())));
+        }
+        assert_eq!(self.node.height(), Height(2));
+        (b, out)
+    }
+
     fn deliver(&mut self, from: ValidatorIndex, msg: Message) -> Vec<Output> {
         self.node
             .handle(TimestampMs(1_000), Input::Message { from, msg })
@@ -372,16 +389,8 @@ fn decisions_sent(out: &[Output]) -> Vec<ValidatorIndex> {
 #[test]
 fn a_peer_still_at_the_decided_height_is_sent_the_decision_once_per_gap() {
     let mut f = Fixture::new();
-    let b = f.block(f.proposer(0), 900);
-    f.propose(0, b.clone(), None);
+    let (b, _) = f.finalize_height_one();
     let others = f.others();
-    for v in &others {
-        f.vote(*v, 0, VoteKind::Prepare, Some(b.hash()));
-    }
-    for v in &others {
-        f.vote(*v, 0, VoteKind::Precommit, Some(b.hash()));
-    }
-    assert_eq!(f.node.height(), Height(2));
     // A peer whose precommit counted, still at height 1 (its view of the precommits is short):
     // its next message of height 1 (here, its prepare of round 1) brings it the decision.
     let out = f.vote(others[0], 1, VoteKind::Prepare, Some(b.hash()));
@@ -825,17 +834,8 @@ fn a_flood_of_block_requests_is_answered_once_per_peer_per_interval() {
 #[test]
 fn shortly_after_a_decision_it_goes_to_the_peers_not_heard_from_at_the_next_height() {
     let mut f = Fixture::new();
-    let b = f.block(f.proposer(0), 900);
-    f.propose(0, b.clone(), None);
+    let (_, out) = f.finalize_height_one();
     let others = f.others();
-    for v in &others {
-        f.vote(*v, 0, VoteKind::Prepare, Some(b.hash()));
-    }
-    let mut out = Vec::new();
-    for v in &others {
-        out.extend(f.vote(*v, 0, VoteKind::Precommit, Some(b.hash())));
-    }
-    assert_eq!(f.node.height(), Height(2));
     // Nobody is sent the decision at once; the announcement is scheduled.
     assert!(decisions_sent(&out).is_empty());
     assert!(out.iter().any(|o| matches!(

@@ -985,6 +985,17 @@ impl Node {
         (self.params.resend_interval_ms / 2).max(1)
     }
 
+    /// Whether `peer` was sent something of `sent` less than `block_answer_gap` ago.
+    fn answered_within_gap(
+        &self,
+        sent: &BTreeMap<ValidatorIndex, TimestampMs>,
+        peer: ValidatorIndex,
+    ) -> bool {
+        let gap = self.block_answer_gap();
+        sent.get(&peer)
+            .is_some_and(|at| self.now.0 < at.0.saturating_add(gap))
+    }
+
     fn on_block_request(&mut self, from: ValidatorIndex, height: Height, hash: Hash) {
         if height != self.height || Some(from) == self.me || self.set.get(from).is_none() {
             return;
@@ -992,12 +1003,7 @@ impl Node {
         let Some(block) = self.blocks.get(&hash) else {
             return;
         };
-        let gap = self.block_answer_gap();
-        if self
-            .block_answered
-            .get(&from)
-            .is_some_and(|at| self.now.0 < at.0.saturating_add(gap))
-        {
+        if self.answered_within_gap(&self.block_answered, from) {
             return self.reject("block_request", "rate_limited");
         }
         let msg = Message::BlockResponse {
@@ -1012,12 +1018,7 @@ impl Node {
         if Some(peer) == self.me || self.set.get(peer).is_none() {
             return;
         }
-        let gap = self.block_answer_gap();
-        if self
-            .decision_sent
-            .get(&peer)
-            .is_some_and(|at| self.now.0 < at.0.saturating_add(gap))
-        {
+        if self.answered_within_gap(&self.decision_sent, peer) {
             return;
         }
         let Some(d) = &self.last_decision else {
