@@ -120,18 +120,43 @@ async fn accept_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
     }
 }
 
+/// Why an inbound TLS handshake failed, from whose side: a peer that gives up on its attempt
+/// (a dialer starting over once we came up) is not refused by anyone.
+fn inbound_handshake_error(ctx: &Ctx, e: quinn::ConnectionError) -> LinkError {
+    let (reason, error) = match &e {
+        quinn::ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => (
+            "tls_refused_by_peer",
+            LinkError::RefusedByPeer(format!(
+                "TLS handshake refused ({e}): our key is not in its genesis, or its key not in ours"
+            )),
+        ),
+        quinn::ConnectionError::ConnectionClosed(_)
+        | quinn::ConnectionError::ApplicationClosed(_) => {
+            return LinkError::Lost(format!("the peer gave up during the TLS handshake ({e})"));
+        }
+        _ => (
+            "tls",
+            LinkError::RefusedByUs(format!(
+                "TLS handshake failed ({e}); a key outside our genesis is refused here"
+            )),
+        ),
+    };
+    ctx.metrics
+        .handshakes_refused
+        .get_or_create(&[("reason", reason)])
+        .inc();
+    error
+}
+
+/// QUIC reserves close codes 0x100–0x1ff for TLS alerts.
+fn is_crypto(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
 async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkError> {
     let conn = match incoming.await {
         Ok(c) => c,
-        Err(e) => {
-            ctx.metrics
-                .handshakes_refused
-                .get_or_create(&[("reason", "tls")])
-                .inc();
-            return Err(LinkError::RefusedByUs(format!(
-                "TLS handshake failed ({e}); a key outside our genesis is refused here"
-            )));
-        }
+        Err(e) => return Err(inbound_handshake_error(ctx, e)),
     };
     let key = peer_key(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
     let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
