@@ -20,6 +20,7 @@ use timed_core::block::Certificate;
 use timed_core::consensus::{Event, Input, Misbehaviour, Node, Output, Step, Timer};
 use timed_core::ledger::TxError;
 use timed_core::message::{Decision, Message, Vote, VoteKind, verify_votes};
+use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -233,17 +234,11 @@ impl Driver {
                 let _ = reply.send(self.node.mempool().get(&hash).cloned());
             }
             CoreInput::SubmitTx(tx, reply) => {
-                self.tx_waiters
-                    .entry(tx.hash())
-                    .or_default()
-                    .push_back(reply);
+                self.wait_for_verdict(&tx, reply);
                 self.handle(Input::SubmitTx(tx), group)
             }
             CoreInput::SubmitVerifiedTx(tx, reply) => {
-                self.tx_waiters
-                    .entry(tx.hash())
-                    .or_default()
-                    .push_back(reply);
+                self.wait_for_verdict(&tx, reply);
                 self.handle(Input::SubmitVerifiedTx(tx), group)
             }
         }
@@ -348,7 +343,7 @@ impl Driver {
             self.unstored_since.get_or_insert_with(Instant::now);
             self.unstored.extend(blocks.into_iter().map(|b| *b));
             if now_too || self.unstored.len() >= STORE_BATCH_BLOCKS {
-                self.store_blocks()?;
+                return self.store_blocks(); // updates the live state
             }
         }
         self.update_live();
@@ -377,6 +372,14 @@ impl Driver {
         }
         self.update_live();
         Ok(())
+    }
+
+    /// `reply` gets the core's verdict on `tx` (each verdict answers the oldest waiter of its hash).
+    fn wait_for_verdict(&mut self, tx: &SignedTransfer, reply: TxWaiter) {
+        self.tx_waiters
+            .entry(tx.hash())
+            .or_default()
+            .push_back(reply);
     }
 
     fn step(&mut self, input: Input) -> Result<(), StoreError> {
