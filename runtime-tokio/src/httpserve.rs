@@ -5,6 +5,8 @@
 //!   HTTP requests are read, answered from the store (redb serves readers beside the writer) and
 //!   encoded as JSON on the `timed-http` threads. A client can slow the HTTP API, not block
 //!   production. Requests for the core (`POST /tx`, a mempool lookup) still cross as messages.
+//!   Those threads also run at a lower scheduling priority (nice 10, Linux): on a machine short of
+//!   cores, the kernel gives the consensus thread the CPU first.
 //! - **Descriptors.** At start the soft `RLIMIT_NOFILE` is raised to the hard limit
 //!   (`raise_fd_limit`); the connection cap is then at most that limit minus `FD_RESERVE`, which
 //!   stays for the WAL, redb, QUIC and the runtimes. Beyond the cap a new connection is closed at
@@ -193,6 +195,18 @@ impl RateLimiter {
     }
 }
 
+/// The nice value of the HTTP threads: consensus (0) first when both want a core.
+const HTTP_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority (on Linux, nice applies to one thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HTTP_NICE)
+    {
+        debug!("Cannot lower the priority of an HTTP thread: {e}");
+    }
+}
+
 /// Starts the HTTP server on its own thread; it stops when the node shuts down.
 pub fn start(
     ctx: Arc<Ctx>,
@@ -227,11 +241,13 @@ pub fn start(
         .worker_threads(2)
         .max_blocking_threads(4)
         .thread_name("timed-http")
+        .on_thread_start(lower_priority)
         .enable_all()
         .build()?;
     std::thread::Builder::new()
         .name("timed-http".into())
         .spawn(move || {
+            lower_priority();
             runtime.block_on(serve(ctx, listener, cap));
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
