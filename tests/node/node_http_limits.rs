@@ -33,6 +33,12 @@ fn code(head: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The last lines of a log, for failure messages (a node at block time 0 logs a line a block).
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
 /// Node `i`'s height, asked until it answers (a rate-limited `/status` is asked again).
 fn height_of(net: &Net, i: usize) -> u64 {
     wait_for(&format!("node {i} to answer /status"), || {
@@ -49,9 +55,15 @@ fn two_clients_looping_over_blocks_do_not_stop_finalization() {
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
     let largest = Arc::new(AtomicUsize::new(0));
+    let malformed = Arc::new(AtomicUsize::new(0));
     let loops: Vec<_> = (0..2)
         .map(|_| {
-            let (stop, answered, largest) = (stop.clone(), answered.clone(), largest.clone());
+            let (stop, answered, largest, malformed) = (
+                stop.clone(),
+                answered.clone(),
+                largest.clone(),
+                malformed.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let Some((head, body)) = fetch(port, "/blocks?from=1&limit=1000") else {
@@ -62,10 +74,12 @@ fn two_clients_looping_over_blocks_do_not_stop_finalization() {
                     }
                     answered.fetch_add(1, Ordering::Relaxed);
                     largest.fetch_max(body.len(), Ordering::Relaxed);
-                    let v: Value = serde_json::from_slice(&body).expect("a range is JSON");
-                    let blocks = v["blocks"].as_array().expect("a range holds blocks");
-                    assert!(!blocks.is_empty(), "{head}");
-                    assert_eq!(v["next_from"], 1 + blocks.len() as u64, "{head}");
+                    // Checked after the attack, so that it runs its whole course regardless.
+                    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let len = v["blocks"].as_array().map_or(0, Vec::len) as u64;
+                    if len == 0 || v["next_from"] != 1 + len {
+                        malformed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             })
         })
@@ -86,19 +100,24 @@ fn two_clients_looping_over_blocks_do_not_stop_finalization() {
         began.elapsed().as_secs_f64()
     );
     assert!(answered >= 2, "the attack ran: {answered} answers");
-    assert!(
-        largest <= 4 * 1024 * 1024,
-        "a range answer is bounded: {largest} bytes"
-    );
     // Nominally a few hundred heights in 6 s here; a consensus loop busy encoding JSON made
     // tens. Progress, not a ratio: the machine is shared.
     assert!(
         end >= start + 150,
         "node 1 finalized only {} heights in 6 s while two clients read ranges\n{}",
         end - start,
-        net.log(0)
+        tail(&net.log(0))
     );
-    assert!(net.alive(0), "{}", net.log(0));
+    assert!(
+        largest <= 4 * 1024 * 1024,
+        "a range answer is bounded: {largest} bytes"
+    );
+    assert!(net.alive(0), "{}", tail(&net.log(0)));
+    assert_eq!(
+        malformed.load(Ordering::Relaxed),
+        0,
+        "every range is {{blocks, next_from, more}}"
+    );
 }
 
 #[test]
@@ -138,14 +157,14 @@ fn idle_connections_beyond_the_descriptor_limit_do_not_kill_a_node() {
         net.alive(0),
         "node 1 died with {} idle connections open\n{}",
         idle.len(),
-        net.log(0)
+        tail(&net.log(0))
     );
     drop(idle);
     let back = wait_for("node 1 to answer /status again", || net.status(0));
     let h = back["height"].as_u64().unwrap();
     assert!(h >= from, "node 1 kept finalizing: {h} < {from}");
     net.wait_height(0, h + 100);
-    assert!(net.alive(0), "{}", net.log(0));
+    assert!(net.alive(0), "{}", tail(&net.log(0)));
     let metrics = get(port, "/metrics").unwrap().1;
     assert!(
         metrics.contains("timed_http_refused_total{reason=\"connection_cap\"}"),
