@@ -168,6 +168,11 @@ impl RateLimiter {
                 self.refill(b, now);
             }
             buckets.retain(|_, b| b.tokens < burst);
+            // Thousands of clients all busy at once (or addresses made up by the thousand):
+            // forgetting them all costs a burst each, keeping them a scan per request.
+            if buckets.len() >= MAX_CLIENTS {
+                buckets.clear();
+            }
         }
         let b = buckets.entry(client_key(ip)).or_insert(Bucket {
             tokens: self.burst(),
@@ -594,6 +599,19 @@ mod tests {
         let c: IpAddr = "2001:db8:0:1::1".parse().unwrap();
         assert_eq!(client_key(a), client_key(b));
         assert_ne!(client_key(a), client_key(c));
+    }
+
+    #[test]
+    fn the_clients_remembered_stay_bounded() {
+        let limiter = RateLimiter::new(1);
+        let t = Instant::now();
+        for i in 0..3 * MAX_CLIENTS as u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let _ = limiter.take(ip, t);
+            let _ = limiter.take(ip, t);
+            let _ = limiter.take(ip, t);
+        }
+        assert!(lock(&limiter.buckets).len() <= MAX_CLIENTS);
     }
 
     #[test]
