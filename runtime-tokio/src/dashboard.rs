@@ -193,6 +193,15 @@ pub fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
     }
 }
 
+/// The hash of the block at `height`, if it is among the last blocks finalized here.
+pub fn hash_at(height: u64) -> Option<String> {
+    lock(&LATEST)
+        .iter()
+        .rev()
+        .find(|b| b.summary.height == height)
+        .map(|b| b.summary.hash.clone())
+}
+
 /// Summaries from `from` on out of `LATEST`, if it holds `from` or the heights before it.
 fn latest_summaries(from: u64, limit: usize, hashes: bool) -> Option<Vec<Summary>> {
     // Copied out under the lock (the hashes by reference), hex-encoded after: the consensus loop

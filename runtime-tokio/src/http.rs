@@ -59,7 +59,13 @@ fn storage(e: impl std::fmt::Display) -> Response {
 }
 
 async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
-    let live = lock(&ctx.live).clone();
+    let mut live = lock(&ctx.live).clone();
+    // The consensus loop sets the last hash when a block is finalized and the height once the
+    // block is in the database, in two steps; read from this thread in between, the height
+    // would come with the next block's hash. The hash of the height shown, then.
+    if let Some(hash) = crate::dashboard::hash_at(live.height) {
+        live.last_block_hash = Some(hash);
+    }
     let peers = ctx.peer_names();
     let chain = ctx.chain();
     let validators: Vec<Value> = chain.as_ref().map_or_else(Vec::new, |c| {
@@ -183,7 +189,7 @@ struct RangeQuery {
 /// Blocks per range answer at most, whatever `limit` says.
 const MAX_RANGE_BLOCKS: usize = 1000;
 
-/// Encodes `items` as a JSON array of fewer than `budget` bytes, but of one item at least;
+/// Encodes `items` as a JSON array of at most `budget` bytes, but of one item at least;
 /// returns the array and how many items it holds.
 pub fn bounded_json_array<T: Serialize>(
     items: impl IntoIterator<Item = T>,
@@ -221,8 +227,10 @@ fn json_bytes(body: Vec<u8>) -> Response {
 fn encode_range(ctx: &Ctx, from: u64, limit: usize) -> Result<Vec<u8>, crate::store::StoreError> {
     let budget = ctx.http.max_response_bytes;
     // The JSON of a block is larger than its stored form (hex, field names): reading `budget`
-    // stored bytes gives enough blocks to fill the answer.
-    let list = ctx.store.range(Height(from), limit, budget)?;
+    // stored bytes gives enough blocks to fill the answer. Never less than a largest block,
+    // which the store would otherwise skip, leaving the client asking for it forever.
+    let read = budget.max(timed_core::codec::MAX_MESSAGE_BYTES);
+    let list = ctx.store.range(Height(from), limit, read)?;
     let chain = ctx.chain();
     let views = list.iter().map(|s| block_view(chain.as_deref(), s));
     let (array, count) = bounded_json_array(views, budget.saturating_sub(64));
@@ -371,5 +379,29 @@ async fn submit_tx(
             StatusCode::SERVICE_UNAVAILABLE,
             "the node did not answer in time",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_json_array;
+
+    #[test]
+    fn a_bounded_array_stops_before_the_budget_but_holds_one_item() {
+        let items: Vec<String> = (0..100).map(|i| format!("{i:08}")).collect();
+        // Each item is 10 bytes as JSON, 11 with its comma: 9 items and the brackets are 100.
+        let (out, n) = bounded_json_array(&items, 100);
+        assert_eq!((n, out.len()), (9, 100));
+        let back: Vec<String> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, items[..9]);
+        assert_eq!(bounded_json_array(&items, 99).1, 8);
+        let (out, n) = bounded_json_array(&items, 5);
+        assert_eq!(
+            (n, out.len()),
+            (1, 12),
+            "one item, however small the budget"
+        );
+        let (out, n) = bounded_json_array(Vec::<String>::new(), 5);
+        assert_eq!((n, &out[..]), (0, &b"[]"[..]));
     }
 }
