@@ -3,13 +3,16 @@
 //! `certificate_verify/{n}`: one certificate holding a precommit of every validator of an
 //! `n`-validator set, checked three ways, reported per signature (`Throughput::Elements(n)`):
 //! - `certificate_batch`: `Certificate::verify`, as a node checks a decision (ordering, stake,
-//!   signing messages rebuilt, one `verify_batch`);
+//!   signing messages rebuilt, one `crypto::verify_batch`, the chain's cofactored rule);
 //! - `votes_one_by_one`: the same `n` precommits as votes, each checked with `Vote::verify`
-//!   (`verify_strict`), as a node checks votes arriving one at a time;
+//!   (`crypto::verify`, the same rule alone), as a node checks votes arriving one at a time;
 //! - `verify_votes_batch`: the same precommits through `message::verify_votes`, as a driver checks
 //!   a burst of votes (one batch, one by one only on failure);
-//! - `dalek_raw_batch`: `ed25519_dalek::verify_batch` on the very same (message, signature, key)
-//!   triples, built outside the timed part: the physical limit the certificate check can approach.
+//! - `rule_raw_batch`: `crypto::verify_batch` on the very same (message, signature, key) triples,
+//!   built outside the timed part: the limit the certificate check can approach;
+//! - `dalek_raw_batch`: `ed25519_dalek::verify_batch` (cofactorless, which the chain no longer
+//!   uses: its verdict on a signature can depend on the rest of the batch) on the same triples,
+//!   for comparison with the rule's batch.
 //!
 //! `vote_codec`: one precommit wrapped as `Message::Vote`, encoded with `encode_message` and
 //! decoded (with its canonical re-encoding check) with `decode_message`. The encoded size is
@@ -20,7 +23,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use timed_core::block::Certificate;
 use timed_core::codec::{decode_message, encode_message};
-use timed_core::crypto::{Domain, Keypair, signing_message};
+use timed_core::crypto::{self, Domain, Keypair, Signature, signing_message};
 use timed_core::message::{Message, Vote, VoteKind, verify_votes};
 use timed_core::types::{Hash, Height, Round, Stake, ValidatorIndex};
 use timed_core::validators::{GenesisValidator, ValidatorSet};
@@ -106,6 +109,14 @@ fn certificate_verify(c: &mut Criterion) {
             .collect();
         ed25519_dalek::verify_batch(&message_refs, &signatures, &verifying_keys)
             .expect("the raw batch verifies");
+        let triples: Vec<(&[u8], Signature, ed25519_dalek::VerifyingKey)> = cert
+            .signatures
+            .iter()
+            .zip(&message_refs)
+            .zip(&verifying_keys)
+            .map(|((s, m), k)| (*m, s.signature, *k))
+            .collect();
+        crypto::verify_batch(&triples).expect("the rule's batch verifies");
 
         let mut group = c.benchmark_group(format!("certificate_verify/{n}"));
         group.throughput(Throughput::Elements(n as u64));
@@ -128,6 +139,9 @@ fn certificate_verify(c: &mut Criterion) {
                 let verdicts = verify_votes(black_box(&votes), black_box(&set), CHAIN_ID);
                 assert!(verdicts.iter().all(|ok| *ok));
             })
+        });
+        group.bench_function("rule_raw_batch", |b| {
+            b.iter(|| crypto::verify_batch(black_box(&triples)).expect("verifies"))
         });
         group.bench_function("dalek_raw_batch", |b| {
             b.iter(|| {
