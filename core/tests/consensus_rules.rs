@@ -1434,3 +1434,33 @@ fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instanc
         })
     )));
 }
+
+/// Found by the simulator (swarm seeds 33 and 161 after a storage loss): a node restored below
+/// its guard's height (a wiped or older data directory) that catches up to that height keeps the
+/// guard's lock there and starts in the round after the guard's, as one restored at that height.
+#[test]
+fn a_node_that_catches_up_to_its_guards_height_keeps_its_lock_and_round() {
+    use timed_core::consensus::{GuardLock, SignGuard, SignPoint, SignStep};
+    let x = Hash([7; 32]);
+    let mut f = restored_with_guard(SignGuard {
+        last: SignPoint {
+            height: Height(2),
+            round: Round(1),
+            step: SignStep::Precommit,
+        },
+        lock: Some(GuardLock {
+            height: Height(2),
+            round: Round(1),
+            block: x,
+        }),
+    });
+    let (_, out) = f.finalize_height_one();
+    assert_eq!(own_signed(&out), 0, "height 1 is below the guard");
+    assert_eq!(f.node.height(), Height(2));
+    assert_eq!(f.node.locked(), Some((Round(1), x)));
+    f.node.handle(
+        TimestampMs(20_000),
+        Input::Timeout(Timer::NextHeight { height: Height(2) }),
+    );
+    assert_eq!(f.node.round(), Round(2));
+}

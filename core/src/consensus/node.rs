@@ -279,6 +279,9 @@ pub struct Node {
     double_sign_check_ms: u64,
     /// Another instance is using this key: sign nothing more.
     key_elsewhere: bool,
+    /// The guard of a restore that lost records: applied at the guard's height, whether the node
+    /// restored there or reaches it by catching up (`apply_lost_records`).
+    lost_records: Option<SignGuard>,
     /// The block this node is fetching (reset by `enter_height`).
     block_fetch: Option<BlockFetch>,
     /// When each peer was last sent a block it asked for: one answer per peer per
@@ -343,6 +346,7 @@ impl Node {
             watch_until: None,
             double_sign_check_ms: config.double_sign_check_ms,
             key_elsewhere: false,
+            lost_records: None,
             block_fetch: None,
             block_answered: BTreeMap::new(),
             decision_sent: BTreeMap::new(),
@@ -413,28 +417,37 @@ impl Node {
                 }
             }
         }
-        if let Some(guard) = restore.guard.filter(|_| lost) {
-            // The records of this height are lost, or some of them: the guard says what they
-            // would have. Its lock stands (L22/L28 need its round and block hash, not the block),
-            // unless the records hold a newer one.
-            if let Some(lock) = guard.lock
-                && lock.height == node.height
-                && node.locked.is_none_or(|(r, _)| lock.round > r)
-            {
-                node.locked = Some((lock.round, lock.block));
-                node.valid = None;
-                node.restored_polka = None;
-            }
-            // Its votes up to the guard's round are lost with the records (and cannot be signed
-            // again); the peers may be waiting for them. Starting in the round after the guard's,
-            // its votes there pull the others along when they need its stake (L55): a node with
-            // more than a third moves them, and without it they have a quorum already.
-            if guard.last.height == node.height && node.round <= guard.last.round {
-                node.round = guard.last.round.next();
-            }
-        }
+        node.lost_records = restore.guard.filter(|_| lost);
+        node.apply_lost_records();
         node.out.clear();
         Ok(node)
+    }
+
+    /// At the height of a guard whose records are lost, the guard says what they would have.
+    /// Its lock stands (L22/L28 need its round and block hash, not the block), unless records
+    /// hold a newer one. And the node's votes up to the guard's round are lost and cannot be
+    /// signed again, while peers may be waiting for them: it starts in the round after the
+    /// guard's, where its votes pull the others along when they need its stake (L55: a node with
+    /// more than a third moves them; without it they have a quorum already).
+    fn apply_lost_records(&mut self) {
+        let Some(guard) = self.lost_records else {
+            return;
+        };
+        if guard.last.height < self.height {
+            self.lost_records = None;
+            return;
+        }
+        if let Some(lock) = guard.lock
+            && lock.height == self.height
+            && self.locked.is_none_or(|(r, _)| lock.round > r)
+        {
+            self.locked = Some((lock.round, lock.block));
+            self.valid = None;
+            self.restored_polka = None;
+        }
+        if guard.last.height == self.height && self.round <= guard.last.round {
+            self.round = guard.last.round.next();
+        }
     }
 
     fn restore_signed(&mut self, msg: Message) {
@@ -1391,7 +1404,8 @@ impl Node {
             Timer::NextHeight { height }
                 if height == self.height && self.step == Step::NewHeight =>
             {
-                self.start_round(Round::ZERO, None);
+                // Round 0, or the round after a lost-records guard's (`apply_lost_records`).
+                self.start_round(self.round, None);
             }
             // Still at the next height: whoever has not shown it finalized `height` gets it.
             Timer::Announce { height } if height.next() == self.height => {
@@ -1643,18 +1657,20 @@ impl Node {
                 reason,
             }));
         }
+        // The proposer sets the timeout too: when it proposes, it prepares at once and the timer
+        // finds it past the step; when it cannot (the guard withholds its signature, no block
+        // applies), the timeout still ends its round (L57).
+        let after = self.params.propose_timeout.at(round);
+        self.schedule(
+            Timer::Propose {
+                height: self.height,
+                round,
+            },
+            after,
+        );
         let proposer = self.set.proposer(self.height, round);
         if Some(proposer) == self.me {
             self.propose(proposer);
-        } else {
-            let after = self.params.propose_timeout.at(round);
-            self.schedule(
-                Timer::Propose {
-                    height: self.height,
-                    round,
-                },
-                after,
-            );
         }
     }
 
@@ -1936,6 +1952,7 @@ impl Node {
         self.precommit_timer_set = false;
         self.valid_updated = false;
         self.block_fetch = None;
+        self.apply_lost_records();
         if self.started {
             // Even with block time 0 the next round starts from a timer, not inline: a validator
             // holding a quorum alone would otherwise finalize height after height inside one
