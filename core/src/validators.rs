@@ -1,6 +1,6 @@
 //! The genesis (chain id, validators, balances, consensus parameters), its validation, and the
 //! `ValidatorSet` it yields: ordered, stake-weighted, with the quorum arithmetic and the proposer
-//! draw of DESIGN §2.1.
+//! schedule (`ValidatorSet::proposer`).
 //!
 //! Thresholds are always over the total stake `T` of the set, never over the stake online:
 //! a quorum is `w` with `3·w ≥ 2·T`, "more than a third" is `3·w > T`. Any two quorums overlap in
@@ -128,11 +128,27 @@ pub enum GenesisError {
     BalanceOverflow,
     #[error("the propose timeout must be at least 1 ms")]
     ZeroProposeTimeout,
+    #[error(
+        "max_block_txs = {max_block_txs} allows proposals of up to {bytes} bytes, over the \
+         {limit}-byte message limit (a block nobody could send would halt the chain); at most \
+         {fits} transfers fit"
+    )]
+    BlockTooLarge {
+        max_block_txs: u32,
+        bytes: usize,
+        limit: usize,
+        fits: u64,
+    },
 }
 
 /// The most money a genesis may create: half of what a `u64` holds, leaving billions of blocks of
 /// subsidies before any balance could overflow.
 pub const MAX_GENESIS_SUPPLY: u64 = u64::MAX / 2;
+
+/// The proposer schedule multiplies two weights and a small factor in 128 bits, so its weights
+/// total at most this: stakes of a larger total are scaled down for the schedule (by a power of
+/// two, each at least 1), which moves a share by less than one part in 2^50.
+const MAX_SCHEDULE_TOTAL: u64 = 1 << 62;
 
 /// Validators per set at most (indices are 16-bit; certificates stay small).
 pub const MAX_VALIDATORS: usize = 1_000;
@@ -166,7 +182,77 @@ impl Genesis {
         if total > MAX_GENESIS_SUPPLY {
             return Err(GenesisError::BalanceOverflow);
         }
+        let (fixed, per_tx) = self.proposal_size_bound(set.len());
+        let limit = crate::codec::MAX_MESSAGE_BYTES;
+        let bytes = fixed.saturating_add(per_tx.saturating_mul(self.params.max_block_txs as usize));
+        if bytes > limit {
+            return Err(GenesisError::BlockTooLarge {
+                max_block_txs: self.params.max_block_txs,
+                bytes,
+                limit,
+                fits: (limit.saturating_sub(fixed) / per_tx) as u64,
+            });
+        }
         Ok(set)
+    }
+
+    /// The most bytes a proposal of this chain can take on the wire: `fixed + per_tx · txs`.
+    /// `fixed` is a proposal of an empty block with every number at its widest and a polka
+    /// signed by every validator, in its envelope, plus room for the transfer list's length;
+    /// `per_tx` is the widest encoded transfer (its fields have fixed sizes). A `Decision` (the
+    /// block and a certificate) is no larger. Issue 12, defect 11: `max_block_txs` is refused
+    /// where this passes `codec::MAX_MESSAGE_BYTES`, so no valid block is too large to send.
+    pub fn proposal_size_bound(&self, validators: usize) -> (usize, usize) {
+        use crate::block::{Block, Certificate, CommitSignature, Header};
+        use crate::crypto::Signature;
+        use crate::message::{Message, Proposal};
+        use crate::tx::{SignedTransfer, Transfer};
+        let widest = PublicKey([0xff; 32]);
+        let tx = SignedTransfer {
+            transfer: Transfer {
+                from: widest,
+                to: widest,
+                amount: Amount(u64::MAX),
+                fee: Amount(u64::MAX),
+                nonce: u64::MAX,
+            },
+            signature: Signature([0xff; 64]),
+        };
+        let per_tx = crate::codec::encode(&tx).len();
+        let proposal = Proposal {
+            height: Height(u64::MAX),
+            round: Round(u32::MAX),
+            valid_round: Some(Round(u32::MAX)),
+            block: Block {
+                header: Header {
+                    chain_id: self.chain_id.clone(),
+                    height: Height(u64::MAX),
+                    parent_hash: Hash([0xff; 32]),
+                    timestamp: TimestampMs(u64::MAX),
+                    proposer: ValidatorIndex(u16::MAX),
+                    tx_root: Hash([0xff; 32]),
+                    state_root: Hash([0xff; 32]),
+                },
+                txs: Vec::new(),
+            },
+            proposer: ValidatorIndex(u16::MAX),
+            signature: Signature([0xff; 64]),
+            polka: Some(Certificate {
+                height: Height(u64::MAX),
+                round: Round(u32::MAX),
+                block_hash: Hash([0xff; 32]),
+                signatures: vec![
+                    CommitSignature {
+                        validator: ValidatorIndex(u16::MAX),
+                        signature: Signature([0xff; 64]),
+                    };
+                    validators
+                ],
+            }),
+        };
+        // + 8: the list's length grows from one byte to at most nine.
+        let fixed = crate::codec::encode_message(&Message::Proposal(proposal)).len() + 8;
+        (fixed, per_tx)
     }
 }
 
@@ -206,6 +292,9 @@ pub struct ValidatorSet {
     validators: Vec<Validator>,
     total: Stake,
     by_key: BTreeMap<PublicKey, ValidatorIndex>,
+    /// The stakes as the proposer schedule weighs them, and their total (`MAX_SCHEDULE_TOTAL`).
+    weights: Vec<u128>,
+    weight_total: u128,
 }
 
 impl ValidatorSet {
@@ -253,10 +342,22 @@ impl ValidatorSet {
                 stake: m.stake,
             });
         }
+        let shift = (0..64)
+            .find(|shift| {
+                let scaled: u64 = validators.iter().map(|v| (v.stake.0 >> shift).max(1)).sum();
+                scaled <= MAX_SCHEDULE_TOTAL
+            })
+            .expect("at most 1000 validators of weight 1 fit");
+        let weights: Vec<u128> = validators
+            .iter()
+            .map(|v| u128::from((v.stake.0 >> shift).max(1)))
+            .collect();
         Ok(ValidatorSet {
             validators,
             total: Stake(total),
             by_key,
+            weight_total: weights.iter().sum(),
+            weights,
         })
     }
 
@@ -306,32 +407,87 @@ impl ValidatorSet {
         3 * u128::from(w.0) > u128::from(self.total.0)
     }
 
-    /// The proposer of `(height, round)`: a stake-weighted draw from
-    /// `BLAKE3("timed/proposer" ‖ chain_id ‖ parent_hash ‖ height ‖ round)`.
-    pub fn proposer(
-        &self,
-        chain_id: &str,
-        parent: &Hash,
-        height: Height,
-        round: Round,
-    ) -> ValidatorIndex {
-        let digest = Hash::of(&[
-            b"timed/proposer",
-            chain_id.as_bytes(),
-            &parent.0,
-            &height.0.to_be_bytes(),
-            &round.0.to_be_bytes(),
-        ]);
-        let x = u128::from_be_bytes(digest.0[..16].try_into().expect("16 bytes"))
-            % u128::from(self.total.0);
-        let mut cumulative: u128 = 0;
-        for (index, v) in self.iter() {
-            cumulative += u128::from(v.stake.0);
-            if x < cumulative {
-                return index;
+    /// The proposer of `(height, round)`: entry `height - 1 + round` of the set's proposer schedule.
+    ///
+    /// Decision record (issue 12, defect 8). The draw used to hash the parent block, which the
+    /// previous proposer chooses (its timestamp, its transfers): a validator could grind its block
+    /// until the draw named itself again, height after height. The schedule depends on the set
+    /// alone, so nobody can steer it. It is Tendermint's idea (a weighted round-robin in which
+    /// round `r` of height `h` takes the turn `h - 1 + r`, as CometBFT's proposer priority does)
+    /// computed without state: the turns form the sequence of the Sainte-Laguë (Webster) divisor
+    /// method. Validator `i` of stake `w_i` owns the points `(k + 1/2) / w_i` for `k = 0, 1, …`;
+    /// all points of all validators, in increasing order (ties to the lower index), are the
+    /// schedule. Up to any turn `s`, validator `i` has had `s·w_i/T` turns within
+    /// `1/2 + n/2·w_i/T` (n validators, T total stake), so every share of proposals converges to
+    /// the share of stake, and after `T` turns the schedule repeats exactly. A turn costs
+    /// O(n log n), independent of the height: no history is replayed after a restart.
+    pub fn proposer(&self, height: Height, round: Round) -> ValidatorIndex {
+        let turn = u128::from(height.0.saturating_sub(1)) + u128::from(round.0);
+        self.schedule_turn(turn)
+    }
+
+    /// The validator holding turn `turn` (0-based) of the schedule of `proposer`.
+    pub fn schedule_turn(&self, turn: u128) -> ValidatorIndex {
+        let total = self.weight_total;
+        let s = turn % total;
+        let n = self.validators.len() as u128;
+        // The point of turn `s` lies within n/2 + 1 turns of `s / T`; collect every point in a
+        // wider window around it, which then holds turns `first..first + len` contiguously.
+        let mut margin = n + 2;
+        loop {
+            let lo = s.saturating_sub(margin);
+            let hi = s + margin + 1;
+            // Points m / (2·w) with m odd and lo/T ≤ m/(2w) ≤ hi/T. Products stay below 2^126:
+            // weights total at most 2^62 and m at most 2w + O(n).
+            let mut points: Vec<(u128, usize)> = Vec::new();
+            for (i, &w) in self.weights.iter().enumerate() {
+                let mut m = (2 * w * lo).div_ceil(total);
+                if m.is_multiple_of(2) {
+                    m += 1;
+                }
+                let m_hi = 2 * w * hi / total;
+                while m <= m_hi {
+                    points.push((m, i));
+                    m += 2;
+                }
             }
+            points.sort_by(|a, b| self.compare_points(*a, *b));
+            if let Some(&first) = points.first() {
+                let at = self.points_before(first);
+                if let Some(&(_, i)) = s
+                    .checked_sub(at)
+                    .and_then(|d| usize::try_from(d).ok())
+                    .and_then(|d| points.get(d))
+                {
+                    return ValidatorIndex(i as u16);
+                }
+            }
+            // Not reached by the bound above; a wider window is always correct.
+            debug_assert!(false, "proposer schedule window too narrow");
+            margin *= 2;
         }
-        unreachable!("x < total stake, so some validator's cumulative stake exceeds it")
+    }
+
+    /// Orders the points `a.0 / (2·w_a)` and `b.0 / (2·w_b)`; equal points by validator index.
+    fn compare_points(&self, a: (u128, usize), b: (u128, usize)) -> std::cmp::Ordering {
+        let (wa, wb) = (self.weights[a.1], self.weights[b.1]);
+        (a.0 * wb).cmp(&(b.0 * wa)).then(a.1.cmp(&b.1))
+    }
+
+    /// How many points of the schedule come before the point `m / (2·w_i)` of validator `i`.
+    fn points_before(&self, (m, i): (u128, usize)) -> u128 {
+        let wi = self.weights[i];
+        self.weights
+            .iter()
+            .enumerate()
+            .map(|(j, &wj)| {
+                // Odd m' with m'/(2w_j) < m/(2w_i), i.e. m'·w_i < m·w_j (≤ for a lower index,
+                // which wins ties).
+                let a = m * wj;
+                let bound = if j < i { a / wi } else { (a - 1) / wi };
+                bound.div_ceil(2)
+            })
+            .sum()
     }
 }
 
@@ -408,22 +564,182 @@ mod tests {
         );
     }
 
-    #[test]
-    fn proposer_draw_is_stake_weighted() {
-        let set = ValidatorSet::new(&members(&[100, 300])).unwrap();
-        let mut counts = [0u32; 2];
-        for h in 1..4001u64 {
-            counts[set
-                .proposer("c", &Hash::ZERO, Height(h), Round(0))
-                .as_usize()] += 1;
+    /// The schedule from its definition: every point of two periods, sorted.
+    fn schedule_by_brute_force(stakes: &[u64]) -> Vec<usize> {
+        let total: u64 = stakes.iter().sum();
+        let mut points: Vec<(u128, usize)> = Vec::new();
+        for (i, w) in stakes.iter().enumerate() {
+            for k in 0..2 * u128::from(*w) {
+                points.push((2 * k + 1, i));
+            }
         }
-        // Expect about 1000 / 3000; allow a wide margin, the draw is a hash.
-        assert!((800..1200).contains(&counts[0]), "{counts:?}");
-        // A new round is a new draw: not always the same proposer.
-        let distinct: std::collections::BTreeSet<_> = (0..20)
-            .map(|r| set.proposer("c", &Hash::ZERO, Height(1), Round(r)))
+        points.sort_by(|a, b| {
+            (a.0 * u128::from(stakes[b.1]))
+                .cmp(&(b.0 * u128::from(stakes[a.1])))
+                .then(a.1.cmp(&b.1))
+        });
+        assert_eq!(points.len() as u64, 2 * total);
+        points.into_iter().map(|(_, i)| i).collect()
+    }
+
+    #[test]
+    fn a_genesis_whose_largest_block_cannot_be_sent_is_refused() {
+        let (_, validators) = insecure_dev_validators(&[100; 4]);
+        let mut genesis = Genesis {
+            chain_id: "size".into(),
+            genesis_time_ms: TimestampMs(0),
+            validators,
+            balances: vec![],
+            params: ConsensusParams::default(),
+        };
+        assert!(genesis.validate().is_ok(), "the default fits");
+        let (fixed, per_tx) = genesis.proposal_size_bound(4);
+        let fits = (crate::codec::MAX_MESSAGE_BYTES - fixed) / per_tx;
+        genesis.params.max_block_txs = fits as u32;
+        assert!(genesis.validate().is_ok());
+        genesis.params.max_block_txs = fits as u32 + 1;
+        let err = genesis.validate().unwrap_err();
+        assert!(
+            matches!(err, GenesisError::BlockTooLarge { fits: f, .. } if f == fits as u64),
+            "{err}"
+        );
+        genesis.params.max_block_txs = u32::MAX;
+        assert!(genesis.validate().is_err());
+    }
+
+    #[test]
+    fn the_largest_block_a_genesis_allows_fits_in_a_message() {
+        // The bound holds for a real proposal of the widest transfers, with a full polka.
+        use crate::block::{Block, Certificate, Header};
+        use crate::message::{Message, Proposal, Vote, VoteKind};
+        use crate::tx::Transfer;
+        let (keys, validators) = insecure_dev_validators(&[100; 7]);
+        let genesis = Genesis {
+            chain_id: "size".into(),
+            genesis_time_ms: TimestampMs(0),
+            validators,
+            balances: vec![],
+            params: ConsensusParams {
+                max_block_txs: 500,
+                ..ConsensusParams::default()
+            },
+        };
+        let (fixed, per_tx) = genesis.proposal_size_bound(7);
+        let tx = Transfer {
+            from: keys[0].public_key(),
+            to: keys[1].public_key(),
+            amount: Amount(u64::MAX),
+            fee: Amount(u64::MAX),
+            nonce: u64::MAX,
+        }
+        .sign(&keys[0], "size");
+        let block = Block {
+            header: Header {
+                chain_id: "size".into(),
+                height: Height(u64::MAX),
+                parent_hash: Hash::ZERO,
+                timestamp: TimestampMs(u64::MAX),
+                proposer: ValidatorIndex(6),
+                tx_root: Hash::ZERO,
+                state_root: Hash::ZERO,
+            },
+            txs: vec![tx; 500],
+        };
+        let votes: Vec<Vote> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                Vote::sign(
+                    k,
+                    "size",
+                    Height(u64::MAX),
+                    Round(u32::MAX - 1),
+                    VoteKind::Prepare,
+                    Some(block.hash()),
+                    ValidatorIndex(i as u16),
+                )
+            })
             .collect();
-        assert_eq!(distinct.len(), 2);
+        let polka =
+            Certificate::from_prepares(Height(u64::MAX), Round(u32::MAX - 1), block.hash(), &votes);
+        let p = Proposal::sign(
+            &keys[6],
+            "size",
+            Round(u32::MAX),
+            Some(Round(u32::MAX - 1)),
+            block,
+            ValidatorIndex(6),
+        )
+        .with_polka(polka);
+        let bytes = crate::codec::encode_message(&Message::Proposal(p)).len();
+        assert!(
+            bytes <= fixed + 500 * per_tx,
+            "{bytes} > {fixed} + 500 × {per_tx}"
+        );
+    }
+
+    #[test]
+    fn the_proposer_share_follows_the_stake_share_at_every_turn() {
+        for stakes in [
+            vec![100, 300],
+            vec![100, 100, 100, 100],
+            vec![1, 2, 3, 5, 8, 13, 21],
+            vec![550, 300, 100, 50],
+            vec![1_000_000, 1, 1],
+        ] {
+            let set = ValidatorSet::new(&members(&stakes)).unwrap();
+            let total: u64 = stakes.iter().sum();
+            let n = stakes.len() as f64;
+            let mut counts = vec![0u64; stakes.len()];
+            for turn in 0..20_000u64 {
+                let p = set.proposer(Height(turn + 1), Round::ZERO).as_usize();
+                counts[p] += 1;
+                for (i, w) in stakes.iter().enumerate() {
+                    let share = (turn + 1) as f64 * *w as f64 / total as f64;
+                    let bound = 0.5 + n / 2.0 * (*w as f64 / total as f64) + 1e-9;
+                    assert!(
+                        (counts[i] as f64 - share).abs() <= bound,
+                        "stakes {stakes:?}, turn {turn}: validator {i} had {} turns for a share of {share}",
+                        counts[i]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn round_r_of_height_h_is_turn_h_minus_1_plus_r_and_nobody_chooses_it() {
+        let set = ValidatorSet::new(&members(&[100, 300, 50])).unwrap();
+        for h in 1..50u64 {
+            for r in 0..5u32 {
+                assert_eq!(
+                    set.proposer(Height(h), Round(r)),
+                    set.schedule_turn(u128::from(h - 1) + u128::from(r))
+                );
+            }
+        }
+        // A new round is another turn: a proposer that does not propose hands over.
+        let distinct: std::collections::BTreeSet<_> =
+            (0..20).map(|r| set.proposer(Height(1), Round(r))).collect();
+        assert_eq!(distinct.len(), 3);
+    }
+
+    #[test]
+    fn the_schedule_holds_with_the_largest_stakes() {
+        let big = u64::MAX / 2;
+        let set = ValidatorSet::new(&members(&[big, big - 1, 1])).unwrap();
+        let mut counts = [0u32; 3];
+        for turn in 0..1_000u128 {
+            counts[set.schedule_turn(turn).as_usize()] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        assert!(counts[0].abs_diff(counts[1]) <= 1, "{counts:?}");
+        let far = u128::from(u64::MAX) * 7;
+        // The schedule repeats after its weights' total (the stakes scaled to the bound).
+        assert_eq!(
+            set.schedule_turn(far),
+            set.schedule_turn(far % set.weight_total)
+        );
     }
 
     proptest! {
@@ -451,6 +767,15 @@ mod tests {
             let qb = pick(b);
             let overlap: u128 = (0..n).filter(|&i| qa[i] && qb[i]).map(|i| u128::from(stakes[i])).sum();
             prop_assert!(3 * overlap >= u128::from(set.total_stake().0));
+        }
+
+        #[test]
+        fn the_schedule_is_the_sorted_points_of_every_validator(stakes in proptest::collection::vec(1u64..40, 1..8)) {
+            let set = ValidatorSet::new(&members(&stakes)).unwrap();
+            let expected = schedule_by_brute_force(&stakes);
+            for (turn, want) in expected.iter().enumerate() {
+                prop_assert_eq!(set.schedule_turn(turn as u128).as_usize(), *want, "turn {}", turn);
+            }
         }
 
         #[test]

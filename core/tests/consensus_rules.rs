@@ -54,10 +54,7 @@ impl Fixture {
 
     fn with(genesis: Genesis, keys: Vec<Keypair>) -> Fixture {
         let set = genesis.validate().unwrap();
-        let parent = genesis.hash();
-        let busy: Vec<ValidatorIndex> = (0..3)
-            .map(|r| set.proposer(CHAIN, &parent, Height(1), Round(r)))
-            .collect();
+        let busy: Vec<ValidatorIndex> = (0..3).map(|r| set.proposer(Height(1), Round(r))).collect();
         let me = (0..4)
             .map(ValidatorIndex)
             .find(|i| !busy.contains(i))
@@ -74,9 +71,7 @@ impl Fixture {
     }
 
     fn proposer(&self, round: u32) -> ValidatorIndex {
-        self.node
-            .validators()
-            .proposer(CHAIN, &self.genesis.hash(), Height(1), Round(round))
+        self.node.validators().proposer(Height(1), Round(round))
     }
 
     fn others(&self) -> Vec<ValidatorIndex> {
@@ -165,6 +160,24 @@ impl Fixture {
         }
         assert_eq!(self.node.height(), Height(2));
         (b, out)
+    }
+
+    /// The votes of every other validator at height 1, signed but not delivered.
+    fn others_votes(&self, round: u32, kind: VoteKind, block: Option<Hash>) -> Vec<Vote> {
+        self.others()
+            .into_iter()
+            .map(|v| {
+                Vote::sign(
+                    &self.keys[v.as_usize()],
+                    CHAIN,
+                    Height(1),
+                    Round(round),
+                    kind,
+                    block,
+                    v,
+                )
+            })
+            .collect()
     }
 
     fn deliver(&mut self, from: ValidatorIndex, msg: Message) -> Vec<Output> {
@@ -869,4 +882,508 @@ fn shortly_after_a_decision_it_goes_to_the_peers_not_heard_from_at_the_next_heig
         Input::Timeout(Timer::Announce { height: Height(0) }),
     );
     assert!(decisions_sent(&out).is_empty());
+}
+
+// ----- issue 12: what a Byzantine peer, a crash or a lost disk must not do ----------------------
+
+fn signed_persists(outputs: &[Output]) -> Vec<timed_core::consensus::PersistRecord> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sync_requests(outputs: &[Output]) -> Vec<ValidatorIndex> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: Message::SyncRequest { .. },
+            } => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+fn own_signed(outputs: &[Output]) -> usize {
+    outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Persist(r) if r.sign_point().is_some()))
+        .count()
+}
+
+/// Defect 1: a copy of a real proposal with one transfer removed (same signed header) delivered
+/// first used to be stored and judged under the real block's hash: the node prepared nil and
+/// refused the real block for the rest of the height.
+#[test]
+fn a_body_swapped_copy_delivered_first_does_not_poison_the_real_block() {
+    let mut f = Fixture::funded();
+    let real = f.block_with(f.proposer(0), 900, vec![alices_transfer()]);
+    let p = f.proposer(0);
+    let proposal = Proposal::sign(
+        &f.keys[p.as_usize()],
+        CHAIN,
+        Round(0),
+        None,
+        real.clone(),
+        p,
+    );
+    let mut swapped = proposal.clone();
+    swapped.block.txs.clear();
+    assert_eq!(
+        swapped.block.hash(),
+        real.hash(),
+        "the header, so the hash, is the same"
+    );
+    let out = f.deliver(p, Message::Proposal(swapped));
+    assert!(rejected(&out, "body_mismatch"));
+    assert!(own_votes(&out, VoteKind::Prepare).is_empty());
+    let out = f.deliver(p, Message::Proposal(proposal));
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(real.hash())]);
+    // A decision with a swapped body is refused as well, and the real one still finalizes.
+    let others = f.others();
+    let precommits = f.others_votes(0, VoteKind::Precommit, Some(real.hash()));
+    let certificate =
+        block::Certificate::from_precommits(Height(1), Round(0), real.hash(), &precommits);
+    let mut bad = real.clone();
+    bad.txs.clear();
+    let out = f.deliver(
+        others[0],
+        Message::Decision(timed_core::message::Decision {
+            block: bad,
+            certificate: certificate.clone(),
+        }),
+    );
+    assert!(rejected(&out, "body_mismatch"));
+    assert_eq!(f.node.height(), Height(1));
+    f.deliver(
+        others[0],
+        Message::Decision(timed_core::message::Decision {
+            block: real,
+            certificate,
+        }),
+    );
+    assert_eq!(f.node.height(), Height(2));
+}
+
+/// Defect 2: after a crash, the polka behind a proposer's lock lived only in its `Locked`
+/// record; it re-proposed its block with that polka, but did not count it for its own L28 and
+/// waited for prepares from voters that may be down.
+#[test]
+fn a_restarted_proposer_prepares_its_own_reproposal_with_a_voter_of_the_polka_down() {
+    let mut f = Fixture::new();
+    let mut records = vec![];
+    let b = f.block(f.proposer(0), 900);
+    records.extend(signed_persists(&f.propose(0, b.clone(), None)));
+    let others = f.others();
+    for v in &others[..2] {
+        records.extend(signed_persists(&f.vote(
+            *v,
+            0,
+            VoteKind::Prepare,
+            Some(b.hash()),
+        )));
+    }
+    assert_eq!(f.node.locked().map(|(_, h)| h), Some(b.hash()));
+    // The node crashes and comes back from its records alone.
+    let node = Node::restore(
+        &f.genesis,
+        f.keys[f.me.as_usize()].clone(),
+        NodeConfig::default(),
+        timed_core::consensus::Restore {
+            records,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    f.node = node;
+    f.node.handle(TimestampMs(1_000), Input::Start);
+    // Two validators move to the round it proposes in (L55); one voter of the polka is down.
+    let mine = (1..60).find(|r| f.proposer(*r) == f.me).unwrap();
+    let mut out = vec![];
+    for v in &others[1..] {
+        out.extend(f.vote(*v, mine, VoteKind::Prepare, None));
+    }
+    assert_eq!(f.node.round(), Round(mine));
+    let reproposed = out
+        .iter()
+        .any(|o| matches!(o, Output::Broadcast(Message::Proposal(p)) if p.block.hash() == b.hash() && p.valid_round == Some(Round(0))));
+    assert!(reproposed, "{out:?}");
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+}
+
+/// Defect 7: a re-proposal's polka travels outside the proposer's signature; a copy forwarded
+/// without it, arriving first, used to disable it for good.
+#[test]
+fn a_later_copy_of_a_reproposal_still_brings_its_polka() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    let others = f.others();
+    // This node missed round 0; the polka for B happened among the others.
+    let prepares = f.others_votes(0, VoteKind::Prepare, Some(b.hash()));
+    let polka = block::Certificate::from_prepares(Height(1), Round(0), b.hash(), &prepares);
+    // Round 1 (reached by L55) has B re-proposed with valid round 0.
+    for v in &others[..2] {
+        f.vote(*v, 1, VoteKind::Precommit, None);
+    }
+    assert_eq!(f.node.round(), Round(1));
+    let p1 = f.proposer(1);
+    let full = Proposal::sign(
+        &f.keys[p1.as_usize()],
+        CHAIN,
+        Round(1),
+        Some(Round(0)),
+        b.clone(),
+        p1,
+    )
+    .with_polka(polka.clone());
+    let mut stripped = full.clone();
+    stripped.polka = None;
+    let out = f.deliver(others[0], Message::Proposal(stripped));
+    assert!(
+        own_votes(&out, VoteKind::Prepare).is_empty(),
+        "no polka yet: wait"
+    );
+    // A copy with a bad polka (prepares of another round) from another peer changes nothing.
+    let mut bad = full.clone();
+    bad.polka = Some(block::Certificate::from_prepares(
+        Height(1),
+        Round(1),
+        b.hash(),
+        &prepares,
+    ));
+    let out = f.deliver(others[1], Message::Proposal(bad));
+    assert!(own_votes(&out, VoteKind::Prepare).is_empty());
+    let out = f.deliver(others[2], Message::Proposal(full));
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+}
+
+/// Defect 3: a signed vote for a far height from one validator used to pin catch-up on it.
+#[test]
+fn one_validators_far_claim_does_not_start_catch_up_and_a_silent_target_is_rotated() {
+    let mut f = Fixture::new();
+    let others = f.others();
+    let liar = others[0];
+    let far = Vote::sign(
+        &f.keys[liar.as_usize()],
+        CHAIN,
+        Height(1_000),
+        Round(0),
+        VoteKind::Prepare,
+        None,
+        liar,
+    );
+    let out = f.deliver(liar, Message::Vote(far));
+    assert!(
+        sync_requests(&out).is_empty(),
+        "one claim is a hint, not a reason: {out:?}"
+    );
+    // Two validators (more than a third) show height 5: catch-up starts, not with the liar.
+    let mut asked = vec![];
+    for v in &others[1..] {
+        let vote = Vote::sign(
+            &f.keys[v.as_usize()],
+            CHAIN,
+            Height(5),
+            Round(0),
+            VoteKind::Prepare,
+            None,
+            *v,
+        );
+        asked.extend(sync_requests(&f.deliver(*v, Message::Vote(vote))));
+    }
+    assert_eq!(asked.len(), 1, "one request at a time");
+    let first = asked[0];
+    assert!(others[1..].contains(&first));
+    // The target never answers: after twice the resend interval the next claimant is asked.
+    let resend = f.genesis.params.resend_interval_ms;
+    let out = f.node.handle(
+        TimestampMs(1_000 + 2 * resend),
+        Input::Timeout(Timer::Resend { height: Height(1) }),
+    );
+    let next = sync_requests(&out);
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0], first);
+    assert_ne!(
+        next[0], liar,
+        "the liar claims far, but the others are asked first"
+    );
+    // An answer that does not help counts against its sender too.
+    let out = f.node.handle(
+        TimestampMs(1_001 + 2 * resend),
+        Input::Message {
+            from: next[0],
+            msg: Message::SyncResponse { blocks: vec![] },
+        },
+    );
+    let after = sync_requests(&out);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0], next[0]);
+}
+
+/// Defect 5 (core side): sync answers are rate limited per peer.
+#[test]
+fn a_flood_of_sync_requests_is_answered_at_a_bounded_rate() {
+    let mut f = Fixture::new();
+    f.finalize_height_one();
+    let peer = f.others()[0];
+    let serves = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::ServeSync { .. }))
+            .count()
+    };
+    let mut answered = 0;
+    for _ in 0..100 {
+        let out = f.deliver(
+            peer,
+            Message::SyncRequest {
+                from: Height(1),
+                max_blocks: 64,
+            },
+        );
+        answered += serves(&out);
+    }
+    assert!(
+        (1..=16).contains(&answered),
+        "{answered} of 100 answered at once"
+    );
+    let later = f.node.handle(
+        TimestampMs(1_000 + 40),
+        Input::Message {
+            from: peer,
+            msg: Message::SyncRequest {
+                from: Height(1),
+                max_blocks: 64,
+            },
+        },
+    );
+    assert_eq!(serves(&later), 1, "the bucket refills with time");
+}
+
+/// Defect 9: the resend timer used to re-broadcast everything signed in the height, every
+/// round's messages included.
+#[test]
+fn resend_repeats_only_the_current_round_and_the_lock() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    f.propose(0, b.clone(), None);
+    let others = f.others();
+    for v in &others[..2] {
+        f.vote(*v, 0, VoteKind::Prepare, Some(b.hash()));
+    }
+    assert_eq!(f.node.locked().map(|(r, _)| r), Some(Round(0)));
+    // Rounds 1 to 5 time out: a prepare and a precommit (nil) each.
+    let h1 = Height(1);
+    let mut t = 2_000;
+    for r in 1..=5u32 {
+        for v in &others[..2] {
+            f.vote(*v, r, VoteKind::Precommit, None);
+        }
+        assert_eq!(f.node.round(), Round(r));
+        t += 10_000;
+        f.node.handle(
+            TimestampMs(t),
+            Input::Timeout(Timer::Propose {
+                height: h1,
+                round: Round(r),
+            }),
+        );
+        f.node.handle(
+            TimestampMs(t),
+            Input::Timeout(Timer::Prepare {
+                height: h1,
+                round: Round(r),
+            }),
+        );
+    }
+    let out = f.node.handle(
+        TimestampMs(t + 1),
+        Input::Timeout(Timer::Resend { height: h1 }),
+    );
+    let rounds: Vec<(u32, VoteKind)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(Message::Vote(v)) => Some((v.round.0, v.kind)),
+            Output::Broadcast(Message::Proposal(p)) => {
+                panic!("proposal of round {:?} resent", p.round)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rounds,
+        vec![
+            (0, VoteKind::Prepare),
+            (0, VoteKind::Precommit),
+            (5, VoteKind::Prepare),
+            (5, VoteKind::Precommit)
+        ]
+    );
+}
+
+/// Defect 10 (core side): a node restarted without its records but with its double-sign guard
+/// signs nothing at or below the guard's point, and signs again after it.
+#[test]
+fn a_node_without_its_records_signs_nothing_at_or_below_its_guard() {
+    use timed_core::consensus::{Restore, SignPoint, SignStep, Withheld};
+    let (genesis, keys) = genesis(4);
+    let f0 = Fixture::with(genesis.clone(), keys.clone());
+    let me = f0.me;
+    let guard = SignPoint {
+        height: Height(1),
+        round: Round(0),
+        step: SignStep::Precommit,
+    };
+    let node = Node::restore(
+        &genesis,
+        keys[me.as_usize()].clone(),
+        NodeConfig::default(),
+        Restore {
+            guard: Some(guard),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut f = Fixture { node, ..f0 };
+    f.node.handle(TimestampMs(1_000), Input::Start);
+    // Round 0: a different block than before the crash may be proposed; it must not sign.
+    let b = f.block(f.proposer(0), 901);
+    let mut out = f.propose(0, b.clone(), None);
+    for v in f.others() {
+        out.extend(f.vote(v, 0, VoteKind::Prepare, Some(b.hash())));
+    }
+    assert_eq!(own_signed(&out), 0, "{out:?}");
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::SigningWithheld {
+            reason: Withheld::BelowGuard,
+            ..
+        })
+    )));
+    // Round 1 is past the guard: it signs.
+    for v in &f.others()[..2] {
+        f.vote(*v, 1, VoteKind::Precommit, None);
+    }
+    let out = f.node.handle(
+        TimestampMs(20_000),
+        Input::Timeout(Timer::Propose {
+            height: Height(1),
+            round: Round(1),
+        }),
+    );
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+}
+
+/// Defect 10: started without its records (no guard), a node watches before signing; a vote of
+/// its own key it did not make, seen during the watch, raises its guard; seen later, it means
+/// another instance runs with the key, and the node signs nothing more.
+#[test]
+fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instance_signs() {
+    use timed_core::consensus::{Restore, SignStep, Withheld};
+    let (genesis, keys) = genesis(4);
+    let f0 = Fixture::with(genesis.clone(), keys.clone());
+    let me = f0.me;
+    let config = NodeConfig {
+        double_sign_check_ms: 5_000,
+        ..NodeConfig::default()
+    };
+    let node = Node::restore(
+        &genesis,
+        keys[me.as_usize()].clone(),
+        config,
+        Restore::default(),
+    )
+    .unwrap();
+    let mut f = Fixture { node, ..f0 };
+    f.node.handle(TimestampMs(1_000), Input::Start);
+    let b = f.block(f.proposer(0), 900);
+    let out = f.propose(0, b.clone(), None);
+    assert_eq!(own_signed(&out), 0);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::SigningWithheld {
+            reason: Withheld::Watching,
+            ..
+        })
+    )));
+    // Its own key's prepare for round 0, made by an earlier life: seen, the guard rises.
+    let mine = Vote::sign(
+        &keys[me.as_usize()],
+        CHAIN,
+        Height(1),
+        Round(0),
+        VoteKind::Prepare,
+        Some(b.hash()),
+        me,
+    );
+    let out = f.deliver(me, Message::Vote(mine));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::ForeignSignature { point }) if point.step == SignStep::Prepare
+    )));
+    // After the watch: round 1 is signed.
+    for v in &f.others()[..2] {
+        f.vote(*v, 1, VoteKind::Precommit, None);
+    }
+    let out = f.node.handle(
+        TimestampMs(7_000),
+        Input::Timeout(Timer::Propose {
+            height: Height(1),
+            round: Round(1),
+        }),
+    );
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+    // Now another instance's precommit of round 1 arrives: this node stops signing for good.
+    let twin = Vote::sign(
+        &keys[me.as_usize()],
+        CHAIN,
+        Height(1),
+        Round(1),
+        VoteKind::Precommit,
+        Some(b.hash()),
+        me,
+    );
+    f.node.handle(
+        TimestampMs(7_001),
+        Input::Message {
+            from: me,
+            msg: Message::Vote(twin),
+        },
+    );
+    for v in &f.others()[..2] {
+        f.node.handle(
+            TimestampMs(7_002),
+            Input::Message {
+                from: *v,
+                msg: Message::Vote(Vote::sign(
+                    &keys[v.as_usize()],
+                    CHAIN,
+                    Height(1),
+                    Round(2),
+                    VoteKind::Precommit,
+                    None,
+                    *v,
+                )),
+            },
+        );
+    }
+    let out = f.node.handle(
+        TimestampMs(30_000),
+        Input::Timeout(Timer::Propose {
+            height: Height(1),
+            round: Round(2),
+        }),
+    );
+    assert_eq!(own_signed(&out), 0);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::SigningWithheld {
+            reason: Withheld::KeyActiveElsewhere,
+            ..
+        })
+    )));
 }

@@ -214,6 +214,7 @@ impl Net {
             last,
             ledger,
             records: self.records[i].clone(),
+            guard: None,
         };
         let node = Node::restore(
             &self.genesis,

@@ -358,6 +358,7 @@ impl Harness {
             keys()[0].clone(),
             NodeConfig {
                 mempool_capacity: 64,
+                ..NodeConfig::default()
             },
         )
         .expect("valid");
@@ -485,14 +486,7 @@ impl Harness {
             }
             5 => {
                 let round = Round(u32::from(b.u8() % 4));
-                let parent = self
-                    .node
-                    .last_decision()
-                    .map_or(self.genesis.hash(), |d| d.block.hash());
-                let proposer = self
-                    .node
-                    .validators()
-                    .proposer(CHAIN, &parent, height, round);
+                let proposer = self.node.validators().proposer(height, round);
                 if proposer.0 != 0 {
                     let mut block = self.valid_block(proposer, self.now.max(1) + u64::from(b.u8()));
                     if b.u8().is_multiple_of(4) {
@@ -542,12 +536,14 @@ impl Harness {
                     last: self.last.clone(),
                     ledger: self.ledger.clone(),
                     records: self.records.clone(),
+                    guard: None,
                 };
                 self.node = Node::restore(
                     &self.genesis,
                     keys()[0].clone(),
                     NodeConfig {
                         mempool_capacity: 64,
+                        ..NodeConfig::default()
                     },
                     restore,
                 )

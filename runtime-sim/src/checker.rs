@@ -442,11 +442,8 @@ impl Checker {
                 }
             }
         }
-        let proposer_ok = (0..=f.certificate.round.0).any(|r| {
-            self.set
-                .proposer(&self.chain_id, &b.header.parent_hash, h, Round(r))
-                == b.header.proposer
-        });
+        let proposer_ok = (0..=f.certificate.round.0)
+            .any(|r| self.set.proposer(h, Round(r)) == b.header.proposer);
         if !proposer_ok {
             faults.push(format!(
                 "its proposer {} proposes none of rounds 0 to {}",

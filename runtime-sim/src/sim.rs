@@ -1229,6 +1229,7 @@ impl Simulation {
             last: node.chain.values().next_back().cloned(),
             ledger: Some(node.ledger.clone()),
             records: node.records.clone(),
+            guard: None,
         };
         match Node::restore(
             &self.genesis,

@@ -100,7 +100,7 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
     let mut batch = Vec::with_capacity(1000);
     for h in 1..=blocks {
         let height = Height(h);
-        let proposer = set.proposer(chain_id, &parent, height, Round::ZERO);
+        let proposer = set.proposer(height, Round::ZERO);
         let outcome = ledger
             .apply_block(chain_id, height, proposer, &set, &[])
             .context("an empty block does not apply")?;

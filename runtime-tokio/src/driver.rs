@@ -17,13 +17,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use timed_core::block::Certificate;
-use timed_core::consensus::{Event, Input, Misbehaviour, Node, Output, Step, Timer};
+use timed_core::consensus::{Event, Input, Misbehaviour, Node, Output, Step, Timer, Withheld};
 use timed_core::ledger::TxError;
 use timed_core::message::{Decision, Message, Vote, VoteKind, verify_votes};
 use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
 use crate::net::frame_of;
@@ -656,6 +656,20 @@ impl Driver {
                     ),
                 }
             }
+            Event::SigningWithheld { point, reason } => match reason {
+                Withheld::KeyActiveElsewhere => error!(
+                    "not signing at {point}: another instance is running with this validator's key; stop one of them, then restart this node"
+                ),
+                Withheld::Watching => info!(
+                    "not signing at {point}: watching for signatures of this key made elsewhere before signing again (started without its records)"
+                ),
+                Withheld::BelowGuard => warn!(
+                    "not signing at {point}: this validator signed at or past it before (double-sign guard), and its records of that are lost"
+                ),
+            },
+            Event::ForeignSignature { point } => warn!(
+                "a signature of this validator's key at {point} that this node did not make: another instance uses the key, or the data directory was restored from a backup"
+            ),
             Event::Rejected { kind, reason } => {
                 self.ctx
                     .metrics

@@ -403,6 +403,7 @@ impl Store {
             ledger: last.as_ref().map(|_| Ledger::from_accounts(list)),
             last,
             records,
+            guard: None,
         })
     }
 

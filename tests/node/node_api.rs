@@ -49,7 +49,7 @@ fn four_validators(alice: &Keypair) -> (Net, usize) {
     let genesis: Genesis =
         serde_json::from_str(&std::fs::read_to_string(&genesis_path).unwrap()).unwrap();
     let set = genesis.validate().unwrap();
-    let first = set.proposer(&genesis.chain_id, &genesis.hash(), Height(1), Round::ZERO);
+    let first = set.proposer(Height(1), Round::ZERO);
     let first_name = &set.get(first).unwrap().name;
     let proposer: usize = first_name[1..].parse().unwrap();
     let nodes = (0..4)

@@ -274,7 +274,7 @@ impl Net {
     /// The block of height `h` on `parent` that round 0's proposer builds on `ledger` (which it
     /// advances), finalized by three precommits: what an honest network decides.
     fn decide(&self, ledger: &mut Ledger, h: u64, parent: Hash, time: u64) -> (Finalized, Hash) {
-        let proposer = self.set.proposer(CHAIN, &parent, Height(h), Round(0));
+        let proposer = self.set.proposer(Height(h), Round(0));
         let txs = vec![
             Transfer {
                 from: self.client.public_key(),

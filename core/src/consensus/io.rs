@@ -75,6 +75,91 @@ impl PersistRecord {
             PersistRecord::Signed { height, .. } | PersistRecord::Locked { height, .. } => *height,
         }
     }
+
+    /// For a `Signed` record, the point this node signed at: what the runtime's double-sign guard
+    /// must hold, durably, before the message leaves (see `SignPoint`).
+    pub fn sign_point(&self) -> Option<SignPoint> {
+        match self {
+            PersistRecord::Signed { height, msg } => SignPoint::of(*height, msg),
+            PersistRecord::Locked { .. } => None,
+        }
+    }
+}
+
+/// The three things a validator signs in a round, in the order it signs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SignStep {
+    Proposal,
+    Prepare,
+    Precommit,
+}
+
+impl SignStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignStep::Proposal => "proposal",
+            SignStep::Prepare => "prepare",
+            SignStep::Precommit => "precommit",
+        }
+    }
+}
+
+/// A point a validator signs at: `(height, round, step)`, ordered as an honest validator signs
+/// them (it never signs at a point below one it signed before).
+///
+/// The double-sign guard: a runtime keeps the last point its validator signed in a small file of
+/// its own beside the key, independent of the chain data, and makes it durable before each
+/// signed message leaves (`PersistRecord::sign_point` of every `Signed` record). Given back in
+/// `Restore::guard`, it keeps a node whose records were lost (a wiped data directory, a restored
+/// backup, a damaged write-ahead log) from signing anything at or below that point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SignPoint {
+    pub height: Height,
+    pub round: Round,
+    pub step: SignStep,
+}
+
+impl SignPoint {
+    /// The point of a signed proposal or vote of `height`; `None` for other messages.
+    pub fn of(height: Height, msg: &Message) -> Option<SignPoint> {
+        let (round, step) = match msg {
+            Message::Proposal(p) => (p.round, SignStep::Proposal),
+            Message::Vote(v) if v.kind == VoteKind::Prepare => (v.round, SignStep::Prepare),
+            Message::Vote(v) => (v.round, SignStep::Precommit),
+            _ => return None,
+        };
+        Some(SignPoint {
+            height,
+            round,
+            step,
+        })
+    }
+}
+
+impl std::fmt::Display for SignPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "height {} round {} {}",
+            self.height.0,
+            self.round.0,
+            self.step.as_str()
+        )
+    }
+}
+
+/// Why a node did not sign where the rules said it would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Withheld {
+    /// At or below the last point the double-sign guard holds: signed before, maybe differently,
+    /// by an earlier life of this node whose records are lost.
+    BelowGuard,
+    /// In the first `double_sign_check_ms` after a start without its records, the node watches
+    /// for signatures of its own key before it signs anything.
+    Watching,
+    /// A signature of this node's key that it did not make was seen while it was running: another
+    /// instance is using the key. This node signs nothing more until it is restarted.
+    KeyActiveElsewhere,
 }
 
 /// A validator caught signing two different things for the same slot.
@@ -158,6 +243,13 @@ pub enum Event {
         round: Round,
         reason: RoundChange,
     },
+    /// The rules called for this node to sign at `point`, and it did not (see `Withheld`).
+    SigningWithheld { point: SignPoint, reason: Withheld },
+    /// A valid signature of this node's key at `point` that this node has no record of making:
+    /// another instance of the key is running, or this node's records were lost or restored
+    /// from a backup. It signs nothing at or below `point`; once its start-up watch is over, it
+    /// signs nothing at all (`Withheld::KeyActiveElsewhere`).
+    ForeignSignature { point: SignPoint },
     /// This node is behind; it asked `peer` for blocks from `from`.
     SyncRequested { peer: ValidatorIndex, from: Height },
     /// This node counted a prepare quorum of an earlier round for `block` of `height` without

@@ -23,7 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::block::{self, Block, Certificate};
 use crate::consensus::io::{
-    Event, Finalized, Input, Misbehaviour, Output, PersistRecord, RoundChange, Timer,
+    Event, Finalized, Input, Misbehaviour, Output, PersistRecord, RoundChange, SignPoint, SignStep,
+    Timer, Withheld,
 };
 use crate::crypto::Keypair;
 use crate::ledger::mempool::Mempool;
@@ -70,15 +71,28 @@ pub enum Step {
 pub struct NodeConfig {
     /// Pending transactions kept at most.
     pub mempool_capacity: usize,
+    /// After a start that shows lost records (no double-sign guard, or a guard beyond the last
+    /// record), sign nothing for this long and watch for signatures of this node's key that it
+    /// did not make (CometBFT's `double_sign_check_height`, in time rather than heights: peers
+    /// re-send their messages every `resend_interval`, so two intervals show another instance).
+    /// 0 turns the watch off (a brand-new validator, or tests).
+    pub double_sign_check_ms: u64,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             mempool_capacity: 20_000,
+            double_sign_check_ms: 0,
         }
     }
 }
+
+/// A peer may be sent this many sync answers in a burst, then one per
+/// `SYNC_ANSWER_INTERVAL_MS`: an honest node asks once per answer it has applied, which at 64
+/// blocks an answer allows 16,000 blocks/s, while a flood of requests costs one answer per 4 ms.
+const SYNC_ANSWER_BURST: u64 = 16;
+const SYNC_ANSWER_INTERVAL_MS: u64 = 4;
 
 /// What a node is rebuilt from after a crash: its last finalized block, the ledger after it, and
 /// the records it asked to persist since.
@@ -87,6 +101,8 @@ pub struct Restore {
     pub last: Option<Decision>,
     pub ledger: Option<Ledger>,
     pub records: Vec<PersistRecord>,
+    /// The last point this validator signed, from its double-sign guard file (`SignPoint`).
+    pub guard: Option<SignPoint>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,15 +156,17 @@ impl BlockFault {
 }
 
 /// Slot of a signed message within a round: one proposal, one prepare, one precommit.
-type SignedSlot = (Round, u8);
+type SignedSlot = (Round, SignStep);
 
 fn slot_of(msg: &Message) -> Option<SignedSlot> {
-    match msg {
-        Message::Proposal(p) => Some((p.round, 0)),
-        Message::Vote(v) if v.kind == VoteKind::Prepare => Some((v.round, 1)),
-        Message::Vote(v) => Some((v.round, 2)),
-        _ => None,
-    }
+    SignPoint::of(Height(0), msg).map(|p| (p.round, p.step))
+}
+
+/// Where this node is in catching up (`Node::request_sync`).
+#[derive(Clone, Copy, Debug)]
+struct SyncAsk {
+    peer: ValidatorIndex,
+    at: TimestampMs,
 }
 
 /// Item counts of a node's variable-size state; see `Node::footprint`.
@@ -232,9 +250,35 @@ pub struct Node {
 
     /// Verified messages for `height + 1`, at most one per (signer, round, slot).
     next_height: BTreeMap<(ValidatorIndex, Round, u8), Message>,
-    /// The highest height some peer is known to have finalized, and that peer.
-    peer_finalized: Option<(Height, ValidatorIndex)>,
-    sync_in_flight: Option<TimestampMs>,
+    /// The highest height each validator has shown it finalized: by signing a message of the
+    /// next height, or by sending a certified decision. Claims, not facts: catch-up starts only
+    /// on a claim backed by more than a third of the stake, or on a certificate (`proven`).
+    claims: BTreeMap<ValidatorIndex, Height>,
+    /// The highest height a certificate this node verified shows final.
+    proven: Height,
+    /// The sync request waiting for its answer.
+    sync_ask: Option<SyncAsk>,
+    /// Sync requests per peer that went unanswered or did not help, since its last useful
+    /// answer: the next target is the claimant with the fewest.
+    sync_failures: BTreeMap<ValidatorIndex, u32>,
+    /// Where the rotation over sync targets resumes.
+    sync_cursor: u16,
+    /// Per peer, a token bucket of sync answers: (tokens, when last refilled).
+    sync_budget: BTreeMap<ValidatorIndex, (u64, TimestampMs)>,
+    /// (round, sender) pairs whose copy of the round's re-proposal had its polka checked (reset by
+    /// `enter_height`): a later copy may carry the polka an earlier one lacked, and each sender
+    /// gets one check per round.
+    polka_checked: BTreeSet<(Round, ValidatorIndex)>,
+
+    // The double-sign guard (see `SignPoint`, `Withheld`).
+    /// Nothing at or below this point is signed (unless this node holds its own record of it).
+    sign_floor: Option<SignPoint>,
+    /// The start-up watch: set at `Start` when the restore shows lost records.
+    needs_watch: bool,
+    watch_until: Option<TimestampMs>,
+    double_sign_check_ms: u64,
+    /// Another instance is using this key: sign nothing more.
+    key_elsewhere: bool,
     /// The block this node is fetching (reset by `enter_height`).
     block_fetch: Option<BlockFetch>,
     /// When each peer was last sent a block it asked for: one answer per peer per
@@ -287,8 +331,18 @@ impl Node {
             precommit_timer_set: false,
             valid_updated: false,
             next_height: BTreeMap::new(),
-            peer_finalized: None,
-            sync_in_flight: None,
+            claims: BTreeMap::new(),
+            proven: Height(0),
+            sync_ask: None,
+            sync_failures: BTreeMap::new(),
+            sync_cursor: 0,
+            sync_budget: BTreeMap::new(),
+            polka_checked: BTreeSet::new(),
+            sign_floor: None,
+            needs_watch: false,
+            watch_until: None,
+            double_sign_check_ms: config.double_sign_check_ms,
+            key_elsewhere: false,
             block_fetch: None,
             block_answered: BTreeMap::new(),
             decision_sent: BTreeMap::new(),
@@ -330,6 +384,12 @@ impl Node {
             node.votes = VoteKeeper::new(node.height, &node.set);
             node.last_decision = Some(last);
         }
+        // Records lost: a guard beyond every record (or no guard at all) means this node may
+        // have signed things it no longer remembers.
+        let last_record = restore.records.iter().filter_map(|r| r.sign_point()).max();
+        node.needs_watch = node.double_sign_check_ms > 0
+            && (restore.guard.is_none() || restore.guard > last_record);
+        node.sign_floor = restore.guard;
         for record in restore.records {
             if record.height() != node.height {
                 continue;
@@ -342,7 +402,7 @@ impl Node {
                     polka,
                     ..
                 } => {
-                    if node.locked.is_none_or(|(r, _)| round > r) {
+                    if node.locked.is_none_or(|(r, _)| round > r) && node.body_matches(&block) {
                         let hash = block.hash();
                         node.locked = Some((round, hash));
                         node.valid = Some((round, hash));
@@ -362,6 +422,19 @@ impl Node {
         match &msg {
             Message::Proposal(p) => {
                 let hash = p.block.hash();
+                if !self.body_matches(&p.block) {
+                    return; // not what this node signed: its record is damaged
+                }
+                // Our own re-proposal: its polka lets us prepare it again (L28), even when a
+                // voter of that polka is down now (issue 12, defect 2).
+                if let (Some(vr), Some(polka)) = (p.valid_round, &p.polka)
+                    && polka.round == vr
+                    && polka
+                        .verify_prepares(&self.set, &self.chain_id, self.height, &hash)
+                        .is_ok()
+                {
+                    self.polka_proven.insert(p.round);
+                }
                 self.blocks.insert(hash, p.block.clone());
                 self.proposals.insert(p.round, (hash, p.clone()));
             }
@@ -463,9 +536,11 @@ impl Node {
             return;
         }
         self.started = true;
+        if self.needs_watch {
+            self.watch_until = Some(self.now.saturating_add_ms(self.double_sign_check_ms));
+        }
         // A restarted node first repeats what it signed, so peers see it again.
-        let resend: Vec<Message> = self.signed.values().cloned().collect();
-        for msg in resend {
+        for msg in self.worth_resending() {
             self.out.push(Output::Broadcast(msg));
         }
         self.schedule(
@@ -523,12 +598,25 @@ impl Node {
                 msg: Message::Decision(d.clone()),
             });
         }
-        for msg in self.signed.values() {
-            self.out.push(Output::Send {
-                to: peer,
-                msg: msg.clone(),
-            });
+        for msg in self.worth_resending() {
+            self.out.push(Output::Send { to: peer, msg });
         }
+    }
+
+    /// What of this node's own signed messages can still matter (issue 12, defect 9): those of
+    /// the current round, and the prepare and precommit of the round it is locked in (its share
+    /// of a polka and of a commit quorum that may still complete). Proposals of earlier rounds
+    /// (whole blocks) are not repeated: a re-proposal carries its block again, and a node that
+    /// misses a polka'd block fetches it (`BlockRequest`).
+    fn worth_resending(&self) -> Vec<Message> {
+        let lock_round = self.locked.map(|(r, _)| r);
+        self.signed
+            .iter()
+            .filter(|((round, step), _)| {
+                *round == self.round || (Some(*round) == lock_round && *step != SignStep::Proposal)
+            })
+            .map(|(_, msg)| msg.clone())
+            .collect()
     }
 
     // ----- proposals and votes ---------------------------------------------------------------
@@ -540,11 +628,7 @@ impl Node {
         if p.round > Round(self.round.0.saturating_add(PROPOSAL_ROUNDS_AHEAD)) {
             return self.reject("proposal", "round_too_far");
         }
-        if p.proposer
-            != self
-                .set
-                .proposer(&self.chain_id, &self.parent_hash, p.height, p.round)
-        {
+        if p.proposer != self.set.proposer(p.height, p.round) {
             return self.reject("proposal", "wrong_proposer");
         }
         if p.block.header.height != p.height || p.valid_round.is_some_and(|vr| vr >= p.round) {
@@ -553,12 +637,28 @@ impl Node {
         let hash = p.block.hash();
         if let Some((known, first)) = self.proposals.get(&p.round) {
             if *known == hash && first.valid_round == p.valid_round {
-                return; // a re-send
+                // A re-send, or a copy forwarded by someone else. The polka travels outside the
+                // proposer's signature: a copy stripped of it (or with a bad one) may have come
+                // first, so a later copy's polka still counts (issue 12, defect 7). One check
+                // per sender and round bounds the work a flood of copies can cause.
+                if p.valid_round.is_some()
+                    && p.polka.is_some()
+                    && !self.polka_proven.contains(&p.round)
+                    && self.polka_checked.insert((p.round, from))
+                {
+                    self.check_carried_polka(&p, hash);
+                }
+                return;
             }
             // Reported once per round: a Byzantine proposer cannot turn this into an output flood.
             if !self.double_proposals.contains(&p.round)
                 && p.verify(&self.set, &self.chain_id).is_ok()
             {
+                if Some(p.proposer) == self.me {
+                    let point =
+                        SignPoint::of(self.height, &Message::Proposal(p)).expect("proposal");
+                    return self.foreign_signature(point);
+                }
                 self.double_proposals.insert(p.round);
                 let first = first.clone();
                 self.out
@@ -572,6 +672,16 @@ impl Node {
         if !verified && p.verify(&self.set, &self.chain_id).is_err() {
             return self.reject("proposal", "bad_signature");
         }
+        if Some(p.proposer) == self.me {
+            // Signed with our key, and not stored as ours for this round: not made by this node.
+            let point = SignPoint::of(self.height, &Message::Proposal(p)).expect("a proposal");
+            return self.foreign_signature(point);
+        }
+        // The signature covers the header only: a copy with another body must not be stored
+        // or judged under the real block's hash (issue 12, defect 1).
+        if !self.body_matches(&p.block) {
+            return self.reject("proposal", "body_mismatch");
+        }
         self.moved_on.insert(p.proposer);
         self.out.push(Output::Event(Event::ProposalAccepted {
             height: p.height,
@@ -580,22 +690,43 @@ impl Node {
             block: hash,
         }));
         self.blocks.entry(hash).or_insert_with(|| p.block.clone());
-        if let (Some(vr), Some(polka)) = (p.valid_round, &p.polka)
-            && polka.round == vr
-            && !self.has_polka_in_tally(vr, hash)
-        {
-            // Checked once, here: a proposal is stored once per round, so a Byzantine proposer
-            // cannot make us verify its polka again.
-            if polka
+        let round = p.round;
+        self.proposals.insert(round, (hash, p.clone()));
+        if p.valid_round.is_some() && p.polka.is_some() {
+            self.polka_checked.insert((round, from));
+            self.check_carried_polka(&p, hash);
+        }
+    }
+
+    /// Checks the polka a re-proposal carries for its `valid_round`; a valid one lets L28 fire
+    /// in the proposal's round, and is kept with the stored proposal.
+    fn check_carried_polka(&mut self, p: &Proposal, hash: Hash) {
+        let (Some(vr), Some(polka)) = (p.valid_round, &p.polka) else {
+            return;
+        };
+        if self.has_polka_in_tally(vr, hash) {
+            return; // L28 fires on the tally; nothing to check
+        }
+        if polka.round == vr
+            && polka
                 .verify_prepares(&self.set, &self.chain_id, self.height, &hash)
                 .is_ok()
-            {
-                self.polka_proven.insert(p.round);
-            } else {
-                self.reject("proposal", "bad_polka");
+        {
+            self.polka_proven.insert(p.round);
+            if let Some((_, stored)) = self.proposals.get_mut(&p.round) {
+                stored.polka = Some(polka.clone());
             }
+        } else {
+            self.reject("proposal", "bad_polka");
         }
-        self.proposals.insert(p.round, (hash, p));
+    }
+
+    /// Whether a block's body is the one its header commits to (and within the size bound): a
+    /// block enters no store, cache or verdict keyed by its hash before this holds. The tx root
+    /// covers every transfer with its signature, so the hash then fixes every byte of the block.
+    fn body_matches(&self, block: &Block) -> bool {
+        block.txs.len() <= self.params.max_block_txs as usize
+            && block::tx_root(&block.txs) == block.header.tx_root
     }
 
     fn has_polka_in_tally(&self, round: Round, hash: Hash) -> bool {
@@ -641,7 +772,50 @@ impl Node {
         if !verified && vote.verify(&self.set, &self.chain_id).is_err() {
             return self.reject(kind, "bad_signature");
         }
+        if Some(vote.validator) == self.me {
+            // Our own votes are counted when signed; one that arrives is not ours.
+            let msg = Message::Vote(vote);
+            let point = SignPoint::of(self.height, &msg).expect("a vote");
+            if self.signed.get(&(point.round, point.step)) != Some(&msg) {
+                self.foreign_signature(point);
+            }
+            return;
+        }
         self.count_vote(vote);
+    }
+
+    /// A valid signature of this node's key at `point` that this node has no record of making.
+    /// Below the guard it may be this node's own from before a crash that lost its records; above
+    /// it, it never was (the guard is durable before each signature leaves): another instance
+    /// holds the key, or the guard itself was restored from a backup. Either way nothing at or
+    /// below `point` is signed now; and once the start-up watch is over, nothing at all.
+    fn foreign_signature(&mut self, point: SignPoint) {
+        if self.sign_floor.is_some_and(|floor| point <= floor) {
+            return;
+        }
+        self.sign_floor = Some(point);
+        self.out
+            .push(Output::Event(Event::ForeignSignature { point }));
+        if !self.watching() {
+            self.key_elsewhere = true;
+        }
+    }
+
+    fn watching(&self) -> bool {
+        !self.started || self.watch_until.is_some_and(|until| self.now < until)
+    }
+
+    /// Whether this node may sign at `point`, which it has not signed before.
+    fn may_sign(&self, point: SignPoint) -> Result<(), Withheld> {
+        if self.key_elsewhere {
+            Err(Withheld::KeyActiveElsewhere)
+        } else if self.watching() {
+            Err(Withheld::Watching)
+        } else if self.sign_floor.is_some_and(|floor| point <= floor) {
+            Err(Withheld::BelowGuard)
+        } else {
+            Ok(())
+        }
     }
 
     /// Counts a vote whose signature is known good (or our own).
@@ -694,15 +868,13 @@ impl Node {
     /// A proposal or vote for another height: stale, kept for the next height, or a sign that
     /// this node is behind.
     fn on_other_height(&mut self, from: ValidatorIndex, msg: Message, verified: bool) {
-        let (height, round, signer, slot) = match &msg {
-            Message::Proposal(p) => (p.height, p.round, p.proposer, 0u8),
-            Message::Vote(v) => (
-                v.height,
-                v.round,
-                v.validator,
-                if v.kind == VoteKind::Prepare { 1 } else { 2 },
-            ),
+        let (height, signer) = match &msg {
+            Message::Proposal(p) => (p.height, p.proposer),
+            Message::Vote(v) => (v.height, v.validator),
             _ => return,
+        };
+        let Some(point) = SignPoint::of(height, &msg) else {
+            return;
         };
         if height < self.height {
             // Its sender may still be deciding the height we decided last. (A late precommit
@@ -729,10 +901,15 @@ impl Node {
         if !signature_ok {
             return self.reject(msg.kind(), "bad_signature");
         }
-        // A validator working on `height` has finalized `height - 1`.
-        self.note_peer_finalized(Height(height.0 - 1), signer);
-        if height == self.height.next() && round.0 < NEXT_HEIGHT_ROUNDS {
-            self.next_height.insert((signer, round, slot), msg);
+        if Some(signer) == self.me {
+            // This node has not reached `height`: it did not sign this.
+            return self.foreign_signature(point);
+        }
+        // A validator working on `height` has finalized `height - 1` (a claim: see `claims`).
+        self.note_claim(signer, Height(height.0 - 1));
+        if height == self.height.next() && point.round.0 < NEXT_HEIGHT_ROUNDS {
+            self.next_height
+                .insert((signer, point.round, point.step as u8), msg);
         } else if height > self.height.next() {
             self.request_sync();
         }
@@ -777,16 +954,32 @@ impl Node {
         if height < self.height {
             return;
         }
+        // The certificate covers the header only (issue 12, defect 1).
+        if !self.body_matches(&d.block) {
+            return self.reject("decision", "body_mismatch");
+        }
         let hash = d.block.hash();
-        if let Err(e) = d
-            .certificate
+        if d.certificate
             .verify(&self.set, &self.chain_id, height, &hash)
+            .is_err()
         {
-            let _ = e;
             return self.reject("decision", "bad_certificate");
         }
+        self.check_own_signature_in(&d.certificate, height);
         if height > self.height {
-            self.note_peer_finalized(height, from);
+            // A fact: `height` is final. Its sender holds it, and its signers finalized at least
+            // the height before.
+            self.proven = self.proven.max(height);
+            self.note_claim(from, height);
+            let signers: Vec<ValidatorIndex> = d
+                .certificate
+                .signatures
+                .iter()
+                .map(|s| s.validator)
+                .collect();
+            for signer in signers {
+                self.note_claim(signer, Height(height.0 - 1));
+            }
             return self.request_sync();
         }
         self.blocks.entry(hash).or_insert(d.block);
@@ -795,18 +988,63 @@ impl Node {
         }
     }
 
-    fn on_sync_request(&mut self, from: ValidatorIndex, start: Height, max_blocks: u32) {
-        if start.0 >= 1 && start < self.height && max_blocks > 0 {
-            self.out.push(Output::ServeSync {
-                to: from,
-                from: start,
-                max_blocks: max_blocks.min(MAX_SYNC_BLOCKS),
-            });
+    /// A certified precommit of this node's key that it has no record of is a foreign signature.
+    fn check_own_signature_in(&mut self, certificate: &Certificate, height: Height) {
+        let Some(me) = self.me else { return };
+        if !certificate.signatures.iter().any(|s| s.validator == me) {
+            return;
+        }
+        let point = SignPoint {
+            height,
+            round: certificate.round,
+            step: SignStep::Precommit,
+        };
+        let ours = height == self.height
+            && matches!(self.signed.get(&(point.round, point.step)),
+                Some(Message::Vote(v)) if v.block == Some(certificate.block_hash));
+        if !ours {
+            self.foreign_signature(point);
         }
     }
 
+    fn on_sync_request(&mut self, from: ValidatorIndex, start: Height, max_blocks: u32) {
+        if start.0 < 1 || start >= self.height || max_blocks == 0 || self.set.get(from).is_none() {
+            return;
+        }
+        // A token bucket per peer (issue 12, defect 5): the runtime reads up to a message's worth
+        // of blocks for each answer.
+        let now = self.now;
+        let (tokens, since) = self
+            .sync_budget
+            .get(&from)
+            .copied()
+            .unwrap_or((SYNC_ANSWER_BURST, now));
+        let refilled = (now.0.saturating_sub(since.0) / SYNC_ANSWER_INTERVAL_MS)
+            .saturating_add(tokens)
+            .min(SYNC_ANSWER_BURST);
+        let since = if refilled == SYNC_ANSWER_BURST {
+            now
+        } else {
+            TimestampMs(since.0 + (refilled - tokens) * SYNC_ANSWER_INTERVAL_MS)
+        };
+        if refilled == 0 {
+            self.sync_budget.insert(from, (0, since));
+            return self.reject("sync_request", "rate_limited");
+        }
+        self.sync_budget.insert(from, (refilled - 1, since));
+        self.out.push(Output::ServeSync {
+            to: from,
+            from: start,
+            max_blocks: max_blocks.min(MAX_SYNC_BLOCKS),
+        });
+    }
+
     fn on_sync_response(&mut self, from: ValidatorIndex, blocks: Vec<Decision>) {
-        self.sync_in_flight = None;
+        let before = self.height;
+        let asked = self.sync_ask.filter(|a| a.peer == from);
+        if asked.is_some() {
+            self.sync_ask = None;
+        }
         for d in blocks.into_iter().take(MAX_SYNC_BLOCKS as usize) {
             if d.block.height() < self.height {
                 continue;
@@ -814,38 +1052,100 @@ impl Node {
             if d.block.height() > self.height {
                 break;
             }
-            let before = self.height;
+            let at = self.height;
             self.on_decision(from, d);
-            if self.height == before {
+            if self.height == at {
                 break; // that block did not apply; the rest cannot either
+            }
+        }
+        if asked.is_some() {
+            // An answer that does not move this node on is no help.
+            if self.height > before {
+                self.sync_failures.remove(&from);
+            } else {
+                self.sync_failed(from);
             }
         }
         self.request_sync();
     }
 
-    fn note_peer_finalized(&mut self, height: Height, peer: ValidatorIndex) {
-        if self.peer_finalized.is_none_or(|(h, _)| height > h) {
-            self.peer_finalized = Some((height, peer));
+    fn note_claim(&mut self, peer: ValidatorIndex, finalized: Height) {
+        if Some(peer) == self.me || self.set.get(peer).is_none() {
+            return;
         }
+        let claim = self.claims.entry(peer).or_insert(Height(0));
+        *claim = (*claim).max(finalized);
     }
 
-    /// Asks the most advanced peer known for the blocks this node misses, one request at a time.
+    fn sync_failed(&mut self, peer: ValidatorIndex) {
+        let failures = self.sync_failures.entry(peer).or_insert(0);
+        *failures = failures.saturating_add(1);
+    }
+
+    /// Whether this node is behind by more than a claim: a certificate shows a height it lacks,
+    /// or validators holding more than a third of the stake (at least one honest) claim to have
+    /// finalized its height. One Byzantine validator's claim of a far height moves nothing.
+    fn behind(&self) -> bool {
+        self.proven >= self.height || self.credible_height() >= self.height
+    }
+
+    /// The highest height that validators holding more than a third of the stake claim to have
+    /// finalized (at least one of them honest), or a certificate proves.
+    fn credible_height(&self) -> Height {
+        let mut claims: Vec<(Height, u64)> = self
+            .claims
+            .iter()
+            .map(|(v, h)| (*h, self.set.stake_of(*v).0))
+            .collect();
+        claims.sort_unstable_by(|a, b| b.cmp(a));
+        let mut backing: u64 = 0;
+        for (height, stake) in claims {
+            backing = backing.saturating_add(stake);
+            if self.set.is_more_than_third(crate::types::Stake(backing)) {
+                return height.max(self.proven);
+            }
+        }
+        self.proven
+    }
+
+    /// Asks a peer for the blocks this node misses, one request at a time (issue 12, defect 3).
+    /// The target is a validator that claims to have this node's height, the one with the
+    /// fewest unanswered or useless requests, in rotation from the last one asked: a peer that
+    /// does not answer within `2 · resend_interval`, or answers without moving this node on,
+    /// is passed over next time. Claims decide who may be asked, never whether to believe the
+    /// answer: every block comes with a certificate that is checked.
     fn request_sync(&mut self) {
-        let Some((height, peer)) = self.peer_finalized else {
+        if !self.behind() {
+            self.sync_ask = None;
+            return;
+        }
+        if let Some(ask) = self.sync_ask {
+            let patience = 2 * self.params.resend_interval_ms.max(1);
+            if self.now.0 < ask.at.0.saturating_add(patience) {
+                return;
+            }
+            self.sync_ask = None;
+            self.sync_failed(ask.peer);
+        }
+        let n = (self.set.len() as u16).max(1);
+        let cursor = self.sync_cursor % n;
+        let credible = self.credible_height();
+        // Fewest failures first; then a claim no higher than what others back (a lone far
+        // claim is the mark of a liar); then in rotation.
+        let Some(peer) = self
+            .claims
+            .iter()
+            .filter(|(_, h)| **h >= self.height)
+            .min_by_key(|(v, h)| {
+                let failures = self.sync_failures.get(v).copied().unwrap_or(0);
+                (failures, **h > credible, (v.0 + n - cursor) % n)
+            })
+            .map(|(v, _)| *v)
+        else {
             return;
         };
-        if height < self.height {
-            self.peer_finalized = None;
-            return;
-        }
-        let patience = 2 * self.params.resend_interval_ms.max(1);
-        if self
-            .sync_in_flight
-            .is_some_and(|at| self.now.0 < at.0.saturating_add(patience))
-        {
-            return;
-        }
-        self.sync_in_flight = Some(self.now);
+        self.sync_cursor = (peer.0 + 1) % n.max(1);
+        self.sync_ask = Some(SyncAsk { peer, at: self.now });
         self.out.push(Output::Send {
             to: peer,
             msg: Message::SyncRequest {
@@ -1036,6 +1336,9 @@ impl Node {
         if block.header.height != self.height || block.hash() != fetch.hash {
             return self.reject("block_response", "not_asked");
         }
+        if !self.body_matches(&block) {
+            return self.reject("block_response", "body_mismatch");
+        }
         self.block_fetch = None;
         self.blocks.entry(fetch.hash).or_insert(block);
     }
@@ -1080,8 +1383,7 @@ impl Node {
             }
             Timer::Resend { height } => {
                 if height == self.height && self.step != Step::NewHeight {
-                    let resend: Vec<Message> = self.signed.values().cloned().collect();
-                    for msg in resend {
+                    for msg in self.worth_resending() {
                         self.out.push(Output::Broadcast(msg));
                     }
                 }
@@ -1320,9 +1622,7 @@ impl Node {
                 reason,
             }));
         }
-        let proposer = self
-            .set
-            .proposer(&self.chain_id, &self.parent_hash, self.height, round);
+        let proposer = self.set.proposer(self.height, round);
         if Some(proposer) == self.me {
             self.propose(proposer);
         } else {
@@ -1340,10 +1640,18 @@ impl Node {
     /// L14-L19: propose `validValue` if there is one, else a new block.
     fn propose(&mut self, me: ValidatorIndex) {
         let round = self.round;
-        if let Some(signed) = self.signed.get(&(round, 0)) {
+        if let Some(signed) = self.signed.get(&(round, SignStep::Proposal)) {
             // Signed before a crash: repeat it, never sign another.
             self.out.push(Output::Broadcast(signed.clone()));
             return;
+        }
+        let point = SignPoint {
+            height: self.height,
+            round,
+            step: SignStep::Proposal,
+        };
+        if let Err(reason) = self.may_sign(point) {
+            return self.withhold(point, reason);
         }
         let (hash, valid_round) = match self.valid {
             Some((vr, hash)) if vr < round && self.blocks.contains_key(&hash) => (hash, Some(vr)),
@@ -1357,6 +1665,9 @@ impl Node {
         let mut proposal = Proposal::sign(&self.key, &self.chain_id, round, valid_round, block, me);
         if let Some(polka) = valid_round.and_then(|vr| self.polka(vr, hash)) {
             proposal = proposal.with_polka(polka);
+            // Our own polka (from our tally or our lock record) justifies preparing our own
+            // re-proposal (L28), even when one of its voters is down now (issue 12, defect 2).
+            self.polka_proven.insert(round);
         }
         self.out.push(Output::Event(Event::Proposing {
             height: self.height,
@@ -1410,7 +1721,12 @@ impl Node {
     /// Signs (or repeats) this node's vote of `kind` in the current round and counts it.
     fn vote(&mut self, kind: VoteKind, block: Option<Hash>) {
         let Some(me) = self.me else { return };
-        let slot = (self.round, if kind == VoteKind::Prepare { 1 } else { 2 });
+        let step = if kind == VoteKind::Prepare {
+            SignStep::Prepare
+        } else {
+            SignStep::Precommit
+        };
+        let slot = (self.round, step);
         let vote = match self.signed.get(&slot) {
             // Signed before a crash: the same vote again, whatever the rules say now.
             Some(Message::Vote(v)) => {
@@ -1418,6 +1734,14 @@ impl Node {
                 v.clone()
             }
             _ => {
+                let point = SignPoint {
+                    height: self.height,
+                    round: self.round,
+                    step,
+                };
+                if let Err(reason) = self.may_sign(point) {
+                    return self.withhold(point, reason);
+                }
                 let v = Vote::sign(
                     &self.key,
                     &self.chain_id,
@@ -1434,10 +1758,21 @@ impl Node {
         self.count_vote(vote);
     }
 
+    /// The rules called for a signature at `point` and the double-sign guard refused it: the node
+    /// goes on as a validator that stayed silent in that step.
+    fn withhold(&mut self, point: SignPoint, reason: Withheld) {
+        self.out
+            .push(Output::Event(Event::SigningWithheld { point, reason }));
+    }
+
     /// The durability rule: what this node signs is persisted before it is sent.
     fn sign_and_send(&mut self, msg: Message) {
         let slot = slot_of(&msg).expect("only proposals and votes are signed");
         debug_assert!(!self.signed.contains_key(&slot), "a slot is signed once");
+        let point = SignPoint::of(self.height, &msg).expect("a signed message");
+        debug_assert!(self.may_sign(point).is_ok(), "signing is gated by may_sign");
+        // Points only grow: the guard a runtime keeps is the last one.
+        self.sign_floor = Some(point);
         self.out.push(Output::Persist(PersistRecord::Signed {
             height: self.height,
             msg: msg.clone(),
@@ -1569,6 +1904,7 @@ impl Node {
         self.checked.clear();
         self.proposals.clear();
         self.polka_proven.clear();
+        self.polka_checked.clear();
         self.restored_polka = None;
         self.double_proposals.clear();
         self.votes = VoteKeeper::new(height, &self.set);
