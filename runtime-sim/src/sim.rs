@@ -11,7 +11,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use timed_core::block::Block;
 use timed_core::codec;
-use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore};
+use timed_core::consensus::{
+    Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, SignPoint,
+};
 use timed_core::crypto::Keypair;
 use timed_core::ledger::Ledger;
 use timed_core::message::{Decision, Message, Proposal, Vote};
@@ -31,7 +33,7 @@ pub const CHAIN_ID: &str = "timed-sim";
 /// Whether the core takes the last-signed point (`Restore`'s double-sign guard). Until it does,
 /// a restart that lost its records can make an honest node sign twice, and `swarm` draws no
 /// such faults.
-pub const CORE_HAS_SIGN_GUARD: bool = false;
+pub const CORE_HAS_SIGN_GUARD: bool = true;
 
 /// Messages a replayer remembers (the oldest are forgotten first).
 const REPLAY_MEMORY: usize = 256;
@@ -110,9 +112,9 @@ pub struct SimNode {
     audited: bool,
     /// The validator whose key this node holds (a twin shares its validator's).
     pub validator: usize,
-    /// Kept beside the key, so it survives every storage loss: the last (height, round, step)
-    /// this node signed (step 0 proposal, 1 prepare, 2 precommit).
-    pub last_signed: Option<(Height, Round, u8)>,
+    /// Kept beside the key, so it survives every storage loss: the last point this node signed
+    /// (the double-sign guard file), handed back in `Restore::guard`.
+    pub last_signed: Option<SignPoint>,
     /// A replayer's memory of messages it saw.
     memory: VecDeque<Rc<Message>>,
     /// For each validator with a twin: the instance this node last heard from, which its
@@ -542,8 +544,7 @@ impl Simulation {
                     if self.nodes[i].checked() {
                         self.checker.on_persist_signed(i, *height, msg);
                     }
-                    if let Some((h, round, step)) = crate::checker::slot_of(msg) {
-                        let point = (h, Round(round), step);
+                    if let Some(point) = r.sign_point() {
                         let last = &mut self.nodes[i].last_signed;
                         *last = (*last).max(Some(point));
                     }
@@ -1229,7 +1230,11 @@ impl Simulation {
             last: node.chain.values().next_back().cloned(),
             ledger: Some(node.ledger.clone()),
             records: node.records.clone(),
-            guard: None,
+            guard: if self.sign_guard {
+                node.last_signed
+            } else {
+                None
+            },
         };
         match Node::restore(
             &self.genesis,
