@@ -144,6 +144,14 @@ fn twins_in_different_partitions_cause_no_fork() {
             },
         },
     );
+    s.faults.insert(
+        1,
+        timed_sim::scenario::Fault {
+            at: Some(timed_sim::scenario::Ms(20_000)),
+            at_height: None,
+            kind: FaultKind::Heal,
+        },
+    );
     assert_passes(&s, 3, "(built in the test)");
 }
 
