@@ -499,6 +499,7 @@ pub const NAMED: &[&str] = &[
     "equivocation",
     "amnesia",
     "swarm",
+    "swarm-classic",
 ];
 
 fn v(stake: u64) -> ValidatorSpec {
@@ -874,6 +875,7 @@ impl Scenario {
             },
             "amnesia" => amnesia(seed),
             "swarm" => swarm(seed),
+            "swarm-classic" => swarm_classic(seed),
             _ => return None,
         };
         Some(s)
@@ -1048,7 +1050,12 @@ pub fn swarm(seed: u64) -> Scenario {
         s.faults.push(at(start, FaultKind::Partition { groups }));
         s.faults.push(at(end, FaultKind::Heal));
     }
-    if crate::sim::CORE_HAS_SIGN_GUARD {
+    // A lone honest validator that loses its blocks loses the chain (nobody else holds it):
+    // storage faults need a second honest copy.
+    let honest = (0..n)
+        .filter(|i| s.validators[*i].behaviour == Behaviour::Honest)
+        .count();
+    if crate::sim::CORE_HAS_SIGN_GUARD && honest >= 2 {
         let losses = [StorageLoss::Wiped, StorageLoss::Backup, StorageLoss::WalCut];
         for i in 0..n {
             if s.validators[i].behaviour == Behaviour::Honest && rng.random_bool(0.2) {

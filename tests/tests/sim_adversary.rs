@@ -214,9 +214,35 @@ fn with_the_guard_lost_records_never_make_a_node_sign_twice() {
 /// The stronger swarm (every behaviour, with crashes, partitions, loss and storage faults):
 /// safety and the liveness bound on 60 seeds.
 #[test]
-#[ignore = "fails until the core fix for the signature rule (branch crypto) lands on main (torsion seeds)"]
+#[ignore = "fails until the core fixes for the signature rule (branch crypto) and for lost records (the two tests above) land on main"]
 fn swarm_with_the_stronger_adversaries_keeps_safety_and_liveness() {
     for seed in 0..60 {
+        swarm_seed_passes(seed);
+    }
+}
+
+/// Found on main with the guard (`6013fee`): a validator whose records were lost in the middle of
+/// a height (a wiped directory, an older backup) keeps its last signed point but not its lock. In
+/// a later round of that height it prepares another block with no polka from a round at or after
+/// its lock's (Algorithm 1, L28): what an amnesia validator does, from an honest one. The guard
+/// keeps it from signing twice, not from breaking its lock.
+#[test]
+#[ignore = "fails until a core fix keeps a validator's lock across lost records (new defect: the guard keeps the point, not the lock)"]
+fn a_validator_that_lost_its_records_keeps_its_lock() {
+    for seed in [33, 36, 65] {
+        swarm_seed_passes(seed);
+    }
+}
+
+/// Found on main with the guard (`6013fee`): after losing its records, a validator whose guard
+/// point lies in the current height withholds its votes of that round and the round never ends
+/// when the others need its stake (seed 161: two validators, 96 and 59; node 0 wiped at 8.7 s,
+/// both stay at height 2 to the end). Every liveness failure of seeds 0 to 199 other than the
+/// torsion ones follows a storage loss.
+#[test]
+#[ignore = "fails until a core fix lets a validator whose guard is in the current height move on to a round above it (new defect)"]
+fn a_validator_that_lost_its_records_does_not_stall_the_height() {
+    for seed in [161, 7, 14, 16, 32, 77, 102] {
         swarm_seed_passes(seed);
     }
 }
