@@ -82,7 +82,8 @@ pub fn far_claim(key: &Keypair, me: ValidatorIndex, height: Height, ahead: u64) 
 /// `R' = [r]B + T`, `s = r + k·a` with `k = H(R' ‖ A ‖ M)`. The cofactored equation
 /// `[8](R' − [s]B + [k]A) = [8]T = 0` accepts it; the cofactorless `R' = [s]B − [k]A` does not.
 ///
-/// Local until the core's helper (branch `crypto`) lands; then this delegates to it.
+/// Local until the core's helper lands (branch `crypto`: `Keypair::sign_raw_with_torsion(message,
+/// 1)`); then this delegates to it.
 pub fn torsion_sign(key: &Keypair, message: &[u8]) -> Signature {
     let expanded: [u8; 64] = Sha512::digest(key.seed()).into();
     let mut a_bytes = [0u8; 32];
