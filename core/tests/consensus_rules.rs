@@ -1225,24 +1225,14 @@ fn resend_repeats_only_the_current_round_and_the_lock() {
     );
 }
 
-/// Defect 10 (core side): a node restarted without its records but with its double-sign guard
-/// signs nothing at or below the guard's point, and signs again after it.
-#[test]
-fn a_node_without_its_records_signs_nothing_at_or_below_its_guard() {
-    use timed_core::consensus::{Restore, SignPoint, SignStep, Withheld};
+fn restored_with_guard(guard: timed_core::consensus::SignGuard) -> Fixture {
     let (genesis, keys) = genesis(4);
     let f0 = Fixture::with(genesis.clone(), keys.clone());
-    let me = f0.me;
-    let guard = SignPoint {
-        height: Height(1),
-        round: Round(0),
-        step: SignStep::Precommit,
-    };
     let node = Node::restore(
         &genesis,
-        keys[me.as_usize()].clone(),
+        keys[f0.me.as_usize()].clone(),
         NodeConfig::default(),
-        Restore {
+        timed_core::consensus::Restore {
             guard: Some(guard),
             ..Default::default()
         },
@@ -1250,13 +1240,82 @@ fn a_node_without_its_records_signs_nothing_at_or_below_its_guard() {
     .unwrap();
     let mut f = Fixture { node, ..f0 };
     f.node.handle(TimestampMs(1_000), Input::Start);
-    // Round 0: a different block than before the crash may be proposed; it must not sign.
-    let b = f.block(f.proposer(0), 901);
-    let mut out = f.propose(0, b.clone(), None);
+    f
+}
+
+/// Defect 10 (core side): a node restarted without its records but with its double-sign guard
+/// (last signed: height 1, round 0, its precommit for B) signs nothing at or below that point,
+/// keeps its lock on B, and starts in the round after the guard's, where it signs again.
+#[test]
+fn a_node_without_its_records_keeps_its_guard_and_its_lock() {
+    use timed_core::consensus::{GuardLock, SignGuard, SignPoint, SignStep};
+    let f0 = Fixture::new();
+    let b = f0.block(f0.proposer(0), 900);
+    let c = f0.block(f0.proposer(1), 901);
+    let mut f = restored_with_guard(SignGuard {
+        last: SignPoint {
+            height: Height(1),
+            round: Round(0),
+            step: SignStep::Precommit,
+        },
+        lock: Some(GuardLock {
+            height: Height(1),
+            round: Round(0),
+            block: b.hash(),
+        }),
+    });
+    // Its votes of round 0 are lost and cannot be signed again: it moves on to round 1.
+    assert_eq!(f.node.round(), Round(1));
+    assert_eq!(f.node.locked(), Some((Round(0), b.hash())));
+    let mut out = f.propose(0, c.clone(), None);
     for v in f.others() {
-        out.extend(f.vote(v, 0, VoteKind::Prepare, Some(b.hash())));
+        out.extend(f.vote(v, 0, VoteKind::Prepare, Some(c.hash())));
     }
-    assert_eq!(own_signed(&out), 0, "{out:?}");
+    assert_eq!(own_signed(&out), 0, "nothing at round 0: {out:?}");
+    // Round 1 is past the guard: it signs, and its lock on B stands (L22: nil for C).
+    let out = f.propose(1, c.clone(), None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
+    // B re-proposed with its polka of round 0 is prepared (L28), the block itself new to it.
+    for v in &f.others()[..2] {
+        f.vote(*v, 2, VoteKind::Precommit, None);
+    }
+    assert_eq!(f.node.round(), Round(2));
+    let polka = block::Certificate::from_prepares(
+        Height(1),
+        Round(0),
+        b.hash(),
+        &f.others_votes(0, VoteKind::Prepare, Some(b.hash())),
+    );
+    let p2 = f.proposer(2);
+    let reproposal = Proposal::sign(
+        &f.keys[p2.as_usize()],
+        CHAIN,
+        Round(2),
+        Some(Round(0)),
+        b.clone(),
+        p2,
+    )
+    .with_polka(polka);
+    let out = f.deliver(p2, Message::Proposal(reproposal));
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+}
+
+/// A guard beyond this node's height (its data directory is older than its key's guard): it
+/// signs nothing until it is past the guard, saying why.
+#[test]
+fn a_node_behind_its_guard_signs_nothing_until_past_it() {
+    use timed_core::consensus::{SignGuard, SignPoint, SignStep, Withheld};
+    let mut f = restored_with_guard(SignGuard {
+        last: SignPoint {
+            height: Height(2),
+            round: Round(0),
+            step: SignStep::Prepare,
+        },
+        lock: None,
+    });
+    let b = f.block(f.proposer(0), 900);
+    let out = f.propose(0, b.clone(), None);
+    assert_eq!(own_signed(&out), 0);
     assert!(out.iter().any(|o| matches!(
         o,
         Output::Event(Event::SigningWithheld {
@@ -1264,18 +1323,6 @@ fn a_node_without_its_records_signs_nothing_at_or_below_its_guard() {
             ..
         })
     )));
-    // Round 1 is past the guard: it signs.
-    for v in &f.others()[..2] {
-        f.vote(*v, 1, VoteKind::Precommit, None);
-    }
-    let out = f.node.handle(
-        TimestampMs(20_000),
-        Input::Timeout(Timer::Propose {
-            height: Height(1),
-            round: Round(1),
-        }),
-    );
-    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
 }
 
 /// Defect 10: started without its records (no guard), a node watches before signing; a vote of

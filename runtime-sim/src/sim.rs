@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use timed_core::block::Block;
 use timed_core::codec;
 use timed_core::consensus::{
-    Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, SignPoint,
+    Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, SignGuard,
 };
 use timed_core::crypto::Keypair;
 use timed_core::ledger::Ledger;
@@ -30,9 +30,8 @@ use crate::scenario::{Behaviour, FaultKind, Scenario, ScenarioError, StorageLoss
 /// The chain id of every simulated network.
 pub const CHAIN_ID: &str = "timed-sim";
 
-/// Whether the core takes the last-signed point (`Restore`'s double-sign guard). Until it does,
-/// a restart that lost its records can make an honest node sign twice, and `swarm` draws no
-/// such faults.
+/// Whether the core takes the double-sign guard (`Restore::guard`). Without it, a restart that
+/// lost its records can make an honest node sign twice, and `swarm` draws no such faults.
 pub const CORE_HAS_SIGN_GUARD: bool = true;
 
 /// Messages a replayer remembers (the oldest are forgotten first).
@@ -112,9 +111,9 @@ pub struct SimNode {
     audited: bool,
     /// The validator whose key this node holds (a twin shares its validator's).
     pub validator: usize,
-    /// Kept beside the key, so it survives every storage loss: the last point this node signed
-    /// (the double-sign guard file), handed back in `Restore::guard`.
-    pub last_signed: Option<SignPoint>,
+    /// Kept beside the key, so it survives every storage loss: the double-sign guard file (the
+    /// last point this node signed and its last lock), handed back in `Restore::guard`.
+    pub guard: Option<SignGuard>,
     /// A replayer's memory of messages it saw.
     memory: VecDeque<Rc<Message>>,
     /// For each validator with a twin: the instance this node last heard from, which its
@@ -193,7 +192,7 @@ pub struct Simulation {
     /// The last invalid proposal forged, by (node, height, round, valid round).
     invalid_cache: Option<(InvalidKey, Rc<Message>)>,
     next_nonce: BTreeMap<timed_core::crypto::PublicKey, u64>,
-    /// Whether restarts hand the core its last-signed point (the double-sign guard); a test
+    /// Whether restarts hand the core its guard file (the double-sign guard); a test
     /// turns it off to show that the storage faults would make nodes sign twice without it.
     pub sign_guard: bool,
 }
@@ -290,7 +289,7 @@ impl Simulation {
                 crashes: 0,
                 audited: false,
                 validator: i,
-                last_signed: None,
+                guard: None,
                 memory: VecDeque::new(),
                 route: BTreeMap::new(),
             });
@@ -544,9 +543,8 @@ impl Simulation {
                     if self.nodes[i].checked() {
                         self.checker.on_persist_signed(i, *height, msg);
                     }
-                    if let Some(point) = r.sign_point() {
-                        let last = &mut self.nodes[i].last_signed;
-                        *last = (*last).max(Some(point));
+                    if let Some(next) = SignGuard::after(self.nodes[i].guard, &r) {
+                        self.nodes[i].guard = Some(next);
                     }
                 }
                 self.nodes[i].records.push(r);
@@ -1230,11 +1228,7 @@ impl Simulation {
             last: node.chain.values().next_back().cloned(),
             ledger: Some(node.ledger.clone()),
             records: node.records.clone(),
-            guard: if self.sign_guard {
-                node.last_signed
-            } else {
-                None
-            },
+            guard: if self.sign_guard { node.guard } else { None },
         };
         match Node::restore(
             &self.genesis,

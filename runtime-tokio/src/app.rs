@@ -27,6 +27,7 @@ pub struct Setup {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub peers: Vec<String>,
+    pub http: crate::httpserve::Limits,
 }
 
 /// A watch that turns true on Ctrl-C or SIGTERM.
@@ -65,8 +66,12 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         data_dir,
         listen,
         peers,
+        http: http_limits,
     } = setup;
     info!("Starting validator node: {name}");
+    // Before any file or socket is opened: the descriptors the node may hold (http.rs caps the
+    // HTTP clients' share of them).
+    let fd_limit = crate::httpserve::raise_fd_limit();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let store = Store::open(&data_dir.join("timed.redb"))?;
@@ -117,8 +122,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     )
     .with_context(|| format!("cannot start QUIC on {listen}"))?;
     endpoint.set_default_client_config(client);
-    let http = tokio::net::TcpListener::bind(listen)
-        .await
+    let http = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen} (TCP, HTTP)"))?;
     info!("Listening on {listen} (QUIC over UDP; HTTP over TCP: http://{listen}/status)");
 
@@ -146,6 +150,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         redial: tokio::sync::Notify::new(),
         started: Instant::now(),
         shutdown: shutdown.clone(),
+        http: http_limits,
     });
     if let Some(g) = initial {
         fix_genesis(&ctx, g, already_on_disk).map_err(anyhow::Error::msg)?;
@@ -157,15 +162,9 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     }
 
     tokio::spawn(crate::txverify::run(ctx.clone(), gossip_rx));
-    let router = crate::http::router(ctx.clone());
-    let mut http_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(http, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|s| *s).await;
-            })
-            .await;
-    });
+    // Its own thread and runtime: nothing a client asks runs on this one (httpserve.rs).
+    let http_thread = crate::httpserve::start(ctx.clone(), http, fd_limit)
+        .context("cannot start the HTTP server's thread")?;
     crate::net::start(ctx.clone(), endpoint.clone(), peers);
 
     let mut chain_rx = ctx.chain.subscribe();
@@ -194,6 +193,11 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     endpoint.close(0u32.into(), b"shutdown");
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
     result?;
+    // It stops on the same shutdown signal; a node stopped by a storage failure leaves it to
+    // the process's exit.
+    if *shutdown.borrow() {
+        let _ = http_thread.join();
+    }
     info!("Stopped");
     Ok(())
 }

@@ -18,6 +18,10 @@ use tokio::net::TcpStream;
 /// A response body larger than this is refused (a block of 8,000 transfers is about 3 MB).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// Times a request refused by the node's rate limit (429) is asked again, waiting 1, 2, 4, 8,
+/// 8 s: the node allows bursts, a client that keeps going meets it now and then.
+const RATE_LIMIT_RETRIES: usize = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{0:?} is not a node URL (expected http://HOST:PORT or HOST:PORT)")]
@@ -159,8 +163,30 @@ impl Client {
         }
     }
 
-    /// One request; on a connection the node closed meanwhile, one retry on a new connection.
+    /// One request; asked again (up to `RATE_LIMIT_RETRIES` times, a second apart and more)
+    /// while the node answers 429: its rate limit refuses before doing anything, so a refused
+    /// `POST` was not performed.
     async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut wait = Duration::from_secs(1);
+        for _ in 0..RATE_LIMIT_RETRIES {
+            match self.request_once(method, path, body).await {
+                Err(ClientError::Status { status: 429, .. }) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                }
+                r => return r,
+            }
+        }
+        self.request_once(method, path, body).await
+    }
+
+    /// One request; on a connection the node closed meanwhile, one retry on a new connection.
+    async fn request_once(
         &mut self,
         method: &str,
         path: &str,

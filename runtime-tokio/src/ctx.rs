@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use bytes::Bytes;
 use serde::Serialize;
 use timed_core::crypto::{Keypair, PublicKey};
 use timed_core::ledger::TxError;
@@ -23,6 +22,12 @@ use crate::tls::PeerPolicy;
 
 /// Outbound frames queued per peer at most; beyond that frames are dropped (the core re-sends).
 pub const PEER_QUEUE: usize = 4096;
+
+/// Outbound bytes queued per peer at most (`net::PeerSender`): four of the largest messages.
+/// Frames beyond are dropped, so a peer that never reads cannot pile up gigabytes here.
+pub const PEER_QUEUE_BYTES: usize = 4 * timed_core::codec::MAX_MESSAGE_BYTES;
+// The largest message (a sync response) with its length prefix must fit an empty queue.
+const _: () = assert!(PEER_QUEUE_BYTES >= timed_core::codec::MAX_MESSAGE_BYTES + 4);
 
 /// Inputs queued for the core at most; readers wait when it is full (QUIC flow control then
 /// slows the peers down).
@@ -84,7 +89,7 @@ pub enum CoreInput {
 /// An open outbound connection.
 pub struct PeerQueue {
     pub name: String,
-    pub tx: mpsc::Sender<Bytes>,
+    pub tx: crate::net::PeerSender,
     pub generation: u64,
 }
 
@@ -136,6 +141,8 @@ pub struct Ctx {
     pub redial: tokio::sync::Notify,
     pub started: Instant,
     pub shutdown: watch::Receiver<bool>,
+    /// The limits of the HTTP API (`--http-*` flags).
+    pub http: crate::httpserve::Limits,
 }
 
 /// Locks a mutex, ignoring poisoning (no lock is held across code that may panic mid-update).

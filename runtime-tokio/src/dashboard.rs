@@ -14,6 +14,9 @@
 //! `LATEST_BLOCKS` blocks finalized by this process, kept with their transaction hashes as they
 //! are stored (`remember`): its pollers (the load generator, the devnet's monitor) would otherwise
 //! each decode every block again, thousands of transfers each, on the node under measurement.
+//! The consensus loop adds to that window (`remember`, `extend`); a poll copies what it needs out
+//! of it (hashes shared, not copied) and encodes it after letting go of the lock, so that a large
+//! answer never holds the consensus loop up. An answer stops before `--http-max-response-bytes`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -145,7 +148,7 @@ fn summarize(chain: &Chain, s: &StoredBlock, hashes: bool) -> Summary {
 /// A block finalized here, as `/summaries` shows it.
 struct Latest {
     summary: Summary,
-    hashes: Vec<timed_core::types::Hash>,
+    hashes: Arc<Vec<timed_core::types::Hash>>,
 }
 
 /// Blocks kept for `/summaries` (a full block's hashes are 256 KiB).
@@ -166,7 +169,7 @@ pub fn remember(chain: &Chain, s: &StoredBlock) {
     }
     latest.push_back(Latest {
         summary,
-        hashes: s.outcome.archived.clone(),
+        hashes: Arc::new(s.outcome.archived.clone()),
     });
     while latest.len() > LATEST_BLOCKS {
         latest.pop_front();
@@ -190,20 +193,37 @@ pub fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
     }
 }
 
+/// The hash of the block at `height`, if it is among the last blocks finalized here.
+pub fn hash_at(height: u64) -> Option<String> {
+    lock(&LATEST)
+        .iter()
+        .rev()
+        .find(|b| b.summary.height == height)
+        .map(|b| b.summary.hash.clone())
+}
+
 /// Summaries from `from` on out of `LATEST`, if it holds `from` or the heights before it.
 fn latest_summaries(from: u64, limit: usize, hashes: bool) -> Option<Vec<Summary>> {
-    let latest = lock(&LATEST);
-    if latest.front()?.summary.height > from {
-        return None;
-    }
-    Some(
+    // Copied out under the lock (the hashes by reference), hex-encoded after: the consensus loop
+    // takes this lock for every block it stores.
+    let picked: Vec<(Summary, Arc<Vec<timed_core::types::Hash>>)> = {
+        let latest = lock(&LATEST);
+        if latest.front()?.summary.height > from {
+            return None;
+        }
         latest
             .iter()
             .filter(|b| b.summary.height >= from)
             .take(limit)
-            .map(|b| Summary {
-                tx_hashes: hashes.then(|| b.hashes.iter().map(|h| hex::encode(h.0)).collect()),
-                ..b.summary.clone()
+            .map(|b| (b.summary.clone(), b.hashes.clone()))
+            .collect()
+    };
+    Some(
+        picked
+            .into_iter()
+            .map(|(summary, h)| Summary {
+                tx_hashes: hashes.then(|| h.iter().map(|h| hex::encode(h.0)).collect()),
+                ..summary
             })
             .collect(),
     )
@@ -313,6 +333,10 @@ struct SummaryQuery {
     hashes: bool,
 }
 
+/// Stored bytes read for one `/summaries` answer at most: a summary is small, the block it
+/// comes from may be megabytes.
+const SUMMARY_READ_BYTES: usize = 32 * 1024 * 1024;
+
 async fn summaries(State(ctx): State<Arc<Ctx>>, Query(q): Query<SummaryQuery>) -> Response {
     let Some(chain) = ctx.chain() else {
         return (
@@ -322,19 +346,31 @@ async fn summaries(State(ctx): State<Arc<Ctx>>, Query(q): Query<SummaryQuery>) -
             .into_response();
     };
     let limit = q.limit.unwrap_or(100).min(1000);
-    if let Some(list) = latest_summaries(q.from, limit, q.hashes) {
-        return Json(list).into_response();
-    }
-    match ctx.store.range(Height(q.from), limit, 256 * 1024 * 1024) {
-        Ok(list) => Json(
-            list.iter()
+    let budget = ctx.http.max_response_bytes;
+    // Read and encoded on a blocking thread of the HTTP runtime; the answer is an array that
+    // stops before the byte budget (callers continue after its last height).
+    let job = tokio::task::spawn_blocking(move || {
+        let list = match latest_summaries(q.from, limit, q.hashes) {
+            Some(list) => list,
+            None => ctx
+                .store
+                .range(Height(q.from), limit, SUMMARY_READ_BYTES)?
+                .iter()
                 .map(|s| summarize(&chain, s, q.hashes))
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(e) => (
+                .collect(),
+        };
+        Ok::<_, crate::store::StoreError>(crate::http::bounded_json_array(list, budget).0)
+    });
+    match job.await {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": format!("the summaries could not be read: {e}") })),
         )
             .into_response(),
     }

@@ -212,6 +212,10 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             .arg(dir.join(&name))
             .arg("--fund")
             .arg(&fund)
+            // Bound to loopback, driven by its own monitor and by `timed bench tx` at thousands
+            // of transfers a second: a per-client rate limit would only measure itself.
+            .arg("--http-rate-limit")
+            .arg("0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
-use crate::net::frame_of;
+use crate::net::{frame_of, sync_budget};
 use crate::store::{StoreError, StoredBlock};
 use crate::wal::WalRecord;
 
@@ -505,7 +505,11 @@ impl Driver {
                 let blocks = self
                     .ctx
                     .store
-                    .range(from, max_blocks as usize, SYNC_BUDGET)?
+                    .range(
+                        from,
+                        max_blocks as usize,
+                        sync_budget(&self.ctx, to, SYNC_BUDGET),
+                    )?
                     .into_iter()
                     .map(|s| Decision {
                         block: s.block,

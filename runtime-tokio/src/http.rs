@@ -2,8 +2,10 @@
 //!
 //! - `GET /status`: the node at a glance (JSON);
 //! - `GET /metrics`: Prometheus text;
-//! - `GET /blocks/{height}`, `GET /blocks/latest`, `GET /blocks?from=H&limit=N`: blocks with
-//!   their certificates and outcomes;
+//! - `GET /blocks/{height}`, `GET /blocks/latest`: a block with its certificate and outcome;
+//! - `GET /blocks?from=H&limit=N`: `{"blocks": [...], "next_from": H', "more": bool}`, at most
+//!   1,000 blocks and fewer than `--http-max-response-bytes` of JSON (one block at least);
+//!   `next_from` is the height to ask for next, `more` says whether this node has it yet;
 //! - `GET /tx/{hash}`: a transaction: `"status": "finalized"` with its block height, or
 //!   `"status": "pending"` while it waits in this node's mempool;
 //! - `GET /accounts/{address}`: balance and nonce of an account (hex public key);
@@ -11,6 +13,9 @@
 //!   reason otherwise.
 //!
 //! Also: the dashboard (`GET /`, `dashboard.rs`) and `POST /txs` (a batch, `txbatch.rs`).
+//!
+//! These handlers run on the HTTP server's own threads (`httpserve.rs`), which also enforce the
+//! connection cap, timeouts and rate limit; a range is read and encoded on a blocking thread.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +59,13 @@ fn storage(e: impl std::fmt::Display) -> Response {
 }
 
 async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
-    let live = lock(&ctx.live).clone();
+    let mut live = lock(&ctx.live).clone();
+    // The consensus loop sets the last hash when a block is finalized and the height once the
+    // block is in the database, in two steps; read from this thread in between, the height
+    // would come with the next block's hash. The hash of the height shown, then.
+    if let Some(hash) = crate::dashboard::hash_at(live.height) {
+        live.last_block_hash = Some(hash);
+    }
     let peers = ctx.peer_names();
     let chain = ctx.chain();
     let validators: Vec<Value> = chain.as_ref().map_or_else(Vec::new, |c| {
@@ -125,12 +136,9 @@ struct BlockView<'a> {
     stored: &'a StoredBlock,
 }
 
-fn block_json(ctx: &Ctx, s: &StoredBlock) -> Value {
-    let chain = ctx.chain();
-    let proposer = chain
-        .as_ref()
-        .map_or("?", |c| c.name(s.block.header.proposer));
-    serde_json::to_value(BlockView {
+fn block_view<'a>(chain: Option<&'a crate::ctx::Chain>, s: &'a StoredBlock) -> BlockView<'a> {
+    let proposer = chain.map_or("?", |c| c.name(s.block.header.proposer));
+    BlockView {
         height: s.block.height().0,
         hash: hex::encode(s.block.hash().0),
         proposer,
@@ -138,8 +146,12 @@ fn block_json(ctx: &Ctx, s: &StoredBlock) -> Value {
         finality_ms: s.finality_ms,
         reward: s.outcome.total_reward.0,
         stored: s,
-    })
-    .unwrap_or(Value::Null)
+    }
+}
+
+fn block_json(ctx: &Ctx, s: &StoredBlock) -> Value {
+    let chain = ctx.chain();
+    serde_json::to_value(block_view(chain.as_deref(), s)).unwrap_or(Value::Null)
 }
 
 async fn block_at(State(ctx): State<Arc<Ctx>>, Path(height): Path<String>) -> Response {
@@ -174,14 +186,72 @@ struct RangeQuery {
     limit: Option<usize>,
 }
 
+/// Blocks per range answer at most, whatever `limit` says.
+const MAX_RANGE_BLOCKS: usize = 1000;
+
+/// Encodes `items` as a JSON array of at most `budget` bytes, but of one item at least;
+/// returns the array and how many items it holds.
+pub fn bounded_json_array<T: Serialize>(
+    items: impl IntoIterator<Item = T>,
+    budget: usize,
+) -> (Vec<u8>, usize) {
+    let mut out = vec![b'['];
+    let mut count = 0;
+    for item in items {
+        // Serializing our own types to memory cannot fail; skip rather than panic if it did.
+        let Ok(one) = serde_json::to_vec(&item) else {
+            continue;
+        };
+        if count > 0 && out.len() + 1 + one.len() + 1 > budget {
+            break;
+        }
+        if count > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&one);
+        count += 1;
+    }
+    out.push(b']');
+    (out, count)
+}
+
+fn json_bytes(body: Vec<u8>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `{"blocks": [...], "next_from": H, "more": bool}` within the byte budget.
+fn encode_range(ctx: &Ctx, from: u64, limit: usize) -> Result<Vec<u8>, crate::store::StoreError> {
+    let budget = ctx.http.max_response_bytes;
+    // The JSON of a block is larger than its stored form (hex, field names): reading `budget`
+    // stored bytes gives enough blocks to fill the answer. Never less than a largest block,
+    // which the store would otherwise skip, leaving the client asking for it forever.
+    let read = budget.max(timed_core::codec::MAX_MESSAGE_BYTES);
+    let list = ctx.store.range(Height(from), limit, read)?;
+    let chain = ctx.chain();
+    let views = list.iter().map(|s| block_view(chain.as_deref(), s));
+    let (array, count) = bounded_json_array(views, budget.saturating_sub(64));
+    let next = list
+        .get(count.wrapping_sub(1))
+        .map_or(from, |s| s.block.height().0 + 1);
+    let tip = ctx.store.latest_height()?.map_or(0, |h| h.0);
+    let mut out = Vec::with_capacity(array.len() + 64);
+    out.extend_from_slice(b"{\"blocks\":");
+    out.extend_from_slice(&array);
+    out.extend_from_slice(format!(",\"next_from\":{next},\"more\":{}}}", next <= tip).as_bytes());
+    Ok(out)
+}
+
 async fn blocks_range(State(ctx): State<Arc<Ctx>>, Query(q): Query<RangeQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).min(1000);
-    match ctx.store.range(Height(q.from), limit, 64 * 1024 * 1024) {
-        Ok(list) => Json(Value::Array(
-            list.iter().map(|s| block_json(&ctx, s)).collect(),
-        ))
-        .into_response(),
-        Err(e) => storage(e),
+    let limit = q.limit.unwrap_or(100).min(MAX_RANGE_BLOCKS);
+    let job = tokio::task::spawn_blocking(move || encode_range(&ctx, q.from, limit));
+    match job.await {
+        Ok(Ok(body)) => json_bytes(body),
+        Ok(Err(e)) => storage(e),
+        Err(e) => storage(format!("the range could not be read: {e}")),
     }
 }
 
@@ -309,5 +379,29 @@ async fn submit_tx(
             StatusCode::SERVICE_UNAVAILABLE,
             "the node did not answer in time",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_json_array;
+
+    #[test]
+    fn a_bounded_array_stops_before_the_budget_but_holds_one_item() {
+        let items: Vec<String> = (0..100).map(|i| format!("{i:08}")).collect();
+        // Each item is 10 bytes as JSON, 11 with its comma: 9 items and the brackets are 100.
+        let (out, n) = bounded_json_array(&items, 100);
+        assert_eq!((n, out.len()), (9, 100));
+        let back: Vec<String> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, items[..9]);
+        assert_eq!(bounded_json_array(&items, 99).1, 8);
+        let (out, n) = bounded_json_array(&items, 5);
+        assert_eq!(
+            (n, out.len()),
+            (1, 12),
+            "one item, however small the budget"
+        );
+        let (out, n) = bounded_json_array(Vec::<String>::new(), 5);
+        assert_eq!((n, &out[..]), (0, &b"[]"[..]));
     }
 }

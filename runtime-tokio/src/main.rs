@@ -20,6 +20,7 @@ mod driver;
 mod handshake;
 mod http;
 mod httpc;
+mod httpserve;
 mod keys;
 mod metrics;
 mod net;
@@ -107,6 +108,55 @@ struct DevArgs {
     /// (repeatable; every validator must be given the same).
     #[arg(long = "fund", hide = true)]
     fund: Vec<String>,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// The limits of the HTTP API, which answers anyone who reaches the port.
+#[derive(Args)]
+#[command(next_help_heading = "HTTP API limits")]
+struct HttpArgs {
+    /// Open HTTP connections at most; further ones are closed at once. Lowered to the open-file
+    /// limit (raised to its hard limit at start) minus 128 descriptors kept for the node.
+    #[arg(long, default_value_t = 1000)]
+    http_max_connections: usize,
+    /// A connection that sends no complete request head within this long of opening or of its
+    /// previous answer is closed (idle keep-alive connections, clients that send slowly).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    http_idle_timeout: Duration,
+    /// A request not answered within this long (its body included) gets 503.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    http_request_timeout: Duration,
+    /// Requests per second per client IP address (an IPv6 one by its /64), with bursts of twice
+    /// as many; each 64 KiB answered counts as one more request. Beyond: 429 with Retry-After.
+    /// 0 turns the limit off (behind a proxy, every client shares the proxy's address).
+    #[arg(long, default_value_t = 200)]
+    http_rate_limit: u32,
+    /// Bytes of JSON an answer of `/blocks?from=` or `/summaries` stops before (it says where to
+    /// continue). One block is always sent, however large.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    http_max_response_bytes: usize,
+}
+
+impl HttpArgs {
+    fn limits(&self) -> Result<httpserve::Limits> {
+        if self.http_max_connections == 0 {
+            bail!("--http-max-connections must be at least 1");
+        }
+        if self.http_idle_timeout.is_zero() || self.http_request_timeout.is_zero() {
+            bail!("--http-idle-timeout and --http-request-timeout must be positive");
+        }
+        if self.http_max_response_bytes < 1024 {
+            bail!("--http-max-response-bytes must be at least 1024");
+        }
+        Ok(httpserve::Limits {
+            max_connections: self.http_max_connections,
+            idle_timeout: self.http_idle_timeout,
+            request_timeout: self.http_request_timeout,
+            rate_per_second: self.http_rate_limit,
+            max_response_bytes: self.http_max_response_bytes,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -155,6 +205,8 @@ struct RunArgs {
     /// Test aid: shift this node's clock by this many milliseconds (may be negative).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     clock_skew_ms: i64,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 #[derive(Args)]
@@ -289,6 +341,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
         bail!("--stake must be positive");
     }
     skew_clock(a.clock_skew_ms);
+    let http = a.http.limits()?;
     let key = Keypair::insecure_from_name(&name);
     warn!(
         "⚠️  DEVELOPMENT MODE: the key of {name} derives from its id and is public knowledge; \
@@ -312,6 +365,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
         key,
         genesis: None,
         peers,
+        http,
     };
     runtime()?.block_on(app::run_node(setup))
 }
@@ -325,6 +379,7 @@ fn skew_clock(ms: i64) {
 
 fn run_real(a: RunArgs) -> Result<()> {
     skew_clock(a.clock_skew_ms);
+    let http = a.http.limits()?;
     let genesis = handshake::read_genesis(&a.genesis)?;
     let key = keys::load(&a.key)?;
     let name = genesis
@@ -353,6 +408,7 @@ fn run_real(a: RunArgs) -> Result<()> {
         data_dir: a.data_dir,
         listen: a.listen,
         peers,
+        http,
     };
     runtime()?.block_on(app::run_node(setup))
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub evidence: Counter,
     pub sync_requests: Counter,
+    pub http_connections: Gauge,
+    pub http_refused: Family<Labels1, Counter>,
     pub finality_seconds: Histogram,
     pub persist_seconds: Histogram,
     pub store_seconds: Histogram,
@@ -47,6 +49,8 @@ impl Metrics {
             bytes_out: Counter::default(),
             evidence: Counter::default(),
             sync_requests: Counter::default(),
+            http_connections: Gauge::default(),
+            http_refused: Family::default(),
             finality_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 18)),
             persist_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             store_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
@@ -102,6 +106,16 @@ impl Metrics {
             "sync_requests",
             "Catch-up requests this node sent",
             m.sync_requests.clone(),
+        );
+        r.register(
+            "http_connections",
+            "Open HTTP connections",
+            m.http_connections.clone(),
+        );
+        r.register(
+            "http_refused",
+            "HTTP connections closed or requests refused by a limit, by reason",
+            m.http_refused.clone(),
         );
         r.register(
             "finality_seconds",

@@ -68,6 +68,7 @@ fn four_validators(alice: &Keypair) -> (Net, usize) {
                 format!("127.0.0.1:{}", ports[i]),
             ],
             child: None,
+            wrapper: Vec::new(),
             log: dir.path().join(format!("v{i}.log")),
         })
         .collect();

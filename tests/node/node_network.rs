@@ -25,7 +25,8 @@ fn three_validators_finalize_identical_chains() {
     }
     // The same chain through the list endpoint...
     let listed = get_json(net.port(1), "/blocks?from=1&limit=5").expect("a range is served");
-    let listed = listed.as_array().expect("a list of blocks");
+    assert_eq!(listed["next_from"], 6, "{listed}");
+    let listed = listed["blocks"].as_array().expect("a list of blocks");
     assert_eq!(listed.len(), 5, "{listed:?}");
     for (k, b) in listed.iter().enumerate() {
         let h = k as u64 + 1;

@@ -68,6 +68,7 @@ fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
                 format!("127.0.0.1:{}", ports[i]),
             ],
             child: None,
+            wrapper: Vec::new(),
             log: dir.path().join(format!("v{i}.log")),
         })
         .collect();

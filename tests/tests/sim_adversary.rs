@@ -200,7 +200,7 @@ fn without_the_guard_lost_records_make_a_node_sign_twice() {
     assert!(found, "no double signing without the guard in seeds 1 to 5");
 }
 
-/// With the guard (the last signed point, kept beside the key, survives the loss), no honest
+/// With the guard (its file beside the key survives the loss), no honest
 /// node signs twice, and the chain still progresses.
 #[test]
 fn with_the_guard_lost_records_never_make_a_node_sign_twice() {
@@ -222,12 +222,14 @@ fn swarm_with_the_stronger_adversaries_keeps_safety_and_liveness() {
 }
 
 /// Found on main with the guard (`6013fee`): a validator whose records were lost in the middle of
-/// a height (a wiped directory, an older backup) keeps its last signed point but not its lock. In
-/// a later round of that height it prepares another block with no polka from a round at or after
-/// its lock's (Algorithm 1, L28): what an amnesia validator does, from an honest one. The guard
-/// keeps it from signing twice, not from breaking its lock.
+/// a height keeps its last signed point but not its lock; in a later round of that height it
+/// prepares another block with no polka from a round at or after its lock's (Algorithm 1, L28).
+/// Since `c891a7e` the guard keeps the lock too, but applies it only when the node restores at
+/// the guard's height: restored below it (a wiped directory, an older backup) and synced up to
+/// it, the node ignores the lock. Seed 33: node 1 locked in round 0 of height 2, wiped at 0.5 s,
+/// restored at height 1, synced, then proposed and prepared a fresh block in round 1 of height 2.
 #[test]
-#[ignore = "fails until a core fix keeps a validator's lock across lost records (new defect: the guard keeps the point, not the lock)"]
+#[ignore = "fails until the guard's lock applies when a node reaches the guard's height after restoring below it (core)"]
 fn a_validator_that_lost_its_records_keeps_its_lock() {
     for seed in [33, 36, 65] {
         swarm_seed_passes(seed);
@@ -242,14 +244,15 @@ fn a_validator_that_lost_its_records_keeps_its_lock() {
 /// schedules no propose timeout, so it never prepares nil; node 1 prepared the lost block and
 /// waits for a quorum: both stay at height 2 to the end. Seed 7: a WAL cut; node 1 withholds its
 /// round-0 votes of height 11, whose earlier copies never all arrived, and no timeout can start
-/// without them. Moving such a node to the round above its guard point (more than a third there
-/// makes the others follow, L55) would end it. Every liveness failure of seeds 0 to 199 other
+/// without them. Since `c891a7e` a node restored in its guard's height starts in the round above
+/// it (seed 7 passes), but one restored below that height and synced up to it does not (seed 161
+/// still stalls). Every liveness failure of seeds 0 to 199 other
 /// than the torsion ones follows a storage loss (with branch `crypto` merged, 18 of 200 seeds
 /// fail, all of them after a storage loss).
 #[test]
-#[ignore = "fails until a core fix lets a validator whose guard is in the current height move on to a round above it (new defect)"]
+#[ignore = "fails until a node that reaches its guard's height after restoring below it starts in the round above the guard (core)"]
 fn a_validator_that_lost_its_records_does_not_stall_the_height() {
-    for seed in [161, 7, 14, 16, 32, 77, 102] {
+    for seed in [161, 14, 16, 32, 77, 102, 7] {
         swarm_seed_passes(seed);
     }
 }

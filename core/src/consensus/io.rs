@@ -148,6 +148,52 @@ impl std::fmt::Display for SignPoint {
     }
 }
 
+/// What a validator's double-sign guard file holds: the last point it signed, and the last lock
+/// it took (a precommit for a block is a lock, Algorithm 1 L36-L43). With both, a node whose
+/// records are lost neither signs twice nor breaks its lock: it knows the round and block it is
+/// locked on, though not the block itself (L22 compares hashes; L28 compares rounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignGuard {
+    pub last: SignPoint,
+    pub lock: Option<GuardLock>,
+}
+
+/// The lock a `SignGuard` keeps: at `height`, locked on `block` in `round`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardLock {
+    pub height: Height,
+    pub round: Round,
+    pub block: Hash,
+}
+
+impl SignGuard {
+    /// The guard after `record`, if the record changes it (a `Signed` record does): the one
+    /// rule by which every runtime keeps its guard file. Write the result durably before the
+    /// message leaves.
+    pub fn after(guard: Option<SignGuard>, record: &PersistRecord) -> Option<SignGuard> {
+        let PersistRecord::Signed { height, msg } = record else {
+            return None;
+        };
+        let point = SignPoint::of(*height, msg)?;
+        let mut next = guard.unwrap_or(SignGuard {
+            last: point,
+            lock: None,
+        });
+        next.last = next.last.max(point);
+        if let Message::Vote(v) = msg
+            && v.kind == VoteKind::Precommit
+            && let Some(block) = v.block
+        {
+            next.lock = Some(GuardLock {
+                height: *height,
+                round: v.round,
+                block,
+            });
+        }
+        (Some(next) != guard).then_some(next)
+    }
+}
+
 /// Why a node did not sign where the rules said it would.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Withheld {

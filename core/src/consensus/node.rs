@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::block::{self, Block, Certificate};
 use crate::consensus::io::{
-    Event, Finalized, Input, Misbehaviour, Output, PersistRecord, RoundChange, SignPoint, SignStep,
-    Timer, Withheld,
+    Event, Finalized, Input, Misbehaviour, Output, PersistRecord, RoundChange, SignGuard,
+    SignPoint, SignStep, Timer, Withheld,
 };
 use crate::crypto::Keypair;
 use crate::ledger::mempool::Mempool;
@@ -101,8 +101,8 @@ pub struct Restore {
     pub last: Option<Decision>,
     pub ledger: Option<Ledger>,
     pub records: Vec<PersistRecord>,
-    /// The last point this validator signed, from its double-sign guard file (`SignPoint`).
-    pub guard: Option<SignPoint>,
+    /// The double-sign guard file: the last point this validator signed and its last lock.
+    pub guard: Option<SignGuard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -387,9 +387,10 @@ impl Node {
         // Records lost: a guard beyond every record (or no guard at all) means this node may
         // have signed things it no longer remembers.
         let last_record = restore.records.iter().filter_map(|r| r.sign_point()).max();
-        node.needs_watch = node.double_sign_check_ms > 0
-            && (restore.guard.is_none() || restore.guard > last_record);
-        node.sign_floor = restore.guard;
+        let guard_point = restore.guard.map(|g| g.last);
+        let lost = restore.guard.is_none() || guard_point > last_record;
+        node.needs_watch = node.double_sign_check_ms > 0 && lost;
+        node.sign_floor = guard_point;
         for record in restore.records {
             if record.height() != node.height {
                 continue;
@@ -410,6 +411,26 @@ impl Node {
                         node.restored_polka = Some(polka);
                     }
                 }
+            }
+        }
+        if let Some(guard) = restore.guard.filter(|_| lost) {
+            // The records of this height are lost, or some of them: the guard says what they
+            // would have. Its lock stands (L22/L28 need its round and block hash, not the block),
+            // unless the records hold a newer one.
+            if let Some(lock) = guard.lock
+                && lock.height == node.height
+                && node.locked.is_none_or(|(r, _)| lock.round > r)
+            {
+                node.locked = Some((lock.round, lock.block));
+                node.valid = None;
+                node.restored_polka = None;
+            }
+            // Its votes up to the guard's round are lost with the records (and cannot be signed
+            // again); the peers may be waiting for them. Starting in the round after the guard's,
+            // its votes there pull the others along when they need its stake (L55): a node with
+            // more than a third moves them, and without it they have a quorum already.
+            if guard.last.height == node.height && node.round <= guard.last.round {
+                node.round = guard.last.round.next();
             }
         }
         node.out.clear();

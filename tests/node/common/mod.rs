@@ -30,6 +30,8 @@ pub struct NodeProc {
     pub args: Vec<String>,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// A command the node is started under, e.g. `prlimit --nofile=256:256` (empty: none).
+    pub wrapper: Vec<String>,
 }
 
 pub struct Net {
@@ -84,6 +86,16 @@ impl Net {
 
     /// As `start`, with `extra(i)` appended to node `i`'s arguments.
     pub fn start_with(n: usize, block_time: &str, extra: impl Fn(usize) -> Vec<String>) -> Net {
+        Net::start_wrapped(n, block_time, extra, |_| Vec::new())
+    }
+
+    /// As `start_with`, node `i` started under the command `wrapper(i)` (e.g. `prlimit`).
+    pub fn start_wrapped(
+        n: usize,
+        block_time: &str,
+        extra: impl Fn(usize) -> Vec<String>,
+        wrapper: impl Fn(usize) -> Vec<String>,
+    ) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let nodes = (0..n)
@@ -116,6 +128,7 @@ impl Net {
                     port: ports[i],
                     args,
                     child: None,
+                    wrapper: wrapper(i),
                 }
             })
             .collect();
@@ -133,7 +146,16 @@ impl Net {
             .append(true)
             .open(&node.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_timed"))
+        let exe = env!("CARGO_BIN_EXE_timed");
+        let mut command = match node.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = command
             .args(&node.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
