@@ -1490,6 +1490,29 @@ impl Simulation {
         match self.liveness_base {
             None => {
                 let base = self.max_decided();
+                // The rule holds once a quorum of honest stake is up and connected; a scenario
+                // whose phase starts otherwise promises what no protocol can keep.
+                let connected = self
+                    .honest_up()
+                    .map(|(a, _)| {
+                        let stake = self
+                            .honest_up()
+                            .filter(|(b, _)| self.network.connected(a, *b))
+                            .map(|(b, _)| self.set.stake_of(self.index_of(b)).0)
+                            .sum::<u64>();
+                        Stake(stake)
+                    })
+                    .max()
+                    .unwrap_or(Stake(0));
+                if !self.set.is_quorum(connected) {
+                    self.expectation_failures.push(format!(
+                        "the liveness phase starts at {} ms with {} of {} stake honest, up and \
+                         connected: less than two thirds, so it cannot be judged",
+                        self.now,
+                        connected.0,
+                        self.set.total_stake().0
+                    ));
+                }
                 info!(
                     "t={} liveness phase: every honest node must reach {} within {} ms",
                     self.now,
