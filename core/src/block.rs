@@ -3,8 +3,12 @@
 //! A block's identity is the hash of its header; the header commits to the transactions through
 //! `tx_root` and to the ledger after the block through `state_root`. A `Certificate` is the proof
 //! that a quorum of stake precommitted a block: anyone holding the validator set can check it, and it
-//! is checked as one batch of signatures in ascending validator order. The same form carries a
-//! *polka* (prepares worth a quorum for one block in one round), the proof a re-proposal shows.
+//! is checked as one batch of signatures under the chain's one signature rule (`crypto`), whose
+//! batch form gives each signature the verdict it gets alone: a certificate verifies exactly when
+//! each of its signatures verifies as a vote (`Vote::verify`), so the certificate an honest node
+//! builds from the votes it accepted is accepted by every node and light client. The same form
+//! carries a *polka* (prepares worth a quorum for one block in one round), the proof a
+//! re-proposal shows.
 
 use serde::{Deserialize, Serialize};
 
@@ -171,7 +175,8 @@ impl Certificate {
     }
 
     /// Checks that this certificate proves `block_hash` final at `height` on `chain_id`: ordered,
-    /// known signers worth a quorum, every signature a valid precommit (one batch).
+    /// known signers worth a quorum, every signature a valid precommit (one batch, with the
+    /// verdict each signature gets alone).
     pub fn verify(
         &self,
         set: &ValidatorSet,
@@ -249,6 +254,7 @@ impl Certificate {
                 (m.as_slice(), s.signature, vk)
             })
             .collect();
+        // The one rule's batch form: the same verdict as `Vote::verify` on each signature.
         crypto::verify_batch(&items).map_err(|_| CertificateError::BadSignature)
     }
 }

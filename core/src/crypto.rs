@@ -4,22 +4,36 @@
 //! vote from being replayed as a proposal, the chain id keeps it from being replayed on another
 //! chain, and CBOR's length prefix on the chain id keeps the concatenation unambiguous.
 //!
-//! Two rules (DEPENDENCIES.md trap 4: `verify`, `verify_strict` and `verify_batch` disagree on
-//! crafted edge cases, so each kind of signature has one rule, the same on every node):
+//! **One rule for every signature** (DEPENDENCIES.md trap 4). `ed25519-dalek`'s `verify`,
+//! `verify_strict` and cofactorless `verify_batch` disagree on crafted edge cases: a signature
+//! whose `R` carries a small-order component passes that batch or not depending on the
+//! coefficients, which depend on every other signature in the batch, while `verify_strict`
+//! refuses it always. Honest nodes would then build certificates that other nodes (and light
+//! clients) call forged. So every signature that matters — validators' proposals, votes,
+//! certificates and polkas, and transfers — is checked with the *cofactored* equation of Zcash's
+//! ZIP 215:
 //!
-//! - **Validators' messages** (proposals, votes, certificates): a single signature is checked with
-//!   `verify_strict`; a set of signatures (a certificate) as one `verify_batch` in the
-//!   certificate's canonical signer order, which is deterministic, so every node reaches the same
-//!   verdict on the same bytes. Weak (small-order) validator keys are refused at genesis.
-//! - **Transfers** (`verify_cofactored`, `verify_batch_cofactored`): the *cofactored* equation
-//!   `[8](R − [s]B + [k]A) = 0` (as in Zcash's ZIP 215), with `s` canonical, `R` canonically
-//!   encoded, and neither `A` nor `R` of small order. Its batch form gives every signature the
-//!   verdict it gets alone, whichever other signatures share the batch (except with probability
-//!   below 2⁻¹²⁰), which is what lets a node check a block's transfers as one batch of *those it
-//!   has not verified before*: the set differs from node to node, the verdict does not. The
-//!   cofactorless `verify_batch` lacks that property: a signature crafted with a small-order
-//!   component in its key passes or fails it depending on the coefficients, which depend on the
-//!   whole set. Every signature `verify_strict` accepts is accepted here.
+//! `[8](R − [s]B + [k]A) = 0`, `k = SHA-512(R ‖ A ‖ message) mod ℓ`,
+//!
+//! with, before any curve arithmetic, `s` canonical (below `ℓ`: no malleability), `R` the
+//! canonical encoding of a curve point, and neither `A` nor `R` of small order. Its batch form
+//! (`verify_batch`, `verify_batch_cofactored`) gives every signature the verdict it gets alone,
+//! whichever other signatures share the batch (except with probability below 2⁻¹²⁰), so a
+//! certificate is accepted exactly when each of its signatures is, by every node, in any order,
+//! alone or batched, and a node may batch whatever set of messages it happens to hold.
+//!
+//! **Torsion.** The rule accepts a signature whose `R` (or key) has a small-order component, as
+//! long as it is otherwise right: multiplying by the cofactor 8 erases that component. Such a
+//! signature can only come from the key's owner (the equation still ties `s` to the key's
+//! secret), proves as much as an ordinary one, and gets the same verdict everywhere, which is all
+//! consensus needs. `Keypair::sign_raw_with_torsion` makes them, for adversary tests. Every
+//! signature `verify_strict` accepts is accepted here. Weak (small-order) keys are refused here
+//! and, for validators, at genesis.
+//!
+//! Two forms of each check, one rule: `verify` / `verify_batch` take keys already decompressed
+//! (`ed25519_dalek::VerifyingKey`, as a `ValidatorSet` keeps them); `verify_cofactored` /
+//! `verify_batch_cofactored[_with]` take key bytes (a transfer's sender is an address), decompressed
+//! on the way or taken from a `KeyCache`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -156,29 +170,74 @@ impl Keypair {
     pub fn sign_raw(&self, message: &[u8]) -> Signature {
         Signature(self.signing.sign(message).to_bytes())
     }
+
+    /// **For adversary tests.** As `sign`, but with a small-order point added to the signature's
+    /// `R` (`sign_raw_with_torsion`).
+    pub fn sign_with_torsion<F: Serialize + ?Sized>(
+        &self,
+        domain: Domain,
+        chain_id: &str,
+        fields: &F,
+        torsion_index: u8,
+    ) -> Signature {
+        self.sign_raw_with_torsion(&signing_message(domain, chain_id, fields), torsion_index)
+    }
+
+    /// **For adversary tests** (a Byzantine validator that signs with small-order components):
+    /// a signature of `message` whose `R` is `[r]B + T`, with `T` the small-order point
+    /// `EIGHT_TORSION[torsion_index % 8]` (index 0 is the identity: an ordinary signature; 4 has
+    /// order 2; 2 and 6 order 4; the odd ones order 8).
+    ///
+    /// The chain's rule accepts it, alone and in any batch (the cofactor erases `T`), while
+    /// `ed25519_dalek`'s `verify_strict` refuses it for any index but 0, and its cofactorless
+    /// `verify_batch` accepts a batch holding it only when the batch's coefficient for it happens
+    /// to be a multiple of `T`'s order: the disagreement the one rule exists to remove. It
+    /// produces nothing the rule would not accept from an honest signer, so it may stay public.
+    ///
+    /// Deterministic: the nonce `r` is derived from the seed, the message and the index.
+    pub fn sign_raw_with_torsion(&self, message: &[u8], torsion_index: u8) -> Signature {
+        let t = curve25519_dalek::constants::EIGHT_TORSION[usize::from(torsion_index % 8)];
+        let mut nonce = Sha512::new();
+        nonce.update(b"timed/v1/torsion-nonce");
+        nonce.update(self.signing.to_bytes());
+        nonce.update([torsion_index]);
+        nonce.update(message);
+        let r = Scalar::from_bytes_mod_order_wide(&nonce.finalize().into());
+        let big_r = (EdwardsPoint::mul_base(&r) + t).compress();
+        let key = self.public_key();
+        let mut h = Sha512::new();
+        h.update(big_r.as_bytes());
+        h.update(key.0);
+        h.update(message);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let s = r + k * self.signing.to_scalar();
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(big_r.as_bytes());
+        sig[32..].copy_from_slice(s.as_bytes());
+        Signature(sig)
+    }
 }
 
-/// Checks one signature with the chain's single-signature rule (`verify_strict`).
+/// Checks one signature with the chain's rule (the module documentation), the key already
+/// decompressed: how a validator's proposal or vote is checked. Deterministic, and a pure
+/// function of its inputs.
 pub fn verify(
     key: &VerifyingKey,
     message: &[u8],
     signature: &Signature,
 ) -> Result<(), CryptoError> {
-    let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-    key.verify_strict(message, &sig)
-        .map_err(|_| CryptoError::BadSignature)
+    check_one(&prepare(Key::from_verifying(key)?, message, signature)?)
 }
 
-/// Checks many signatures as one batch (about twice as fast per signature as one by one). The
-/// order of `items` is part of the verdict's input; callers pass a canonical order.
+/// Checks many signatures with the chain's rule as one batch, keys already decompressed: how a
+/// certificate, a polka or a burst of votes is checked. Ok exactly when `verify` accepts every
+/// item (see `verify_batch_cofactored`), whatever their number and order. An empty batch is Ok.
 pub fn verify_batch(items: &[(&[u8], Signature, VerifyingKey)]) -> Result<(), CryptoError> {
-    let messages: Vec<&[u8]> = items.iter().map(|(m, _, _)| *m).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = items
+    let prepared = items
         .iter()
-        .map(|(_, s, _)| ed25519_dalek::Signature::from_bytes(&s.0))
-        .collect();
-    let keys: Vec<VerifyingKey> = items.iter().map(|(_, _, k)| *k).collect();
-    ed25519_dalek::verify_batch(&messages, &sigs, &keys).map_err(|_| CryptoError::BadSignature)
+        .map(|(m, s, k)| prepare(Key::from_verifying(k)?, m, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_batch(&prepared)
 }
 
 /// Decompressed public keys, kept between batches: decompressing a key costs about a third of a
@@ -223,25 +282,50 @@ impl KeyCache {
     }
 }
 
-/// A signature parsed for the cofactored rule: its points and scalars, each checked well formed.
+/// A public key as the rule uses it: its point (valid, not of small order) and the bytes it was
+/// given as, which enter `k`.
+struct Key {
+    point: EdwardsPoint,
+    bytes: [u8; 32],
+}
+
+impl Key {
+    fn from_verifying(key: &VerifyingKey) -> Result<Key, CryptoError> {
+        // A `ValidatorSet` holds no weak key (refused at genesis); checked again here (three
+        // doublings) so that the rule does not depend on where the key came from.
+        if key.is_weak() {
+            return Err(CryptoError::WeakKey);
+        }
+        Ok(Key {
+            point: key.to_edwards(),
+            bytes: key.to_bytes(),
+        })
+    }
+
+    fn from_public(key: &PublicKey, keys: &KeyCache) -> Result<Key, CryptoError> {
+        Ok(Key {
+            point: keys.point(key)?,
+            bytes: key.0,
+        })
+    }
+}
+
+/// A signature parsed for the rule: its points and scalars, each checked well formed, and the
+/// bytes the batch coefficients are derived from.
 struct Prepared {
     r: EdwardsPoint,
     a: EdwardsPoint,
     s: Scalar,
     /// `k = SHA-512(R ‖ A ‖ message) mod ℓ`, as Ed25519 defines it.
     k: Scalar,
+    key_bytes: [u8; 32],
+    signature: [u8; 64],
 }
 
-/// Parses `signature` by `key` on `message`, refusing what the cofactored rule refuses before any
-/// curve arithmetic: an invalid or small-order key, a non-canonical `s` (malleability), an `R`
-/// that is not the canonical encoding of a curve point, or a small-order `R`.
-fn prepare(
-    key: &PublicKey,
-    message: &[u8],
-    signature: &Signature,
-    keys: &KeyCache,
-) -> Result<Prepared, CryptoError> {
-    let a = keys.point(key)?;
+/// Parses `signature` by `key` on `message`, refusing what the rule refuses before any curve
+/// arithmetic: a non-canonical `s` (malleability), an `R` that is not the canonical encoding of a
+/// curve point, or a small-order `R`. (The key was checked by `Key`'s constructors.)
+fn prepare(key: Key, message: &[u8], signature: &Signature) -> Result<Prepared, CryptoError> {
     let mut r_bytes = [0u8; 32];
     let mut s_bytes = [0u8; 32];
     r_bytes.copy_from_slice(&signature.0[..32]);
@@ -257,14 +341,16 @@ fn prepare(
         .ok_or(CryptoError::BadSignature)?;
     let mut h = Sha512::new();
     h.update(r_bytes);
-    h.update(key.0);
+    h.update(key.bytes);
     h.update(message);
     let hram: [u8; 64] = h.finalize().into();
     Ok(Prepared {
         r,
-        a,
+        a: key.point,
         s,
         k: Scalar::from_bytes_mod_order_wide(&hram),
+        key_bytes: key.bytes,
+        signature: signature.0,
     })
 }
 
@@ -276,14 +362,8 @@ fn is_canonical_y(bytes: &[u8; 32]) -> bool {
     !(high_all_ones && bytes[0] >= 0xed)
 }
 
-/// Checks one signature with the transfers' rule: `[8](R − ([s]B − [k]A)) = 0` (see the module
-/// documentation). Deterministic, and a pure function of its inputs.
-pub fn verify_cofactored(
-    key: &PublicKey,
-    message: &[u8],
-    signature: &Signature,
-) -> Result<(), CryptoError> {
-    let p = prepare(key, message, signature, &KeyCache::none())?;
+/// The single equation: `[8](R − ([s]B − [k]A)) = 0`.
+fn check_one(p: &Prepared) -> Result<(), CryptoError> {
     let expected = EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &(-p.a), &p.s);
     if (p.r - expected).mul_by_cofactor().is_identity() {
         Ok(())
@@ -292,32 +372,19 @@ pub fn verify_cofactored(
     }
 }
 
-/// Checks many signatures with the transfers' rule as one random linear combination:
-/// `[8](Σ zᵢ·Rᵢ + Σ zᵢkᵢ·Aᵢ − (Σ zᵢsᵢ)·B) = 0`, about twice as fast per signature as one by one.
-///
-/// Ok exactly when `verify_cofactored` accepts every item, except with probability below 2⁻¹²⁰:
-/// multiplied by the cofactor, each item's residue `Rᵢ − [sᵢ]B + [kᵢ]Aᵢ` lies in the prime-order
-/// group, so a bad item survives only if the 128-bit coefficients `zᵢ` solve a linear equation
-/// modulo ℓ. The `zᵢ` are BLAKE3 output over every item's key, signature and `k` (so over its
-/// message): deterministic, and not choosable by whoever chose the items. An empty batch is Ok.
-pub fn verify_batch_cofactored(items: &[(&[u8], Signature, PublicKey)]) -> Result<(), CryptoError> {
-    verify_batch_cofactored_with(items, &KeyCache::none())
-}
-
-/// As `verify_batch_cofactored`, taking the keys' points from `keys` when it has them (and
-/// keeping the new ones there). The verdict is the same.
-pub fn verify_batch_cofactored_with(
-    items: &[(&[u8], Signature, PublicKey)],
-    keys: &KeyCache,
-) -> Result<(), CryptoError> {
-    let prepared = items
-        .iter()
-        .map(|(m, s, k)| prepare(k, m, s, keys))
-        .collect::<Result<Vec<_>, _>>()?;
+/// The batch equation: `[8](Σ zᵢ·Rᵢ + Σ zᵢkᵢ·Aᵢ − (Σ zᵢsᵢ)·B) = 0` (see
+/// `verify_batch_cofactored` for why it agrees with `check_one` on every item).
+fn check_batch(prepared: &[Prepared]) -> Result<(), CryptoError> {
+    match prepared {
+        [] => return Ok(()),
+        // One equation is cheaper than a multiscalar multiplication of three points.
+        [one] => return check_one(one),
+        _ => {}
+    }
     let mut transcript = blake3::Hasher::new_derive_key("timed/v1 ed25519 cofactored batch");
-    for ((_, sig, key), p) in items.iter().zip(&prepared) {
-        transcript.update(&key.0);
-        transcript.update(&sig.0);
+    for p in prepared {
+        transcript.update(&p.key_bytes);
+        transcript.update(&p.signature);
         transcript.update(p.k.as_bytes());
     }
     let mut xof = transcript.finalize_xof();
@@ -342,6 +409,48 @@ pub fn verify_batch_cofactored_with(
     } else {
         Err(CryptoError::BadSignature)
     }
+}
+
+/// Checks one signature with the chain's rule, the key given as bytes (a transfer's sender):
+/// `verify` after decompressing the key. Deterministic, and a pure function of its inputs.
+pub fn verify_cofactored(
+    key: &PublicKey,
+    message: &[u8],
+    signature: &Signature,
+) -> Result<(), CryptoError> {
+    check_one(&prepare(
+        Key::from_public(key, &KeyCache::none())?,
+        message,
+        signature,
+    )?)
+}
+
+/// Checks many signatures with the chain's rule as one random linear combination:
+/// `[8](Σ zᵢ·Rᵢ + Σ zᵢkᵢ·Aᵢ − (Σ zᵢsᵢ)·B) = 0`, about twice as fast per signature as one by one.
+///
+/// Ok exactly when `verify_cofactored` accepts every item, except with probability below 2⁻¹²⁰:
+/// the well-formedness checks are the same item by item, and multiplied by the cofactor, each
+/// item's residue `Rᵢ − [sᵢ]B + [kᵢ]Aᵢ` lies in the prime-order group (its small-order part, the
+/// only thing a coefficient could cancel or not, is gone), so a bad item survives only if the
+/// 128-bit coefficients `zᵢ` solve a linear equation modulo ℓ. The `zᵢ` are BLAKE3 output over
+/// every item's key, signature and `k` (so over its message): deterministic — every node derives
+/// the same ones from the same batch — and not choosable by whoever chose the items. An empty
+/// batch is Ok.
+pub fn verify_batch_cofactored(items: &[(&[u8], Signature, PublicKey)]) -> Result<(), CryptoError> {
+    verify_batch_cofactored_with(items, &KeyCache::none())
+}
+
+/// As `verify_batch_cofactored`, taking the keys' points from `keys` when it has them (and
+/// keeping the new ones there). The verdict is the same.
+pub fn verify_batch_cofactored_with(
+    items: &[(&[u8], Signature, PublicKey)],
+    keys: &KeyCache,
+) -> Result<(), CryptoError> {
+    let prepared = items
+        .iter()
+        .map(|(m, s, k)| prepare(Key::from_public(k, keys)?, m, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_batch(&prepared)
 }
 
 #[cfg(test)]
@@ -418,7 +527,97 @@ mod tests {
         assert!(verify_batch(&items).is_err());
     }
 
-    // ---- the transfers' cofactored rule ----
+    // ---- the one rule, against dalek's other rules ----
+
+    /// `ed25519_dalek`'s `verify_strict`, which the chain no longer uses.
+    fn strict(
+        key: &VerifyingKey,
+        msg: &[u8],
+        sig: &Signature,
+    ) -> Result<(), ed25519_dalek::SignatureError> {
+        key.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+    }
+
+    /// `ed25519_dalek`'s cofactorless `verify_batch`, which the chain no longer uses.
+    fn dalek_batch(
+        items: &[(&[u8], Signature, VerifyingKey)],
+    ) -> Result<(), ed25519_dalek::SignatureError> {
+        let messages: Vec<&[u8]> = items.iter().map(|(m, _, _)| *m).collect();
+        let sigs: Vec<ed25519_dalek::Signature> = items
+            .iter()
+            .map(|(_, s, _)| ed25519_dalek::Signature::from_bytes(&s.0))
+            .collect();
+        let keys: Vec<VerifyingKey> = items.iter().map(|(_, _, k)| *k).collect();
+        ed25519_dalek::verify_batch(&messages, &sigs, &keys)
+    }
+
+    #[test]
+    fn a_torsion_component_in_r_is_accepted_alone_and_in_every_batch_position() {
+        let key = Keypair::insecure_from_name("byzantine");
+        let vk = key.public_key().verifying_key().unwrap();
+        let honest: Vec<(Vec<u8>, Signature, VerifyingKey)> = (0..5u8)
+            .map(|i| {
+                let k = Keypair::insecure_from_name(&format!("h{i}"));
+                let m = vec![i; 20];
+                let s = k.sign_raw(&m);
+                (m, s, k.public_key().verifying_key().unwrap())
+            })
+            .collect();
+        let mut dalek_verdicts = Vec::new();
+        for index in 0..8u8 {
+            for n in 0..16u8 {
+                let msg = [b"torsion ".as_slice(), &[index, n]].concat();
+                let sig = key.sign_raw_with_torsion(&msg, index);
+                assert_eq!(verify(&vk, &msg, &sig), Ok(()), "index {index}");
+                assert_eq!(verify_cofactored(&key.public_key(), &msg, &sig), Ok(()));
+                assert_eq!(strict(&vk, &msg, &sig).is_ok(), index == 0, "index {index}");
+                let mut other = msg.clone();
+                other[0] ^= 1;
+                assert!(verify(&vk, &other, &sig).is_err());
+                for at in 0..=honest.len() {
+                    let mut items: Vec<(&[u8], Signature, VerifyingKey)> = honest
+                        .iter()
+                        .map(|(m, s, k)| (m.as_slice(), *s, *k))
+                        .collect();
+                    items.insert(at, (msg.as_slice(), sig, vk));
+                    assert_eq!(verify_batch(&items), Ok(()), "index {index} at {at}");
+                    if index != 0 {
+                        dalek_verdicts.push(dalek_batch(&items).is_ok());
+                    }
+                    // Still refused when a companion is bad, wherever the torsion sits.
+                    let bad = (at + 1) % items.len();
+                    items[bad].1.0[33] ^= 1;
+                    assert!(verify_batch(&items).is_err());
+                }
+            }
+        }
+        // The cofactorless batch's verdict on these signatures depends on their companions.
+        assert!(
+            dalek_verdicts.contains(&true) && dalek_verdicts.contains(&false),
+            "{dalek_verdicts:?}"
+        );
+    }
+
+    #[test]
+    fn a_torsion_signature_is_bound_to_its_key_and_message() {
+        let key = Keypair::insecure_from_name("byzantine");
+        let sig = key.sign_with_torsion(Domain::Precommit, "c", &(1u64, 2u32), 3);
+        let msg = signing_message(Domain::Precommit, "c", &(1u64, 2u32));
+        assert_eq!(verify_cofactored(&key.public_key(), &msg, &sig), Ok(()));
+        let other = Keypair::insecure_from_name("other").public_key();
+        assert!(verify_cofactored(&other, &msg, &sig).is_err());
+        // Deterministic, and distinct per index.
+        assert_eq!(
+            sig,
+            key.sign_with_torsion(Domain::Precommit, "c", &(1u64, 2u32), 3)
+        );
+        assert_ne!(
+            sig,
+            key.sign_with_torsion(Domain::Precommit, "c", &(1u64, 2u32), 5)
+        );
+    }
+
+    // ---- key bytes and the key cache (the transfers' form) ----
 
     fn signed(name: &str, msg: &[u8]) -> (PublicKey, Signature) {
         let k = Keypair::insecure_from_name(name);
@@ -431,7 +630,9 @@ mod tests {
             let msg = vec![i; 40];
             let (key, sig) = signed(&format!("k{i}"), &msg);
             let vk = key.verifying_key().unwrap();
-            assert!(verify(&vk, &msg, &sig).is_ok());
+            let dalek_sig = ed25519_dalek::Signature::from_bytes(&sig.0);
+            assert!(vk.verify_strict(&msg, &dalek_sig).is_ok());
+            assert_eq!(verify(&vk, &msg, &sig), Ok(()));
             assert_eq!(verify_cofactored(&key, &msg, &sig), Ok(()));
             for byte in [0, 31, 32, 63] {
                 let mut bad = sig;
@@ -513,8 +714,9 @@ mod tests {
             .map(|(key, sig, _)| (key, sig))
             .unwrap();
         let vk = key.verifying_key().unwrap();
-        assert!(verify(&vk, &msg, &sig).is_err(), "strict refuses it");
+        assert!(strict(&vk, &msg, &sig).is_err(), "strict refuses it");
         assert_eq!(verify_cofactored(&key, &msg, &sig), Ok(()));
+        assert_eq!(verify(&vk, &msg, &sig), Ok(()));
         let companions: Vec<(Vec<u8>, PublicKey, Signature)> = (0..24u8)
             .map(|i| {
                 let m = vec![i; 12];
@@ -530,7 +732,8 @@ mod tests {
                 (msg.as_slice(), sig, vk),
                 (m.as_slice(), *s, k.verifying_key().unwrap()),
             ];
-            dalek.push(verify_batch(&theirs).is_ok());
+            assert_eq!(verify_batch(&theirs), Ok(()));
+            dalek.push(dalek_batch(&theirs).is_ok());
         }
         // The cofactorless batch's verdict on the very same signature depends on the set.
         assert!(dalek.contains(&true) && dalek.contains(&false), "{dalek:?}");

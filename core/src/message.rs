@@ -81,6 +81,8 @@ impl Vote {
         }
     }
 
+    /// Checks the signature of the named validator with the chain's one rule (`crypto::verify`):
+    /// the verdict a certificate or a batch of votes holding it gives it too.
     pub fn verify(&self, set: &ValidatorSet, chain_id: &str) -> Result<(), SignedMessageError> {
         let v = set
             .get(self.validator)
@@ -96,7 +98,9 @@ impl Vote {
 
 /// Verifies the signatures of many votes at once: one batch when all are good (the common case,
 /// at about the batch rate per signature), and one by one only when the batch fails, to find the
-/// bad ones. Returns one verdict per vote, in order. A driver that receives votes in bursts uses
+/// bad ones. Returns one verdict per vote, in order: each the verdict `Vote::verify` gives it
+/// (the one rule's batch form agrees with it, whatever else the burst holds, so which votes a
+/// node happens to check together changes nothing). A driver that receives votes in bursts uses
 /// this and hands the good ones to the core as `Input::SignatureChecked`.
 pub fn verify_votes(votes: &[Vote], set: &ValidatorSet, chain_id: &str) -> Vec<bool> {
     let keys: Option<Vec<_>> = votes
@@ -192,8 +196,8 @@ impl Proposal {
         }
     }
 
-    /// Checks the signature of the named proposer (whether it is the right proposer for the round
-    /// is the consensus module's business).
+    /// Checks the signature of the named proposer with the chain's one rule (whether it is the
+    /// right proposer for the round is the consensus module's business).
     pub fn verify(&self, set: &ValidatorSet, chain_id: &str) -> Result<(), SignedMessageError> {
         let v = set
             .get(self.proposer)

@@ -4,11 +4,8 @@
 //!
 //! The simulation (`sim.rs`) decides when and to whom; this module only forges.
 
-use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-use curve25519_dalek::scalar::Scalar;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
-use sha2::{Digest, Sha512};
 use timed_core::block::{Block, Certificate};
 use timed_core::crypto::{self, Domain, Keypair, Signature};
 use timed_core::message::{Decision, Message, Proposal, Vote, VoteKind};
@@ -79,35 +76,11 @@ pub fn far_claim(key: &Keypair, me: ValidatorIndex, height: Height, ahead: u64) 
 }
 
 /// An Ed25519 signature of `message` by `key` whose `R` carries a point of order 8:
-/// `R' = [r]B + T`, `s = r + k·a` with `k = H(R' ‖ A ‖ M)`. The cofactored equation
-/// `[8](R' − [s]B + [k]A) = [8]T = 0` accepts it; the cofactorless `R' = [s]B − [k]A` does not.
-///
-/// Local until the core's helper lands (branch `crypto`: `Keypair::sign_raw_with_torsion(message,
-/// 1)`); then this delegates to it.
+/// `R' = [r]B + T`, `s = r + k·a` with `k = H(R' ‖ A ‖ M)`. The chain's cofactored equation
+/// `[8](R' − [s]B + [k]A) = [8]T = 0` accepts it alone, in a certificate and in a batch; the
+/// cofactorless one (`verify_strict`, dalek's `verify_batch`) does not. The core's helper.
 pub fn torsion_sign(key: &Keypair, message: &[u8]) -> Signature {
-    let expanded: [u8; 64] = Sha512::digest(key.seed()).into();
-    let mut a_bytes = [0u8; 32];
-    a_bytes.copy_from_slice(&expanded[..32]);
-    a_bytes[0] &= 248;
-    a_bytes[31] &= 127;
-    a_bytes[31] |= 64;
-    let a = Scalar::from_bytes_mod_order(a_bytes);
-    let mut h = Sha512::new();
-    h.update(&expanded[32..]);
-    h.update(message);
-    let r = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-    let big_r = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[1]).compress();
-    let public = key.public_key();
-    let mut h = Sha512::new();
-    h.update(big_r.as_bytes());
-    h.update(public.0);
-    h.update(message);
-    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-    let s = r + k * a;
-    let mut sig = [0u8; 64];
-    sig[..32].copy_from_slice(big_r.as_bytes());
-    sig[32..].copy_from_slice(s.as_bytes());
-    Signature(sig)
+    key.sign_raw_with_torsion(message, 1)
 }
 
 fn vote_message(v: &Vote) -> Vec<u8> {
@@ -183,13 +156,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn torsion_signatures_pass_the_cofactored_rule_only() {
+    fn torsion_signatures_carry_torsion_and_pass_the_chain_rule() {
         let key = Keypair::insecure_from_name("torsion");
         let msg = b"a message";
         let sig = torsion_sign(&key, msg);
-        assert!(crypto::verify_cofactored(&key.public_key(), msg, &sig).is_ok());
         let vk = key.public_key().verifying_key().unwrap();
-        assert!(crypto::verify(&vk, msg, &sig).is_err());
+        assert!(crypto::verify(&vk, msg, &sig).is_ok());
+        assert!(crypto::verify_cofactored(&key.public_key(), msg, &sig).is_ok());
+        let dalek = ed25519_dalek::Signature::from_bytes(&sig.0);
+        assert!(vk.verify_strict(msg, &dalek).is_err(), "no torsion in R");
         assert_ne!(sig, key.sign_raw(msg));
     }
 }

@@ -113,11 +113,11 @@ fn a_replayer_changes_nothing() {
 
 /// Swarm seeds where a torsion signer's precommit (valid under the cofactored equation only) in
 /// a certificate got one verdict from a node's batch check and another from a single check
-/// (`bad-certificate`): the signature rule of the `crypto` branch gives both the same verdict.
+/// (`bad-certificate`), and 151 on a later main: the one signature rule (`0bcc760`, branch
+/// `crypto`) gives both the same verdict.
 #[test]
-#[ignore = "fails until the core fix for the signature rule (branch crypto) lands on main"]
 fn torsion_signer_swarm_seeds_get_one_verdict() {
-    for seed in [4, 120, 244, 272] {
+    for seed in [4, 120, 244, 272, 151] {
         assert!(
             swarm(seed)
                 .validators
@@ -214,7 +214,7 @@ fn with_the_guard_lost_records_never_make_a_node_sign_twice() {
 /// The stronger swarm (every behaviour, with crashes, partitions, loss and storage faults):
 /// safety and the liveness bound on 60 seeds.
 #[test]
-#[ignore = "fails until the core fixes for the signature rule (branch crypto) and for lost records (the two tests above) land on main"]
+#[ignore = "fails until the guard applies when a node reaches its guard's height after restoring below it (the two tests above; core)"]
 fn swarm_with_the_stronger_adversaries_keeps_safety_and_liveness() {
     for seed in 0..60 {
         swarm_seed_passes(seed);
