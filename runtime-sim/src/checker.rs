@@ -116,9 +116,14 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker for the chain of `genesis`, whose validator set is `set`.
+    /// A checker for the chain of `genesis`, whose validator set is `set`, one node per validator.
     pub fn new(genesis: &Genesis, set: ValidatorSet) -> Checker {
         let n = set.len();
+        Checker::with_nodes(genesis, set, n)
+    }
+
+    /// As `new`, for `n` nodes: the validators and their twins (nodes that share a key).
+    pub fn with_nodes(genesis: &Genesis, set: ValidatorSet, n: usize) -> Checker {
         let reference = Ledger::from_genesis(genesis);
         Checker {
             chain_id: genesis.chain_id.clone(),
@@ -597,6 +602,13 @@ impl Checker {
             self.check_supply(node, "the core's ledger", Height(height.0 - 1), supply);
         }
         self.live_height[node] = height;
+    }
+
+    /// A node's storage lost blocks or records: it now holds blocks up to `top` only. What it
+    /// signed is still remembered here, so signing again differently is still double signing.
+    pub fn on_storage_lost(&mut self, node: usize, top: Height) {
+        self.stored_top[node] = top;
+        self.live_height[node] = Height(0);
     }
 
     /// A node restarted from its durable state (`checked`: an honest node, whose store the

@@ -9,6 +9,7 @@
 //!   scenarios, TOML files, and `swarm` (everything drawn from the seed).
 //! - [`network`]: latency models, jitter, loss, duplication, partitions.
 //! - [`sim`]: the event loop, crashes and restarts from durable state, Byzantine behaviours.
+//! - [`adversary`]: the forgeries of the stronger behaviours (bodies, polkas, torsion, claims).
 //! - [`checker`]: the invariants checked after every step.
 //! - [`report`]: the run's summary.
 //!
@@ -20,6 +21,7 @@
 //! assert!(sim.passed());
 //! ```
 
+pub mod adversary;
 pub mod checker;
 pub mod network;
 pub mod report;

@@ -23,7 +23,8 @@ enum Command {
     /// Run one scenario (a name or a TOML file).
     Run {
         /// three-nodes, byzantine-dropout, testnet, partition, crash-restart, equivocation,
-        /// amnesia, swarm, or a path to a .toml file.
+        /// amnesia, swarm, swarm-classic (the swarm without the stronger adversaries), or a
+        /// path to a .toml file.
         #[arg(long)]
         scenario: String,
         #[arg(long, default_value_t = 1)]
@@ -46,6 +47,10 @@ enum Command {
         start: u64,
         #[arg(long)]
         json: bool,
+        /// Do not stop at a failure: print one line per failing seed (its first violation or
+        /// failed expectation and its replay command) and go on.
+        #[arg(long)]
+        keep_going: bool,
     },
     /// Measure speed: the testnet scenario, and heights per second with block time 0.
     Bench {
@@ -104,7 +109,12 @@ fn main() -> ExitCode {
             json,
             check_determinism,
         ),
-        Command::Swarm { seeds, start, json } => swarm(seeds, start, json),
+        Command::Swarm {
+            seeds,
+            start,
+            json,
+            keep_going,
+        } => swarm(seeds, start, json, keep_going),
         Command::Bench { runs, json } => bench(runs, json),
     }
 }
@@ -169,10 +179,11 @@ fn run(name: &str, seed: u64, duration: Option<&str>, json: bool, det: bool) -> 
     }
 }
 
-fn swarm(seeds: u64, start: u64, json: bool) -> ExitCode {
+fn swarm(seeds: u64, start: u64, json: bool, keep_going: bool) -> ExitCode {
     let t0 = Instant::now();
     let mut sim_ms: u64 = 0;
     let mut heights: u64 = 0;
+    let mut failed: u64 = 0;
     for seed in start..start.saturating_add(seeds) {
         let scenario = timed_sim::scenario::swarm(seed);
         let report = match timed_sim::run(&scenario, seed, replay("swarm", seed, None), false) {
@@ -184,6 +195,21 @@ fn swarm(seeds: u64, start: u64, json: bool) -> ExitCode {
         };
         sim_ms += report.sim_ms;
         heights += report.min_height;
+        if !report.passed && keep_going {
+            failed += 1;
+            let what = report
+                .violation_details
+                .first()
+                .map(|v| format!("{}: {}", v.rule, v.detail))
+                .or_else(|| report.failed_expectations.first().cloned())
+                .unwrap_or_default();
+            println!(
+                "seed {seed} FAILED [{}] {what}; replay with: {}",
+                report.behaviours.join(", "),
+                report.replay
+            );
+            continue;
+        }
         if !report.passed {
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -201,6 +227,10 @@ fn swarm(seeds: u64, start: u64, json: bool) -> ExitCode {
         }
     }
     let wall = t0.elapsed().as_secs_f64();
+    if failed > 0 {
+        println!("swarm: {failed} of {seeds} seeds from {start} failed ({wall:.1} s wall)");
+        return ExitCode::FAILURE;
+    }
     if json {
         println!(
             "{}",

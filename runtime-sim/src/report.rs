@@ -27,6 +27,10 @@ pub struct Report {
     pub dropped: u64,
     pub evidence: u64,
     pub crashes: u64,
+    /// Messages the stronger adversaries forged or replayed.
+    pub forged: u64,
+    /// Restarts that lost durable records.
+    pub storage_losses: u64,
     pub txs_submitted: u64,
     pub txs_finalized: u64,
     pub steps: u64,
@@ -91,6 +95,8 @@ impl Report {
             dropped: sim.stats.dropped,
             evidence: sim.stats.evidence,
             crashes: sim.stats.crashes,
+            forged: sim.stats.forged,
+            storage_losses: sim.stats.storage_losses,
             txs_submitted: sim.stats.txs_submitted,
             txs_finalized: sim.checker.txs_decided,
             steps: sim.stats.steps,
@@ -156,6 +162,16 @@ impl Report {
             format!("{} sent, {} dropped", self.messages, self.dropped),
         );
         w(&mut s, "crashes", self.crashes.to_string());
+        if self.forged > 0 || self.storage_losses > 0 {
+            w(
+                &mut s,
+                "adversary",
+                format!(
+                    "{} messages forged or replayed, {} restarts with lost records",
+                    self.forged, self.storage_losses
+                ),
+            );
+        }
         if self.txs_submitted > 0 {
             w(
                 &mut s,

@@ -31,6 +31,40 @@ pub enum Behaviour {
     /// named as proposer, a timestamp not after the parent's or an hour ahead, a wrong state
     /// root, transaction root or parent, a transfer that cannot apply.
     InvalidProposer,
+    /// Forwards valid signed proposals and decisions (its own, others' it received, and those it
+    /// serves to a node catching up) with another body under the same signed header: a transfer
+    /// added, removed, or two swapped. The altered copy goes first, to part of its peers.
+    BodySwapper,
+    /// Claims far heights (properly signed votes a million heights up), then answers the sync
+    /// requests this draws with nothing, an empty answer, or blocks whose certificates are broken.
+    SyncLiar,
+    /// Forwards others' re-proposals (those with a valid round) at once, without their polka or
+    /// with a broken one, to race the real copy.
+    ProofStripper,
+    /// Now and then re-sends a valid message it saw earlier (an older height or round) to a
+    /// random peer.
+    Replayer,
+    /// Signs its proposals and votes (and its precommits in the certificates it sends) with a
+    /// small-order point added to the signature's R: valid under the cofactored equation, not
+    /// under the cofactorless one.
+    TorsionSigner,
+    /// Two instances of this validator sharing its key, both running the unmodified honest core;
+    /// the second instance is node `n + k` (n validators, the k-th twin in index order), which
+    /// partitions can place apart from the first. The key counts as Byzantine stake.
+    Twins,
+}
+
+/// How a restart lost the node's durable records (its key, and the last-signed point kept
+/// beside it, survive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageLoss {
+    /// The data directory is gone: no blocks, no ledger, no records (it syncs from genesis).
+    Wiped,
+    /// An older backup: the blocks up to an earlier height and the ledger after it, no records.
+    Backup,
+    /// The WAL was cut in the middle: the blocks are there, only a prefix of the records.
+    WalCut,
 }
 
 impl Behaviour {
@@ -143,6 +177,9 @@ pub enum FaultKind {
     Behave { node: usize, behaviour: Behaviour },
     /// Loss and duplication stop (or start again) on every link.
     Reliable { on: bool },
+    /// As `Restart`, but the node's storage lost records (`loss`); its key and last-signed point
+    /// survive. On a node that is up it crashes first.
+    RestartLost { node: usize, loss: StorageLoss },
     /// With `at_height` only: the first node to finalize that height is cut off from all others
     /// at that very moment, so its precommit and its decision still in flight are lost. The
     /// worst timing for the others' locks (what an amnesia attack needs); `heal` ends it.
@@ -178,6 +215,8 @@ struct FaultRepr {
     behaviour: Option<Behaviour>,
     #[serde(default)]
     on: Option<bool>,
+    #[serde(default)]
+    loss: Option<StorageLoss>,
 }
 
 impl TryFrom<FaultRepr> for Fault {
@@ -198,6 +237,12 @@ impl TryFrom<FaultRepr> for Fault {
             "crash" => FaultKind::Crash { node: node()? },
             "crash-at-persist" => FaultKind::CrashAtPersist { node: node()? },
             "restart" => FaultKind::Restart { node: node()? },
+            "restart-lost" => FaultKind::RestartLost {
+                node: node()?,
+                loss: r
+                    .loss
+                    .ok_or("missing field `loss` for a fault of kind `restart-lost`")?,
+            },
             "behave" => FaultKind::Behave {
                 node: node()?,
                 behaviour: r
@@ -211,7 +256,8 @@ impl TryFrom<FaultRepr> for Fault {
             other => {
                 return Err(format!(
                     "unknown fault kind `{other}`: expected partition, heal, crash, \
-                     crash-at-persist, restart, behave, reliable or isolate-finalizer"
+                     crash-at-persist, restart, restart-lost, behave, reliable or \
+                     isolate-finalizer"
                 ));
             }
         };
@@ -453,6 +499,7 @@ pub const NAMED: &[&str] = &[
     "equivocation",
     "amnesia",
     "swarm",
+    "swarm-classic",
 ];
 
 fn v(stake: u64) -> ValidatorSpec {
@@ -568,20 +615,40 @@ impl Scenario {
                 FaultKind::Crash { node }
                 | FaultKind::CrashAtPersist { node }
                 | FaultKind::Restart { node }
+                | FaultKind::RestartLost { node, .. }
                 | FaultKind::Behave { node, .. } => Some(*node),
-                FaultKind::Partition { groups } => {
-                    groups.iter().flatten().copied().find(|m| *m >= n)
-                }
+                FaultKind::Partition { groups } => groups
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .find(|m| *m >= self.instances()),
                 FaultKind::Heal | FaultKind::Reliable { .. } | FaultKind::IsolateFinalizer => None,
             };
-            if let Some(node) = node.filter(|x| *x >= n) {
+            let nodes = self.instances();
+            if let Some(node) = node.filter(|x| *x >= nodes) {
                 return Err((
                     format!("faults[{i}].node"),
-                    format!("node {node} does not exist (there are {n} validators, from 0)"),
+                    format!(
+                        "node {node} does not exist (there are {nodes} nodes, from 0: {n} \
+                         validators and their twins)"
+                    ),
                 ));
             }
         }
         Ok(())
+    }
+
+    /// The simulated nodes: one per validator, and one more per `twins` validator (numbered
+    /// from `validators.len()` in the order of their validators).
+    pub fn instances(&self) -> usize {
+        self.validators.len() + self.twins().len()
+    }
+
+    /// The validators with a twin, in index order: the k-th one's twin is node `n + k`.
+    pub fn twins(&self) -> Vec<usize> {
+        (0..self.validators.len())
+            .filter(|i| self.validators[*i].behaviour == Behaviour::Twins)
+            .collect()
     }
 
     /// The stake held by Byzantine validators (as initially configured or later turned).
@@ -808,6 +875,7 @@ impl Scenario {
             },
             "amnesia" => amnesia(seed),
             "swarm" => swarm(seed),
+            "swarm-classic" => swarm_classic(seed),
             _ => return None,
         };
         Some(s)
@@ -920,9 +988,105 @@ fn amnesia(seed: u64) -> Scenario {
     }
 }
 
-/// Everything drawn from the seed: 1–10 validators, stakes, latencies, loss, partitions, crashes,
-/// and a Byzantine set holding less than a third of the stake.
+/// The liveness bound of a swarm: after the faults heal, every honest node must finalize two new
+/// heights within ten times what one full round at round 0 can take (block time, the three
+/// step timeouts, and two resend intervals for a lagging node's catch-up), and never less than
+/// 60 s. With the default timeouts and a block time of 1 s that is 100 s.
+pub fn swarm_liveness_bound(c: &Consensus) -> u64 {
+    let round = c.block_time_ms
+        + c.propose_timeout_ms
+        + c.prepare_timeout_ms
+        + c.precommit_timeout_ms
+        + 2 * c.resend_interval_ms;
+    (10 * round).max(60_000)
+}
+
+/// Everything drawn from the seed: the draws of `swarm_classic`, then from a stream of their own
+/// the stronger adversaries (body swapper, sync liar, proof stripper, replayer, torsion signer,
+/// twins, each with the others' faults), and, once the core guards against double signing after
+/// a storage loss, restarts that lost records. The Byzantine stake stays below a third.
 pub fn swarm(seed: u64) -> Scenario {
+    let mut s = swarm_classic(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0ad7);
+    let n = s.validators.len();
+    let total: u64 = s.validators.iter().map(|v| v.stake).sum();
+    let (mut byz, _) = s.byzantine_stake();
+    let kinds = [
+        Behaviour::BodySwapper,
+        Behaviour::SyncLiar,
+        Behaviour::ProofStripper,
+        Behaviour::Replayer,
+        Behaviour::TorsionSigner,
+        Behaviour::Twins,
+    ];
+    for i in 0..n {
+        let stake = s.validators[i].stake;
+        if s.validators[i].behaviour == Behaviour::Honest
+            && rng.random_bool(0.3)
+            && 3 * (byz + stake) < total
+        {
+            byz += stake;
+            s.validators[i].behaviour = kinds[rng.random_range(0..kinds.len())];
+        }
+    }
+    let window = SWARM_FAULT_WINDOW;
+    // Each twin stands apart from its validator's first instance: in every partition drawn, and
+    // in one more partition of its own that splits the others at random.
+    for (k, &v) in s.twins().iter().enumerate() {
+        let twin = n + k;
+        for f in &mut s.faults {
+            if let FaultKind::Partition { groups } = &mut f.kind {
+                let at = groups.iter().position(|g| g.contains(&v)).unwrap_or(0);
+                let other = (at + 1) % groups.len();
+                groups[other].push(twin);
+            }
+        }
+        let start = rng.random_range(0..window - 1_000);
+        let end = rng.random_range(start + 1..window);
+        let mut groups = vec![vec![v], vec![twin]];
+        for j in (0..n + s.twins().len()).filter(|j| *j != v && *j != twin) {
+            groups[rng.random_range(0..2usize)].push(j);
+        }
+        s.faults.push(at(start, FaultKind::Partition { groups }));
+        s.faults.push(at(end, FaultKind::Heal));
+    }
+    // A lone honest validator that loses its blocks loses the chain (nobody else holds it):
+    // storage faults need a second honest copy.
+    let honest = (0..n)
+        .filter(|i| s.validators[*i].behaviour == Behaviour::Honest)
+        .count();
+    if crate::sim::CORE_HAS_SIGN_GUARD && honest >= 2 {
+        let losses = [StorageLoss::Wiped, StorageLoss::Backup, StorageLoss::WalCut];
+        for i in 0..n {
+            if s.validators[i].behaviour == Behaviour::Honest && rng.random_bool(0.2) {
+                let loss = losses[rng.random_range(0..losses.len())];
+                let t = rng.random_range(0..window);
+                s.faults
+                    .push(at(t, FaultKind::RestartLost { node: i, loss }));
+            }
+        }
+    }
+    // Stable: at one instant the faults drawn here come after the classic ones, and all of
+    // them before the heal at the end of the window.
+    s.faults.sort_by_key(|f| f.at);
+    let within = swarm_liveness_bound(&s.consensus);
+    s.duration = Ms(window + within);
+    s.expect.liveness = Some(Liveness {
+        after: Ms(window),
+        gain: 2,
+        within: Ms(within),
+    });
+    s
+}
+
+/// The window in which a swarm's faults happen; all heal at its end.
+const SWARM_FAULT_WINDOW: u64 = 30_000;
+
+/// The swarm as drawn before the stronger adversaries existed: 1–10 validators, stakes,
+/// latencies, loss, partitions, crashes, and a Byzantine set holding less than a third of the
+/// stake (silent, equivocating proposer, double voter, garbage sender, amnesia, invalid
+/// proposer). The seeds pinned by regression tests are seeds of this draw.
+pub fn swarm_classic(seed: u64) -> Scenario {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = rng.random_range(1..=10usize);
     let stakes: Vec<u64> = (0..n).map(|_| rng.random_range(1..=100u64)).collect();
@@ -974,7 +1138,7 @@ pub fn swarm(seed: u64) -> Scenario {
         links: vec![],
     };
     let block_time_ms = [0, 200, 1_000][rng.random_range(0..3usize)];
-    let fault_window = 30_000u64;
+    let fault_window = SWARM_FAULT_WINDOW;
     let mut faults = vec![];
     let honest: Vec<usize> = (0..n).filter(|i| !behaviours[*i].is_byzantine()).collect();
     for _ in 0..rng.random_range(0..4usize) {

@@ -3,7 +3,7 @@
 //! behaviours applied to what a node sends, and the checker after every step.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -11,7 +11,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use timed_core::block::Block;
 use timed_core::codec;
-use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore};
+use timed_core::consensus::{
+    Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, SignGuard,
+};
 use timed_core::crypto::Keypair;
 use timed_core::ledger::Ledger;
 use timed_core::message::{Decision, Message, Proposal, Vote};
@@ -20,12 +22,20 @@ use timed_core::types::{Amount, Hash, Height, Round, Stake, TimestampMs, Validat
 use timed_core::validators::{Genesis, GenesisBalance, GenesisValidator, ValidatorSet};
 use tracing::{debug, info};
 
+use crate::adversary;
 use crate::checker::{Checker, Violation};
 use crate::network::{Fate, Network};
-use crate::scenario::{Behaviour, FaultKind, Scenario, ScenarioError};
+use crate::scenario::{Behaviour, FaultKind, Scenario, ScenarioError, StorageLoss};
 
 /// The chain id of every simulated network.
 pub const CHAIN_ID: &str = "timed-sim";
+
+/// Whether the core takes the double-sign guard (`Restore::guard`). Without it, a restart that
+/// lost its records can make an honest node sign twice, and `swarm` draws no such faults.
+pub const CORE_HAS_SIGN_GUARD: bool = true;
+
+/// Messages a replayer remembers (the oldest are forgotten first).
+const REPLAY_MEMORY: usize = 256;
 
 enum Ev {
     Start {
@@ -99,6 +109,16 @@ pub struct SimNode {
     pub crashes: u32,
     /// Checked as if honest whatever its behaviour (`Simulation::audit`).
     audited: bool,
+    /// The validator whose key this node holds (a twin shares its validator's).
+    pub validator: usize,
+    /// Kept beside the key, so it survives every storage loss: the double-sign guard file (the
+    /// last point this node signed and its last lock), handed back in `Restore::guard`.
+    pub guard: Option<SignGuard>,
+    /// A replayer's memory of messages it saw.
+    memory: VecDeque<Rc<Message>>,
+    /// For each validator with a twin: the instance this node last heard from, which its
+    /// messages to that validator go to (its connection to that key).
+    route: BTreeMap<usize, usize>,
 }
 
 impl SimNode {
@@ -130,6 +150,11 @@ pub struct Stats {
     pub txs_submitted: u64,
     /// Locks an amnesia validator held and forgot.
     pub locks_forgotten: u64,
+    /// Messages the stronger adversaries forged or replayed (bodies swapped, polkas stripped,
+    /// far claims, sync lies, replays, torsion signatures).
+    pub forged: u64,
+    /// Restarts that lost durable records.
+    pub storage_losses: u64,
     /// Finality latency of each (honest node, height): time of finalizing minus block timestamp.
     pub finality_ms: Vec<u64>,
 }
@@ -167,6 +192,9 @@ pub struct Simulation {
     /// The last invalid proposal forged, by (node, height, round, valid round).
     invalid_cache: Option<(InvalidKey, Rc<Message>)>,
     next_nonce: BTreeMap<timed_core::crypto::PublicKey, u64>,
+    /// Whether restarts hand the core its guard file (the double-sign guard); a test
+    /// turns it off to show that the storage faults would make nodes sign twice without it.
+    pub sign_guard: bool,
 }
 
 /// Which proposal an invalid proposer forged: (node, height, round, valid round).
@@ -231,7 +259,9 @@ impl Simulation {
         let set = genesis
             .validate()
             .map_err(|e| ScenarioError(format!("invalid genesis: {e}")))?;
-        let mut network = Network::new(n, &scenario.network.default_link());
+        let twins = scenario.twins();
+        let instances = n + twins.len();
+        let mut network = Network::new(instances, &scenario.network.default_link());
         for l in &scenario.network.links {
             network.set_link(
                 l.from,
@@ -244,27 +274,31 @@ impl Simulation {
                 },
             );
         }
-        let mut nodes = Vec::with_capacity(n);
-        for (i, v) in scenario.validators.iter().enumerate() {
+        let mut nodes = Vec::with_capacity(instances);
+        for i in (0..n).chain(twins.iter().copied()) {
             let core = Node::new(&genesis, keys[i].clone(), NodeConfig::default())
                 .map_err(|e| ScenarioError(format!("validator {i}: {e}")))?;
             nodes.push(SimNode {
                 core: Some(core),
                 incarnation: 0,
-                behaviour: v.behaviour,
+                behaviour: scenario.validators[i].behaviour,
                 crash_at_persist: false,
                 chain: BTreeMap::new(),
                 ledger: Ledger::from_genesis(&genesis),
                 records: vec![],
                 crashes: 0,
                 audited: false,
+                validator: i,
+                guard: None,
+                memory: VecDeque::new(),
+                route: BTreeMap::new(),
             });
         }
         let mean_delay_ms = network.mean_delay_ms();
         let mut sim = Simulation {
             scenario: scenario.clone(),
             seed,
-            checker: Checker::new(&genesis, set.clone()),
+            checker: Checker::with_nodes(&genesis, set.clone(), instances),
             genesis,
             keys,
             set,
@@ -288,8 +322,9 @@ impl Simulation {
             workload_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7e57_c11e),
             next_nonce: BTreeMap::new(),
             invalid_cache: None,
+            sign_guard: true,
         };
-        for i in 0..n {
+        for i in 0..instances {
             let checked = sim.nodes[i].checked();
             sim.checker.set_checked(i, checked);
             sim.push(0, Ev::Start { node: i, inc: 0 });
@@ -410,16 +445,25 @@ impl Simulation {
                 }
                 debug!("t={} n{to} <- n{from} {}", self.now, describe(&msg));
                 let signature_ok = self.checker.on_deliver(&msg);
+                let relay = self.relays(to).then(|| msg.clone());
+                if self.nodes.len() > self.keys.len() {
+                    // Twins: replies go back over the connection this came by.
+                    let v = self.nodes[from].validator;
+                    self.nodes[to].route.insert(v, from);
+                }
                 let msg = Rc::try_unwrap(msg).unwrap_or_else(|rc| (*rc).clone());
-                let from = ValidatorIndex(from as u16);
+                let sender = self.index_of(from);
                 let input = if signature_ok {
-                    Input::SignatureChecked { from, msg }
+                    Input::SignatureChecked { from: sender, msg }
                 } else {
                     // Not signed (a decision, a sync message), or a bad signature: the core
                     // checks and refuses it itself.
-                    Input::Message { from, msg }
+                    Input::Message { from: sender, msg }
                 };
                 self.step(to, input);
+                if let Some(msg) = relay {
+                    self.relay(to, from, &msg);
+                }
             }
             Ev::Garbage {
                 to,
@@ -435,13 +479,8 @@ impl Simulation {
                     Ok(msg) => {
                         // Astronomically unlikely; the core must then cope with the message.
                         self.stats.garbage_decoded += 1;
-                        self.step(
-                            to,
-                            Input::Message {
-                                from: ValidatorIndex(from as u16),
-                                msg,
-                            },
-                        );
+                        let from = self.index_of(from);
+                        self.step(to, Input::Message { from, msg });
                     }
                 }
             }
@@ -454,7 +493,8 @@ impl Simulation {
             Ev::Connected { node, inc, peer } => {
                 if self.alive(node, inc) && self.network.connected(node, peer) {
                     debug!("t={} n{node} connected to n{peer}", self.now);
-                    self.step(node, Input::PeerConnected(ValidatorIndex(peer as u16)));
+                    let peer = self.index_of(peer);
+                    self.step(node, Input::PeerConnected(peer));
                 }
             }
             Ev::Fault(k) => self.fault(k),
@@ -499,10 +539,13 @@ impl Simulation {
     fn perform(&mut self, i: usize, out: Output) -> bool {
         match out {
             Output::Persist(r) => {
-                if self.nodes[i].checked()
-                    && let PersistRecord::Signed { height, msg } = &r
-                {
-                    self.checker.on_persist_signed(i, *height, msg);
+                if let PersistRecord::Signed { height, msg } = &r {
+                    if self.nodes[i].checked() {
+                        self.checker.on_persist_signed(i, *height, msg);
+                    }
+                    if let Some(next) = SignGuard::after(self.nodes[i].guard, &r) {
+                        self.nodes[i].guard = Some(next);
+                    }
                 }
                 self.nodes[i].records.push(r);
                 if self.nodes[i].crash_at_persist {
@@ -515,20 +558,23 @@ impl Simulation {
                 if self.nodes[i].checked() {
                     self.checker.on_send(i, &msg);
                 }
-                let msg = Rc::new(msg);
+                let msg = self.disguise(i, msg);
+                let me = self.nodes[i].validator;
                 for j in 0..self.nodes.len() {
-                    if j != i {
+                    if self.nodes[j].validator != me {
                         self.send_as(i, j, &msg);
                     }
                 }
                 self.garbage(i, &msg);
+                self.adversary_extras(i, &msg);
             }
             Output::Send { to, msg } => {
                 if self.nodes[i].checked() {
                     self.checker.on_send(i, &msg);
                 }
-                let msg = Rc::new(msg);
-                self.send_as(i, to.as_usize(), &msg);
+                let msg = self.disguise(i, msg);
+                let j = self.route_to(i, to);
+                self.send_as(i, j, &msg);
             }
             Output::Schedule { timer, after_ms } => {
                 let inc = self.nodes[i].incarnation;
@@ -575,8 +621,8 @@ impl Simulation {
                     }
                     blocks.push(d.clone());
                 }
-                let msg = Rc::new(Message::SyncResponse { blocks });
-                self.send_as(i, to.as_usize(), &msg);
+                let j = self.route_to(i, to);
+                self.serve_sync(i, j, from, blocks);
             }
             Output::Evidence(e) => {
                 if self.nodes[i].behaviour == Behaviour::Honest {
@@ -679,11 +725,236 @@ impl Simulation {
         }
     }
 
+    /// The validator index node `i` speaks as (a twin speaks as its validator).
+    fn index_of(&self, i: usize) -> ValidatorIndex {
+        ValidatorIndex(self.nodes[i].validator as u16)
+    }
+
+    /// The node a message from `i` to validator `v` reaches: `v` itself, or the twin `i` last
+    /// heard from as `v` (a broadcast reaches both instances).
+    fn route_to(&self, i: usize, v: ValidatorIndex) -> usize {
+        let v = v.as_usize();
+        self.nodes[i].route.get(&v).copied().unwrap_or(v)
+    }
+
+    /// Whether node `i` does something with the messages it receives besides handing them to
+    /// its core.
+    fn relays(&self, i: usize) -> bool {
+        matches!(
+            self.nodes[i].behaviour,
+            Behaviour::BodySwapper | Behaviour::ProofStripper | Behaviour::Replayer
+        )
+    }
+
+    /// What an adversary does with a message it received from node `from`: a body swapper
+    /// forwards others' proposals and decisions with another body, a proof stripper others'
+    /// re-proposals without a valid polka, a replayer remembers it.
+    fn relay(&mut self, a: usize, from: usize, msg: &Rc<Message>) {
+        let me = self.nodes[a].validator;
+        let peers: Vec<usize> = (0..self.nodes.len())
+            .filter(|j| *j != from && self.nodes[*j].validator != me)
+            .collect();
+        match self.nodes[a].behaviour {
+            Behaviour::Replayer => self.remember(a, msg),
+            Behaviour::BodySwapper => {
+                let forged = match &**msg {
+                    Message::Proposal(p) if p.proposer.as_usize() != me => {
+                        let mut p = p.clone();
+                        p.block = adversary::swap_body(&p.block, &self.keys[me], &mut self.rng);
+                        Message::Proposal(p)
+                    }
+                    Message::Decision(d) => {
+                        let mut d = d.clone();
+                        d.block = adversary::swap_body(&d.block, &self.keys[me], &mut self.rng);
+                        Message::Decision(d)
+                    }
+                    _ => return,
+                };
+                let forged = Rc::new(forged);
+                for j in peers {
+                    if self.rng.random_bool(0.5) {
+                        self.stats.forged += 1;
+                        self.send_fast(a, j, forged.clone());
+                    }
+                }
+            }
+            Behaviour::ProofStripper => {
+                let Message::Proposal(p) = &**msg else { return };
+                if p.valid_round.is_none() || p.proposer.as_usize() == me {
+                    return;
+                }
+                let stripped = Rc::new(Message::Proposal(adversary::strip_polka(p, &mut self.rng)));
+                for j in peers {
+                    self.stats.forged += 1;
+                    self.send_fast(a, j, stripped.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A replayer keeps the last `REPLAY_MEMORY` messages worth replaying.
+    fn remember(&mut self, i: usize, msg: &Rc<Message>) {
+        if adversary::replayable(msg) {
+            let memory = &mut self.nodes[i].memory;
+            if memory.len() >= REPLAY_MEMORY {
+                memory.pop_front();
+            }
+            memory.push_back(msg.clone());
+        }
+    }
+
+    /// A torsion signer's messages leave with its signatures made again with a torsion point.
+    fn disguise(&mut self, i: usize, msg: Message) -> Rc<Message> {
+        if self.nodes[i].behaviour != Behaviour::TorsionSigner {
+            return Rc::new(msg);
+        }
+        let v = self.nodes[i].validator;
+        match adversary::torsion_rewrite(&msg, &self.keys[v], ValidatorIndex(v as u16)) {
+            Some(m) => {
+                self.stats.forged += 1;
+                Rc::new(m)
+            }
+            None => Rc::new(msg),
+        }
+    }
+
+    /// After a broadcast: a sync liar claims a far height to some peers; a replayer re-sends an
+    /// old message to a random peer now and then (and remembers its own).
+    fn adversary_extras(&mut self, i: usize, msg: &Rc<Message>) {
+        let me = self.nodes[i].validator;
+        match self.nodes[i].behaviour {
+            Behaviour::SyncLiar => {
+                let Message::Vote(v) = &**msg else { return };
+                if v.validator.as_usize() != me {
+                    return;
+                }
+                for j in 0..self.nodes.len() {
+                    if self.nodes[j].validator != me && self.rng.random_bool(0.5) {
+                        let ahead = self.rng.random_range(1_000..1_000_000u64);
+                        let claim =
+                            adversary::far_claim(&self.keys[me], v.validator, v.height, ahead);
+                        self.stats.forged += 1;
+                        self.send(i, j, Rc::new(claim));
+                    }
+                }
+            }
+            Behaviour::Replayer => {
+                self.remember(i, msg);
+                let len = self.nodes[i].memory.len();
+                if len == 0 || !self.rng.random_bool(0.3) {
+                    return;
+                }
+                let old = self.nodes[i].memory[self.rng.random_range(0..len)].clone();
+                let mut j = self.rng.random_range(0..self.nodes.len());
+                if self.nodes[j].validator == me {
+                    j = (j + 1) % self.nodes.len();
+                }
+                if self.nodes[j].validator != me {
+                    self.stats.forged += 1;
+                    self.send(i, j, old);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Node `i` answers node `j`'s sync request with `blocks`, through its behaviour: a sync
+    /// liar answers nothing, an empty answer, blocks whose certificates are broken, or bytes; a
+    /// body swapper the blocks with other bodies.
+    fn serve_sync(&mut self, i: usize, j: usize, from: Height, mut blocks: Vec<Decision>) {
+        let me = self.nodes[i].validator;
+        match self.nodes[i].behaviour {
+            Behaviour::SyncLiar => {
+                self.stats.forged += 1;
+                match self.rng.random_range(0..4u8) {
+                    0 => return,
+                    1 => blocks.clear(),
+                    2 => {
+                        for d in &mut blocks {
+                            d.certificate.signatures.truncate(1);
+                            d.certificate.block_hash = adversary::bogus_hash(b"cert", from);
+                        }
+                        if blocks.is_empty() {
+                            return;
+                        }
+                    }
+                    _ => {
+                        let len = self.rng.random_range(1..128usize);
+                        let mut bytes = vec![0u8; len];
+                        self.rng.fill(&mut bytes[..]);
+                        bytes[0] = codec::WIRE_VERSION;
+                        let inc = self.nodes[j].incarnation;
+                        if self.network.connected(i, j) {
+                            let at = self.now + 1;
+                            self.push(
+                                at,
+                                Ev::Garbage {
+                                    to: j,
+                                    inc,
+                                    from: i,
+                                    bytes,
+                                },
+                            );
+                        }
+                        return;
+                    }
+                }
+            }
+            Behaviour::BodySwapper => {
+                for d in &mut blocks {
+                    d.block = adversary::swap_body(&d.block, &self.keys[me], &mut self.rng);
+                }
+                self.stats.forged += blocks.len() as u64;
+            }
+            _ => {}
+        }
+        let msg = Rc::new(Message::SyncResponse { blocks });
+        self.send_as(i, j, &msg);
+    }
+
     /// Sends one message from `i` to `j`, through `i`'s Byzantine behaviour and the network.
     fn send_as(&mut self, i: usize, j: usize, msg: &Rc<Message>) {
         match self.nodes[i].behaviour {
-            Behaviour::Honest | Behaviour::GarbageSender | Behaviour::Amnesia => {
-                self.send(i, j, msg.clone())
+            Behaviour::Honest
+            | Behaviour::GarbageSender
+            | Behaviour::Amnesia
+            | Behaviour::SyncLiar
+            | Behaviour::Replayer
+            | Behaviour::TorsionSigner
+            | Behaviour::Twins => self.send(i, j, msg.clone()),
+            Behaviour::BodySwapper | Behaviour::ProofStripper => {
+                let me = self.nodes[i].validator;
+                let forged = match (&**msg, self.nodes[i].behaviour) {
+                    (Message::Proposal(p), Behaviour::BodySwapper)
+                        if p.proposer.as_usize() == me =>
+                    {
+                        let mut p = p.clone();
+                        p.block = adversary::swap_body(&p.block, &self.keys[me], &mut self.rng);
+                        Some(Message::Proposal(p))
+                    }
+                    (Message::Decision(d), Behaviour::BodySwapper) => {
+                        let mut d = d.clone();
+                        d.block = adversary::swap_body(&d.block, &self.keys[me], &mut self.rng);
+                        Some(Message::Decision(d))
+                    }
+                    (Message::Proposal(p), Behaviour::ProofStripper)
+                        if p.proposer.as_usize() == me && p.valid_round.is_some() =>
+                    {
+                        Some(Message::Proposal(adversary::strip_polka(p, &mut self.rng)))
+                    }
+                    _ => None,
+                };
+                match forged {
+                    // The forged copy first; the real one a mean link delay later.
+                    Some(f) if self.second_half(i, j) => {
+                        self.stats.forged += 1;
+                        self.send(i, j, Rc::new(f));
+                        let later = self.network.link(i, j).latency.mean_ms().round() as u64 + 1;
+                        self.send_after(i, j, msg.clone(), later);
+                    }
+                    _ => self.send(i, j, msg.clone()),
+                }
             }
             Behaviour::InvalidProposer => match &**msg {
                 Message::Proposal(p) if p.proposer.as_usize() == i => {
@@ -757,7 +1028,7 @@ impl Simulation {
         {
             return m.clone();
         }
-        let n = self.nodes.len();
+        let n = self.keys.len();
         let core = self.nodes[i].core.as_ref();
         let parent_time = core
             .and_then(|c| c.last_decision())
@@ -883,6 +1154,23 @@ impl Simulation {
 
     /// Puts a message on the wire: partition, loss, delay, duplication.
     fn send(&mut self, from: usize, to: usize, msg: Rc<Message>) {
+        self.send_after(from, to, msg, 0);
+    }
+
+    /// A relayed forgery on the adversary's own fast path: delivered one millisecond later,
+    /// never lost (a partition still stops it), so that it can overtake the real copy.
+    fn send_fast(&mut self, from: usize, to: usize, msg: Rc<Message>) {
+        self.stats.messages += 1;
+        if !self.network.connected(from, to) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let inc = self.nodes[to].incarnation;
+        self.push(self.now + 1, Ev::Deliver { to, inc, from, msg });
+    }
+
+    /// As `send`, `extra_ms` later than the network alone would deliver it.
+    fn send_after(&mut self, from: usize, to: usize, msg: Rc<Message>, extra_ms: u64) {
         if from == to {
             return;
         }
@@ -898,7 +1186,7 @@ impl Simulation {
                 if let Some(d2) = d2 {
                     self.stats.duplicated += 1;
                     self.push(
-                        self.now + d2,
+                        self.now + d2 + extra_ms,
                         Ev::Deliver {
                             to,
                             inc,
@@ -907,7 +1195,7 @@ impl Simulation {
                         },
                     );
                 }
-                self.push(self.now + d1, Ev::Deliver { to, inc, from, msg });
+                self.push(self.now + d1 + extra_ms, Ev::Deliver { to, inc, from, msg });
             }
         }
     }
@@ -940,7 +1228,7 @@ impl Simulation {
             last: node.chain.values().next_back().cloned(),
             ledger: Some(node.ledger.clone()),
             records: node.records.clone(),
-            guard: None,
+            guard: if self.sign_guard { node.guard } else { None },
         };
         match Node::restore(
             &self.genesis,
@@ -972,6 +1260,46 @@ impl Simulation {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    /// The durable state of a crashed node loses what `loss` says; its key and last-signed
+    /// point stay.
+    fn lose(&mut self, i: usize, loss: StorageLoss) {
+        self.stats.storage_losses += 1;
+        let top = self.nodes[i].height();
+        match loss {
+            StorageLoss::Wiped => {
+                let node = &mut self.nodes[i];
+                node.chain.clear();
+                node.ledger = Ledger::from_genesis(&self.genesis);
+                node.records.clear();
+            }
+            StorageLoss::Backup => {
+                let keep = Height(self.rng.random_range(0..top.0.max(1)));
+                let mut ledger = Ledger::from_genesis(&self.genesis);
+                for (h, d) in self.nodes[i].chain.range(..=keep) {
+                    let b = &d.block;
+                    let applied =
+                        ledger.apply_block(CHAIN_ID, *h, b.header.proposer, &self.set, &b.txs);
+                    debug_assert!(applied.is_ok(), "a stored block applies again");
+                }
+                let node = &mut self.nodes[i];
+                node.chain.split_off(&keep.next());
+                node.ledger = ledger;
+                node.records.clear();
+            }
+            StorageLoss::WalCut => {
+                let len = self.nodes[i].records.len();
+                let keep = self.rng.random_range(0..len.max(1));
+                self.nodes[i].records.truncate(keep);
+            }
+        }
+        let top = self.nodes[i].height();
+        info!(
+            "t={} n{i} lost storage ({loss:?}), now at stored height {top}",
+            self.now
+        );
+        self.checker.on_storage_lost(i, top);
     }
 
     fn schedule_submit(&mut self) {
@@ -1049,7 +1377,7 @@ impl Simulation {
 
     /// Both ends learn of a (re-)established connection after one link delay.
     fn connect(&mut self, a: usize, b: usize) {
-        if !self.network.connected(a, b) {
+        if !self.network.connected(a, b) || self.nodes[a].validator == self.nodes[b].validator {
             return;
         }
         let d = self.network.link(a, b).latency.mean_ms().round() as u64;
@@ -1104,6 +1432,11 @@ impl Simulation {
                 }
             }
             FaultKind::Restart { node } => self.restart(node),
+            FaultKind::RestartLost { node, loss } => {
+                self.crash(node);
+                self.lose(node, loss);
+                self.restart(node);
+            }
             FaultKind::Behave { node, behaviour } => {
                 self.nodes[node].behaviour = behaviour;
                 let checked = self.nodes[node].checked();
@@ -1157,6 +1490,29 @@ impl Simulation {
         match self.liveness_base {
             None => {
                 let base = self.max_decided();
+                // The rule holds once a quorum of honest stake is up and connected; a scenario
+                // whose phase starts otherwise promises what no protocol can keep.
+                let connected = self
+                    .honest_up()
+                    .map(|(a, _)| {
+                        let stake = self
+                            .honest_up()
+                            .filter(|(b, _)| self.network.connected(a, *b))
+                            .map(|(b, _)| self.set.stake_of(self.index_of(b)).0)
+                            .sum::<u64>();
+                        Stake(stake)
+                    })
+                    .max()
+                    .unwrap_or(Stake(0));
+                if !self.set.is_quorum(connected) {
+                    self.expectation_failures.push(format!(
+                        "the liveness phase starts at {} ms with {} of {} stake honest, up and \
+                         connected: less than two thirds, so it cannot be judged",
+                        self.now,
+                        connected.0,
+                        self.set.total_stake().0
+                    ));
+                }
                 info!(
                     "t={} liveness phase: every honest node must reach {} within {} ms",
                     self.now,
