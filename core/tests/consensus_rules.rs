@@ -1464,3 +1464,46 @@ fn a_node_that_catches_up_to_its_guards_height_keeps_its_lock_and_round() {
     );
     assert_eq!(f.node.round(), Round(2));
 }
+
+/// A round ends after the sum of its three timeouts even without a quorum of votes (found by
+/// the simulator, swarm seed 16: the votes the others waited for were lost with two nodes'
+/// records and could not be signed again).
+#[test]
+fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
+    let mut f = Fixture::new();
+    f.node = Node::new(
+        &f.genesis,
+        f.keys[f.me.as_usize()].clone(),
+        NodeConfig::default(),
+    )
+    .unwrap();
+    let out = f.node.handle(TimestampMs(1_000), Input::Start);
+    let p = &f.genesis.params;
+    let expected = p.propose_timeout.at(Round(0))
+        + p.prepare_timeout.at(Round(0))
+        + p.precommit_timeout.at(Round(0));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Schedule { timer: Timer::RoundEnd { height: Height(1), round: Round(0) }, after_ms }
+            if *after_ms == expected
+    )));
+    // One vote of another validator: no quorum, no step timer; the round ends anyway.
+    f.vote(f.others()[0], 0, VoteKind::Prepare, None);
+    f.node.handle(
+        TimestampMs(1_000 + expected),
+        Input::Timeout(Timer::RoundEnd {
+            height: Height(1),
+            round: Round(0),
+        }),
+    );
+    assert_eq!(f.node.round(), Round(1));
+    // A stale one (of a round left) does nothing.
+    f.node.handle(
+        TimestampMs(2_000 + expected),
+        Input::Timeout(Timer::RoundEnd {
+            height: Height(1),
+            round: Round(0),
+        }),
+    );
+    assert_eq!(f.node.round(), Round(1));
+}

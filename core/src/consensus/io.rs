@@ -20,6 +20,9 @@ pub enum Timer {
     Prepare { height: Height, round: Round },
     /// Precommits of a quorum arrived but none for one value (L65).
     Precommit { height: Height, round: Round },
+    /// The longest a round may last: the sum of its three timeouts after it started. Still in it,
+    /// the node moves to the next round, with or without a quorum of votes (see `Node`).
+    RoundEnd { height: Height, round: Round },
     /// `block_time` after finalizing `height - 1`: start round 0 of `height`.
     NextHeight { height: Height },
     /// Periodic: re-send own messages if still in `height`, and chase peers that are ahead.

@@ -279,9 +279,10 @@ pub struct Node {
     double_sign_check_ms: u64,
     /// Another instance is using this key: sign nothing more.
     key_elsewhere: bool,
-    /// The guard of a restore that lost records: applied at the guard's height, whether the node
-    /// restored there or reaches it by catching up (`apply_lost_records`).
-    lost_records: Option<SignGuard>,
+    /// The guard given at restore, applied at its height whether the node restored there or
+    /// reaches it by catching up (`apply_guard`); and whether the records were lost.
+    guard: Option<SignGuard>,
+    lost_records: bool,
     /// The block this node is fetching (reset by `enter_height`).
     block_fetch: Option<BlockFetch>,
     /// When each peer was last sent a block it asked for: one answer per peer per
@@ -346,7 +347,8 @@ impl Node {
             watch_until: None,
             double_sign_check_ms: config.double_sign_check_ms,
             key_elsewhere: false,
-            lost_records: None,
+            guard: None,
+            lost_records: false,
             block_fetch: None,
             block_answered: BTreeMap::new(),
             decision_sent: BTreeMap::new(),
@@ -417,24 +419,27 @@ impl Node {
                 }
             }
         }
-        node.lost_records = restore.guard.filter(|_| lost);
-        node.apply_lost_records();
+        node.guard = restore.guard;
+        node.lost_records = lost;
+        node.apply_guard();
         node.out.clear();
         Ok(node)
     }
 
-    /// At the height of a guard whose records are lost, the guard says what they would have.
-    /// Its lock stands (L22/L28 need its round and block hash, not the block), unless records
-    /// hold a newer one. And the node's votes up to the guard's round are lost and cannot be
+    /// At the guard's height, the guard says what records may have been lost. Its lock stands
+    /// (L22/L28 need its round and block hash, not the block) unless the records hold a newer
+    /// one: also when the records look whole, for they may be those of a later life that
+    /// restarted without the earlier one's (swarm seed 77: wiped, caught up, crashed again).
+    /// And when records were lost, its votes up to the guard's round are gone and cannot be
     /// signed again, while peers may be waiting for them: it starts in the round after the
-    /// guard's, where its votes pull the others along when they need its stake (L55: a node with
-    /// more than a third moves them; without it they have a quorum already).
-    fn apply_lost_records(&mut self) {
-        let Some(guard) = self.lost_records else {
+    /// guard's, where its votes pull the others along when they need its stake (L55), and
+    /// `Timer::RoundEnd` moves them when they do not.
+    fn apply_guard(&mut self) {
+        let Some(guard) = self.guard else {
             return;
         };
         if guard.last.height < self.height {
-            self.lost_records = None;
+            self.guard = None;
             return;
         }
         if let Some(lock) = guard.lock
@@ -445,7 +450,7 @@ impl Node {
             self.valid = None;
             self.restored_polka = None;
         }
-        if guard.last.height == self.height && self.round <= guard.last.round {
+        if self.lost_records && guard.last.height == self.height && self.round <= guard.last.round {
             self.round = guard.last.round.next();
         }
     }
@@ -1401,10 +1406,16 @@ impl Node {
             {
                 self.start_round(round.next(), Some(RoundChange::Timeout));
             }
+            // A round that outlived all three of its timeouts ends (see `start_round`).
+            Timer::RoundEnd { height, round }
+                if height == self.height && round == self.round && self.step != Step::NewHeight =>
+            {
+                self.start_round(round.next(), Some(RoundChange::Timeout));
+            }
             Timer::NextHeight { height }
                 if height == self.height && self.step == Step::NewHeight =>
             {
-                // Round 0, or the round after a lost-records guard's (`apply_lost_records`).
+                // Round 0, or the round after a lost-records guard's (`apply_guard`).
                 self.start_round(self.round, None);
             }
             // Still at the next height: whoever has not shown it finalized `height` gets it.
@@ -1657,6 +1668,27 @@ impl Node {
                 reason,
             }));
         }
+        // Every round ends at the latest after the sum of its three timeouts. Algorithm 1 moves on
+        // from a round only after a quorum of votes of some kind (L34, L47) or f+1 in a higher
+        // one (L55), which assumes every honest node votes in every round it is in. A node whose
+        // records were lost cannot (its votes of the rounds up to its guard's are gone and may
+        // not be signed again), and two such nodes with under a third of the stake between them
+        // left the others waiting for their votes forever (swarm seed 16). Moving to the next
+        // round is always safe (locks and quorums carry safety, not rounds), and the bound grows
+        // with the round as the timeouts do, so a slow network is not rushed.
+        let round_end = self
+            .params
+            .propose_timeout
+            .at(round)
+            .saturating_add(self.params.prepare_timeout.at(round))
+            .saturating_add(self.params.precommit_timeout.at(round));
+        self.schedule(
+            Timer::RoundEnd {
+                height: self.height,
+                round,
+            },
+            round_end,
+        );
         // The proposer sets the timeout too: when it proposes, it prepares at once and the timer
         // finds it past the step; when it cannot (the guard withholds its signature, no block
         // applies), the timeout still ends its round (L57).
@@ -1952,7 +1984,7 @@ impl Node {
         self.precommit_timer_set = false;
         self.valid_updated = false;
         self.block_fetch = None;
-        self.apply_lost_records();
+        self.apply_guard();
         if self.started {
             // Even with block time 0 the next round starts from a timer, not inline: a validator
             // holding a quorum alone would otherwise finalize height after height inside one
