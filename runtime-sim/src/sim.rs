@@ -1434,7 +1434,23 @@ impl Simulation {
             FaultKind::Restart { node } => self.restart(node),
             FaultKind::RestartLost { node, loss } => {
                 self.crash(node);
-                self.lose(node, loss);
+                // Losing the last copy of a block is beyond any fault model (nobody can sign it
+                // again, nor should): blocks are lost only while another honest node stores
+                // every block this one does. A cut WAL loses records, never blocks.
+                let top = |n: &SimNode| n.chain.keys().next_back().copied().unwrap_or(Height(0));
+                let held = top(&self.nodes[node]);
+                let copied =
+                    self.nodes.iter().enumerate().any(|(j, n)| {
+                        j != node && n.behaviour == Behaviour::Honest && top(n) >= held
+                    });
+                if copied || loss == StorageLoss::WalCut {
+                    self.lose(node, loss);
+                } else {
+                    info!(
+                        "t={} n{node} keeps its storage ({loss:?} skipped): no other honest node holds its {held} blocks",
+                        self.now
+                    );
+                }
                 self.restart(node);
             }
             FaultKind::Behave { node, behaviour } => {
