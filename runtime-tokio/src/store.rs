@@ -83,6 +83,8 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("write-ahead log failure: {0}")]
     Wal(#[from] std::io::Error),
+    #[error(transparent)]
+    WalOpen(#[from] crate::wal::WalError),
     #[error("corrupt record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
     #[error(
