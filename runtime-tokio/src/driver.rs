@@ -2,7 +2,8 @@
 //! and performs its outputs in order, as `timed_core::consensus` prescribes:
 //!
 //! - consecutive `Persist` records are written in one durable commit (group commit), and that
-//!   commit returns before any later output of the same step is performed;
+//!   commit returns before any later output of the same step is performed; so does the update of
+//!   the double-sign guard file to the last point the group signed (`guard.rs`);
 //! - `Broadcast`/`Send` queue a frame per peer (dropped when a peer's queue is full: the core
 //!   re-sends what matters);
 //! - `Schedule` goes into a timer heap (never cancelled; stale timers are ignored by the core);
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use timed_core::block::Certificate;
-use timed_core::consensus::{Event, Input, Misbehaviour, Node, Output, Step, Timer, Withheld};
+use timed_core::consensus::{
+    Event, Input, Misbehaviour, Node, Output, SignPoint, Step, Timer, Withheld,
+};
 use timed_core::ledger::TxError;
 use timed_core::message::{Decision, Message, Vote, VoteKind, verify_votes};
 use timed_core::tx::SignedTransfer;
@@ -26,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
+use crate::guard::Guard;
 use crate::net::frame_of;
 use crate::store::{StoreError, StoredBlock};
 use crate::wal::WalRecord;
@@ -44,6 +48,8 @@ struct Group {
     todo: Vec<Todo>,
     /// The batch holds a `Persist` record: sync it.
     sync: bool,
+    /// The last point the group's records sign at: the guard file holds it before any output.
+    signs: Option<SignPoint>,
 }
 
 /// At most this many queued inputs form one group.
@@ -66,6 +72,8 @@ type TxWaiter = oneshot::Sender<Result<Hash, TxError>>;
 
 pub struct Driver {
     node: Node,
+    /// The double-sign guard file (the last point this validator signed).
+    guard: Guard,
     ctx: Arc<Ctx>,
     chain: Arc<Chain>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
@@ -84,9 +92,10 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(node: Node, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
+    pub fn new(node: Node, guard: Guard, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
         Driver {
             node,
+            guard,
             ctx,
             chain,
             timers: BinaryHeap::new(),
@@ -306,6 +315,7 @@ impl Driver {
         for out in outputs {
             match out {
                 Output::Persist(r) => {
+                    group.signs = group.signs.max(r.sign_point());
                     self.batch.push(WalRecord::Persist(r));
                     group.sync = true;
                 }
@@ -326,10 +336,18 @@ impl Driver {
         }
     }
 
-    /// Writes the group's WAL batch (synced if it holds a `Persist` record), then performs its
-    /// outputs in order, then stores its finalized blocks in one redb transaction.
+    /// Writes the group's WAL batch (synced if it holds a `Persist` record) and, if the group
+    /// signed anything, makes the double-sign guard hold its last point; only then performs its
+    /// outputs in order (a signed message leaves here), then stores its finalized blocks in one
+    /// redb transaction.
+    ///
+    /// The WAL goes first: a crash between the two leaves the guard behind the last record, which
+    /// the next start reads as "nothing lost"; the other order would make it watch for nothing.
     fn complete(&mut self, group: Group) -> Result<(), StoreError> {
         self.flush(group.sync)?;
+        if let Some(point) = group.signs {
+            self.guard.record(point)?;
+        }
         let mut blocks = Vec::new();
         for todo in group.todo {
             match todo {

@@ -85,6 +85,8 @@ pub enum StoreError {
     Wal(#[from] std::io::Error),
     #[error(transparent)]
     WalOpen(#[from] crate::wal::WalError),
+    #[error(transparent)]
+    Guard(#[from] crate::guard::GuardError),
     #[error("corrupt record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
     #[error(
@@ -405,6 +407,7 @@ impl Store {
             ledger: last.as_ref().map(|_| Ledger::from_accounts(list)),
             last,
             records,
+            // Not chain data: the caller reads it from the guard file beside the key.
             guard: None,
         })
     }
