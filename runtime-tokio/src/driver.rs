@@ -340,14 +340,8 @@ impl Driver {
     /// signed anything, makes the double-sign guard hold its last point; only then performs its
     /// outputs in order (a signed message leaves here), then stores its finalized blocks in one
     /// redb transaction.
-    ///
-    /// The WAL goes first: a crash between the two leaves the guard behind the last record, which
-    /// the next start reads as "nothing lost"; the other order would make it watch for nothing.
     fn complete(&mut self, group: Group) -> Result<(), StoreError> {
-        self.flush(group.sync)?;
-        if let Some(point) = group.signs {
-            self.guard.record(point)?;
-        }
+        self.flush(group.sync, group.signs)?;
         let mut blocks = Vec::new();
         for todo in group.todo {
             match todo {
@@ -456,12 +450,29 @@ impl Driver {
         self.ctx.store.close()
     }
 
-    fn flush(&mut self, sync: bool) -> Result<(), StoreError> {
+    /// Writes the WAL batch (with one fdatasync if `sync`) and, if the group signed at `signs`,
+    /// the guard file (its own fdatasync); both are durable when this returns.
+    ///
+    /// The two syncs run at once, the guard's on a scoped thread: one after the other they cost a
+    /// quarter of the blocks per second of a devnet on disk. A crash between them is safe either
+    /// way, since no output of the group was performed yet: a guard behind the last record is
+    /// read as nothing lost, a guard ahead of it as lost records (the node watches before
+    /// signing, then signs nothing at or below the guard).
+    fn flush(&mut self, sync: bool, signs: Option<SignPoint>) -> Result<(), StoreError> {
         if self.batch.is_empty() {
             return Ok(());
         }
         let start = Instant::now();
-        self.ctx.store.log(&self.batch, sync)?;
+        let (ctx, batch, guard) = (&self.ctx, &self.batch, &mut self.guard);
+        let (logged, guarded) = std::thread::scope(|s| {
+            let guarded = signs.map(|point| s.spawn(move || guard.record(point)));
+            let logged = ctx.store.log(batch, sync);
+            let guarded =
+                guarded.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            (logged, guarded)
+        });
+        logged?;
+        guarded.transpose()?;
         if sync {
             self.ctx
                 .metrics
