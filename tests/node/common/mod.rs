@@ -133,7 +133,10 @@ impl Net {
             .append(true)
             .open(&node.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_timed"))
+        // TIMED_TEST_BIN runs the tests against another build (to show a test fails on old code).
+        let bin = std::env::var_os("TIMED_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_timed").into());
+        let child = Command::new(bin)
             .args(&node.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
