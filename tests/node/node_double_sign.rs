@@ -41,13 +41,21 @@ fn a_validator_whose_wal_is_deleted_signs_nothing_it_signed_before() {
     let stalled = net.height(0);
     std::thread::sleep(Duration::from_secs(4));
     assert!(net.height(0) <= stalled + 1, "the chain did not stall");
-    // validator1 crashes and loses its signed records (its blocks stay in redb).
-    net.stop(0, "-KILL");
-    let data = net.dir.path().join("validator1");
+    // The victim: the one of the two that proposed at the stalled height (one did if a round
+    // of theirs came up): restarted without its records, the old code proposed again in that
+    // round, a block of another timestamp, which its peer records as a double proposal.
+    let proposed = |i: usize| {
+        let log = net.log(i);
+        (stalled + 1..=stalled + 2).any(|h| log.contains(&format!("Proposing block at height {h}")))
+    };
+    let victim = if proposed(1) && !proposed(0) { 1 } else { 0 };
+    // It crashes and loses its signed records (its blocks stay in redb).
+    net.stop(victim, "-KILL");
+    let data = net.dir.path().join(&net.nodes[victim].name);
     std::fs::remove_file(data.join("wal.log")).unwrap();
-    net.spawn(0);
-    // It comes back at the stalled height, beside validator2 which holds its old votes there.
-    wait_for("validator1 to come back", || net.status(0));
+    net.spawn(victim);
+    // It comes back at the stalled height, beside its peer which holds its old votes there.
+    wait_for("the victim to come back", || net.status(victim));
     std::thread::sleep(Duration::from_secs(6));
     net.spawn(2);
     net.spawn(3);
@@ -56,7 +64,7 @@ fn a_validator_whose_wal_is_deleted_signs_nothing_it_signed_before() {
         net.wait_height(i, target);
     }
     assert_no_evidence(&net, &[0, 1, 2, 3]);
-    let log = net.log(0);
+    let log = net.log(victim);
     assert!(
         log.contains("Started without all of this validator's signed records"),
         "{log}"
