@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use timed_core::consensus::{Node, NodeConfig};
+use timed_core::consensus::{Node, NodeConfig, Restore};
 use timed_core::crypto::Keypair;
 use timed_core::validators::Genesis;
 use tokio::sync::{mpsc, watch};
@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::ctx::{CORE_QUEUE, Ctx, DevMode, Live};
 use crate::driver::Driver;
+use crate::guard::Guard;
 use crate::handshake::{fix_genesis, read_genesis};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -28,6 +29,12 @@ pub struct Setup {
     pub listen: SocketAddr,
     pub peers: Vec<String>,
     pub http: crate::httpserve::Limits,
+    /// The double-sign guard file (`guard.rs`): beside the key file, or beside the data directory
+    /// of a development validator.
+    pub guard: PathBuf,
+    /// `--double-sign-check-ms`: how long to watch before signing after a start that shows lost
+    /// records [default: 0 for a brand-new validator, else twice the genesis resend interval].
+    pub double_sign_check_ms: Option<u64>,
 }
 
 /// A watch that turns true on Ctrl-C or SIGTERM.
@@ -67,6 +74,8 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         listen,
         peers,
         http: http_limits,
+        guard: guard_path,
+        double_sign_check_ms,
     } = setup;
     info!("Starting validator node: {name}");
     // Before any file or socket is opened: the descriptors the node may hold (http.rs caps the
@@ -74,6 +83,17 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     let fd_limit = crate::httpserve::raise_fd_limit();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // Brand new: no chain data and no guard file yet. Checked before either is created.
+    let had_data = data_dir.join("timed.redb").exists() || data_dir.join("wal.log").exists();
+    let (guard, had_guard) = Guard::open(&guard_path, key.public_key())?;
+    let fresh = !had_data && !had_guard;
+    info!(
+        "Double-sign guard: {} (last signed: {})",
+        guard_path.display(),
+        guard
+            .last()
+            .map_or_else(|| "nothing yet".to_string(), |p| p.last.to_string())
+    );
     let store = Store::open(&data_dir.join("timed.redb"))?;
 
     // The genesis: given, or fixed earlier and kept in the data directory.
@@ -178,10 +198,19 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         return Ok(());
     };
 
-    let restore = ctx.store.restore()?;
+    let mut restore = ctx.store.restore()?;
+    restore.guard = guard.last();
     let resumed = restore.last.as_ref().map(|d| d.block.height());
     let records = restore.records.len();
-    let node = Node::restore(&chain.genesis, key, NodeConfig::default(), restore)?;
+    let check_ms = double_sign_check(&restore, fresh, double_sign_check_ms, &chain.genesis);
+    if let Some(note) = watch_note(&restore, check_ms) {
+        warn!("{note}");
+    }
+    let config = NodeConfig {
+        double_sign_check_ms: check_ms,
+        ..NodeConfig::default()
+    };
+    let node = Node::restore(&chain.genesis, key, config, restore)?;
     match resumed {
         Some(h) => info!("Resuming after height {h} from disk ({records} persisted records)"),
         None => info!("Starting a new chain at height 1"),
@@ -189,7 +218,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     if node.me().is_none() {
         warn!("This key is not a validator of the genesis: running as an observer");
     }
-    let result = Driver::new(node, ctx.clone(), chain).run(rx).await;
+    let result = Driver::new(node, guard, ctx.clone(), chain).run(rx).await;
     endpoint.close(0u32.into(), b"shutdown");
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
     result?;
@@ -200,4 +229,56 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     }
     info!("Stopped");
     Ok(())
+}
+
+/// How long the core watches for its key's signatures made elsewhere before it signs, after a
+/// start that shows lost records (`NodeConfig::double_sign_check_ms`; the core decides whether
+/// records are lost: no guard, or a guard beyond the last record).
+///
+/// - given on the command line: that;
+/// - a brand-new validator (no guard file, no chain data): 0, so that new networks, devnets and
+///   tests start at once (a key copied to a new machine without its guard file looks brand new:
+///   give the flag there);
+/// - the guard at or below the last block on disk: 0, nothing of an unfinished height was
+///   signed, so nothing is lost (the WAL's records of finalized heights are pruned, so without
+///   this every clean restart would look like one with lost records);
+/// - otherwise twice the genesis resend interval: peers re-send their messages every interval.
+fn double_sign_check(restore: &Restore, fresh: bool, given: Option<u64>, genesis: &Genesis) -> u64 {
+    let last = restore.last.as_ref().map(|d| d.block.height());
+    if restore
+        .guard
+        .is_some_and(|g| last.is_some_and(|h| g.last.height <= h))
+    {
+        return 0;
+    }
+    match given {
+        Some(ms) => ms,
+        None if fresh => 0,
+        None => 2 * genesis.params.resend_interval_ms,
+    }
+}
+
+/// The line that says why the node will not sign at once, if it will watch first (the rule of
+/// `Node::restore`).
+fn watch_note(restore: &Restore, check_ms: u64) -> Option<String> {
+    if check_ms == 0 {
+        return None;
+    }
+    let last_record = restore.records.iter().filter_map(|r| r.sign_point()).max();
+    let lost = match (restore.guard.map(|g| g.last), last_record) {
+        (None, _) => "no double-sign guard file held a last signed point".to_string(),
+        (Some(g), Some(r)) if g <= r => return None,
+        (Some(g), Some(r)) => format!(
+            "the double-sign guard says this validator signed up to {g}, its records only up to {r}"
+        ),
+        (Some(g), None) => format!(
+            "the double-sign guard says this validator signed up to {g}, and none of its records \
+             of that are on disk"
+        ),
+    };
+    Some(format!(
+        "Started without all of this validator's signed records ({lost}): it signs nothing for \
+         {check_ms} ms while it watches the network for signatures of its key made elsewhere, \
+         then nothing at or below the last point signed"
+    ))
 }

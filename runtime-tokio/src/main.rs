@@ -17,6 +17,7 @@ mod ctx;
 mod dashboard;
 mod devnet;
 mod driver;
+mod guard;
 mod handshake;
 mod http;
 mod httpc;
@@ -93,6 +94,8 @@ struct DevArgs {
     #[arg(long, default_value = "8s", value_parser = parse_duration)]
     block_time: Duration,
     /// Where blocks, ledger, WAL and the fixed genesis are kept [default: ./data/<validator-id>].
+    /// The double-sign guard file goes beside it, as <DATA_DIR>.last_signed: wiping the data
+    /// directory leaves it.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Address to bind (both UDP and TCP).
@@ -101,6 +104,15 @@ struct DevArgs {
     /// Chain id of the genesis being formed.
     #[arg(long, default_value = "timed-devnet")]
     chain_id: String,
+    /// After a start that shows lost signed records (the double-sign guard file says this
+    /// validator signed further than its data directory remembers, or there is no guard file),
+    /// sign nothing for this many milliseconds and watch the network for signatures of this key
+    /// made elsewhere (another instance running it) [default: twice the genesis resend interval,
+    /// 4000 with the default parameters; 0, no watch, for a brand-new validator with neither a
+    /// guard file nor chain data]. Give it when starting a key copied to a new machine without
+    /// its guard file: such a node looks brand new.
+    #[arg(long, value_name = "MS")]
+    double_sign_check_ms: Option<u64>,
     /// Test aid: shift this node's clock by this many milliseconds (may be negative).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     clock_skew_ms: i64,
@@ -190,7 +202,9 @@ struct RunArgs {
     /// The genesis file (JSON, from `timed genesis`).
     #[arg(long)]
     genesis: PathBuf,
-    /// This validator's key file (from `timed keygen`).
+    /// This validator's key file (from `timed keygen`). The double-sign guard file (the last
+    /// point this validator signed) is kept beside it, as <KEY>.last_signed: keep the two
+    /// together when moving or backing up the key.
     #[arg(long)]
     key: PathBuf,
     /// Where blocks, ledger and WAL are kept.
@@ -202,6 +216,15 @@ struct RunArgs {
     /// Peers as host:port, comma separated [default: the genesis addresses].
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// After a start that shows lost signed records (the double-sign guard file says this
+    /// validator signed further than its data directory remembers, or there is no guard file),
+    /// sign nothing for this many milliseconds and watch the network for signatures of this key
+    /// made elsewhere (another instance running it) [default: twice the genesis resend interval,
+    /// 4000 with the default parameters; 0, no watch, for a brand-new validator with neither a
+    /// guard file nor chain data]. Give it when starting a key copied to a new machine without
+    /// its guard file: such a node looks brand new.
+    #[arg(long, value_name = "MS")]
+    double_sign_check_ms: Option<u64>,
     /// Test aid: shift this node's clock by this many milliseconds (may be negative).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     clock_skew_ms: i64,
@@ -349,6 +372,9 @@ fn run_dev(a: DevArgs) -> Result<()> {
          network."
     );
     let peers: Vec<String> = a.peers.into_iter().filter(|p| !p.is_empty()).collect();
+    let data_dir = a
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from("data").join(&name));
     let setup = app::Setup {
         dev: Some(ctx::DevMode {
             stake: Stake(a.stake),
@@ -357,9 +383,9 @@ fn run_dev(a: DevArgs) -> Result<()> {
             chain_id: a.chain_id,
             balances: parse_balances(&a.fund, "--fund")?,
         }),
-        data_dir: a
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from("data").join(&name)),
+        guard: guard::path_for_data_dir(&data_dir),
+        double_sign_check_ms: a.double_sign_check_ms,
+        data_dir,
         listen: SocketAddr::new(a.bind, port),
         name,
         key,
@@ -405,6 +431,8 @@ fn run_real(a: RunArgs) -> Result<()> {
         key,
         dev: None,
         genesis: Some(genesis),
+        guard: guard::path_for_key(&a.key),
+        double_sign_check_ms: a.double_sign_check_ms,
         data_dir: a.data_dir,
         listen: a.listen,
         peers,

@@ -83,6 +83,10 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("write-ahead log failure: {0}")]
     Wal(#[from] std::io::Error),
+    #[error(transparent)]
+    WalOpen(#[from] crate::wal::WalError),
+    #[error(transparent)]
+    Guard(#[from] crate::guard::GuardError),
     #[error("corrupt record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
     #[error(
@@ -403,6 +407,7 @@ impl Store {
             ledger: last.as_ref().map(|_| Ledger::from_accounts(list)),
             last,
             records,
+            // Not chain data: the caller reads it from the guard file beside the key.
             guard: None,
         })
     }

@@ -18,10 +18,23 @@
 //! an `fdatasync` then flushes data blocks only, without the journal commit that growing the file
 //! costs (ext4), which also keeps it from waiting on other writers of the file system.
 //!
-//! Reading stops at the first frame that is all zeros (the free space), incomplete, longer than
-//! `MAX_FRAME_BYTES`, fails its checksum or does not decode: that is the tail of a write cut short
-//! by a crash (only the last, unacknowledged group can be torn, since every earlier one was synced
-//! before anything depending on it was performed). The torn bytes are zeroed before new writes.
+//! Reading stops at the first header that is all zeros (the free space). A bad frame before that
+//! is told apart from damage (`parse`):
+//!
+//! - a **torn tail**, what a write cut short by a crash leaves: the last frame is incomplete (it
+//!   runs past the end of the file), or fails its checksum or claims more than `MAX_FRAME_BYTES`,
+//!   and nothing but zeros follows its extent. Only the last, unacknowledged write can be torn
+//!   (every earlier group was synced before anything depending on it was performed), so its bytes
+//!   are dropped (zeroed before new writes) with a warning;
+//! - anything else is **damage** and `open` refuses (`WalError::Damaged`, naming the file, the
+//!   offset and what to do): a frame that fails its checksum with data after it (a flipped byte
+//!   in a synced entry: dropping it and the entries after it would drop signed votes, and the node
+//!   would sign different ones for the same slots), a frame whose checksum holds but does not
+//!   decode (written whole, by another version or garbled in place), or non-zero bytes in the free
+//!   space. One case of a real crash is refused too: after a power loss (not a process crash) the
+//!   pages of the last unsynced write can reach the disk out of order, leaving a hole followed by
+//!   data, which cannot be told from damage in a synced entry; the operator decides (see the
+//!   message).
 //!
 //! Pruning (`prune`) rewrites the entries of heights above a bound into `wal.log.tmp`, syncs it,
 //! renames it over `wal.log` and syncs the directory. A crash before the rename leaves the old file
@@ -49,6 +62,29 @@ pub const CHUNK: u64 = 2 * 1024 * 1024;
 pub const MAX_FRAME_BYTES: usize = 4 * codec::MAX_MESSAGE_BYTES;
 
 const KIND_BIT: u32 = 1 << 31;
+
+/// Why the log cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("cannot read or write the write-ahead log {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error(
+        "the write-ahead log {path} is damaged at byte {offset}: {reason}. The {entries} entries \
+         before it are intact; this is not the torn tail a crash leaves, and dropping the entries \
+         from there on could drop votes this validator signed, so the node does not start. Stop \
+         here and either restore {path} from a copy taken while this node was stopped, or move it \
+         aside (mv {path} {path}.damaged) and start again: the node then starts without its \
+         signed records, the double-sign guard file beside its key keeps it from signing at or \
+         below the last point it signed, it watches for its own key's signatures on the network \
+         before signing anything, and it fetches the blocks it lost from its peers"
+    )]
+    Damaged {
+        path: String,
+        offset: u64,
+        entries: usize,
+        reason: String,
+    },
+}
 
 /// An entry of the log.
 // Built just before it is written: the size difference does not matter.
@@ -126,23 +162,137 @@ fn word_at(data: &[u8], pos: usize) -> u32 {
     u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]])
 }
 
-/// Parses the valid prefix of `data`: where each entry is, and the length of the prefix.
-fn parse(data: &[u8]) -> (Vec<Entry>, usize) {
+/// What `parse` found wrong: a bad frame at `offset` that is not a torn tail.
+#[derive(Debug, PartialEq, Eq)]
+struct Damage {
+    offset: u64,
+    entries: usize,
+    reason: String,
+}
+
+/// The result of reading a log: its entries, where they end, and how many bytes of a torn tail
+/// follow them (to be zeroed).
+struct Parsed {
+    entries: Vec<Entry>,
+    valid: usize,
+    torn: usize,
+}
+
+/// The first non-zero byte of `data` at or after `from`, if any.
+fn first_nonzero(data: &[u8], from: usize) -> Option<usize> {
+    data.get(from..)?
+        .iter()
+        .position(|b| *b != 0)
+        .map(|i| from + i)
+}
+
+fn damage(pos: usize, entries: &[Entry], reason: String) -> Damage {
+    Damage {
+        offset: pos as u64,
+        entries: entries.len(),
+        reason,
+    }
+}
+
+/// A bad frame at `pos` whose extent ends at `end`: a torn tail if only zeros follow the extent
+/// (its own bytes are then the torn ones), damage otherwise.
+fn torn_or(
+    data: &[u8],
+    pos: usize,
+    end: usize,
+    entries: Vec<Entry>,
+    what: &str,
+) -> Result<Parsed, Damage> {
+    match first_nonzero(data, end.min(data.len())) {
+        None => Ok(Parsed {
+            torn: data
+                .iter()
+                .rposition(|b| *b != 0)
+                .map_or(0, |i| (i + 1).saturating_sub(pos)),
+            entries,
+            valid: pos,
+        }),
+        Some(at) => Err(damage(
+            pos,
+            &entries,
+            format!("{what}, and data follows it (a non-zero byte at {at})"),
+        )),
+    }
+}
+
+/// Reads `data` frame by frame (see the module comment for the torn-tail rule).
+fn parse(data: &[u8]) -> Result<Parsed, Damage> {
     let mut entries = Vec::new();
     let mut pos = 0usize;
-    while data.len() - pos >= HEADER {
-        let Some(record) = frame_at(data, pos) else {
-            break; // free space (zeros), or a torn or corrupt tail
+    loop {
+        let rest = data.len() - pos;
+        if rest < HEADER {
+            // The end of the file: nothing, or a header cut short.
+            return torn_or(data, pos, data.len(), entries, "an incomplete header");
+        }
+        let word = word_at(data, pos);
+        let sum = word_at(data, pos + 4);
+        if word == 0 && sum == 0 {
+            // The free space: zeros to the end of the file.
+            return match first_nonzero(data, pos) {
+                None => Ok(Parsed {
+                    entries,
+                    valid: pos,
+                    torn: 0,
+                }),
+                Some(at) => Err(damage(
+                    pos,
+                    &entries,
+                    format!(
+                        "the entries end here, but the free space after them holds data (a non-zero byte at {at})"
+                    ),
+                )),
+            };
+        }
+        let n = (word & !KIND_BIT) as usize;
+        if n == 0 {
+            return torn_or(
+                data,
+                pos,
+                pos + HEADER,
+                entries,
+                "a header of an empty entry",
+            );
+        }
+        if n > MAX_FRAME_BYTES {
+            return torn_or(
+                data,
+                pos,
+                pos + HEADER,
+                entries,
+                &format!("a header claiming {n} bytes, over the bound of {MAX_FRAME_BYTES}"),
+            );
+        }
+        let end = pos + HEADER + n;
+        if end > data.len() {
+            // Runs past the end of the file: nothing follows it.
+            return torn_or(data, pos, end, entries, "an incomplete entry");
+        }
+        let payload = &data[pos + HEADER..end];
+        if checksum(word, payload) != sum {
+            return torn_or(data, pos, end, entries, "an entry that fails its checksum");
+        }
+        let Some(record) = WalRecord::decode(word >> 31, payload) else {
+            return Err(damage(
+                pos,
+                &entries,
+                "an entry whose checksum holds but that does not decode (written by another \
+                 version, or garbled in place)"
+                    .into(),
+            ));
         };
-        let len = HEADER + (word_at(data, pos) & !KIND_BIT) as usize;
         entries.push(Entry {
             height: record.height(),
             pos: pos as u64,
-            len: len as u32,
+            len: (HEADER + n) as u32,
         });
-        pos += len;
+        pos = end;
     }
-    (entries, pos)
 }
 
 /// The entry whose frame starts at `pos` in `data`, if the frame is whole, within the bound, passes
@@ -218,8 +368,17 @@ fn write_zeros(file: &mut File, at: u64, n: u64) -> io::Result<()> {
 }
 
 impl Wal {
-    /// Opens (or creates) the log at `path`, zeroing a torn or corrupt tail.
-    pub fn open(path: &Path) -> io::Result<Wal> {
+    /// Opens (or creates) the log at `path`, zeroing a torn tail; refuses a damaged log (see the
+    /// module comment).
+    pub fn open(path: &Path) -> Result<Wal, WalError> {
+        let io = |source| WalError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        Wal::open_io(path).map_err(io)?
+    }
+
+    fn open_io(path: &Path) -> io::Result<Result<Wal, WalError>> {
         let tmp = tmp_path(path);
         if tmp.exists() {
             std::fs::remove_file(&tmp)?;
@@ -232,15 +391,29 @@ impl Wal {
             .open(path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
-        let (entries, valid) = parse(&data);
-        let dirty = data[valid..].iter().rposition(|b| *b != 0).map(|i| i + 1);
-        if let Some(n) = dirty {
+        let Parsed {
+            entries,
+            valid,
+            torn,
+        } = match parse(&data) {
+            Ok(p) => p,
+            Err(d) => {
+                return Ok(Err(WalError::Damaged {
+                    path: path.display().to_string(),
+                    offset: d.offset,
+                    entries: d.entries,
+                    reason: d.reason,
+                }));
+            }
+        };
+        if torn > 0 {
             tracing::warn!(
-                "WAL {}: dropping {n} bytes of torn or corrupt tail after {} entries",
+                "WAL {}: dropping a torn tail of {torn} bytes at byte {valid}, after {} entries \
+                 (a write cut short by a crash; nothing in it was acted on)",
                 path.display(),
                 entries.len()
             );
-            write_zeros(&mut file, valid as u64, n as u64)?;
+            write_zeros(&mut file, valid as u64, torn as u64)?;
             file.sync_data()?;
         }
         let mut wal = Wal {
@@ -253,7 +426,7 @@ impl Wal {
         drop(data);
         wal.reserve(0)?;
         sync_dir(path)?;
-        Ok(wal)
+        Ok(Ok(wal))
     }
 
     /// Makes room for `extra` more bytes (and some free space after them).
@@ -423,7 +596,7 @@ impl Wal {
             Err(e) => {
                 // The old file may or may not have been replaced; both hold every kept entry,
                 // but our bookkeeping is now unsure, so reopen from disk.
-                *self = Wal::open(&self.path)?;
+                *self = Wal::open(&self.path).map_err(io::Error::other)?;
                 Err(e)
             }
         }
@@ -588,8 +761,17 @@ mod tests {
         }
     }
 
+    /// The offset `open` refused the log at, or a panic if it opened.
+    fn refused_at(path: &Path) -> u64 {
+        match Wal::open(path) {
+            Err(WalError::Damaged { offset, .. }) => offset,
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("a damaged log was opened"),
+        }
+    }
+
     #[test]
-    fn wal_corrupt_checksum_stops_reading_and_the_tail_is_zeroed() {
+    fn wal_a_flipped_byte_in_a_middle_entry_is_refused_naming_the_file_and_offset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut w = Wal::open(&path).unwrap();
@@ -598,22 +780,82 @@ mod tests {
         w.append(&[p(1, 2), p(1, 3)], true).unwrap();
         drop(w);
         let mut data = std::fs::read(&path).unwrap();
-        // Flip a payload byte of the second record: it and everything after it are dropped.
+        // Flip a payload byte of the second of three records: the third, a signed record, follows.
         data[first + HEADER + 1] ^= 0x40;
         std::fs::write(&path, &data).unwrap();
-        let mut w = Wal::open(&path).unwrap();
-        assert_eq!(w.records().unwrap(), vec![rec(1, 1)]);
-        assert_eq!(w.len_bytes(), first as u64);
+        assert_eq!(refused_at(&path), first as u64);
+        let text = Wal::open(&path).err().unwrap().to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains(&format!("damaged at byte {first}")), "{text}");
+        assert!(text.contains("fails its checksum"), "{text}");
         assert!(
-            std::fs::read(&path).unwrap()[first..]
-                .iter()
-                .all(|b| *b == 0)
+            text.contains("The 1 entries before it are intact"),
+            "{text}"
         );
-        // A shorter entry written over the dropped ones is not followed by their remains.
-        w.append(&[p(4, 4)], true).unwrap();
+        // Nothing was zeroed: the operator still has every byte.
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+
+    #[test]
+    fn wal_a_file_cut_inside_its_last_entry_keeps_the_entries_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        let mut w = Wal::open(&path).unwrap();
+        w.append(&[p(1, 1), p(1, 2)], true).unwrap();
+        let good = w.len_bytes() as usize;
+        w.append(&[p(1, 3)], true).unwrap();
+        let end = w.len_bytes() as usize;
         drop(w);
-        let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(4, 4)]);
+        let full = std::fs::read(&path).unwrap();
+        // The file itself ends inside the last entry (as a log without free space would).
+        for cut in good + 1..end {
+            std::fs::write(&path, &full[..cut]).unwrap();
+            let w = Wal::open(&path).unwrap();
+            assert_eq!(
+                w.records().unwrap(),
+                vec![rec(1, 1), rec(1, 2)],
+                "cut at {cut}"
+            );
+            assert_eq!(w.len_bytes(), good as u64);
+        }
+    }
+
+    #[test]
+    fn wal_an_entry_whose_checksum_holds_but_does_not_decode_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        let mut w = Wal::open(&path).unwrap();
+        w.append(&[p(1, 1)], true).unwrap();
+        let good = w.len_bytes() as usize;
+        drop(w);
+        // Written whole, so not torn, even as the last entry.
+        let mut data = std::fs::read(&path).unwrap();
+        let mut frame = Vec::new();
+        frame_into(0, b"\xff\xff not CBOR", &mut frame).unwrap();
+        data[good..good + frame.len()].copy_from_slice(&frame);
+        std::fs::write(&path, &data).unwrap();
+        assert_eq!(refused_at(&path), good as u64);
+        assert!(
+            Wal::open(&path)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("does not decode")
+        );
+    }
+
+    #[test]
+    fn wal_data_in_the_free_space_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        let mut w = Wal::open(&path).unwrap();
+        w.append(&[p(1, 1)], true).unwrap();
+        let good = w.len_bytes() as usize;
+        drop(w);
+        let mut data = std::fs::read(&path).unwrap();
+        data[good + 4096] = 7;
+        std::fs::write(&path, &data).unwrap();
+        assert_eq!(refused_at(&path), good as u64);
     }
 
     #[test]
@@ -690,7 +932,8 @@ mod tests {
         let mut out = Vec::new();
         assert!(frame_into(0, &vec![0u8; MAX_FRAME_BYTES + 1], &mut out).is_err());
         assert!(out.is_empty());
-        // A header claiming an oversized entry is treated as a corrupt tail, without allocating.
+        // A header claiming an oversized entry, followed by zeros only, is a torn tail (dropped
+        // without allocating); followed by data, damage.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut w = Wal::open(&path).unwrap();
@@ -699,10 +942,13 @@ mod tests {
         drop(w);
         let mut data = std::fs::read(&path).unwrap();
         data[good..good + 4].copy_from_slice(&(MAX_FRAME_BYTES as u32 + 1).to_le_bytes());
-        data[good + 8..good + 72].fill(0xAA);
         std::fs::write(&path, &data).unwrap();
         let w = Wal::open(&path).unwrap();
         assert_eq!(w.records().unwrap(), vec![rec(1, 1)]);
         assert_eq!(w.len_bytes(), good as u64);
+        drop(w);
+        data[good + 8..good + 72].fill(0xAA);
+        std::fs::write(&path, &data).unwrap();
+        assert_eq!(refused_at(&path), good as u64);
     }
 }

@@ -146,14 +146,16 @@ impl Net {
             .append(true)
             .open(&node.log)
             .unwrap();
-        let exe = env!("CARGO_BIN_EXE_timed");
+        // TIMED_TEST_BIN runs the tests against another build (to show a test fails on old code).
+        let exe = std::env::var_os("TIMED_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_timed").into());
         let mut command = match node.wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(exe);
+                c.args(args).arg(&exe);
                 c
             }
-            None => Command::new(exe),
+            None => Command::new(&exe),
         };
         let child = command
             .args(&node.args)
