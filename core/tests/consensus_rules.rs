@@ -896,6 +896,12 @@ fn signed_persists(outputs: &[Output]) -> Vec<timed_core::consensus::PersistReco
         .collect()
 }
 
+fn withheld(outputs: &[Output], reason: timed_core::consensus::Withheld) -> bool {
+    outputs.iter().any(
+        |o| matches!(o, Output::Event(Event::SigningWithheld { reason: r, .. }) if *r == reason),
+    )
+}
+
 fn sync_requests(outputs: &[Output]) -> Vec<ValidatorIndex> {
     outputs
         .iter()
@@ -1316,13 +1322,7 @@ fn a_node_behind_its_guard_signs_nothing_until_past_it() {
     let b = f.block(f.proposer(0), 900);
     let out = f.propose(0, b.clone(), None);
     assert_eq!(own_signed(&out), 0);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Event(Event::SigningWithheld {
-            reason: Withheld::BelowGuard,
-            ..
-        })
-    )));
+    assert!(withheld(&out, Withheld::BelowGuard));
 }
 
 /// Defect 10: started without its records (no guard), a node watches before signing; a vote of
@@ -1350,13 +1350,7 @@ fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instanc
     let b = f.block(f.proposer(0), 900);
     let out = f.propose(0, b.clone(), None);
     assert_eq!(own_signed(&out), 0);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Event(Event::SigningWithheld {
-            reason: Withheld::Watching,
-            ..
-        })
-    )));
+    assert!(withheld(&out, Withheld::Watching));
     // Its own key's prepare for round 0, made by an earlier life: seen, the guard rises.
     let mine = Vote::sign(
         &keys[me.as_usize()],
@@ -1426,13 +1420,7 @@ fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instanc
         }),
     );
     assert_eq!(own_signed(&out), 0);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Event(Event::SigningWithheld {
-            reason: Withheld::KeyActiveElsewhere,
-            ..
-        })
-    )));
+    assert!(withheld(&out, Withheld::KeyActiveElsewhere));
 }
 
 /// Found by the simulator (swarm seeds 33 and 161 after a storage loss): a node restored below
