@@ -393,6 +393,12 @@ impl Checker {
         ok
     }
 
+    /// Distinct proposals and votes whose signature was verified so far: the verifications the
+    /// workload needs (one per distinct message), for `timed-sim bench`'s crypto floor.
+    pub fn distinct_signed_messages(&self) -> usize {
+        self.verdicts.len()
+    }
+
     /// Whether the author's signature of a proposal or vote verifies (false for other messages),
     /// remembered for the run. A forged signature still fails: the verdict is computed, not assumed.
     pub fn signature_ok(&mut self, msg: &Message) -> bool {

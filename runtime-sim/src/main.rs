@@ -259,6 +259,13 @@ fn bench(runs: u32, json: bool) -> ExitCode {
     let median = walls[walls.len() / 2];
     let r = report.expect("at least one run");
     let speedup = r.sim_ms as f64 / median;
+    // The crypto floor of that workload, timed in this run: one signature per signed message and
+    // one verification per distinct message (the checker's verdicts, which every node shares).
+    let mut counted = Simulation::new(&testnet, 1).expect("valid");
+    counted.run();
+    let messages = counted.checker.distinct_signed_messages();
+    let floor_ms = crypto_floor_ms(messages);
+    let ratio = median / floor_ms;
     // Block time 0: as fast as the network allows, 4 validators, 10 ms links.
     let mut fast = Scenario::named("three-nodes", 1).expect("named");
     fast.name = "block-time-0".into();
@@ -276,6 +283,8 @@ fn bench(runs: u32, json: bool) -> ExitCode {
         println!(
             "{}",
             serde_json::json!({"testnet_wall_ms": median, "testnet_speedup": speedup,
+                "testnet_signed_messages": messages, "crypto_floor_ms": floor_ms,
+                "floor_ratio": ratio,
                 "testnet_heights": r.min_height, "block_time_0_heights": heights,
                 "block_time_0_wall_ms": wall * 1000.0, "heights_per_second": hps})
         );
@@ -288,8 +297,49 @@ fn bench(runs: u32, json: bool) -> ExitCode {
             speedup
         );
         println!(
+            "crypto floor: {messages} distinct signed messages, one signature and one verification each: {floor_ms:.0} ms, timed now; the testnet hour took {ratio:.2}x that (goal <= 1.3x)"
+        );
+        println!(
             "block time 0: 4 validators, 10 ms links: {heights} heights in {wall:.2} s wall = {hps:.0} heights/s"
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Milliseconds to sign `n` votes and verify each once (single verification under the one rule),
+/// on this machine now: the least any run whose workload is `n` distinct signed messages can take.
+fn crypto_floor_ms(n: usize) -> f64 {
+    use timed_core::crypto::Keypair;
+    use timed_core::message::{Vote, VoteKind};
+    use timed_core::types::{Height, Round, ValidatorIndex};
+    use timed_core::validators::insecure_dev_validators;
+    let (keys, members) = insecure_dev_validators(&[100; 5]);
+    let set = timed_core::validators::ValidatorSet::new(&members).expect("a valid set");
+    let chain = timed_sim::sim::CHAIN_ID;
+    let start = Instant::now();
+    let votes: Vec<Vote> = (0..n)
+        .map(|i| {
+            let v = i % keys.len();
+            let key: &Keypair = &keys[v];
+            Vote::sign(
+                key,
+                chain,
+                Height(i as u64 / 10 + 1),
+                Round(0),
+                if i % 2 == 0 {
+                    VoteKind::Prepare
+                } else {
+                    VoteKind::Precommit
+                },
+                None,
+                ValidatorIndex(v as u16),
+            )
+        })
+        .collect();
+    let good = votes
+        .iter()
+        .filter(|v| v.verify(&set, chain).is_ok())
+        .count();
+    assert_eq!(good, n, "every vote signed here verifies");
+    start.elapsed().as_secs_f64() * 1000.0
 }
