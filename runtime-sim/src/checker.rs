@@ -61,6 +61,22 @@ fn digest(msg: &Message) -> Hash {
     Hash(*blake3::hash(&timed_core::codec::encode(msg)).as_bytes())
 }
 
+/// What a signature verdict depends on: the fields the signature covers, and the signature (a
+/// proposal's body and polka are outside its signature). Cheaper than hashing an encoding of the
+/// whole message, which each delivery did (a tenth of a 100-validator run).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum VerdictKey {
+    Proposal(
+        Height,
+        Round,
+        Option<Round>,
+        Hash,
+        ValidatorIndex,
+        Signature,
+    ),
+    Vote(Height, Round, bool, Option<Hash>, ValidatorIndex, Signature),
+}
+
 /// Signature verdicts kept before the cache starts over (about 40 bytes each).
 const MAX_VERDICTS: usize = 1 << 20;
 
@@ -92,11 +108,11 @@ pub struct Checker {
     outcomes: BTreeMap<Height, (Hash, usize)>,
     /// Every signed message each node ever persisted, by slot; never pruned, survives crashes.
     signed: Vec<BTreeMap<(Height, u32, u8), Hash>>,
-    /// Signature verdicts on proposals and votes by the digest of their encoding, shared by every
+    /// Signature verdicts on proposals and votes by what they depend on, shared by every
     /// node and by the certificate checks: a broadcast is verified once, not once per receiver,
     /// and a precommit once whatever the certificates it appears in. Only looked up, never
     /// iterated, so its order cannot reach an output.
-    verdicts: HashMap<[u8; 32], bool>,
+    verdicts: HashMap<VerdictKey, bool>,
     /// Certificate signatures found good, per (height, round, block): a certificate that grows
     /// by late precommits (`CertificateExtended`, some 30 per node and height with 100
     /// validators) costs a look-up per signature here instead of an encoding and a hash of each
@@ -405,7 +421,25 @@ impl Checker {
         if !matches!(msg, Message::Proposal(_) | Message::Vote(_)) {
             return false;
         }
-        let key = *blake3::hash(&timed_core::codec::encode(msg)).as_bytes();
+        let key = match msg {
+            Message::Proposal(p) => VerdictKey::Proposal(
+                p.height,
+                p.round,
+                p.valid_round,
+                p.block.hash(),
+                p.proposer,
+                p.signature,
+            ),
+            Message::Vote(v) => VerdictKey::Vote(
+                v.height,
+                v.round,
+                v.kind == VoteKind::Prepare,
+                v.block,
+                v.validator,
+                v.signature,
+            ),
+            _ => return false,
+        };
         if let Some(&ok) = self.verdicts.get(&key) {
             return ok;
         }

@@ -264,7 +264,12 @@ fn bench(runs: u32, json: bool) -> ExitCode {
     let mut counted = Simulation::new(&testnet, 1).expect("valid");
     counted.run();
     let messages = counted.checker.distinct_signed_messages();
-    let floor_ms = crypto_floor_ms(messages);
+    // Timed as the run is: the median of several (one timing swings by ±10 % on a busy machine).
+    let mut floors: Vec<f64> = (0..walls.len())
+        .map(|_| crypto_floor_ms(messages))
+        .collect();
+    floors.sort_by(f64::total_cmp);
+    let floor_ms = floors[floors.len() / 2];
     let ratio = median / floor_ms;
     // Block time 0: as fast as the network allows, 4 validators, 10 ms links.
     let mut fast = Scenario::named("three-nodes", 1).expect("named");
@@ -297,7 +302,8 @@ fn bench(runs: u32, json: bool) -> ExitCode {
             speedup
         );
         println!(
-            "crypto floor: {messages} distinct signed messages, one signature and one verification each: {floor_ms:.0} ms, timed now; the testnet hour took {ratio:.2}x that (goal <= 1.3x)"
+            "crypto floor: {messages} distinct signed messages, one signature and one verification each: median {floor_ms:.0} ms over {} timings now; the testnet hour took {ratio:.2}x that (goal <= 1.3x)",
+            floors.len()
         );
         println!(
             "block time 0: 4 validators, 10 ms links: {heights} heights in {wall:.2} s wall = {hps:.0} heights/s"
