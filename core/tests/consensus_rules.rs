@@ -1495,3 +1495,34 @@ fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
     );
     assert_eq!(f.node.round(), Round(1));
 }
+
+/// A key moved to a new machine without its guard file: catching up, the node meets its own
+/// earlier signatures at heights it has not reached. They raise its guard (it signs nothing at or
+/// below them) but do not stop it for good: only a signature at its own height, after the watch,
+/// means another instance is live.
+#[test]
+fn its_own_signatures_at_heights_ahead_only_raise_the_guard() {
+    use timed_core::consensus::Withheld;
+    let mut f = Fixture::new();
+    let me = f.me;
+    let ahead = Vote::sign(
+        &f.keys[me.as_usize()],
+        CHAIN,
+        Height(3),
+        Round(0),
+        VoteKind::Prepare,
+        None,
+        me,
+    );
+    let out = f.deliver(f.others()[0], Message::Vote(ahead));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Event(Event::ForeignSignature { .. })))
+    );
+    // At height 1 it withholds below its raised guard, and is not stopped for good.
+    let b = f.block(f.proposer(0), 900);
+    let out = f.propose(0, b, None);
+    assert_eq!(own_signed(&out), 0);
+    assert!(withheld(&out, Withheld::BelowGuard), "{out:?}");
+    assert!(!withheld(&out, Withheld::KeyActiveElsewhere));
+}

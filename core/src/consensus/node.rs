@@ -827,7 +827,11 @@ impl Node {
     /// Below the guard it may be this node's own from before a crash that lost its records; above
     /// it, it never was (the guard is durable before each signature leaves): another instance
     /// holds the key, or the guard itself was restored from a backup. Either way nothing at or
-    /// below `point` is signed now; and once the start-up watch is over, nothing at all.
+    /// below `point` is signed now; and once the start-up watch is over, a signature at this
+    /// node's own height means another instance is live, and nothing is signed at all. One of a
+    /// height it has not reached (a certificate met while catching up, a vote from ahead) only
+    /// raises the guard: it is as likely this key's earlier life on another machine (a key moved
+    /// without its guard file), and a live twin shows itself again once this node catches up.
     fn foreign_signature(&mut self, point: SignPoint) {
         if self.sign_floor.is_some_and(|floor| point <= floor) {
             return;
@@ -835,7 +839,7 @@ impl Node {
         self.sign_floor = Some(point);
         self.out
             .push(Output::Event(Event::ForeignSignature { point }));
-        if !self.watching() {
+        if point.height == self.height && !self.watching() {
             self.key_elsewhere = true;
         }
     }
