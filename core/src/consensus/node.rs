@@ -1410,11 +1410,16 @@ impl Node {
             {
                 self.start_round(round.next(), Some(RoundChange::Timeout));
             }
-            // A round that outlived all three of its timeouts ends (see `start_round`).
+            // A round that outlived twice its three timeouts ends (see `start_round`), in the
+            // highest round this node has seen votes of, if that is further: nodes that each hold
+            // under a third of the stake cannot pull one another along (L55), and each moving
+            // on by its own clock alone kept them a round apart (swarm seed 2768). Votes are
+            // kept only up to `MAX_ROUNDS_AHEAD` rounds ahead, so no one lures a node further.
             Timer::RoundEnd { height, round }
                 if height == self.height && round == self.round && self.step != Step::NewHeight =>
             {
-                self.start_round(round.next(), Some(RoundChange::Timeout));
+                let seen = self.votes.rounds().into_iter().max().unwrap_or(round);
+                self.start_round(seen.max(round.next()), Some(RoundChange::Timeout));
             }
             Timer::NextHeight { height }
                 if height == self.height && self.step == Step::NewHeight =>
@@ -1672,7 +1677,8 @@ impl Node {
                 reason,
             }));
         }
-        // Every round ends at the latest after the sum of its three timeouts. Algorithm 1 moves on
+        // Every round ends at the latest after twice the sum of its three timeouts (twice: a slow
+        // round that would still complete is not cut short). Algorithm 1 moves on
         // from a round only after a quorum of votes of some kind (L34, L47) or f+1 in a higher
         // one (L55), which assumes every honest node votes in every round it is in. A node whose
         // records were lost cannot (its votes of the rounds up to its guard's are gone and may
@@ -1685,7 +1691,8 @@ impl Node {
             .propose_timeout
             .at(round)
             .saturating_add(self.params.prepare_timeout.at(round))
-            .saturating_add(self.params.precommit_timeout.at(round));
+            .saturating_add(self.params.precommit_timeout.at(round))
+            .saturating_mul(2);
         self.schedule(
             Timer::RoundEnd {
                 height: self.height,
