@@ -254,7 +254,7 @@ fn a_validator_that_lost_its_records_keeps_its_lock() {
 #[test]
 ///
 /// Fixed in the core: the guard applies at its height however the node gets there; the
-/// proposer sets its own propose timeout; and every round ends after the sum of its three
+/// proposer sets its own propose timeout; and every round ends after twice the sum of its three
 /// timeouts (`Timer::RoundEnd`): in seed 16 two validators with 28 % of the stake lost their
 /// votes of round 0 and the others, needing them, waited forever.
 fn a_validator_that_lost_its_records_does_not_stall_the_height() {

@@ -20,8 +20,9 @@ pub enum Timer {
     Prepare { height: Height, round: Round },
     /// Precommits of a quorum arrived but none for one value (L65).
     Precommit { height: Height, round: Round },
-    /// The longest a round may last: the sum of its three timeouts after it started. Still in it,
-    /// the node moves to the next round, with or without a quorum of votes (see `Node`).
+    /// The longest a round may last: twice the sum of its three timeouts after it started. Still
+    /// in it, the node moves on, with or without a quorum of votes, to the next round or the
+    /// highest it has seen votes of (see `Node`).
     RoundEnd { height: Height, round: Round },
     /// `block_time` after finalizing `height - 1`: start round 0 of `height`.
     NextHeight { height: Height },
