@@ -450,6 +450,40 @@ impl Node {
             self.valid = None;
             self.restored_polka = None;
         }
+        // Where every quorum needs this node's stake, the polka it locked on included its own
+        // prepare: so it prepared and precommitted the lock's block in the lock's round, and
+        // signing those votes again gives the very same bytes (Ed25519 signing is deterministic)
+        // — not a second vote. Its peers may need them: without them nobody could prove that
+        // polka again, and its lock would hold every later quorum off (swarm seed 3834).
+        if let (Some(lock), Some(me)) = (guard.lock, self.me)
+            && lock.height == self.height
+            && self.locked == Some((lock.round, lock.block))
+        {
+            let others = self.set.total_stake().0 - self.set.stake_of(me).0;
+            if !self.set.is_quorum(crate::types::Stake(others)) {
+                for kind in [VoteKind::Prepare, VoteKind::Precommit] {
+                    let step = if kind == VoteKind::Prepare {
+                        SignStep::Prepare
+                    } else {
+                        SignStep::Precommit
+                    };
+                    if !self.signed.contains_key(&(lock.round, step)) {
+                        let round = self.round;
+                        let vote = Vote::sign(
+                            &self.key,
+                            &self.chain_id,
+                            self.height,
+                            lock.round,
+                            kind,
+                            Some(lock.block),
+                            me,
+                        );
+                        self.restore_signed(Message::Vote(vote));
+                        self.round = round;
+                    }
+                }
+            }
+        }
         if self.lost_records && guard.last.height == self.height && self.round <= guard.last.round {
             self.round = guard.last.round.next();
         }
