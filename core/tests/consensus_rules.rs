@@ -162,6 +162,27 @@ impl Fixture {
         (b, out)
     }
 
+    /// `block` re-proposed by round `round`'s proposer with `valid_round` and `polka`, signed but
+    /// not delivered.
+    fn reproposal(
+        &self,
+        round: u32,
+        valid_round: u32,
+        block: Block,
+        polka: block::Certificate,
+    ) -> Proposal {
+        let p = self.proposer(round);
+        Proposal::sign(
+            &self.keys[p.as_usize()],
+            CHAIN,
+            Round(round),
+            Some(Round(valid_round)),
+            block,
+            p,
+        )
+        .with_polka(polka)
+    }
+
     /// The votes of every other validator at height 1, signed but not delivered.
     fn others_votes(&self, round: u32, kind: VoteKind, block: Option<Hash>) -> Vec<Vote> {
         self.others()
@@ -1037,16 +1058,7 @@ fn a_later_copy_of_a_reproposal_still_brings_its_polka() {
         f.vote(*v, 1, VoteKind::Precommit, None);
     }
     assert_eq!(f.node.round(), Round(1));
-    let p1 = f.proposer(1);
-    let full = Proposal::sign(
-        &f.keys[p1.as_usize()],
-        CHAIN,
-        Round(1),
-        Some(Round(0)),
-        b.clone(),
-        p1,
-    )
-    .with_polka(polka.clone());
+    let full = f.reproposal(1, 0, b.clone(), polka.clone());
     let mut stripped = full.clone();
     stripped.polka = None;
     let out = f.deliver(others[0], Message::Proposal(stripped));
@@ -1292,17 +1304,8 @@ fn a_node_without_its_records_keeps_its_guard_and_its_lock() {
         b.hash(),
         &f.others_votes(0, VoteKind::Prepare, Some(b.hash())),
     );
-    let p2 = f.proposer(2);
-    let reproposal = Proposal::sign(
-        &f.keys[p2.as_usize()],
-        CHAIN,
-        Round(2),
-        Some(Round(0)),
-        b.clone(),
-        p2,
-    )
-    .with_polka(polka);
-    let out = f.deliver(p2, Message::Proposal(reproposal));
+    let reproposal = f.reproposal(2, 0, b.clone(), polka);
+    let out = f.deliver(f.proposer(2), Message::Proposal(reproposal));
     assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
 }
 

@@ -132,8 +132,6 @@ enum BlockFault {
     /// Not a permanent fault: the block may become acceptable as the clock advances.
     TimestampInFuture,
     UnknownProposer,
-    TooManyTxs,
-    WrongTxRoot,
     BadTransaction,
     WrongStateRoot,
 }
@@ -147,8 +145,6 @@ impl BlockFault {
             BlockFault::TimestampNotAfterParent => "block_timestamp_not_after_parent",
             BlockFault::TimestampInFuture => "block_timestamp_in_future",
             BlockFault::UnknownProposer => "block_unknown_proposer",
-            BlockFault::TooManyTxs => "block_too_many_txs",
-            BlockFault::WrongTxRoot => "block_wrong_tx_root",
             BlockFault::BadTransaction => "block_bad_transaction",
             BlockFault::WrongStateRoot => "block_wrong_state_root",
         }
@@ -1940,12 +1936,12 @@ impl Node {
         if self.set.get(h.proposer).is_none() {
             return Err(BlockFault::UnknownProposer);
         }
-        if block.txs.len() > self.params.max_block_txs as usize {
-            return Err(BlockFault::TooManyTxs);
-        }
-        if block::tx_root(&block.txs) != h.tx_root {
-            return Err(BlockFault::WrongTxRoot);
-        }
+        // The body was matched to the header when the block entered `blocks` (`body_matches`,
+        // on every path in): not hashed again here.
+        debug_assert!(
+            self.body_matches(block),
+            "blocks enter only with a matching body"
+        );
         let mut after = self.ledger.clone();
         // Transfers this node verified at admission (the exact bytes are in its mempool) are not
         // verified again; the rest are, as one batch. Same verdict either way (`Ledger::
