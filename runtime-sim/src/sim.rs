@@ -884,18 +884,8 @@ impl Simulation {
                         let mut bytes = vec![0u8; len];
                         self.rng.fill(&mut bytes[..]);
                         bytes[0] = codec::WIRE_VERSION;
-                        let inc = self.nodes[j].incarnation;
                         if self.network.connected(i, j) {
-                            let at = self.now + 1;
-                            self.push(
-                                at,
-                                Ev::Garbage {
-                                    to: j,
-                                    inc,
-                                    from: i,
-                                    bytes,
-                                },
-                            );
+                            self.push_garbage(i, j, bytes);
                         }
                         return;
                     }
@@ -1105,17 +1095,7 @@ impl Simulation {
                 if self.rng.random_bool(0.5) && !bytes.is_empty() {
                     bytes[0] = codec::WIRE_VERSION;
                 }
-                let inc = self.nodes[j].incarnation;
-                let at = self.now + 1;
-                self.push(
-                    at,
-                    Ev::Garbage {
-                        to: j,
-                        inc,
-                        from: i,
-                        bytes,
-                    },
-                );
+                self.push_garbage(i, j, bytes);
             }
             1 => {
                 let mut bad = (**msg).clone();
@@ -1260,6 +1240,20 @@ impl Simulation {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    /// Raw bytes from `i` reach `j` a millisecond later (its current incarnation).
+    fn push_garbage(&mut self, i: usize, j: usize, bytes: Vec<u8>) {
+        let inc = self.nodes[j].incarnation;
+        self.push(
+            self.now + 1,
+            Ev::Garbage {
+                to: j,
+                inc,
+                from: i,
+                bytes,
+            },
+        );
     }
 
     /// The durable state of a crashed node loses what `loss` says; its key and last-signed
