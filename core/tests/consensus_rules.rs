@@ -1504,6 +1504,16 @@ fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
         }),
     );
     assert_eq!(f.node.round(), Round(3));
+    // A vote far ahead (a Byzantine one, say) pulls it at most three rounds on.
+    f.vote(f.others()[2], 60, VoteKind::Prepare, None);
+    f.node.handle(
+        TimestampMs(2_000 + 9 * expected),
+        Input::Timeout(Timer::RoundEnd {
+            height: Height(1),
+            round: Round(3),
+        }),
+    );
+    assert_eq!(f.node.round(), Round(6));
     // A stale one (of a round left) does nothing.
     f.node.handle(
         TimestampMs(2_000 + expected),
@@ -1512,7 +1522,7 @@ fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
             round: Round(0),
         }),
     );
-    assert_eq!(f.node.round(), Round(3));
+    assert_eq!(f.node.round(), Round(6));
 }
 
 /// A key moved to a new machine without its guard file: catching up, the node meets its own

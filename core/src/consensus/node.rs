@@ -39,6 +39,11 @@ use crate::votes::{AddOutcome, MAX_ROUNDS_AHEAD, VoteKeeper};
 /// full block, so the window is kept small (a proposer re-sends its proposal anyway).
 pub const PROPOSAL_ROUNDS_AHEAD: u32 = 4;
 
+/// How many rounds past its own a node may jump when a round ends on `Timer::RoundEnd`: enough
+/// for a laggard to close in on a node ahead of it (it moves one round per end of round), little
+/// for a Byzantine vote far ahead to inflate the timeouts.
+const ROUND_END_CATCH_UP: u32 = 3;
+
 /// Messages for the next height are kept for rounds below this.
 const NEXT_HEIGHT_ROUNDS: u32 = 2;
 
@@ -1443,13 +1448,15 @@ impl Node {
             // A round that outlived twice its three timeouts ends (see `start_round`), in the
             // highest round this node has seen votes of, if that is further: nodes that each hold
             // under a third of the stake cannot pull one another along (L55), and each moving
-            // on by its own clock alone kept them a round apart (swarm seed 2768). Votes are
-            // kept only up to `MAX_ROUNDS_AHEAD` rounds ahead, so no one lures a node further.
+            // on by its own clock alone kept them a round apart (swarm seed 2768). At most
+            // `ROUND_END_CATCH_UP` rounds further: one Byzantine vote far ahead (the keeper takes
+            // them up to `MAX_ROUNDS_AHEAD`) would otherwise inflate every timeout after a stall.
             Timer::RoundEnd { height, round }
                 if height == self.height && round == self.round && self.step != Step::NewHeight =>
             {
                 let seen = self.votes.rounds().into_iter().max().unwrap_or(round);
-                self.start_round(seen.max(round.next()), Some(RoundChange::Timeout));
+                let cap = Round(round.0.saturating_add(ROUND_END_CATCH_UP));
+                self.start_round(seen.min(cap).max(round.next()), Some(RoundChange::Timeout));
             }
             Timer::NextHeight { height }
                 if height == self.height && self.step == Step::NewHeight =>
