@@ -1261,27 +1261,34 @@ fn restored_with_guard(guard: timed_core::consensus::SignGuard) -> Fixture {
     f
 }
 
+/// Restored without records, its guard holding its precommit for `block` in `round` of `height`
+/// (the last thing it signed, and its lock).
+fn restored_locked(height: u64, round: u32, block: Hash) -> Fixture {
+    use timed_core::consensus::{GuardLock, SignGuard, SignPoint, SignStep};
+    let (height, round) = (Height(height), Round(round));
+    restored_with_guard(SignGuard {
+        last: SignPoint {
+            height,
+            round,
+            step: SignStep::Precommit,
+        },
+        lock: Some(GuardLock {
+            height,
+            round,
+            block,
+        }),
+    })
+}
+
 /// Defect 10 (core side): a node restarted without its records but with its double-sign guard
 /// (last signed: height 1, round 0, its precommit for B) signs nothing at or below that point,
 /// keeps its lock on B, and starts in the round after the guard's, where it signs again.
 #[test]
 fn a_node_without_its_records_keeps_its_guard_and_its_lock() {
-    use timed_core::consensus::{GuardLock, SignGuard, SignPoint, SignStep};
     let f0 = Fixture::new();
     let b = f0.block(f0.proposer(0), 900);
     let c = f0.block(f0.proposer(1), 901);
-    let mut f = restored_with_guard(SignGuard {
-        last: SignPoint {
-            height: Height(1),
-            round: Round(0),
-            step: SignStep::Precommit,
-        },
-        lock: Some(GuardLock {
-            height: Height(1),
-            round: Round(0),
-            block: b.hash(),
-        }),
-    });
+    let mut f = restored_locked(1, 0, b.hash());
     // Its votes of round 0 are lost and cannot be signed again: it moves on to round 1.
     assert_eq!(f.node.round(), Round(1));
     assert_eq!(f.node.locked(), Some((Round(0), b.hash())));
@@ -1431,20 +1438,8 @@ fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instanc
 /// guard's lock there and starts in the round after the guard's, as one restored at that height.
 #[test]
 fn a_node_that_catches_up_to_its_guards_height_keeps_its_lock_and_round() {
-    use timed_core::consensus::{GuardLock, SignGuard, SignPoint, SignStep};
     let x = Hash([7; 32]);
-    let mut f = restored_with_guard(SignGuard {
-        last: SignPoint {
-            height: Height(2),
-            round: Round(1),
-            step: SignStep::Precommit,
-        },
-        lock: Some(GuardLock {
-            height: Height(2),
-            round: Round(1),
-            block: x,
-        }),
-    });
+    let mut f = restored_locked(2, 1, x);
     let (_, out) = f.finalize_height_one();
     assert_eq!(own_signed(&out), 0, "height 1 is below the guard");
     assert_eq!(f.node.height(), Height(2));
@@ -1554,4 +1549,121 @@ fn its_own_signatures_at_heights_ahead_only_raise_the_guard() {
     assert_eq!(own_signed(&out), 0);
     assert!(withheld(&out, Withheld::BelowGuard), "{out:?}");
     assert!(!withheld(&out, Withheld::KeyActiveElsewhere));
+}
+
+/// The prepares a node sent straight to one peer.
+fn prepares_sent(outputs: &[Output]) -> Vec<(ValidatorIndex, ValidatorIndex, Option<Hash>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: Message::Vote(v),
+            } if v.kind == VoteKind::Prepare => Some((*to, v.validator, v.block)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Swarm seed 1962, the voters' side: a validator locked in an earlier round, whose records are
+/// lost, resends that round's precommit; a node that prepared the same block there answers it,
+/// and it alone, with the prepares for that block and round it holds (its own among them) —
+/// once per interval, and nothing for a block it holds no prepares of.
+#[test]
+fn a_precommit_of_an_earlier_round_is_answered_with_the_prepares_of_its_polka() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    let others = f.others();
+    let (locked, voter, silent) = (others[0], others[1], others[2]);
+    let out = f.propose(0, b.clone(), None);
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+    f.vote(voter, 0, VoteKind::Prepare, Some(b.hash()));
+    // The node missed the polka (the locked validator's prepare never arrived) and moved on.
+    for v in [voter, silent] {
+        f.vote(v, 2, VoteKind::Precommit, None);
+    }
+    assert_eq!(f.node.round(), Round(2));
+    let out = f.vote(locked, 0, VoteKind::Precommit, Some(b.hash()));
+    let mut sent = prepares_sent(&out);
+    sent.sort();
+    let mut want = vec![
+        (locked, f.me, Some(b.hash())),
+        (locked, voter, Some(b.hash())),
+    ];
+    want.sort();
+    assert_eq!(sent, want, "{out:?}");
+    // The same precommit again (resent, or replayed by anyone) within the interval: nothing.
+    let again = Vote::sign(
+        &f.keys[locked.as_usize()],
+        CHAIN,
+        Height(1),
+        Round(0),
+        VoteKind::Precommit,
+        Some(b.hash()),
+        locked,
+    );
+    assert!(prepares_sent(&f.deliver(silent, Message::Vote(again.clone()))).is_empty());
+    // After it, the answer comes again.
+    let resend = f.genesis.params.resend_interval_ms;
+    let out = f.node.handle(
+        TimestampMs(1_000 + resend),
+        Input::Message {
+            from: locked,
+            msg: Message::Vote(again),
+        },
+    );
+    assert_eq!(prepares_sent(&out).len(), 2);
+    // A precommit of an earlier round for a block nobody prepared here: nothing to answer.
+    let c = f.block(f.proposer(1), 901);
+    assert!(prepares_sent(&f.vote(silent, 1, VoteKind::Precommit, Some(c.hash()))).is_empty());
+}
+
+/// Swarm seed 1962, the locked side: restarted without its records, a node locked on B in round
+/// 0 (its guard) resends that round's precommit; its own prepare of round 0, made by its earlier
+/// life and sent back by a peer, is taken as its own; with two others' it proves the polka
+/// again, and the node fetches B from a voter to re-propose it. Without its own prepare the
+/// others' two are no quorum.
+#[test]
+fn a_node_that_lost_its_records_gets_its_locks_polka_back_and_fetches_the_block() {
+    let f0 = Fixture::new();
+    let b = f0.block(f0.proposer(0), 900);
+    let mut f = restored_locked(1, 0, b.hash());
+    assert_eq!(f.node.round(), Round(1));
+    let resend = f.genesis.params.resend_interval_ms;
+    let out = f.node.handle(
+        TimestampMs(1_000 + resend),
+        Input::Timeout(Timer::Resend { height: Height(1) }),
+    );
+    let resent: Vec<(Round, VoteKind, Option<Hash>)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(Message::Vote(v)) => Some((v.round, v.kind, v.block)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        resent.contains(&(Round(0), VoteKind::Precommit, Some(b.hash()))),
+        "its lock's precommit is resent: {resent:?}"
+    );
+    let others = f.others();
+    let mine = Vote::sign(
+        &f.keys[f.me.as_usize()],
+        CHAIN,
+        Height(1),
+        Round(0),
+        VoteKind::Prepare,
+        Some(b.hash()),
+        f.me,
+    );
+    let mut out = f.vote(others[0], 0, VoteKind::Prepare, Some(b.hash()));
+    out.extend(f.vote(others[1], 0, VoteKind::Prepare, Some(b.hash())));
+    assert!(block_requests(&out).is_empty(), "two of four are no polka");
+    let out = f.deliver(others[0], Message::Vote(mine));
+    let asked = block_requests(&out);
+    assert_eq!(asked.len(), 1, "{out:?}");
+    assert_eq!(asked[0].1, b.hash());
+    assert!(
+        others[..2].contains(&asked[0].0),
+        "asked a voter: {asked:?}"
+    );
 }

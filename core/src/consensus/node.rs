@@ -17,7 +17,10 @@
 //! - L36's `validValue`/`validRound` update also fires for a polka of an earlier round of the
 //!   height, once the node holds that block, and a node that counted a polka of an earlier round
 //!   for a block it never received asks a validator that prepared it (`BlockRequest`); see
-//!   `follow_polkas` for why.
+//!   `follow_polkas` for why;
+//! - a precommit of an earlier round is answered with the prepares of its polka that this node
+//!   holds, and a vote of its own key below its guard is adopted as its own: a node that lost its
+//!   records can prove the polka it is locked on again (`echo_polka`, `adopt_own_vote`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -270,6 +273,10 @@ pub struct Node {
     /// `enter_height`): a later copy may carry the polka an earlier one lacked, and each sender
     /// gets one check per round.
     polka_checked: BTreeSet<(Round, ValidatorIndex)>,
+    /// When this node last answered a validator's prepare of an earlier round with its own
+    /// matching prepare (`echo_old_prepare`; reset by `enter_height`): once per (validator,
+    /// round) per `resend_interval`.
+    echoed: BTreeMap<(ValidatorIndex, Round), TimestampMs>,
 
     // The double-sign guard (see `SignPoint`, `Withheld`).
     /// Nothing at or below this point is signed (unless this node holds its own record of it).
@@ -343,6 +350,7 @@ impl Node {
             sync_cursor: 0,
             sync_budget: BTreeMap::new(),
             polka_checked: BTreeSet::new(),
+            echoed: BTreeMap::new(),
             sign_floor: None,
             needs_watch: false,
             watch_until: None,
@@ -451,37 +459,39 @@ impl Node {
             self.valid = None;
             self.restored_polka = None;
         }
-        // Where every quorum needs this node's stake, the polka it locked on included its own
-        // prepare: so it prepared and precommitted the lock's block in the lock's round, and
-        // signing those votes again gives the very same bytes (Ed25519 signing is deterministic)
-        // — not a second vote. Its peers may need them: without them nobody could prove that
-        // polka again, and its lock would hold every later quorum off (swarm seed 3834).
+        // The guard's lock is the precommit this node signed for the lock's block in the lock's
+        // round (`SignGuard::after`), so signing it again gives the very same bytes (Ed25519
+        // signing is deterministic), not a second vote. Resent, it tells the others this node
+        // is locked there, and they answer with the prepares of that polka they hold
+        // (`echo_polka`). Where every quorum needs this node's stake, the polka it locked on
+        // included its own prepare too, which it signs again for the same reason: without it
+        // nobody could prove that polka again, and its lock would hold every later quorum off
+        // (swarm seed 3834).
         if let (Some(lock), Some(me)) = (guard.lock, self.me)
             && lock.height == self.height
             && self.locked == Some((lock.round, lock.block))
         {
             let others = self.set.total_stake().0 - self.set.stake_of(me).0;
-            if !self.set.is_quorum(crate::types::Stake(others)) {
-                for kind in [VoteKind::Prepare, VoteKind::Precommit] {
-                    let step = if kind == VoteKind::Prepare {
-                        SignStep::Prepare
-                    } else {
-                        SignStep::Precommit
-                    };
-                    if !self.signed.contains_key(&(lock.round, step)) {
-                        let round = self.round;
-                        let vote = Vote::sign(
-                            &self.key,
-                            &self.chain_id,
-                            self.height,
-                            lock.round,
-                            kind,
-                            Some(lock.block),
-                            me,
-                        );
-                        self.restore_signed(Message::Vote(vote));
-                        self.round = round;
-                    }
+            let needed = !self.set.is_quorum(crate::types::Stake(others));
+            for (kind, step) in [
+                (VoteKind::Prepare, SignStep::Prepare),
+                (VoteKind::Precommit, SignStep::Precommit),
+            ] {
+                if (kind == VoteKind::Precommit || needed)
+                    && !self.signed.contains_key(&(lock.round, step))
+                {
+                    let round = self.round;
+                    let vote = Vote::sign(
+                        &self.key,
+                        &self.chain_id,
+                        self.height,
+                        lock.round,
+                        kind,
+                        Some(lock.block),
+                        me,
+                    );
+                    self.restore_signed(Message::Vote(vote));
+                    self.round = round;
                 }
             }
         }
@@ -841,21 +851,90 @@ impl Node {
             return self.reject(kind, "round_too_far");
         }
         if self.votes.contains(&vote) {
-            return;
+            // Counted before, so its signature was checked: a resend.
+            return self.echo_polka(&vote);
         }
         if !verified && vote.verify(&self.set, &self.chain_id).is_err() {
             return self.reject(kind, "bad_signature");
         }
+        self.echo_polka(&vote);
         if Some(vote.validator) == self.me {
-            // Our own votes are counted when signed; one that arrives is not ours.
+            // Our own votes are counted when signed; one that arrives is not ours, unless it is
+            // from an earlier life of this node whose records are lost.
             let msg = Message::Vote(vote);
             let point = SignPoint::of(self.height, &msg).expect("a vote");
-            if self.signed.get(&(point.round, point.step)) != Some(&msg) {
-                self.foreign_signature(point);
+            match self.signed.get(&(point.round, point.step)) {
+                Some(own) if *own == msg => {}
+                None if self.sign_floor.is_some_and(|floor| point <= floor) => {
+                    self.adopt_own_vote(msg)
+                }
+                _ => self.foreign_signature(point),
             }
             return;
         }
         self.count_vote(vote);
+    }
+
+    /// Answers a validator's precommit for a block in an earlier round of this height with the
+    /// prepares for that block and round this node holds: the signer is locked there (L36
+    /// precommits what it locks) and may need that polka proven again. A validator that lost
+    /// its records keeps its lock (the guard) and resends the lock round's precommit, but the
+    /// voters of that polka left the round long ago and resend only the current round's votes:
+    /// where every quorum needs the locked node, nobody could prove the polka again, its lock
+    /// would hold every later quorum off, and the height would stall for good (swarm seed
+    /// 1962). With the prepares back (its own among them, `adopt_own_vote`), it counts the
+    /// polka, fetches the block from a voter (`follow_polkas`) and re-proposes it with that
+    /// proof at its turn, which L28 lets every node prepare.
+    ///
+    /// Sent to the signer alone, once per (signer, round) per `resend_interval`, and only
+    /// prepares already counted: nothing new is signed, nothing is broadcast, and a replayed
+    /// precommit costs one polka's worth of small votes per interval at most.
+    fn echo_polka(&mut self, vote: &Vote) {
+        let Some(block) = vote.block else { return };
+        if vote.kind != VoteKind::Precommit
+            || vote.round >= self.round
+            || Some(vote.validator) == self.me
+        {
+            return;
+        }
+        let key = (vote.validator, vote.round);
+        let gap = self.params.resend_interval_ms.max(1);
+        if self
+            .echoed
+            .get(&key)
+            .is_some_and(|at| self.now.0 < at.0.saturating_add(gap))
+        {
+            return;
+        }
+        let prepares: Vec<Message> = self
+            .votes
+            .votes(vote.round, VoteKind::Prepare)
+            .into_iter()
+            .filter(|p| p.block == Some(block))
+            .map(|p| Message::Vote(p.clone()))
+            .collect();
+        if prepares.is_empty() {
+            return;
+        }
+        self.echoed.insert(key, self.now);
+        for msg in prepares {
+            self.out.push(Output::Send {
+                to: vote.validator,
+                msg,
+            });
+        }
+    }
+
+    /// A vote of this node's key, at or below its guard, of which it holds no record: signed by
+    /// an earlier life whose records are lost (or by another instance, which the guard and the
+    /// watch deal with; this vote is genuine either way). It is kept as this node's own: no
+    /// other vote will be signed in its slot (none could be: it is below the guard), and it
+    /// counts, as it does at every peer. An earlier life's prepare is how a polka it locked on
+    /// is proven again (`echo_polka`).
+    fn adopt_own_vote(&mut self, msg: Message) {
+        let round = self.round;
+        self.restore_signed(msg);
+        self.round = round;
     }
 
     /// A valid signature of this node's key at `point` that this node has no record of making.
@@ -2022,6 +2101,7 @@ impl Node {
         self.proposals.clear();
         self.polka_proven.clear();
         self.polka_checked.clear();
+        self.echoed.clear();
         self.restored_polka = None;
         self.double_proposals.clear();
         self.votes = VoteKeeper::new(height, &self.set);
