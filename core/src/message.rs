@@ -25,6 +25,14 @@ impl VoteKind {
             VoteKind::Precommit => Domain::Precommit,
         }
     }
+
+    /// Its name in events, logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            VoteKind::Prepare => "prepare",
+            VoteKind::Precommit => "precommit",
+        }
+    }
 }
 
 /// A signed prepare or precommit for a block (`Some(hash)`) or for nothing (`None`, nil).
@@ -260,8 +268,7 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Proposal(_) => "proposal",
-            Message::Vote(v) if v.kind == VoteKind::Prepare => "prepare",
-            Message::Vote(_) => "precommit",
+            Message::Vote(v) => v.kind.name(),
             Message::Decision(_) => "decision",
             Message::SyncRequest { .. } => "sync_request",
             Message::SyncResponse { .. } => "sync_response",

@@ -25,6 +25,7 @@ use timed_core::ledger::TxError;
 use timed_core::message::{Decision, Message, Vote, VoteKind, verify_votes};
 use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
+use timed_core::validators::ValidatorSet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -200,51 +201,33 @@ impl Driver {
         self.complete(group)
     }
 
-    /// Which inputs are votes whose signature is good, checked as one batch
-    /// (`message::verify_votes`: one `verify_batch`, one by one only if it fails). Only votes of
-    /// the deciding height or later: the core checks an older one only if it extends a
-    /// certificate. A vote that fails here goes to the core unchecked, which refuses it.
-    fn check_votes(&self, inputs: &[CoreInput]) -> Vec<bool> {
-        let height = self.node.height();
-        let at: Vec<usize> = inputs
-            .iter()
-            .enumerate()
-            .filter(|(_, input)| {
-                matches!(input, CoreInput::Message { msg: Message::Vote(v), .. } if v.height >= height)
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let mut checked = vec![false; inputs.len()];
-        if at.is_empty() {
-            return checked;
-        }
-        let votes: Vec<Vote> = at
-            .iter()
-            .filter_map(|i| match &inputs[*i] {
-                CoreInput::Message {
-                    msg: Message::Vote(v),
-                    ..
-                } => Some(v.clone()),
-                _ => None,
-            })
-            .collect();
-        let good = verify_votes(&votes, self.node.validators(), self.node.chain_id());
-        for (i, ok) in at.into_iter().zip(good) {
-            checked[i] = ok;
-        }
-        checked
+    fn check_votes(&self, inputs: &[CoreInput]) -> Vec<VoteCheck> {
+        vote_checks(
+            inputs,
+            self.node.height(),
+            self.node.validators(),
+            self.node.chain_id(),
+        )
     }
 
-    fn on_input(&mut self, input: CoreInput, checked: bool, group: &mut Group) {
+    fn on_input(&mut self, input: CoreInput, checked: VoteCheck, group: &mut Group) {
         match input {
             CoreInput::Message { from, msg } => {
                 if let Message::Proposal(p) = &msg {
                     self.sample_clock(from, p.height, p.block.header.timestamp);
                 }
-                let input = if checked {
-                    Input::SignatureChecked { from, msg }
-                } else {
-                    Input::Message { from, msg }
+                let input = match (checked, &msg) {
+                    (VoteCheck::Good, _) => Input::SignatureChecked { from, msg },
+                    (VoteCheck::Bad, Message::Vote(v)) => {
+                        // Refused here: the core would only verify it a second time to refuse it.
+                        let kind = v.kind.name();
+                        self.on_event(Event::Rejected {
+                            kind,
+                            reason: "bad_signature",
+                        });
+                        return;
+                    }
+                    _ => Input::Message { from, msg },
                 };
                 self.handle(input, group)
             }
@@ -845,9 +828,109 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// What the driver's batch check says of one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VoteCheck {
+    /// Not a vote this check covers: the core checks it as usual.
+    Unchecked,
+    /// A vote whose signature is good under the one rule.
+    Good,
+    /// A vote of a validator of the set whose signature is not: refused without the core.
+    Bad,
+}
+
+/// Which inputs are votes with a good signature, checked as one batch (`message::verify_votes`:
+/// one `verify_batch`, one by one only if it fails), and which have a bad one: each validator
+/// signature of the vote path is verified once per node, here (issue 12). Only votes of the
+/// deciding height or later: the core checks an older one only if it extends a certificate. A
+/// vote of a validator outside the set is left to the core, which refuses it before any
+/// signature check.
+fn vote_checks(
+    inputs: &[CoreInput],
+    height: Height,
+    set: &ValidatorSet,
+    chain_id: &str,
+) -> Vec<VoteCheck> {
+    let at: Vec<(usize, &Vote)> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| match input {
+            CoreInput::Message {
+                msg: Message::Vote(v),
+                ..
+            } if v.height >= height && set.get(v.validator).is_some() => Some((i, v)),
+            _ => None,
+        })
+        .collect();
+    let mut checks = vec![VoteCheck::Unchecked; inputs.len()];
+    if at.is_empty() {
+        return checks;
+    }
+    let votes: Vec<Vote> = at.iter().map(|(_, v)| (*v).clone()).collect();
+    let good = verify_votes(&votes, set, chain_id);
+    for ((i, _), ok) in at.into_iter().zip(good) {
+        checks[i] = if ok { VoteCheck::Good } else { VoteCheck::Bad };
+    }
+    checks
+}
+
 #[cfg(test)]
 mod tests {
-    use super::peers_offset;
+    use super::{VoteCheck, peers_offset, vote_checks};
+    use crate::ctx::CoreInput;
+    use timed_core::crypto::Keypair;
+    use timed_core::message::{Message, Vote, VoteKind};
+    use timed_core::types::{Hash, Height, Round, ValidatorIndex};
+    use timed_core::validators::{Genesis, insecure_dev_validators};
+
+    /// A burst with one forged vote: the others are good in one batch, the forged one is known
+    /// bad (so the core never verifies it again), and what the batch does not cover — an older
+    /// height, a validator outside the set, anything but a vote — is left to the core.
+    #[test]
+    fn a_burst_is_verified_once_and_a_forged_vote_is_refused_here() {
+        let (keys, validators) = insecure_dev_validators(&[100; 4]);
+        let genesis = Genesis {
+            chain_id: "test".into(),
+            genesis_time_ms: timed_core::types::TimestampMs(0),
+            validators,
+            balances: vec![],
+            params: Default::default(),
+        };
+        let set = genesis.validate().unwrap();
+        let vote = |key: &Keypair, height: u64, v: u16| {
+            let vote = Vote::sign(
+                key,
+                "test",
+                Height(height),
+                Round(0),
+                VoteKind::Prepare,
+                Some(Hash([1; 32])),
+                ValidatorIndex(v),
+            );
+            CoreInput::Message {
+                from: ValidatorIndex(v),
+                msg: Message::Vote(vote),
+            }
+        };
+        let inputs = vec![
+            vote(&keys[0], 5, 0),
+            vote(&keys[2], 5, 1), // validator 1's vote, signed with validator 2's key
+            vote(&keys[2], 5, 2),
+            vote(&keys[3], 4, 3),                          // an older height
+            vote(&Keypair::insecure_from_name("x"), 5, 9), // outside the set
+            CoreInput::PeerConnected(ValidatorIndex(1)),
+        ];
+        use VoteCheck::*;
+        assert_eq!(
+            vote_checks(&inputs, Height(5), &set, "test"),
+            vec![Good, Bad, Good, Unchecked, Unchecked, Unchecked]
+        );
+        // Alone, a good vote is still good (no batch of one).
+        assert_eq!(
+            vote_checks(&inputs[..1], Height(5), &set, "test"),
+            vec![Good]
+        );
+    }
 
     #[test]
     fn the_offset_to_the_peers_is_their_median_nearest_zero() {

@@ -835,11 +835,7 @@ impl Node {
     }
 
     fn on_vote(&mut self, from: ValidatorIndex, vote: Vote, verified: bool) {
-        let kind = if vote.kind == VoteKind::Prepare {
-            "prepare"
-        } else {
-            "precommit"
-        };
+        let kind = vote.kind.name();
         if vote.height != self.height {
             return self.on_other_height(from, Message::Vote(vote), verified);
         }
@@ -999,14 +995,7 @@ impl Node {
                     ))));
             }
             Ok(AddOutcome::Duplicate | AddOutcome::AlreadyReported) => {}
-            Err(e) => self.reject(
-                if kind == VoteKind::Prepare {
-                    "prepare"
-                } else {
-                    "precommit"
-                },
-                e.reason(),
-            ),
+            Err(e) => self.reject(kind.name(), e.reason()),
         }
     }
 
