@@ -202,11 +202,13 @@ impl Driver {
     }
 
     fn check_votes(&self, inputs: &[CoreInput]) -> Vec<VoteCheck> {
+        let node = &self.node;
         vote_checks(
             inputs,
-            self.node.height(),
-            self.node.validators(),
-            self.node.chain_id(),
+            node.height(),
+            node.validators(),
+            node.chain_id(),
+            |v| node.holds_vote(v),
         )
     }
 
@@ -844,12 +846,14 @@ enum VoteCheck {
 /// signature of the vote path is verified once per node, here (issue 12). Only votes of the
 /// deciding height or later: the core checks an older one only if it extends a certificate. A
 /// vote of a validator outside the set is left to the core, which refuses it before any
-/// signature check.
+/// signature check; so is one the core `holds` already (a resend, which it does not check
+/// again): a peer repeating a vote costs no verification.
 fn vote_checks(
     inputs: &[CoreInput],
     height: Height,
     set: &ValidatorSet,
     chain_id: &str,
+    holds: impl Fn(&Vote) -> bool,
 ) -> Vec<VoteCheck> {
     let at: Vec<(usize, &Vote)> = inputs
         .iter()
@@ -858,7 +862,7 @@ fn vote_checks(
             CoreInput::Message {
                 msg: Message::Vote(v),
                 ..
-            } if v.height >= height && set.get(v.validator).is_some() => Some((i, v)),
+            } if v.height >= height && set.get(v.validator).is_some() && !holds(v) => Some((i, v)),
             _ => None,
         })
         .collect();
@@ -921,14 +925,27 @@ mod tests {
             CoreInput::PeerConnected(ValidatorIndex(1)),
         ];
         use VoteCheck::*;
+        let none = |_: &Vote| false;
         assert_eq!(
-            vote_checks(&inputs, Height(5), &set, "test"),
+            vote_checks(&inputs, Height(5), &set, "test", none),
             vec![Good, Bad, Good, Unchecked, Unchecked, Unchecked]
         );
         // Alone, a good vote is still good (no batch of one).
         assert_eq!(
-            vote_checks(&inputs[..1], Height(5), &set, "test"),
+            vote_checks(&inputs[..1], Height(5), &set, "test", none),
             vec![Good]
+        );
+        // One the core holds already is a resend: not checked again.
+        let CoreInput::Message {
+            msg: Message::Vote(held),
+            ..
+        } = &inputs[2]
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            vote_checks(&inputs[..3], Height(5), &set, "test", |v| v == held),
+            vec![Good, Bad, Unchecked]
         );
     }
 

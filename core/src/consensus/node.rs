@@ -567,6 +567,11 @@ impl Node {
     pub fn locked(&self) -> Option<(Round, Hash)> {
         self.locked
     }
+    /// Whether this very vote (signature included) is counted already: a resend, which the node
+    /// takes without checking its signature again, so a driver need not check it either.
+    pub fn holds_vote(&self, vote: &Vote) -> bool {
+        self.votes.contains(vote)
+    }
     /// Distinct blocks known at the current height and not finalized: proposed in some round,
     /// carried by a decision still waiting to be checked, or restored with a lock. 0 between
     /// finalizing a height and the first proposal of the next.
