@@ -1667,3 +1667,74 @@ fn a_node_that_lost_its_records_gets_its_locks_polka_back_and_fetches_the_block(
         "asked a voter: {asked:?}"
     );
 }
+
+/// Swarm seed 1595: a node that prepares another validator's block keeps the block with its
+/// prepare (one record before it, in the same step), once per block and height; restarted from
+/// its records after a plain crash it still holds it, and gives it to a validator that asks for
+/// it (one locked on it whose own records, its proposal among them, were lost).
+#[test]
+fn a_prepared_block_is_kept_with_the_prepare_and_survives_a_crash() {
+    use timed_core::consensus::{PersistRecord, Restore};
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    let out = f.propose(0, b.clone(), None);
+    let records: Vec<PersistRecord> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(&records[..], [
+            PersistRecord::Prepared { block, .. },
+            PersistRecord::Signed { msg: Message::Vote(v), .. },
+        ] if *block == b && v.block == Some(b.hash())),
+        "{records:?}"
+    );
+    // Prepared again in a later round (L28): the block is not written twice.
+    for v in &f.others()[..2] {
+        f.vote(*v, 1, VoteKind::Precommit, None);
+    }
+    assert_eq!(f.node.round(), Round(1));
+    let polka = block::Certificate::from_prepares(
+        Height(1),
+        Round(0),
+        b.hash(),
+        &f.others_votes(0, VoteKind::Prepare, Some(b.hash())),
+    );
+    let out = f.deliver(
+        f.proposer(1),
+        Message::Proposal(f.reproposal(1, 0, b.clone(), polka)),
+    );
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Persist(PersistRecord::Prepared { .. }))),
+        "{out:?}"
+    );
+    // A plain crash: restored from its records, it holds B and gives it to whoever asks.
+    let mut node = Node::restore(
+        &f.genesis,
+        f.keys[f.me.as_usize()].clone(),
+        NodeConfig::default(),
+        Restore {
+            records,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    node.handle(TimestampMs(1_000), Input::Start);
+    let asker = f.proposer(0);
+    let out = node.handle(
+        TimestampMs(1_001),
+        Input::Message {
+            from: asker,
+            msg: Message::BlockRequest {
+                height: Height(1),
+                hash: b.hash(),
+            },
+        },
+    );
+    assert_eq!(block_answers(&out), vec![(asker, b.hash())]);
+}

@@ -71,12 +71,20 @@ pub enum PersistRecord {
         block: Block,
         polka: Certificate,
     },
+    /// The block of another validator's proposal that this node prepared at `height`, kept with
+    /// its prepare (in the same step, so one sync covers both): a polka may name it, a validator
+    /// may lock on it, and if the proposer then loses its records, the voters' copies are the
+    /// only ones left to give it back (`BlockRequest`; swarm seed 1595, where a plain crash of
+    /// the one voter took the last copy with it).
+    Prepared { height: Height, block: Block },
 }
 
 impl PersistRecord {
     pub fn height(&self) -> Height {
         match self {
-            PersistRecord::Signed { height, .. } | PersistRecord::Locked { height, .. } => *height,
+            PersistRecord::Signed { height, .. }
+            | PersistRecord::Locked { height, .. }
+            | PersistRecord::Prepared { height, .. } => *height,
         }
     }
 
@@ -85,7 +93,7 @@ impl PersistRecord {
     pub fn sign_point(&self) -> Option<SignPoint> {
         match self {
             PersistRecord::Signed { height, msg } => SignPoint::of(*height, msg),
-            PersistRecord::Locked { .. } => None,
+            PersistRecord::Locked { .. } | PersistRecord::Prepared { .. } => None,
         }
     }
 }

@@ -277,6 +277,9 @@ pub struct Node {
     /// matching prepare (`echo_old_prepare`; reset by `enter_height`): once per (validator,
     /// round) per `resend_interval`.
     echoed: BTreeMap<(ValidatorIndex, Round), TimestampMs>,
+    /// Blocks of this height whose bytes a record of this node holds (its own proposals, and
+    /// the `Prepared` blocks; reset by `enter_height`): each is persisted once.
+    persisted_blocks: BTreeSet<Hash>,
 
     // The double-sign guard (see `SignPoint`, `Withheld`).
     /// Nothing at or below this point is signed (unless this node holds its own record of it).
@@ -351,6 +354,7 @@ impl Node {
             sync_budget: BTreeMap::new(),
             polka_checked: BTreeSet::new(),
             echoed: BTreeMap::new(),
+            persisted_blocks: BTreeSet::new(),
             sign_floor: None,
             needs_watch: false,
             watch_until: None,
@@ -424,6 +428,13 @@ impl Node {
                         node.valid = Some((round, hash));
                         node.blocks.insert(hash, block);
                         node.restored_polka = Some(polka);
+                    }
+                }
+                PersistRecord::Prepared { block, .. } => {
+                    if node.body_matches(&block) {
+                        let hash = block.hash();
+                        node.blocks.entry(hash).or_insert(block);
+                        node.persisted_blocks.insert(hash);
                     }
                 }
             }
@@ -520,6 +531,7 @@ impl Node {
                     self.polka_proven.insert(p.round);
                 }
                 self.blocks.insert(hash, p.block.clone());
+                self.persisted_blocks.insert(hash);
                 self.proposals.insert(p.round, (hash, p.clone()));
             }
             Message::Vote(v) => {
@@ -1963,6 +1975,23 @@ impl Node {
         debug_assert!(self.may_sign(point).is_ok(), "signing is gated by may_sign");
         // Points only grow: the guard a runtime keeps is the last one.
         self.sign_floor = Some(point);
+        if let Message::Vote(Vote {
+            kind: VoteKind::Prepare,
+            block: Some(hash),
+            ..
+        }) = &msg
+            && let Some(block) = self.blocks.get(hash)
+            && self.persisted_blocks.insert(*hash)
+        {
+            self.out.push(Output::Persist(PersistRecord::Prepared {
+                height: self.height,
+                block: block.clone(),
+            }));
+        }
+        if let Message::Proposal(p) = &msg {
+            // Its own proposal's record holds the block.
+            self.persisted_blocks.insert(p.block.hash());
+        }
         self.out.push(Output::Persist(PersistRecord::Signed {
             height: self.height,
             msg: msg.clone(),
@@ -2096,6 +2125,7 @@ impl Node {
         self.polka_proven.clear();
         self.polka_checked.clear();
         self.echoed.clear();
+        self.persisted_blocks.clear();
         self.restored_polka = None;
         self.double_proposals.clear();
         self.votes = VoteKeeper::new(height, &self.set);
