@@ -22,7 +22,7 @@ use timed_core::consensus::{
     Event, Input, Misbehaviour, Node, Output, SignGuard, Step, Timer, Withheld,
 };
 use timed_core::ledger::TxError;
-use timed_core::message::{Decision, Message, Vote, VoteKind, verify_votes};
+use timed_core::message::{Message, Vote, VoteKind, verify_votes};
 use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
 use timed_core::validators::ValidatorSet;
@@ -31,8 +31,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
 use crate::guard::Guard;
-use crate::net::{frame_of, sync_budget};
+use crate::net::{frame_of, queue_frame, send_frame};
 use crate::store::{StoreError, StoredBlock};
+use crate::syncserve::SyncServer;
 use crate::wal::WalRecord;
 
 /// An output of a step still to perform once its WAL group is written.
@@ -75,9 +76,6 @@ const STORE_BATCH_BLOCKS: usize = 16;
 /// A block with transfers is committed at once (with those before it): wallets wait for it.
 const STORE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// The byte budget of one sync response, below the message limit.
-const SYNC_BUDGET: usize = timed_core::codec::MAX_MESSAGE_BYTES - 256 * 1024;
-
 type TxWaiter = oneshot::Sender<Result<Hash, TxError>>;
 
 pub struct Driver {
@@ -102,10 +100,13 @@ pub struct Driver {
     /// oldest waits. What the API serves, `/status` included, is what redb holds.
     unstored: Vec<StoredBlock>,
     unstored_since: Option<Instant>,
+    /// Answers peers' sync requests from the store, on a thread of its own.
+    sync_server: SyncServer,
 }
 
 impl Driver {
     pub fn new(node: Node, guard: Guard, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
+        let ctx_for_sync = ctx.clone();
         Driver {
             node,
             guard,
@@ -121,6 +122,7 @@ impl Driver {
             extended: None,
             unstored: Vec::new(),
             unstored_since: None,
+            sync_server: SyncServer::start(ctx_for_sync),
         }
     }
 
@@ -498,26 +500,6 @@ impl Driver {
         Ok(())
     }
 
-    fn send_to(&self, to: ValidatorIndex, frame: bytes::Bytes) {
-        let peers = lock(&self.ctx.peers);
-        if let Some(p) = peers.get(&to) {
-            self.queue(p, frame);
-        }
-    }
-
-    fn queue(&self, p: &crate::ctx::PeerQueue, frame: bytes::Bytes) {
-        let len = frame.len() as u64;
-        if p.tx.try_send(frame).is_ok() {
-            self.ctx.metrics.bytes_out.inc_by(len);
-        } else {
-            self.ctx
-                .metrics
-                .frames_dropped
-                .get_or_create(&[("reason", "peer_queue_full")])
-                .inc();
-        }
-    }
-
     fn perform(&mut self, out: Output) -> Result<(), StoreError> {
         match out {
             // Taken apart in `step`.
@@ -526,10 +508,10 @@ impl Driver {
                 let frame = frame_of(&msg);
                 let peers = lock(&self.ctx.peers);
                 for p in peers.values() {
-                    self.queue(p, frame.clone());
+                    queue_frame(&self.ctx, p, frame.clone());
                 }
             }
-            Output::Send { to, msg } => self.send_to(to, frame_of(&msg)),
+            Output::Send { to, msg } => send_frame(&self.ctx, to, frame_of(&msg)),
             Output::Schedule { timer, after_ms } => {
                 self.seq += 1;
                 let at = Instant::now() + std::time::Duration::from_millis(after_ms);
@@ -544,23 +526,16 @@ impl Driver {
                 from,
                 max_blocks,
             } => {
-                // A peer catching up gets every block we finalized.
+                // A peer catching up gets every block we finalized; the store is read on the
+                // sync thread, not here.
                 self.store_blocks()?;
-                let blocks = self
-                    .ctx
-                    .store
-                    .range(
-                        from,
-                        max_blocks as usize,
-                        sync_budget(&self.ctx, to, SYNC_BUDGET),
-                    )?
-                    .into_iter()
-                    .map(|s| Decision {
-                        block: s.block,
-                        certificate: s.certificate,
-                    })
-                    .collect();
-                self.send_to(to, frame_of(&Message::SyncResponse { blocks }));
+                if !self.sync_server.serve(to, from, max_blocks) {
+                    self.ctx
+                        .metrics
+                        .frames_dropped
+                        .get_or_create(&[("reason", "sync_busy")])
+                        .inc();
+                }
             }
             Output::Evidence(m) => {
                 self.ctx.metrics.evidence.inc();

@@ -26,6 +26,7 @@ mod keys;
 mod metrics;
 mod net;
 mod store;
+mod syncserve;
 mod tls;
 mod txbatch;
 mod txverify;

@@ -150,6 +150,26 @@ impl PeerReceiver {
     }
 }
 
+/// Queues `frame` for one peer; a full queue drops it, counted (the core re-sends what matters).
+pub fn queue_frame(ctx: &Ctx, p: &PeerQueue, frame: Bytes) {
+    let len = frame.len() as u64;
+    if p.tx.try_send(frame).is_ok() {
+        ctx.metrics.bytes_out.inc_by(len);
+    } else {
+        ctx.metrics
+            .frames_dropped
+            .get_or_create(&[("reason", "peer_queue_full")])
+            .inc();
+    }
+}
+
+/// Queues `frame` for `to`, if it is connected.
+pub fn send_frame(ctx: &Ctx, to: ValidatorIndex, frame: Bytes) {
+    if let Some(p) = lock(&ctx.peers).get(&to) {
+        queue_frame(ctx, p, frame);
+    }
+}
+
 /// The byte budget of a sync response to `to`: at most `most`, and no more than its queue can
 /// take now (the frame's length prefix and the message's own fields aside). A peer that is not
 /// connected, or does not read, gets nothing read from the store for it.
