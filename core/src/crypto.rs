@@ -43,7 +43,6 @@ use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use serde::Serialize;
 use sha2::{Digest, Sha512};
 
 use crate::types::fixed_bytes_serde;
@@ -101,15 +100,15 @@ pub enum CryptoError {
 }
 
 /// The bytes a signature of `domain` covers.
-pub fn signing_message<F: Serialize + ?Sized>(
+pub fn signing_message<F: crate::codec::Wire>(
     domain: Domain,
     chain_id: &str,
     fields: &F,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(192);
-    out.extend_from_slice(b"timed/v1/");
+    out.extend_from_slice(b"timed/v2/");
     out.extend_from_slice(domain.as_str().as_bytes());
-    crate::codec::encode_into(chain_id, &mut out);
+    crate::codec::put_str(chain_id, &mut out);
     crate::codec::encode_into(fields, &mut out);
     out
 }
@@ -158,7 +157,7 @@ impl Keypair {
         PublicKey(self.signing.verifying_key().to_bytes())
     }
 
-    pub fn sign<F: Serialize + ?Sized>(
+    pub fn sign<F: crate::codec::Wire>(
         &self,
         domain: Domain,
         chain_id: &str,
@@ -173,7 +172,7 @@ impl Keypair {
 
     /// **For adversary tests.** As `sign`, but with a small-order point added to the signature's
     /// `R` (`sign_raw_with_torsion`).
-    pub fn sign_with_torsion<F: Serialize + ?Sized>(
+    pub fn sign_with_torsion<F: crate::codec::Wire>(
         &self,
         domain: Domain,
         chain_id: &str,

@@ -10,7 +10,8 @@
 //! |---|---|
 //! | [`types`] | newtypes: `Height`, `Round`, `Stake`, `ValidatorIndex`, `Hash`, `TimestampMs`, `Amount` |
 //! | [`crypto`] | Ed25519 keys, domain-separated signing, the one verification rule |
-//! | [`codec`] | canonical CBOR, the versioned envelope, size limits |
+//! | [`codec`] | the binary encoding's rules, the versioned envelope, size limits |
+//! | [`formats`] | the layout of every type that is sent, stored, signed or hashed |
 //! | [`validators`] | the genesis, its validation, the `ValidatorSet`, quorums, the proposer draw |
 //! | [`votes`] | the `VoteKeeper`: tallies per round, duplicates, equivocation evidence |
 //! | [`block`] | headers, blocks, certificates |
@@ -23,6 +24,7 @@ pub mod block;
 pub mod codec;
 pub mod consensus;
 pub mod crypto;
+pub mod formats;
 pub mod ledger;
 pub mod message;
 pub mod tx;

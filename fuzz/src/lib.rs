@@ -108,7 +108,7 @@ fn genesis(stakes: &[u64]) -> Genesis {
 
 // ----- decode --------------------------------------------------------------------------------
 
-fn canonical<T: serde::Serialize + serde::de::DeserializeOwned>(bytes: &[u8]) {
+fn canonical<T: codec::Wire>(bytes: &[u8]) {
     if let Ok(value) = codec::decode::<T>(bytes, MAX_MESSAGE_BYTES) {
         assert_eq!(
             codec::encode(&value),

@@ -2,12 +2,11 @@
 //!
 //! | redb table | key | value |
 //! |---|---|---|
-//! | `blocks` | height | CBOR `StoredBlock` (block, certificate, outcome, local finality) |
-//! | `certificates` | height | CBOR `Certificate`: a longer one than the block's, gathered later |
+//! | `blocks` | height | `StoredBlock` (block, certificate, outcome, local finality) |
+//! | `certificates` | height | `Certificate`: a longer one than the block's, gathered later |
 //! | `txs` | transaction hash | height of the block that archived it |
-//! | `accounts` | public key | CBOR `Account` (the ledger after the last stored block) |
-//! | `meta` | name | genesis hash |
-//! | `wal` | sequence | legacy: persist records of older versions, moved to `wal.log` on open |
+//! | `accounts` | public key | `Account` (the ledger after the last stored block) |
+//! | `meta` | name | `format`: the database's format (`STORE_FORMAT`); `genesis`: the genesis hash |
 //!
 //! The persist records (what the core asked to make durable) live in `wal.log` next to the
 //! database (see `wal.rs`): `log` writes a group with one write and one `fdatasync` and returns
@@ -41,7 +40,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::{Deserialize, Serialize};
 use timed_core::block::{Block, Certificate};
 use timed_core::codec;
-use timed_core::consensus::{PersistRecord, Restore};
+use timed_core::consensus::Restore;
 use timed_core::crypto::PublicKey;
 use timed_core::ledger::{Account, BlockOutcome, Ledger};
 use timed_core::message::Decision;
@@ -56,8 +55,40 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const TXS: TableDefinition<&[u8], u64> = TableDefinition::new("txs");
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
-const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The format of this database (its tables and the encoding of their values, `codec`), kept in
+/// `meta` under `FORMAT_KEY`. Format 1 had no such key (CBOR values with Rust's field names).
+pub const STORE_FORMAT: u32 = 2;
+const FORMAT_KEY: &str = "format";
+
+/// Refuses a database of another format before anything in it is read; a new one passes.
+fn check_format(db: &Database, path: &str) -> Result<(), StoreError> {
+    let r = db.begin_read().map_err(StoreError::db)?;
+    let found = match r.open_table(META) {
+        Ok(meta) => match meta.get(FORMAT_KEY).map_err(StoreError::db)? {
+            Some(v) => Some(
+                <[u8; 4]>::try_from(v.value())
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| StoreError::Format {
+                        path: path.into(),
+                        found: "an unreadable format mark".into(),
+                    })?,
+            ),
+            // Tables but no mark: written by a version before formats were marked.
+            None => Some(1),
+        },
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(StoreError::db(e)),
+    };
+    match found {
+        None | Some(STORE_FORMAT) => Ok(()),
+        Some(n) => Err(StoreError::Format {
+            path: path.into(),
+            found: format!("format {n}"),
+        }),
+    }
+}
 
 /// Take a durable point (and prune the WAL) once the WAL file is larger than this...
 const WAL_PRUNE_BYTES: u64 = 8 * 1024 * 1024;
@@ -87,6 +118,13 @@ pub enum StoreError {
     WalOpen(#[from] crate::wal::WalError),
     #[error(transparent)]
     Guard(#[from] crate::guard::GuardError),
+    #[error(
+        "database {path} is of {found}, and this timed reads format {STORE_FORMAT} only: it was \
+         written by an older version. The chain's formats changed before launch and nothing is \
+         migrated: move the data directory aside (or delete it) and start again; keep the key \
+         file and the .last_signed guard file beside it"
+    )]
+    Format { path: String, found: String },
     #[error("corrupt record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
     #[error(
@@ -111,6 +149,13 @@ pub struct StoredBlock {
     /// Milliseconds from the block's timestamp to its finalization on this node.
     pub finality_ms: u64,
 }
+
+timed_core::wire_struct!(StoredBlock {
+    block,
+    certificate,
+    outcome,
+    finality_ms,
+});
 
 pub struct Store {
     db: Database,
@@ -172,43 +217,19 @@ impl Store {
                     source: e.into(),
                 },
             })?;
+        check_format(&db, &shown)?;
         let tx = db.begin_write().map_err(StoreError::db)?;
         {
             tx.open_table(BLOCKS).map_err(StoreError::db)?;
             tx.open_table(CERTS).map_err(StoreError::db)?;
             tx.open_table(TXS).map_err(StoreError::db)?;
             tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
-            tx.open_table(WAL).map_err(StoreError::db)?;
-            tx.open_table(META).map_err(StoreError::db)?;
+            let mut meta = tx.open_table(META).map_err(StoreError::db)?;
+            meta.insert(FORMAT_KEY, &STORE_FORMAT.to_le_bytes()[..])
+                .map_err(StoreError::db)?;
         }
         tx.commit().map_err(StoreError::db)?;
-        let mut wal = Wal::open(&path.with_file_name("wal.log"))?;
-        // Move the records of an older version's `wal` table into the file, then empty the table.
-        let legacy = {
-            let r = db.begin_read().map_err(StoreError::db)?;
-            let table = r.open_table(WAL).map_err(StoreError::db)?;
-            let mut records = Vec::new();
-            for entry in table.iter().map_err(StoreError::db)? {
-                let (_, v) = entry.map_err(StoreError::db)?;
-                records.push(
-                    codec::decode::<PersistRecord>(v.value(), MAX_STORED_BYTES)
-                        .map_err(|e| corrupt("wal", e))?,
-                );
-            }
-            records
-        };
-        if !legacy.is_empty() {
-            let legacy: Vec<WalRecord> = legacy.into_iter().map(WalRecord::Persist).collect();
-            wal.append(&legacy, true)?;
-            let mut tx = db.begin_write().map_err(StoreError::db)?;
-            tx.set_durability(Durability::Immediate)
-                .map_err(StoreError::db)?;
-            {
-                let mut table = tx.open_table(WAL).map_err(StoreError::db)?;
-                table.retain(|_, _| false).map_err(StoreError::db)?;
-            }
-            tx.commit().map_err(StoreError::db)?;
-        }
+        let wal = Wal::open(&path.with_file_name("wal.log"))?;
         let store = Store {
             db,
             wal: Mutex::new(WalState {
@@ -483,6 +504,43 @@ mod tests {
     use timed_core::block::Header;
     use timed_core::types::{Amount, Round, TimestampMs, ValidatorIndex};
 
+    /// A database of an older timed (tables, no format mark) or of another format number is
+    /// refused before anything in it is read, naming the file and what to do; a new one is
+    /// marked, and opens again.
+    #[test]
+    fn a_database_of_another_format_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timed.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut meta = tx.open_table(META).unwrap();
+                meta.insert("genesis", &[7u8; 32][..]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let text = Store::open(&path).err().expect("refused").to_string();
+        assert!(text.contains("is of format 1"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("move the data directory aside"), "{text}");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut meta = tx.open_table(META).unwrap();
+                meta.insert(FORMAT_KEY, &9u32.to_le_bytes()[..]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let text = Store::open(&path).err().expect("refused").to_string();
+        assert!(text.contains("is of format 9"), "{text}");
+        let fresh = dir.path().join("new").join("timed.redb");
+        std::fs::create_dir_all(fresh.parent().unwrap()).unwrap();
+        Store::open(&fresh).unwrap().close().unwrap();
+        Store::open(&fresh).unwrap().close().unwrap();
+    }
+
     fn stored(h: u64) -> StoredBlock {
         let block = Block {
             header: Header {
@@ -529,7 +587,7 @@ mod tests {
         store.close().unwrap();
         // Blocks 2 and 3 reached the WAL, but not the database (as after a crash that lost
         // redb's unsynced commits); a record of height 4 follows them.
-        let record = PersistRecord::Signed {
+        let record = timed_core::consensus::PersistRecord::Signed {
             height: Height(4),
             msg: timed_core::message::Message::SyncRequest {
                 from: Height(4),

@@ -22,8 +22,9 @@ use timed_core::crypto::{Keypair, PublicKey};
 
 use crate::keys;
 
-/// The ALPN protocol both sides must speak.
-pub const ALPN: &[u8] = b"timed/1";
+/// The ALPN protocol both sides must speak: `timed/` and the wire version
+/// (`codec::WIRE_VERSION`), so that nodes of two formats refuse each other at the handshake.
+pub const ALPN: &[u8] = b"timed/2";
 
 /// The name a client puts in its ClientHello; never used for authentication.
 pub const SERVER_NAME: &str = "validator.timed";
@@ -274,6 +275,12 @@ pub fn quic_configs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alpn_names_the_wire_version() {
+        let version = timed_core::codec::WIRE_VERSION.to_string();
+        assert_eq!(ALPN, [b"timed/", version.as_bytes()].concat());
+    }
 
     #[test]
     fn the_certificate_carries_the_validator_key() {

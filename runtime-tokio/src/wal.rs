@@ -7,9 +7,11 @@
 //!   at the last *durable* block, below the heights of its newest signed records, and those would
 //!   be ignored (`Node::restore` replays the records of the height it restores at only).
 //!
-//! Each entry is framed as `[u32 LE: length | kind << 31][u32 LE checksum][CBOR payload]`, where the
-//! checksum is the first four bytes of BLAKE3 over the first word and the payload; kind 0 is a
-//! `PersistRecord` (the format of earlier versions), kind 1 a finalized block. A group of entries
+//! The file begins with a 16-byte header, `TIMEDWAL`, the format (`WAL_FORMAT`, u32 LE) and four
+//! zero bytes: a log of another format (an older `timed`'s) is refused before any entry is read.
+//! Each entry is framed as `[u32 LE: length | kind << 31][u32 LE checksum][payload]` (the payload
+//! in the encoding of `timed_core::codec`), where the checksum is the first four bytes of BLAKE3
+//! over the first word and the payload; kind 0 is a `PersistRecord`, kind 1 a finalized block. A group of entries
 //! is written with one `write` and, for persist records, one `fdatasync`; a finalized block is
 //! written without a sync and becomes durable with the next group (the log is read in order, so it
 //! is durable before any later record is).
@@ -55,6 +57,20 @@ use crate::store::StoredBlock;
 
 const HEADER: usize = 8;
 
+/// The format of this log's header, framing and entries. Format 1 had no file header (and CBOR
+/// entries with Rust's field names).
+pub const WAL_FORMAT: u32 = 2;
+const MAGIC: &[u8; 8] = b"TIMEDWAL";
+/// The file header's size: entries start here.
+const FILE_HEADER: usize = 16;
+
+fn file_header() -> [u8; FILE_HEADER] {
+    let mut h = [0u8; FILE_HEADER];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&WAL_FORMAT.to_le_bytes());
+    h
+}
+
 /// The file grows by this much at a time (zeros written and synced once).
 pub const CHUNK: u64 = 2 * 1024 * 1024;
 
@@ -68,6 +84,13 @@ const KIND_BIT: u32 = 1 << 31;
 pub enum WalError {
     #[error("cannot read or write the write-ahead log {path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error(
+        "the write-ahead log {path} is not of format {WAL_FORMAT} ({found}): it was written by an \
+         older timed, whose formats this one does not read. The chain's formats changed before \
+         launch and nothing is migrated: move the data directory aside (or delete it) and start \
+         again; keep the key file and the .last_signed guard file beside it"
+    )]
+    Format { path: String, found: String },
     #[error(
         "the write-ahead log {path} is damaged at byte {offset}: {reason}. The {entries} entries \
          before it are intact; this is not the torn tail a crash leaves, and dropping the entries \
@@ -223,7 +246,7 @@ fn torn_or(
 /// Reads `data` frame by frame (see the module comment for the torn-tail rule).
 fn parse(data: &[u8]) -> Result<Parsed, Damage> {
     let mut entries = Vec::new();
-    let mut pos = 0usize;
+    let mut pos = FILE_HEADER;
     loop {
         let rest = data.len() - pos;
         if rest < HEADER {
@@ -391,6 +414,25 @@ impl Wal {
             .open(path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
+        if data.iter().all(|b| *b == 0) {
+            // New (or created by a crash just before its header was written): mark it.
+            let header = file_header();
+            file.write_all_at(&header, 0)?;
+            file.sync_data()?;
+            data.resize(data.len().max(FILE_HEADER), 0);
+            data[..FILE_HEADER].copy_from_slice(&header);
+        } else if data.get(..FILE_HEADER) != Some(&file_header()[..]) {
+            let found = match data.get(..12) {
+                Some(h) if h[..8] == MAGIC[..] => {
+                    format!("format {}", u32::from_le_bytes([h[8], h[9], h[10], h[11]]))
+                }
+                _ => "no format header: format 1".into(),
+            };
+            return Ok(Err(WalError::Format {
+                path: path.display().to_string(),
+                found,
+            }));
+        }
         let Parsed {
             entries,
             valid,
@@ -498,7 +540,7 @@ impl Wal {
             .collect())
     }
 
-    /// Bytes of entries in the log.
+    /// Where the entries end: the bytes of the file's header and entries.
     pub fn len_bytes(&self) -> u64 {
         self.len
     }
@@ -548,11 +590,12 @@ impl Wal {
         // Read back from the first kept entry to the end (the span is small: what was logged since
         // the last durable point), then copy out the kept frames in order.
         let Some(first_kept) = self.entries.iter().position(|e| e.height > upto) else {
-            return self.replace_with(Vec::new(), Vec::new());
+            return self.replace_with(file_header().to_vec(), Vec::new());
         };
         let span = self.read_span(&self.entries[first_kept..])?;
         let base = self.entries[first_kept].pos;
-        let mut buf = Vec::with_capacity(span.len());
+        let mut buf = Vec::with_capacity(FILE_HEADER + span.len());
+        buf.extend_from_slice(&file_header());
         let mut kept = Vec::new();
         for e in self.entries[first_kept..]
             .iter()
@@ -570,7 +613,8 @@ impl Wal {
         self.replace_with(buf, kept)
     }
 
-    /// Replaces the log by `buf` (whole frames) described by `kept`, crash-safely.
+    /// Replaces the log by `buf` (the file header, then whole frames described by `kept`),
+    /// crash-safely.
     fn replace_with(&mut self, buf: Vec<u8>, kept: Vec<Entry>) -> io::Result<()> {
         let tmp = tmp_path(&self.path);
         let used = buf.len();
@@ -710,8 +754,8 @@ mod tests {
     }
 
     #[test]
-    fn wal_reads_a_file_of_the_earlier_format() {
-        // Earlier versions wrote kind-0 frames back to back without free space after them.
+    fn wal_of_an_earlier_format_is_refused_before_any_entry_is_read() {
+        // Format 1 wrote frames from the first byte, without a file header.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         let mut raw = Vec::new();
@@ -719,13 +763,19 @@ mod tests {
             frame_into(0, &codec::encode(&r), &mut raw).unwrap();
         }
         std::fs::write(&path, &raw).unwrap();
-        let mut w = Wal::open(&path).unwrap();
-        assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(2, 2)]);
-        assert_eq!(w.len_bytes(), raw.len() as u64);
-        w.append(&[p(3, 3)], true).unwrap();
-        drop(w);
-        let w = Wal::open(&path).unwrap();
-        assert_eq!(w.records().unwrap(), vec![rec(1, 1), rec(2, 2), rec(3, 3)]);
+        let text = Wal::open(&path).err().expect("refused").to_string();
+        assert!(
+            text.contains("is not of format 2 (no format header: format 1)"),
+            "{text}"
+        );
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert_eq!(std::fs::read(&path).unwrap(), raw, "nothing was changed");
+        // A header of another format number.
+        let mut other = file_header();
+        other[8] = 3;
+        std::fs::write(&path, [&other[..], &raw].concat()).unwrap();
+        let text = Wal::open(&path).err().expect("refused").to_string();
+        assert!(text.contains("(format 3)"), "{text}");
     }
 
     #[test]
@@ -831,7 +881,7 @@ mod tests {
         // Written whole, so not torn, even as the last entry.
         let mut data = std::fs::read(&path).unwrap();
         let mut frame = Vec::new();
-        frame_into(0, b"\xff\xff not CBOR", &mut frame).unwrap();
+        frame_into(0, b"\xff\xff not a record", &mut frame).unwrap();
         data[good..good + frame.len()].copy_from_slice(&frame);
         std::fs::write(&path, &data).unwrap();
         assert_eq!(refused_at(&path), good as u64);
@@ -905,7 +955,7 @@ mod tests {
         let mut w = Wal::open(&path).unwrap();
         w.append(&[p(1, 1), f(1)], true).unwrap();
         w.prune(Height(1)).unwrap();
-        assert_eq!(w.len_bytes(), 0);
+        assert_eq!(w.len_bytes(), FILE_HEADER as u64);
         assert_eq!(file_len(&path), CHUNK);
         w.append(&[p(2, 2)], true).unwrap();
         drop(w);

@@ -21,7 +21,7 @@ pub const MAX_FRAME_BYTES: usize = codec::MAX_MESSAGE_BYTES;
 pub const MAX_HELLO_BYTES: usize = 1024 * 1024;
 
 /// Version of the hello exchange.
-pub const HELLO_VERSION: u32 = 1;
+pub const HELLO_VERSION: u32 = 2;
 
 /// Who a node is, sent first on every connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +83,37 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> st
         .map_err(|_| std::io::Error::other("frame larger than 4 GiB"))?;
     w.write_all(&len.to_be_bytes()).await?;
     w.write_all(payload).await
+}
+
+timed_core::wire_struct!(Hello {
+    version,
+    name,
+    public_key,
+    stake,
+    block_time_ms,
+    genesis,
+});
+
+impl codec::Wire for HelloReply {
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            HelloReply::Welcome(hello) => {
+                out.push(0);
+                hello.put(out);
+            }
+            HelloReply::Refused(why) => {
+                out.push(1);
+                why.put(out);
+            }
+        }
+    }
+    fn get(r: &mut codec::Reader<'_>) -> Result<Self, codec::CodecError> {
+        match r.tag()? {
+            0 => Ok(HelloReply::Welcome(codec::Wire::get(r)?)),
+            1 => Ok(HelloReply::Refused(codec::Wire::get(r)?)),
+            _ => Err(codec::CodecError::Malformed("unknown hello reply")),
+        }
+    }
 }
 
 pub fn encode_hello(reply: &HelloReply) -> Vec<u8> {
