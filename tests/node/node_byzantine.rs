@@ -36,7 +36,11 @@ fn start() -> (Net, Adversary, Transfers) {
     let port = free_port();
     let alice = Keypair::insecure_from_name("alice");
     let fund = format!("{}:{}", hex::encode(alice.public_key().0), u64::MAX / 4);
-    let net = Net::start_with(HONEST, &format!("{BLOCK_TIME_MS}ms"), |_| {
+    let bt: u64 = std::env::var("BT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BLOCK_TIME_MS);
+    let net = Net::start_with(HONEST, &format!("{bt}ms"), |_| {
         vec![
             "--peers".into(),
             format!("localhost:{port}"),
@@ -45,7 +49,7 @@ fn start() -> (Net, Adversary, Transfers) {
         ]
     });
     let honest: Vec<u16> = (0..HONEST).map(|i| net.port(i)).collect();
-    let adversary = Adversary::start("validator0", port, BLOCK_TIME_MS, &honest);
+    let adversary = Adversary::start("validator0", port, bt, &honest);
     wait_all(&net, &ALL, 3);
     wait_for("the adversary's connections to every honest node", || {
         (adversary.connected() == HONEST).then_some(())
@@ -261,7 +265,7 @@ fn every_attack_at_once_leaves_the_honest_validators_finalizing_one_chain() {
     assert!(c.far >= 1000, "{c:?}");
     assert!(c.swapped >= 10, "{c:?}");
     assert!(c.sync_lies >= 100 && c.sync_requests >= 100, "{c:?}");
-    assert!(c.garbage >= 100, "{c:?}");
+    assert!(c.garbage >= 100 && c.replays >= 1000, "{c:?}");
     // What every honest node saw of it.
     for i in 0..HONEST {
         let name = &net.nodes[i].name;
@@ -303,7 +307,7 @@ fn a_validator_catching_up_past_a_sync_liar_rejoins_the_one_chain() {
         swap_bodies: true,
         lie_in_sync: true,
         garbage: true,
-        equivocate: false,
+        ..Attacks::default()
     });
 
     net.stop(2, "-KILL");
@@ -329,4 +333,74 @@ fn a_validator_catching_up_past_a_sync_liar_rejoins_the_one_chain() {
         c.sync_asked >= 1 && c.sync_lies >= 1,
         "the restarted node never asked the liar: {c:?}"
     );
+}
+
+/// Not a check: a measurement, to compare attacks and their rates on one machine. Runs the
+/// attacks named in `ATTACKS` (a list of `equivocate,far,swap,lie,garbage,support`), with
+/// `REPLAY` copies per peer and tick of the replayed frames, at block time `BT` ms, for 15 s;
+/// prints the heights gained, the rounds past 0 and the nodes' CPU time and memory.
+/// `ATTACKS=far REPLAY=500 cargo test -p timed --test node_byzantine -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_an_attack() {
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let spec = env("ATTACKS");
+    let attacks = Attacks {
+        equivocate: spec.contains("equivocate"),
+        far_future: spec.contains("far"),
+        swap_bodies: spec.contains("swap"),
+        lie_in_sync: spec.contains("lie"),
+        garbage: spec.contains("garbage"),
+        support: spec.contains("support"),
+        replay_per_tick: env("REPLAY").parse().unwrap_or(0),
+    };
+    let (mut net, adversary, transfers) = start();
+    let (cpu, rss) = (cpu_ticks(&net), (0..HONEST).map(|i| rss_kib(&net, i)));
+    let rss: Vec<u64> = rss.collect();
+    let from = min_height(&net, &ALL);
+    let started = Instant::now();
+    adversary.set(attacks);
+    std::thread::sleep(ATTACK);
+    let to = min_height(&net, &ALL);
+    let cpu: Vec<u64> = cpu
+        .iter()
+        .zip(cpu_ticks(&net))
+        .map(|(a, b)| b - a)
+        .collect();
+    adversary.set(Attacks::default());
+    transfers.stop();
+    report(&net, &adversary.counts());
+    let late: Vec<String> = (from + 1..=to)
+        .filter_map(|h| {
+            let b = net.block(0, h)?;
+            let round = b["certificate"]["round"].as_u64()?;
+            (round > 0).then(|| format!("{h} (round {round}, {})", b["proposer"]))
+        })
+        .collect();
+    eprintln!(
+        "{attacks:?}: {} heights in {:?}; past round 0: {}; CPU ticks {cpu:?}; RSS {rss:?} KiB -> {:?}",
+        to - from,
+        started.elapsed(),
+        late.join(", "),
+        (0..HONEST).map(|i| rss_kib(&net, i)).collect::<Vec<_>>()
+    );
+    assert_alive(&mut net);
+}
+
+/// User and system CPU time of each honest node so far, in clock ticks.
+fn cpu_ticks(net: &Net) -> Vec<u64> {
+    (0..HONEST)
+        .map(|i| {
+            let pid = net.nodes[i].child.as_ref().expect("running").id();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        })
+        .collect()
 }

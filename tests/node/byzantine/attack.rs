@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use timed_core::block::Block;
+use timed_core::codec;
 use timed_core::message::{Decision, MAX_SYNC_BLOCKS, Message, Proposal, Vote, VoteKind};
 use timed_core::types::{Hash, Height, Round, ValidatorIndex};
 use tokio::sync::{mpsc, watch};
 
 use super::forge::{self, Signer, bogus_hash};
-use super::link::{Chain, Shared};
+use super::link::{self, Chain, Shared};
 use super::{Attacks, Stats};
 
 const TICK: Duration = Duration::from_millis(50);
@@ -66,6 +68,8 @@ struct Brain {
     voted: BTreeSet<(Height, Round, VoteKind)>,
     blocks: BTreeMap<(Height, Round), Block>,
     decisions: BTreeMap<Height, Decision>,
+    /// The frames `replay` sends, and the height they were built for.
+    replayed: Option<(Height, [Bytes; 2])>,
     /// Makes each forged thing different.
     n: u64,
     ticks: u64,
@@ -88,6 +92,7 @@ impl Brain {
             voted: BTreeSet::new(),
             blocks: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            replayed: None,
             n: 0,
             ticks: 0,
         }
@@ -326,6 +331,46 @@ impl Brain {
         if a.garbage {
             self.garbage();
         }
+        if a.replay_per_tick > 0 {
+            self.replay(a.replay_per_tick);
+        }
+    }
+
+    /// The same two frames again and again, built once per height: a signed prepare far ahead
+    /// (a height no node buffers, so each copy is checked again) and a decision of the tip
+    /// whose certificate repeats this validator's real signature for every validator (each copy
+    /// costs a full batch verification). Sending them costs the adversary no signature.
+    fn replay(&mut self, per_tick: u32) {
+        let (h, _) = self.tip;
+        if self.replayed.as_ref().is_none_or(|(at, _)| *at != h) {
+            let vote = self.signer.vote_msg(
+                Height(h.0 + 1_000_000),
+                Round::ZERO,
+                VoteKind::Prepare,
+                None,
+            );
+            let mut d = self.forged_decision(h, h.0);
+            let mine = self
+                .signer
+                .vote(h, Round::ZERO, VoteKind::Precommit, Some(d.block.hash()));
+            for s in &mut d.certificate.signatures {
+                s.signature = mine.signature;
+            }
+            let frames =
+                [vote, Message::Decision(d)].map(|m| link::frame(&codec::encode_message(&m)));
+            self.replayed = Some((h, frames));
+        }
+        let Some((_, frames)) = &self.replayed else {
+            return;
+        };
+        for p in self.peers() {
+            for _ in 0..per_tick {
+                for f in frames {
+                    self.shared.send_unframed(p, f.clone());
+                }
+            }
+        }
+        Self::count(&self.stats().replays, 2 * u64::from(per_tick));
     }
 
     fn far_future(&mut self) {

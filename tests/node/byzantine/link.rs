@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use timed::tls;
 use timed::wire::{self, HELLO_VERSION, Hello, HelloReply, MAX_FRAME_BYTES};
 use timed_core::codec;
@@ -66,7 +67,7 @@ pub struct Shared {
     pub block_time_ms: u64,
     pub chain: watch::Sender<Option<Arc<Chain>>>,
     /// Our outbound connections, by peer: bytes to write (frames, or not).
-    peers: Mutex<BTreeMap<ValidatorIndex, mpsc::Sender<Vec<u8>>>>,
+    peers: Mutex<BTreeMap<ValidatorIndex, mpsc::Sender<Bytes>>>,
     /// Decoded messages of the honest nodes, for `attack.rs`.
     inbound: mpsc::Sender<(ValidatorIndex, Message)>,
     pub stats: Stats,
@@ -133,13 +134,12 @@ impl Shared {
 
     /// Queues a payload as one frame, whatever its bytes.
     pub fn send_raw(&self, to: ValidatorIndex, payload: Vec<u8>) -> bool {
-        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&payload);
-        self.send_unframed(to, frame)
+        self.send_unframed(to, frame(&payload))
     }
 
     /// Queues bytes to be written as they are (a length prefix that lies, for one).
-    pub fn send_unframed(&self, to: ValidatorIndex, bytes: Vec<u8>) -> bool {
+    pub fn send_unframed(&self, to: ValidatorIndex, bytes: impl Into<Bytes>) -> bool {
+        let bytes = bytes.into();
         let sent = lock(&self.peers)
             .get(&to)
             .is_some_and(|tx| tx.try_send(bytes).is_ok());
@@ -148,6 +148,13 @@ impl Shared {
         }
         sent
     }
+}
+
+/// `payload` with its length prefix, ready to be queued (and queued again: clones share it).
+pub fn frame(payload: &[u8]) -> Bytes {
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    Bytes::from(frame)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -272,7 +279,7 @@ async fn dial_once(
         return Ok(());
     }
     let to = index_of(shared, &key)?;
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     lock(&shared.peers).insert(to, tx);
     shared.stats.handshakes_out.fetch_add(1, Ordering::Relaxed);
     let result = async {

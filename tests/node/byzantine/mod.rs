@@ -43,6 +43,10 @@ pub struct Attacks {
     /// Votes for whatever an honest node votes for, so that two honest validators and this one
     /// make a quorum (while the third honest one is down).
     pub support: bool,
+    /// Copies per peer and tick (50 ms) of two frames sent again and again: a signed vote far
+    /// ahead and a decision whose certificate repeats one real signature. Each copy costs a
+    /// node a signature check; it costs the adversary nothing.
+    pub replay_per_tick: u32,
 }
 
 impl Attacks {
@@ -55,6 +59,7 @@ impl Attacks {
             lie_in_sync: true,
             garbage: true,
             support: false,
+            replay_per_tick: 10,
         }
     }
 }
@@ -106,6 +111,8 @@ counters! {
     sync_requests,
     /// Undecodable frames and oversized length prefixes.
     garbage,
+    /// Frames of `replay`: copies of the same signed bytes.
+    replays,
     /// Votes that backed what an honest node voted.
     supported,
 }
