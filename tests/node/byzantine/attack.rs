@@ -144,6 +144,13 @@ impl Brain {
                 }
             }
             Message::Decision(d) => {
+                // The last real decision greets every new connection: a claim to be ahead,
+                // backed by a certificate, that puts this validator first among those a node
+                // catching up may ask.
+                let greeting = a
+                    .lie_in_sync
+                    .then(|| link::frame(&codec::encode_message(&Message::Decision(d.clone()))));
+                self.shared.greet_with(greeting);
                 if a.swap_bodies {
                     let n = self.next();
                     let mut forged = d.clone();

@@ -22,7 +22,7 @@ use timed_core::crypto::{Keypair, PublicKey};
 use timed_core::message::Message;
 use timed_core::types::{Stake, ValidatorIndex};
 use timed_core::validators::{Genesis, ValidatorSet};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::Stats;
 
@@ -51,6 +51,8 @@ pub enum LinkError {
     Refused(String),
     #[error("the peer's key is not in the genesis")]
     NotInGenesis,
+    #[error("a peer came up: dialing again at once")]
+    Redial,
 }
 
 /// The genesis, once the honest nodes fixed it, and what the adversary derives from it.
@@ -70,6 +72,11 @@ pub struct Shared {
     peers: Mutex<BTreeMap<ValidatorIndex, mpsc::Sender<Bytes>>>,
     /// Decoded messages of the honest nodes, for `attack.rs`.
     inbound: mpsc::Sender<(ValidatorIndex, Message)>,
+    /// Woken when a peer we have no connection to dials us: it is up, so a dial attempt sent
+    /// before it listened (waiting for a retransmission) starts over at once.
+    redial: Notify,
+    /// The frame sent first on every new connection, if any (a claim to be ahead).
+    greeting: Mutex<Option<Bytes>>,
     pub stats: Stats,
 }
 
@@ -87,6 +94,8 @@ impl Shared {
             chain: watch::channel(None).0,
             peers: Mutex::default(),
             inbound,
+            redial: Notify::new(),
+            greeting: Mutex::default(),
             stats: Stats::default(),
         }
     }
@@ -120,6 +129,11 @@ impl Shared {
             set,
             me,
         })));
+    }
+
+    /// What every new connection carries first from now on.
+    pub fn greet_with(&self, frame: Option<Bytes>) {
+        *lock(&self.greeting) = frame;
     }
 
     /// The peers we hold a connection to.
@@ -230,6 +244,9 @@ async fn accept_one(shared: &Shared, incoming: quinn::Incoming) -> Result<(), Li
     }
     let from = index_of(shared, &key)?;
     shared.stats.handshakes_in.fetch_add(1, Ordering::Relaxed);
+    if !lock(&shared.peers).contains_key(&from) {
+        shared.redial.notify_waiters();
+    }
     let mut buf = Vec::new();
     while wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES).await? {
         if let Ok(msg) = codec::decode_message(&buf) {
@@ -246,8 +263,10 @@ async fn accept_one(shared: &Shared, incoming: quinn::Incoming) -> Result<(), Li
 /// (a node closes one that sent an oversized frame) is dialed anew.
 pub async fn dial_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, addr: SocketAddr) {
     loop {
-        if let Err(LinkError::Refused(reason)) = dial_once(&shared, &endpoint, addr).await {
-            eprintln!("byzantine: {addr} refused us: {reason}");
+        match dial_once(&shared, &endpoint, addr).await {
+            Err(LinkError::Redial) => continue,
+            Err(LinkError::Refused(reason)) => eprintln!("byzantine: {addr} refused us: {reason}"),
+            _ => {}
         }
         tokio::time::sleep(REDIAL).await;
     }
@@ -259,9 +278,11 @@ async fn dial_once(
     addr: SocketAddr,
 ) -> Result<(), LinkError> {
     let connecting = endpoint.connect(addr, tls::SERVER_NAME)?;
-    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
-        .await
-        .map_err(|_| LinkError::Timeout)??;
+    let redial = shared.redial.notified();
+    let conn = tokio::select! {
+        c = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting) => c.map_err(|_| LinkError::Timeout)??,
+        _ = redial => return Err(LinkError::Redial),
+    };
     let key = peer_key(&conn)?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let mine = shared.hello();
@@ -280,6 +301,9 @@ async fn dial_once(
     }
     let to = index_of(shared, &key)?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+    if let Some(greeting) = lock(&shared.greeting).clone() {
+        let _ = tx.try_send(greeting);
+    }
     lock(&shared.peers).insert(to, tx);
     shared.stats.handshakes_out.fetch_add(1, Ordering::Relaxed);
     let result = async {

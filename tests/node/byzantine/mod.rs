@@ -35,7 +35,9 @@ pub struct Attacks {
     pub swap_bodies: bool,
     /// Sync requests answered with nothing, garbage, swapped bodies, broken or forged
     /// certificates; unasked sync responses of forged blocks; plausible claims of being
-    /// ahead; bursts of sync requests from height 1 for as many blocks as a request may ask.
+    /// ahead (the last real decision first on every new connection, so that a node catching up
+    /// asks this validator first); bursts of sync requests from height 1 for as many blocks as
+    /// a request may ask.
     pub lie_in_sync: bool,
     /// Frames that decode to nothing, and now and then a length prefix past the frame limit
     /// (the peer closes that connection; the adversary dials again).
