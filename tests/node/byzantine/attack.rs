@@ -1,6 +1,6 @@
 //! When the Byzantine validator sends what, and to whom: it reacts to the honest nodes'
 //! messages (a new height and round, a proposal, a decision, a sync request) and, every tick,
-//! floods what needs no trigger (far-future messages, unasked lies, garbage).
+//! floods what needs no trigger (far-future messages, unasked lies, garbage, replayed frames).
 //!
 //! It keeps only what the attacks need, for the last few heights: the blocks proposed, the
 //! decisions seen, the slots it already equivocated or voted in.
