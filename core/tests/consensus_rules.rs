@@ -1738,3 +1738,74 @@ fn a_prepared_block_is_kept_with_the_prepare_and_survives_a_crash() {
     );
     assert_eq!(block_answers(&out), vec![(asker, b.hash())]);
 }
+
+/// A proposal of the next height arrives while this node still decides the current one, and a
+/// Byzantine peer forwards a copy of it with another body (same signed header) right after: the
+/// copy must not take the real proposal's place among the messages kept for the next height.
+#[test]
+fn a_body_swapped_copy_does_not_replace_a_kept_proposal_of_the_next_height() {
+    let mut f = Fixture::new();
+    let b = f.block(f.proposer(0), 900);
+    f.propose(0, b.clone(), None);
+    let others = f.others();
+    for v in &others {
+        f.vote(*v, 0, VoteKind::Prepare, Some(b.hash()));
+    }
+    // The next height's block, built on `b` by its proposer.
+    let set = f.genesis.validate().unwrap();
+    let p2 = set.proposer(Height(2), Round(0));
+    assert_ne!(p2, f.me);
+    let mut ledger = Ledger::from_genesis(&f.genesis);
+    ledger
+        .apply_block_trusting(CHAIN, Height(1), b.header.proposer, &set, &[], |_, _| true)
+        .unwrap();
+    ledger
+        .apply_block_trusting(CHAIN, Height(2), p2, &set, &[], |_, _| true)
+        .unwrap();
+    let next = Block {
+        header: Header {
+            chain_id: CHAIN.into(),
+            height: Height(2),
+            parent_hash: b.hash(),
+            timestamp: TimestampMs(950),
+            proposer: p2,
+            tx_root: block::tx_root(&[]),
+            state_root: ledger.state_root(),
+        },
+        txs: vec![],
+    };
+    let real = Proposal::sign(
+        &f.keys[p2.as_usize()],
+        CHAIN,
+        Round(0),
+        None,
+        next.clone(),
+        p2,
+    );
+    let mut swapped = real.clone();
+    swapped.block.txs.push(alices_transfer());
+    f.deliver(p2, Message::Proposal(real));
+    f.deliver(others[0], Message::Proposal(swapped));
+    let mut out = Vec::new();
+    for v in &others {
+        out.extend(f.vote(*v, 0, VoteKind::Precommit, Some(b.hash())));
+    }
+    assert_eq!(f.node.height(), Height(2));
+    let timers: Vec<Timer> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Schedule { timer, .. } => Some(*timer),
+            _ => None,
+        })
+        .collect();
+    let mut prepares = own_votes(&out, VoteKind::Prepare);
+    for t in timers {
+        let out = f.node.handle(TimestampMs(1_000), Input::Timeout(t));
+        prepares.extend(own_votes(&out, VoteKind::Prepare));
+    }
+    assert_eq!(
+        prepares,
+        vec![Some(next.hash())],
+        "the real proposal was lost"
+    );
+}

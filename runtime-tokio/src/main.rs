@@ -9,38 +9,15 @@
 //!
 //! `anyhow` is used here, at the edge, only; the modules have their own error types.
 
-mod app;
-mod bench;
-mod bench_tx;
-mod client;
-mod ctx;
-mod dashboard;
-mod devnet;
-mod driver;
-mod guard;
-mod handshake;
-mod http;
-mod httpc;
-mod httpserve;
-mod keys;
-mod metrics;
-mod net;
-mod store;
-mod syncserve;
-mod tls;
-mod txbatch;
-mod txverify;
-mod verify;
-mod wal;
-mod wallet;
-mod wire;
-
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use timed::{
+    app, bench, devnet, guard, handshake, httpserve, keys, parse_duration, verify, wallet,
+};
 use timed_core::crypto::Keypair;
 use timed_core::types::{Amount, Stake, TimestampMs};
 use timed_core::validators::{ConsensusParams, Genesis, GenesisBalance, GenesisValidator};
@@ -255,33 +232,6 @@ struct GenesisArgs {
     out: PathBuf,
 }
 
-/// Parses "8s", "500ms", "2m", "1.5s" or a bare number of seconds ("0").
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 8s, 500ms, 0)"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    if !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(format!("{text:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -377,7 +327,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
         .data_dir
         .unwrap_or_else(|| PathBuf::from("data").join(&name));
     let setup = app::Setup {
-        dev: Some(ctx::DevMode {
+        dev: Some(timed::DevMode {
             stake: Stake(a.stake),
             block_time_ms: a.block_time.as_millis() as u64,
             expected_peers: peers.len(),
@@ -399,7 +349,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
 
 fn skew_clock(ms: i64) {
     if ms != 0 {
-        ctx::set_clock_skew_ms(ms);
+        timed::set_clock_skew_ms(ms);
         warn!("TEST AID: this node's clock is shifted by {ms} ms (--clock-skew-ms)");
     }
 }
@@ -484,7 +434,7 @@ fn make_genesis(a: GenesisArgs) -> Result<()> {
     let balances = parse_balances(&a.balances, "--balance")?;
     let genesis = Genesis {
         chain_id: a.chain_id,
-        genesis_time_ms: TimestampMs(a.genesis_time_ms.unwrap_or_else(ctx::unix_ms)),
+        genesis_time_ms: TimestampMs(a.genesis_time_ms.unwrap_or_else(timed::unix_ms)),
         validators,
         balances,
         params: ConsensusParams {
@@ -508,20 +458,4 @@ fn make_genesis(a: GenesisArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_parse_in_the_units_of_the_flags() {
-        assert_eq!(parse_duration("8s").unwrap(), Duration::from_secs(8));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 }

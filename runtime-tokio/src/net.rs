@@ -29,7 +29,7 @@ use crate::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
 use crate::handshake::{self, Verdict};
 use crate::tls;
 use crate::txverify::Gossiped;
-use crate::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES, MAX_HELLO_BYTES};
+use crate::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -222,17 +222,10 @@ async fn resolve(addr: &str, want_v4: bool) -> Result<SocketAddr, LinkError> {
 }
 
 async fn read_hello(recv: &mut quinn::RecvStream) -> Result<HelloReply, LinkError> {
-    let mut buf = Vec::new();
-    let got = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        wire::read_frame(recv, &mut buf, MAX_HELLO_BYTES),
-    )
-    .await
-    .map_err(|_| LinkError::Timeout)??;
-    if !got {
-        return Err(LinkError::Lost("stream closed during the hello".into()));
-    }
-    wire::decode_hello(&buf).map_err(|e| LinkError::Frame(FrameError::Decode(e)))
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_hello(recv))
+        .await
+        .map_err(|_| LinkError::Timeout)??
+        .ok_or_else(|| LinkError::Lost("stream closed during the hello".into()))
 }
 
 /// Spawns the accept loop and a dialer per peer address.

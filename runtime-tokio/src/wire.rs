@@ -116,6 +116,16 @@ impl codec::Wire for HelloReply {
     }
 }
 
+/// Reads the hello frame of a connection (at most `MAX_HELLO_BYTES`). `Ok(None)` if the stream
+/// ends first.
+pub async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<HelloReply>, FrameError> {
+    let mut buf = Vec::new();
+    if !read_frame(r, &mut buf, MAX_HELLO_BYTES).await? {
+        return Ok(None);
+    }
+    Ok(Some(decode_hello(&buf)?))
+}
+
 pub fn encode_hello(reply: &HelloReply) -> Vec<u8> {
     codec::encode(reply)
 }

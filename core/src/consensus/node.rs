@@ -1071,6 +1071,15 @@ impl Node {
         // A validator working on `height` has finalized `height - 1` (a claim: see `claims`).
         self.note_claim(signer, Height(height.0 - 1));
         if height == self.height.next() && point.round.0 < NEXT_HEIGHT_ROUNDS {
+            // The signature covers the header only: a copy with another body, kept here, would
+            // take the real proposal's place and be refused once the node reaches `height`,
+            // leaving it without a proposal for the round (a Byzantine forwarder's copy arrives
+            // right after the real one). So the body is checked before it is kept.
+            if let Message::Proposal(p) = &msg
+                && !self.body_matches(&p.block)
+            {
+                return self.reject("proposal", "body_mismatch");
+            }
             self.next_height
                 .insert((signer, point.round, point.step as u8), msg);
         } else if height > self.height.next() {
