@@ -1809,3 +1809,84 @@ fn a_body_swapped_copy_does_not_replace_a_kept_proposal_of_the_next_height() {
         "the real proposal was lost"
     );
 }
+
+/// Swarm seed 8499: a proposer locked on its own block whose records after the proposal were
+/// lost (its guard kept the lock, not the polka) proposes that block again, as a fresh one, when
+/// its turn comes: every node locked on it can prepare it (L22), where a new block would be
+/// refused by all of them.
+#[test]
+fn a_proposer_locked_on_its_own_block_without_its_polka_proposes_it_again() {
+    use timed_core::consensus::{GuardLock, Restore, SignGuard, SignPoint, SignStep};
+    let (genesis, keys) = genesis(4);
+    let set = genesis.validate().unwrap();
+    let me = set.proposer(Height(1), Round(0));
+    let f0 = Fixture::with(genesis.clone(), keys.clone());
+    let b = f0.block(me, 900);
+    let proposal = Proposal::sign(&keys[me.as_usize()], CHAIN, Round(0), None, b.clone(), me);
+    let mut node = Node::restore(
+        &genesis,
+        keys[me.as_usize()].clone(),
+        NodeConfig::default(),
+        Restore {
+            // The proposal's record survived; those of its prepare and precommit did not.
+            records: vec![timed_core::consensus::PersistRecord::Signed {
+                height: Height(1),
+                msg: Message::Proposal(proposal),
+            }],
+            guard: Some(SignGuard {
+                last: SignPoint {
+                    height: Height(1),
+                    round: Round(0),
+                    step: SignStep::Precommit,
+                },
+                lock: Some(GuardLock {
+                    height: Height(1),
+                    round: Round(0),
+                    block: b.hash(),
+                }),
+            }),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    node.handle(TimestampMs(1_000), Input::Start);
+    assert_eq!(node.locked(), Some((Round(0), b.hash())));
+    // Its next turn, reached by f+1 prepares of that round (L55).
+    let turn = (1..60)
+        .find(|r| set.proposer(Height(1), Round(*r)) == me)
+        .expect("drawn again");
+    let others: Vec<ValidatorIndex> = (0..4).map(ValidatorIndex).filter(|v| *v != me).collect();
+    let mut out = vec![];
+    for v in &others[..2] {
+        let vote = Vote::sign(
+            &keys[v.as_usize()],
+            CHAIN,
+            Height(1),
+            Round(turn),
+            VoteKind::Prepare,
+            None,
+            *v,
+        );
+        out.extend(node.handle(
+            TimestampMs(1_001),
+            Input::Message {
+                from: *v,
+                msg: Message::Vote(vote),
+            },
+        ));
+    }
+    assert_eq!(node.round(), Round(turn));
+    let proposals: Vec<&Proposal> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(Message::Proposal(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let [p] = &proposals[..] else {
+        panic!("one proposal: {out:?}")
+    };
+    assert_eq!(p.block.hash(), b.hash(), "its locked block, not a new one");
+    assert_eq!(p.valid_round, None, "fresh: it has no polka to show");
+    assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+}

@@ -133,6 +133,20 @@ impl SimNode {
     fn checked(&self) -> bool {
         self.audited || matches!(self.behaviour, Behaviour::Honest | Behaviour::Silent)
     }
+    /// Whether a durable record of this node holds the block `hash` (its own proposal, a block
+    /// it prepared, or its lock).
+    fn holds_block(&self, hash: Hash) -> bool {
+        self.records.iter().any(|r| match r {
+            PersistRecord::Signed {
+                msg: Message::Proposal(p),
+                ..
+            } => p.block.hash() == hash,
+            PersistRecord::Locked { block, .. } | PersistRecord::Prepared { block, .. } => {
+                block.hash() == hash
+            }
+            PersistRecord::Signed { .. } => false,
+        })
+    }
 }
 
 /// Counters the summary reports.
@@ -1437,11 +1451,25 @@ impl Simulation {
                     self.nodes.iter().enumerate().any(|(j, n)| {
                         j != node && n.behaviour == Behaviour::Honest && top(n) >= held
                     });
-                if copied || loss == StorageLoss::WalCut {
+                // The same holds for the block its guard is locked on at a height not yet final:
+                // with every copy gone nobody can propose it or prove its polka again, and the
+                // lock holds every other block off (swarm seed 7628: both of two validators lost
+                // their records in one height, the last copies of the locked block with them).
+                let lock_kept = match self.nodes[node].guard.and_then(|g| g.lock) {
+                    Some(lock) if lock.height > held => {
+                        self.nodes.iter().enumerate().any(|(j, n)| {
+                            j != node
+                                && n.behaviour == Behaviour::Honest
+                                && (top(n) >= lock.height || n.holds_block(lock.block))
+                        })
+                    }
+                    _ => true,
+                };
+                if (copied || loss == StorageLoss::WalCut) && lock_kept {
                     self.lose(node, loss);
                 } else {
                     info!(
-                        "t={} n{node} keeps its storage ({loss:?} skipped): no other honest node holds its {held} blocks",
+                        "t={} n{node} keeps its storage ({loss:?} skipped): no other honest node holds its {held} blocks, or the block it is locked on",
                         self.now
                     );
                 }

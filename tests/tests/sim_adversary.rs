@@ -242,9 +242,14 @@ fn swarm_with_the_stronger_adversaries_keeps_safety_and_liveness() {
 /// that polka they hold (its own among them, which it adopts), and it re-proposes the block
 /// (seed 1962 stalled for good without that). And the voters keep the block they prepared
 /// with their prepare: in seed 1595 the proposer locked on its own block and lost its records,
-/// and the one voter's plain crash took the last copy with it.
+/// and the one voter's plain crash took the last copy with it. A proposer locked on its own
+/// block without the polka to show proposes that block again, fresh (seed 8499: every honest
+/// validator was needed, and each lost records in one height). And a storage loss that would
+/// take the last copy of a locked block is not applied, as for finalized blocks (seed 7628).
 fn a_validator_that_lost_its_records_keeps_its_lock() {
-    for seed in [33, 36, 65, 77, 1194, 2192, 3276, 3834, 1962, 1595] {
+    for seed in [
+        33, 36, 65, 77, 1194, 2192, 3276, 3834, 1962, 1595, 8499, 7628,
+    ] {
         swarm_seed_passes(seed);
     }
 }

@@ -1864,8 +1864,23 @@ impl Node {
         if let Err(reason) = self.may_sign(point) {
             return self.withhold(point, reason);
         }
-        let (hash, valid_round) = match self.valid {
-            Some((vr, hash)) if vr < round && self.blocks.contains_key(&hash) => (hash, Some(vr)),
+        let (hash, valid_round) = match (self.valid, self.locked) {
+            (Some((vr, hash)), _) if vr < round && self.blocks.contains_key(&hash) => {
+                (hash, Some(vr))
+            }
+            // Locked on its own block but without the polka to show (its records were lost; the
+            // guard kept the lock): it proposes that block again as a fresh one. Proposing any
+            // valid block is safe; this one is the only one its own lock lets it prepare (L22),
+            // and every node locked on it prepares it too, where a new block would be refused by
+            // all of them for as long as the polka cannot be proven again (swarm seed 8499).
+            (None, Some((_, hash)))
+                if self
+                    .blocks
+                    .get(&hash)
+                    .is_some_and(|b| b.header.proposer == me) =>
+            {
+                (hash, None)
+            }
             _ => match self.build_block(me) {
                 Some(hash) => (hash, None),
                 None => return self.reject("proposal", "cannot_build_block"),
