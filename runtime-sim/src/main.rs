@@ -23,8 +23,8 @@ enum Command {
     /// Run one scenario (a name or a TOML file).
     Run {
         /// three-nodes, byzantine-dropout, testnet, partition, crash-restart, equivocation,
-        /// amnesia, swarm, swarm-classic (the swarm without the stronger adversaries), or a
-        /// path to a .toml file.
+        /// amnesia, swarm, swarm-classic (the swarm without the stronger adversaries),
+        /// swarm-stronger (the swarm without round pushers), or a path to a .toml file.
         #[arg(long)]
         scenario: String,
         #[arg(long, default_value_t = 1)]

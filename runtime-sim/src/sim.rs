@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use timed_core::block::Block;
 use timed_core::codec;
 use timed_core::consensus::{
-    Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, SignGuard,
+    Event, Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, RoundChange,
+    SignGuard,
 };
 use timed_core::crypto::Keypair;
 use timed_core::ledger::Ledger;
@@ -119,6 +120,8 @@ pub struct SimNode {
     /// For each validator with a twin: the instance this node last heard from, which its
     /// messages to that validator go to (its connection to that key).
     route: BTreeMap<usize, usize>,
+    /// A round pusher's last (height, round) whose far votes it sent: once per round.
+    pushed_at: Option<(Height, Round)>,
 }
 
 impl SimNode {
@@ -155,6 +158,13 @@ pub struct Stats {
     pub forged: u64,
     /// Restarts that lost durable records.
     pub storage_losses: u64,
+    /// Votes of round pushers delivered to honest nodes at their height for a round more than
+    /// one past theirs: where an uncapped round end would take them.
+    pub pushed_votes_delivered: u64,
+    /// Rounds of honest nodes that ended (`Timer::RoundEnd`) more than one round on.
+    pub round_jumps: u64,
+    /// The highest round an honest node entered.
+    pub max_round: u32,
     /// Finality latency of each (honest node, height): time of finalizing minus block timestamp.
     pub finality_ms: Vec<u64>,
 }
@@ -292,6 +302,7 @@ impl Simulation {
                 guard: None,
                 memory: VecDeque::new(),
                 route: BTreeMap::new(),
+                pushed_at: None,
             });
         }
         let mean_delay_ms = network.mean_delay_ms();
@@ -444,6 +455,7 @@ impl Simulation {
                     return;
                 }
                 debug!("t={} n{to} <- n{from} {}", self.now, describe(&msg));
+                self.note_pushed(from, to, &msg);
                 let signature_ok = self.checker.on_deliver(&msg);
                 let relay = self.relays(to).then(|| msg.clone());
                 if self.nodes.len() > self.keys.len() {
@@ -503,15 +515,32 @@ impl Simulation {
         }
     }
 
+    /// Counts a round pusher's vote reaching an honest node at its height, far ahead of its round.
+    fn note_pushed(&mut self, from: usize, to: usize, msg: &Message) {
+        if self.nodes[from].behaviour != Behaviour::RoundPusher
+            || self.nodes[to].behaviour != Behaviour::Honest
+        {
+            return;
+        }
+        if let (Message::Vote(v), Some(core)) = (msg, self.nodes[to].core.as_ref())
+            && v.height == core.height()
+            && v.round.0 > core.round().0.saturating_add(1)
+        {
+            self.stats.pushed_votes_delivered += 1;
+        }
+    }
+
     /// One call into a core and the performing of its outputs, then the step checks.
     fn step(&mut self, i: usize, input: Input) {
         let now = self.now;
         self.stats.steps += 1;
         self.checker.step = self.stats.steps;
         let amnesia = self.nodes[i].behaviour == Behaviour::Amnesia;
+        let honest = self.nodes[i].behaviour == Behaviour::Honest;
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
+        let (height, round) = (core.height(), core.round());
         if amnesia {
             // Before every step, so also right after a restart restored the lock from the WAL.
             if core.locked().is_some() {
@@ -524,11 +553,25 @@ impl Simulation {
             if let Some(h) = self.transcript.as_mut() {
                 let _ = writeln!(HashWriter(h), "{i}@{now}:{out:?}");
             }
+            if let Output::Event(Event::RoundChanged {
+                height: at,
+                round: to,
+                reason: RoundChange::Timeout,
+            }) = &out
+                && honest
+                && *at == height
+                && to.0 > round.0.saturating_add(1)
+            {
+                self.stats.round_jumps += 1;
+            }
             if !self.perform(i, out) {
                 break;
             }
         }
         if let Some(core) = self.nodes[i].core.as_ref() {
+            if honest {
+                self.stats.max_round = self.stats.max_round.max(core.round().0);
+            }
             let h = core.height();
             let ledger = self.nodes[i].checked().then(|| core.ledger());
             self.checker.after_step(i, h, ledger);
@@ -820,7 +863,8 @@ impl Simulation {
     }
 
     /// After a broadcast: a sync liar claims a far height to some peers; a replayer re-sends an
-    /// old message to a random peer now and then (and remembers its own).
+    /// old message to a random peer now and then (and remembers its own); a round pusher, at its
+    /// first vote of a round, sends every peer its votes for far rounds.
     fn adversary_extras(&mut self, i: usize, msg: &Rc<Message>) {
         let me = self.nodes[i].validator;
         match self.nodes[i].behaviour {
@@ -836,6 +880,25 @@ impl Simulation {
                             adversary::far_claim(&self.keys[me], v.validator, v.height, ahead);
                         self.stats.forged += 1;
                         self.send(i, j, Rc::new(claim));
+                    }
+                }
+            }
+            Behaviour::RoundPusher => {
+                let Message::Vote(v) = &**msg else { return };
+                let at = (v.height, v.round);
+                if v.validator.as_usize() != me || self.nodes[i].pushed_at >= Some(at) {
+                    return;
+                }
+                self.nodes[i].pushed_at = Some(at);
+                let key = &self.keys[me];
+                let votes = adversary::pushed_votes(key, v.validator, &self.set, v.height, v.round);
+                for vote in votes {
+                    let vote = Rc::new(vote);
+                    for j in 0..self.nodes.len() {
+                        if self.nodes[j].validator != me {
+                            self.stats.forged += 1;
+                            self.send(i, j, vote.clone());
+                        }
                     }
                 }
             }
@@ -912,7 +975,8 @@ impl Simulation {
             | Behaviour::SyncLiar
             | Behaviour::Replayer
             | Behaviour::TorsionSigner
-            | Behaviour::Twins => self.send(i, j, msg.clone()),
+            | Behaviour::Twins
+            | Behaviour::RoundPusher => self.send(i, j, msg.clone()),
             Behaviour::BodySwapper | Behaviour::ProofStripper => {
                 let me = self.nodes[i].validator;
                 let forged = match (&**msg, self.nodes[i].behaviour) {
