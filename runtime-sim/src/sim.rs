@@ -2,8 +2,7 @@
 //! (time, sequence), the network model, crashes and restarts from durable state, Byzantine
 //! behaviours applied to what a node sends, and the checker after every step.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -26,6 +25,7 @@ use tracing::{debug, info};
 use crate::adversary;
 use crate::checker::{Checker, Violation};
 use crate::network::{Fate, Network};
+use crate::queue::Queue;
 use crate::scenario::{Behaviour, FaultKind, Scenario, ScenarioError, StorageLoss};
 
 /// The chain id of every simulated network.
@@ -70,29 +70,6 @@ enum Ev {
     LivenessDeadline,
     /// A client submits a transfer (the workload).
     Submit,
-}
-
-struct Queued {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
 }
 
 /// One simulated validator: its live core (if running) and what survives a crash.
@@ -179,8 +156,7 @@ pub struct Simulation {
     pub nodes: Vec<SimNode>,
     network: Network,
     rng: ChaCha8Rng,
-    queue: BinaryHeap<Reverse<Queued>>,
-    seq: u64,
+    queue: Queue<Ev>,
     now: u64,
     pub checker: Checker,
     pub stats: Stats,
@@ -316,8 +292,7 @@ impl Simulation {
             nodes,
             network,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Queue::default(),
             now: 0,
             stats: Stats::default(),
             expectation_failures: vec![],
@@ -395,12 +370,7 @@ impl Simulation {
     }
 
     fn push(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(at, ev);
     }
 
     /// Runs until the scenario's duration or the first violation.
@@ -418,18 +388,15 @@ impl Simulation {
             if self.live && self.scenario.expect.stop_at_liveness {
                 return;
             }
-            let Some(Reverse(q)) = self.queue.peek() else {
-                break;
-            };
-            if q.at > until_ms {
+            if self.queue.next_time().is_none_or(|at| at > until_ms) {
                 break;
             }
-            let Some(Reverse(q)) = self.queue.pop() else {
+            let Some((at, ev)) = self.queue.pop() else {
                 break;
             };
-            self.now = q.at;
-            self.checker.now = q.at;
-            self.event(q.ev);
+            self.now = at;
+            self.checker.now = at;
+            self.event(ev);
         }
         if self.checker.violations.is_empty() {
             self.now = self.now.max(until_ms);
