@@ -23,7 +23,7 @@ use timed_core::validators::{Genesis, GenesisBalance, GenesisValidator, Validato
 use tracing::{debug, info};
 
 use crate::adversary;
-use crate::checker::{Checker, Violation};
+use crate::checker::{Checker, Seen, Violation};
 use crate::network::{Fate, Network};
 use crate::queue::Queue;
 use crate::scenario::{Behaviour, FaultKind, Scenario, ScenarioError, StorageLoss};
@@ -47,7 +47,7 @@ enum Ev {
         to: usize,
         inc: u32,
         from: usize,
-        msg: Rc<Message>,
+        msg: Rc<Wire>,
     },
     /// Bytes that the receiving runtime must fail to decode.
     Garbage {
@@ -72,6 +72,20 @@ enum Ev {
     Submit,
 }
 
+/// A message on the wire. Every copy of one send or broadcast shares it, and with it what the
+/// checker found of it at its first delivery (`Seen`).
+pub struct Wire {
+    msg: Message,
+    seen: Seen,
+}
+
+impl std::ops::Deref for Wire {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.msg
+    }
+}
+
 /// One simulated validator: its live core (if running) and what survives a crash.
 pub struct SimNode {
     pub core: Option<Node>,
@@ -93,7 +107,7 @@ pub struct SimNode {
     /// last point this node signed and its last lock), handed back in `Restore::guard`.
     pub guard: Option<SignGuard>,
     /// A replayer's memory of messages it saw.
-    memory: VecDeque<Rc<Message>>,
+    memory: VecDeque<Rc<Wire>>,
     /// For each validator with a twin: the instance this node last heard from, which its
     /// messages to that validator go to (its connection to that key).
     route: BTreeMap<usize, usize>,
@@ -176,7 +190,7 @@ pub struct Simulation {
     clients: Vec<Keypair>,
     workload_rng: ChaCha8Rng,
     /// The last invalid proposal forged, by (node, height, round, valid round).
-    invalid_cache: Option<(InvalidKey, Rc<Message>)>,
+    invalid_cache: Option<(InvalidKey, Rc<Wire>)>,
     next_nonce: BTreeMap<timed_core::crypto::PublicKey, u64>,
     /// Whether restarts hand the core its guard file (the double-sign guard); a test
     /// turns it off to show that the storage faults would make nodes sign twice without it.
@@ -373,6 +387,15 @@ impl Simulation {
         self.queue.push(at, ev);
     }
 
+    /// `msg` put on the wire, its verdict awaited by the checker.
+    fn wire(&mut self, msg: Message) -> Rc<Wire> {
+        self.checker.on_wire(&msg);
+        Rc::new(Wire {
+            msg,
+            seen: Seen::default(),
+        })
+    }
+
     /// Runs until the scenario's duration or the first violation.
     pub fn run(&mut self) {
         let end = self.scenario.duration.0;
@@ -423,14 +446,14 @@ impl Simulation {
                 }
                 debug!("t={} n{to} <- n{from} {}", self.now, describe(&msg));
                 self.note_pushed(from, to, &msg);
-                let signature_ok = self.checker.on_deliver(&msg);
+                let signature_ok = self.checker.on_deliver_seen(&msg, &msg.seen);
                 let relay = self.relays(to).then(|| msg.clone());
                 if self.nodes.len() > self.keys.len() {
                     // Twins: replies go back over the connection this came by.
                     let v = self.nodes[from].validator;
                     self.nodes[to].route.insert(v, from);
                 }
-                let msg = Rc::try_unwrap(msg).unwrap_or_else(|rc| (*rc).clone());
+                let msg = Rc::try_unwrap(msg).map_or_else(|rc| rc.msg.clone(), |w| w.msg);
                 let sender = self.index_of(from);
                 let input = if signature_ok {
                     Input::SignatureChecked { from: sender, msg }
@@ -759,7 +782,7 @@ impl Simulation {
     /// What an adversary does with a message it received from node `from`: a body swapper
     /// forwards others' proposals and decisions with another body, a proof stripper others'
     /// re-proposals without a valid polka, a replayer remembers it.
-    fn relay(&mut self, a: usize, from: usize, msg: &Rc<Message>) {
+    fn relay(&mut self, a: usize, from: usize, msg: &Rc<Wire>) {
         let me = self.nodes[a].validator;
         let peers: Vec<usize> = (0..self.nodes.len())
             .filter(|j| *j != from && self.nodes[*j].validator != me)
@@ -767,7 +790,7 @@ impl Simulation {
         match self.nodes[a].behaviour {
             Behaviour::Replayer => self.remember(a, msg),
             Behaviour::BodySwapper => {
-                let forged = match &**msg {
+                let forged = match &msg.msg {
                     Message::Proposal(p) if p.proposer.as_usize() != me => {
                         let mut p = p.clone();
                         p.block = adversary::swap_body(&p.block, &self.keys[me], &mut self.rng);
@@ -780,7 +803,7 @@ impl Simulation {
                     }
                     _ => return,
                 };
-                let forged = Rc::new(forged);
+                let forged = self.wire(forged);
                 for j in peers {
                     if self.rng.random_bool(0.5) {
                         self.stats.forged += 1;
@@ -789,11 +812,14 @@ impl Simulation {
                 }
             }
             Behaviour::ProofStripper => {
-                let Message::Proposal(p) = &**msg else { return };
+                let Message::Proposal(p) = &msg.msg else {
+                    return;
+                };
                 if p.valid_round.is_none() || p.proposer.as_usize() == me {
                     return;
                 }
-                let stripped = Rc::new(Message::Proposal(adversary::strip_polka(p, &mut self.rng)));
+                let stripped = Message::Proposal(adversary::strip_polka(p, &mut self.rng));
+                let stripped = self.wire(stripped);
                 for j in peers {
                     self.stats.forged += 1;
                     self.send_fast(a, j, stripped.clone());
@@ -804,7 +830,7 @@ impl Simulation {
     }
 
     /// A replayer keeps the last `REPLAY_MEMORY` messages worth replaying.
-    fn remember(&mut self, i: usize, msg: &Rc<Message>) {
+    fn remember(&mut self, i: usize, msg: &Rc<Wire>) {
         if adversary::replayable(msg) {
             let memory = &mut self.nodes[i].memory;
             if memory.len() >= REPLAY_MEMORY {
@@ -815,28 +841,28 @@ impl Simulation {
     }
 
     /// A torsion signer's messages leave with its signatures made again with a torsion point.
-    fn disguise(&mut self, i: usize, msg: Message) -> Rc<Message> {
+    fn disguise(&mut self, i: usize, msg: Message) -> Rc<Wire> {
         if self.nodes[i].behaviour != Behaviour::TorsionSigner {
-            return Rc::new(msg);
+            return self.wire(msg);
         }
         let v = self.nodes[i].validator;
         match adversary::torsion_rewrite(&msg, &self.keys[v], ValidatorIndex(v as u16)) {
             Some(m) => {
                 self.stats.forged += 1;
-                Rc::new(m)
+                self.wire(m)
             }
-            None => Rc::new(msg),
+            None => self.wire(msg),
         }
     }
 
     /// After a broadcast: a sync liar claims a far height to some peers; a replayer re-sends an
     /// old message to a random peer now and then (and remembers its own); a round pusher, at its
     /// first vote of a round, sends every peer its votes for far rounds.
-    fn adversary_extras(&mut self, i: usize, msg: &Rc<Message>) {
+    fn adversary_extras(&mut self, i: usize, msg: &Rc<Wire>) {
         let me = self.nodes[i].validator;
         match self.nodes[i].behaviour {
             Behaviour::SyncLiar => {
-                let Message::Vote(v) = &**msg else { return };
+                let Message::Vote(v) = &msg.msg else { return };
                 if v.validator.as_usize() != me {
                     return;
                 }
@@ -846,12 +872,13 @@ impl Simulation {
                         let claim =
                             adversary::far_claim(&self.keys[me], v.validator, v.height, ahead);
                         self.stats.forged += 1;
-                        self.send(i, j, Rc::new(claim));
+                        let w = self.wire(claim);
+                        self.send(i, j, w);
                     }
                 }
             }
             Behaviour::RoundPusher => {
-                let Message::Vote(v) = &**msg else { return };
+                let Message::Vote(v) = &msg.msg else { return };
                 let at = (v.height, v.round);
                 if v.validator.as_usize() != me || self.nodes[i].pushed_at >= Some(at) {
                     return;
@@ -860,7 +887,7 @@ impl Simulation {
                 let key = &self.keys[me];
                 let votes = adversary::pushed_votes(key, v.validator, &self.set, v.height, v.round);
                 for vote in votes {
-                    let vote = Rc::new(vote);
+                    let vote = self.wire(vote);
                     for j in 0..self.nodes.len() {
                         if self.nodes[j].validator != me {
                             self.stats.forged += 1;
@@ -929,12 +956,12 @@ impl Simulation {
             }
             _ => {}
         }
-        let msg = Rc::new(Message::SyncResponse { blocks });
+        let msg = self.wire(Message::SyncResponse { blocks });
         self.send_as(i, j, &msg);
     }
 
     /// Sends one message from `i` to `j`, through `i`'s Byzantine behaviour and the network.
-    fn send_as(&mut self, i: usize, j: usize, msg: &Rc<Message>) {
+    fn send_as(&mut self, i: usize, j: usize, msg: &Rc<Wire>) {
         match self.nodes[i].behaviour {
             Behaviour::Honest
             | Behaviour::GarbageSender
@@ -946,7 +973,7 @@ impl Simulation {
             | Behaviour::RoundPusher => self.send(i, j, msg.clone()),
             Behaviour::BodySwapper | Behaviour::ProofStripper => {
                 let me = self.nodes[i].validator;
-                let forged = match (&**msg, self.nodes[i].behaviour) {
+                let forged = match (&msg.msg, self.nodes[i].behaviour) {
                     (Message::Proposal(p), Behaviour::BodySwapper)
                         if p.proposer.as_usize() == me =>
                     {
@@ -970,14 +997,15 @@ impl Simulation {
                     // The forged copy first; the real one a mean link delay later.
                     Some(f) if self.second_half(i, j) => {
                         self.stats.forged += 1;
-                        self.send(i, j, Rc::new(f));
+                        let w = self.wire(f);
+                        self.send(i, j, w);
                         let later = self.network.link(i, j).latency.mean_ms().round() as u64 + 1;
                         self.send_after(i, j, msg.clone(), later);
                     }
                     _ => self.send(i, j, msg.clone()),
                 }
             }
-            Behaviour::InvalidProposer => match &**msg {
+            Behaviour::InvalidProposer => match &msg.msg {
                 Message::Proposal(p) if p.proposer.as_usize() == i => {
                     let bad = self.invalid_proposal(i, p);
                     self.send(i, j, bad);
@@ -986,17 +1014,18 @@ impl Simulation {
             },
             Behaviour::Silent => {}
             Behaviour::EquivocatingProposer => {
-                if let Message::Proposal(p) = &**msg
+                if let Message::Proposal(p) = &msg.msg
                     && p.proposer.as_usize() == i
                     && self.second_half(i, j)
                 {
                     let forged = self.forge_proposal(i, p);
-                    self.send(i, j, Rc::new(Message::Proposal(forged)));
+                    let w = self.wire(Message::Proposal(forged));
+                    self.send(i, j, w);
                 }
                 self.send(i, j, msg.clone());
             }
             Behaviour::DoubleVoter => {
-                if let Message::Vote(v) = &**msg
+                if let Message::Vote(v) = &msg.msg
                     && v.validator.as_usize() == i
                     && self.second_half(i, j)
                 {
@@ -1013,7 +1042,8 @@ impl Simulation {
                         other,
                         v.validator,
                     );
-                    self.send(i, j, Rc::new(Message::Vote(forged)));
+                    let w = self.wire(Message::Vote(forged));
+                    self.send(i, j, w);
                 }
                 self.send(i, j, msg.clone());
             }
@@ -1042,7 +1072,7 @@ impl Simulation {
 
     /// `p` with its block broken in one way (chosen by height and round), signed again: what an
     /// invalid proposer sends instead of its proposal. The same for every peer.
-    fn invalid_proposal(&mut self, i: usize, p: &Proposal) -> Rc<Message> {
+    fn invalid_proposal(&mut self, i: usize, p: &Proposal) -> Rc<Wire> {
         let key = (i, p.height, p.round, p.valid_round);
         if let Some((k, m)) = &self.invalid_cache
             && *k == key
@@ -1100,14 +1130,14 @@ impl Simulation {
             p.proposer,
         );
         forged.polka = p.polka.clone();
-        let m = Rc::new(Message::Proposal(forged));
+        let m = self.wire(Message::Proposal(forged));
         self.invalid_cache = Some((key, m.clone()));
         m
     }
 
     /// A garbage sender adds, to one random peer per broadcast, one of: random bytes, its message
     /// with a broken signature, or a properly signed vote for a far-future height or round.
-    fn garbage(&mut self, i: usize, msg: &Rc<Message>) {
+    fn garbage(&mut self, i: usize, msg: &Rc<Wire>) {
         if self.nodes[i].behaviour != Behaviour::GarbageSender || self.nodes.len() < 2 {
             return;
         }
@@ -1129,17 +1159,18 @@ impl Simulation {
                 self.push_garbage(i, j, bytes);
             }
             1 => {
-                let mut bad = (**msg).clone();
+                let mut bad = msg.msg.clone();
                 let bit = self.rng.random_range(0..64usize);
                 match &mut bad {
                     Message::Vote(v) => v.signature.0[bit] ^= 1,
                     Message::Proposal(p) => p.signature.0[bit] ^= 1,
                     _ => return,
                 }
-                self.send(i, j, Rc::new(bad));
+                let w = self.wire(bad);
+                self.send(i, j, w);
             }
             k => {
-                let (height, round) = match &**msg {
+                let (height, round) = match &msg.msg {
                     Message::Vote(v) => (v.height, v.round),
                     Message::Proposal(p) => (p.height, p.round),
                     _ => return,
@@ -1158,19 +1189,20 @@ impl Simulation {
                     None,
                     me,
                 );
-                self.send(i, j, Rc::new(Message::Vote(vote)));
+                let w = self.wire(Message::Vote(vote));
+                self.send(i, j, w);
             }
         }
     }
 
     /// Puts a message on the wire: partition, loss, delay, duplication.
-    fn send(&mut self, from: usize, to: usize, msg: Rc<Message>) {
+    fn send(&mut self, from: usize, to: usize, msg: Rc<Wire>) {
         self.send_after(from, to, msg, 0);
     }
 
     /// A relayed forgery on the adversary's own fast path: delivered one millisecond later,
     /// never lost (a partition still stops it), so that it can overtake the real copy.
-    fn send_fast(&mut self, from: usize, to: usize, msg: Rc<Message>) {
+    fn send_fast(&mut self, from: usize, to: usize, msg: Rc<Wire>) {
         self.stats.messages += 1;
         if !self.network.connected(from, to) {
             self.stats.dropped += 1;
@@ -1181,7 +1213,7 @@ impl Simulation {
     }
 
     /// As `send`, `extra_ms` later than the network alone would deliver it.
-    fn send_after(&mut self, from: usize, to: usize, msg: Rc<Message>, extra_ms: u64) {
+    fn send_after(&mut self, from: usize, to: usize, msg: Rc<Wire>, extra_ms: u64) {
         if from == to {
             return;
         }
