@@ -22,10 +22,10 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use timed_core::block::{self, Certificate};
+use timed_core::block::{self, Certificate, CommitSignature};
 use timed_core::consensus::Finalized;
 use timed_core::crypto::Signature;
-use timed_core::ledger::{Ledger, subsidy};
+use timed_core::ledger::{BlockOutcome, Ledger, subsidy};
 use timed_core::message::{self, Message, Vote, VoteKind};
 use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
 use timed_core::validators::{ConsensusParams, Genesis, ValidatorSet};
@@ -92,6 +92,10 @@ fn vote_key(v: &Vote) -> VerdictKey {
 /// Signature verdicts kept before the cache starts over (about 40 bytes each).
 const MAX_VERDICTS: usize = 1 << 20;
 
+/// Certificates (height, round, block) whose good signatures are kept before that cache starts
+/// over (6.5 kB each with 100 validators).
+const MAX_CERTIFICATES: usize = 4 * 1024;
+
 /// Votes verified as one batch at most: a bad signature in a batch costs a single check of each
 /// of its votes (`message::verify_votes`), and beyond a few dozen a batch is hardly cheaper per
 /// signature.
@@ -135,6 +139,9 @@ pub struct Checker {
     decided: BTreeMap<Height, (Hash, usize)>,
     /// Digest of the outcome (rewards, fees, touched accounts) per height.
     outcomes: BTreeMap<Height, (Hash, usize)>,
+    /// The first outcome of the last height decided, whole: a node's outcome that equals it
+    /// needs no digest (an encoding and a hash of each node's outcome was 3 % of a scale run).
+    last_outcome: Option<BlockOutcome>,
     /// Every signed message each node ever persisted, by slot; never pruned, survives crashes.
     signed: Vec<BTreeMap<(Height, u32, u8), Hash>>,
     /// Signature verdicts on proposals and votes by what they depend on, shared by every
@@ -147,11 +154,12 @@ pub struct Checker {
     /// one by one. A batch gives each vote the verdict it gets alone (the one signature rule), so
     /// what is verified together changes no verdict.
     pending: Vec<Vote>,
-    /// Certificate signatures found good, per (height, round, block): a certificate that grows
-    /// by late precommits (`CertificateExtended`, some 30 per node and height with 100
-    /// validators) costs a look-up per signature here instead of an encoding and a hash of each
-    /// (two thirds of a 100-validator run went there). Only looked up, never iterated.
-    cert_signatures: HashMap<(Height, Round, Hash), BTreeMap<ValidatorIndex, Signature>>,
+    /// Certificate signatures found good, per (height, round, block), by validator index: a
+    /// certificate that grows by late precommits (`CertificateExtended`, some 30 per node and
+    /// height with 100 validators) costs a comparison per signature here instead of an encoding
+    /// and a hash of each (two thirds of a 100-validator run went there). Only looked up, never
+    /// iterated.
+    cert_signatures: HashMap<(Height, Round, Hash), Vec<Option<Signature>>>,
     /// Locks and prepares per height, for the heights above `lock_floor`.
     locks: BTreeMap<Height, HeightLocks>,
     /// Every checked node has stored this height (it signs nothing at or below it any more), and
@@ -191,6 +199,7 @@ impl Checker {
             reference_height: Height(0),
             decided: BTreeMap::new(),
             outcomes: BTreeMap::new(),
+            last_outcome: None,
             signed: vec![BTreeMap::new(); n],
             verdicts: HashMap::new(),
             pending: vec![],
@@ -446,16 +455,26 @@ impl Checker {
         if cert.height != height || cert.block_hash != *block {
             return false;
         }
+        // Also: every signer is in the set, so its index is in range below.
         match cert.signed_stake(&self.set) {
             Ok(stake) if self.set.is_quorum(stake) => {}
             _ => return false,
         }
         let slot = (height, cert.round, *block);
-        let mut known = self.cert_signatures.remove(&slot).unwrap_or_default();
-        let ok = cert.signatures.iter().all(|s| {
-            if known.get(&s.validator) == Some(&s.signature) {
-                return true;
-            }
+        let new: Vec<&CommitSignature> = match self.cert_signatures.get(&slot) {
+            Some(known) => cert
+                .signatures
+                .iter()
+                .filter(|s| known[s.validator.as_usize()] != Some(s.signature))
+                .collect(),
+            None => cert.signatures.iter().collect(),
+        };
+        if new.is_empty() {
+            return true;
+        }
+        let mut good = vec![];
+        let mut ok = true;
+        for s in new {
             let vote = Vote {
                 height,
                 round: cert.round,
@@ -464,16 +483,25 @@ impl Checker {
                 validator: s.validator,
                 signature: s.signature,
             };
-            let good = self.signature_ok(&Message::Vote(vote));
-            if good {
-                known.insert(s.validator, s.signature);
+            if !self.signature_ok(&Message::Vote(vote)) {
+                ok = false;
+                break;
             }
-            good
-        });
-        if self.cert_signatures.len() >= MAX_VERDICTS / 64 {
+            good.push((s.validator, s.signature));
+        }
+        if self.cert_signatures.len() >= MAX_CERTIFICATES
+            && !self.cert_signatures.contains_key(&slot)
+        {
             self.cert_signatures.clear();
         }
-        self.cert_signatures.insert(slot, known);
+        let n = self.set.len();
+        let known = self
+            .cert_signatures
+            .entry(slot)
+            .or_insert_with(|| vec![None; n]);
+        for (v, signature) in good {
+            known[v.as_usize()] = Some(signature);
+        }
         ok
     }
 
@@ -695,6 +723,9 @@ impl Checker {
                 format!("outcome of height {h} does not pay subsidy + fees exactly"),
             );
         }
+        if self.last_outcome.as_ref() == Some(o) {
+            return;
+        }
         let od = Hash(*blake3::hash(&timed_core::codec::encode(o)).as_bytes());
         match self.outcomes.get(&h) {
             Some((other, by)) if *other != od => {
@@ -704,6 +735,7 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.outcomes.insert(h, (od, node));
+                self.last_outcome = Some(o.clone());
             }
         }
     }
