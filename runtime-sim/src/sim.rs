@@ -94,8 +94,9 @@ pub struct SimNode {
     crash_at_persist: bool,
     /// Durable: finalized blocks with their (possibly extended) certificates.
     pub chain: BTreeMap<Height, Decision>,
-    /// Durable: the ledger after the last stored block.
-    pub ledger: Ledger,
+    /// Durable: the ledger after the last stored block (shared with the nodes that stored the
+    /// same blocks: see `Simulation::stored_ledgers`).
+    pub ledger: Rc<Ledger>,
     /// Durable: records persisted since the last stored block.
     pub records: Vec<PersistRecord>,
     pub crashes: u32,
@@ -196,10 +197,28 @@ pub struct Simulation {
     /// The last invalid proposal forged, by (node, height, round, valid round).
     invalid_cache: Option<(InvalidKey, Rc<Wire>)>,
     next_nonce: BTreeMap<timed_core::crypto::PublicKey, u64>,
+    /// The last ledgers stored, each with the ledger it was stored on and the accounts its block
+    /// touched: the next node storing the same block on the same ledger shares the result
+    /// instead of rebuilding it and hashing it again (per node and height, 4 % of a scale run).
+    stored_ledgers: VecDeque<StoredLedger>,
     /// Whether restarts hand the core its guard file (the double-sign guard); a test
     /// turns it off to show that the storage faults would make nodes sign twice without it.
     pub sign_guard: bool,
 }
+
+/// A ledger stored after a block: what it was stored on (the very allocation, kept alive
+/// here, so that sharing it is sound), the accounts the block touched, and the result with its
+/// state root and total supply.
+struct StoredLedger {
+    before: Rc<Ledger>,
+    touched: Vec<(timed_core::crypto::PublicKey, timed_core::ledger::Account)>,
+    after: Rc<Ledger>,
+    root: Hash,
+    supply: u128,
+}
+
+/// Stored ledgers remembered: a few heights' worth, for nodes that store out of step.
+const STORED_LEDGERS: usize = 4;
 
 /// Which proposal an invalid proposer forged: (node, height, round, valid round).
 type InvalidKey = (usize, Height, Round, Option<Round>);
@@ -278,6 +297,7 @@ impl Simulation {
                 },
             );
         }
+        let genesis_ledger = Rc::new(Ledger::from_genesis(&genesis));
         let mut nodes = Vec::with_capacity(instances);
         for i in (0..n).chain(twins.iter().copied()) {
             let core = Node::new(&genesis, keys[i].clone(), NodeConfig::default())
@@ -288,7 +308,7 @@ impl Simulation {
                 behaviour: scenario.validators[i].behaviour,
                 crash_at_persist: false,
                 chain: BTreeMap::new(),
-                ledger: Ledger::from_genesis(&genesis),
+                ledger: genesis_ledger.clone(),
                 records: vec![],
                 crashes: 0,
                 audited: false,
@@ -327,6 +347,7 @@ impl Simulation {
             workload_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7e57_c11e),
             next_nonce: BTreeMap::new(),
             invalid_cache: None,
+            stored_ledgers: VecDeque::new(),
             sign_guard: true,
         };
         for i in 0..instances {
@@ -689,14 +710,34 @@ impl Simulation {
         let h = f.block.height();
         let node = &mut self.nodes[i];
         node.last_stored = Some((h, f.block.hash()));
-        node.ledger = Ledger::from_accounts(
-            node.ledger
-                .accounts()
-                .map(|(k, a)| (*k, *a))
-                .chain(f.outcome.touched.iter().copied()),
-        );
-        let root = node.ledger.state_root();
-        let supply = node.ledger.total_supply();
+        let stored = self
+            .stored_ledgers
+            .iter()
+            .find(|s| Rc::ptr_eq(&s.before, &node.ledger) && s.touched == f.outcome.touched);
+        let (ledger, root, supply) = match stored {
+            Some(s) => (s.after.clone(), s.root, s.supply),
+            None => {
+                let after = Rc::new(Ledger::from_accounts(
+                    node.ledger
+                        .accounts()
+                        .map(|(k, a)| (*k, *a))
+                        .chain(f.outcome.touched.iter().copied()),
+                ));
+                let (root, supply) = (after.state_root(), after.total_supply());
+                if self.stored_ledgers.len() >= STORED_LEDGERS {
+                    self.stored_ledgers.pop_front();
+                }
+                self.stored_ledgers.push_back(StoredLedger {
+                    before: node.ledger.clone(),
+                    touched: f.outcome.touched.clone(),
+                    after: after.clone(),
+                    root,
+                    supply,
+                });
+                (after, root, supply)
+            }
+        };
+        node.ledger = ledger;
         node.records.retain(|r| r.height() > h);
         node.chain.insert(
             h,
@@ -1282,7 +1323,7 @@ impl Simulation {
         let node = &self.nodes[i];
         let restore = Restore {
             last: node.chain.values().next_back().cloned(),
-            ledger: Some(node.ledger.clone()),
+            ledger: Some((*node.ledger).clone()),
             records: node.records.clone(),
             guard: if self.sign_guard { node.guard } else { None },
         };
@@ -1341,7 +1382,7 @@ impl Simulation {
             StorageLoss::Wiped => {
                 let node = &mut self.nodes[i];
                 node.chain.clear();
-                node.ledger = Ledger::from_genesis(&self.genesis);
+                node.ledger = Rc::new(Ledger::from_genesis(&self.genesis));
                 node.records.clear();
             }
             StorageLoss::Backup => {
@@ -1355,7 +1396,7 @@ impl Simulation {
                 }
                 let node = &mut self.nodes[i];
                 node.chain.split_off(&keep.next());
-                node.ledger = ledger;
+                node.ledger = Rc::new(ledger);
                 node.records.clear();
             }
             StorageLoss::WalCut => {
