@@ -105,7 +105,7 @@ const MAX_CERTIFICATES: usize = 4 * 1024;
 /// Votes verified as one batch at most: a bad signature in a batch costs a single check of each
 /// of its votes (`message::verify_votes`), and beyond a few dozen a batch is hardly cheaper per
 /// signature.
-const BATCH: usize = 32;
+pub const BATCH: usize = 32;
 
 /// Votes waiting for a batch at most; more are verified at once.
 const MAX_PENDING: usize = 4 * 1024;

@@ -38,6 +38,9 @@ pub struct Report {
     /// Round pushers' votes that reached an honest node at its height, more than a round ahead.
     pub pushed_votes_delivered: u64,
     pub txs_submitted: u64,
+    /// Distinct proposals and votes whose signature the simulator verified (once each, for all
+    /// nodes): the verifications the run's workload needs.
+    pub signed_messages: usize,
     pub txs_finalized: u64,
     pub steps: u64,
     pub forks: usize,
@@ -107,6 +110,7 @@ impl Report {
             round_jumps: sim.stats.round_jumps,
             pushed_votes_delivered: sim.stats.pushed_votes_delivered,
             txs_submitted: sim.stats.txs_submitted,
+            signed_messages: sim.checker.distinct_signed_messages(),
             txs_finalized: sim.checker.txs_decided,
             steps: sim.stats.steps,
             forks: sim
