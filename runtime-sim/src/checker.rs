@@ -117,6 +117,8 @@ const MAX_PENDING: usize = 4 * 1024;
 pub struct Seen {
     verdict: Cell<Option<bool>>,
     learned: Cell<bool>,
+    /// Told to `on_wire` already.
+    wired: Cell<bool>,
 }
 
 /// What the lock check knows of one height.
@@ -271,9 +273,13 @@ impl Checker {
         self.raise_lock_floor();
     }
 
-    /// A vote went on the wire: its verdict will be needed, and is computed with the others'
-    /// at the first delivery that needs one (`signature_ok`).
-    pub fn on_wire(&mut self, msg: &Message) {
+    /// A vote is on its way to a node: its verdict will be needed, and is computed with the
+    /// others' at the first delivery that needs one (`signature_ok`). Once per message (`seen`
+    /// is shared by its copies); a vote that reaches nobody is never verified.
+    pub fn on_wire(&mut self, msg: &Message, seen: &Seen) {
+        if seen.wired.replace(true) || seen.verdict.get().is_some() {
+            return;
+        }
         if let Message::Vote(v) = msg
             && !self.verdicts.contains_key(&vote_key(v))
         {

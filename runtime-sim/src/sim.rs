@@ -79,6 +79,15 @@ pub struct Wire {
     seen: Seen,
 }
 
+impl Wire {
+    fn new(msg: Message) -> Rc<Wire> {
+        Rc::new(Wire {
+            msg,
+            seen: Seen::default(),
+        })
+    }
+}
+
 impl std::ops::Deref for Wire {
     type Target = Message;
     fn deref(&self) -> &Message {
@@ -413,13 +422,12 @@ impl Simulation {
         self.queue.push(at, ev);
     }
 
-    /// `msg` put on the wire, its verdict awaited by the checker.
-    fn wire(&mut self, msg: Message) -> Rc<Wire> {
-        self.checker.on_wire(&msg);
-        Rc::new(Wire {
-            msg,
-            seen: Seen::default(),
-        })
+    /// A copy of `msg` will be delivered to node `to` if it is still up by then: the checker
+    /// awaits its verdict (once per message, whatever its copies).
+    fn in_flight(&mut self, to: usize, msg: &Wire) {
+        if self.nodes[to].is_up() {
+            self.checker.on_wire(&msg.msg, &msg.seen);
+        }
     }
 
     /// Runs until the scenario's duration or the first violation.
@@ -857,7 +865,7 @@ impl Simulation {
                     }
                     _ => return,
                 };
-                let forged = self.wire(forged);
+                let forged = Wire::new(forged);
                 for j in peers {
                     if self.rng.random_bool(0.5) {
                         self.stats.forged += 1;
@@ -872,8 +880,8 @@ impl Simulation {
                 if p.valid_round.is_none() || p.proposer.as_usize() == me {
                     return;
                 }
-                let stripped = Message::Proposal(adversary::strip_polka(p, &mut self.rng));
-                let stripped = self.wire(stripped);
+                let stripped =
+                    Wire::new(Message::Proposal(adversary::strip_polka(p, &mut self.rng)));
                 for j in peers {
                     self.stats.forged += 1;
                     self.send_fast(a, j, stripped.clone());
@@ -897,15 +905,15 @@ impl Simulation {
     /// A torsion signer's messages leave with its signatures made again with a torsion point.
     fn disguise(&mut self, i: usize, msg: Message) -> Rc<Wire> {
         if self.nodes[i].behaviour != Behaviour::TorsionSigner {
-            return self.wire(msg);
+            return Wire::new(msg);
         }
         let v = self.nodes[i].validator;
         match adversary::torsion_rewrite(&msg, &self.keys[v], ValidatorIndex(v as u16)) {
             Some(m) => {
                 self.stats.forged += 1;
-                self.wire(m)
+                Wire::new(m)
             }
-            None => self.wire(msg),
+            None => Wire::new(msg),
         }
     }
 
@@ -926,8 +934,7 @@ impl Simulation {
                         let claim =
                             adversary::far_claim(&self.keys[me], v.validator, v.height, ahead);
                         self.stats.forged += 1;
-                        let w = self.wire(claim);
-                        self.send(i, j, w);
+                        self.send(i, j, Wire::new(claim));
                     }
                 }
             }
@@ -941,7 +948,7 @@ impl Simulation {
                 let key = &self.keys[me];
                 let votes = adversary::pushed_votes(key, v.validator, &self.set, v.height, v.round);
                 for vote in votes {
-                    let vote = self.wire(vote);
+                    let vote = Wire::new(vote);
                     for j in 0..self.nodes.len() {
                         if self.nodes[j].validator != me {
                             self.stats.forged += 1;
@@ -1010,7 +1017,7 @@ impl Simulation {
             }
             _ => {}
         }
-        let msg = self.wire(Message::SyncResponse { blocks });
+        let msg = Wire::new(Message::SyncResponse { blocks });
         self.send_as(i, j, &msg);
     }
 
@@ -1051,8 +1058,7 @@ impl Simulation {
                     // The forged copy first; the real one a mean link delay later.
                     Some(f) if self.second_half(i, j) => {
                         self.stats.forged += 1;
-                        let w = self.wire(f);
-                        self.send(i, j, w);
+                        self.send(i, j, Wire::new(f));
                         let later = self.network.link(i, j).latency.mean_ms().round() as u64 + 1;
                         self.send_after(i, j, msg.clone(), later);
                     }
@@ -1073,8 +1079,7 @@ impl Simulation {
                     && self.second_half(i, j)
                 {
                     let forged = self.forge_proposal(i, p);
-                    let w = self.wire(Message::Proposal(forged));
-                    self.send(i, j, w);
+                    self.send(i, j, Wire::new(Message::Proposal(forged)));
                 }
                 self.send(i, j, msg.clone());
             }
@@ -1096,8 +1101,7 @@ impl Simulation {
                         other,
                         v.validator,
                     );
-                    let w = self.wire(Message::Vote(forged));
-                    self.send(i, j, w);
+                    self.send(i, j, Wire::new(Message::Vote(forged)));
                 }
                 self.send(i, j, msg.clone());
             }
@@ -1184,7 +1188,7 @@ impl Simulation {
             p.proposer,
         );
         forged.polka = p.polka.clone();
-        let m = self.wire(Message::Proposal(forged));
+        let m = Wire::new(Message::Proposal(forged));
         self.invalid_cache = Some((key, m.clone()));
         m
     }
@@ -1220,8 +1224,7 @@ impl Simulation {
                     Message::Proposal(p) => p.signature.0[bit] ^= 1,
                     _ => return,
                 }
-                let w = self.wire(bad);
-                self.send(i, j, w);
+                self.send(i, j, Wire::new(bad));
             }
             k => {
                 let (height, round) = match &msg.msg {
@@ -1243,8 +1246,7 @@ impl Simulation {
                     None,
                     me,
                 );
-                let w = self.wire(Message::Vote(vote));
-                self.send(i, j, w);
+                self.send(i, j, Wire::new(Message::Vote(vote)));
             }
         }
     }
@@ -1262,6 +1264,7 @@ impl Simulation {
             self.stats.dropped += 1;
             return;
         }
+        self.in_flight(to, &msg);
         let inc = self.nodes[to].incarnation;
         self.push(self.now + 1, Ev::Deliver { to, inc, from, msg });
     }
@@ -1279,6 +1282,7 @@ impl Simulation {
         match self.network.fate(from, to, &mut self.rng) {
             Fate::Lost => self.stats.dropped += 1,
             Fate::Delivered(d1, d2) => {
+                self.in_flight(to, &msg);
                 let inc = self.nodes[to].incarnation;
                 if let Some(d2) = d2 {
                     self.stats.duplicated += 1;
