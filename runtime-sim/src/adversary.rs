@@ -1,6 +1,7 @@
 //! What the stronger Byzantine behaviours do to a message, as pure functions of the message, a
 //! key and the run's RNG: a block body swapped under its signed header, a re-proposal stripped of
-//! its polka, a signature with a small-order component in `R`, a far-height claim.
+//! its polka, a signature with a small-order component in `R`, a far-height claim, votes for far
+//! rounds.
 //!
 //! The simulation (`sim.rs`) decides when and to whom; this module only forges.
 
@@ -11,6 +12,8 @@ use timed_core::crypto::{self, Domain, Keypair, Signature};
 use timed_core::message::{Decision, Message, Proposal, Vote, VoteKind};
 use timed_core::tx::Transfer;
 use timed_core::types::{Amount, Hash, Height, Round, ValidatorIndex};
+use timed_core::validators::ValidatorSet;
+use timed_core::votes::MAX_ROUNDS_AHEAD;
 
 use crate::sim::CHAIN_ID;
 
@@ -73,6 +76,74 @@ pub fn far_claim(key: &Keypair, me: ValidatorIndex, height: Height, ahead: u64) 
         None,
         me,
     ))
+}
+
+/// How far ahead of its own round a round pusher signs votes at its height: doubling, so that
+/// every distance a round end could jump is tried, up to the vote keeper's window
+/// (`votes::MAX_ROUNDS_AHEAD`, the farthest a core keeps a vote; `pushed_votes` moves that one to
+/// the pusher's own turn to propose), one past it (refused), and the last round there is.
+pub const PUSHED_ROUNDS_AHEAD: [u32; 9] = [
+    1,
+    2,
+    4,
+    8,
+    16,
+    32,
+    MAX_ROUNDS_AHEAD,
+    MAX_ROUNDS_AHEAD + 1,
+    u32::MAX,
+];
+
+/// The properly signed votes a round pusher at `(height, round)` sends its peers: nil prepares
+/// and precommits (alternating) for the rounds `PUSHED_ROUNDS_AHEAD` past its own at its height,
+/// and for far rounds of the next two heights (and rounds 0 and 1 of the next, which a core keeps
+/// for when it gets there). Each claims that the network is further on than it is:
+/// `Timer::RoundEnd` moves a node to the highest round it has seen votes of, so unchecked they
+/// would lift every honest node's round, and with it every timeout, as far as the keeper allows.
+/// The farthest kept claim is the last round of the window whose proposer is the pusher (its
+/// core is elsewhere, so nobody proposes there): a node that jumps there waits out the whole
+/// propose timeout of that round.
+pub fn pushed_votes(
+    key: &Keypair,
+    me: ValidatorIndex,
+    set: &ValidatorSet,
+    height: Height,
+    round: Round,
+) -> Vec<Message> {
+    let ahead = |k: u32| Round(round.0.saturating_add(k));
+    let own_turn = (1..=MAX_ROUNDS_AHEAD)
+        .rev()
+        .map(ahead)
+        .find(|r| set.proposer(height, *r) == me)
+        .unwrap_or(ahead(MAX_ROUNDS_AHEAD));
+    let next = height.next();
+    let points = PUSHED_ROUNDS_AHEAD
+        .iter()
+        .map(|&k| {
+            let r = if k == MAX_ROUNDS_AHEAD {
+                own_turn
+            } else {
+                ahead(k)
+            };
+            (height, r)
+        })
+        .chain([
+            (next, Round::ZERO),
+            (next, Round(1)),
+            (next, ahead(MAX_ROUNDS_AHEAD)),
+            (next.next(), ahead(MAX_ROUNDS_AHEAD)),
+        ]);
+    points
+        .enumerate()
+        .map(|(i, (h, r))| {
+            let kind = if i % 2 == 0 {
+                VoteKind::Prepare
+            } else {
+                VoteKind::Precommit
+            };
+            Message::Vote(Vote::sign(key, CHAIN_ID, h, r, kind, None, me))
+        })
+        .collect()
 }
 
 /// An Ed25519 signature of `message` by `key` whose `R` carries a point of order 8:

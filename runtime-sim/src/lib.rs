@@ -8,6 +8,7 @@
 //! - [`scenario`]: what a run is (validators, parameters, network, faults, expectations); named
 //!   scenarios, TOML files, and `swarm` (everything drawn from the seed).
 //! - [`network`]: latency models, jitter, loss, duplication, partitions.
+//! - [`queue`]: the order of events (by time, then first in first out).
 //! - [`sim`]: the event loop, crashes and restarts from durable state, Byzantine behaviours.
 //! - [`adversary`]: the forgeries of the stronger behaviours (bodies, polkas, torsion, claims).
 //! - [`checker`]: the invariants checked after every step.
@@ -24,6 +25,7 @@
 pub mod adversary;
 pub mod checker;
 pub mod network;
+pub mod queue;
 pub mod report;
 pub mod scenario;
 pub mod sim;

@@ -23,8 +23,8 @@ enum Command {
     /// Run one scenario (a name or a TOML file).
     Run {
         /// three-nodes, byzantine-dropout, testnet, partition, crash-restart, equivocation,
-        /// amnesia, swarm, swarm-classic (the swarm without the stronger adversaries), or a
-        /// path to a .toml file.
+        /// amnesia, swarm, swarm-classic (the swarm without the stronger adversaries),
+        /// swarm-stronger (the swarm without round pushers), or a path to a .toml file.
         #[arg(long)]
         scenario: String,
         #[arg(long, default_value_t = 1)]
@@ -52,11 +52,16 @@ enum Command {
         #[arg(long)]
         keep_going: bool,
     },
-    /// Measure speed: the testnet scenario, and heights per second with block time 0.
+    /// Measure speed: the testnet scenario (or `--scenario`), its ratio to the crypto floor, and
+    /// heights per second with block time 0.
     Bench {
-        /// Repetitions of the testnet hour.
+        /// Repetitions of the scenario (seeds 1, 2, ...).
         #[arg(long, default_value_t = 3)]
         runs: u32,
+        /// Time this scenario (a name or a TOML file) instead of the testnet hour, and skip the
+        /// block-time-0 run.
+        #[arg(long)]
+        scenario: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -115,7 +120,11 @@ fn main() -> ExitCode {
             json,
             keep_going,
         } => swarm(seeds, start, json, keep_going),
-        Command::Bench { runs, json } => bench(runs, json),
+        Command::Bench {
+            runs,
+            scenario,
+            json,
+        } => bench(runs, scenario.as_deref(), json),
     }
 }
 
@@ -246,12 +255,25 @@ fn swarm(seeds: u64, start: u64, json: bool, keep_going: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn bench(runs: u32, json: bool) -> ExitCode {
-    let testnet = Scenario::named("testnet", 1).expect("named");
+fn bench(runs: u32, scenario: Option<&str>, json: bool) -> ExitCode {
+    let timed = match scenario.map(|s| load(s, 1)) {
+        None => Scenario::named("testnet", 1).expect("named"),
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut walls = vec![];
     let mut report: Option<Report> = None;
     for seed in 1..=u64::from(runs.max(1)) {
-        let r = timed_sim::run(&testnet, seed, String::new(), false).expect("valid");
+        let r = match timed_sim::run(&timed, seed, String::new(), false) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
         walls.push(r.wall_ms);
         report = Some(r);
     }
@@ -259,19 +281,66 @@ fn bench(runs: u32, json: bool) -> ExitCode {
     let median = walls[walls.len() / 2];
     let r = report.expect("at least one run");
     let speedup = r.sim_ms as f64 / median;
-    // The crypto floor of that workload, timed in this run: one signature per signed message and
-    // one verification per distinct message (the checker's verdicts, which every node shares).
-    let mut counted = Simulation::new(&testnet, 1).expect("valid");
-    counted.run();
-    let messages = counted.checker.distinct_signed_messages();
-    // Timed as the run is: the median of several (one timing swings by ±10 % on a busy machine).
-    let mut floors: Vec<f64> = (0..walls.len())
-        .map(|_| crypto_floor_ms(messages))
-        .collect();
-    floors.sort_by(f64::total_cmp);
-    let floor_ms = floors[floors.len() / 2];
-    let ratio = median / floor_ms;
-    // Block time 0: as fast as the network allows, 4 validators, 10 ms links.
+    // The crypto floor of that workload, timed now: one signature per signed message and one
+    // verification per distinct message (the checker's verdicts, which every node shares), one
+    // by one or in the simulator's batches. Timed as the run is: the median of several (one
+    // timing swings by ±10 % on a busy machine).
+    let messages = r.signed_messages;
+    let floor = |batch: usize| {
+        let mut floors: Vec<f64> = (0..walls.len())
+            .map(|_| crypto_floor_ms(messages, batch))
+            .collect();
+        floors.sort_by(f64::total_cmp);
+        floors[floors.len() / 2]
+    };
+    let (single_ms, batched_ms) = (floor(1), floor(timed_sim::checker::BATCH));
+    let (single_ratio, batched_ratio) = (median / single_ms, median / batched_ms);
+    let name = &timed.name;
+    let verdict = if scenario.is_none() {
+        " (goal 10000x)"
+    } else {
+        ""
+    };
+    if json {
+        let mut v = serde_json::json!({"scenario": name, "wall_ms": median, "runs": walls.len(),
+            "sim_ms": r.sim_ms, "speedup": speedup, "heights": r.min_height,
+            "signed_messages": messages, "crypto_floor_ms": single_ms,
+            "floor_ratio": single_ratio, "batched_floor_ms": batched_ms,
+            "batched_floor_ratio": batched_ratio});
+        if scenario.is_none() {
+            let (heights, wall, hps) = block_time_0();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("block_time_0_heights".into(), heights.into());
+                o.insert("block_time_0_wall_ms".into(), (wall * 1000.0).into());
+                o.insert("heights_per_second".into(), hps.into());
+            }
+        }
+        println!("{v}");
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{name}: {:.0} simulated s, {} heights, median {median:.0} ms wall over {} runs: {speedup:.0}x real time{verdict}",
+        r.sim_ms as f64 / 1000.0,
+        r.min_height,
+        walls.len(),
+    );
+    println!(
+        "crypto floor: {messages} distinct signed messages, one signature and one verification each, timed now (median of {}): {single_ms:.0} ms verified one by one ({single_ratio:.2}x; goal <= 1.3x), {batched_ms:.0} ms in batches of {} ({batched_ratio:.2}x)",
+        walls.len(),
+        timed_sim::checker::BATCH,
+    );
+    if scenario.is_none() {
+        let (heights, wall, hps) = block_time_0();
+        println!(
+            "block time 0: 4 validators, 10 ms links: {heights} heights in {wall:.2} s wall = {hps:.0} heights/s"
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Block time 0: as fast as the network allows, 4 validators, 10 ms links, one simulated
+/// minute. Heights, wall seconds, heights per second.
+fn block_time_0() -> (u64, f64, f64) {
     let mut fast = Scenario::named("three-nodes", 1).expect("named");
     fast.name = "block-time-0".into();
     fast.validators = vec![fast.validators[0].clone(); 4];
@@ -283,40 +352,15 @@ fn bench(runs: u32, json: bool) -> ExitCode {
     sim.run();
     let wall = t.elapsed().as_secs_f64();
     let heights = sim.nodes.iter().map(|n| n.height().0).min().unwrap_or(0);
-    let hps = heights as f64 / wall;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"testnet_wall_ms": median, "testnet_speedup": speedup,
-                "testnet_signed_messages": messages, "crypto_floor_ms": floor_ms,
-                "floor_ratio": ratio,
-                "testnet_heights": r.min_height, "block_time_0_heights": heights,
-                "block_time_0_wall_ms": wall * 1000.0, "heights_per_second": hps})
-        );
-    } else {
-        println!(
-            "testnet: 1 simulated hour, {} heights, median {:.0} ms wall over {} runs: {:.0}x real time (goal 10000x)",
-            r.min_height,
-            median,
-            walls.len(),
-            speedup
-        );
-        println!(
-            "crypto floor: {messages} distinct signed messages, one signature and one verification each: median {floor_ms:.0} ms over {} timings now; the testnet hour took {ratio:.2}x that (goal <= 1.3x)",
-            floors.len()
-        );
-        println!(
-            "block time 0: 4 validators, 10 ms links: {heights} heights in {wall:.2} s wall = {hps:.0} heights/s"
-        );
-    }
-    ExitCode::SUCCESS
+    (heights, wall, heights as f64 / wall)
 }
 
-/// Milliseconds to sign `n` votes and verify each once (single verification under the one rule),
-/// on this machine now: the least any run whose workload is `n` distinct signed messages can take.
-fn crypto_floor_ms(n: usize) -> f64 {
+/// Milliseconds to sign `n` votes and verify each once under the one rule, alone (`batch` 1)
+/// or in batches of `batch` (`message::verify_votes`), on this machine now: the least any run
+/// whose workload is `n` distinct signed messages can take.
+fn crypto_floor_ms(n: usize, batch: usize) -> f64 {
     use timed_core::crypto::Keypair;
-    use timed_core::message::{Vote, VoteKind};
+    use timed_core::message::{Vote, VoteKind, verify_votes};
     use timed_core::types::{Height, Round, ValidatorIndex};
     use timed_core::validators::insecure_dev_validators;
     let (keys, members) = insecure_dev_validators(&[100; 5]);
@@ -342,10 +386,22 @@ fn crypto_floor_ms(n: usize) -> f64 {
             )
         })
         .collect();
-    let good = votes
-        .iter()
-        .filter(|v| v.verify(&set, chain).is_ok())
-        .count();
+    let good = if batch <= 1 {
+        votes
+            .iter()
+            .filter(|v| v.verify(&set, chain).is_ok())
+            .count()
+    } else {
+        votes
+            .chunks(batch)
+            .map(|c| {
+                verify_votes(c, &set, chain)
+                    .into_iter()
+                    .filter(|ok| *ok)
+                    .count()
+            })
+            .sum()
+    };
     assert_eq!(good, n, "every vote signed here verifies");
     start.elapsed().as_secs_f64() * 1000.0
 }

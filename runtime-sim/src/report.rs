@@ -31,7 +31,16 @@ pub struct Report {
     pub forged: u64,
     /// Restarts that lost durable records.
     pub storage_losses: u64,
+    /// The highest round an honest node entered, and how many of their rounds ended more than
+    /// one round on (`Timer::RoundEnd` joining a round seen ahead).
+    pub max_round: u32,
+    pub round_jumps: u64,
+    /// Round pushers' votes that reached an honest node at its height, more than a round ahead.
+    pub pushed_votes_delivered: u64,
     pub txs_submitted: u64,
+    /// Distinct proposals and votes whose signature the simulator verified (once each, for all
+    /// nodes): the verifications the run's workload needs.
+    pub signed_messages: usize,
     pub txs_finalized: u64,
     pub steps: u64,
     pub forks: usize,
@@ -97,7 +106,11 @@ impl Report {
             crashes: sim.stats.crashes,
             forged: sim.stats.forged,
             storage_losses: sim.stats.storage_losses,
+            max_round: sim.stats.max_round,
+            round_jumps: sim.stats.round_jumps,
+            pushed_votes_delivered: sim.stats.pushed_votes_delivered,
             txs_submitted: sim.stats.txs_submitted,
+            signed_messages: sim.checker.distinct_signed_messages(),
             txs_finalized: sim.checker.txs_decided,
             steps: sim.stats.steps,
             forks: sim
@@ -162,6 +175,15 @@ impl Report {
             format!("{} sent, {} dropped", self.messages, self.dropped),
         );
         w(&mut s, "crashes", self.crashes.to_string());
+        w(
+            &mut s,
+            "rounds",
+            format!(
+                "highest {} (honest nodes), {} round ends jumped past the next round, {} votes \
+                 of round pushers from further ahead delivered",
+                self.max_round, self.round_jumps, self.pushed_votes_delivered
+            ),
+        );
         if self.forged > 0 || self.storage_losses > 0 {
             w(
                 &mut s,

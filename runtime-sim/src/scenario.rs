@@ -52,6 +52,12 @@ pub enum Behaviour {
     /// the second instance is node `n + k` (n validators, the k-th twin in index order), which
     /// partitions can place apart from the first. The key counts as Byzantine stake.
     Twins,
+    /// Runs the honest core and, the first time it votes in each round, also sends every peer
+    /// properly signed nil votes for rounds far ahead of its own (1 to 64 rounds on, one past
+    /// the vote keeper's window, the last round) and for far rounds of the next heights: claims
+    /// that would lift honest nodes' rounds, and so their timeouts, when a round ends
+    /// (`Timer::RoundEnd` joins the highest round seen, at most three on).
+    RoundPusher,
 }
 
 /// How a restart lost the node's durable records (its key, and the last-signed point kept
@@ -500,6 +506,7 @@ pub const NAMED: &[&str] = &[
     "amnesia",
     "swarm",
     "swarm-classic",
+    "swarm-stronger",
 ];
 
 fn v(stake: u64) -> ValidatorSpec {
@@ -876,6 +883,7 @@ impl Scenario {
             "amnesia" => amnesia(seed),
             "swarm" => swarm(seed),
             "swarm-classic" => swarm_classic(seed),
+            "swarm-stronger" => swarm_stronger(seed),
             _ => return None,
         };
         Some(s)
@@ -1001,11 +1009,21 @@ pub fn swarm_liveness_bound(c: &Consensus) -> u64 {
     (10 * round).max(60_000)
 }
 
-/// Everything drawn from the seed: the draws of `swarm_classic`, then from a stream of their own
-/// the stronger adversaries (body swapper, sync liar, proof stripper, replayer, torsion signer,
-/// twins, each with the others' faults), and, once the core guards against double signing after
-/// a storage loss, restarts that lost records. The Byzantine stake stays below a third.
+/// Everything drawn from the seed: `swarm_stronger`, then, from a stream of its own, perhaps a
+/// round pusher. The Byzantine stake stays below a third.
 pub fn swarm(seed: u64) -> Scenario {
+    let mut s = swarm_stronger(seed);
+    draw_round_pusher(&mut s, seed);
+    s
+}
+
+/// The draws of `swarm_classic`, then from a stream of their own the stronger adversaries (body
+/// swapper, sync liar, proof stripper, replayer, torsion signer, twins, each with the others'
+/// faults), and, once the core guards against double signing after a storage loss, restarts
+/// that lost records. The Byzantine stake stays below a third. The swarm as drawn before round
+/// pushers existed: the seeds pinned by the stronger adversaries' regression tests are of this
+/// draw.
+pub fn swarm_stronger(seed: u64) -> Scenario {
     let mut s = swarm_classic(seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0ad7);
     let n = s.validators.len();
@@ -1077,6 +1095,22 @@ pub fn swarm(seed: u64) -> Scenario {
         within: Ms(within),
     });
     s
+}
+
+/// At most one honest validator turns round pusher, drawn from a stream of its own after
+/// everything else, so that every other draw of a seed stays what it was; the Byzantine
+/// stake stays below a third. A validator the faults above crash or restart may be drawn: a
+/// pusher runs the honest core, and restarts like one.
+fn draw_round_pusher(s: &mut Scenario, seed: u64) {
+    // "push" in ASCII.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7075_7368);
+    let (byz, total) = s.byzantine_stake();
+    for v in &mut s.validators {
+        if v.behaviour == Behaviour::Honest && rng.random_bool(0.4) && 3 * (byz + v.stake) < total {
+            v.behaviour = Behaviour::RoundPusher;
+            return;
+        }
+    }
 }
 
 /// The window in which a swarm's faults happen; all heal at its end.
@@ -1252,17 +1286,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn swarm_draws_amnesia_without_changing_earlier_draws() {
-        let with_amnesia = (0..200)
+    /// How many of the swarm's seeds below `seeds` draw a `behaviour`.
+    fn seeds_drawing(behaviour: Behaviour, seeds: u64) -> usize {
+        (0..seeds)
             .filter(|seed| {
                 swarm(*seed)
                     .validators
                     .iter()
-                    .any(|v| v.behaviour == Behaviour::Amnesia)
+                    .any(|v| v.behaviour == behaviour)
             })
-            .count();
+            .count()
+    }
+
+    #[test]
+    fn swarm_draws_amnesia_without_changing_earlier_draws() {
+        let with_amnesia = seeds_drawing(Behaviour::Amnesia, 200);
         assert!(with_amnesia >= 20, "{with_amnesia} of 200 seeds");
+    }
+
+    #[test]
+    fn swarm_draws_round_pushers() {
+        let with_pusher = seeds_drawing(Behaviour::RoundPusher, 400);
+        assert!(with_pusher >= 40, "{with_pusher} of 400 seeds");
+    }
+
+    #[test]
+    fn the_round_pusher_comes_last_and_changes_no_other_draw() {
+        for seed in 0..200 {
+            let (before, after) = (swarm_stronger(seed), swarm(seed));
+            let pushers = after.validators.iter().zip(&before.validators);
+            for (a, b) in pushers {
+                assert!(
+                    a == b || a.behaviour == Behaviour::RoundPusher,
+                    "seed {seed}"
+                );
+            }
+            assert_eq!(before.faults, after.faults, "seed {seed}");
+        }
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //! (time, sequence), the network model, crashes and restarts from durable state, Byzantine
 //! behaviours applied to what a node sends, and the checker after every step.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -12,7 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use timed_core::block::Block;
 use timed_core::codec;
 use timed_core::consensus::{
-    Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, SignGuard,
+    Event, Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, RoundChange,
+    SignGuard,
 };
 use timed_core::crypto::Keypair;
 use timed_core::ledger::Ledger;
@@ -23,8 +23,9 @@ use timed_core::validators::{Genesis, GenesisBalance, GenesisValidator, Validato
 use tracing::{debug, info};
 
 use crate::adversary;
-use crate::checker::{Checker, Violation};
+use crate::checker::{Checker, Seen, Violation};
 use crate::network::{Fate, Network};
+use crate::queue::Queue;
 use crate::scenario::{Behaviour, FaultKind, Scenario, ScenarioError, StorageLoss};
 
 /// The chain id of every simulated network.
@@ -46,7 +47,7 @@ enum Ev {
         to: usize,
         inc: u32,
         from: usize,
-        msg: Rc<Message>,
+        msg: Rc<Wire>,
     },
     /// Bytes that the receiving runtime must fail to decode.
     Garbage {
@@ -71,26 +72,26 @@ enum Ev {
     Submit,
 }
 
-struct Queued {
-    at: u64,
-    seq: u64,
-    ev: Ev,
+/// A message on the wire. Every copy of one send or broadcast shares it, and with it what the
+/// checker found of it at its first delivery (`Seen`).
+pub struct Wire {
+    msg: Message,
+    seen: Seen,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
+impl Wire {
+    fn new(msg: Message) -> Rc<Wire> {
+        Rc::new(Wire {
+            msg,
+            seen: Seen::default(),
+        })
     }
 }
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
+
+impl std::ops::Deref for Wire {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.msg
     }
 }
 
@@ -102,8 +103,9 @@ pub struct SimNode {
     crash_at_persist: bool,
     /// Durable: finalized blocks with their (possibly extended) certificates.
     pub chain: BTreeMap<Height, Decision>,
-    /// Durable: the ledger after the last stored block.
-    pub ledger: Ledger,
+    /// Durable: the ledger after the last stored block (shared with the nodes that stored the
+    /// same blocks: see `Simulation::stored_ledgers`).
+    pub ledger: Rc<Ledger>,
     /// Durable: records persisted since the last stored block.
     pub records: Vec<PersistRecord>,
     pub crashes: u32,
@@ -115,10 +117,16 @@ pub struct SimNode {
     /// last point this node signed and its last lock), handed back in `Restore::guard`.
     pub guard: Option<SignGuard>,
     /// A replayer's memory of messages it saw.
-    memory: VecDeque<Rc<Message>>,
+    memory: VecDeque<Rc<Wire>>,
     /// For each validator with a twin: the instance this node last heard from, which its
     /// messages to that validator go to (its connection to that key).
     route: BTreeMap<usize, usize>,
+    /// A round pusher's last (height, round) whose far votes it sent: once per round.
+    pushed_at: Option<(Height, Round)>,
+    /// The height and hash of the block it stored last: the certificate extensions name it
+    /// (some 30 per node and height with 100 validators; hashing the block for each was a
+    /// tenth of a scale run).
+    last_stored: Option<(Height, Hash)>,
 }
 
 impl SimNode {
@@ -169,6 +177,13 @@ pub struct Stats {
     pub forged: u64,
     /// Restarts that lost durable records.
     pub storage_losses: u64,
+    /// Votes of round pushers delivered to honest nodes at their height for a round more than
+    /// one past theirs: where an uncapped round end would take them.
+    pub pushed_votes_delivered: u64,
+    /// Rounds of honest nodes that ended (`Timer::RoundEnd`) more than one round on.
+    pub round_jumps: u64,
+    /// The highest round an honest node entered.
+    pub max_round: u32,
     /// Finality latency of each (honest node, height): time of finalizing minus block timestamp.
     pub finality_ms: Vec<u64>,
 }
@@ -183,8 +198,7 @@ pub struct Simulation {
     pub nodes: Vec<SimNode>,
     network: Network,
     rng: ChaCha8Rng,
-    queue: BinaryHeap<Reverse<Queued>>,
-    seq: u64,
+    queue: Queue<Ev>,
     now: u64,
     pub checker: Checker,
     pub stats: Stats,
@@ -204,12 +218,30 @@ pub struct Simulation {
     clients: Vec<Keypair>,
     workload_rng: ChaCha8Rng,
     /// The last invalid proposal forged, by (node, height, round, valid round).
-    invalid_cache: Option<(InvalidKey, Rc<Message>)>,
+    invalid_cache: Option<(InvalidKey, Rc<Wire>)>,
     next_nonce: BTreeMap<timed_core::crypto::PublicKey, u64>,
+    /// The last ledgers stored, each with the ledger it was stored on and the accounts its block
+    /// touched: the next node storing the same block on the same ledger shares the result
+    /// instead of rebuilding it and hashing it again (per node and height, 4 % of a scale run).
+    stored_ledgers: VecDeque<StoredLedger>,
     /// Whether restarts hand the core its guard file (the double-sign guard); a test
     /// turns it off to show that the storage faults would make nodes sign twice without it.
     pub sign_guard: bool,
 }
+
+/// A ledger stored after a block: what it was stored on (the very allocation, kept alive
+/// here, so that sharing it is sound), the accounts the block touched, and the result with its
+/// state root and total supply.
+struct StoredLedger {
+    before: Rc<Ledger>,
+    touched: Vec<(timed_core::crypto::PublicKey, timed_core::ledger::Account)>,
+    after: Rc<Ledger>,
+    root: Hash,
+    supply: u128,
+}
+
+/// Stored ledgers remembered: a few heights' worth, for nodes that store out of step.
+const STORED_LEDGERS: usize = 4;
 
 /// Which proposal an invalid proposer forged: (node, height, round, valid round).
 type InvalidKey = (usize, Height, Round, Option<Round>);
@@ -288,6 +320,7 @@ impl Simulation {
                 },
             );
         }
+        let genesis_ledger = Rc::new(Ledger::from_genesis(&genesis));
         let mut nodes = Vec::with_capacity(instances);
         for i in (0..n).chain(twins.iter().copied()) {
             let core = Node::new(&genesis, keys[i].clone(), NodeConfig::default())
@@ -298,7 +331,7 @@ impl Simulation {
                 behaviour: scenario.validators[i].behaviour,
                 crash_at_persist: false,
                 chain: BTreeMap::new(),
-                ledger: Ledger::from_genesis(&genesis),
+                ledger: genesis_ledger.clone(),
                 records: vec![],
                 crashes: 0,
                 audited: false,
@@ -306,6 +339,8 @@ impl Simulation {
                 guard: None,
                 memory: VecDeque::new(),
                 route: BTreeMap::new(),
+                pushed_at: None,
+                last_stored: None,
             });
         }
         let mean_delay_ms = network.mean_delay_ms();
@@ -319,8 +354,7 @@ impl Simulation {
             nodes,
             network,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Queue::default(),
             now: 0,
             stats: Stats::default(),
             expectation_failures: vec![],
@@ -336,6 +370,7 @@ impl Simulation {
             workload_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7e57_c11e),
             next_nonce: BTreeMap::new(),
             invalid_cache: None,
+            stored_ledgers: VecDeque::new(),
             sign_guard: true,
         };
         for i in 0..instances {
@@ -398,12 +433,15 @@ impl Simulation {
     }
 
     fn push(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(at, ev);
+    }
+
+    /// A copy of `msg` will be delivered to node `to` if it is still up by then: the checker
+    /// awaits its verdict (once per message, whatever its copies).
+    fn in_flight(&mut self, to: usize, msg: &Wire) {
+        if self.nodes[to].is_up() {
+            self.checker.on_wire(&msg.msg, &msg.seen);
+        }
     }
 
     /// Runs until the scenario's duration or the first violation.
@@ -421,18 +459,15 @@ impl Simulation {
             if self.live && self.scenario.expect.stop_at_liveness {
                 return;
             }
-            let Some(Reverse(q)) = self.queue.peek() else {
-                break;
-            };
-            if q.at > until_ms {
+            if self.queue.next_time().is_none_or(|at| at > until_ms) {
                 break;
             }
-            let Some(Reverse(q)) = self.queue.pop() else {
+            let Some((at, ev)) = self.queue.pop() else {
                 break;
             };
-            self.now = q.at;
-            self.checker.now = q.at;
-            self.event(q.ev);
+            self.now = at;
+            self.checker.now = at;
+            self.event(ev);
         }
         if self.checker.violations.is_empty() {
             self.now = self.now.max(until_ms);
@@ -458,14 +493,15 @@ impl Simulation {
                     return;
                 }
                 debug!("t={} n{to} <- n{from} {}", self.now, describe(&msg));
-                let signature_ok = self.checker.on_deliver(&msg);
+                self.note_pushed(from, to, &msg);
+                let signature_ok = self.checker.on_deliver_seen(&msg, &msg.seen);
                 let relay = self.relays(to).then(|| msg.clone());
                 if self.nodes.len() > self.keys.len() {
                     // Twins: replies go back over the connection this came by.
                     let v = self.nodes[from].validator;
                     self.nodes[to].route.insert(v, from);
                 }
-                let msg = Rc::try_unwrap(msg).unwrap_or_else(|rc| (*rc).clone());
+                let msg = Rc::try_unwrap(msg).map_or_else(|rc| rc.msg.clone(), |w| w.msg);
                 let sender = self.index_of(from);
                 let input = if signature_ok {
                     Input::SignatureChecked { from: sender, msg }
@@ -517,15 +553,32 @@ impl Simulation {
         }
     }
 
+    /// Counts a round pusher's vote reaching an honest node at its height, far ahead of its round.
+    fn note_pushed(&mut self, from: usize, to: usize, msg: &Message) {
+        if self.nodes[from].behaviour != Behaviour::RoundPusher
+            || self.nodes[to].behaviour != Behaviour::Honest
+        {
+            return;
+        }
+        if let (Message::Vote(v), Some(core)) = (msg, self.nodes[to].core.as_ref())
+            && v.height == core.height()
+            && v.round.0 > core.round().0.saturating_add(1)
+        {
+            self.stats.pushed_votes_delivered += 1;
+        }
+    }
+
     /// One call into a core and the performing of its outputs, then the step checks.
     fn step(&mut self, i: usize, input: Input) {
         let now = self.now;
         self.stats.steps += 1;
         self.checker.step = self.stats.steps;
         let amnesia = self.nodes[i].behaviour == Behaviour::Amnesia;
+        let honest = self.nodes[i].behaviour == Behaviour::Honest;
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
+        let (height, round) = (core.height(), core.round());
         if amnesia {
             // Before every step, so also right after a restart restored the lock from the WAL.
             if core.locked().is_some() {
@@ -538,11 +591,25 @@ impl Simulation {
             if let Some(h) = self.transcript.as_mut() {
                 let _ = writeln!(HashWriter(h), "{i}@{now}:{out:?}");
             }
+            if let Output::Event(Event::RoundChanged {
+                height: at,
+                round: to,
+                reason: RoundChange::Timeout,
+            }) = &out
+                && honest
+                && *at == height
+                && to.0 > round.0.saturating_add(1)
+            {
+                self.stats.round_jumps += 1;
+            }
             if !self.perform(i, out) {
                 break;
             }
         }
         if let Some(core) = self.nodes[i].core.as_ref() {
+            if honest {
+                self.stats.max_round = self.stats.max_round.max(core.round().0);
+            }
             let h = core.height();
             let ledger = self.nodes[i].checked().then(|| core.ledger());
             self.checker.after_step(i, h, ledger);
@@ -605,11 +672,8 @@ impl Simulation {
             }
             Output::Finalized(f) => self.store_finalized(i, *f),
             Output::CertificateExtended(cert) => {
-                let block = self.nodes[i]
-                    .chain
-                    .get(&cert.height)
-                    .map(|d| d.block.hash());
                 if self.nodes[i].checked() {
+                    let block = self.stored_hash(i, cert.height);
                     self.checker.on_extended(i, &cert, block);
                 }
                 if let Some(d) = self.nodes[i].chain.get_mut(&cert.height) {
@@ -654,17 +718,48 @@ impl Simulation {
         true
     }
 
+    /// The hash of the block node `i` stored at `h`, if it holds one.
+    fn stored_hash(&self, i: usize, h: Height) -> Option<Hash> {
+        let node = &self.nodes[i];
+        let d = node.chain.get(&h)?;
+        match node.last_stored {
+            Some((at, hash)) if at == h => Some(hash),
+            _ => Some(d.block.hash()),
+        }
+    }
+
     fn store_finalized(&mut self, i: usize, f: Finalized) {
         let h = f.block.height();
         let node = &mut self.nodes[i];
-        node.ledger = Ledger::from_accounts(
-            node.ledger
-                .accounts()
-                .map(|(k, a)| (*k, *a))
-                .chain(f.outcome.touched.iter().copied()),
-        );
-        let root = node.ledger.state_root();
-        let supply = node.ledger.total_supply();
+        node.last_stored = Some((h, f.block.hash()));
+        let stored = self
+            .stored_ledgers
+            .iter()
+            .find(|s| Rc::ptr_eq(&s.before, &node.ledger) && s.touched == f.outcome.touched);
+        let (ledger, root, supply) = match stored {
+            Some(s) => (s.after.clone(), s.root, s.supply),
+            None => {
+                let after = Rc::new(Ledger::from_accounts(
+                    node.ledger
+                        .accounts()
+                        .map(|(k, a)| (*k, *a))
+                        .chain(f.outcome.touched.iter().copied()),
+                ));
+                let (root, supply) = (after.state_root(), after.total_supply());
+                if self.stored_ledgers.len() >= STORED_LEDGERS {
+                    self.stored_ledgers.pop_front();
+                }
+                self.stored_ledgers.push_back(StoredLedger {
+                    before: node.ledger.clone(),
+                    touched: f.outcome.touched.clone(),
+                    after: after.clone(),
+                    root,
+                    supply,
+                });
+                (after, root, supply)
+            }
+        };
+        node.ledger = ledger;
         node.records.retain(|r| r.height() > h);
         node.chain.insert(
             h,
@@ -763,7 +858,7 @@ impl Simulation {
     /// What an adversary does with a message it received from node `from`: a body swapper
     /// forwards others' proposals and decisions with another body, a proof stripper others'
     /// re-proposals without a valid polka, a replayer remembers it.
-    fn relay(&mut self, a: usize, from: usize, msg: &Rc<Message>) {
+    fn relay(&mut self, a: usize, from: usize, msg: &Rc<Wire>) {
         let me = self.nodes[a].validator;
         let peers: Vec<usize> = (0..self.nodes.len())
             .filter(|j| *j != from && self.nodes[*j].validator != me)
@@ -771,7 +866,7 @@ impl Simulation {
         match self.nodes[a].behaviour {
             Behaviour::Replayer => self.remember(a, msg),
             Behaviour::BodySwapper => {
-                let forged = match &**msg {
+                let forged = match &msg.msg {
                     Message::Proposal(p) if p.proposer.as_usize() != me => {
                         let mut p = p.clone();
                         p.block = adversary::swap_body(&p.block, &self.keys[me], &mut self.rng);
@@ -784,7 +879,7 @@ impl Simulation {
                     }
                     _ => return,
                 };
-                let forged = Rc::new(forged);
+                let forged = Wire::new(forged);
                 for j in peers {
                     if self.rng.random_bool(0.5) {
                         self.stats.forged += 1;
@@ -793,11 +888,14 @@ impl Simulation {
                 }
             }
             Behaviour::ProofStripper => {
-                let Message::Proposal(p) = &**msg else { return };
+                let Message::Proposal(p) = &msg.msg else {
+                    return;
+                };
                 if p.valid_round.is_none() || p.proposer.as_usize() == me {
                     return;
                 }
-                let stripped = Rc::new(Message::Proposal(adversary::strip_polka(p, &mut self.rng)));
+                let stripped =
+                    Wire::new(Message::Proposal(adversary::strip_polka(p, &mut self.rng)));
                 for j in peers {
                     self.stats.forged += 1;
                     self.send_fast(a, j, stripped.clone());
@@ -808,7 +906,7 @@ impl Simulation {
     }
 
     /// A replayer keeps the last `REPLAY_MEMORY` messages worth replaying.
-    fn remember(&mut self, i: usize, msg: &Rc<Message>) {
+    fn remember(&mut self, i: usize, msg: &Rc<Wire>) {
         if adversary::replayable(msg) {
             let memory = &mut self.nodes[i].memory;
             if memory.len() >= REPLAY_MEMORY {
@@ -819,27 +917,28 @@ impl Simulation {
     }
 
     /// A torsion signer's messages leave with its signatures made again with a torsion point.
-    fn disguise(&mut self, i: usize, msg: Message) -> Rc<Message> {
+    fn disguise(&mut self, i: usize, msg: Message) -> Rc<Wire> {
         if self.nodes[i].behaviour != Behaviour::TorsionSigner {
-            return Rc::new(msg);
+            return Wire::new(msg);
         }
         let v = self.nodes[i].validator;
         match adversary::torsion_rewrite(&msg, &self.keys[v], ValidatorIndex(v as u16)) {
             Some(m) => {
                 self.stats.forged += 1;
-                Rc::new(m)
+                Wire::new(m)
             }
-            None => Rc::new(msg),
+            None => Wire::new(msg),
         }
     }
 
     /// After a broadcast: a sync liar claims a far height to some peers; a replayer re-sends an
-    /// old message to a random peer now and then (and remembers its own).
-    fn adversary_extras(&mut self, i: usize, msg: &Rc<Message>) {
+    /// old message to a random peer now and then (and remembers its own); a round pusher, at its
+    /// first vote of a round, sends every peer its votes for far rounds.
+    fn adversary_extras(&mut self, i: usize, msg: &Rc<Wire>) {
         let me = self.nodes[i].validator;
         match self.nodes[i].behaviour {
             Behaviour::SyncLiar => {
-                let Message::Vote(v) = &**msg else { return };
+                let Message::Vote(v) = &msg.msg else { return };
                 if v.validator.as_usize() != me {
                     return;
                 }
@@ -849,7 +948,26 @@ impl Simulation {
                         let claim =
                             adversary::far_claim(&self.keys[me], v.validator, v.height, ahead);
                         self.stats.forged += 1;
-                        self.send(i, j, Rc::new(claim));
+                        self.send(i, j, Wire::new(claim));
+                    }
+                }
+            }
+            Behaviour::RoundPusher => {
+                let Message::Vote(v) = &msg.msg else { return };
+                let at = (v.height, v.round);
+                if v.validator.as_usize() != me || self.nodes[i].pushed_at >= Some(at) {
+                    return;
+                }
+                self.nodes[i].pushed_at = Some(at);
+                let key = &self.keys[me];
+                let votes = adversary::pushed_votes(key, v.validator, &self.set, v.height, v.round);
+                for vote in votes {
+                    let vote = Wire::new(vote);
+                    for j in 0..self.nodes.len() {
+                        if self.nodes[j].validator != me {
+                            self.stats.forged += 1;
+                            self.send(i, j, vote.clone());
+                        }
                     }
                 }
             }
@@ -913,12 +1031,12 @@ impl Simulation {
             }
             _ => {}
         }
-        let msg = Rc::new(Message::SyncResponse { blocks });
+        let msg = Wire::new(Message::SyncResponse { blocks });
         self.send_as(i, j, &msg);
     }
 
     /// Sends one message from `i` to `j`, through `i`'s Byzantine behaviour and the network.
-    fn send_as(&mut self, i: usize, j: usize, msg: &Rc<Message>) {
+    fn send_as(&mut self, i: usize, j: usize, msg: &Rc<Wire>) {
         match self.nodes[i].behaviour {
             Behaviour::Honest
             | Behaviour::GarbageSender
@@ -926,10 +1044,11 @@ impl Simulation {
             | Behaviour::SyncLiar
             | Behaviour::Replayer
             | Behaviour::TorsionSigner
-            | Behaviour::Twins => self.send(i, j, msg.clone()),
+            | Behaviour::Twins
+            | Behaviour::RoundPusher => self.send(i, j, msg.clone()),
             Behaviour::BodySwapper | Behaviour::ProofStripper => {
                 let me = self.nodes[i].validator;
-                let forged = match (&**msg, self.nodes[i].behaviour) {
+                let forged = match (&msg.msg, self.nodes[i].behaviour) {
                     (Message::Proposal(p), Behaviour::BodySwapper)
                         if p.proposer.as_usize() == me =>
                     {
@@ -953,14 +1072,14 @@ impl Simulation {
                     // The forged copy first; the real one a mean link delay later.
                     Some(f) if self.second_half(i, j) => {
                         self.stats.forged += 1;
-                        self.send(i, j, Rc::new(f));
+                        self.send(i, j, Wire::new(f));
                         let later = self.network.link(i, j).latency.mean_ms().round() as u64 + 1;
                         self.send_after(i, j, msg.clone(), later);
                     }
                     _ => self.send(i, j, msg.clone()),
                 }
             }
-            Behaviour::InvalidProposer => match &**msg {
+            Behaviour::InvalidProposer => match &msg.msg {
                 Message::Proposal(p) if p.proposer.as_usize() == i => {
                     let bad = self.invalid_proposal(i, p);
                     self.send(i, j, bad);
@@ -969,17 +1088,17 @@ impl Simulation {
             },
             Behaviour::Silent => {}
             Behaviour::EquivocatingProposer => {
-                if let Message::Proposal(p) = &**msg
+                if let Message::Proposal(p) = &msg.msg
                     && p.proposer.as_usize() == i
                     && self.second_half(i, j)
                 {
                     let forged = self.forge_proposal(i, p);
-                    self.send(i, j, Rc::new(Message::Proposal(forged)));
+                    self.send(i, j, Wire::new(Message::Proposal(forged)));
                 }
                 self.send(i, j, msg.clone());
             }
             Behaviour::DoubleVoter => {
-                if let Message::Vote(v) = &**msg
+                if let Message::Vote(v) = &msg.msg
                     && v.validator.as_usize() == i
                     && self.second_half(i, j)
                 {
@@ -996,7 +1115,7 @@ impl Simulation {
                         other,
                         v.validator,
                     );
-                    self.send(i, j, Rc::new(Message::Vote(forged)));
+                    self.send(i, j, Wire::new(Message::Vote(forged)));
                 }
                 self.send(i, j, msg.clone());
             }
@@ -1025,7 +1144,7 @@ impl Simulation {
 
     /// `p` with its block broken in one way (chosen by height and round), signed again: what an
     /// invalid proposer sends instead of its proposal. The same for every peer.
-    fn invalid_proposal(&mut self, i: usize, p: &Proposal) -> Rc<Message> {
+    fn invalid_proposal(&mut self, i: usize, p: &Proposal) -> Rc<Wire> {
         let key = (i, p.height, p.round, p.valid_round);
         if let Some((k, m)) = &self.invalid_cache
             && *k == key
@@ -1083,14 +1202,14 @@ impl Simulation {
             p.proposer,
         );
         forged.polka = p.polka.clone();
-        let m = Rc::new(Message::Proposal(forged));
+        let m = Wire::new(Message::Proposal(forged));
         self.invalid_cache = Some((key, m.clone()));
         m
     }
 
     /// A garbage sender adds, to one random peer per broadcast, one of: random bytes, its message
     /// with a broken signature, or a properly signed vote for a far-future height or round.
-    fn garbage(&mut self, i: usize, msg: &Rc<Message>) {
+    fn garbage(&mut self, i: usize, msg: &Rc<Wire>) {
         if self.nodes[i].behaviour != Behaviour::GarbageSender || self.nodes.len() < 2 {
             return;
         }
@@ -1112,17 +1231,17 @@ impl Simulation {
                 self.push_garbage(i, j, bytes);
             }
             1 => {
-                let mut bad = (**msg).clone();
+                let mut bad = msg.msg.clone();
                 let bit = self.rng.random_range(0..64usize);
                 match &mut bad {
                     Message::Vote(v) => v.signature.0[bit] ^= 1,
                     Message::Proposal(p) => p.signature.0[bit] ^= 1,
                     _ => return,
                 }
-                self.send(i, j, Rc::new(bad));
+                self.send(i, j, Wire::new(bad));
             }
             k => {
-                let (height, round) = match &**msg {
+                let (height, round) = match &msg.msg {
                     Message::Vote(v) => (v.height, v.round),
                     Message::Proposal(p) => (p.height, p.round),
                     _ => return,
@@ -1141,30 +1260,31 @@ impl Simulation {
                     None,
                     me,
                 );
-                self.send(i, j, Rc::new(Message::Vote(vote)));
+                self.send(i, j, Wire::new(Message::Vote(vote)));
             }
         }
     }
 
     /// Puts a message on the wire: partition, loss, delay, duplication.
-    fn send(&mut self, from: usize, to: usize, msg: Rc<Message>) {
+    fn send(&mut self, from: usize, to: usize, msg: Rc<Wire>) {
         self.send_after(from, to, msg, 0);
     }
 
     /// A relayed forgery on the adversary's own fast path: delivered one millisecond later,
     /// never lost (a partition still stops it), so that it can overtake the real copy.
-    fn send_fast(&mut self, from: usize, to: usize, msg: Rc<Message>) {
+    fn send_fast(&mut self, from: usize, to: usize, msg: Rc<Wire>) {
         self.stats.messages += 1;
         if !self.network.connected(from, to) {
             self.stats.dropped += 1;
             return;
         }
+        self.in_flight(to, &msg);
         let inc = self.nodes[to].incarnation;
         self.push(self.now + 1, Ev::Deliver { to, inc, from, msg });
     }
 
     /// As `send`, `extra_ms` later than the network alone would deliver it.
-    fn send_after(&mut self, from: usize, to: usize, msg: Rc<Message>, extra_ms: u64) {
+    fn send_after(&mut self, from: usize, to: usize, msg: Rc<Wire>, extra_ms: u64) {
         if from == to {
             return;
         }
@@ -1176,6 +1296,7 @@ impl Simulation {
         match self.network.fate(from, to, &mut self.rng) {
             Fate::Lost => self.stats.dropped += 1,
             Fate::Delivered(d1, d2) => {
+                self.in_flight(to, &msg);
                 let inc = self.nodes[to].incarnation;
                 if let Some(d2) = d2 {
                     self.stats.duplicated += 1;
@@ -1220,7 +1341,7 @@ impl Simulation {
         let node = &self.nodes[i];
         let restore = Restore {
             last: node.chain.values().next_back().cloned(),
-            ledger: Some(node.ledger.clone()),
+            ledger: Some((*node.ledger).clone()),
             records: node.records.clone(),
             guard: if self.sign_guard { node.guard } else { None },
         };
@@ -1279,7 +1400,7 @@ impl Simulation {
             StorageLoss::Wiped => {
                 let node = &mut self.nodes[i];
                 node.chain.clear();
-                node.ledger = Ledger::from_genesis(&self.genesis);
+                node.ledger = Rc::new(Ledger::from_genesis(&self.genesis));
                 node.records.clear();
             }
             StorageLoss::Backup => {
@@ -1293,7 +1414,7 @@ impl Simulation {
                 }
                 let node = &mut self.nodes[i];
                 node.chain.split_off(&keep.next());
-                node.ledger = ledger;
+                node.ledger = Rc::new(ledger);
                 node.records.clear();
             }
             StorageLoss::WalCut => {

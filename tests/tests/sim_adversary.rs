@@ -1,10 +1,11 @@
 //! The stronger adversaries of issue 12 §2 (body swapper, sync liar, proof stripper, replayer,
-//! torsion signer, twins) and restarts that lose records: each must leave safety and liveness
-//! intact. The seeds pinned here are the ones that found a defect in the core before its fix
-//! (`git show 6eaa008`, the main of before issue 12's core fixes).
+//! torsion signer, twins), restarts that lose records, and the round pusher: each must leave
+//! safety and liveness intact. The swarm seeds pinned here are the ones that found a defect in
+//! the core before its fix (`git show 6eaa008`, the main of before issue 12's core fixes), in
+//! the swarm as drawn then (`swarm_stronger`: the swarm without round pushers).
 
 use timed_sim::Simulation;
-use timed_sim::scenario::{Behaviour, FaultKind, Scenario, StorageLoss, swarm};
+use timed_sim::scenario::{Behaviour, FaultKind, Scenario, StorageLoss, swarm, swarm_stronger};
 
 fn file(name: &str) -> Scenario {
     let path = format!(
@@ -28,9 +29,23 @@ fn assert_passes(scenario: &Scenario, seed: u64, replay: &str) -> Simulation {
     sim
 }
 
+/// Seed `seed` of the scenario file `name` (read into `scenario`) must pass.
+fn file_seed_passes(scenario: &Scenario, name: &str, seed: u64) -> Simulation {
+    let replay =
+        format!("timed-sim run --scenario runtime-sim/scenarios/{name}.toml --seed {seed}");
+    assert_passes(scenario, seed, &replay)
+}
+
 fn swarm_seed_passes(seed: u64) {
     let scenario = swarm(seed);
     let replay = format!("timed-sim run --scenario swarm --seed {seed}");
+    assert_passes(&scenario, seed, &replay);
+}
+
+/// A pinned seed, drawn as it was when it found its defect.
+fn pinned_seed_passes(seed: u64) {
+    let scenario = swarm_stronger(seed);
+    let replay = format!("timed-sim run --scenario swarm-stronger --seed {seed}");
     assert_passes(&scenario, seed, &replay);
 }
 
@@ -42,10 +57,7 @@ fn swarm_seed_passes(seed: u64) {
 fn a_body_swapper_cannot_stall_a_node_catching_up() {
     let scenario = file("body-swapper");
     for seed in 1..=3 {
-        let replay = format!(
-            "timed-sim run --scenario runtime-sim/scenarios/body-swapper.toml --seed {seed}"
-        );
-        let sim = assert_passes(&scenario, seed, &replay);
+        let sim = file_seed_passes(&scenario, "body-swapper", seed);
         assert!(sim.stats.forged > 0);
     }
 }
@@ -57,12 +69,12 @@ fn a_body_swapper_cannot_stall_a_node_catching_up() {
 fn body_swapper_swarm_seeds_recover() {
     for seed in [54, 58, 169, 262, 81, 123, 292] {
         assert!(
-            swarm(seed)
+            swarm_stronger(seed)
                 .validators
                 .iter()
                 .any(|v| v.behaviour == Behaviour::BodySwapper)
         );
-        swarm_seed_passes(seed);
+        pinned_seed_passes(seed);
     }
 }
 
@@ -72,9 +84,7 @@ fn body_swapper_swarm_seeds_recover() {
 fn a_sync_liar_cannot_pin_a_lagging_node() {
     let scenario = file("sync-liar");
     for seed in [4, 1] {
-        let replay =
-            format!("timed-sim run --scenario runtime-sim/scenarios/sync-liar.toml --seed {seed}");
-        assert_passes(&scenario, seed, &replay);
+        file_seed_passes(&scenario, "sync-liar", seed);
     }
 }
 
@@ -84,11 +94,36 @@ fn a_sync_liar_cannot_pin_a_lagging_node() {
 fn a_proof_stripper_cannot_stall_re_proposals() {
     let scenario = file("proof-stripper");
     for seed in 1..=2 {
-        let replay = format!(
-            "timed-sim run --scenario runtime-sim/scenarios/proof-stripper.toml --seed {seed}"
-        );
-        let sim = assert_passes(&scenario, seed, &replay);
+        let sim = file_seed_passes(&scenario, "proof-stripper", seed);
         assert!(sim.stats.forged > 0, "no re-proposal was stripped");
+    }
+}
+
+/// A round pusher's votes for rounds up to 64 ahead (the farthest at its own turn to propose)
+/// reach the honest nodes while they cannot reach one another (10 s to 35 s), so every round ends
+/// on `Timer::RoundEnd` with far votes in hand. The core's cap keeps each jump to three rounds;
+/// with the cap lifted, every seed here lands the honest nodes on round 63, whose propose
+/// timeout alone is 66 s, and the liveness bound fails (8 heights instead of 46).
+#[test]
+fn a_round_pusher_cannot_lift_honest_rounds_past_the_catch_up_cap() {
+    let scenario = file("round-pusher");
+    for seed in 1..=3 {
+        let sim = file_seed_passes(&scenario, "round-pusher", seed);
+        let s = &sim.stats;
+        // The attack happened: far-round votes reached honest nodes at their height, and rounds
+        // ended by jumping past the next one...
+        assert!(
+            s.pushed_votes_delivered >= 100,
+            "{} delivered",
+            s.pushed_votes_delivered
+        );
+        assert!(s.round_jumps >= 3, "{} round ends jumped", s.round_jumps);
+        // ...three rounds at a time, not to the far votes.
+        assert!(
+            s.max_round <= 12,
+            "honest nodes reached round {}",
+            s.max_round
+        );
     }
 }
 
@@ -119,12 +154,12 @@ fn a_replayer_changes_nothing() {
 fn torsion_signer_swarm_seeds_get_one_verdict() {
     for seed in [4, 120, 244, 272, 151] {
         assert!(
-            swarm(seed)
+            swarm_stronger(seed)
                 .validators
                 .iter()
                 .any(|v| v.behaviour == Behaviour::TorsionSigner)
         );
-        swarm_seed_passes(seed);
+        pinned_seed_passes(seed);
     }
 }
 
@@ -211,8 +246,8 @@ fn with_the_guard_lost_records_never_make_a_node_sign_twice() {
     }
 }
 
-/// The stronger swarm (every behaviour, with crashes, partitions, loss and storage faults):
-/// safety and the liveness bound on 60 seeds.
+/// The stronger swarm (every behaviour, round pushers included, with crashes, partitions, loss
+/// and storage faults): safety and the liveness bound on 60 seeds.
 #[test]
 fn swarm_with_the_stronger_adversaries_keeps_safety_and_liveness() {
     for seed in 0..60 {
@@ -250,7 +285,7 @@ fn a_validator_that_lost_its_records_keeps_its_lock() {
     for seed in [
         33, 36, 65, 77, 1194, 2192, 3276, 3834, 1962, 1595, 8499, 7628,
     ] {
-        swarm_seed_passes(seed);
+        pinned_seed_passes(seed);
     }
 }
 
@@ -275,6 +310,6 @@ fn a_validator_that_lost_its_records_keeps_its_lock() {
 /// votes of round 0 and the others, needing them, waited forever.
 fn a_validator_that_lost_its_records_does_not_stall_the_height() {
     for seed in [161, 14, 16, 32, 77, 102, 7] {
-        swarm_seed_passes(seed);
+        pinned_seed_passes(seed);
     }
 }
