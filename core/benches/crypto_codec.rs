@@ -232,9 +232,64 @@ fn vote_codec(c: &mut Criterion<CpuTime>) {
     group.finish();
 }
 
+/// A proposal of a block of 1,000 transfers, with its envelope: the bulk of what a node decodes.
+fn block_codec(c: &mut Criterion<CpuTime>) {
+    use timed_core::block::{Block, Header};
+    use timed_core::tx::Transfer;
+    use timed_core::types::{Amount, TimestampMs};
+    let alice = Keypair::insecure_from_name("alice");
+    let bob = Keypair::insecure_from_name("bob").public_key();
+    let txs: Vec<_> = (0..1_000u64)
+        .map(|nonce| {
+            Transfer {
+                from: alice.public_key(),
+                to: bob,
+                amount: Amount(1_000 + nonce),
+                fee: Amount(1),
+                nonce,
+            }
+            .sign(&alice, "bench")
+        })
+        .collect();
+    let block = Block {
+        header: Header {
+            chain_id: "bench".into(),
+            height: Height(123_456),
+            parent_hash: Hash([1; 32]),
+            timestamp: TimestampMs(1_700_000_000_000),
+            proposer: ValidatorIndex(3),
+            tx_root: timed_core::block::tx_root(&txs),
+            state_root: Hash([2; 32]),
+        },
+        txs,
+    };
+    let proposal = timed_core::message::Proposal::sign(
+        &alice,
+        "bench",
+        Round(0),
+        None,
+        block,
+        ValidatorIndex(3),
+    );
+    let message = Message::Proposal(proposal);
+    let bytes = encode_message(&message);
+    assert_eq!(decode_message(&bytes).expect("decodes"), message);
+    eprintln!(
+        "block_codec: a proposal of 1,000 transfers (with envelope) is {} bytes",
+        bytes.len()
+    );
+    let mut group = c.benchmark_group("block_codec");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("encode", |b| b.iter(|| encode_message(black_box(&message))));
+    group.bench_function("decode", |b| {
+        b.iter(|| decode_message(black_box(&bytes)).expect("decodes"))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(CpuTime);
-    targets = certificate_verify, vote_codec
+    targets = certificate_verify, vote_codec, block_codec
 }
 criterion_main!(benches);
