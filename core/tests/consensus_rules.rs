@@ -1484,7 +1484,8 @@ fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
         }),
     );
     assert_eq!(f.node.round(), Round(1));
-    // Ending a round, it joins the highest round it has seen votes of.
+    // One validator's votes ahead, near or far (a round pusher's, say), move nobody: the round
+    // ends into the next one.
     f.vote(f.others()[1], 3, VoteKind::Prepare, None);
     assert_eq!(
         f.node.round(),
@@ -1498,17 +1499,16 @@ fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
             round: Round(1),
         }),
     );
-    assert_eq!(f.node.round(), Round(3));
-    // A vote far ahead (a Byzantine one, say) pulls it at most three rounds on.
-    f.vote(f.others()[2], 60, VoteKind::Prepare, None);
+    assert_eq!(f.node.round(), Round(2));
+    f.vote(f.others()[1], 60, VoteKind::Prepare, None);
     f.node.handle(
         TimestampMs(2_000 + 9 * expected),
         Input::Timeout(Timer::RoundEnd {
             height: Height(1),
-            round: Round(3),
+            round: Round(2),
         }),
     );
-    assert_eq!(f.node.round(), Round(6));
+    assert_eq!(f.node.round(), Round(3));
     // A stale one (of a round left) does nothing.
     f.node.handle(
         TimestampMs(2_000 + expected),
@@ -1517,7 +1517,7 @@ fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
             round: Round(0),
         }),
     );
-    assert_eq!(f.node.round(), Round(6));
+    assert_eq!(f.node.round(), Round(3));
 }
 
 /// A key moved to a new machine without its guard file: catching up, the node meets its own
@@ -1889,4 +1889,60 @@ fn a_proposer_locked_on_its_own_block_without_its_polka_proposes_it_again() {
     assert_eq!(p.block.hash(), b.hash(), "its locked block, not a new one");
     assert_eq!(p.valid_round, None, "fresh: it has no polka to show");
     assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);
+}
+
+/// Swarm seeds 2768 and 2160: ending a round, a node joins the highest round (at most three on)
+/// in which it has seen more than one validator vote, under a third of the stake each (so L55
+/// does not fire); one validator alone ahead, however far, does not move it.
+#[test]
+fn a_round_end_joins_a_group_ahead_but_not_one_validator_ahead() {
+    // Stakes 30, 30, 30, 30, 5, 5: the two small ones together hold under a third.
+    let (keys, validators) = insecure_dev_validators(&[30, 30, 30, 30, 5, 5]);
+    let genesis = Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: TimestampMs(0),
+        validators,
+        balances: vec![],
+        params: Default::default(),
+    };
+    let mut node = Node::new(&genesis, keys[0].clone(), NodeConfig::default()).unwrap();
+    node.handle(TimestampMs(1_000), Input::Start);
+    let vote = |node: &mut Node, v: u16, round: u32| {
+        let vote = Vote::sign(
+            &keys[v as usize],
+            CHAIN,
+            Height(1),
+            Round(round),
+            VoteKind::Prepare,
+            None,
+            ValidatorIndex(v),
+        );
+        node.handle(
+            TimestampMs(1_001),
+            Input::Message {
+                from: ValidatorIndex(v),
+                msg: Message::Vote(vote),
+            },
+        );
+    };
+    let end = |node: &mut Node, round: u32, at: u64| {
+        node.handle(
+            TimestampMs(at),
+            Input::Timeout(Timer::RoundEnd {
+                height: Height(1),
+                round: Round(round),
+            }),
+        );
+    };
+    // Validator 4 alone at round 2, then far ahead: the round ends into the next one.
+    vote(&mut node, 4, 2);
+    vote(&mut node, 4, 50);
+    end(&mut node, 0, 100_000);
+    assert_eq!(node.round(), Round(1));
+    // Validators 4 and 5 at round 3 (10 of 130: no skip by L55): the end of round 1 joins them.
+    vote(&mut node, 5, 3);
+    vote(&mut node, 4, 3);
+    assert_eq!(node.round(), Round(1));
+    end(&mut node, 1, 200_000);
+    assert_eq!(node.round(), Round(3));
 }

@@ -1539,18 +1539,20 @@ impl Node {
             {
                 self.start_round(round.next(), Some(RoundChange::Timeout));
             }
-            // A round that outlived twice its three timeouts ends (see `start_round`), in the
-            // highest round this node has seen votes of, if that is further: nodes that each hold
-            // under a third of the stake cannot pull one another along (L55), and each moving
-            // on by its own clock alone kept them a round apart (swarm seed 2768). At most
+            // A round that outlived twice its three timeouts ends (see `start_round`), in a round
+            // ahead where a group of validators was seen (`round_end_target`): nodes that each
+            // hold under a third of the stake cannot pull one another along (L55), and each
+            // moving on by its own clock alone kept them a round apart (swarm seed 2768). At most
             // `ROUND_END_CATCH_UP` rounds further: one Byzantine vote far ahead (the keeper takes
             // them up to `MAX_ROUNDS_AHEAD`) would otherwise inflate every timeout after a stall.
             Timer::RoundEnd { height, round }
                 if height == self.height && round == self.round && self.step != Step::NewHeight =>
             {
-                let seen = self.votes.rounds().into_iter().max().unwrap_or(round);
                 let cap = Round(round.0.saturating_add(ROUND_END_CATCH_UP));
-                self.start_round(seen.min(cap).max(round.next()), Some(RoundChange::Timeout));
+                self.start_round(
+                    self.round_end_target(round, cap),
+                    Some(RoundChange::Timeout),
+                );
             }
             Timer::NextHeight { height }
                 if height == self.height && self.step == Step::NewHeight =>
@@ -2172,6 +2174,29 @@ impl Node {
             // Verified on arrival; the proposer is checked now that the parent is known.
             self.on_message(ValidatorIndex(0), msg, true);
         }
+    }
+
+    /// Where a round that ended on `Timer::RoundEnd` goes: the highest round up to `cap` whose
+    /// voters (those seen voting in it or in a later round up to `cap`) are more than one
+    /// validator, else the next round. A laggard
+    /// joins the round a group ahead of it is in (swarm seed 2768), but one validator's votes far
+    /// ahead do not move anybody: a round pusher made every honest node jump three rounds at
+    /// each end of round, which kept two honest groups one round apart for good (swarm seed
+    /// 2160).
+    fn round_end_target(&self, round: Round, cap: Round) -> Round {
+        let mut voters: BTreeSet<ValidatorIndex> = BTreeSet::new();
+        let rounds = self.votes.rounds();
+        for r in rounds.iter().rev().filter(|r| **r > round && **r <= cap) {
+            for kind in [VoteKind::Prepare, VoteKind::Precommit] {
+                for v in self.votes.votes(*r, kind) {
+                    voters.insert(v.validator);
+                }
+            }
+            if voters.len() > 1 {
+                return *r;
+            }
+        }
+        round.next()
     }
 
     fn reject(&mut self, kind: &'static str, reason: &'static str) {
