@@ -28,6 +28,7 @@ pub mod keys;
 mod metrics;
 mod net;
 mod store;
+mod stored;
 mod syncserve;
 pub mod tls;
 mod txbatch;

@@ -37,12 +37,12 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
-use timed_core::block::{Block, Certificate};
+
+use timed_core::block::Certificate;
 use timed_core::codec;
 use timed_core::consensus::Restore;
 use timed_core::crypto::PublicKey;
-use timed_core::ledger::{Account, BlockOutcome, Ledger};
+use timed_core::ledger::{Account, Ledger};
 use timed_core::message::Decision;
 use timed_core::types::{Hash, Height};
 use timed_core::validators::Genesis;
@@ -140,22 +140,7 @@ impl StoreError {
     }
 }
 
-/// A finalized block as stored and served.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredBlock {
-    pub block: Block,
-    pub certificate: Certificate,
-    pub outcome: BlockOutcome,
-    /// Milliseconds from the block's timestamp to its finalization on this node.
-    pub finality_ms: u64,
-}
-
-timed_core::wire_struct!(StoredBlock {
-    block,
-    certificate,
-    outcome,
-    finality_ms,
-});
+pub use crate::stored::StoredBlock;
 
 pub struct Store {
     db: Database,
@@ -501,7 +486,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use timed_core::block::Header;
+    use timed_core::block::{Block, Header};
+    use timed_core::ledger::BlockOutcome;
     use timed_core::types::{Amount, Round, TimestampMs, ValidatorIndex};
 
     /// A database of an older timed (tables, no format mark) or of another format number is

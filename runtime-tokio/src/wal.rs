@@ -53,7 +53,7 @@ use timed_core::codec;
 use timed_core::consensus::PersistRecord;
 use timed_core::types::Height;
 
-use crate::store::StoredBlock;
+use crate::stored::StoredBlock;
 
 const HEADER: usize = 8;
 

@@ -1,0 +1,24 @@
+//! A finalized block as this node stores and serves it: the one type both the database
+//! (`store.rs`) and the write-ahead log (`wal.rs`) hold, kept apart from both so that neither
+//! depends on the other for it.
+
+use serde::{Deserialize, Serialize};
+use timed_core::block::{Block, Certificate};
+use timed_core::ledger::BlockOutcome;
+
+/// A finalized block as stored and served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBlock {
+    pub block: Block,
+    pub certificate: Certificate,
+    pub outcome: BlockOutcome,
+    /// Milliseconds from the block's timestamp to its finalization on this node.
+    pub finality_ms: u64,
+}
+
+timed_core::wire_struct!(StoredBlock {
+    block,
+    certificate,
+    outcome,
+    finality_ms,
+});
