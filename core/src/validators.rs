@@ -485,8 +485,9 @@ impl ValidatorSet {
     /// all points of all validators, in increasing order (ties to the lower index), are the
     /// schedule. Up to any turn `s`, validator `i` has had `s·w_i/T` turns within
     /// `1/2 + n/2·w_i/T` (n validators, T total stake), so every share of proposals converges to
-    /// the share of stake, and after `T` turns the schedule repeats exactly. A turn costs
-    /// O(n log n), independent of the height: no history is replayed after a restart.
+    /// the share of stake, and after `T` turns the schedule repeats exactly (`T` the total of
+    /// the scaled weights when stakes total more than 2^62, see `MAX_SCHEDULE_TOTAL`). A turn
+    /// costs O(n log n), independent of the height: no history is replayed after a restart.
     pub fn proposer(&self, height: Height, round: Round) -> ValidatorIndex {
         let turn = u128::from(height.0.saturating_sub(1)) + u128::from(round.0);
         self.schedule_turn(turn)
