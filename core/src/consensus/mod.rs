@@ -34,9 +34,9 @@
 //!    ahead of a validator's clock is refused by it). The core reads no clock of its own, and
 //!    treats a `now` below an earlier one as the earlier one.
 //! 3. **Perform the returned `Output`s in order.** The outputs of one `handle` call are a *step*.
-//!    Performing an output later than the order allows is always safe (a runtime may batch the
-//!    records of several steps into one sync before performing any of their outputs); performing
-//!    one earlier never is.
+//!    Performing an output later than these rules require is always safe (the real node writes
+//!    the records of several steps with one sync before performing any of their outputs);
+//!    performing one earlier is not.
 //!    - a. `Persist(record)`: make `record` durable (written and fsynced) before performing any
 //!      later output of the same step, above all the `Broadcast` of the signed message that
 //!      follows it (`Signed`, preceded by `Locked` for a precommit that locks, and by `Prepared`
@@ -47,7 +47,8 @@
 //!      proposal or vote); write it to the guard file, durably, before the message leaves (as
 //!      3a; `guard` is the last value written, or `Restore::guard`). Keep that file beside the
 //!      key, apart from the chain data: it is what survives a wiped data directory, a restored
-//!      backup or a damaged log, and it must move with the key.
+//!      backup or a damaged log, and it must move with the key. One key, one running node: the
+//!      core only detects a second one (`Event::ForeignSignature`).
 //!    - c. `Finalized(f)`: store `f.block`, `f.certificate` and the ledger changes
 //!      (`f.outcome`). The block of height `h` must be durable before any `Persist` record of
 //!      height `h + 1` is (so that a restart finds the block whose next height those records
@@ -75,9 +76,9 @@
 //! 4. **Claim only what was checked.** `Input::SignatureChecked { from, msg }` (and
 //!    `Input::SubmitVerifiedTx`) make the core skip a signature check, and it trusts them
 //!    blindly: a forged vote counted this way can finalize a block no quorum signed, or put a
-//!    bad signature into the stored certificate (`CertificateExtended`). Send it
-//!    only for a message whose signature the runtime verified, with the core's own functions,
-//!    against `node.validators()` and `node.chain_id()`:
+//!    bad signature into the stored certificate (`CertificateExtended`). Send it only for a
+//!    message whose signature the runtime verified, with the core's own functions, against
+//!    `node.validators()` and `node.chain_id()`:
 //!    - `Message::Vote`: `Vote::verify`, or `message::verify_votes` for a burst (one verdict per
 //!      vote; only the `true` ones);
 //!    - `Message::Proposal`: `Proposal::verify` (it covers the header; the core still checks the
