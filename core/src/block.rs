@@ -18,36 +18,52 @@ use crate::tx::SignedTransfer;
 use crate::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
 use crate::validators::ValidatorSet;
 
+/// What a block's hash, and so every proposal's and vote's signature, commits to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
+    /// The genesis's chain id (a block of another chain is refused).
     pub chain_id: String,
+    /// The parent's height plus one; the first block is height 1.
     pub height: Height,
+    /// The parent block's hash; for block 1, the genesis hash (`Genesis::hash`).
     pub parent_hash: Hash,
+    /// When the proposer built it, in Unix milliseconds: strictly after the parent's (for block
+    /// 1, after `Genesis::genesis_time_ms`), and refused by a validator whose clock it is more
+    /// than `max_clock_drift_ms` ahead of, unless a certificate or a polka vouches for it.
     pub timestamp: TimestampMs,
     /// The validator that built this block; it receives the proposer's share of the reward.
     pub proposer: ValidatorIndex,
+    /// `tx_root(&block.txs)`: commits to every transfer and its signature.
     pub tx_root: Hash,
     /// The ledger's state root after this block's transactions and rewards.
     pub state_root: Hash,
 }
 
+/// A header and the transfers it commits to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
+    /// The header; its hash is the block's.
     pub header: Header,
+    /// The transfers, applied in this order; at most `ConsensusParams::max_block_txs`. Only
+    /// `header.tx_root` ties them to the hash: a block whose body does not match it is refused
+    /// before anything is keyed by its hash.
     pub txs: Vec<SignedTransfer>,
 }
 
 impl Header {
+    /// The block's identity: BLAKE3 of `"timed/block"` and the header's encoding.
     pub fn hash(&self) -> Hash {
         Hash::of(&[b"timed/block", &crate::codec::encode(self)])
     }
 }
 
 impl Block {
+    /// The header's hash. It does not read `txs`: check `tx_root` against them first.
     pub fn hash(&self) -> Hash {
         self.header.hash()
     }
 
+    /// The header's height.
     pub fn height(&self) -> Height {
         self.header.height
     }
@@ -72,7 +88,10 @@ pub fn tx_root(txs: &[SignedTransfer]) -> Hash {
 /// One precommit signature inside a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitSignature {
+    /// The signer.
     pub validator: ValidatorIndex,
+    /// Its vote's signature for the certificate's height, round and block (`Vote::sign`, in the
+    /// domain of the certificate's kind).
     pub signature: Signature,
 }
 
@@ -81,25 +100,50 @@ pub struct CommitSignature {
 /// only verify against the domain of the kind they were signed as.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {
+    /// The height of the votes.
     pub height: Height,
+    /// The round of the votes: every signature is of this one round.
     pub round: Round,
+    /// The block voted for.
     pub block_hash: Hash,
     /// Sorted by validator index, no repeats.
     pub signatures: Vec<CommitSignature>,
 }
 
+/// Why a certificate or a polka does not prove what was asked.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CertificateError {
+    /// Of another height.
     #[error("certificate is for height {got}, expected {expected}")]
-    WrongHeight { expected: Height, got: Height },
+    WrongHeight {
+        /// The height asked about.
+        expected: Height,
+        /// The certificate's.
+        got: Height,
+    },
+    /// For another block.
     #[error("certificate is for block {got:?}, expected {expected:?}")]
-    WrongBlock { expected: Hash, got: Hash },
+    WrongBlock {
+        /// The block asked about.
+        expected: Hash,
+        /// The certificate's.
+        got: Hash,
+    },
+    /// Signers repeated or out of order.
     #[error("certificate signers are not in strictly ascending order")]
     Unordered,
+    /// A signer outside the validator set.
     #[error("certificate names validator {0}, which is not in the set")]
     UnknownValidator(ValidatorIndex),
+    /// The signers' stake is not a quorum.
     #[error("certificate holds {got} of stake; a quorum needs {needed}")]
-    NoQuorum { got: Stake, needed: Stake },
+    NoQuorum {
+        /// The signers' stake.
+        got: Stake,
+        /// `ValidatorSet::quorum`.
+        needed: Stake,
+    },
+    /// At least one signature fails.
     #[error("a certificate signature does not verify")]
     BadSignature,
 }

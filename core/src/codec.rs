@@ -27,18 +27,31 @@ pub const WIRE_VERSION: u8 = 2;
 /// The largest message accepted from a peer (a full block plus its certificate fits well within).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Why bytes did not decode.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
+    /// Refused before parsing: longer than the caller's limit.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The input's length in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// An envelope of zero bytes (no version byte).
     #[error("empty message")]
     Empty,
+    /// An envelope whose version byte is not `WIRE_VERSION`.
     #[error("unsupported wire version {0} (this node speaks version {WIRE_VERSION})")]
     UnsupportedVersion(u8),
+    /// Not a value of the type: truncated, an unknown tag, an out-of-range integer, ...
     #[error("malformed: {0}")]
     Malformed(&'static str),
+    /// A whole value was read and this many bytes were left over.
     #[error("{0} trailing bytes after the value")]
     TrailingBytes(usize),
+    /// A value in a form other than its one canonical encoding (a varint not in its fewest
+    /// bytes).
     #[error("the value is not in its canonical encoding: {0}")]
     NotCanonical(&'static str),
 }
@@ -57,14 +70,17 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Reader<'a> {
         Reader { bytes }
     }
 
+    /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
         self.bytes.len()
     }
 
+    /// The next byte; `Malformed` at the end of the input.
     pub fn byte(&mut self) -> Result<u8, CodecError> {
         let (&b, rest) = self
             .bytes
@@ -74,6 +90,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
+    /// The next `n` bytes; `Malformed` if fewer remain.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if n > self.bytes.len() {
             return Err(CodecError::Malformed("truncated"));
@@ -119,6 +136,7 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Appends `v` as a minimal LEB128 varint (1 to 10 bytes).
 pub fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -127,6 +145,7 @@ pub fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     out.push(v as u8);
 }
 
+/// Appends a string: its length in bytes (varint), then its UTF-8 bytes.
 pub fn put_str(s: &str, out: &mut Vec<u8>) {
     put_varint(s.len() as u64, out);
     out.extend_from_slice(s.as_bytes());

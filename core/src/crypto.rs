@@ -1,8 +1,9 @@
 //! Ed25519 keys and the signature rules of the chain.
 //!
-//! Every signature covers `"timed/v1/" ‖ kind ‖ CBOR(chain_id) ‖ CBOR(fields)`: the kind keeps a
-//! vote from being replayed as a proposal, the chain id keeps it from being replayed on another
-//! chain, and CBOR's length prefix on the chain id keeps the concatenation unambiguous.
+//! Every signature covers `"timed/v2/" ‖ kind ‖ chain_id ‖ fields` (`signing_message`), the
+//! chain id and the fields in the `codec` encoding: the kind keeps a vote from being replayed as a
+//! proposal, the chain id keeps it from being replayed on another chain, and the length prefix on
+//! the chain id keeps the concatenation unambiguous.
 //!
 //! **One rule for every signature** (DEPENDENCIES.md trap 4). `ed25519-dalek`'s `verify`,
 //! `verify_strict` and cofactorless `verify_batch` disagree on crafted edge cases: a signature
@@ -72,13 +73,18 @@ impl std::fmt::Debug for Signature {
 /// What a signature is for; part of every signed message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Domain {
+    /// A proposal (`message::Proposal`).
     Proposal,
+    /// A prepare vote.
     Prepare,
+    /// A precommit vote, also each signature of a certificate.
     Precommit,
+    /// A transfer (`tx::Transfer`).
     Transfer,
 }
 
 impl Domain {
+    /// The tag written into the signed bytes (`signing_message`): part of the signature format.
     pub fn as_str(self) -> &'static str {
         match self {
             Domain::Proposal => "proposal",
@@ -89,12 +95,16 @@ impl Domain {
     }
 }
 
+/// Why a key or a signature was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CryptoError {
+    /// The key's bytes do not decompress to a curve point.
     #[error("the public key is not a valid Ed25519 point")]
     InvalidKey,
+    /// The key is a point of small order.
     #[error("the public key has small order (weak); it could sign for anyone")]
     WeakKey,
+    /// The signature is malformed or fails the chain's rule (in a batch: at least one does).
     #[error("the signature does not verify")]
     BadSignature,
 }
@@ -137,6 +147,7 @@ impl std::fmt::Debug for Keypair {
 }
 
 impl Keypair {
+    /// The key of a 32-byte Ed25519 seed (the secret).
     pub fn from_seed(seed: [u8; 32]) -> Keypair {
         Keypair {
             signing: SigningKey::from_bytes(&seed),
@@ -149,14 +160,18 @@ impl Keypair {
         Keypair::from_seed(crate::types::Hash::of(&[b"timed/insecure-dev-key/", name.as_bytes()]).0)
     }
 
+    /// The secret seed, for writing the key file. Never log it.
     pub fn seed(&self) -> [u8; 32] {
         self.signing.to_bytes()
     }
 
+    /// The public key (and account address).
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.signing.verifying_key().to_bytes())
     }
 
+    /// Signs `fields` for `domain` on `chain_id` (the bytes of `signing_message`). Deterministic
+    /// (Ed25519): the same fields always give the same signature.
     pub fn sign<F: crate::codec::Wire>(
         &self,
         domain: Domain,
@@ -166,6 +181,8 @@ impl Keypair {
         self.sign_raw(&signing_message(domain, chain_id, fields))
     }
 
+    /// Signs `message` as given, without domain or chain id: for tests and benchmarks; what the
+    /// chain checks is always signed through `sign`.
     pub fn sign_raw(&self, message: &[u8]) -> Signature {
         Signature(self.signing.sign(message).to_bytes())
     }
@@ -250,6 +267,7 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
+    /// A cache of at most `capacity` keys (0: keeps nothing).
     pub fn new(capacity: usize) -> KeyCache {
         KeyCache {
             capacity,

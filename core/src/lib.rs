@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 //! `timed-core`: one validator's whole consensus as a pure, deterministic state machine.
 //!
 //! No sockets, files, threads, clocks or global randomness: time arrives with every input, and the

@@ -1,6 +1,7 @@
 //! The messages validators exchange, and how each is signed and checked.
 //!
-//! Votes and proposals are signed by their author (`"timed/v1/" ‖ kind ‖ chain_id ‖ fields`);
+//! Votes and proposals are signed by their author (`"timed/v2/" ‖ kind ‖ chain_id ‖ fields`,
+//! `crypto::signing_message`);
 //! decisions and sync responses carry certificates and need no signature of their sender.
 
 use serde::{Deserialize, Serialize};
@@ -14,11 +15,14 @@ use crate::validators::ValidatorSet;
 /// Tendermint's prevote is our `Prepare`; its precommit our `Precommit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum VoteKind {
+    /// Tendermint's prevote (L22-L33, L57-L60).
     Prepare,
+    /// Tendermint's precommit (L36-L46, L61-L64).
     Precommit,
 }
 
 impl VoteKind {
+    /// The signature domain of a vote of this kind (the kind is signed only through it).
     pub fn domain(self) -> Domain {
         match self {
             VoteKind::Prepare => Domain::Prepare,
@@ -38,18 +42,27 @@ impl VoteKind {
 /// A signed prepare or precommit for a block (`Some(hash)`) or for nothing (`None`, nil).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vote {
+    /// The height voted at.
     pub height: Height,
+    /// The round voted in.
     pub round: Round,
+    /// Prepare or precommit; signed as the signature's domain.
     pub kind: VoteKind,
+    /// The block's hash (`id(v)`), or `None` for nil.
     pub block: Option<Hash>,
+    /// The voter: its key in the validator set checks the signature.
     pub validator: ValidatorIndex,
+    /// Over the kind's domain, the chain id and `Vote::signed_fields`.
     pub signature: Signature,
 }
 
+/// Why a vote's or a proposal's signature was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignedMessageError {
+    /// The named signer is not in the validator set.
     #[error("signer {0} is not a validator of this chain")]
     UnknownValidator(ValidatorIndex),
+    /// The signature fails the chain's rule.
     #[error("signature does not verify: {0}")]
     BadSignature(#[from] CryptoError),
 }
@@ -65,6 +78,7 @@ impl Vote {
         (height, round, block, validator)
     }
 
+    /// A vote signed with `key`, which should be the key of `validator` (not checked).
     pub fn sign(
         key: &Keypair,
         chain_id: &str,
@@ -154,12 +168,21 @@ pub fn verify_votes(votes: &[Vote], set: &ValidatorSet, chain_id: &str) -> Vec<b
 /// by the proposer's signature: its own signatures prove it, and a bad one only fails to help.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
+    /// The height; must equal `block.header.height`.
     pub height: Height,
+    /// The round; its proposer is `ValidatorSet::proposer(height, round)`.
     pub round: Round,
+    /// `validRound` (L19), below `round`; `None` is −1, a fresh block (L22), `Some` a
+    /// re-proposal (L28).
     pub valid_round: Option<Round>,
+    /// The block proposed, whole.
     pub block: Block,
+    /// The signer.
     pub proposer: ValidatorIndex,
+    /// Over height, round, `valid_round`, the block's hash and the proposer: the header, not the
+    /// body (bound by `tx_root`), nor the polka.
     pub signature: Signature,
+    /// For a re-proposal, the prepares of `valid_round` for the block; unsigned by the proposer.
     pub polka: Option<Certificate>,
 }
 
@@ -174,6 +197,8 @@ impl Proposal {
         (height, round, valid_round, block_hash, proposer)
     }
 
+    /// A proposal of `block` (at its height) signed with `key`, which should be the key of
+    /// `proposer` (not checked); without a polka (`with_polka` adds one).
     pub fn sign(
         key: &Keypair,
         chain_id: &str,
@@ -225,7 +250,9 @@ impl Proposal {
 /// A finalized block with the certificate that proves it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
+    /// The block.
     pub block: Block,
+    /// Precommits worth a quorum for the block's hash at its height.
     pub certificate: Certificate,
 }
 
@@ -235,30 +262,40 @@ pub const MAX_SYNC_BLOCKS: u32 = 64;
 /// Everything a validator may send to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
+    /// The round's proposal, from its proposer or forwarded.
     Proposal(Proposal),
+    /// A prepare or precommit, from its signer or forwarded.
     Vote(Vote),
     /// Broadcast on finalizing a height; lets lagging nodes finalize at once.
     Decision(Decision),
     /// "Send me the finalized blocks from `from` on, at most `max_blocks` of them."
     SyncRequest {
+        /// The first height wanted: the asker's own.
         from: Height,
+        /// The most blocks wanted; the answerer sends at most `MAX_SYNC_BLOCKS`.
         max_blocks: u32,
     },
     /// Finalized blocks in ascending height order, each with its certificate.
     SyncResponse {
+        /// Consecutive heights from the request's `from`; the receiver applies at most
+        /// `MAX_SYNC_BLOCKS` and stops at the first that does not apply.
         blocks: Vec<Decision>,
     },
     /// A transfer gossiped from the node a client submitted it to.
     Transaction(SignedTransfer),
     /// "Send me the block of `height` whose hash is `hash`": asked by a node that counted a
-    /// quorum of prepares (or precommits) for a block it never received.
+    /// quorum of prepares in an earlier round for a block it never received, of a validator
+    /// that prepared it. (A precommit quorum needs no fetch: a `Decision` brings the block.)
     BlockRequest {
+        /// The asker's height, which the answerer must be at too.
         height: Height,
+        /// The block's hash.
         hash: Hash,
     },
     /// The answer to a `BlockRequest`. It needs no signature: the receiver keeps the block only
     /// if its hash is the one it asked for, and that hash is named by a quorum's signed votes.
     BlockResponse {
+        /// The block asked for.
         block: Block,
     },
 }

@@ -10,16 +10,26 @@ use crate::types::{Amount, Hash};
 /// The signed fields of a transfer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
+    /// The sender's account, whose key must sign.
     pub from: PublicKey,
+    /// The receiver's account; not `from`.
     pub to: PublicKey,
+    /// Base units moved; nonzero.
     pub amount: Amount,
+    /// Base units paid on top of `amount`, to the validators of the block that holds it (with
+    /// the subsidy, `ledger::distribute`).
     pub fee: Amount,
+    /// The sender's `Account::nonce` when this applies: its count of transfers applied before.
     pub nonce: u64,
 }
 
+/// A transfer with its sender's signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedTransfer {
+    /// What was signed.
     pub transfer: Transfer,
+    /// By `transfer.from`, in `Domain::Transfer` on the chain's id (checked with the cofactored
+    /// rule, `crypto::verify_cofactored`).
     pub signature: Signature,
 }
 
@@ -30,6 +40,8 @@ impl Transfer {
         Hash::of(&[b"timed/tx", &crate::codec::encode(self)])
     }
 
+    /// Signed with `key` for `chain_id`; `key` must be the sender's (asserted in debug builds
+    /// only).
     pub fn sign(self, key: &Keypair, chain_id: &str) -> SignedTransfer {
         debug_assert_eq!(
             key.public_key(),
@@ -45,6 +57,8 @@ impl Transfer {
 }
 
 impl SignedTransfer {
+    /// The transfer's hash (`Transfer::hash`): the signature is not part of it, so two copies
+    /// with different signature bytes share a hash.
     pub fn hash(&self) -> Hash {
         self.transfer.hash()
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub struct Height(pub u64);
 
 impl Height {
+    /// Height 0: the genesis state, which no block has.
     pub const GENESIS: Height = Height(0);
 
     /// The next height. Saturates: height `u64::MAX` is unreachable in practice.
@@ -35,8 +36,10 @@ impl fmt::Display for Height {
 pub struct Round(pub u32);
 
 impl Round {
+    /// The first round of every height.
     pub const ZERO: Round = Round(0);
 
+    /// The next round. Saturates at `u32::MAX`.
     pub fn next(self) -> Round {
         Round(self.0.saturating_add(1))
     }
@@ -48,7 +51,9 @@ impl fmt::Display for Round {
     }
 }
 
-/// Voting weight of a validator (or a sum of them).
+/// Voting weight of a validator (or a sum of them), in the genesis's stake units (a validator
+/// has at least 1). Thresholds compare a sum with the set's total (`ValidatorSet::is_quorum`). Not
+/// money: stake is fixed in the genesis and unrelated to `Amount`.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -61,7 +66,8 @@ impl fmt::Display for Stake {
     }
 }
 
-/// Position of a validator in the (ordered) validator set.
+/// Position of a validator in the (ordered) validator set: its place in the genesis's list, from
+/// 0. It names the signer of votes, proposals and certificate entries.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -69,6 +75,7 @@ impl fmt::Display for Stake {
 pub struct ValidatorIndex(pub u16);
 
 impl ValidatorIndex {
+    /// The index as a `usize`, for indexing per-validator vectors.
     pub fn as_usize(self) -> usize {
         usize::from(self.0)
     }
@@ -89,6 +96,7 @@ impl fmt::Display for ValidatorIndex {
 pub struct TimestampMs(pub u64);
 
 impl TimestampMs {
+    /// `ms` milliseconds later, saturating at `u64::MAX`.
     pub fn saturating_add_ms(self, ms: u64) -> TimestampMs {
         TimestampMs(self.0.saturating_add(ms))
     }
@@ -108,12 +116,15 @@ impl fmt::Display for TimestampMs {
 pub struct Amount(pub u64);
 
 impl Amount {
+    /// Base units in one TIME.
     pub const UNITS_PER_TIME: u64 = 100_000_000;
 
+    /// The sum, or `None` on overflow of 64 bits.
     pub fn checked_add(self, other: Amount) -> Option<Amount> {
         self.0.checked_add(other.0).map(Amount)
     }
 
+    /// The difference, or `None` if `other` is larger.
     pub fn checked_sub(self, other: Amount) -> Option<Amount> {
         self.0.checked_sub(other.0).map(Amount)
     }
@@ -128,8 +139,9 @@ impl fmt::Display for Amount {
     }
 }
 
-/// Implements serde for a fixed-size byte array newtype: a CBOR byte string on the wire (never an
-/// array of integers), lowercase hex in human-readable formats such as JSON.
+/// Implements serde for a fixed-size byte array newtype: a byte string in binary serde formats
+/// (never an array of integers), lowercase hex in human-readable formats such as JSON. (Not the
+/// wire or disk format: that is `codec::Wire`, see `formats`.)
 macro_rules! fixed_bytes_serde {
     ($ty:ident, $len:expr) => {
         impl serde::Serialize for $ty {
@@ -195,6 +207,7 @@ pub struct Hash(pub [u8; 32]);
 fixed_bytes_serde!(Hash, 32);
 
 impl Hash {
+    /// All zero bytes: no digest of anything, a placeholder (tests, tools).
     pub const ZERO: Hash = Hash([0; 32]);
 
     /// BLAKE3 of `parts` concatenated.

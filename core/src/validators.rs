@@ -17,11 +17,14 @@ use crate::types::{Amount, Hash, Height, Round, Stake, TimestampMs, ValidatorInd
 /// A timeout that grows with the round: `base + delta · round`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeoutParams {
+    /// The timeout of round 0, in milliseconds.
     pub base_ms: u64,
+    /// Milliseconds added per round.
     pub delta_ms: u64,
 }
 
 impl TimeoutParams {
+    /// The timeout in `round`, in milliseconds (saturating).
     pub fn at(&self, round: Round) -> u64 {
         self.base_ms
             .saturating_add(self.delta_ms.saturating_mul(u64::from(round.0)))
@@ -33,16 +36,27 @@ impl TimeoutParams {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConsensusParams {
-    /// Pause between finalizing a height and starting the next (0: as fast as possible).
+    /// Pause between finalizing a height and starting the next, in milliseconds
+    /// (`Timer::NextHeight`; 0: as fast as possible).
     pub block_time_ms: u64,
+    /// How long a round waits for its proposal before preparing nil (L57); set at the start of
+    /// every round. Its base must be at least 1 ms.
     pub propose_timeout: TimeoutParams,
+    /// How long after prepares of a quorum (any values) the node precommits nil (L34, L61).
     pub prepare_timeout: TimeoutParams,
+    /// How long after precommits of a quorum (any values) the node moves to the next round (L47,
+    /// L65). A round ends anyway after twice the sum of the three (`Timer::RoundEnd`).
     pub precommit_timeout: TimeoutParams,
-    /// How far ahead of the receiver's clock a proposal's timestamp may be.
+    /// How far ahead of the receiver's clock, in milliseconds, a block's timestamp may be for it
+    /// to prepare or precommit the block (a certified or polka'd block is exempt).
     pub max_clock_drift_ms: u64,
-    /// Transactions per block at most.
+    /// Transactions per block at most; `Genesis::validate` refuses a value whose largest
+    /// proposal would not fit in `codec::MAX_MESSAGE_BYTES`.
     pub max_block_txs: u32,
-    /// How often a node stuck in a height re-sends its own proposal and votes.
+    /// How often, in milliseconds, a node stuck in a height re-sends its own proposal and votes
+    /// (`Timer::Resend`). Also how long it waits on a block request (on a catch-up request:
+    /// twice this) before asking another peer, and, halved, the least time between two blocks
+    /// or decisions it sends one peer on request.
     pub resend_interval_ms: u64,
 }
 
@@ -74,7 +88,9 @@ impl Default for ConsensusParams {
 pub struct GenesisValidator {
     /// A human name for logs (`validator1`).
     pub name: String,
+    /// Its signing key; not a small-order point, and unique in the set.
     pub public_key: PublicKey,
+    /// Its voting weight; nonzero.
     pub stake: Stake,
     /// Where peers reach it (`host:port`), if known; not used by consensus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,59 +100,96 @@ pub struct GenesisValidator {
 /// An initial account balance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenesisBalance {
+    /// The account credited; at most once in the genesis.
     pub account: PublicKey,
+    /// Base units credited.
     pub amount: Amount,
 }
 
 /// Everything a node needs to know before the first block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Genesis {
+    /// The chain's name, 1 to 64 bytes: in every signature and block header.
     pub chain_id: String,
     /// Timestamp of height 0; block 1's timestamp must be after it.
     pub genesis_time_ms: TimestampMs,
+    /// The validator set, in index order (`ValidatorIndex` is the position here); fixed for
+    /// the life of the chain.
     pub validators: Vec<GenesisValidator>,
+    /// Accounts funded at height 0.
     #[serde(default)]
     pub balances: Vec<GenesisBalance>,
+    /// The protocol's parameters (`ConsensusParams::default()` when absent).
     #[serde(default)]
     pub params: ConsensusParams,
 }
 
+/// Why a genesis was refused (`Genesis::validate`, `ValidatorSet::new`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GenesisError {
+    /// The chain id is empty or longer than 64 bytes.
     #[error("the chain id is empty or longer than 64 bytes")]
     BadChainId,
+    /// No validators.
     #[error("the genesis has no validators")]
     NoValidators,
+    /// More than `MAX_VALIDATORS` validators (this many).
     #[error("the genesis has {0} validators; at most {max} are supported", max = MAX_VALIDATORS)]
     TooManyValidators(usize),
+    /// A validator with zero stake.
     #[error("validator {name:?} has zero stake")]
-    ZeroStake { name: String },
+    ZeroStake {
+        /// The validator's name.
+        name: String,
+    },
+    /// Two validators with one key.
     #[error("validator {name:?} has the same public key as {other:?}")]
-    DuplicateKey { name: String, other: String },
+    DuplicateKey {
+        /// The later validator's name.
+        name: String,
+        /// The earlier one's.
+        other: String,
+    },
+    /// Two validators with one name.
     #[error("two validators are named {0:?}")]
     DuplicateName(String),
+    /// A validator key that is not a valid point, or of small order.
     #[error("validator {name:?} has an unusable public key: {error}")]
-    BadKey { name: String, error: CryptoError },
+    BadKey {
+        /// The validator's name.
+        name: String,
+        /// What is wrong with the key.
+        error: CryptoError,
+    },
+    /// The stakes sum past `u64::MAX`.
     #[error("the total stake overflows 64 bits")]
     StakeOverflow,
+    /// An account funded twice.
     #[error("account {0} appears twice in the balances")]
     DuplicateBalance(PublicKey),
+    /// The balances sum past `MAX_GENESIS_SUPPLY`.
     #[error(
         "the initial balances exceed {} units in all; block rewards need the headroom",
         MAX_GENESIS_SUPPLY
     )]
     BalanceOverflow,
+    /// `params.propose_timeout.base_ms` is 0.
     #[error("the propose timeout must be at least 1 ms")]
     ZeroProposeTimeout,
+    /// `params.max_block_txs` allows a proposal larger than `codec::MAX_MESSAGE_BYTES`.
     #[error(
         "max_block_txs = {max_block_txs} allows proposals of up to {bytes} bytes, over the \
          {limit}-byte message limit (a block nobody could send would halt the chain); at most \
          {fits} transfers fit"
     )]
     BlockTooLarge {
+        /// The value refused.
         max_block_txs: u32,
+        /// The largest proposal it allows, in bytes.
         bytes: usize,
+        /// `codec::MAX_MESSAGE_BYTES`.
         limit: usize,
+        /// The largest `max_block_txs` that fits.
         fits: u64,
     },
 }
@@ -280,9 +333,13 @@ pub fn insecure_dev_validators(stakes: &[u64]) -> (Vec<Keypair>, Vec<GenesisVali
 /// One member of the set, with its key decompressed once.
 #[derive(Clone, Debug)]
 pub struct Validator {
+    /// As in the genesis.
     pub name: String,
+    /// As in the genesis.
     pub public_key: PublicKey,
+    /// `public_key` decompressed (checked not weak).
     pub verifying_key: VerifyingKey,
+    /// As in the genesis; nonzero.
     pub stake: Stake,
 }
 
@@ -298,6 +355,8 @@ pub struct ValidatorSet {
 }
 
 impl ValidatorSet {
+    /// The set of `members`, in their order: 1 to `MAX_VALIDATORS` of them, each with a nonzero
+    /// stake, a usable key of its own and a name of its own, the stakes summing within `u64`.
     pub fn new(members: &[GenesisValidator]) -> Result<ValidatorSet, GenesisError> {
         if members.is_empty() {
             return Err(GenesisError::NoValidators);
@@ -361,30 +420,37 @@ impl ValidatorSet {
         })
     }
 
+    /// The number of validators (at least 1).
     pub fn len(&self) -> usize {
         self.validators.len()
     }
 
+    /// Always false: a set has at least one validator.
     pub fn is_empty(&self) -> bool {
         self.validators.is_empty()
     }
 
+    /// `T`, the sum of all stakes: the base of every threshold.
     pub fn total_stake(&self) -> Stake {
         self.total
     }
 
+    /// The validator at `index`, if any.
     pub fn get(&self, index: ValidatorIndex) -> Option<&Validator> {
         self.validators.get(index.as_usize())
     }
 
+    /// The stake of `index`; 0 for an index outside the set.
     pub fn stake_of(&self, index: ValidatorIndex) -> Stake {
         self.get(index).map_or(Stake(0), |v| v.stake)
     }
 
+    /// The index of the validator with this key, if it is one.
     pub fn index_of(&self, key: &PublicKey) -> Option<ValidatorIndex> {
         self.by_key.get(key).copied()
     }
 
+    /// Every validator with its index, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (ValidatorIndex, &Validator)> {
         self.validators
             .iter()
@@ -419,8 +485,9 @@ impl ValidatorSet {
     /// all points of all validators, in increasing order (ties to the lower index), are the
     /// schedule. Up to any turn `s`, validator `i` has had `s·w_i/T` turns within
     /// `1/2 + n/2·w_i/T` (n validators, T total stake), so every share of proposals converges to
-    /// the share of stake, and after `T` turns the schedule repeats exactly. A turn costs
-    /// O(n log n), independent of the height: no history is replayed after a restart.
+    /// the share of stake, and after `T` turns the schedule repeats exactly (`T` the total of
+    /// the scaled weights when stakes total more than 2^62, see `MAX_SCHEDULE_TOTAL`). A turn
+    /// costs O(n log n), independent of the height: no history is replayed after a restart.
     pub fn proposer(&self, height: Height, round: Round) -> ValidatorIndex {
         let turn = u128::from(height.0.saturating_sub(1)) + u128::from(round.0);
         self.schedule_turn(turn)

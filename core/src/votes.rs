@@ -41,10 +41,13 @@ pub const MAX_ROUNDS_AHEAD: u32 = 64;
 /// Two different signed votes of one validator for the same (height, round, kind).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
+    /// The vote counted.
     pub first: Vote,
+    /// The conflicting vote (another value, or the same value with other signature bytes).
     pub second: Vote,
 }
 
+/// What `VoteKeeper::add` did with a vote it accepted to look at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddOutcome {
     /// New vote, counted in the tallies.
@@ -58,16 +61,30 @@ pub enum AddOutcome {
     AlreadyReported,
 }
 
+/// Why `VoteKeeper::add` refused a vote (it stores nothing for it).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VoteRejected {
+    /// Not of the keeper's height.
     #[error("vote is for height {got}, this keeper counts height {expected}")]
-    WrongHeight { expected: Height, got: Height },
+    WrongHeight {
+        /// The keeper's height.
+        expected: Height,
+        /// The vote's.
+        got: Height,
+    },
+    /// The voter's index is outside the set.
     #[error("vote is from {0}, which is not a validator")]
     UnknownValidator(ValidatorIndex),
+    /// More than `MAX_ROUNDS_AHEAD` rounds past the caller's current round.
     #[error(
         "vote is for round {got}, more than {MAX_ROUNDS_AHEAD} rounds ahead of round {current}"
     )]
-    RoundTooFar { current: Round, got: Round },
+    RoundTooFar {
+        /// The caller's current round.
+        current: Round,
+        /// The vote's.
+        got: Round,
+    },
 }
 
 impl VoteRejected {
@@ -173,6 +190,7 @@ impl RoundVotes {
     }
 }
 
+/// The tallies of one height (see the module documentation for its rules).
 #[derive(Clone, Debug)]
 pub struct VoteKeeper {
     height: Height,
@@ -183,6 +201,7 @@ pub struct VoteKeeper {
 }
 
 impl VoteKeeper {
+    /// An empty keeper for `height` and the stakes of `validators`.
     pub fn new(height: Height, validators: &ValidatorSet) -> VoteKeeper {
         let stakes: Vec<Stake> = validators.iter().map(|(_, v)| v.stake).collect();
         debug_assert_eq!(stakes.len(), validators.len());
@@ -193,11 +212,13 @@ impl VoteKeeper {
         }
     }
 
+    /// The height it counts.
     pub fn height(&self) -> Height {
         self.height
     }
 
-    /// Counts a vote whose signature the caller has already checked.
+    /// Counts a vote whose signature the caller has already checked, `current_round` being the
+    /// caller's round (the bound of `MAX_ROUNDS_AHEAD`).
     pub fn add(&mut self, vote: Vote, current_round: Round) -> Result<AddOutcome, VoteRejected> {
         let stake = self.check(&vote, current_round)?;
         let validators = self.stakes.len();

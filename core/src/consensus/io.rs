@@ -14,23 +14,56 @@ use crate::votes::Evidence;
 /// after the node moved on is ignored, so a runtime never needs to cancel anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Timer {
-    /// No proposal arrived in time (Algorithm 1, L57).
-    Propose { height: Height, round: Round },
-    /// Prepares of a quorum arrived but none for one value (L61).
-    Prepare { height: Height, round: Round },
-    /// Precommits of a quorum arrived but none for one value (L65).
-    Precommit { height: Height, round: Round },
+    /// No proposal arrived in time (Algorithm 1, L57): prepare nil. Set at the start of every
+    /// round, after `ConsensusParams::propose_timeout` for that round.
+    Propose {
+        /// The height it was set in.
+        height: Height,
+        /// The round it was set in.
+        round: Round,
+    },
+    /// Prepares of a quorum arrived but none for one value (L34, fired at L61): precommit nil.
+    Prepare {
+        /// The height it was set in.
+        height: Height,
+        /// The round it was set in.
+        round: Round,
+    },
+    /// Precommits of a quorum arrived but none for one value (L47, fired at L65): start the
+    /// next round.
+    Precommit {
+        /// The height it was set in.
+        height: Height,
+        /// The round it was set in.
+        round: Round,
+    },
     /// The longest a round may last: twice the sum of its three timeouts after it started. Still
     /// in it, the node moves on, with or without a quorum of votes, to the next round or the
     /// highest it has seen votes of (see `Node`).
-    RoundEnd { height: Height, round: Round },
-    /// `block_time` after finalizing `height - 1`: start round 0 of `height`.
-    NextHeight { height: Height },
-    /// Periodic: re-send own messages if still in `height`, and chase peers that are ahead.
-    Resend { height: Height },
+    RoundEnd {
+        /// The height it was set in.
+        height: Height,
+        /// The round it ends.
+        round: Round,
+    },
+    /// `block_time_ms` after finalizing `height - 1`: start the first round of `height` (round
+    /// 0, or the round after the guard's when records were lost).
+    NextHeight {
+        /// The height to start.
+        height: Height,
+    },
+    /// Every `resend_interval_ms`: re-send own messages if still in `height`, ask a peer for the
+    /// finalized blocks it lacks if behind, and set the next one.
+    Resend {
+        /// The height the node was at when it was set.
+        height: Height,
+    },
     /// Shortly after this node finalized `height`: send its decision to the peers not heard
     /// from at the next height since.
-    Announce { height: Height },
+    Announce {
+        /// The height finalized.
+        height: Height,
+    },
 }
 
 /// Something that happened, handed to `Node::handle` with the current time.
@@ -39,14 +72,27 @@ pub enum Input {
     /// The node starts (or restarts); first input of every node.
     Start,
     /// A decoded message from an authenticated peer. Its content is not trusted yet.
-    Message { from: ValidatorIndex, msg: Message },
+    Message {
+        /// The validator the transport authenticated the sender as (not the message's signer,
+        /// which may differ for a forwarded message).
+        from: ValidatorIndex,
+        /// The message.
+        msg: Message,
+    },
     /// As `Message`, but the driver has already verified the author's signature of this proposal
     /// or vote against this node's validator set and chain id, or the sender's signature of this
     /// `Transaction` on this chain (`tx::verify_signatures`). Verification is a pure function, so
     /// a driver may verify once for many nodes (the simulator) or on other threads, in batches;
     /// everything else in the message (a polka, a certificate, the block, the transfer's nonce and
     /// balance) is still checked here.
-    SignatureChecked { from: ValidatorIndex, msg: Message },
+    ///
+    /// Trusted blindly: see rule 4 of the recipe in [`crate::consensus`].
+    SignatureChecked {
+        /// As in `Message`.
+        from: ValidatorIndex,
+        /// The message whose signature was verified.
+        msg: Message,
+    },
     /// A timer set by an earlier `Output::Schedule` has fired.
     Timeout(Timer),
     /// A connection to `peer` was (re-)established.
@@ -61,14 +107,24 @@ pub enum Input {
 /// What a node must be able to restore after a crash so that it never contradicts itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PersistRecord {
-    /// A proposal or vote this node signed at `height`.
-    Signed { height: Height, msg: Message },
+    /// A proposal or vote this node signed at `height`. After a restart at that height the
+    /// node sends these very bytes again and never signs another message for their slot.
+    Signed {
+        /// The height signed at.
+        height: Height,
+        /// The signed `Message::Proposal` or `Message::Vote`.
+        msg: Message,
+    },
     /// This node locked on `block` in `round` at `height` (it precommitted it), with the prepares
     /// that made it lock, so that after a restart it can still prove them when it re-proposes.
     Locked {
+        /// The height of the lock.
         height: Height,
+        /// `lockedRound` (L39).
         round: Round,
+        /// `lockedValue` (L38), the whole block.
         block: Block,
+        /// The prepares of `round` for `block` worth a quorum (L36), as counted then.
         polka: Certificate,
     },
     /// The block of another validator's proposal that this node prepared at `height`, kept with
@@ -76,10 +132,18 @@ pub enum PersistRecord {
     /// may lock on it, and if the proposer then loses its records, the voters' copies are the
     /// only ones left to give it back (`BlockRequest`; swarm seed 1595, where a plain crash of
     /// the one voter took the last copy with it).
-    Prepared { height: Height, block: Block },
+    Prepared {
+        /// The height of the block.
+        height: Height,
+        /// The block prepared.
+        block: Block,
+    },
 }
 
 impl PersistRecord {
+    /// The height the record belongs to: `Node::restore` keeps only those of the height it
+    /// resumes at, and a runtime may drop those up to a height once that height's block is
+    /// durable.
     pub fn height(&self) -> Height {
         match self {
             PersistRecord::Signed { height, .. }
@@ -101,12 +165,16 @@ impl PersistRecord {
 /// The three things a validator signs in a round, in the order it signs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SignStep {
+    /// The round's proposal (L14-L19).
     Proposal,
+    /// The prepare (prevote: L22-L33, L57-L60).
     Prepare,
+    /// The precommit (L36-L46, L61-L64).
     Precommit,
 }
 
 impl SignStep {
+    /// Its name in logs and messages: `proposal`, `prepare`, `precommit`.
     pub fn as_str(self) -> &'static str {
         match self {
             SignStep::Proposal => "proposal",
@@ -126,8 +194,11 @@ impl SignStep {
 /// backup, a damaged write-ahead log) from signing anything at or below that point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SignPoint {
+    /// Compared first.
     pub height: Height,
+    /// Compared second.
     pub round: Round,
+    /// Compared last, in signing order.
     pub step: SignStep,
 }
 
@@ -166,15 +237,22 @@ impl std::fmt::Display for SignPoint {
 /// locked on, though not the block itself (L22 compares hashes; L28 compares rounds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignGuard {
+    /// The highest point signed: nothing at or below it is signed again (`Withheld::BelowGuard`)
+    /// unless the node's own records hold that very message.
     pub last: SignPoint,
+    /// The last precommit for a block this validator signed, at any height; the node applies
+    /// it only at its height (when restored there, or on reaching it by catching up).
     pub lock: Option<GuardLock>,
 }
 
 /// The lock a `SignGuard` keeps: at `height`, locked on `block` in `round`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardLock {
+    /// The height of the lock.
     pub height: Height,
+    /// `lockedRound` (the precommit's round).
     pub round: Round,
+    /// The hash of `lockedValue` (the block precommitted).
     pub block: Hash,
 }
 
@@ -225,11 +303,21 @@ pub enum Withheld {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Misbehaviour {
+    /// Two different votes of one validator for one (height, round, kind), both signatures
+    /// valid (`VoteKeeper::add`). Only the first was counted.
     DoubleVote(Evidence),
-    DoubleProposal { first: Proposal, second: Proposal },
+    /// Two different proposals (another block or another `valid_round`) of the round's proposer
+    /// for one round, both signatures valid. Only the first is kept; reported once per round.
+    DoubleProposal {
+        /// The proposal kept.
+        first: Proposal,
+        /// The conflicting one.
+        second: Proposal,
+    },
 }
 
 impl Misbehaviour {
+    /// The validator that signed both.
     pub fn validator(&self) -> ValidatorIndex {
         match self {
             Misbehaviour::DoubleVote(e) => e.first.validator,
@@ -241,15 +329,20 @@ impl Misbehaviour {
 /// A finalized block, its proof, and what it did to the ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finalized {
+    /// The block, whole.
     pub block: Block,
+    /// Precommits worth a quorum for it (L49): those this node counted, or the certificate of
+    /// the decision it caught up with. A longer one may follow (`Output::CertificateExtended`).
     pub certificate: Certificate,
+    /// What applying it did to the ledger: rewards, archived transfers, the touched accounts.
     pub outcome: BlockOutcome,
 }
 
 /// How a round was entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoundChange {
-    /// The precommit timeout of the previous round expired (L65).
+    /// A timer of the previous round expired: its precommit timeout (L65), or its
+    /// `Timer::RoundEnd`.
     Timeout,
     /// More than a third of the stake was seen in a higher round (L55).
     Skip,
@@ -258,63 +351,116 @@ pub enum RoundChange {
 /// Observability: things a runtime logs and counts. They oblige nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
+    /// This node is the round's proposer and signs a proposal (L14-L19).
     Proposing {
+        /// The height proposed at.
         height: Height,
+        /// The round proposed in.
         round: Round,
+        /// The hash of the block proposed.
         block: Hash,
+        /// Transfers in the block.
         txs: usize,
+        /// Whether it proposes `validValue` with its `validRound`; a block it is locked on but
+        /// can no longer prove the polka of is proposed as fresh (`false`).
         reproposal: bool,
     },
+    /// Another validator's proposal passed the signature, proposer and body checks and is
+    /// stored as its round's proposal (whether the block is valid is judged when prepared).
     ProposalAccepted {
+        /// The proposal's height.
         height: Height,
+        /// The proposal's round.
         round: Round,
+        /// Its signer, the round's proposer.
         proposer: ValidatorIndex,
+        /// The hash of the block proposed.
         block: Hash,
     },
+    /// A new vote joined the tally (a duplicate or a conflicting one does not).
     VoteCounted {
+        /// The vote's height.
         height: Height,
+        /// The vote's round.
         round: Round,
+        /// Prepare or precommit.
         kind: VoteKind,
+        /// The voter.
         validator: ValidatorIndex,
+        /// The value voted for; `None` is nil.
         block: Option<Hash>,
         /// Stake now behind this value in this round and kind.
         weight: Stake,
+        /// The validator set's total stake, the base of every threshold.
         total: Stake,
     },
     /// A message was refused; `reason` is a stable label for metrics.
     Rejected {
+        /// What was refused (`proposal`, `prepare`, `precommit`, `block`, `decision`,
+        /// `transaction`, `sync_request`, ...): a stable label.
         kind: &'static str,
+        /// Why, as a stable label (`bad_signature`, `round_too_far`, `block_wrong_parent`, ...).
         reason: &'static str,
     },
+    /// Prepares worth a quorum for one value in the current round, in the prepare step (L36,
+    /// L44): the rule that precommits it fires.
     PrepareQuorum {
+        /// The height.
         height: Height,
+        /// The round.
         round: Round,
+        /// The value; `None` is nil (L44).
         block: Option<Hash>,
     },
+    /// Precommits worth a quorum for a block it holds and judged valid (L49): it finalizes it.
     PrecommitQuorum {
+        /// The height.
         height: Height,
+        /// The round of the precommits.
         round: Round,
+        /// The block (always `Some` today: a nil quorum ends the round by its timeout).
         block: Option<Hash>,
     },
+    /// This node entered `round` of `height` other than at the start of the height.
     RoundChanged {
+        /// The height.
         height: Height,
+        /// The round entered.
         round: Round,
+        /// Timeout or skip.
         reason: RoundChange,
     },
     /// The rules called for this node to sign at `point`, and it did not (see `Withheld`).
-    SigningWithheld { point: SignPoint, reason: Withheld },
+    SigningWithheld {
+        /// Where it would have signed.
+        point: SignPoint,
+        /// Why it did not.
+        reason: Withheld,
+    },
     /// A valid signature of this node's key at `point` that this node has no record of making:
     /// another instance of the key is running, or this node's records were lost or restored
-    /// from a backup. It signs nothing at or below `point`; once its start-up watch is over, it
-    /// signs nothing at all (`Withheld::KeyActiveElsewhere`).
-    ForeignSignature { point: SignPoint },
+    /// from a backup. It signs nothing at or below `point`; a foreign signature at its own
+    /// height seen once its start-up watch is over makes it sign nothing at all
+    /// (`Withheld::KeyActiveElsewhere`).
+    ForeignSignature {
+        /// Where the foreign signature was made.
+        point: SignPoint,
+    },
     /// This node is behind; it asked `peer` for blocks from `from`.
-    SyncRequested { peer: ValidatorIndex, from: Height },
+    SyncRequested {
+        /// The validator asked.
+        peer: ValidatorIndex,
+        /// The first height asked for: this node's own.
+        from: Height,
+    },
     /// This node counted a prepare quorum of an earlier round for `block` of `height` without
     /// holding it; it asked `peer`.
     BlockRequested {
+        /// A validator whose prepare for the block was counted.
         peer: ValidatorIndex,
+        /// The height of the block (this node's).
         height: Height,
+        /// The hash the quorum prepared.
         block: Hash,
     },
 }
@@ -322,21 +468,31 @@ pub enum Event {
 /// What the runtime must do, in the order given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Make `record` durable before performing any later output of this same step.
+    /// Make `record` durable before performing any later output of this same step, and, if
+    /// `SignGuard::after` gives a new guard for it, the guard file too (recipe rules 3a, 3b).
     Persist(PersistRecord),
+    /// Send `msg` to every connected validator; best effort.
     Broadcast(Message),
+    /// Send `msg` to one validator; best effort.
     Send {
+        /// The recipient.
         to: ValidatorIndex,
+        /// The message.
         msg: Message,
     },
-    /// Deliver `Input::Timeout(timer)` after `after_ms` milliseconds.
+    /// Deliver `Input::Timeout(timer)` after `after_ms` milliseconds, not earlier. Never
+    /// cancelled: a stale timer is ignored.
     Schedule {
+        /// What to hand back.
         timer: Timer,
+        /// The delay in milliseconds from this step.
         after_ms: u64,
     },
-    /// Store the block, its certificate and outcome; persisted records of heights up to and
-    /// including this block's are no longer needed.
+    /// Store the block, its certificate and outcome. Durable before any `Persist` record of the
+    /// next height is (recipe rule 3c); once it is durable, persisted records of heights up to
+    /// and including this block's are no longer needed.
     Finalized(Box<Finalized>),
+    /// A validator signed two conflicting messages: report it (the core does nothing more).
     Evidence(Box<Misbehaviour>),
     /// A late precommit added a signature to the certificate of the last finalized block
     /// (finality came at the quorum; the rest is kept for light clients and logs). Replace the
@@ -345,16 +501,26 @@ pub enum Output {
     /// `to` asked for finalized blocks from `from`: reply with `Message::SyncResponse` holding up
     /// to `max_blocks` of them (fewer if the reply would pass `codec::MAX_MESSAGE_BYTES`).
     ServeSync {
+        /// The validator that asked.
         to: ValidatorIndex,
+        /// The first height to send; below this node's height.
         from: Height,
+        /// The most blocks to send, at most `message::MAX_SYNC_BLOCKS`.
         max_blocks: u32,
     },
+    /// A transfer of `Input::SubmitTx` or `Input::SubmitVerifiedTx` entered the mempool (and is
+    /// broadcast next).
     TxAccepted {
+        /// The transfer's hash (`Transfer::hash`).
         hash: Hash,
     },
+    /// A transfer of `Input::SubmitTx` or `Input::SubmitVerifiedTx` was refused.
     TxRejected {
+        /// The transfer's hash (`Transfer::hash`).
         hash: Hash,
+        /// Why.
         error: TxError,
     },
+    /// Something to log or count.
     Event(Event),
 }

@@ -67,10 +67,15 @@ struct BlockFetch {
 /// Where a node is within a height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
-    /// Waiting `block_time` before round 0 of this height.
+    /// Waiting `block_time_ms` before the first round of this height; only the decision rule
+    /// (L49) runs.
     NewHeight,
+    /// Waiting for the round's proposal (L22, L28) or the propose timeout (L57).
     Propose,
+    /// Prepared (prevoted); waiting for a prepare quorum (L36, L44) or the prepare timeout (L61).
     Prepare,
+    /// Precommitted; waiting for a decision (L49), a higher round (L55) or the precommit
+    /// timeout (L65).
     Precommit,
 }
 
@@ -106,21 +111,41 @@ const SYNC_ANSWER_INTERVAL_MS: u64 = 4;
 /// the records it asked to persist since.
 #[derive(Clone, Debug, Default)]
 pub struct Restore {
+    /// The last finalized block and its certificate (the longest stored); `None` before block 1.
+    /// Its chain id must be the genesis's (`NodeError::WrongChain`).
     pub last: Option<Decision>,
+    /// The ledger after `last`; its state root must be `last`'s (`NodeError::LedgerMismatch`).
+    /// `None` stands for the genesis ledger. Ignored when `last` is `None`.
     pub ledger: Option<Ledger>,
+    /// The `PersistRecord`s made durable since `last`, in any order; those of other heights than
+    /// `last + 1` are ignored. A record whose block does not match its header is skipped.
     pub records: Vec<PersistRecord>,
     /// The double-sign guard file: the last point this validator signed and its last lock.
     pub guard: Option<SignGuard>,
 }
 
+/// Why a node could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The genesis breaks a rule of `Genesis::validate`.
     #[error("invalid genesis: {0}")]
     Genesis(#[from] GenesisError),
+    /// `Restore::ledger` is not the ledger after `Restore::last`.
     #[error("the restored ledger's state root {ledger} differs from the last block's {block}")]
-    LedgerMismatch { ledger: Hash, block: Hash },
+    LedgerMismatch {
+        /// The restored ledger's state root.
+        ledger: Hash,
+        /// The state root in the last block's header.
+        block: Hash,
+    },
+    /// `Restore::last` belongs to another chain.
     #[error("the restored last block is for chain {got:?}, this node runs {expected:?}")]
-    WrongChain { expected: String, got: String },
+    WrongChain {
+        /// The genesis's chain id.
+        expected: String,
+        /// The block's chain id.
+        got: String,
+    },
 }
 
 /// A block checked against the ledger, with the ledger it leads to.
@@ -176,10 +201,15 @@ struct SyncAsk {
 /// Item counts of a node's variable-size state; see `Node::footprint`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footprint {
+    /// Blocks held at the current height plus the verdicts kept on them.
     pub blocks: usize,
+    /// Proposals stored, one per round at most.
     pub proposals: usize,
+    /// Vote slots of the vote keeper (`VoteKeeper::memory_votes`).
     pub vote_slots: usize,
+    /// Messages of the next height kept for replay.
     pub next_height_messages: usize,
+    /// Transfers in the mempool.
     pub pending_txs: usize,
 }
 
@@ -546,36 +576,52 @@ impl Node {
 
     // ----- accessors -------------------------------------------------------------------------
 
+    /// The height being decided: the last finalized one plus one.
     pub fn height(&self) -> Height {
         self.height
     }
+    /// The current round of `height`.
     pub fn round(&self) -> Round {
         self.round
     }
+    /// The current step of the round.
     pub fn step(&self) -> Step {
         self.step
     }
+    /// This node's index in the validator set; `None` when its key is not a validator's (it
+    /// then follows the chain and signs nothing).
     pub fn me(&self) -> Option<ValidatorIndex> {
         self.me
     }
+    /// The chain id of the genesis: what every signature checked with `SignatureChecked` must
+    /// be verified against.
     pub fn chain_id(&self) -> &str {
         &self.chain_id
     }
+    /// The validator set of the genesis (it never changes): what every signature checked with
+    /// `SignatureChecked` must be verified against.
     pub fn validators(&self) -> &ValidatorSet {
         &self.set
     }
+    /// The consensus parameters of the genesis.
     pub fn params(&self) -> &ConsensusParams {
         &self.params
     }
+    /// The ledger after the last finalized block.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
+    /// The pending transfers.
     pub fn mempool(&self) -> &Mempool {
         &self.mempool
     }
+    /// The last finalized block with the longest certificate this node holds for it; `None`
+    /// before block 1.
     pub fn last_decision(&self) -> Option<&Decision> {
         self.last_decision.as_ref()
     }
+    /// `(lockedRound, id(lockedValue))` at the current height (L38-L39); `None` is
+    /// `lockedRound = −1`.
     pub fn locked(&self) -> Option<(Round, Hash)> {
         self.locked
     }

@@ -37,6 +37,7 @@ use crate::types::{Amount, Hash};
 /// How far a pending transfer's nonce may run ahead of its sender's next nonce.
 pub const MAX_NONCE_GAP: u64 = 64;
 
+/// The pending transfers (see the module documentation for its rules).
 #[derive(Clone, Debug)]
 pub struct Mempool {
     capacity: usize,
@@ -50,6 +51,7 @@ pub struct Mempool {
 }
 
 impl Mempool {
+    /// An empty mempool holding at most `capacity` transfers (`NodeConfig::mempool_capacity`).
     pub fn new(capacity: usize) -> Mempool {
         Mempool {
             capacity,
@@ -58,12 +60,15 @@ impl Mempool {
             by_fee: BTreeSet::new(),
         }
     }
+    /// Transfers pending.
     pub fn len(&self) -> usize {
         self.by_hash.len()
     }
+    /// Whether none is pending.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Whether a transfer with this hash is pending (whatever its signature bytes).
     pub fn contains(&self, hash: &Hash) -> bool {
         self.by_hash.contains_key(hash)
     }

@@ -36,33 +36,63 @@ use crate::validators::{Genesis, ValidatorSet};
 
 pub use rewards::{Reward, distribute, subsidy};
 
+/// The state of one key's account; the default (zero, nonce 0) is the state of every key never
+/// credited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
+    /// Base units held.
     pub balance: Amount,
     /// Transfers sent so far; the next transfer must carry this nonce.
     pub nonce: u64,
 }
 
+/// Why a transfer was refused, by the ledger (in a block) or the mempool (on admission).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
+    /// The sender's signature fails on this chain (in a block: some transfer's does).
     #[error("the signature does not verify for the sender's key on this chain")]
     BadSignature,
+    /// Not the sender's next nonce (the mempool: below it).
     #[error("nonce {got} is wrong: the sender's next nonce is {expected}")]
-    BadNonce { expected: u64, got: u64 },
+    BadNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transfer's.
+        got: u64,
+    },
+    /// The sender's balance does not cover `amount + fee`.
     #[error("insufficient balance: needs {needed} (amount + fee), has {available}")]
-    InsufficientBalance { needed: Amount, available: Amount },
+    InsufficientBalance {
+        /// `amount + fee`.
+        needed: Amount,
+        /// The sender's balance.
+        available: Amount,
+    },
+    /// `amount` is 0.
     #[error("the amount is zero")]
     ZeroAmount,
+    /// `from == to`.
     #[error("the sender and the receiver are the same account")]
     SelfTransfer,
+    /// A sum passes 64 bits: `amount + fee`, the receiver's balance, the sender's nonce, the
+    /// block's fees or reward, or a validator's balance after its reward.
     #[error("the amounts overflow 64 bits")]
     Overflow,
+    /// The mempool already holds it (same hash), or holds a transfer of the same sender and
+    /// nonce with a fee at least as high.
     #[error("the transaction is already pending")]
     Duplicate,
+    /// The mempool is full and the fee does not beat the lowest pending one.
     #[error("the mempool is full and the fee is not higher than the lowest pending fee")]
     MempoolFull,
+    /// The nonce runs more than `mempool::MAX_NONCE_GAP` ahead of the sender's next.
     #[error("nonce {got} is too far ahead of the sender's next nonce {expected}")]
-    NonceTooFarAhead { expected: u64, got: u64 },
+    NonceTooFarAhead {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transfer's.
+        got: u64,
+    },
 }
 
 impl TxError {
@@ -85,11 +115,15 @@ impl TxError {
 /// What finalizing one block did to the ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockOutcome {
+    /// The block's height.
     pub height: Height,
+    /// Base units minted: `subsidy(height)`.
     pub subsidy: Amount,
+    /// The sum of the block's transfer fees, in base units.
     pub fees: Amount,
     /// subsidy + fees, paid out exactly.
     pub total_reward: Amount,
+    /// One entry per validator, in index order, summing to `total_reward` (`distribute`).
     pub rewards: Vec<Reward>,
     /// Hashes of the transactions applied, in block order.
     pub archived: Vec<Hash>,
@@ -97,6 +131,7 @@ pub struct BlockOutcome {
     pub touched: Vec<(PublicKey, Account)>,
 }
 
+/// Every account's state after some block (or the genesis): what `state_root` commits to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     /// Invariant: no stored account equals `Account::default()`.
@@ -134,6 +169,7 @@ impl Ledger {
         self.accounts.get(key).copied().unwrap_or_default()
     }
 
+    /// Every non-empty account, in key order.
     pub fn accounts(&self) -> impl Iterator<Item = (&PublicKey, &Account)> {
         self.accounts.iter()
     }

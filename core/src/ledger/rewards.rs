@@ -24,10 +24,14 @@ use crate::crypto::PublicKey;
 use crate::types::{Amount, Height, ValidatorIndex};
 use crate::validators::ValidatorSet;
 
+/// One validator's part of a block's reward.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reward {
+    /// The validator.
     pub validator: ValidatorIndex,
+    /// The account credited: the validator's public key.
     pub account: PublicKey,
+    /// Base units credited (may be 0).
     pub amount: Amount,
 }
 
