@@ -15,14 +15,18 @@
 //!   variant's fields.
 //!
 //! Decoding is hostile-input safe: the size limit is checked before a byte is parsed, a declared
-//! length never allocates more than the bytes that remain could fill, every read is bounds-checked,
-//! and garbage is an error, never a panic.
+//! length beyond the bytes that remain is refused and reserves at most `PREALLOC_BYTES` before its
+//! items are read (memory then grows only with items actually decoded, each of which consumes
+//! input), every read is bounds-checked, and garbage is an error, never a panic.
 
 use crate::message::Message;
 
 /// The wire format version this build speaks: the first byte of every envelope (and the ALPN
 /// `timed/2`). Version 1 was the CBOR encoding with Rust's field names.
 pub const WIRE_VERSION: u8 = 2;
+
+/// The most a sequence reserves before its items are read (see `Vec::get`).
+const PREALLOC_BYTES: usize = 64 * 1024;
 
 /// The largest message accepted from a peer (a full block plus its certificate fits well within).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -120,8 +124,7 @@ impl<'a> Reader<'a> {
         Err(CodecError::Malformed("integer over 64 bits"))
     }
 
-    /// A sequence's length, refused when even one byte per item could not fit in what remains
-    /// (so a hostile length never sizes an allocation).
+    /// A sequence's length, refused when even one byte per item could not fit in what remains.
     pub fn seq_len(&mut self) -> Result<usize, CodecError> {
         let n = self.varint()?;
         if n > self.remaining() as u64 {
@@ -297,7 +300,10 @@ impl<T: Wire> Wire for Vec<T> {
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, CodecError> {
         let n = r.seq_len()?;
-        let mut items = Vec::with_capacity(n);
+        // A length is at most the bytes that remain, but an item may take far more room in
+        // memory than its one byte: reserve for what `PREALLOC_BYTES` holds, and grow only as
+        // items are actually read (each consumes input).
+        let mut items = Vec::with_capacity(n.min(PREALLOC_BYTES / std::mem::size_of::<T>().max(1)));
         for _ in 0..n {
             items.push(T::get(r)?);
         }

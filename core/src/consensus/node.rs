@@ -2216,9 +2216,10 @@ impl Node {
             self.schedule(Timer::NextHeight { height }, self.params.block_time_ms);
         }
         let buffered = std::mem::take(&mut self.next_height);
-        for msg in buffered.into_values() {
-            // Verified on arrival; the proposer is checked now that the parent is known.
-            self.on_message(ValidatorIndex(0), msg, true);
+        for ((signer, _, _), msg) in buffered {
+            // Verified on arrival; the proposer is checked now that the parent is known. Replayed
+            // as from its signer, whose budgets and checks it counts against (not validator 0's).
+            self.on_message(signer, msg, true);
         }
     }
 
