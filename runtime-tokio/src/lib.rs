@@ -2,15 +2,17 @@
 //! The TIME Coin validator node as a library: what the `timed` binary (`main.rs`, the command
 //! line only) runs, and the transport a peer speaks.
 //!
-//! Public, for the binary: starting a node (`app`), the subcommands (`devnet`, `bench`, `wallet`,
-//! `verify`), key and genesis files (`keys`, `handshake`), the double-sign guard's file paths
-//! (`guard`) and the HTTP limits (`httpserve::Limits`).
+//! Public, for the binary: starting a node (`app`), the addresses operators write (`addr`), the
+//! subcommands (`devnet`, `bench`, `wallet`, `verify`), key and genesis files (`keys`,
+//! `handshake`), the double-sign guard's file paths (`guard`) and the HTTP limits
+//! (`httpserve::Limits`).
 //!
 //! Public, for anything that connects to a node as a peer: the QUIC TLS configuration
 //! authenticated by a validator key (`tls`), the hello and the framing on the stream (`wire`), and
 //! how a development network forms its genesis (`handshake::dev_genesis`). The node's insides
 //! (core driver, store, write-ahead log, peer queues, metrics) stay private.
 
+pub mod addr;
 pub mod app;
 pub mod bench;
 mod bench_tx;

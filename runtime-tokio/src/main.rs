@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use timed::{
-    app, bench, devnet, guard, handshake, httpserve, keys, parse_duration, verify, wallet,
+    addr, app, bench, devnet, guard, handshake, httpserve, keys, parse_duration, verify, wallet,
 };
 use timed_core::crypto::Keypair;
 use timed_core::types::{Amount, Stake, TimestampMs};
@@ -62,7 +62,7 @@ struct DevArgs {
     port: Option<u16>,
     /// Other validators as host:port, comma separated; the genesis is formed once each has said
     /// hello.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = peer_flag)]
     peers: Vec<String>,
     /// This validator's stake (voting weight) in the genesis being formed.
     #[arg(long, default_value_t = 100)]
@@ -188,11 +188,12 @@ struct RunArgs {
     /// Where blocks, ledger and WAL are kept.
     #[arg(long)]
     data_dir: PathBuf,
-    /// Address for QUIC (UDP) and HTTP (TCP), e.g. 0.0.0.0:8001.
-    #[arg(long)]
+    /// Address for QUIC (UDP) and HTTP (TCP): an IP address of this machine and a port, e.g.
+    /// 0.0.0.0:8001.
+    #[arg(long, value_parser = addr::listen_address)]
     listen: SocketAddr,
     /// Peers as host:port, comma separated [default: the genesis addresses].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = peer_flag)]
     peers: Vec<String>,
     /// After a start that shows lost signed records (the double-sign guard file says this
     /// validator signed further than its data directory remembers, or there is no guard file),
@@ -368,14 +369,9 @@ fn run_real(a: RunArgs) -> Result<()> {
             |v| v.name.clone(),
         );
     let peers = if a.peers.is_empty() {
-        genesis
-            .validators
-            .iter()
-            .filter(|v| v.public_key != key.public_key())
-            .filter_map(|v| v.address.clone())
-            .collect()
+        genesis_peers(&genesis, &key)?
     } else {
-        a.peers
+        a.peers.into_iter().filter(|p| !p.is_empty()).collect()
     };
     let setup = app::Setup {
         name,
@@ -390,6 +386,36 @@ fn run_real(a: RunArgs) -> Result<()> {
         http,
     };
     runtime()?.block_on(app::run_node(setup))
+}
+
+/// `--peers`: each HOST:PORT (`addr::peer_address`); an empty one (`--peers ""`) means none.
+fn peer_flag(text: &str) -> Result<String, addr::AddressError> {
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    addr::peer_address(text)
+}
+
+/// The addresses of the genesis's other validators, each checked.
+fn genesis_peers(genesis: &Genesis, key: &Keypair) -> Result<Vec<String>> {
+    let mut peers = Vec::new();
+    for v in &genesis.validators {
+        if v.public_key == key.public_key() {
+            continue;
+        }
+        if let Some(address) = &v.address {
+            let checked = addr::peer_address(address).with_context(|| {
+                format!(
+                    "the genesis gives validator {} the address {address:?}, which cannot be \
+                     dialed; every validator must use the same genesis file: give --peers to \
+                     override its addresses",
+                    v.name
+                )
+            })?;
+            peers.push(checked);
+        }
+    }
+    Ok(peers)
 }
 
 /// Balances written as PUBLIC_KEY_HEX:UNITS.
@@ -424,11 +450,18 @@ fn make_genesis(a: GenesisArgs) -> Result<()> {
         let stake: u64 = stake
             .parse()
             .with_context(|| format!("--validator {v:?}: the stake must be a number"))?;
+        let address = match rest.first() {
+            Some(a) => Some(
+                addr::peer_address(a)
+                    .with_context(|| format!("--validator {v:?}: the address after the stake"))?,
+            ),
+            None => None,
+        };
         validators.push(GenesisValidator {
             name: name.to_string(),
             public_key,
             stake: Stake(stake),
-            address: rest.first().map(|s| s.to_string()),
+            address,
         });
     }
     let balances = parse_balances(&a.balances, "--balance")?;

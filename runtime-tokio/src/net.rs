@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use timed_core::codec;
@@ -402,6 +402,7 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
     let mut backoff = BACKOFF_MIN;
     let mut shutdown = ctx.shutdown.clone();
     let mut last_error = String::new();
+    let mut unanswered = Unanswered::default();
     let mut again = false;
     loop {
         let result = tokio::select! {
@@ -409,6 +410,9 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
             _ = shutdown.changed() => return,
         };
         let again_before = std::mem::take(&mut again);
+        if result.is_ok() {
+            unanswered = Unanswered::default();
+        }
         match result {
             Ok(DialEnd::Myself) => {
                 debug!(%addr, "this peer address is this node itself; not dialing it");
@@ -438,9 +442,10 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
                 let text = e.to_string();
                 match &e {
                     LinkError::RefusedByPeer(_) | LinkError::RefusedByUs(_) => {
-                        error!(%addr, "{text}")
+                        error!(peer = %addr, "{text}")
                     }
-                    _ if text != last_error => debug!(%addr, "dial failed: {text}"),
+                    _ if unanswered.failed(&addr, &e) => {}
+                    _ if text != last_error => debug!(peer = %addr, "dial failed: {text}"),
                     _ => {}
                 }
                 last_error = text;
@@ -453,6 +458,52 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
             _ = ctx.redial.notified() => backoff = BACKOFF_MIN,
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// A peer not answering is worth a warning after this long (peers started one after the other
+/// do not answer at first)...
+const UNANSWERED_WARN: Duration = Duration::from_secs(10);
+/// ...and again after this long, while it still does not.
+const UNANSWERED_REWARN: Duration = Duration::from_secs(300);
+
+/// Since when one peer address fails to answer, and the last warning about it.
+#[derive(Default)]
+struct Unanswered {
+    since: Option<Instant>,
+    warned: Option<(Instant, std::mem::Discriminant<LinkError>)>,
+}
+
+impl Unanswered {
+    /// Warns, with the address, about a name that does not resolve (at once: it will not start
+    /// to) or a peer silent for `UNANSWERED_WARN`; once per kind of failure and
+    /// `UNANSWERED_REWARN`. Returns whether it warned.
+    fn failed(&mut self, addr: &str, e: &LinkError) -> bool {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let kind = std::mem::discriminant(e);
+        let resolve = matches!(e, LinkError::Resolve(_));
+        let due = self
+            .warned
+            .is_none_or(|(at, k)| k != kind || at.elapsed() >= UNANSWERED_REWARN);
+        if !due || !(resolve || since.elapsed() >= UNANSWERED_WARN) {
+            return false;
+        }
+        self.warned = Some((Instant::now(), kind));
+        if resolve {
+            warn!(
+                peer = %addr,
+                "Peer address {addr} does not resolve to an IP address (no such host?); still \
+                 trying: check --peers (or the genesis's addresses) and DNS"
+            );
+        } else {
+            warn!(
+                peer = %addr,
+                "Peer {addr} has not answered for {} s ({e}); still trying: is it running, and \
+                 does every firewall on the way let UDP through to its port?",
+                since.elapsed().as_secs()
+            );
+        }
+        true
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Net;
+use common::{Net, free_port, wait_for};
 
 fn exe() -> PathBuf {
     std::env::var_os("TIMED_TEST_BIN")
@@ -87,4 +87,142 @@ fn a_damaged_database_stops_the_start_with_one_line_naming_it() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// A development validator's command line with `extra` flags.
+fn dev_args(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let data = dir.join("v1").display().to_string();
+    let port = free_port().to_string();
+    let base = ["--validator-id", "v1", "--port", &port, "--data-dir", &data];
+    strings(&[&base[..], extra].concat())
+}
+
+/// Writes a key (`NAME.key`) and returns its public key.
+fn keygen(dir: &Path, name: &str) -> String {
+    let out = run_to_exit(&strings(&[
+        "keygen",
+        "--out",
+        &dir.join(format!("{name}.key")).display().to_string(),
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+/// `--peers localhost`, `127.0.0.1:99999`, `notahostport`, `:8001`: refused at start (exit 2,
+/// usage), naming the address and how to write one, instead of a node dialing it for ever.
+#[test]
+fn malformed_peer_addresses_are_refused_at_start_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (peers, why) in [
+        ("localhost", "has no port"),
+        ("127.0.0.1:99999", "not a number from 1 to 65535"),
+        ("notahostport", "has no port"),
+        ("127.0.0.1:8002,:8001", "has no host"),
+    ] {
+        let out = run_to_exit(&dev_args(dir.path(), &["--peers", peers]));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{peers}: {stderr}");
+        assert!(stderr.contains(why), "{peers}: {stderr}");
+        assert!(
+            stderr.contains("HOST:PORT") || stderr.contains("65535"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+}
+
+/// A genesis address that cannot be dialed: `timed genesis` refuses to write it, and `timed run`
+/// refuses a genesis file that holds one (edited by hand), naming the validator and the address.
+#[test]
+fn a_genesis_address_that_is_not_host_and_port_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let (k1, k2) = (keygen(dir.path(), "v1"), keygen(dir.path(), "v2"));
+    let out = run_to_exit(&strings(&[
+        "genesis",
+        "--validator",
+        &format!("v1:{k1}:100:notahostport"),
+        "--out",
+        &d("bad.json"),
+    ]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"notahostport\" has no port"), "{stderr}");
+    assert!(!dir.path().join("bad.json").exists());
+
+    let out = run_to_exit(&strings(&[
+        "genesis",
+        "--validator",
+        &format!("v1:{k1}:100:127.0.0.1:1"),
+        "--validator",
+        &format!("v2:{k2}:100:127.0.0.1:2"),
+        "--out",
+        &d("genesis.json"),
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let edited = std::fs::read_to_string(d("genesis.json"))
+        .unwrap()
+        .replace("127.0.0.1:2", "notahostport");
+    std::fs::write(d("genesis.json"), edited).unwrap();
+    let out = run_to_exit(&strings(&[
+        "run",
+        "--genesis",
+        &d("genesis.json"),
+        "--key",
+        &d("v1.key"),
+        "--data-dir",
+        &d("data"),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("validator v2"), "{stderr}");
+    assert!(errors[0].contains("\"notahostport\""), "{stderr}");
+}
+
+/// `--listen localhost:8001` is refused with the hint that it takes an IP address.
+#[test]
+fn a_listen_address_with_a_host_name_gets_a_hint() {
+    let out = run_to_exit(&strings(&[
+        "run",
+        "--genesis",
+        "g.json",
+        "--key",
+        "k.key",
+        "--data-dir",
+        "d",
+        "--listen",
+        "localhost:8001",
+    ]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("localhost is not resolved"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:8001"), "{stderr}");
+}
+
+/// A peer whose name does not resolve, and one that never answers: the node starts (it may come
+/// up later) and says so at WARN, with the address (it was silent at INFO and waited for ever).
+#[test]
+fn unresolvable_and_silent_peers_are_warned_about_with_their_address() {
+    let silent = format!("127.0.0.1:{}", free_port());
+    let peers = format!("nosuchhost.invalid:1,{silent}");
+    let net = Net::start_with(1, "1s", |_| strings(&["--peers", &peers]));
+    let warned = |needle: &str| {
+        net.log(0)
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(needle))
+    };
+    wait_for("a warning about the unresolvable peer", || {
+        warned("nosuchhost.invalid:1 does not resolve").then_some(())
+    });
+    wait_for("a warning about the silent peer", || {
+        warned(&format!("{silent} has not answered")).then_some(())
+    });
 }
