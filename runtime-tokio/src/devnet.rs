@@ -313,8 +313,9 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
                 continue;
             }
             next = height + 1;
-            let f = b["finality_ms"].as_u64().unwrap_or(0);
-            finality.push(f);
+            // `null` for a block validator1 caught up on: no finality of the network's.
+            let f = b["finality_ms"].as_u64();
+            finality.extend(f);
             if first_block.is_none() {
                 first_block = Some((height, now));
                 first_cpu = nodes_sched(&children);
@@ -324,13 +325,14 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
                 let total = b["signatures"].as_u64().unwrap_or(0);
                 let reward = b["reward"].as_u64().unwrap_or(0);
                 println!(
-                    "height {height:>6}  hash {}  proposer {:<12} signatures {total}/{}  reward {}.{:02} TIME  finality {f} ms",
+                    "height {height:>6}  hash {}  proposer {:<12} signatures {total}/{}  reward {}.{:02} TIME  finality {}",
                     &b["hash"].as_str().unwrap_or("?")
                         [..16.min(b["hash"].as_str().unwrap_or("?").len())],
                     b["proposer"].as_str().unwrap_or("?"),
                     a.nodes,
                     reward / 100_000_000,
                     (reward % 100_000_000) / 1_000_000,
+                    f.map_or_else(|| "- (caught up)".to_string(), |f| format!("{f} ms")),
                 );
             }
         }

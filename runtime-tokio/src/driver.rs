@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
+use crate::finality::Witness;
 use crate::guard::Guard;
 use crate::net::{frame_of, queue_frame, send_frame};
 use crate::store::{StoreError, StoredBlock};
@@ -102,6 +103,8 @@ pub struct Driver {
     unstored_since: Option<Instant>,
     /// Answers peers' sync requests from the store, on a thread of its own.
     sync_server: SyncServer,
+    /// The blocks seen proposed: only those measure finality.
+    witness: Witness,
 }
 
 impl Driver {
@@ -123,6 +126,7 @@ impl Driver {
             unstored: Vec::new(),
             unstored_since: None,
             sync_server: SyncServer::start(ctx_for_sync),
+            witness: Witness::default(),
         }
     }
 
@@ -313,6 +317,7 @@ impl Driver {
         let outputs = self.node.handle(TimestampMs(unix_ms()), input);
         group.todo.reserve(outputs.len());
         for out in outputs {
+            self.witness.note(&out);
             match out {
                 Output::Persist(r) => {
                     if let Some(next) = SignGuard::after(group.signs.or(self.guard.last()), &r) {
@@ -322,7 +327,11 @@ impl Driver {
                     group.sync = true;
                 }
                 Output::Finalized(f) => {
-                    let finality_ms = unix_ms().saturating_sub(f.block.header.timestamp.0);
+                    let finality_ms = self.witness.finality(
+                        &f.certificate.block_hash,
+                        f.block.header.timestamp,
+                        unix_ms(),
+                    );
                     let f = *f;
                     let stored = Box::new(StoredBlock {
                         block: f.block,
@@ -584,21 +593,23 @@ impl Driver {
         let h = f.block.height();
         let hash = hex::encode(f.block.hash().0);
         self.ctx.metrics.blocks_finalized.inc();
-        self.ctx
-            .metrics
-            .finality_seconds
-            .observe(finality_ms as f64 / 1000.0);
+        if let Some(ms) = finality_ms.0 {
+            self.ctx
+                .metrics
+                .finality_seconds
+                .observe(ms as f64 / 1000.0);
+        }
         {
             let mut live = lock(&self.ctx.live);
             live.last_block_hash = Some(hash.clone());
-            live.finality_latency_ms = Some(finality_ms);
+            live.finality_latency_ms = finality_ms.0.or(live.finality_latency_ms);
             live.blocks_finalized_here += 1;
         }
         info!(
             hash = %&hash[..16],
             round = f.certificate.round.0,
             signatures = f.certificate.signatures.len(),
-            finality_ms,
+            finality_ms = ?finality_ms.0,
             "⛓️  Block finalized at height {h}"
         );
         if !tracing::enabled!(tracing::Level::INFO) {

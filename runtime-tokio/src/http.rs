@@ -130,7 +130,6 @@ struct BlockView<'a> {
     hash: String,
     proposer: &'a str,
     signatures: usize,
-    finality_ms: u64,
     reward: u64,
     #[serde(flatten)]
     stored: &'a StoredBlock,
@@ -143,7 +142,6 @@ fn block_view<'a>(chain: Option<&'a crate::ctx::Chain>, s: &'a StoredBlock) -> B
         hash: hex::encode(s.block.hash().0),
         proposer,
         signatures: s.certificate.signatures.len(),
-        finality_ms: s.finality_ms,
         reward: s.outcome.total_reward.0,
         stored: s,
     }

@@ -21,6 +21,7 @@ mod ctx;
 mod dashboard;
 pub mod devnet;
 mod driver;
+mod finality;
 pub mod guard;
 pub mod handshake;
 mod http;

@@ -47,6 +47,7 @@ use timed_core::message::Decision;
 use timed_core::types::{Hash, Height};
 use timed_core::validators::Genesis;
 
+use crate::finality::FinalityMs;
 use crate::wal::{Wal, WalRecord};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
@@ -248,8 +249,9 @@ pub struct StoredBlock {
     pub block: Block,
     pub certificate: Certificate,
     pub outcome: BlockOutcome,
-    /// Milliseconds from the block's timestamp to its finalization on this node.
-    pub finality_ms: u64,
+    /// Milliseconds from the block's timestamp to its finalization on this node, if it decided
+    /// the block live (`finality.rs`).
+    pub finality_ms: FinalityMs,
 }
 
 timed_core::wire_struct!(StoredBlock {
@@ -708,7 +710,7 @@ mod tests {
                 archived: vec![Hash([h as u8; 32])],
                 touched: Vec::new(),
             },
-            finality_ms: 1,
+            finality_ms: FinalityMs(Some(1)),
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Net, free_port, wait_for};
+use common::{Net, free_port, get, get_json, wait_for};
 
 fn exe() -> PathBuf {
     std::env::var_os("TIMED_TEST_BIN")
@@ -225,4 +225,66 @@ fn unresolvable_and_silent_peers_are_warned_about_with_their_address() {
     wait_for("a warning about the silent peer", || {
         warned(&format!("{silent} has not answered")).then_some(())
     });
+}
+
+/// The value of the sample `name` (with its labels, as written) in a node's `/metrics`.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = get(port, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A validator stopped while the others go on 25 heights, then restarted: the blocks it catches up
+/// on have no finality (`null` in `/blocks` and the dashboard) and are not observed by
+/// `timed_finality_seconds`; the blocks it then decides live are.
+#[test]
+fn blocks_caught_up_on_after_a_restart_do_not_count_as_finality() {
+    let mut net = Net::start(3, "200ms");
+    net.wait_height(2, 3);
+    net.stop(2, "-TERM");
+    let away_from = net.height(0);
+    net.wait_height(0, away_from + 25);
+    net.spawn(2);
+    let back = net.height(0);
+    net.wait_height(2, back + 5);
+    // Frozen: without the other two no block can finalize, so the figures read below agree.
+    net.stop(0, "-TERM");
+    net.stop(1, "-TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    let status = net.status(2).unwrap();
+    let tip = status["height"].as_u64().unwrap();
+    let here = status["blocks_finalized_since_start"].as_u64().unwrap();
+    let blocks = get_json(
+        net.port(2),
+        &format!("/blocks?from={}&limit=1000", tip - here + 1),
+    )
+    .unwrap()["blocks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let (live, caught_up): (Vec<_>, Vec<_>) = blocks
+        .iter()
+        .filter(|b| b["height"].as_u64().unwrap() <= tip)
+        .partition(|b| b["finality_ms"].is_u64());
+    assert!(caught_up.len() >= 20, "{} caught up", caught_up.len());
+    assert!(
+        caught_up.iter().all(|b| b["finality_ms"].is_null()),
+        "{caught_up:?}"
+    );
+    let last = blocks.iter().rfind(|b| b["height"] == tip).unwrap();
+    assert!(last["finality_ms"].is_u64(), "decided live: {last}");
+    // Observed once per block decided live here, never for one caught up on.
+    let observed = metric(net.port(2), "timed_finality_seconds_count").unwrap();
+    assert_eq!(observed as usize, live.len(), "{}", net.log(2));
+    let dashboard = get_json(net.port(2), "/dashboard.json").unwrap();
+    let nulls = dashboard["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["finality_ms"].is_null())
+        .count();
+    assert!(
+        nulls >= 20,
+        "the dashboard leaves them out of its chart: {nulls}"
+    );
 }
