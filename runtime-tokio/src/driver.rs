@@ -282,7 +282,10 @@ impl Driver {
                 .collect();
         }
         let Some(offset) = offset else { return };
-        self.ctx.metrics.clock_offset_ms.set(offset);
+        self.ctx
+            .metrics
+            .clock_offset_seconds
+            .set(offset as f64 / 1000.0);
         let drift = self.chain.genesis.params.max_clock_drift_ms as i64;
         if offset.abs() > drift / 2
             && self
@@ -539,11 +542,7 @@ impl Driver {
                 // sync thread, not here.
                 self.store_blocks()?;
                 if !self.sync_server.serve(to, from, max_blocks) {
-                    self.ctx
-                        .metrics
-                        .frames_dropped
-                        .get_or_create(&[("reason", "sync_busy")])
-                        .inc();
+                    self.ctx.metrics.dropped(crate::metrics::Dropped::SyncBusy);
                 }
             }
             Output::Evidence(m) => {

@@ -1,7 +1,8 @@
 //! The HTTP API (axum, TCP, the same port number as QUIC's UDP):
 //!
 //! - `GET /status`: the node at a glance (JSON);
-//! - `GET /metrics`: Prometheus text;
+//! - `GET /metrics`: Prometheus metrics (`metrics.rs`): OpenMetrics when asked for, else the
+//!   classic text format;
 //! - `GET /blocks/{height}`, `GET /blocks/latest`: a block with its certificate and outcome;
 //! - `GET /blocks?from=H&limit=N`: `{"blocks": [...], "next_from": H', "more": bool}`, at most
 //!   1,000 blocks and fewer than `--http-max-response-bytes` of JSON (one block at least);
@@ -112,15 +113,25 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
     }))
 }
 
-async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
+/// OpenMetrics to a scraper that accepts it (Prometheus asks for it first), else the classic
+/// text format, which `promtool check metrics` and older tools read.
+async fn metrics(State(ctx): State<Arc<Ctx>>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers.get_all(axum::http::header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+    });
+    let (content_type, body) = if openmetrics {
+        (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        ctx.metrics.encode(),
-    )
-        .into_response()
+            ctx.metrics.encode(),
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            ctx.metrics.encode_classic(),
+        )
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// A block as the API shows it.

@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
 use crate::handshake::{self, Verdict};
+use crate::metrics::HandshakeRefused;
 use crate::tls;
 use crate::txverify::Gossiped;
 use crate::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
@@ -156,10 +157,7 @@ pub fn queue_frame(ctx: &Ctx, p: &PeerQueue, frame: Bytes) {
     if p.tx.try_send(frame).is_ok() {
         ctx.metrics.bytes_out.inc_by(len);
     } else {
-        ctx.metrics
-            .frames_dropped
-            .get_or_create(&[("reason", "peer_queue_full")])
-            .inc();
+        ctx.metrics.dropped(crate::metrics::Dropped::PeerQueueFull);
     }
 }
 
@@ -258,7 +256,7 @@ async fn accept_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
 fn inbound_handshake_error(ctx: &Ctx, e: quinn::ConnectionError) -> LinkError {
     let (reason, error) = match &e {
         quinn::ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => (
-            "tls_refused_by_peer",
+            HandshakeRefused::TlsRefusedByPeer,
             LinkError::RefusedByPeer(format!(
                 "TLS handshake refused ({e}): our key is not in its genesis, or its key not in ours"
             )),
@@ -268,16 +266,13 @@ fn inbound_handshake_error(ctx: &Ctx, e: quinn::ConnectionError) -> LinkError {
             return LinkError::Lost(format!("the peer gave up during the TLS handshake ({e})"));
         }
         _ => (
-            "tls",
+            HandshakeRefused::Tls,
             LinkError::RefusedByUs(format!(
                 "TLS handshake failed ({e}); a key outside our genesis is refused here"
             )),
         ),
     };
-    ctx.metrics
-        .handshakes_refused
-        .get_or_create(&[("reason", reason)])
-        .inc();
+    ctx.metrics.handshake_refused(reason);
     error
 }
 
@@ -315,9 +310,7 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
     match verdict {
         Err(reason) => {
             ctx.metrics
-                .handshakes_refused
-                .get_or_create(&[("reason", "hello")])
-                .inc();
+                .handshake_refused(crate::metrics::HandshakeRefused::Hello);
             error!(peer = %hello.name, "Refused peer: {reason}");
             // Let the reason reach the peer before the connection goes.
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
@@ -352,10 +345,7 @@ async fn read_loop(
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(FrameError::TooLarge { size, limit }) => {
-                ctx.metrics
-                    .frames_dropped
-                    .get_or_create(&[("reason", "oversized")])
-                    .inc();
+                ctx.metrics.dropped(crate::metrics::Dropped::Oversized);
                 warn!(peer = %name, "Dropped a frame of {size} bytes (limit {limit}); closing the connection");
                 conn.close(1u32.into(), b"frame too large");
                 return Ok(());
@@ -385,10 +375,7 @@ async fn read_loop(
                 }
             }
             Err(e) => {
-                ctx.metrics
-                    .frames_dropped
-                    .get_or_create(&[("reason", "undecodable")])
-                    .inc();
+                ctx.metrics.dropped(crate::metrics::Dropped::Undecodable);
                 if !warned {
                     warned = true;
                     warn!(peer = %name, "Dropped an undecodable frame: {e} (further ones from this connection are only counted)");
@@ -565,9 +552,7 @@ async fn dial_once(
         HelloReply::Welcome(h) => h,
         HelloReply::Refused(reason) => {
             ctx.metrics
-                .handshakes_refused
-                .get_or_create(&[("reason", "refused_by_peer")])
-                .inc();
+                .handshake_refused(crate::metrics::HandshakeRefused::RefusedByPeer);
             conn.close(0u32.into(), b"refused");
             return Err(LinkError::RefusedByPeer(reason));
         }

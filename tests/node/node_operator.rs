@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Net, free_port, get, get_json, wait_for};
+use common::{Net, free_port, get, get_json, metric, wait_for};
 
 fn exe() -> PathBuf {
     std::env::var_os("TIMED_TEST_BIN")
@@ -227,13 +227,6 @@ fn unresolvable_and_silent_peers_are_warned_about_with_their_address() {
     });
 }
 
-/// The value of the sample `name` (with its labels, as written) in a node's `/metrics`.
-fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, body) = get(port, "/metrics")?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// A validator stopped while the others go on 25 heights, then restarted: the blocks it catches up
 /// on have no finality (`null` in `/blocks` and the dashboard) and are not observed by
 /// `timed_finality_seconds`; the blocks it then decides live are.
@@ -286,5 +279,82 @@ fn blocks_caught_up_on_after_a_restart_do_not_count_as_finality() {
     assert!(
         nulls >= 20,
         "the dashboard leaves them out of its chart: {nulls}"
+    );
+}
+
+/// The family a sample belongs to in the classic format: its name without the histogram suffixes.
+fn family_of(sample: &str) -> &str {
+    let name = sample.split(['{', ' ']).next().unwrap_or(sample);
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
+}
+
+/// `curl …/metrics | promtool check metrics` passes (run when promtool is installed:
+/// scripts/test.sh installs it), and, checked here whatever is installed: every sample's family
+/// has HELP and TYPE lines, names are in base units, and the refusal series exist before any
+/// refusal, at 0. A scraper that asks for OpenMetrics gets it.
+#[test]
+fn metrics_pass_promtool_and_every_series_exists_from_the_start() {
+    let net = Net::start(1, "100ms");
+    net.wait_height(0, 2);
+    let (code, text) = get(net.port(0), "/metrics").unwrap();
+    assert_eq!(code, 200);
+    let mut described = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            assert!(!help.trim().is_empty(), "{line}");
+            described.insert(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(described.contains(name), "TYPE before HELP: {line}");
+        } else {
+            assert!(!line.starts_with('#'), "{line}");
+            assert!(described.contains(family_of(line)), "no HELP for {line}");
+        }
+        for unit in ["_ms", "_milliseconds", "_kib", "_mib"] {
+            assert!(!line.contains(unit), "not in base units: {line}");
+        }
+    }
+    for series in [
+        "timed_rejected_total{kind=\"prepare\",reason=\"bad_signature\"}",
+        "timed_frames_dropped_total{reason=\"peer_queue_full\"}",
+        "timed_handshakes_refused_total{reason=\"hello\"}",
+        "timed_http_refused_total{reason=\"rate_limit\"}",
+    ] {
+        assert_eq!(common::sample(&text, series), Some(0.0), "{series}");
+    }
+    assert!(common::sample(&text, "timed_clock_offset_seconds").is_some());
+
+    let request =
+        "GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n";
+    let (_, open) = common::http(net.port(0), request).unwrap();
+    assert!(open.ends_with("# EOF\n"), "OpenMetrics when asked for");
+
+    let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool is not installed: checked without it (scripts/test.sh installs it)");
+        return;
+    };
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        self::text(&out.stdout),
+        self::text(&out.stderr)
     );
 }
