@@ -77,6 +77,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         guard: guard_path,
         double_sign_check_ms,
     } = setup;
+    crate::logs::name_node(&name);
     info!("Starting validator node: {name}");
     // Before any file or socket is opened: the descriptors the node may hold (http.rs caps the
     // HTTP clients' share of them).

@@ -605,6 +605,7 @@ impl Driver {
             live.blocks_finalized_here += 1;
         }
         info!(
+            height = h.0,
             hash = %&hash[..16],
             round = f.certificate.round.0,
             signatures = f.certificate.signatures.len(),
@@ -620,18 +621,27 @@ impl Driver {
             .iter()
             .map(|r| format!("{}: {}", self.chain.name(r.validator), r.amount))
             .collect();
+        let proposer = self.chain.name(f.block.header.proposer);
         info!(
-            "💰 Block {h} rewards - subsidy: {}, fees: {}, proposer: {}, shares: {}",
+            height = h.0,
+            proposer,
+            subsidy = o.subsidy.0,
+            fees = o.fees.0,
+            reward = o.total_reward.0,
+            "💰 Block {h} rewards - subsidy: {}, fees: {}, proposer: {proposer}, shares: {}",
             o.subsidy,
             o.fees,
-            self.chain.name(f.block.header.proposer),
             shares.join(", ")
         );
         info!(
+            height = h.0,
+            reward = o.total_reward.0,
+            txs = o.archived.len(),
             "🎉 Block finalization complete: {} distributed, {} txs archived",
             o.total_reward,
             o.archived.len()
         );
+        info!(height = h.0 + 1, "Moving to height {}...", h.next());
     }
 
     fn on_event(&mut self, e: Event) {
@@ -644,8 +654,11 @@ impl Driver {
                 ..
             } => {
                 info!(
+                    height = height.0,
                     round = round.0,
-                    txs, reproposal, "📦 Proposing block at height {height}"
+                    txs,
+                    reproposal,
+                    "📦 Proposing block at height {height}"
                 )
             }
             Event::ProposalAccepted {
@@ -675,16 +688,19 @@ impl Driver {
                     .votes_received
                     .get_or_create(&[("kind", label)])
                     .inc();
+                // DEBUG: one line per vote per validator was ~19 MiB a day at 8 s blocks.
                 let who = self.chain.name(validator);
                 match kind {
-                    VoteKind::Prepare => info!(
+                    VoteKind::Prepare => debug!(
                         height = height.0,
                         round = round.0,
+                        peer = who,
                         "Prepare vote from {who} - weight: {weight}/{total}"
                     ),
-                    VoteKind::Precommit => info!(
+                    VoteKind::Precommit => debug!(
                         height = height.0,
                         round = round.0,
+                        peer = who,
                         "Precommit vote from {who} - weight: {weight}/{total}"
                     ),
                 }
@@ -744,7 +760,11 @@ impl Driver {
                 round,
                 reason,
             } => {
-                info!("Round {round} at height {height} ({reason:?}): a new proposer")
+                info!(
+                    height = height.0,
+                    round = round.0,
+                    "Round {round} at height {height} ({reason:?}): a new proposer"
+                )
             }
             Event::BlockRequested {
                 peer,
@@ -756,9 +776,11 @@ impl Driver {
             ),
             Event::SyncRequested { peer, from } => {
                 self.ctx.metrics.sync_requests.inc();
+                let peer = self.chain.name(peer);
                 info!(
-                    "Catching up: asked {} for blocks from height {from}",
-                    self.chain.name(peer)
+                    peer,
+                    from = from.0,
+                    "Catching up: asked {peer} for blocks from height {from}"
                 );
             }
         }

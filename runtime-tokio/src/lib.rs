@@ -28,6 +28,7 @@ mod http;
 mod httpc;
 pub mod httpserve;
 pub mod keys;
+pub mod logs;
 mod metrics;
 mod net;
 mod store;

@@ -64,8 +64,8 @@ struct DevArgs {
     /// hello.
     #[arg(long, value_delimiter = ',', value_parser = peer_flag)]
     peers: Vec<String>,
-    /// This validator's stake (voting weight) in the genesis being formed.
-    #[arg(long, default_value_t = 100)]
+    /// This validator's stake (voting weight) in the genesis being formed: a whole number from 1.
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = stake_flag)]
     stake: u64,
     /// Pause between finalizing a block and starting the next ("8s", "500ms", "0" for as fast
     /// as possible). All validators must use the same.
@@ -234,13 +234,25 @@ struct GenesisArgs {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    timed::logs::init(matches!(format, LogFormat::Json));
+}
+
+/// An error and its causes on one line, each cause once: the errors that name their cause in
+/// their own text (`cannot read key file K: No such file or directory (os error 2)`) also give it
+/// as their source, which `{:#}` would print a second time.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
     }
+    text
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -272,7 +284,7 @@ fn main() {
         }
     };
     if let Err(e) = run(cli) {
-        eprintln!("timed: error: {e:#}");
+        timed::logs::fatal(&one_line(&e));
         std::process::exit(1);
     }
 }
@@ -312,9 +324,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
     let Some(port) = a.port else {
         bail!("give --port (the QUIC/UDP and HTTP/TCP port of this validator)");
     };
-    if a.stake == 0 {
-        bail!("--stake must be positive");
-    }
+    timed::logs::name_node(&name);
     skew_clock(a.clock_skew_ms);
     let http = a.http.limits()?;
     let key = Keypair::insecure_from_name(&name);
@@ -386,6 +396,19 @@ fn run_real(a: RunArgs) -> Result<()> {
         http,
     };
     runtime()?.block_on(app::run_node(setup))
+}
+
+/// `--stake`: a whole number from 1 (a negative one reaches here, not clap's "unexpected
+/// argument").
+fn stake_flag(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("the stake must be at least 1 (it is this validator's voting weight)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "{text:?} is not a stake: a whole number from 1 (this validator's voting weight), \
+             e.g. --stake 100"
+        )),
+    }
 }
 
 /// `--peers`: each HOST:PORT (`addr::peer_address`); an empty one (`--peers ""`) means none.
@@ -491,4 +514,45 @@ fn make_genesis(a: GenesisArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read key file k.key: {source}")]
+    struct Naming {
+        source: std::io::Error,
+    }
+
+    /// An error whose text names its source prints it once, a context above it still shows, and
+    /// a cause not named above is kept.
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(Naming { source: io() }).context("cannot start");
+        let line = one_line(&e);
+        assert_eq!(
+            line,
+            format!("cannot start: cannot read key file k.key: {}", io())
+        );
+        let plain = anyhow::Error::new(io()).context("cannot create data directory d");
+        assert_eq!(
+            one_line(&plain),
+            format!("cannot create data directory d: {}", io())
+        );
+    }
+
+    #[test]
+    fn a_stake_is_a_whole_number_from_one() {
+        assert_eq!(stake_flag("100"), Ok(100));
+        assert!(stake_flag("0").unwrap_err().contains("at least 1"));
+        assert!(
+            stake_flag("-1")
+                .unwrap_err()
+                .contains("\"-1\" is not a stake")
+        );
+        assert!(stake_flag("1.5").is_err());
+    }
 }

@@ -602,7 +602,7 @@ async fn session(
         );
         ctx.metrics.peers.set(peers.len() as i64);
     }
-    info!("Peer connected: {name}");
+    info!(peer = name, "Peer connected: {name}");
     let _ = ctx.to_core.send(CoreInput::PeerConnected(index)).await;
     let mut shutdown = ctx.shutdown.clone();
     loop {
@@ -631,11 +631,12 @@ async fn session(
     let dropped = counts.dropped_frames.load(Ordering::Relaxed);
     if dropped > 0 {
         info!(
+            peer = name,
             "Peer disconnected: {name} ({dropped} frames, {} bytes, did not fit its send queue)",
             counts.dropped_bytes.load(Ordering::Relaxed)
         );
     } else {
-        info!("Peer disconnected: {name}");
+        info!(peer = name, "Peer disconnected: {name}");
     }
 }
 

@@ -101,6 +101,23 @@ fn dev_args(dir: &Path, extra: &[&str]) -> Vec<String> {
     strings(&[&base[..], extra].concat())
 }
 
+/// `timed run` with these files, its data in `data` beside the genesis.
+fn run_args(genesis: &str, key: &str, listen: &str) -> Vec<String> {
+    let data = Path::new(genesis).with_file_name("data");
+    let data = data.display().to_string();
+    strings(&[
+        "run",
+        "--genesis",
+        genesis,
+        "--key",
+        key,
+        "--data-dir",
+        &data,
+        "--listen",
+        listen,
+    ])
+}
+
 /// Writes a key (`NAME.key`) and returns its public key.
 fn keygen(dir: &Path, name: &str) -> String {
     let out = run_to_exit(&strings(&[
@@ -116,23 +133,34 @@ fn keygen(dir: &Path, name: &str) -> String {
 /// usage), naming the address and how to write one, instead of a node dialing it for ever.
 #[test]
 fn malformed_peer_addresses_are_refused_at_start_naming_them() {
-    let dir = tempfile::tempdir().unwrap();
-    for (peers, why) in [
+    let cases = [
         ("localhost", "has no port"),
         ("127.0.0.1:99999", "not a number from 1 to 65535"),
         ("notahostport", "has no port"),
         ("127.0.0.1:8002,:8001", "has no host"),
-    ] {
-        let out = run_to_exit(&dev_args(dir.path(), &["--peers", peers]));
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{peers}: {stderr}");
-        assert!(stderr.contains(why), "{peers}: {stderr}");
+    ];
+    for stderr in usage_errors("--peers", &cases) {
         assert!(
             stderr.contains("HOST:PORT") || stderr.contains("65535"),
             "{stderr}"
         );
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
+}
+
+/// A development validator started with `flag VALUE` for each case: refused as a usage error
+/// (exit 2) saying why; their standard errors.
+fn usage_errors(flag: &str, cases: &[(&str, &str)]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = Vec::new();
+    for (value, why) in cases {
+        let out = run_to_exit(&dev_args(dir.path(), &[flag, value]));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(why), "{flag} {value}: {stderr}");
+        all.push(stderr);
+    }
+    all
 }
 
 /// A genesis address that cannot be dialed: `timed genesis` refuses to write it, and `timed run`
@@ -168,17 +196,8 @@ fn a_genesis_address_that_is_not_host_and_port_is_refused() {
         .unwrap()
         .replace("127.0.0.1:2", "notahostport");
     std::fs::write(d("genesis.json"), edited).unwrap();
-    let out = run_to_exit(&strings(&[
-        "run",
-        "--genesis",
-        &d("genesis.json"),
-        "--key",
-        &d("v1.key"),
-        "--data-dir",
-        &d("data"),
-        "--listen",
-        &format!("127.0.0.1:{}", free_port()),
-    ]));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = run_to_exit(&run_args(&d("genesis.json"), &d("v1.key"), &listen));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let errors = error_lines(&stderr);
@@ -190,17 +209,7 @@ fn a_genesis_address_that_is_not_host_and_port_is_refused() {
 /// `--listen localhost:8001` is refused with the hint that it takes an IP address.
 #[test]
 fn a_listen_address_with_a_host_name_gets_a_hint() {
-    let out = run_to_exit(&strings(&[
-        "run",
-        "--genesis",
-        "g.json",
-        "--key",
-        "k.key",
-        "--data-dir",
-        "d",
-        "--listen",
-        "localhost:8001",
-    ]));
+    let out = run_to_exit(&run_args("g.json", "k.key", "localhost:8001"));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("localhost is not resolved"), "{stderr}");
@@ -357,4 +366,124 @@ fn metrics_pass_promtool_and_every_series_exists_from_the_start() {
         self::text(&out.stdout),
         self::text(&out.stderr)
     );
+}
+
+/// Two validators, one logging JSON and one text, into files: the JSON log is JSON on every line
+/// and names the node in each, with height, peer and reward as fields; the text log has no colour
+/// codes and names its node in each line; neither logs each vote at INFO; both say
+/// `Moving to height N...` (the design notes' line).
+#[test]
+fn logs_name_the_node_carry_fields_and_keep_votes_at_debug() {
+    let net = Net::start_with(2, "100ms", |i| {
+        if i == 0 {
+            strings(&["--log-format", "json"])
+        } else {
+            Vec::new()
+        }
+    });
+    net.wait_height(0, 4);
+    net.wait_height(1, 4);
+    let json = net.log(0);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().all(|l| l["node"] == "validator1"),
+        "every line names the node:\n{json}"
+    );
+    let with = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(needle))
+            })
+            .unwrap_or_else(|| panic!("no {needle:?} line:\n{json}"))
+    };
+    assert!(
+        with("Block finalized at height")
+            .pointer("/fields/height")
+            .is_some_and(|h| h.is_u64())
+    );
+    assert!(
+        with("rewards - subsidy")
+            .pointer("/fields/reward")
+            .is_some_and(|r| r.is_u64())
+    );
+    assert_eq!(
+        with("Peer connected").pointer("/fields/peer"),
+        Some(&"validator2".into())
+    );
+    assert!(
+        with("Moving to height")
+            .pointer("/fields/height")
+            .is_some_and(|h| h.is_u64())
+    );
+
+    let text = net.log(1);
+    assert!(!text.contains('\x1b'), "no colour codes in a file:\n{text}");
+    assert!(text.contains("Moving to height "), "{text}");
+    let named = text.lines().filter(|l| l.contains(" validator2 ")).count();
+    assert_eq!(
+        named,
+        text.lines().count(),
+        "every line names the node:\n{text}"
+    );
+    for log in [&json, &text] {
+        assert!(
+            !log.contains("Prepare vote from"),
+            "votes are DEBUG lines:\n{log}"
+        );
+        assert!(
+            !log.contains("Precommit vote from"),
+            "votes are DEBUG lines:\n{log}"
+        );
+    }
+}
+
+/// A start that fails after the log began: in JSON mode the last line is a JSON ERROR object;
+/// in text mode one `timed: error:` line, each cause once (the OS error was printed twice).
+#[test]
+fn a_fatal_error_is_one_line_in_the_logs_format_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let data = blocker.join("data").display().to_string();
+    let port = free_port().to_string();
+    let args = ["--validator-id", "v1", "--port", &port, "--data-dir", &data];
+
+    let out = run_to_exit(&strings(&[&["--log-format", "json"][..], &args].concat()));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR", "{stdout}");
+    let message = last["fields"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot create data directory"), "{stdout}");
+    assert!(text(&out.stderr).trim().is_empty(), "{}", text(&out.stderr));
+
+    let out = run_to_exit(&strings(&args));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(error_lines(&stderr).len(), 1, "{stderr}");
+
+    let missing = dir.path().join("missing.json").display().to_string();
+    let out = run_to_exit(&run_args(&missing, "k.key", "127.0.0.1:1"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("(os error 2)").count(), 1, "{stderr}");
+}
+
+/// `--stake -1` and `--stake 0` say what a stake is (it was clap's "unexpected argument").
+#[test]
+fn a_bad_stake_is_refused_saying_what_a_stake_is() {
+    let cases = [
+        ("-1", "is not a stake"),
+        ("0", "at least 1"),
+        ("ten", "is not a stake"),
+    ];
+    for stderr in usage_errors("--stake", &cases) {
+        assert!(!stderr.contains("unexpected argument"), "{stderr}");
+    }
 }
