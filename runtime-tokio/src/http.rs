@@ -338,7 +338,8 @@ async fn account(State(ctx): State<Arc<Ctx>>, Path(address): Path<String>) -> Re
         Ok(a) => Json(json!({
             "address": hex::encode(key.0),
             "balance": a.balance.0,
-            "balance_time": a.balance.to_string(),
+            // Exact (`Amount`'s Display rounds down to cents, for logs).
+            "balance_time": format!("{} TIME", crate::wallet::format_time(a.balance)),
             "nonce": a.nonce,
         }))
         .into_response(),

@@ -167,6 +167,12 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Build a genesis file from the validators' public keys, stakes and addresses.
     Genesis(GenesisArgs),
+    /// Print the hash of a genesis file: the one `timed genesis` printed, every node logs at start
+    /// ("Genesis fixed") and `/status` shows as genesis_hash. Operators compare it out of band.
+    GenesisHash {
+        /// The genesis file (JSON).
+        file: PathBuf,
+    },
     /// Start a whole local network on loopback and print each finalized block.
     Devnet(devnet::DevnetArgs),
     /// Benchmarks of a real node: `timed bench catchup --blocks 10000` times a fresh node
@@ -307,6 +313,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Genesis(a)) => make_genesis(a),
+        Some(Command::GenesisHash { file }) => {
+            // The hash of the genesis's canonical encoding, not of the file's bytes: a file
+            // reformatted (spaces, key order) is the same genesis.
+            let genesis = handshake::read_genesis(&file)?;
+            genesis.validate().context("the genesis is invalid")?;
+            println!("{}", hex::encode(genesis.hash().0));
+            Ok(())
+        }
         Some(Command::Wallet(a)) => Ok(runtime()?.block_on(wallet::run(a))?),
         Some(Command::Verify(a)) => Ok(runtime()?.block_on(verify::run(a))?),
         Some(Command::Devnet(a)) => runtime()?.block_on(devnet::run(a)),
