@@ -194,6 +194,14 @@ pub fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
     }
 }
 
+/// The last block finalized by this process: its height, and whether it was decided live (it has
+/// a finality).
+pub fn last_finalized_here() -> Option<(u64, bool)> {
+    lock(&LATEST)
+        .back()
+        .map(|b| (b.summary.height, b.summary.finality_ms.is_some()))
+}
+
 /// The hash of the block at `height`, if it is among the last blocks finalized here.
 pub fn hash_at(height: u64) -> Option<String> {
     lock(&LATEST)

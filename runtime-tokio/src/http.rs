@@ -13,7 +13,8 @@
 //! - `POST /tx`: submit a signed transfer (JSON); 202 when admitted to the mempool, 4xx with a
 //!   reason otherwise.
 //!
-//! Also: the dashboard (`GET /`, `dashboard.rs`) and `POST /txs` (a batch, `txbatch.rs`).
+//! Also: the dashboard (`GET /`, `dashboard.rs`), `POST /txs` (a batch, `txbatch.rs`), and
+//! `GET /health`, `GET /ready` (`health.rs`).
 //!
 //! These handlers run on the HTTP server's own threads (`httpserve.rs`), which also enforce the
 //! connection cap, timeouts and rate limit; a range is read and encoded on a blocking thread.
@@ -48,6 +49,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/tx/{hash}", get(tx_by_hash))
         .route("/accounts/{address}", get(account))
         .merge(crate::dashboard::routes().merge(crate::txbatch::routes()))
+        .merge(crate::health::routes())
         .with_state(ctx)
 }
 
@@ -88,6 +90,8 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         .map_or((0, 0), |c| (c.set.total_stake().0, c.set.quorum().0));
     Json(json!({
         "node": ctx.name,
+        "version": crate::VERSION,
+        "commit": crate::COMMIT,
         "public_key": hex::encode(ctx.key.public_key().0),
         "chain_id": chain.as_ref().map(|c| c.genesis.chain_id.clone()),
         "genesis_hash": chain.as_ref().map(|c| hex::encode(c.hash.0)),

@@ -24,6 +24,7 @@ mod driver;
 mod finality;
 pub mod guard;
 pub mod handshake;
+mod health;
 mod http;
 mod httpc;
 pub mod httpserve;
@@ -44,6 +45,10 @@ pub mod wire;
 use std::time::Duration;
 
 pub use ctx::{DevMode, set_clock_skew_ms, unix_ms};
+
+/// This binary's version (Cargo.toml) and the commit it was built from (`build.rs`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = env!("TIMED_COMMIT");
 
 /// Parses "8s", "500ms", "2m", "1.5s" or a bare number of seconds ("0").
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -13,6 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 type Labels2 = [(&'static str, &'static str); 2];
@@ -181,6 +182,11 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
+        r.register(
+            "build",
+            "The version and commit of this timed binary",
+            Info::new([("version", crate::VERSION), ("commit", crate::COMMIT)]),
+        );
         r.register("height", "The height being decided", m.height.clone());
         r.register("round", "The current round", m.round.clone());
         r.register(

@@ -588,3 +588,51 @@ fn the_design_notes_cargo_run_works_at_the_repository_root() {
     assert!(reached, "cargo run stopped:\n{log}");
     assert!(log.contains("Starting validator node: validator1"), "{log}");
 }
+
+/// `/ready`'s status code and body on the node on `port`.
+fn readiness(port: u16) -> Option<(u16, serde_json::Value)> {
+    let (code, body) = get(port, "/ready")?;
+    Some((code, serde_json::from_str(&body).ok()?))
+}
+
+/// `/health` answers while the process is up; `/ready` is 200 with a quorum connected and a
+/// block decided live, 503 naming the missing stake when two of three validators stop, and 200
+/// again when one returns. `/status` and `timed_build_info` give the version and the commit.
+#[test]
+fn health_and_readiness_follow_the_quorum() {
+    let mut net = Net::start(3, "200ms");
+    let port = net.port(0);
+    wait_for("validator1 to be ready", || {
+        readiness(port).filter(|(code, _)| *code == 200)
+    });
+    net.stop(1, "-TERM");
+    net.stop(2, "-TERM");
+    let (_, body) = wait_for("validator1 to be not ready", || {
+        readiness(port).filter(|(code, _)| *code == 503)
+    });
+    let reasons = body["reasons"].to_string();
+    assert!(
+        reasons.contains("connected to 100 of the 200 stake"),
+        "{body}"
+    );
+    let (code, health) = get(port, "/health").unwrap();
+    assert_eq!(code, 200, "{health}");
+    net.spawn(1);
+    wait_for("validator1 to be ready again", || {
+        readiness(port).filter(|(code, _)| *code == 200)
+    });
+
+    let status = net.status(0).unwrap();
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    let commit = status["commit"].as_str().unwrap();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit}"
+    );
+    let info = format!(
+        "timed_build_info{{version=\"{}\",commit=\"{commit}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(metric(port, &info), Some(1.0), "{info}");
+}
