@@ -77,6 +77,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         guard: guard_path,
         double_sign_check_ms,
     } = setup;
+    crate::logs::name_node(&name);
     info!("Starting validator node: {name}");
     // Before any file or socket is opened: the descriptors the node may hold (http.rs caps the
     // HTTP clients' share of them).
@@ -174,6 +175,15 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     });
     if let Some(g) = initial {
         fix_genesis(&ctx, g, already_on_disk).map_err(anyhow::Error::msg)?;
+    } else if let Some(d) = ctx.dev.as_ref().filter(|d| d.expected_peers == 0) {
+        // A development validator without --peers is a network of one: no hello will come.
+        let mut genesis = crate::handshake::dev_genesis(
+            &d.chain_id,
+            d.block_time_ms,
+            [(name.clone(), key.public_key(), d.stake)],
+        );
+        genesis.balances = d.balances.clone();
+        fix_genesis(&ctx, genesis, false).map_err(anyhow::Error::msg)?;
     } else {
         info!(
             "No genesis yet: waiting to hear from {} peers to form it",

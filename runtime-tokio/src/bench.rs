@@ -138,7 +138,7 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
             block,
             certificate,
             outcome,
-            finality_ms: 0,
+            finality_ms: crate::finality::FinalityMs(None),
         });
         if batch.len() == 1000 || h == blocks {
             store.commit_blocks(&batch, None)?;

@@ -97,7 +97,8 @@ struct Summary {
     reward: u64,
     fees: u64,
     txs: usize,
-    finality_ms: u64,
+    /// `null` for a block this node caught up on (`finality.rs`).
+    finality_ms: Option<u64>,
     tx_preview: Vec<TxPreview>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tx_hashes: Option<Vec<String>>,
@@ -120,7 +121,7 @@ fn summarize(chain: &Chain, s: &StoredBlock, hashes: bool) -> Summary {
         reward: s.outcome.total_reward.0,
         fees: s.outcome.fees.0,
         txs: b.txs.len(),
-        finality_ms: s.finality_ms,
+        finality_ms: s.finality_ms.0,
         tx_preview: b
             .txs
             .iter()
@@ -191,6 +192,14 @@ pub fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
             .collect();
         b.summary.signatures = cert.signatures.len();
     }
+}
+
+/// The last block finalized by this process: its height, and whether it was decided live (it has
+/// a finality).
+pub fn last_finalized_here() -> Option<(u64, bool)> {
+    lock(&LATEST)
+        .back()
+        .map(|b| (b.summary.height, b.summary.finality_ms.is_some()))
 }
 
 /// The hash of the block at `height`, if it is among the last blocks finalized here.

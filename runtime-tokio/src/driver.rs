@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
+use crate::finality::Witness;
 use crate::guard::Guard;
 use crate::net::{frame_of, queue_frame, send_frame};
 use crate::store::{StoreError, StoredBlock};
@@ -102,6 +103,8 @@ pub struct Driver {
     unstored_since: Option<Instant>,
     /// Answers peers' sync requests from the store, on a thread of its own.
     sync_server: SyncServer,
+    /// The blocks seen proposed: only those measure finality.
+    witness: Witness,
 }
 
 impl Driver {
@@ -123,6 +126,7 @@ impl Driver {
             unstored: Vec::new(),
             unstored_since: None,
             sync_server: SyncServer::start(ctx_for_sync),
+            witness: Witness::default(),
         }
     }
 
@@ -278,7 +282,10 @@ impl Driver {
                 .collect();
         }
         let Some(offset) = offset else { return };
-        self.ctx.metrics.clock_offset_ms.set(offset);
+        self.ctx
+            .metrics
+            .clock_offset_seconds
+            .set(offset as f64 / 1000.0);
         let drift = self.chain.genesis.params.max_clock_drift_ms as i64;
         if offset.abs() > drift / 2
             && self
@@ -313,6 +320,7 @@ impl Driver {
         let outputs = self.node.handle(TimestampMs(unix_ms()), input);
         group.todo.reserve(outputs.len());
         for out in outputs {
+            self.witness.note(&out);
             match out {
                 Output::Persist(r) => {
                     if let Some(next) = SignGuard::after(group.signs.or(self.guard.last()), &r) {
@@ -322,7 +330,11 @@ impl Driver {
                     group.sync = true;
                 }
                 Output::Finalized(f) => {
-                    let finality_ms = unix_ms().saturating_sub(f.block.header.timestamp.0);
+                    let finality_ms = self.witness.finality(
+                        &f.certificate.block_hash,
+                        f.block.header.timestamp,
+                        unix_ms(),
+                    );
                     let f = *f;
                     let stored = Box::new(StoredBlock {
                         block: f.block,
@@ -530,11 +542,7 @@ impl Driver {
                 // sync thread, not here.
                 self.store_blocks()?;
                 if !self.sync_server.serve(to, from, max_blocks) {
-                    self.ctx
-                        .metrics
-                        .frames_dropped
-                        .get_or_create(&[("reason", "sync_busy")])
-                        .inc();
+                    self.ctx.metrics.dropped(crate::metrics::Dropped::SyncBusy);
                 }
             }
             Output::Evidence(m) => {
@@ -584,21 +592,24 @@ impl Driver {
         let h = f.block.height();
         let hash = hex::encode(f.block.hash().0);
         self.ctx.metrics.blocks_finalized.inc();
-        self.ctx
-            .metrics
-            .finality_seconds
-            .observe(finality_ms as f64 / 1000.0);
+        if let Some(ms) = finality_ms.0 {
+            self.ctx
+                .metrics
+                .finality_seconds
+                .observe(ms as f64 / 1000.0);
+        }
         {
             let mut live = lock(&self.ctx.live);
             live.last_block_hash = Some(hash.clone());
-            live.finality_latency_ms = Some(finality_ms);
+            live.finality_latency_ms = finality_ms.0.or(live.finality_latency_ms);
             live.blocks_finalized_here += 1;
         }
         info!(
+            height = h.0,
             hash = %&hash[..16],
             round = f.certificate.round.0,
             signatures = f.certificate.signatures.len(),
-            finality_ms,
+            finality_ms = ?finality_ms.0,
             "⛓️  Block finalized at height {h}"
         );
         if !tracing::enabled!(tracing::Level::INFO) {
@@ -610,18 +621,27 @@ impl Driver {
             .iter()
             .map(|r| format!("{}: {}", self.chain.name(r.validator), r.amount))
             .collect();
+        let proposer = self.chain.name(f.block.header.proposer);
         info!(
-            "💰 Block {h} rewards - subsidy: {}, fees: {}, proposer: {}, shares: {}",
+            height = h.0,
+            proposer,
+            subsidy = o.subsidy.0,
+            fees = o.fees.0,
+            reward = o.total_reward.0,
+            "💰 Block {h} rewards - subsidy: {}, fees: {}, proposer: {proposer}, shares: {}",
             o.subsidy,
             o.fees,
-            self.chain.name(f.block.header.proposer),
             shares.join(", ")
         );
         info!(
+            height = h.0,
+            reward = o.total_reward.0,
+            txs = o.archived.len(),
             "🎉 Block finalization complete: {} distributed, {} txs archived",
             o.total_reward,
             o.archived.len()
         );
+        info!(height = h.0 + 1, "Moving to height {}...", h.next());
     }
 
     fn on_event(&mut self, e: Event) {
@@ -634,8 +654,11 @@ impl Driver {
                 ..
             } => {
                 info!(
+                    height = height.0,
                     round = round.0,
-                    txs, reproposal, "📦 Proposing block at height {height}"
+                    txs,
+                    reproposal,
+                    "📦 Proposing block at height {height}"
                 )
             }
             Event::ProposalAccepted {
@@ -665,16 +688,19 @@ impl Driver {
                     .votes_received
                     .get_or_create(&[("kind", label)])
                     .inc();
+                // DEBUG: one line per vote per validator was ~19 MiB a day at 8 s blocks.
                 let who = self.chain.name(validator);
                 match kind {
-                    VoteKind::Prepare => info!(
+                    VoteKind::Prepare => debug!(
                         height = height.0,
                         round = round.0,
+                        peer = who,
                         "Prepare vote from {who} - weight: {weight}/{total}"
                     ),
-                    VoteKind::Precommit => info!(
+                    VoteKind::Precommit => debug!(
                         height = height.0,
                         round = round.0,
+                        peer = who,
                         "Precommit vote from {who} - weight: {weight}/{total}"
                     ),
                 }
@@ -734,7 +760,11 @@ impl Driver {
                 round,
                 reason,
             } => {
-                info!("Round {round} at height {height} ({reason:?}): a new proposer")
+                info!(
+                    height = height.0,
+                    round = round.0,
+                    "Round {round} at height {height} ({reason:?}): a new proposer"
+                )
             }
             Event::BlockRequested {
                 peer,
@@ -746,9 +776,11 @@ impl Driver {
             ),
             Event::SyncRequested { peer, from } => {
                 self.ctx.metrics.sync_requests.inc();
+                let peer = self.chain.name(peer);
                 info!(
-                    "Catching up: asked {} for blocks from height {from}",
-                    self.chain.name(peer)
+                    peer,
+                    from = from.0,
+                    "Catching up: asked {peer} for blocks from height {from}"
                 );
             }
         }

@@ -1,7 +1,8 @@
 //! The HTTP API (axum, TCP, the same port number as QUIC's UDP):
 //!
 //! - `GET /status`: the node at a glance (JSON);
-//! - `GET /metrics`: Prometheus text;
+//! - `GET /metrics`: Prometheus metrics (`metrics.rs`): OpenMetrics when asked for, else the
+//!   classic text format;
 //! - `GET /blocks/{height}`, `GET /blocks/latest`: a block with its certificate and outcome;
 //! - `GET /blocks?from=H&limit=N`: `{"blocks": [...], "next_from": H', "more": bool}`, at most
 //!   1,000 blocks and fewer than `--http-max-response-bytes` of JSON (one block at least);
@@ -12,7 +13,8 @@
 //! - `POST /tx`: submit a signed transfer (JSON); 202 when admitted to the mempool, 4xx with a
 //!   reason otherwise.
 //!
-//! Also: the dashboard (`GET /`, `dashboard.rs`) and `POST /txs` (a batch, `txbatch.rs`).
+//! Also: the dashboard (`GET /`, `dashboard.rs`), `POST /txs` (a batch, `txbatch.rs`), and
+//! `GET /health`, `GET /ready` (`health.rs`).
 //!
 //! These handlers run on the HTTP server's own threads (`httpserve.rs`), which also enforce the
 //! connection cap, timeouts and rate limit; a range is read and encoded on a blocking thread.
@@ -47,6 +49,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/tx/{hash}", get(tx_by_hash))
         .route("/accounts/{address}", get(account))
         .merge(crate::dashboard::routes().merge(crate::txbatch::routes()))
+        .merge(crate::health::routes())
         .with_state(ctx)
 }
 
@@ -87,6 +90,8 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         .map_or((0, 0), |c| (c.set.total_stake().0, c.set.quorum().0));
     Json(json!({
         "node": ctx.name,
+        "version": crate::VERSION,
+        "commit": crate::COMMIT,
         "public_key": hex::encode(ctx.key.public_key().0),
         "chain_id": chain.as_ref().map(|c| c.genesis.chain_id.clone()),
         "genesis_hash": chain.as_ref().map(|c| hex::encode(c.hash.0)),
@@ -112,15 +117,25 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
     }))
 }
 
-async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
+/// OpenMetrics to a scraper that accepts it (Prometheus asks for it first), else the classic
+/// text format, which `promtool check metrics` and older tools read.
+async fn metrics(State(ctx): State<Arc<Ctx>>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers.get_all(axum::http::header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+    });
+    let (content_type, body) = if openmetrics {
+        (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        ctx.metrics.encode(),
-    )
-        .into_response()
+            ctx.metrics.encode(),
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            ctx.metrics.encode_classic(),
+        )
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// A block as the API shows it.
@@ -130,7 +145,6 @@ struct BlockView<'a> {
     hash: String,
     proposer: &'a str,
     signatures: usize,
-    finality_ms: u64,
     reward: u64,
     #[serde(flatten)]
     stored: &'a StoredBlock,
@@ -143,7 +157,6 @@ fn block_view<'a>(chain: Option<&'a crate::ctx::Chain>, s: &'a StoredBlock) -> B
         hash: hex::encode(s.block.hash().0),
         proposer,
         signatures: s.certificate.signatures.len(),
-        finality_ms: s.finality_ms,
         reward: s.outcome.total_reward.0,
         stored: s,
     }
@@ -329,7 +342,8 @@ async fn account(State(ctx): State<Arc<Ctx>>, Path(address): Path<String>) -> Re
         Ok(a) => Json(json!({
             "address": hex::encode(key.0),
             "balance": a.balance.0,
-            "balance_time": a.balance.to_string(),
+            // Exact (`Amount`'s Display rounds down to cents, for logs).
+            "balance_time": format!("{} TIME", crate::wallet::format_time(a.balance)),
             "nonce": a.nonce,
         }))
         .into_response(),

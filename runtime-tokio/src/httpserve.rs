@@ -291,9 +291,7 @@ async fn serve(ctx: Arc<Ctx>, listener: std::net::TcpListener, cap: usize) {
                 backoff = Duration::from_millis(10);
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     ctx.metrics
-                        .http_refused
-                        .get_or_create(&[("reason", "connection_cap")])
-                        .inc();
+                        .http_refused(crate::metrics::HttpRefused::ConnectionCap);
                     warn_now(&format!(
                         "HTTP connection from {addr} closed at once: {cap} are open already \
                          (--http-max-connections)"
@@ -321,9 +319,7 @@ async fn serve(ctx: Arc<Ctx>, listener: std::net::TcpListener, cap: usize) {
                 // Out of descriptors (EMFILE/ENFILE) or memory: the connection waits in the
                 // kernel's backlog while connections close; a busy loop would only burn the CPU.
                 ctx.metrics
-                    .http_refused
-                    .get_or_create(&[("reason", "accept_error")])
-                    .inc();
+                    .http_refused(crate::metrics::HttpRefused::AcceptError);
                 warn_now(&format!(
                     "Cannot accept an HTTP connection: {e}; retrying in {} ms",
                     backoff.as_millis()
@@ -477,13 +473,13 @@ async fn connection(
         r = conn => {
             if let Err(e) = r {
                 if e.is_timeout() {
-                    ctx.metrics.http_refused.get_or_create(&[("reason", "idle_timeout")]).inc();
+                    ctx.metrics.http_refused(crate::metrics::HttpRefused::IdleTimeout);
                 }
                 debug!(%addr, "HTTP connection ended: {e}");
             }
         }
         _ = watchdog(&activity, limits.idle_timeout) => {
-            ctx.metrics.http_refused.get_or_create(&[("reason", "idle_timeout")]).inc();
+            ctx.metrics.http_refused(crate::metrics::HttpRefused::IdleTimeout);
             debug!(%addr, "HTTP connection closed: no request for {:?}", limits.idle_timeout);
         }
         _ = shutdown.wait_for(|s| *s) => {}
@@ -512,9 +508,7 @@ async fn answer(
     let _in_flight = InFlight::new(activity);
     if let Err(wait) = rate.take(addr.ip(), Instant::now()) {
         ctx.metrics
-            .http_refused
-            .get_or_create(&[("reason", "rate_limit")])
-            .inc();
+            .http_refused(crate::metrics::HttpRefused::RateLimit);
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut r = refusal(
             StatusCode::TOO_MANY_REQUESTS,
@@ -540,9 +534,7 @@ async fn answer(
         Ok(Err(never)) => match never {},
         Err(_) => {
             ctx.metrics
-                .http_refused
-                .get_or_create(&[("reason", "request_timeout")])
-                .inc();
+                .http_refused(crate::metrics::HttpRefused::RequestTimeout);
             refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(

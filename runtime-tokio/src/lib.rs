@@ -2,15 +2,17 @@
 //! The TIME Coin validator node as a library: what the `timed` binary (`main.rs`, the command
 //! line only) runs, and the transport a peer speaks.
 //!
-//! Public, for the binary: starting a node (`app`), the subcommands (`devnet`, `bench`, `wallet`,
-//! `verify`), key and genesis files (`keys`, `handshake`), the double-sign guard's file paths
-//! (`guard`) and the HTTP limits (`httpserve::Limits`).
+//! Public, for the binary: starting a node (`app`), the addresses operators write (`addr`), the
+//! subcommands (`devnet`, `bench`, `wallet`, `verify`), key and genesis files (`keys`,
+//! `handshake`), the double-sign guard's file paths (`guard`) and the HTTP limits
+//! (`httpserve::Limits`).
 //!
 //! Public, for anything that connects to a node as a peer: the QUIC TLS configuration
 //! authenticated by a validator key (`tls`), the hello and the framing on the stream (`wire`), and
 //! how a development network forms its genesis (`handshake::dev_genesis`). The node's insides
 //! (core driver, store, write-ahead log, peer queues, metrics) stay private.
 
+pub mod addr;
 pub mod app;
 pub mod bench;
 mod bench_tx;
@@ -19,12 +21,15 @@ mod ctx;
 mod dashboard;
 pub mod devnet;
 mod driver;
+mod finality;
 pub mod guard;
 pub mod handshake;
+mod health;
 mod http;
 mod httpc;
 pub mod httpserve;
 pub mod keys;
+pub mod logs;
 mod metrics;
 mod net;
 mod store;
@@ -41,6 +46,10 @@ pub mod wire;
 use std::time::Duration;
 
 pub use ctx::{DevMode, set_clock_skew_ms, unix_ms};
+
+/// This binary's version (Cargo.toml) and the commit it was built from (`build.rs`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = env!("TIMED_COMMIT");
 
 /// Parses "8s", "500ms", "2m", "1.5s" or a bare number of seconds ("0").
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

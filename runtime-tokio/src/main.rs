@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use timed::{
-    app, bench, devnet, guard, handshake, httpserve, keys, parse_duration, verify, wallet,
+    addr, app, bench, devnet, guard, handshake, httpserve, keys, parse_duration, verify, wallet,
 };
 use timed_core::crypto::Keypair;
 use timed_core::types::{Amount, Stake, TimestampMs};
@@ -62,10 +62,10 @@ struct DevArgs {
     port: Option<u16>,
     /// Other validators as host:port, comma separated; the genesis is formed once each has said
     /// hello.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = peer_flag)]
     peers: Vec<String>,
-    /// This validator's stake (voting weight) in the genesis being formed.
-    #[arg(long, default_value_t = 100)]
+    /// This validator's stake (voting weight) in the genesis being formed: a whole number from 1.
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = stake_flag)]
     stake: u64,
     /// Pause between finalizing a block and starting the next ("8s", "500ms", "0" for as fast
     /// as possible). All validators must use the same.
@@ -167,6 +167,12 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Build a genesis file from the validators' public keys, stakes and addresses.
     Genesis(GenesisArgs),
+    /// Print the hash of a genesis file: the one `timed genesis` printed, every node logs at start
+    /// ("Genesis fixed") and `/status` shows as genesis_hash. Operators compare it out of band.
+    GenesisHash {
+        /// The genesis file (JSON).
+        file: PathBuf,
+    },
     /// Start a whole local network on loopback and print each finalized block.
     Devnet(devnet::DevnetArgs),
     /// Benchmarks of a real node: `timed bench catchup --blocks 10000` times a fresh node
@@ -188,11 +194,12 @@ struct RunArgs {
     /// Where blocks, ledger and WAL are kept.
     #[arg(long)]
     data_dir: PathBuf,
-    /// Address for QUIC (UDP) and HTTP (TCP), e.g. 0.0.0.0:8001.
-    #[arg(long)]
+    /// Address for QUIC (UDP) and HTTP (TCP): an IP address of this machine and a port, e.g.
+    /// 0.0.0.0:8001.
+    #[arg(long, value_parser = addr::listen_address)]
     listen: SocketAddr,
     /// Peers as host:port, comma separated [default: the genesis addresses].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = peer_flag)]
     peers: Vec<String>,
     /// After a start that shows lost signed records (the double-sign guard file says this
     /// validator signed further than its data directory remembers, or there is no guard file),
@@ -233,13 +240,25 @@ struct GenesisArgs {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    timed::logs::init(matches!(format, LogFormat::Json));
+}
+
+/// An error and its causes on one line, each cause once: the errors that name their cause in
+/// their own text (`cannot read key file K: No such file or directory (os error 2)`) also give it
+/// as their source, which `{:#}` would print a second time.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
     }
+    text
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -271,7 +290,7 @@ fn main() {
         }
     };
     if let Err(e) = run(cli) {
-        eprintln!("timed: error: {e:#}");
+        timed::logs::fatal(&one_line(&e));
         std::process::exit(1);
     }
 }
@@ -294,6 +313,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Genesis(a)) => make_genesis(a),
+        Some(Command::GenesisHash { file }) => {
+            // The hash of the genesis's canonical encoding, not of the file's bytes: a file
+            // reformatted (spaces, key order) is the same genesis.
+            let genesis = handshake::read_genesis(&file)?;
+            genesis.validate().context("the genesis is invalid")?;
+            println!("{}", hex::encode(genesis.hash().0));
+            Ok(())
+        }
         Some(Command::Wallet(a)) => Ok(runtime()?.block_on(wallet::run(a))?),
         Some(Command::Verify(a)) => Ok(runtime()?.block_on(verify::run(a))?),
         Some(Command::Devnet(a)) => runtime()?.block_on(devnet::run(a)),
@@ -311,9 +338,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
     let Some(port) = a.port else {
         bail!("give --port (the QUIC/UDP and HTTP/TCP port of this validator)");
     };
-    if a.stake == 0 {
-        bail!("--stake must be positive");
-    }
+    timed::logs::name_node(&name);
     skew_clock(a.clock_skew_ms);
     let http = a.http.limits()?;
     let key = Keypair::insecure_from_name(&name);
@@ -368,14 +393,9 @@ fn run_real(a: RunArgs) -> Result<()> {
             |v| v.name.clone(),
         );
     let peers = if a.peers.is_empty() {
-        genesis
-            .validators
-            .iter()
-            .filter(|v| v.public_key != key.public_key())
-            .filter_map(|v| v.address.clone())
-            .collect()
+        genesis_peers(&genesis, &key)?
     } else {
-        a.peers
+        a.peers.into_iter().filter(|p| !p.is_empty()).collect()
     };
     let setup = app::Setup {
         name,
@@ -390,6 +410,49 @@ fn run_real(a: RunArgs) -> Result<()> {
         http,
     };
     runtime()?.block_on(app::run_node(setup))
+}
+
+/// `--stake`: a whole number from 1 (a negative one reaches here, not clap's "unexpected
+/// argument").
+fn stake_flag(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("the stake must be at least 1 (it is this validator's voting weight)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "{text:?} is not a stake: a whole number from 1 (this validator's voting weight), \
+             e.g. --stake 100"
+        )),
+    }
+}
+
+/// `--peers`: each HOST:PORT (`addr::peer_address`); an empty one (`--peers ""`) means none.
+fn peer_flag(text: &str) -> Result<String, addr::AddressError> {
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    addr::peer_address(text)
+}
+
+/// The addresses of the genesis's other validators, each checked.
+fn genesis_peers(genesis: &Genesis, key: &Keypair) -> Result<Vec<String>> {
+    let mut peers = Vec::new();
+    for v in &genesis.validators {
+        if v.public_key == key.public_key() {
+            continue;
+        }
+        if let Some(address) = &v.address {
+            let checked = addr::peer_address(address).with_context(|| {
+                format!(
+                    "the genesis gives validator {} the address {address:?}, which cannot be \
+                     dialed; every validator must use the same genesis file: give --peers to \
+                     override its addresses",
+                    v.name
+                )
+            })?;
+            peers.push(checked);
+        }
+    }
+    Ok(peers)
 }
 
 /// Balances written as PUBLIC_KEY_HEX:UNITS.
@@ -424,11 +487,18 @@ fn make_genesis(a: GenesisArgs) -> Result<()> {
         let stake: u64 = stake
             .parse()
             .with_context(|| format!("--validator {v:?}: the stake must be a number"))?;
+        let address = match rest.first() {
+            Some(a) => Some(
+                addr::peer_address(a)
+                    .with_context(|| format!("--validator {v:?}: the address after the stake"))?,
+            ),
+            None => None,
+        };
         validators.push(GenesisValidator {
             name: name.to_string(),
             public_key,
             stake: Stake(stake),
-            address: rest.first().map(|s| s.to_string()),
+            address,
         });
     }
     let balances = parse_balances(&a.balances, "--balance")?;
@@ -458,4 +528,45 @@ fn make_genesis(a: GenesisArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read key file k.key: {source}")]
+    struct Naming {
+        source: std::io::Error,
+    }
+
+    /// An error whose text names its source prints it once, a context above it still shows, and
+    /// a cause not named above is kept.
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(Naming { source: io() }).context("cannot start");
+        let line = one_line(&e);
+        assert_eq!(
+            line,
+            format!("cannot start: cannot read key file k.key: {}", io())
+        );
+        let plain = anyhow::Error::new(io()).context("cannot create data directory d");
+        assert_eq!(
+            one_line(&plain),
+            format!("cannot create data directory d: {}", io())
+        );
+    }
+
+    #[test]
+    fn a_stake_is_a_whole_number_from_one() {
+        assert_eq!(stake_flag("100"), Ok(100));
+        assert!(stake_flag("0").unwrap_err().contains("at least 1"));
+        assert!(
+            stake_flag("-1")
+                .unwrap_err()
+                .contains("\"-1\" is not a stake")
+        );
+        assert!(stake_flag("1.5").is_err());
+    }
 }

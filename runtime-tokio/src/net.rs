@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use timed_core::codec;
@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
 use crate::handshake::{self, Verdict};
+use crate::metrics::HandshakeRefused;
 use crate::tls;
 use crate::txverify::Gossiped;
 use crate::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
@@ -156,10 +157,7 @@ pub fn queue_frame(ctx: &Ctx, p: &PeerQueue, frame: Bytes) {
     if p.tx.try_send(frame).is_ok() {
         ctx.metrics.bytes_out.inc_by(len);
     } else {
-        ctx.metrics
-            .frames_dropped
-            .get_or_create(&[("reason", "peer_queue_full")])
-            .inc();
+        ctx.metrics.dropped(crate::metrics::Dropped::PeerQueueFull);
     }
 }
 
@@ -258,7 +256,7 @@ async fn accept_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
 fn inbound_handshake_error(ctx: &Ctx, e: quinn::ConnectionError) -> LinkError {
     let (reason, error) = match &e {
         quinn::ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => (
-            "tls_refused_by_peer",
+            HandshakeRefused::TlsRefusedByPeer,
             LinkError::RefusedByPeer(format!(
                 "TLS handshake refused ({e}): our key is not in its genesis, or its key not in ours"
             )),
@@ -268,16 +266,13 @@ fn inbound_handshake_error(ctx: &Ctx, e: quinn::ConnectionError) -> LinkError {
             return LinkError::Lost(format!("the peer gave up during the TLS handshake ({e})"));
         }
         _ => (
-            "tls",
+            HandshakeRefused::Tls,
             LinkError::RefusedByUs(format!(
                 "TLS handshake failed ({e}); a key outside our genesis is refused here"
             )),
         ),
     };
-    ctx.metrics
-        .handshakes_refused
-        .get_or_create(&[("reason", reason)])
-        .inc();
+    ctx.metrics.handshake_refused(reason);
     error
 }
 
@@ -315,9 +310,7 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
     match verdict {
         Err(reason) => {
             ctx.metrics
-                .handshakes_refused
-                .get_or_create(&[("reason", "hello")])
-                .inc();
+                .handshake_refused(crate::metrics::HandshakeRefused::Hello);
             error!(peer = %hello.name, "Refused peer: {reason}");
             // Let the reason reach the peer before the connection goes.
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
@@ -352,10 +345,7 @@ async fn read_loop(
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(FrameError::TooLarge { size, limit }) => {
-                ctx.metrics
-                    .frames_dropped
-                    .get_or_create(&[("reason", "oversized")])
-                    .inc();
+                ctx.metrics.dropped(crate::metrics::Dropped::Oversized);
                 warn!(peer = %name, "Dropped a frame of {size} bytes (limit {limit}); closing the connection");
                 conn.close(1u32.into(), b"frame too large");
                 return Ok(());
@@ -385,10 +375,7 @@ async fn read_loop(
                 }
             }
             Err(e) => {
-                ctx.metrics
-                    .frames_dropped
-                    .get_or_create(&[("reason", "undecodable")])
-                    .inc();
+                ctx.metrics.dropped(crate::metrics::Dropped::Undecodable);
                 if !warned {
                     warned = true;
                     warn!(peer = %name, "Dropped an undecodable frame: {e} (further ones from this connection are only counted)");
@@ -402,6 +389,7 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
     let mut backoff = BACKOFF_MIN;
     let mut shutdown = ctx.shutdown.clone();
     let mut last_error = String::new();
+    let mut unanswered = Unanswered::default();
     let mut again = false;
     loop {
         let result = tokio::select! {
@@ -409,6 +397,9 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
             _ = shutdown.changed() => return,
         };
         let again_before = std::mem::take(&mut again);
+        if result.is_ok() {
+            unanswered = Unanswered::default();
+        }
         match result {
             Ok(DialEnd::Myself) => {
                 debug!(%addr, "this peer address is this node itself; not dialing it");
@@ -438,9 +429,10 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
                 let text = e.to_string();
                 match &e {
                     LinkError::RefusedByPeer(_) | LinkError::RefusedByUs(_) => {
-                        error!(%addr, "{text}")
+                        error!(peer = %addr, "{text}")
                     }
-                    _ if text != last_error => debug!(%addr, "dial failed: {text}"),
+                    _ if unanswered.failed(&addr, &e) => {}
+                    _ if text != last_error => debug!(peer = %addr, "dial failed: {text}"),
                     _ => {}
                 }
                 last_error = text;
@@ -453,6 +445,52 @@ async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
             _ = ctx.redial.notified() => backoff = BACKOFF_MIN,
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// A peer not answering is worth a warning after this long (peers started one after the other
+/// do not answer at first)...
+const UNANSWERED_WARN: Duration = Duration::from_secs(10);
+/// ...and again after this long, while it still does not.
+const UNANSWERED_REWARN: Duration = Duration::from_secs(300);
+
+/// Since when one peer address fails to answer, and the last warning about it.
+#[derive(Default)]
+struct Unanswered {
+    since: Option<Instant>,
+    warned: Option<(Instant, std::mem::Discriminant<LinkError>)>,
+}
+
+impl Unanswered {
+    /// Warns, with the address, about a name that does not resolve (at once: it will not start
+    /// to) or a peer silent for `UNANSWERED_WARN`; once per kind of failure and
+    /// `UNANSWERED_REWARN`. Returns whether it warned.
+    fn failed(&mut self, addr: &str, e: &LinkError) -> bool {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let kind = std::mem::discriminant(e);
+        let resolve = matches!(e, LinkError::Resolve(_));
+        let due = self
+            .warned
+            .is_none_or(|(at, k)| k != kind || at.elapsed() >= UNANSWERED_REWARN);
+        if !due || !(resolve || since.elapsed() >= UNANSWERED_WARN) {
+            return false;
+        }
+        self.warned = Some((Instant::now(), kind));
+        if resolve {
+            warn!(
+                peer = %addr,
+                "Peer address {addr} does not resolve to an IP address (no such host?); still \
+                 trying: check --peers (or the genesis's addresses) and DNS"
+            );
+        } else {
+            warn!(
+                peer = %addr,
+                "Peer {addr} has not answered for {} s ({e}); still trying: is it running, and \
+                 does every firewall on the way let UDP through to its port?",
+                since.elapsed().as_secs()
+            );
+        }
+        true
     }
 }
 
@@ -514,9 +552,7 @@ async fn dial_once(
         HelloReply::Welcome(h) => h,
         HelloReply::Refused(reason) => {
             ctx.metrics
-                .handshakes_refused
-                .get_or_create(&[("reason", "refused_by_peer")])
-                .inc();
+                .handshake_refused(crate::metrics::HandshakeRefused::RefusedByPeer);
             conn.close(0u32.into(), b"refused");
             return Err(LinkError::RefusedByPeer(reason));
         }
@@ -566,7 +602,7 @@ async fn session(
         );
         ctx.metrics.peers.set(peers.len() as i64);
     }
-    info!("Peer connected: {name}");
+    info!(peer = name, "Peer connected: {name}");
     let _ = ctx.to_core.send(CoreInput::PeerConnected(index)).await;
     let mut shutdown = ctx.shutdown.clone();
     loop {
@@ -595,11 +631,12 @@ async fn session(
     let dropped = counts.dropped_frames.load(Ordering::Relaxed);
     if dropped > 0 {
         info!(
+            peer = name,
             "Peer disconnected: {name} ({dropped} frames, {} bytes, did not fit its send queue)",
             counts.dropped_bytes.load(Ordering::Relaxed)
         );
     } else {
-        info!("Peer disconnected: {name}");
+        info!(peer = name, "Peer disconnected: {name}");
     }
 }
 

@@ -6,14 +6,17 @@ use serde::{Deserialize, Serialize};
 use timed_core::block::{Block, Certificate};
 use timed_core::ledger::BlockOutcome;
 
+use crate::finality::FinalityMs;
+
 /// A finalized block as stored and served.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredBlock {
     pub block: Block,
     pub certificate: Certificate,
     pub outcome: BlockOutcome,
-    /// Milliseconds from the block's timestamp to its finalization on this node.
-    pub finality_ms: u64,
+    /// Milliseconds from the block's timestamp to its finalization on this node, if it decided
+    /// the block live (`finality.rs`).
+    pub finality_ms: FinalityMs,
 }
 
 timed_core::wire_struct!(StoredBlock {

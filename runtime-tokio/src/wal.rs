@@ -699,7 +699,7 @@ mod tests {
                 archived: Vec::new(),
                 touched: Vec::new(),
             },
-            finality_ms: 7,
+            finality_ms: crate::finality::FinalityMs(Some(7)),
         }
     }
 

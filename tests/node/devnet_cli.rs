@@ -78,3 +78,56 @@ fn a_devnet_stops_before_its_file_system_fills() {
         "stopped at the first check, not at --duration: {out}"
     );
 }
+
+/// The heights a devnet printed, one line each.
+fn printed_heights(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter_map(|l| {
+            l.strip_prefix("height ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// A devnet started again on the same `--data-dir` continues its chain: it shows only the
+/// heights finalized in this run and its rates count only those (it reprinted every old height
+/// and measured them as finalized in the first poll, thousands of blocks a second).
+#[test]
+fn a_devnet_on_a_reused_data_dir_shows_only_its_own_heights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("net");
+    let args = [
+        "--nodes",
+        "3",
+        "--block-time",
+        "200ms",
+        "--duration",
+        "4s",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let (ok, first) = devnet(&args);
+    assert!(ok, "{first}");
+    let last = *printed_heights(&first)
+        .last()
+        .expect("heights in the first run");
+    let (ok, second) = devnet(&args);
+    assert!(ok, "{second}");
+    let heights = printed_heights(&second);
+    assert!(!heights.is_empty(), "{second}");
+    assert!(heights.iter().all(|h| *h > last), "after {last}: {second}");
+    assert!(
+        second.contains("were finalized by an earlier run"),
+        "{second}"
+    );
+    let range = second
+        .split("(heights ")
+        .nth(1)
+        .and_then(|r| r.split("..").next())
+        .and_then(|h| h.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("a rate over this run's heights: {second}"));
+    assert!(range > last, "{second}");
+}

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Net, NodeProc, free_port, get, get_json, http, wait_for};
+use common::{Net, NodeProc, free_port, get, get_json, http, metric, wait_for};
 use serde_json::Value;
 use timed_core::crypto::Keypair;
 use timed_core::tx::Transfer;
@@ -198,15 +198,8 @@ fn a_skewed_clock_is_measured_by_its_peers_and_warned_about() {
         let seen = offset(&s, peer).unwrap();
         assert!((seen + SKEW).abs() <= TOLERANCE, "{s}");
     }
-    let (code, metrics) = get(net.port(2), "/metrics").unwrap();
-    assert_eq!(code, 200);
-    let gauge: i64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("timed_clock_offset_ms "))
-        .expect("the clock offset gauge")
-        .trim()
-        .parse()
-        .unwrap();
+    let seconds = metric(net.port(2), "timed_clock_offset_seconds").expect("the offset gauge");
+    let gauge = (seconds * 1000.0).round() as i64;
     assert!((gauge + SKEW).abs() <= TOLERANCE, "{gauge}");
     let warning = wait_for("validator3 to warn about its clock", || {
         net.log(2)

@@ -221,6 +221,7 @@ fn report(net: &Net, c: &Counts) {
         let text = get(net.port(i), "/metrics")
             .map(|r| r.1)
             .unwrap_or_default();
+        // Every series exists from the start: the ones at 0 say nothing here.
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| {
@@ -229,6 +230,7 @@ fn report(net: &Net, c: &Counts) {
                     || l.starts_with("timed_evidence")
                     || l.starts_with("timed_handshakes_refused")
             })
+            .filter(|l| !l.ends_with(" 0"))
             .collect();
         eprintln!(
             "{} at height {}: {}",

@@ -45,7 +45,8 @@ function drawChart(blocks) {
   const svg = $("chart");
   const ns = "http://www.w3.org/2000/svg";
   const W = 600, H = 160, pad = 18;
-  const pts = blocks.map(b => [b.height, b.finality_ms]);
+  // A block this node caught up on has no finality (null): it is left out, not drawn as 0.
+  const pts = blocks.filter(b => b.finality_ms !== null).map(b => [b.height, b.finality_ms]);
   const parts = [];
   const max = Math.max(1, ...pts.map(p => p[1]));
   for (const frac of [0, 0.5, 1]) {
@@ -91,10 +92,11 @@ function render(d) {
     $("last-block-at").textContent = new Date(d.last_block_time_ms).toISOString().replace("T", " ").replace("Z", " UTC");
   }
   const blocks = d.blocks || [];
-  const last = blocks[blocks.length - 1];
-  $("finality").textContent = last ? `${last.finality_ms} ms` : "–";
-  const p50 = median(blocks.map(b => b.finality_ms));
-  $("finality-p50").textContent = p50 === null ? "" : `median ${p50} ms over ${blocks.length} blocks`;
+  const measured = blocks.filter(b => b.finality_ms !== null);
+  const lastMeasured = measured[measured.length - 1];
+  $("finality").textContent = lastMeasured ? `${lastMeasured.finality_ms} ms` : "–";
+  const p50 = median(measured.map(b => b.finality_ms));
+  $("finality-p50").textContent = p50 === null ? "" : `median ${p50} ms over ${measured.length} blocks decided live`;
   $("pending").textContent = String(d.pending_transactions ?? "–");
   $("round").textContent = d.step ? `deciding ${d.height + 1}, round ${d.round}, ${d.step}` : "";
 
@@ -120,7 +122,7 @@ function render(d) {
       `${b.signatures}/${(d.validators || []).length} (${b.signers.join(", ")})`,
       `${time(b.reward)} TIME`,
       txs,
-      `${b.finality_ms} ms`,
+      b.finality_ms === null ? "caught up" : `${b.finality_ms} ms`,
     ]);
   }));
 

@@ -66,6 +66,18 @@ pub fn get_json(port: u16, path: &str) -> Option<Value> {
     }
 }
 
+/// The value of the sample `series` (name and labels, as written) in metrics text.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The value of the sample `series` in the `/metrics` of the node on `port`.
+pub fn metric(port: u16, series: &str) -> Option<f64> {
+    sample(&get(port, "/metrics")?.1, series)
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` at the deadline.
 pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
