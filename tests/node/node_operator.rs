@@ -561,10 +561,30 @@ fn the_design_notes_cargo_run_works_at_the_repository_root() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // `cargo test` hands its test processes the package's build variables (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME, OUT_DIR …), which a user's shell does not have; build scripts that rerun
+    // when those change (ring's does) would rebuild the TLS stack on every switch.
+    let cargo = || {
+        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key == "OUT_DIR"
+                || (key.starts_with("CARGO_")
+                    && !matches!(&*key, "CARGO_HOME" | "CARGO_TARGET_DIR"))
+            {
+                command.env_remove(&*key);
+            }
+        }
+        command.current_dir(root);
+        command
+    };
+    // The node's own feature set (the root's default member alone) differs from the whole
+    // workspace's that `cargo test --workspace` built, so the first `cargo run` compiles: that
+    // is build time, not the node's, and is kept out of the deadline below.
+    let built = cargo().args(["build", "-q"]).status().unwrap();
+    assert!(built.success(), "cargo build at the repository root failed");
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let mut node = Command::new(cargo)
-        .current_dir(root)
+    let mut node = cargo()
         .args(["run", "-q", "--", "--validator-id", "validator1", "--port"])
         .arg(port.to_string())
         .args(["--stake", "100", "--block-time", "100ms", "--data-dir"])
