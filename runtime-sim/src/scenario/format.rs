@@ -22,8 +22,9 @@ pub enum Behaviour {
     DoubleVoter,
     /// Also sends random bytes, bad signatures, and far-future heights and rounds.
     GarbageSender,
-    /// Forgets its lock (and valid value) before every step: it prepares whatever the current
-    /// proposal is, as a validator that lost its lock to a crash without a WAL would.
+    /// Forgets its lock and its valid value: it prepares whatever the round's proposal is, and
+    /// re-proposes no block, as a validator that lost its lock to a crash without a WAL would.
+    /// Played by the simulator on the honest core's votes (`sim::amnesia`), never double voting.
     Amnesia,
     /// Proposes, properly signed, blocks that break one validity rule each: another validator
     /// named as proposer, a timestamp not after the parent's or an hour ahead, a wrong state

@@ -237,11 +237,11 @@ impl Scenario {
     }
 }
 
-/// Four validators, one forgetting its lock before every step, on a lossy network: rounds fail
-/// and locks are common. At every third height the first node to finalize is cut off at that
-/// moment, its precommit and decision lost, until the others finalize two more heights: the
-/// others must then finish that height without it, which is where a validator that drops its lock
-/// could help them to a different block. Then everything heals and the network must progress.
+/// Four validators, one that forgets its lock (`Behaviour::Amnesia`), on a lossy network: rounds
+/// fail and locks are common. At every third height the first node to finalize is cut off at
+/// that moment, its precommit and decision lost, until the others finalize two more heights: the
+/// others must then finish that height without it, which is where a validator that drops its
+/// lock could help them to a different block. Then everything heals and the network must progress.
 fn amnesia(seed: u64) -> Scenario {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00a3_e51a);
     let n = 4;

@@ -12,6 +12,7 @@
 //! - [`faults`], [`expect`], [`workload`]: the scenario's faults, expectations and transfers;
 //! - [`stats`]: the counters a run reports.
 
+mod amnesia;
 mod byzantine;
 mod delivery;
 mod expect;
@@ -43,6 +44,7 @@ use crate::network::Network;
 use crate::queue::Queue;
 use crate::scenario::{Behaviour, Scenario};
 
+use amnesia::Amnesiac;
 use byzantine::InvalidKey;
 use storage::StoredLedger;
 
@@ -138,6 +140,8 @@ pub struct SimNode {
     route: BTreeMap<usize, usize>,
     /// A round pusher's last (height, round) whose far votes it sent: once per round.
     pushed_at: Option<(Height, Round)>,
+    /// An amnesiac's memory of its height (`amnesia`): empty for every other node.
+    amnesia: Amnesiac,
     /// The height and hash of the block it stored last: the certificate extensions name it
     /// (some 30 per node and height with 100 validators; hashing the block for each was a
     /// tenth of a scale run).
@@ -307,6 +311,9 @@ impl Simulation {
                 debug!("t={} n{to} <- n{from} {}", self.now, describe(&msg));
                 self.note_pushed(from, to, &msg);
                 let signature_ok = self.checker.on_deliver_seen(&msg, &msg.seen);
+                if self.is_amnesiac(to) && !self.amnesia_hears(to, &msg, signature_ok) {
+                    return;
+                }
                 let relay = self.relays(to).then(|| msg.clone());
                 if self.nodes.len() > self.keys.len() {
                     // Twins: replies go back over the connection this came by.
@@ -370,19 +377,11 @@ impl Simulation {
         let now = self.now;
         self.stats.steps += 1;
         self.checker.step = self.stats.steps;
-        let amnesia = self.nodes[i].behaviour == Behaviour::Amnesia;
         let honest = self.nodes[i].behaviour == Behaviour::Honest;
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
         let (height, round) = (core.height(), core.round());
-        if amnesia {
-            // Before every step, so also right after a restart restored the lock from the WAL.
-            if core.locked().is_some() {
-                self.stats.locks_forgotten += 1;
-            }
-            core.forget_lock();
-        }
         let outputs = core.handle(TimestampMs(now), input);
         for out in outputs {
             if let Some(h) = self.transcript.as_mut() {
@@ -403,6 +402,9 @@ impl Simulation {
                 break;
             }
         }
+        if self.is_amnesiac(i) {
+            self.amnesia_precommit(i);
+        }
         if let Some(core) = self.nodes[i].core.as_ref() {
             if honest {
                 self.stats.max_round = self.stats.max_round.max(core.round().0);
@@ -413,8 +415,21 @@ impl Simulation {
         }
     }
 
-    /// Performs one output; false when the node crashed and the rest of the step is lost.
+    /// Performs one output, through an amnesiac's rewriting of its votes; false when the node
+    /// crashed and the rest of the step is lost.
     fn perform(&mut self, i: usize, out: Output) -> bool {
+        if !self.is_amnesiac(i) {
+            return self.perform_output(i, out);
+        }
+        match self.amnesia_rewrite(i, out) {
+            Some(out) => self.perform_output(i, out),
+            None => true,
+        }
+    }
+
+    /// Performs one output as it is; false when the node crashed and the rest of the step is
+    /// lost.
+    fn perform_output(&mut self, i: usize, out: Output) -> bool {
         match out {
             Output::Persist(r) => {
                 if let PersistRecord::Signed { height, msg } = &r {

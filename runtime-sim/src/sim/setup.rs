@@ -108,6 +108,7 @@ impl Simulation {
                 memory: VecDeque::new(),
                 route: BTreeMap::new(),
                 pushed_at: None,
+                amnesia: Default::default(),
                 last_stored: None,
             });
         }

@@ -13,7 +13,8 @@ pub struct Stats {
     pub crashes: u64,
     /// Transfers the workload submitted (valid or not).
     pub txs_submitted: u64,
-    /// Locks an amnesia validator held and forgot.
+    /// Prepares an amnesia validator sent for the round's proposal where its core, locked on
+    /// another block, prepared nil: locks it forgot.
     pub locks_forgotten: u64,
     /// Messages the stronger adversaries forged or replayed (bodies swapped, polkas stripped,
     /// far claims, sync lies, replays, torsion signatures).

@@ -75,6 +75,7 @@ impl Simulation {
         };
         node.ledger = ledger;
         node.records.retain(|r| r.height() > h);
+        node.amnesia.forget_up_to(h);
         node.chain.insert(
             h,
             Decision {
