@@ -9,6 +9,7 @@
 //! - [`delivery`]: the wire (network model, connections, routing, the event log's lines);
 //! - [`storage`]: stored blocks and ledgers, crashes, restarts, storage losses;
 //! - [`byzantine`]: what each Byzantine behaviour does to what its core sends and receives;
+//! - [`amnesia`]: the amnesia behaviour, played on its honest core's votes with its key;
 //! - [`faults`], [`expect`], [`workload`]: the scenario's faults, expectations and transfers;
 //! - [`stats`]: the counters a run reports.
 
