@@ -9,15 +9,16 @@
 //! - a nil precommit becomes a precommit for the round's proposal when the prepares the
 //!   amnesiac holds for it, its own rewritten one included, make a quorum (L36), and that
 //!   precommit is signed as soon as they do (`Simulation::amnesia_precommit`), not at the
-//!   prepare timeout the core would wait for, its own tally lacking its rewritten prepare.
-//!
+//!   prepare timeout the core would wait for, its own tally lacking its rewritten prepare;
 //! - a re-proposal of its valid value becomes a fresh block of its own (`amnesia_proposal`),
 //!   which it prepares, as a validator that forgot its valid value too would propose.
 //!
 //! Never two votes for one (height, round, kind): the first vote sent for a slot is the one
 //! sent again on every resend, and the one kept in the node's records, so a restart resends it
 //! too. Amnesia is not equivocation. The core never sees its own rewritten votes come back
-//! (`Simulation::amnesia_hears` drops them): it would take them for its key used elsewhere.
+//! (`Simulation::amnesia_hears` drops them): it would take them for its key used elsewhere. A
+//! certificate holding a precommit it sent in its core's place reloads the core from its records
+//! first (`amnesia_certified`), so that the core owns that precommit.
 //!
 //! Stronger than a forgetful honest validator at two edges, which only helps the attack: it may
 //! prepare a proposal its lock kept the core from checking (an invalid one gathers no honest
@@ -30,7 +31,6 @@ use timed_core::consensus::{Output, PersistRecord};
 use timed_core::message::{Decision, Message, Proposal, Vote, VoteKind};
 use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
 use timed_core::validators::ValidatorSet;
-
 use tracing::info;
 
 use super::{CHAIN_ID, Simulation};
