@@ -1,6 +1,15 @@
 //! What a node keeps across a crash: storing finalized blocks and the ledger after them (shared
 //! between nodes that store the same block), crashes, restarts from the durable state, and
 //! storage losses (wiped, an old backup, a cut WAL).
+//!
+//! Durability: a `Persist` record is durable the moment it is performed, before the next output
+//! of its step: the earliest sync the core's recipe allows (`timed_core::consensus`, rule 3a). A
+//! crash falls between steps (`Crash`) or right after a persist, before the rest of its step
+//! (`CrashAtPersist`: synced, not sent). A runtime that syncs later (the real node syncs the
+//! records of several steps at once, before any of their outputs) can lose an unsynced tail
+//! whose outputs were never performed: the state of a crash before those steps, their inputs lost
+//! as the network may lose them, which this model reaches. A torn log beyond that is
+//! `StorageLoss::WalCut`: a random prefix of the records, the blocks kept.
 
 use std::rc::Rc;
 
