@@ -9,9 +9,10 @@
 //!   scenarios, TOML files, and `swarm` (everything drawn from the seed).
 //! - [`network`]: latency models, jitter, loss, duplication, partitions.
 //! - [`queue`]: the order of events (by time, then first in first out).
-//! - [`sim`]: the event loop, crashes and restarts from durable state, Byzantine behaviours.
+//! - [`sim`]: the event loop; delivery, crashes and restarts from durable state, Byzantine
+//!   behaviours' plumbing, faults, expectations, the workload and stats, each in a module of its own.
 //! - [`adversary`]: the forgeries of the stronger behaviours (bodies, polkas, torsion, claims).
-//! - [`checker`]: the invariants checked after every step.
+//! - [`checker`]: the invariants checked after every step (validity, locks, signature verdicts).
 //! - [`report`]: the run's summary.
 //!
 //! ```no_run

@@ -555,7 +555,7 @@ fn lock_survives_a_restart() {
     assert_eq!(rules(&c), ["lock"]);
 }
 
-/// An amnesia validator forgets its lock before every step. Treated as honest by the checker, it
+/// An amnesia validator prepares the round's proposal whatever its lock. Treated as honest by the checker, it
 /// is caught preparing a block other than the one it locked, with no polka for it: about half of
 /// the `amnesia` seeds show it within the run. Which ones depends on every message's timing, so
 /// the test looks for the first of 40 seeds that does, and checks that nothing else is reported.

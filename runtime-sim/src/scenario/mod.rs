@@ -1,0 +1,97 @@
+//! What a run is: validators and their behaviours, consensus parameters, the network model, a
+//! schedule of faults, the duration and the expectations. Built by name, read from a TOML file,
+//! or drawn from a seed (`swarm`).
+//!
+//! This module owns `Scenario` itself and what is derived from it (instances, twins, Byzantine
+//! stake); by concern:
+//! - [`format`]: the vocabulary of a scenario file (behaviours, faults, network, expectations);
+//! - [`parse`]: reading and checking a file, with errors that name the line and field;
+//! - [`named`]: the named scenarios;
+//! - [`swarm`]: the scenarios drawn from a seed.
+
+mod format;
+mod named;
+mod parse;
+mod swarm;
+
+pub use format::*;
+pub use named::NAMED;
+pub use parse::parse_duration;
+pub use swarm::{swarm, swarm_classic, swarm_liveness_bound, swarm_stronger};
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole run, as written in a scenario file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub duration: Ms,
+    pub validators: Vec<ValidatorSpec>,
+    #[serde(default)]
+    pub consensus: Consensus,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Transfers submitted by clients during the run (none if absent).
+    #[serde(default)]
+    pub transactions: Option<Workload>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// A scenario that cannot run, with where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError(pub String);
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+impl Scenario {
+    /// The simulated nodes: one per validator, and one more per `twins` validator (numbered
+    /// from `validators.len()` in the order of their validators).
+    pub fn instances(&self) -> usize {
+        self.validators.len() + self.twins().len()
+    }
+
+    /// The validators with a twin, in index order: the k-th one's twin is node `n + k`.
+    pub fn twins(&self) -> Vec<usize> {
+        (0..self.validators.len())
+            .filter(|i| self.validators[*i].behaviour == Behaviour::Twins)
+            .collect()
+    }
+
+    /// The stake held by Byzantine validators (as initially configured or later turned).
+    pub fn byzantine_stake(&self) -> (u64, u64) {
+        let total: u64 = self.validators.iter().map(|v| v.stake).sum();
+        let mut byz: Vec<bool> = self
+            .validators
+            .iter()
+            .map(|v| v.behaviour.is_byzantine())
+            .collect();
+        for f in &self.faults {
+            if let FaultKind::Behave { node, behaviour } = f.kind
+                && behaviour.is_byzantine()
+                && node < byz.len()
+            {
+                byz[node] = true;
+            }
+        }
+        let b = self
+            .validators
+            .iter()
+            .zip(&byz)
+            .filter(|(_, b)| **b)
+            .map(|(v, _)| v.stake)
+            .sum();
+        (b, total)
+    }
+}

@@ -1,0 +1,320 @@
+//! The swarm: a whole scenario drawn from a seed (validators, stakes, behaviours, latencies, loss,
+//! partitions, crashes, storage losses), in layers each drawn from a stream of its own, so that a
+//! layer added later changes no earlier draw and the seeds pinned by regression tests stay what
+//! they were.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::network::Latency;
+
+use super::*;
+
+/// The liveness bound of a swarm: after the faults heal, every honest node must finalize two new
+/// heights within ten times what one full round at round 0 can take (block time, the three
+/// step timeouts, and two resend intervals for a lagging node's catch-up), and never less than
+/// 60 s. With the default timeouts and a block time of 1 s that is 100 s.
+pub fn swarm_liveness_bound(c: &Consensus) -> u64 {
+    let round = c.block_time_ms
+        + c.propose_timeout_ms
+        + c.prepare_timeout_ms
+        + c.precommit_timeout_ms
+        + 2 * c.resend_interval_ms;
+    (10 * round).max(60_000)
+}
+
+/// Everything drawn from the seed: `swarm_stronger`, then, from a stream of its own, perhaps a
+/// round pusher. The Byzantine stake stays below a third.
+pub fn swarm(seed: u64) -> Scenario {
+    let mut s = swarm_stronger(seed);
+    draw_round_pusher(&mut s, seed);
+    s
+}
+
+/// The draws of `swarm_classic`, then from a stream of their own the stronger adversaries (body
+/// swapper, sync liar, proof stripper, replayer, torsion signer, twins, each with the others'
+/// faults), and, once the core guards against double signing after a storage loss, restarts
+/// that lost records. The Byzantine stake stays below a third. The swarm as drawn before round
+/// pushers existed: the seeds pinned by the stronger adversaries' regression tests are of this
+/// draw.
+pub fn swarm_stronger(seed: u64) -> Scenario {
+    let mut s = swarm_classic(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0ad7);
+    let n = s.validators.len();
+    let total: u64 = s.validators.iter().map(|v| v.stake).sum();
+    let (mut byz, _) = s.byzantine_stake();
+    let kinds = [
+        Behaviour::BodySwapper,
+        Behaviour::SyncLiar,
+        Behaviour::ProofStripper,
+        Behaviour::Replayer,
+        Behaviour::TorsionSigner,
+        Behaviour::Twins,
+    ];
+    for i in 0..n {
+        let stake = s.validators[i].stake;
+        if s.validators[i].behaviour == Behaviour::Honest
+            && rng.random_bool(0.3)
+            && 3 * (byz + stake) < total
+        {
+            byz += stake;
+            s.validators[i].behaviour = kinds[rng.random_range(0..kinds.len())];
+        }
+    }
+    let window = SWARM_FAULT_WINDOW;
+    // Each twin stands apart from its validator's first instance: in every partition drawn, and
+    // in one more partition of its own that splits the others at random.
+    for (k, &v) in s.twins().iter().enumerate() {
+        let twin = n + k;
+        for f in &mut s.faults {
+            if let FaultKind::Partition { groups } = &mut f.kind {
+                let at = groups.iter().position(|g| g.contains(&v)).unwrap_or(0);
+                let other = (at + 1) % groups.len();
+                groups[other].push(twin);
+            }
+        }
+        let start = rng.random_range(0..window - 1_000);
+        let end = rng.random_range(start + 1..window);
+        let mut groups = vec![vec![v], vec![twin]];
+        for j in (0..n + s.twins().len()).filter(|j| *j != v && *j != twin) {
+            groups[rng.random_range(0..2usize)].push(j);
+        }
+        s.faults.push(at(start, FaultKind::Partition { groups }));
+        s.faults.push(at(end, FaultKind::Heal));
+    }
+    // A lone honest validator that loses its blocks loses the chain (nobody else holds it):
+    // storage faults need a second honest copy.
+    let honest = (0..n)
+        .filter(|i| s.validators[*i].behaviour == Behaviour::Honest)
+        .count();
+    if crate::sim::CORE_HAS_SIGN_GUARD && honest >= 2 {
+        let losses = [StorageLoss::Wiped, StorageLoss::Backup, StorageLoss::WalCut];
+        for i in 0..n {
+            if s.validators[i].behaviour == Behaviour::Honest && rng.random_bool(0.2) {
+                let loss = losses[rng.random_range(0..losses.len())];
+                let t = rng.random_range(0..window);
+                s.faults
+                    .push(at(t, FaultKind::RestartLost { node: i, loss }));
+            }
+        }
+    }
+    // Stable: at one instant the faults drawn here come after the classic ones, and all of
+    // them before the heal at the end of the window.
+    s.faults.sort_by_key(|f| f.at);
+    let within = swarm_liveness_bound(&s.consensus);
+    s.duration = Ms(window + within);
+    s.expect.liveness = Some(Liveness {
+        after: Ms(window),
+        gain: 2,
+        within: Ms(within),
+    });
+    s
+}
+
+/// At most one honest validator turns round pusher, drawn from a stream of its own after
+/// everything else, so that every other draw of a seed stays what it was; the Byzantine
+/// stake stays below a third. A validator the faults above crash or restart may be drawn: a
+/// pusher runs the honest core, and restarts like one.
+fn draw_round_pusher(s: &mut Scenario, seed: u64) {
+    // "push" in ASCII.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7075_7368);
+    let (byz, total) = s.byzantine_stake();
+    for v in &mut s.validators {
+        if v.behaviour == Behaviour::Honest && rng.random_bool(0.4) && 3 * (byz + v.stake) < total {
+            v.behaviour = Behaviour::RoundPusher;
+            return;
+        }
+    }
+}
+
+/// The window in which a swarm's faults happen; all heal at its end.
+const SWARM_FAULT_WINDOW: u64 = 30_000;
+
+/// The swarm as drawn before the stronger adversaries existed: 1–10 validators, stakes,
+/// latencies, loss, partitions, crashes, and a Byzantine set holding less than a third of the
+/// stake (silent, equivocating proposer, double voter, garbage sender, amnesia, invalid
+/// proposer). The seeds pinned by regression tests are seeds of this draw.
+pub fn swarm_classic(seed: u64) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = rng.random_range(1..=10usize);
+    let stakes: Vec<u64> = (0..n).map(|_| rng.random_range(1..=100u64)).collect();
+    let total: u64 = stakes.iter().sum();
+    let mut behaviours = vec![Behaviour::Honest; n];
+    let mut byz_stake = 0;
+    let byz_kinds = [
+        Behaviour::Silent,
+        Behaviour::EquivocatingProposer,
+        Behaviour::DoubleVoter,
+        Behaviour::GarbageSender,
+    ];
+    for i in 0..n {
+        if rng.random_bool(0.3) && 3 * (byz_stake + stakes[i]) < total {
+            byz_stake += stakes[i];
+            behaviours[i] = byz_kinds[rng.random_range(0..byz_kinds.len())];
+        }
+    }
+    let latency = match rng.random_range(0..3u8) {
+        0 => Latency::Fixed {
+            ms: rng.random_range(1..100u64),
+        },
+        1 => {
+            let min_ms = rng.random_range(1..50u64);
+            Latency::Uniform {
+                min_ms,
+                max_ms: min_ms + rng.random_range(0..150u64),
+            }
+        }
+        _ => Latency::Normal {
+            mean_ms: rng.random_range(5.0..150.0),
+            std_ms: rng.random_range(0.0..50.0),
+            floor_ms: rng.random_range(1..10u64),
+        },
+    };
+    let network = NetworkSpec {
+        latency,
+        jitter_ms: rng.random_range(0..50u64),
+        loss: if rng.random_bool(0.5) {
+            rng.random_range(0.0..0.1)
+        } else {
+            0.0
+        },
+        duplicate: if rng.random_bool(0.3) {
+            rng.random_range(0.0..0.1)
+        } else {
+            0.0
+        },
+        links: vec![],
+    };
+    let block_time_ms = [0, 200, 1_000][rng.random_range(0..3usize)];
+    let fault_window = SWARM_FAULT_WINDOW;
+    let mut faults = vec![];
+    let honest: Vec<usize> = (0..n).filter(|i| !behaviours[*i].is_byzantine()).collect();
+    for _ in 0..rng.random_range(0..4usize) {
+        let start = rng.random_range(0..fault_window - 1_000);
+        let end = rng.random_range(start + 1..fault_window);
+        if rng.random_bool(0.5) && n > 1 {
+            let mut groups = vec![vec![], vec![]];
+            for i in 0..n {
+                groups[rng.random_range(0..2usize)].push(i);
+            }
+            faults.push(at(start, FaultKind::Partition { groups }));
+            faults.push(at(end, FaultKind::Heal));
+        } else if !honest.is_empty() {
+            let node = honest[rng.random_range(0..honest.len())];
+            let kind = if rng.random_bool(0.5) {
+                FaultKind::CrashAtPersist { node }
+            } else {
+                FaultKind::Crash { node }
+            };
+            faults.push(at(start, kind));
+            faults.push(at(end, FaultKind::Restart { node }));
+        }
+    }
+    // Overlapping intervals could leave a partition on after an earlier heal: heal everything and
+    // restart everyone at the end of the window, then the network turns reliable.
+    faults.push(at(fault_window, FaultKind::Heal));
+    for &node in &honest {
+        faults.push(at(fault_window, FaultKind::Restart { node }));
+    }
+    faults.push(at(fault_window, FaultKind::Reliable { on: true }));
+    faults.sort_by_key(|f| f.at);
+    // Amnesia and invalid proposers are drawn last, so every draw above (and the seeds pinned by
+    // regression tests) stays what it was before they existed. Such a node may also be crashed
+    // and restarted above.
+    for i in 0..n {
+        if behaviours[i] == Behaviour::Honest
+            && rng.random_bool(0.2)
+            && 3 * (byz_stake + stakes[i]) < total
+        {
+            byz_stake += stakes[i];
+            behaviours[i] = if rng.random_bool(0.5) {
+                Behaviour::Amnesia
+            } else {
+                Behaviour::InvalidProposer
+            };
+        }
+    }
+    Scenario {
+        name: format!("swarm-{seed}"),
+        duration: Ms(fault_window + 60_000),
+        validators: stakes
+            .iter()
+            .zip(&behaviours)
+            .map(|(s, b)| ValidatorSpec {
+                name: None,
+                stake: *s,
+                behaviour: *b,
+            })
+            .collect(),
+        consensus: Consensus {
+            block_time_ms,
+            ..Consensus::default()
+        },
+        network,
+        faults,
+        transactions: None,
+        expect: Expect {
+            liveness: Some(Liveness {
+                after: Ms(fault_window),
+                gain: 2,
+                within: Ms(60_000),
+            }),
+            stop_at_liveness: true,
+            ..Expect::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swarm_byzantine_stake_is_below_a_third() {
+        for seed in 0..500 {
+            let s = swarm(seed);
+            let (b, t) = s.byzantine_stake();
+            assert!(3 * b < t, "seed {seed}");
+            assert!((1..=10).contains(&s.validators.len()));
+        }
+    }
+
+    /// How many of the swarm's seeds below `seeds` draw a `behaviour`.
+    fn seeds_drawing(behaviour: Behaviour, seeds: u64) -> usize {
+        (0..seeds)
+            .filter(|seed| {
+                swarm(*seed)
+                    .validators
+                    .iter()
+                    .any(|v| v.behaviour == behaviour)
+            })
+            .count()
+    }
+
+    #[test]
+    fn swarm_draws_amnesia_without_changing_earlier_draws() {
+        let with_amnesia = seeds_drawing(Behaviour::Amnesia, 200);
+        assert!(with_amnesia >= 20, "{with_amnesia} of 200 seeds");
+    }
+
+    #[test]
+    fn swarm_draws_round_pushers() {
+        let with_pusher = seeds_drawing(Behaviour::RoundPusher, 400);
+        assert!(with_pusher >= 40, "{with_pusher} of 400 seeds");
+    }
+
+    #[test]
+    fn the_round_pusher_comes_last_and_changes_no_other_draw() {
+        for seed in 0..200 {
+            let (before, after) = (swarm_stronger(seed), swarm(seed));
+            let pushers = after.validators.iter().zip(&before.validators);
+            for (a, b) in pushers {
+                assert!(
+                    a == b || a.behaviour == Behaviour::RoundPusher,
+                    "seed {seed}"
+                );
+            }
+            assert_eq!(before.faults, after.faults, "seed {seed}");
+        }
+    }
+}

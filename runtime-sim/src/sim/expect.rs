@@ -1,0 +1,131 @@
+//! The scenario's expectations, apart from the invariants the checker holds after every step:
+//! the liveness phase (a quorum connected, every honest node gains `gain` heights in time) and
+//! what is judged at the end (heights, evidence, full certificates).
+
+use timed_core::types::Stake;
+use tracing::info;
+
+use crate::checker::Violation;
+
+use crate::scenario::Behaviour;
+
+use super::{Ev, SimNode, Simulation};
+
+impl Simulation {
+    pub(super) fn honest_up(&self) -> impl Iterator<Item = (usize, &SimNode)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.behaviour == Behaviour::Honest && n.is_up())
+    }
+
+    /// At `after` the liveness phase starts; at `after + within` it is judged.
+    pub(super) fn liveness_event(&mut self) {
+        let Some(l) = self.scenario.expect.liveness.clone() else {
+            return;
+        };
+        match self.liveness_base {
+            None => {
+                let base = self.max_decided();
+                // The rule holds once a quorum of honest stake is up and connected; a scenario
+                // whose phase starts otherwise promises what no protocol can keep.
+                let connected = self
+                    .honest_up()
+                    .map(|(a, _)| {
+                        let stake = self
+                            .honest_up()
+                            .filter(|(b, _)| self.network.connected(a, *b))
+                            .map(|(b, _)| self.set.stake_of(self.index_of(b)).0)
+                            .sum::<u64>();
+                        Stake(stake)
+                    })
+                    .max()
+                    .unwrap_or(Stake(0));
+                if !self.set.is_quorum(connected) {
+                    self.expectation_failures.push(format!(
+                        "the liveness phase starts at {} ms with {} of {} stake honest, up and \
+                         connected: less than two thirds, so it cannot be judged",
+                        self.now,
+                        connected.0,
+                        self.set.total_stake().0
+                    ));
+                }
+                info!(
+                    "t={} liveness phase: every honest node must reach {} within {} ms",
+                    self.now,
+                    base.0 + l.gain,
+                    l.within.0
+                );
+                self.liveness_base = Some((base, self.now + l.within.0));
+                self.push(self.now + l.within.0, Ev::LivenessDeadline);
+            }
+            Some((base, _)) => {
+                let target = base.0 + l.gain;
+                let laggards: Vec<String> = self
+                    .honest_up()
+                    .filter(|(_, n)| n.height().0 < target)
+                    .map(|(i, n)| format!("node {i} at {}", n.height()))
+                    .collect();
+                let none_up = self.honest_up().next().is_none();
+                if !laggards.is_empty() || none_up {
+                    self.checker.violations.push(Violation {
+                        step: self.stats.steps,
+                        time_ms: self.now,
+                        node: None,
+                        rule: "liveness",
+                        detail: format!(
+                            "{} ms after all faults healed, height {target} is not reached: {}",
+                            l.within.0,
+                            if none_up {
+                                "no honest node is up".to_string()
+                            } else {
+                                laggards.join(", ")
+                            }
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The scenario's expectations, judged at the end of a run without violations.
+    pub(super) fn check_end(&mut self) {
+        let e = self.scenario.expect.clone();
+        if let Some(min) = e.min_height {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.behaviour == Behaviour::Honest && n.height().0 < min {
+                    self.expectation_failures.push(format!(
+                        "node {i} reached height {}, expected at least {min}",
+                        n.height()
+                    ));
+                }
+            }
+        }
+        if let Some(min) = e.min_evidence
+            && self.stats.evidence < min
+        {
+            self.expectation_failures.push(format!(
+                "{} pieces of evidence reported, expected at least {min}",
+                self.stats.evidence
+            ));
+        }
+        if e.full_certificates {
+            let n = self.nodes.len();
+            for (i, node) in self.nodes.iter().enumerate() {
+                if node.behaviour != Behaviour::Honest {
+                    continue;
+                }
+                let top = node.height();
+                for (h, d) in node.chain.range(..top) {
+                    if d.certificate.signatures.len() != n {
+                        self.expectation_failures.push(format!(
+                            "node {i}: certificate of height {h} has {} of {n} signatures",
+                            d.certificate.signatures.len()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
