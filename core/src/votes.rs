@@ -31,9 +31,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Vote, VoteKind};
 use crate::types::{Hash, Height, Round, Stake, ValidatorIndex};
 use crate::validators::ValidatorSet;
+use crate::vote::{Vote, VoteKind};
 
 /// Rounds beyond `current + MAX_ROUNDS_AHEAD` are refused, so a flood of far-future votes costs nothing.
 pub const MAX_ROUNDS_AHEAD: u32 = 64;
