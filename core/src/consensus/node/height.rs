@@ -50,6 +50,18 @@ pub(super) fn slot_of(msg: &Message) -> Option<SignedSlot> {
     SignPoint::of(Height(0), msg).map(|p| (p.round, p.step))
 }
 
+/// What has happened once already in the current round, so that it does not happen twice
+/// (Algorithm 1's "for the first time").
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct RoundOnce {
+    /// L34: the prepare timeout is scheduled.
+    pub(super) prepare_timer: bool,
+    /// L47: the precommit timeout is scheduled.
+    pub(super) precommit_timer: bool,
+    /// L36: `validValue`/`validRound` were updated from this round's polka.
+    pub(super) valid_updated: bool,
+}
+
 /// Everything of one height: where the node is in it (round, step), its lock and valid value
 /// (Algorithm 1's `lockedRound`/`lockedValue`, `validRound`/`validValue`), the proposals, blocks
 /// and votes seen, and what this node signed in it.
@@ -72,10 +84,8 @@ pub(super) struct HeightState {
     pub(super) signed: BTreeMap<SignedSlot, Message>,
     /// (round, block) pairs holding a precommit quorum: L49 fires once the block is known.
     pub(super) commit_quorums: BTreeSet<(Round, Hash)>,
-    // "For the first time" flags of the current round (reset by `start_round`).
-    pub(super) prepare_timer_set: bool,
-    pub(super) precommit_timer_set: bool,
-    pub(super) valid_updated: bool,
+    /// The "for the first time" flags of the current round; `start_round` replaces them.
+    pub(super) once: RoundOnce,
     /// (round, sender) pairs whose copy of the round's re-proposal had its polka checked: a later
     /// copy may carry the polka an earlier one lacked, and each sender gets one check per round.
     pub(super) polka_checked: BTreeSet<(Round, ValidatorIndex)>,
@@ -109,9 +119,7 @@ impl HeightState {
             votes: VoteKeeper::new(height, set),
             signed: BTreeMap::new(),
             commit_quorums: BTreeSet::new(),
-            prepare_timer_set: false,
-            precommit_timer_set: false,
-            valid_updated: false,
+            once: RoundOnce::default(),
             polka_checked: BTreeSet::new(),
             echoed: BTreeMap::new(),
             persisted_blocks: BTreeSet::new(),

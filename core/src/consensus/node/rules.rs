@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use super::height::RoundOnce;
 use super::{Node, Step};
 use crate::block::Certificate;
 use crate::consensus::io::{Event, Output, PersistRecord, RoundChange, SignPoint, SignStep, Timer};
@@ -223,9 +224,12 @@ impl Node {
     /// their values, for the first time: start that step's timeout.
     pub(super) fn try_step_timer(&mut self, kind: VoteKind) {
         let (already, timeout) = match kind {
-            VoteKind::Prepare => (&mut self.cur.prepare_timer_set, self.params.prepare_timeout),
+            VoteKind::Prepare => (
+                &mut self.cur.once.prepare_timer,
+                self.params.prepare_timeout,
+            ),
             VoteKind::Precommit => (
-                &mut self.cur.precommit_timer_set,
+                &mut self.cur.once.precommit_timer,
                 self.params.precommit_timeout,
             ),
         };
@@ -263,7 +267,7 @@ impl Node {
             }));
             self.cur.locked = Some((round, hash));
             self.cur.valid = Some((round, hash));
-            self.cur.valid_updated = true;
+            self.cur.once.valid_updated = true;
             if self.me.is_some() {
                 let block = self.cur.blocks[&hash].clone();
                 let polka = Certificate::from_prepares(
@@ -301,7 +305,7 @@ impl Node {
 
     /// L36-L43 with step = precommit: only `validValue`/`validRound` are updated.
     pub(super) fn try_update_valid(&mut self) {
-        if self.cur.valid_updated {
+        if self.cur.once.valid_updated {
             return;
         }
         let round = self.cur.round;
@@ -314,7 +318,7 @@ impl Node {
             && self.check(hash, false)
         {
             self.cur.valid = Some((round, hash));
-            self.cur.valid_updated = true;
+            self.cur.once.valid_updated = true;
         }
     }
 
@@ -322,9 +326,7 @@ impl Node {
     pub(super) fn start_round(&mut self, round: Round, reason: Option<RoundChange>) {
         self.cur.round = round;
         self.cur.step = Step::Propose;
-        self.cur.prepare_timer_set = false;
-        self.cur.precommit_timer_set = false;
-        self.cur.valid_updated = false;
+        self.cur.once = RoundOnce::default();
         if let Some(reason) = reason {
             self.out.push(Output::Event(Event::RoundChanged {
                 height: self.cur.height,
