@@ -13,10 +13,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, Signature};
-use crate::message::{Vote, VoteKind};
 use crate::tx::SignedTransfer;
 use crate::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
 use crate::validators::ValidatorSet;
+use crate::vote::{Vote, VoteKind};
 
 /// What a block's hash, and so every proposal's and vote's signature, commits to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

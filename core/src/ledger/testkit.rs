@@ -61,3 +61,11 @@ pub fn transfer(
     }
     .sign(from, CHAIN)
 }
+
+/// An account with `balance` base units and `nonce`.
+pub fn acct(balance: u64, nonce: u64) -> Account {
+    Account {
+        balance: Amount(balance),
+        nonce,
+    }
+}

@@ -1,0 +1,204 @@
+//! Catch-up: which height each peer claims to have finalized, what a certificate proves, the sync
+//! request in flight and whom to ask next, and the budget of sync answers each peer may draw on.
+//! All of it outlives a height.
+
+use std::collections::BTreeMap;
+
+use super::Node;
+use crate::consensus::io::{Event, Output};
+use crate::message::{Decision, MAX_SYNC_BLOCKS, Message};
+use crate::types::{Height, TimestampMs, ValidatorIndex};
+
+/// A peer may be sent this many sync answers in a burst, then one per
+/// `SYNC_ANSWER_INTERVAL_MS`: an honest node asks once per answer it has applied, which at 64
+/// blocks an answer allows 16,000 blocks/s, while a flood of requests costs one answer per 4 ms.
+const SYNC_ANSWER_BURST: u64 = 16;
+const SYNC_ANSWER_INTERVAL_MS: u64 = 4;
+
+/// Where this node is in catching up (`Node::request_sync`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SyncAsk {
+    peer: ValidatorIndex,
+    at: TimestampMs,
+}
+
+/// The catch-up state of a node (`Node::request_sync`).
+#[derive(Debug, Default)]
+pub(super) struct CatchUp {
+    /// The highest height each validator has shown it finalized: by signing a message of the
+    /// next height, or by sending a certified decision. Claims, not facts: catch-up starts only
+    /// on a claim backed by more than a third of the stake, or on a certificate (`proven`).
+    pub(super) claims: BTreeMap<ValidatorIndex, Height>,
+    /// The highest height a certificate this node verified shows final.
+    pub(super) proven: Height,
+    /// The sync request waiting for its answer.
+    pub(super) ask: Option<SyncAsk>,
+    /// Sync requests per peer that went unanswered or did not help, since its last useful
+    /// answer: the next target is the claimant with the fewest.
+    pub(super) failures: BTreeMap<ValidatorIndex, u32>,
+    /// Where the rotation over sync targets resumes.
+    pub(super) cursor: u16,
+    /// Per peer, a token bucket of sync answers: (tokens, when last refilled).
+    pub(super) budget: BTreeMap<ValidatorIndex, (u64, TimestampMs)>,
+}
+
+impl Node {
+    pub(super) fn on_sync_request(&mut self, from: ValidatorIndex, start: Height, max_blocks: u32) {
+        if start.0 < 1
+            || start >= self.cur.height
+            || max_blocks == 0
+            || self.set.get(from).is_none()
+        {
+            return;
+        }
+        // A token bucket per peer (issue 12, defect 5): the runtime reads up to a message's worth
+        // of blocks for each answer.
+        let now = self.now;
+        let (tokens, since) = self
+            .catch_up
+            .budget
+            .get(&from)
+            .copied()
+            .unwrap_or((SYNC_ANSWER_BURST, now));
+        let refilled = (now.0.saturating_sub(since.0) / SYNC_ANSWER_INTERVAL_MS)
+            .saturating_add(tokens)
+            .min(SYNC_ANSWER_BURST);
+        let since = if refilled == SYNC_ANSWER_BURST {
+            now
+        } else {
+            TimestampMs(since.0 + (refilled - tokens) * SYNC_ANSWER_INTERVAL_MS)
+        };
+        if refilled == 0 {
+            self.catch_up.budget.insert(from, (0, since));
+            return self.reject("sync_request", "rate_limited");
+        }
+        self.catch_up.budget.insert(from, (refilled - 1, since));
+        self.out.push(Output::ServeSync {
+            to: from,
+            from: start,
+            max_blocks: max_blocks.min(MAX_SYNC_BLOCKS),
+        });
+    }
+
+    pub(super) fn on_sync_response(&mut self, from: ValidatorIndex, blocks: Vec<Decision>) {
+        let before = self.cur.height;
+        let asked = self.catch_up.ask.filter(|a| a.peer == from);
+        if asked.is_some() {
+            self.catch_up.ask = None;
+        }
+        for d in blocks.into_iter().take(MAX_SYNC_BLOCKS as usize) {
+            if d.block.height() < self.cur.height {
+                continue;
+            }
+            if d.block.height() > self.cur.height {
+                break;
+            }
+            let at = self.cur.height;
+            self.on_decision(from, d);
+            if self.cur.height == at {
+                break; // that block did not apply; the rest cannot either
+            }
+        }
+        if asked.is_some() {
+            // An answer that does not move this node on is no help.
+            if self.cur.height > before {
+                self.catch_up.failures.remove(&from);
+            } else {
+                self.sync_failed(from);
+            }
+        }
+        self.request_sync();
+    }
+
+    pub(super) fn note_claim(&mut self, peer: ValidatorIndex, finalized: Height) {
+        if Some(peer) == self.me || self.set.get(peer).is_none() {
+            return;
+        }
+        let claim = self.catch_up.claims.entry(peer).or_insert(Height(0));
+        *claim = (*claim).max(finalized);
+    }
+
+    pub(super) fn sync_failed(&mut self, peer: ValidatorIndex) {
+        let failures = self.catch_up.failures.entry(peer).or_insert(0);
+        *failures = failures.saturating_add(1);
+    }
+
+    /// Whether this node is behind by more than a claim: a certificate shows a height it lacks,
+    /// or validators holding more than a third of the stake (at least one honest) claim to have
+    /// finalized its height. One Byzantine validator's claim of a far height moves nothing.
+    pub(super) fn behind(&self) -> bool {
+        self.catch_up.proven >= self.cur.height || self.credible_height() >= self.cur.height
+    }
+
+    /// The highest height that validators holding more than a third of the stake claim to have
+    /// finalized (at least one of them honest), or a certificate proves.
+    pub(super) fn credible_height(&self) -> Height {
+        let mut claims: Vec<(Height, u64)> = self
+            .catch_up
+            .claims
+            .iter()
+            .map(|(v, h)| (*h, self.set.stake_of(*v).0))
+            .collect();
+        claims.sort_unstable_by(|a, b| b.cmp(a));
+        let mut backing: u64 = 0;
+        for (height, stake) in claims {
+            backing = backing.saturating_add(stake);
+            if self.set.is_more_than_third(crate::types::Stake(backing)) {
+                return height.max(self.catch_up.proven);
+            }
+        }
+        self.catch_up.proven
+    }
+
+    /// Asks a peer for the blocks this node misses, one request at a time (issue 12, defect 3).
+    /// The target is a validator that claims to have this node's height, the one with the
+    /// fewest unanswered or useless requests, in rotation from the last one asked: a peer that
+    /// does not answer within `2 · resend_interval`, or answers without moving this node on,
+    /// is passed over next time. Claims decide who may be asked, never whether to believe the
+    /// answer: every block comes with a certificate that is checked.
+    pub(super) fn request_sync(&mut self) {
+        if !self.behind() {
+            self.catch_up.ask = None;
+            return;
+        }
+        if let Some(ask) = self.catch_up.ask {
+            let patience = 2 * self.params.resend_interval_ms.max(1);
+            if self.now.0 < ask.at.0.saturating_add(patience) {
+                return;
+            }
+            self.catch_up.ask = None;
+            self.sync_failed(ask.peer);
+        }
+        let n = (self.set.len() as u16).max(1);
+        let cursor = self.catch_up.cursor % n;
+        let credible = self.credible_height();
+        // Fewest failures first; then a claim no higher than what others back (a lone far
+        // claim is the mark of a liar); then in rotation.
+        let Some(peer) = self
+            .catch_up
+            .claims
+            .iter()
+            .filter(|(_, h)| **h >= self.cur.height)
+            .min_by_key(|(v, h)| {
+                let failures = self.catch_up.failures.get(v).copied().unwrap_or(0);
+                (failures, **h > credible, (v.0 + n - cursor) % n)
+            })
+            .map(|(v, _)| *v)
+        else {
+            return;
+        };
+        self.catch_up.cursor = (peer.0 + 1) % n.max(1);
+        self.catch_up.ask = Some(SyncAsk { peer, at: self.now });
+        self.out.push(Output::Send {
+            to: peer,
+            msg: Message::SyncRequest {
+                from: self.cur.height,
+                max_blocks: MAX_SYNC_BLOCKS,
+            },
+        });
+        self.out.push(Output::Event(Event::SyncRequested {
+            peer,
+            from: self.cur.height,
+        }));
+    }
+}

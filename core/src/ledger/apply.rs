@@ -1,0 +1,457 @@
+//! A block applied to the ledger: its transfers in order, then the reward, all or nothing
+//! (staged on an `Overlay` of the touched accounts), and what it did (`BlockOutcome`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Account, Ledger, TxError, distribute, subsidy, transfer_effect};
+use crate::crypto::PublicKey;
+use crate::ledger::rewards::Reward;
+use crate::tx::SignedTransfer;
+use crate::types::{Amount, Hash, Height, ValidatorIndex};
+use crate::validators::ValidatorSet;
+
+/// What finalizing one block did to the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockOutcome {
+    /// The block's height.
+    pub height: Height,
+    /// Base units minted: `subsidy(height)`.
+    pub subsidy: Amount,
+    /// The sum of the block's transfer fees, in base units.
+    pub fees: Amount,
+    /// subsidy + fees, paid out exactly.
+    pub total_reward: Amount,
+    /// One entry per validator, in index order, summing to `total_reward` (`distribute`).
+    pub rewards: Vec<Reward>,
+    /// Hashes of the transactions applied, in block order.
+    pub archived: Vec<Hash>,
+    /// Every account this block changed, with its new state, sorted by key.
+    pub touched: Vec<(PublicKey, Account)>,
+}
+
+impl Ledger {
+    /// Applies a block's transfers in order, then pays subsidy + fees. All or nothing: on error the
+    /// ledger is unchanged.
+    ///
+    /// `proposer` must be a member of `validators` (see `distribute`).
+    pub fn apply_block(
+        &mut self,
+        chain_id: &str,
+        height: Height,
+        proposer: ValidatorIndex,
+        validators: &ValidatorSet,
+        txs: &[SignedTransfer],
+    ) -> Result<BlockOutcome, TxError> {
+        self.apply_block_trusting(chain_id, height, proposer, validators, txs, |_, _| false)
+    }
+
+    /// As `apply_block`, but the signature of a transfer for which `verified(hash, tx)` holds is
+    /// not checked again: a node passes "these exact bytes, signature included, are in my mempool",
+    /// where they were admitted only after their signature verified on this chain. Verification
+    /// is a pure function of those bytes and the chain id, so skipping it for bytes already
+    /// verified changes no outcome: the result is always the one `apply_block` gives. The other
+    /// transfers' signatures are checked as one batch (a bad one fails the block).
+    pub fn apply_block_trusting(
+        &mut self,
+        chain_id: &str,
+        height: Height,
+        proposer: ValidatorIndex,
+        validators: &ValidatorSet,
+        txs: &[SignedTransfer],
+        verified: impl Fn(&Hash, &SignedTransfer) -> bool,
+    ) -> Result<BlockOutcome, TxError> {
+        let mut overlay = Overlay::new(&self.accounts);
+        let mut fees = Amount(0);
+        let mut archived = Vec::with_capacity(txs.len());
+        let mut unverified = Vec::new();
+        for tx in txs {
+            let t = &tx.transfer;
+            let (from, to) = transfer_effect(t, overlay.get(&t.from), overlay.get(&t.to))?;
+            overlay.set(t.from, from);
+            overlay.set(t.to, to);
+            fees = fees.checked_add(t.fee).ok_or(TxError::Overflow)?;
+            let hash = tx.hash();
+            if !verified(&hash, tx) {
+                unverified.push(tx);
+            }
+            archived.push(hash);
+        }
+        if crate::tx::first_bad_signature(chain_id, &unverified).is_some() {
+            return Err(TxError::BadSignature);
+        }
+        let subsidy = subsidy(height);
+        let total_reward = subsidy.checked_add(fees).ok_or(TxError::Overflow)?;
+        let rewards = distribute(total_reward, proposer, validators);
+        for r in rewards.iter().filter(|r| r.amount.0 > 0) {
+            let mut account = overlay.get(&r.account);
+            account.balance = account
+                .balance
+                .checked_add(r.amount)
+                .ok_or(TxError::Overflow)?;
+            overlay.set(r.account, account);
+        }
+        let touched = overlay.into_changes();
+        // Every check passed: from here on nothing fails.
+        for (key, account) in &touched {
+            self.store(*key, *account);
+        }
+        Ok(BlockOutcome {
+            height,
+            subsidy,
+            fees,
+            total_reward,
+            rewards,
+            archived,
+            touched,
+        })
+    }
+}
+
+/// Staged changes over a ledger's accounts: reads fall through to the base, writes stay here.
+/// Holds only the accounts a block touches, so staging costs O(touched · log), not a copy.
+struct Overlay<'a> {
+    base: &'a BTreeMap<PublicKey, Account>,
+    changed: BTreeMap<PublicKey, Account>,
+}
+
+impl<'a> Overlay<'a> {
+    fn new(base: &'a BTreeMap<PublicKey, Account>) -> Overlay<'a> {
+        Overlay {
+            base,
+            changed: BTreeMap::new(),
+        }
+    }
+
+    fn get(&self, key: &PublicKey) -> Account {
+        self.changed
+            .get(key)
+            .or_else(|| self.base.get(key))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn set(&mut self, key: PublicKey, account: Account) {
+        self.changed.insert(key, account);
+    }
+
+    /// The accounts whose state differs from the base, with their new state, sorted by key.
+    fn into_changes(self) -> Vec<(PublicKey, Account)> {
+        let base = self.base;
+        self.changed
+            .into_iter()
+            .filter(|(key, account)| *account != base.get(key).copied().unwrap_or_default())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::testkit::{CHAIN, acct, funded, key, pk, transfer, validator_set};
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_block_moves_money_bumps_nonces_and_pays_subsidy_plus_fees() {
+        let set = validator_set(&[100, 300]);
+        let mut ledger = funded(&[("alice", 1_000)]);
+        let tx = transfer(&key("alice"), pk("bob"), 300, 50, 0);
+        let out = ledger
+            .apply_block(
+                CHAIN,
+                Height(1),
+                ValidatorIndex(0),
+                &set,
+                std::slice::from_ref(&tx),
+            )
+            .unwrap();
+        // total = 100 000 000 + 50; proposer's tenth 10 000 005; rest 90 000 045 split 1:3 →
+        // 22 500 011 and 67 500 033, one unit left over to the proposer.
+        assert_eq!(out.subsidy, Amount(100_000_000));
+        assert_eq!(out.fees, Amount(50));
+        assert_eq!(out.total_reward, Amount(100_000_050));
+        let paid: Vec<u64> = out.rewards.iter().map(|r| r.amount.0).collect();
+        assert_eq!(paid, vec![10_000_005 + 22_500_011 + 1, 67_500_033]);
+        assert_eq!(out.archived, vec![tx.hash()]);
+        assert_eq!(ledger.account(&pk("alice")), acct(650, 1));
+        assert_eq!(ledger.account(&pk("bob")), acct(300, 0));
+        assert_eq!(ledger.account(&pk("validator1")), acct(32_500_017, 0));
+        assert_eq!(ledger.account(&pk("validator2")), acct(67_500_033, 0));
+        assert_eq!(ledger.total_supply(), 1_000 + 100_000_000);
+        let mut expected: Vec<_> = ["alice", "bob", "validator1", "validator2"]
+            .iter()
+            .map(|n| (pk(n), ledger.account(&pk(n))))
+            .collect();
+        expected.sort_by_key(|(k, _)| *k);
+        assert_eq!(
+            out.touched, expected,
+            "every changed account, sorted by key"
+        );
+    }
+
+    #[test]
+    fn later_transfers_in_a_block_see_the_earlier_ones() {
+        let set = validator_set(&[1]);
+        let mut ledger = funded(&[("alice", 100)]);
+        let txs = [
+            transfer(&key("alice"), pk("bob"), 60, 1, 0),
+            transfer(&key("bob"), pk("carol"), 50, 2, 0),
+            transfer(&key("alice"), pk("carol"), 30, 1, 1),
+        ];
+        let out = ledger
+            .apply_block(CHAIN, Height(5), ValidatorIndex(0), &set, &txs)
+            .unwrap();
+        assert_eq!(out.fees, Amount(4));
+        assert_eq!(ledger.account(&pk("alice")), acct(8, 2));
+        assert_eq!(ledger.account(&pk("bob")), acct(8, 1));
+        assert_eq!(ledger.account(&pk("carol")), acct(80, 0));
+        let hashes: Vec<Hash> = txs.iter().map(SignedTransfer::hash).collect();
+        assert_eq!(out.archived, hashes);
+    }
+
+    #[test]
+    fn a_transfer_repeated_in_a_block_fails_the_block_and_changes_nothing() {
+        let set = validator_set(&[1, 1]);
+        let mut ledger = funded(&[("alice", 100)]);
+        let before = ledger.clone();
+        let tx = transfer(&key("alice"), pk("bob"), 10, 1, 0);
+        assert_eq!(
+            ledger.apply_block(CHAIN, Height(1), ValidatorIndex(1), &set, &[tx.clone(), tx]),
+            Err(TxError::BadNonce {
+                expected: 1,
+                got: 0
+            })
+        );
+        assert_eq!(ledger, before);
+    }
+
+    #[test]
+    fn trusting_skips_only_what_it_is_told_and_checks_the_rest_as_a_batch() {
+        let set = validator_set(&[1]);
+        let ledger = funded(&[("alice", 1_000), ("bob", 1_000)]);
+        let good: Vec<SignedTransfer> = (0..4)
+            .map(|n| transfer(&key("alice"), pk("carol"), 10, 1, n))
+            .collect();
+        let mut forged = transfer(&key("bob"), pk("carol"), 10, 1, 0);
+        forged.signature.0[7] ^= 0x20;
+        let mut block = good.clone();
+        block.push(forged.clone());
+        let apply = |verified: &dyn Fn(&Hash, &SignedTransfer) -> bool| {
+            let mut l = ledger.clone();
+            let r =
+                l.apply_block_trusting(CHAIN, Height(1), ValidatorIndex(0), &set, &block, verified);
+            (r, l)
+        };
+        // Nothing trusted: the batch fails, the forged one is found, the ledger is unchanged.
+        let (r, l) = apply(&|_, _| false);
+        assert_eq!(r, Err(TxError::BadSignature));
+        assert_eq!(l, ledger);
+        // The good ones trusted: the forged one is still checked.
+        let (r, _) = apply(&|_, tx| good.contains(tx));
+        assert_eq!(r, Err(TxError::BadSignature));
+        // Trusting exact bytes of good transfers changes no outcome.
+        let mut a = ledger.clone();
+        let mut b = ledger.clone();
+        let plain = a.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &good);
+        let trusted =
+            b.apply_block_trusting(CHAIN, Height(1), ValidatorIndex(0), &set, &good, |_, tx| {
+                good[..2].contains(tx)
+            });
+        assert!(plain.is_ok());
+        assert_eq!(plain, trusted);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn an_empty_block_mints_exactly_the_subsidy() {
+        let set = validator_set(&[2, 3, 5]);
+        let mut ledger = Ledger::default();
+        let out = ledger
+            .apply_block(CHAIN, Height(100), ValidatorIndex(2), &set, &[])
+            .unwrap();
+        assert_eq!(out.total_reward, Amount(560_517_018));
+        assert!(out.archived.is_empty());
+        assert_eq!(ledger.total_supply(), 560_517_018);
+        assert_eq!(out.touched.len(), 3);
+    }
+
+    #[test]
+    fn a_reward_that_would_overflow_a_balance_fails_the_block() {
+        let set = validator_set(&[1]);
+        let mut ledger = Ledger::from_accounts([(pk("validator1"), acct(u64::MAX - 10, 0))]);
+        let before = ledger.clone();
+        assert_eq!(
+            ledger.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &[]),
+            Err(TxError::Overflow)
+        );
+        assert_eq!(ledger, before);
+    }
+
+    // ---- properties ----
+
+    /// Senders and receivers of the random transfers; `validator1` also earns rewards.
+    const NAMES: [&str; 4] = ["alice", "bob", "carol", "validator1"];
+
+    /// One random, often invalid, transfer: indices into `NAMES`, and how it goes wrong.
+    #[derive(Clone, Debug)]
+    struct Op {
+        from: usize,
+        to: usize,
+        amount: u64,
+        fee: u64,
+        /// Added to the sender's expected nonce: 0 is right, -1 or +1 is wrong.
+        nonce_skew: i8,
+        forged: bool,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        (
+            0..NAMES.len(),
+            // The receiver as an offset from the sender: 0 (a self-transfer) now and then.
+            prop_oneof![19 => 1..NAMES.len(), 1 => Just(0)],
+            prop_oneof![1 => Just(0u64), 36 => 1u64..2_000, 2 => any::<u64>()],
+            prop_oneof![16 => 0u64..50, 1 => any::<u64>()],
+            prop_oneof![28 => Just(0i8), 1 => Just(-1i8), 1 => Just(1i8)],
+            proptest::bool::weighted(0.02),
+        )
+            .prop_map(|(from, offset, amount, fee, nonce_skew, forged)| Op {
+                from,
+                to: (from + offset) % NAMES.len(),
+                amount,
+                fee,
+                nonce_skew,
+                forged,
+            })
+    }
+
+    fn balance() -> impl Strategy<Value = u64> {
+        prop_oneof![2 => 0u64..1_000, 16 => 1_000u64..20_000, 1 => (u64::MAX - 10_000)..=u64::MAX]
+    }
+
+    /// Signs the block's ops with nonces counted from `ledger`, as if each earlier op succeeded.
+    fn sign_block(ledger: &Ledger, ops: &[Op]) -> Vec<SignedTransfer> {
+        let mut next: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        ops.iter()
+            .map(|op| {
+                let from = key(NAMES[op.from]);
+                let n = next
+                    .entry(from.public_key())
+                    .or_insert_with(|| ledger.account(&from.public_key()).nonce);
+                let nonce = n.saturating_add_signed(i64::from(op.nonce_skew));
+                if op.nonce_skew == 0 {
+                    *n += 1;
+                }
+                let mut tx = transfer(&from, pk(NAMES[op.to]), op.amount, op.fee, nonce);
+                if op.forged {
+                    tx.signature.0[5] ^= 0x40;
+                }
+                tx
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_blocks_change_supply_by_exactly_the_subsidies_or_nothing(
+            balances in proptest::collection::vec(balance(), NAMES.len()),
+            stakes in proptest::collection::vec(1u64..1_000, 1..=4),
+            first_height in prop_oneof![1u64..1_000, any::<u64>()],
+            blocks in proptest::collection::vec(
+                (any::<u16>(), proptest::collection::vec(op(), 0..6)), 1..6),
+        ) {
+            let set = validator_set(&stakes);
+            let mut ledger = Ledger::from_accounts(NAMES.iter().zip(&balances).map(|(n, b)| (pk(n), acct(*b, 0))));
+            for (i, (proposer, ops)) in blocks.iter().enumerate() {
+                let height = Height(first_height.saturating_add(i as u64));
+                let proposer = ValidatorIndex(proposer % stakes.len() as u16);
+                let txs = sign_block(&ledger, ops);
+                let before = ledger.clone();
+                let root_before = ledger.state_root();
+                match ledger.apply_block(CHAIN, height, proposer, &set, &txs) {
+                    Ok(out) => {
+                        prop_assert_eq!(ledger.total_supply(), before.total_supply() + u128::from(subsidy(height).0));
+                        prop_assert_eq!(out.subsidy, subsidy(height));
+                        let paid: u128 = out.rewards.iter().map(|r| u128::from(r.amount.0)).sum();
+                        prop_assert_eq!(paid, u128::from(out.subsidy.0) + u128::from(out.fees.0));
+                        let fees: u128 = txs.iter().map(|t| u128::from(t.transfer.fee.0)).sum();
+                        prop_assert_eq!(u128::from(out.fees.0), fees);
+                        prop_assert_eq!(out.archived, txs.iter().map(SignedTransfer::hash).collect::<Vec<_>>());
+                        // A signed-integer model of the block: no balance dips below zero after
+                        // any transfer, and each ends where the ledger says.
+                        let mut model: BTreeMap<PublicKey, i128> = BTreeMap::new();
+                        let bal = |m: &mut BTreeMap<PublicKey, i128>, k: PublicKey, d: i128| {
+                            let v = m.entry(k).or_insert_with(|| i128::from(before.account(&k).balance.0));
+                            *v += d;
+                            *v
+                        };
+                        for t in txs.iter().map(|t| &t.transfer) {
+                            let left = bal(&mut model, t.from, -i128::from(t.amount.0) - i128::from(t.fee.0));
+                            prop_assert!(left >= 0);
+                            bal(&mut model, t.to, i128::from(t.amount.0));
+                        }
+                        for r in &out.rewards {
+                            bal(&mut model, r.account, i128::from(r.amount.0));
+                        }
+                        for (k, v) in &model {
+                            prop_assert_eq!(i128::from(ledger.account(k).balance.0), *v);
+                        }
+                        // Every sender's nonce went up by the number of its transfers.
+                        for name in NAMES {
+                            let sent = txs.iter().filter(|t| t.transfer.from == pk(name)).count() as u64;
+                            prop_assert_eq!(ledger.account(&pk(name)).nonce, before.account(&pk(name)).nonce + sent);
+                        }
+                        // `touched` is exactly the accounts that changed, sorted, with their state.
+                        prop_assert!(out.touched.windows(2).all(|w| w[0].0 < w[1].0));
+                        for (k, a) in &out.touched {
+                            prop_assert_eq!(ledger.account(k), *a);
+                            prop_assert_ne!(before.account(k), *a);
+                        }
+                        for (k, a) in before.accounts() {
+                            if !out.touched.iter().any(|(t, _)| t == k) {
+                                prop_assert_eq!(ledger.account(k), *a);
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        prop_assert_eq!(&ledger, &before);
+                        prop_assert_eq!(ledger.state_root(), root_before);
+                    }
+                }
+                prop_assert!(ledger.accounts().all(|(_, a)| *a != Account::default()));
+            }
+        }
+
+        #[test]
+        fn a_block_failing_after_valid_transfers_leaves_the_ledger_bit_identical(
+            amounts in proptest::collection::vec(1u64..100, 1..5),
+            bad in 0u8..6,
+        ) {
+            let set = validator_set(&[1, 2]);
+            let mut ledger = funded(&[("alice", 1_000), ("bob", 50)]);
+            let alice = key("alice");
+            let mut txs: Vec<SignedTransfer> = amounts
+                .iter()
+                .enumerate()
+                .map(|(n, a)| transfer(&alice, pk("bob"), *a, 1, n as u64))
+                .collect();
+            let n = txs.len() as u64;
+            let bob = key("bob");
+            txs.push(match bad {
+                0 => transfer(&alice, pk("bob"), 1, 1, n + 1),
+                1 => transfer(&alice, pk("bob"), 0, 1, n),
+                2 => transfer(&alice, pk("alice"), 1, 1, n),
+                3 => transfer(&alice, pk("bob"), 1_000, 0, n),
+                4 => transfer(&bob, pk("carol"), 1, 1, 0).transfer.sign(&bob, "other-chain"),
+                _ => transfer(&bob, pk("carol"), u64::MAX, 1, 0),
+            });
+            let before = ledger.clone();
+            let root = ledger.state_root();
+            prop_assert!(ledger.apply_block(CHAIN, Height(7), ValidatorIndex(1), &set, &txs).is_err());
+            prop_assert_eq!(&ledger, &before);
+            prop_assert_eq!(ledger.state_root(), root);
+        }
+    }
+}
