@@ -131,7 +131,7 @@ impl Amount {
 }
 
 impl fmt::Display for Amount {
-    /// Truncated to two decimals, as REWARDS.md prescribes for logs: `5.60 TIME`.
+    /// Truncated to two decimals, as the reward rules prescribe for logs (docs/design.md §6): `5.60 TIME`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let whole = self.0 / Self::UNITS_PER_TIME;
         let cents = (self.0 % Self::UNITS_PER_TIME) / 1_000_000;

@@ -373,7 +373,7 @@ impl ValidatorSet {
         3 * u128::from(w.0) >= 2 * u128::from(self.total.0)
     }
 
-    /// `3·w > T`: at least one honest validator is among them (round skip, DESIGN §2.1).
+    /// `3·w > T`: at least one honest validator is among them (round skip, docs/design.md §2.1).
     pub fn is_more_than_third(&self, w: Stake) -> bool {
         3 * u128::from(w.0) > u128::from(self.total.0)
     }

@@ -1,4 +1,4 @@
-//! One signature rule for every validator signature (DEPENDENCIES.md trap 4): a signature gets
+//! One signature rule for every validator signature (docs/dependencies.md, trap 4): a signature gets
 //! the same verdict alone (`Vote::verify`, `Proposal::verify`), inside a certificate or a polka
 //! (`Certificate::verify`, `verify_prepares`) and inside a burst of votes (`verify_votes`),
 //! wherever it sits and whatever shares the batch. The hard case is a Byzantine validator that

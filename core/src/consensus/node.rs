@@ -5,7 +5,7 @@
 //! each input the rules are evaluated until none fires; each firing moves `(height, round, step)`
 //! strictly forward, so the evaluation ends. Deviations from the paper, and why:
 //! - a `NewHeight` step: after finalizing, round 0 of the next height starts `block_time` later
-//!   (DESIGN §2.1); only the decision rule (L49) runs while waiting;
+//!   (docs/design.md §2.1); only the decision rule (L49) runs while waiting;
 //! - `Decision` messages and sync responses finalize a height directly when they carry a valid
 //!   certificate (catch-up); the certificate proves what L49 would have seen;
 //! - messages for the next height are kept (verified, bounded per validator) and replayed when the

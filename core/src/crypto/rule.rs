@@ -1,7 +1,7 @@
 //! The chain's rule for accepting a signature, alone or in a batch, and the key cache of the
 //! batch form.
 //!
-//! **One rule for every signature** (DEPENDENCIES.md trap 4). `ed25519-dalek`'s `verify`,
+//! **One rule for every signature** (docs/dependencies.md, trap 4). `ed25519-dalek`'s `verify`,
 //! `verify_strict` and cofactorless `verify_batch` disagree on crafted edge cases: a signature
 //! whose `R` carries a small-order component passes that batch or not depending on the
 //! coefficients, which depend on every other signature in the batch, while `verify_strict`

@@ -1,4 +1,4 @@
-//! The block subsidy and its distribution (REWARDS.md), in integer arithmetic only.
+//! The block subsidy and its distribution (docs/design.md §6), in integer arithmetic only.
 //!
 //! `subsidy(h) = floor(1e8 × (1 + ln h))` units. A float's `ln` may differ between platforms by an
 //! ulp, and one ulp is a chain split, so the logarithm is computed in fixed point:
@@ -78,7 +78,7 @@ pub fn subsidy(height: Height) -> Amount {
     Amount(u64::try_from(minted).expect("the subsidy is below 5e9 units"))
 }
 
-/// Splits `total` as REWARDS.md says; the amounts sum to `total` exactly. One entry per validator,
+/// Splits `total` as docs/design.md §6.4 says; the amounts sum to `total` exactly. One entry per validator,
 /// in index order.
 ///
 /// The proposer receives `total / 10`; `rest = total − total/10` is shared by stake, validator `i`
