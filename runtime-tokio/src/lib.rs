@@ -12,40 +12,22 @@
 //! how a development network forms its genesis (`handshake::dev_genesis`). The node's insides
 //! (core driver, store, write-ahead log, peer queues, metrics) stay private.
 
-pub mod addr;
-pub mod app;
-pub mod bench;
-mod bench_tx;
-mod client;
-mod ctx;
-mod dashboard;
-pub mod devnet;
-mod driver;
-mod finality;
-pub mod guard;
-pub mod handshake;
-mod health;
-mod http;
-mod httpc;
-pub mod httpserve;
+mod api;
 pub mod keys;
-pub mod logs;
-mod metrics;
 mod net;
-mod store;
-mod stored;
-mod syncserve;
-pub mod tls;
-mod txbatch;
-mod txverify;
-pub mod verify;
-mod wal;
-pub mod wallet;
-pub mod wire;
+mod node;
+mod storage;
+mod tools;
+
+pub use api::httpserve;
+pub use net::{addr, handshake, tls, wire};
+pub use node::{app, logs};
+pub use storage::guard;
+pub use tools::{bench, devnet, verify, wallet};
 
 use std::time::Duration;
 
-pub use ctx::{DevMode, set_clock_skew_ms, unix_ms};
+pub use node::ctx::{DevMode, set_clock_skew_ms, unix_ms};
 
 /// This binary's version (Cargo.toml) and the commit it was built from (`build.rs`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -25,7 +25,7 @@ use timed_core::tx::{self, SignedTransfer};
 use timed_core::types::ValidatorIndex;
 use tokio::sync::mpsc;
 
-use crate::ctx::{CoreInput, Ctx};
+use crate::node::ctx::{CoreInput, Ctx};
 
 /// The senders' keys, decompressed once for all the batches of this process (at most
 /// `KEY_CACHE` of them, about 200 bytes each).

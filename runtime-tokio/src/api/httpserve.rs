@@ -40,7 +40,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
-use crate::ctx::{Ctx, lock};
+use crate::node::ctx::{Ctx, lock};
 
 /// Descriptors kept for the node itself (WAL and its rewrite, redb, the QUIC socket, runtimes,
 /// standard streams), whatever the HTTP clients do.
@@ -269,7 +269,7 @@ async fn serve(ctx: Arc<Ctx>, listener: std::net::TcpListener, cap: usize) {
             return;
         }
     };
-    let router = crate::http::router(ctx.clone());
+    let router = crate::api::http::router(ctx.clone());
     let rate = Arc::new(RateLimiter::new(ctx.http.rate_per_second));
     let slots = Arc::new(Semaphore::new(cap));
     let mut shutdown = ctx.shutdown.clone();
@@ -291,7 +291,7 @@ async fn serve(ctx: Arc<Ctx>, listener: std::net::TcpListener, cap: usize) {
                 backoff = Duration::from_millis(10);
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     ctx.metrics
-                        .http_refused(crate::metrics::HttpRefused::ConnectionCap);
+                        .http_refused(crate::node::metrics::HttpRefused::ConnectionCap);
                     warn_now(&format!(
                         "HTTP connection from {addr} closed at once: {cap} are open already \
                          (--http-max-connections)"
@@ -319,7 +319,7 @@ async fn serve(ctx: Arc<Ctx>, listener: std::net::TcpListener, cap: usize) {
                 // Out of descriptors (EMFILE/ENFILE) or memory: the connection waits in the
                 // kernel's backlog while connections close; a busy loop would only burn the CPU.
                 ctx.metrics
-                    .http_refused(crate::metrics::HttpRefused::AcceptError);
+                    .http_refused(crate::node::metrics::HttpRefused::AcceptError);
                 warn_now(&format!(
                     "Cannot accept an HTTP connection: {e}; retrying in {} ms",
                     backoff.as_millis()
@@ -473,13 +473,13 @@ async fn connection(
         r = conn => {
             if let Err(e) = r {
                 if e.is_timeout() {
-                    ctx.metrics.http_refused(crate::metrics::HttpRefused::IdleTimeout);
+                    ctx.metrics.http_refused(crate::node::metrics::HttpRefused::IdleTimeout);
                 }
                 debug!(%addr, "HTTP connection ended: {e}");
             }
         }
         _ = watchdog(&activity, limits.idle_timeout) => {
-            ctx.metrics.http_refused(crate::metrics::HttpRefused::IdleTimeout);
+            ctx.metrics.http_refused(crate::node::metrics::HttpRefused::IdleTimeout);
             debug!(%addr, "HTTP connection closed: no request for {:?}", limits.idle_timeout);
         }
         _ = shutdown.wait_for(|s| *s) => {}
@@ -508,7 +508,7 @@ async fn answer(
     let _in_flight = InFlight::new(activity);
     if let Err(wait) = rate.take(addr.ip(), Instant::now()) {
         ctx.metrics
-            .http_refused(crate::metrics::HttpRefused::RateLimit);
+            .http_refused(crate::node::metrics::HttpRefused::RateLimit);
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut r = refusal(
             StatusCode::TOO_MANY_REQUESTS,
@@ -534,7 +534,7 @@ async fn answer(
         Ok(Err(never)) => match never {},
         Err(_) => {
             ctx.metrics
-                .http_refused(crate::metrics::HttpRefused::RequestTimeout);
+                .http_refused(crate::node::metrics::HttpRefused::RequestTimeout);
             refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(

@@ -16,9 +16,9 @@ use timed_core::types::{Hash, Stake, ValidatorIndex};
 use timed_core::validators::{Genesis, ValidatorSet};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::tls::PeerPolicy;
+use crate::net::tls::PeerPolicy;
+use crate::node::metrics::Metrics;
+use crate::storage::store::Store;
 
 /// Outbound frames queued per peer at most; beyond that frames are dropped (the core re-sends).
 pub const PEER_QUEUE: usize = 4096;
@@ -89,7 +89,7 @@ pub enum CoreInput {
 /// An open outbound connection.
 pub struct PeerQueue {
     pub name: String,
-    pub tx: crate::net::PeerSender,
+    pub tx: crate::net::transport::PeerSender,
     pub generation: u64,
 }
 
@@ -135,14 +135,14 @@ pub struct Ctx {
     pub to_core: mpsc::Sender<CoreInput>,
     /// Transfers gossiped by peers, to be verified in batches on their way to the core, and the
     /// blocks that follow them (`txverify.rs`).
-    pub gossip: mpsc::Sender<crate::txverify::Gossiped>,
+    pub gossip: mpsc::Sender<crate::node::txverify::Gossiped>,
     pub live: Mutex<Live>,
     /// Wakes the dialers that wait (backoff, or a handshake not answered yet): a peer came up.
     pub redial: tokio::sync::Notify,
     pub started: Instant,
     pub shutdown: watch::Receiver<bool>,
     /// The limits of the HTTP API (`--http-*` flags).
-    pub http: crate::httpserve::Limits,
+    pub http: crate::api::httpserve::Limits,
 }
 
 /// Locks a mutex, ignoring poisoning (no lock is held across code that may panic mid-update).
@@ -173,9 +173,9 @@ impl Ctx {
         }
     }
 
-    pub fn hello(&self) -> crate::wire::Hello {
-        crate::wire::Hello {
-            version: crate::wire::HELLO_VERSION,
+    pub fn hello(&self) -> crate::net::wire::Hello {
+        crate::net::wire::Hello {
+            version: crate::net::wire::HELLO_VERSION,
             name: self.name.clone(),
             public_key: self.key.public_key(),
             stake: self.stake(),

@@ -53,7 +53,7 @@ use timed_core::codec;
 use timed_core::consensus::PersistRecord;
 use timed_core::types::Height;
 
-use crate::stored::StoredBlock;
+use crate::storage::stored::StoredBlock;
 
 const HEADER: usize = 8;
 
@@ -699,7 +699,7 @@ mod tests {
                 archived: Vec::new(),
                 touched: Vec::new(),
             },
-            finality_ms: crate::finality::FinalityMs(Some(7)),
+            finality_ms: crate::node::finality::FinalityMs(Some(7)),
         }
     }
 

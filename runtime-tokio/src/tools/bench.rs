@@ -27,9 +27,11 @@ use timed_core::message::{Vote, VoteKind};
 use timed_core::types::{Height, Round, Stake, TimestampMs};
 use timed_core::validators::{ConsensusParams, Genesis, GenesisValidator};
 
-use crate::devnet::{Children, Sched, free_port, sched};
-use crate::store::{Store, StoredBlock};
-use crate::{handshake, httpc, keys};
+use crate::keys;
+use crate::net::handshake;
+use crate::storage::store::{Store, StoredBlock};
+use crate::tools::devnet::{Children, Sched, free_port, sched};
+use crate::tools::httpc;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -42,7 +44,7 @@ enum BenchCommand {
     /// Generate a chain, serve it from one node and time a fresh node syncing it over QUIC.
     Catchup(CatchupArgs),
     /// Signed transfers at a target rate into a network: finalized tx/s and latency p50/p99.
-    Tx(crate::bench_tx::TxArgs),
+    Tx(crate::tools::bench_tx::TxArgs),
 }
 
 #[derive(Args)]
@@ -65,7 +67,7 @@ struct CatchupArgs {
 pub async fn run(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchCommand::Catchup(c) => catchup(c).await,
-        BenchCommand::Tx(t) => crate::bench_tx::run(t).await,
+        BenchCommand::Tx(t) => crate::tools::bench_tx::run(t).await,
     }
 }
 
@@ -138,7 +140,7 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
             block,
             certificate,
             outcome,
-            finality_ms: crate::finality::FinalityMs(None),
+            finality_ms: crate::node::finality::FinalityMs(None),
         });
         if batch.len() == 1000 || h == blocks {
             store.commit_blocks(&batch, None)?;
@@ -225,7 +227,7 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
     let genesis = Genesis {
         chain_id: "timed-bench".into(),
         // Block i is stamped genesis + i ms: the whole chain lies in the past.
-        genesis_time_ms: TimestampMs(crate::ctx::unix_ms().saturating_sub(a.blocks + 60_000)),
+        genesis_time_ms: TimestampMs(crate::node::ctx::unix_ms().saturating_sub(a.blocks + 60_000)),
         validators: (1..=a.validators)
             .map(|i| GenesisValidator {
                 name: format!("validator{i}"),

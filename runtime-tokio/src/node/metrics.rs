@@ -406,9 +406,9 @@ mod tests {
     /// the core without its series here fails this test.
     #[test]
     fn the_listed_rejections_are_the_cores() {
-        let node = include_str!("../../core/src/consensus/node.rs");
-        let votes = include_str!("../../core/src/votes.rs");
-        let ledger = include_str!("../../core/src/ledger/mod.rs");
+        let node = include_str!("../../../core/src/consensus/node.rs");
+        let votes = include_str!("../../../core/src/votes.rs");
+        let ledger = include_str!("../../../core/src/ledger/mod.rs");
         let calls = literals_after(node, "self.reject(", ")");
         assert!(calls.len() > 20, "{} reject calls found", calls.len());
         for call in calls {

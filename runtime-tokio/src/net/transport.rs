@@ -25,12 +25,12 @@ use timed_core::types::ValidatorIndex;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
-use crate::handshake::{self, Verdict};
-use crate::metrics::HandshakeRefused;
-use crate::tls;
-use crate::txverify::Gossiped;
-use crate::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
+use crate::net::handshake::{self, Verdict};
+use crate::net::tls;
+use crate::net::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
+use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
+use crate::node::metrics::HandshakeRefused;
+use crate::node::txverify::Gossiped;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -157,7 +157,8 @@ pub fn queue_frame(ctx: &Ctx, p: &PeerQueue, frame: Bytes) {
     if p.tx.try_send(frame).is_ok() {
         ctx.metrics.bytes_out.inc_by(len);
     } else {
-        ctx.metrics.dropped(crate::metrics::Dropped::PeerQueueFull);
+        ctx.metrics
+            .dropped(crate::node::metrics::Dropped::PeerQueueFull);
     }
 }
 
@@ -310,7 +311,7 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
     match verdict {
         Err(reason) => {
             ctx.metrics
-                .handshake_refused(crate::metrics::HandshakeRefused::Hello);
+                .handshake_refused(crate::node::metrics::HandshakeRefused::Hello);
             error!(peer = %hello.name, "Refused peer: {reason}");
             // Let the reason reach the peer before the connection goes.
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
@@ -345,7 +346,8 @@ async fn read_loop(
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(FrameError::TooLarge { size, limit }) => {
-                ctx.metrics.dropped(crate::metrics::Dropped::Oversized);
+                ctx.metrics
+                    .dropped(crate::node::metrics::Dropped::Oversized);
                 warn!(peer = %name, "Dropped a frame of {size} bytes (limit {limit}); closing the connection");
                 conn.close(1u32.into(), b"frame too large");
                 return Ok(());
@@ -375,7 +377,8 @@ async fn read_loop(
                 }
             }
             Err(e) => {
-                ctx.metrics.dropped(crate::metrics::Dropped::Undecodable);
+                ctx.metrics
+                    .dropped(crate::node::metrics::Dropped::Undecodable);
                 if !warned {
                     warned = true;
                     warn!(peer = %name, "Dropped an undecodable frame: {e} (further ones from this connection are only counted)");
@@ -552,7 +555,7 @@ async fn dial_once(
         HelloReply::Welcome(h) => h,
         HelloReply::Refused(reason) => {
             ctx.metrics
-                .handshake_refused(crate::metrics::HandshakeRefused::RefusedByPeer);
+                .handshake_refused(crate::node::metrics::HandshakeRefused::RefusedByPeer);
             conn.close(0u32.into(), b"refused");
             return Err(LinkError::RefusedByPeer(reason));
         }

@@ -19,7 +19,7 @@ use axum::routing::get;
 use serde_json::json;
 use timed_core::types::Stake;
 
-use crate::ctx::{Ctx, lock};
+use crate::node::ctx::{Ctx, lock};
 
 pub fn routes() -> Router<Arc<Ctx>> {
     Router::new()
@@ -86,7 +86,7 @@ fn seen(ctx: &Ctx) -> Seen {
         has_genesis: true,
         connected: Stake(mine + peers),
         quorum: chain.set.quorum(),
-        last_here: crate::dashboard::last_finalized_here(),
+        last_here: crate::api::dashboard::last_finalized_here(),
     }
 }
 

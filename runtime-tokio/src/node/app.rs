@@ -12,13 +12,13 @@ use timed_core::validators::Genesis;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::ctx::{CORE_QUEUE, Ctx, DevMode, Live};
-use crate::driver::Driver;
-use crate::guard::Guard;
-use crate::handshake::{fix_genesis, read_genesis};
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::tls::{self, PeerPolicy};
+use crate::net::handshake::{fix_genesis, read_genesis};
+use crate::net::tls::{self, PeerPolicy};
+use crate::node::ctx::{CORE_QUEUE, Ctx, DevMode, Live};
+use crate::node::driver::Driver;
+use crate::node::metrics::Metrics;
+use crate::storage::guard::Guard;
+use crate::storage::store::Store;
 
 pub struct Setup {
     pub name: String,
@@ -28,7 +28,7 @@ pub struct Setup {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub peers: Vec<String>,
-    pub http: crate::httpserve::Limits,
+    pub http: crate::api::httpserve::Limits,
     /// The double-sign guard file (`guard.rs`): beside the key file, or beside the data directory
     /// of a development validator.
     pub guard: PathBuf,
@@ -77,11 +77,11 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         guard: guard_path,
         double_sign_check_ms,
     } = setup;
-    crate::logs::name_node(&name);
+    crate::node::logs::name_node(&name);
     info!("Starting validator node: {name}");
     // Before any file or socket is opened: the descriptors the node may hold (http.rs caps the
     // HTTP clients' share of them).
-    let fd_limit = crate::httpserve::raise_fd_limit();
+    let fd_limit = crate::api::httpserve::raise_fd_limit();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     // Brand new: no chain data and no guard file yet. Checked before either is created.
@@ -177,7 +177,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         fix_genesis(&ctx, g, already_on_disk).map_err(anyhow::Error::msg)?;
     } else if let Some(d) = ctx.dev.as_ref().filter(|d| d.expected_peers == 0) {
         // A development validator without --peers is a network of one: no hello will come.
-        let mut genesis = crate::handshake::dev_genesis(
+        let mut genesis = crate::net::handshake::dev_genesis(
             &d.chain_id,
             d.block_time_ms,
             [(name.clone(), key.public_key(), d.stake)],
@@ -191,11 +191,11 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         );
     }
 
-    tokio::spawn(crate::txverify::run(ctx.clone(), gossip_rx));
+    tokio::spawn(crate::node::txverify::run(ctx.clone(), gossip_rx));
     // Its own thread and runtime: nothing a client asks runs on this one (httpserve.rs).
-    let http_thread = crate::httpserve::start(ctx.clone(), http, fd_limit)
+    let http_thread = crate::api::httpserve::start(ctx.clone(), http, fd_limit)
         .context("cannot start the HTTP server's thread")?;
-    crate::net::start(ctx.clone(), endpoint.clone(), peers);
+    crate::net::transport::start(ctx.clone(), endpoint.clone(), peers);
 
     let mut chain_rx = ctx.chain.subscribe();
     let mut stop = shutdown.clone();

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
 
-use crate::httpc;
+use crate::tools::httpc;
 
 #[derive(Args)]
 pub struct DevnetArgs {
@@ -181,11 +181,11 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         None => (0..a.nodes).map(|_| free_port()).collect::<Result<_>>()?,
     };
     let block_time = format!("{}ms", a.block_time.as_millis());
-    let (wallet_path, wallet) = crate::wallet::devnet_wallet(&dir)?;
+    let (wallet_path, wallet) = crate::tools::wallet::devnet_wallet(&dir)?;
     let fund = format!(
         "{}:{}",
         hex::encode(wallet.public_key().0),
-        crate::wallet::DEVNET_FUNDS.0
+        crate::tools::wallet::DEVNET_FUNDS.0
     );
     let mut children = Children(Vec::new());
     for (i, port) in ports.iter().enumerate() {
@@ -251,7 +251,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         "devnet: wallet {} holds {} TIME; key {} (timed wallet send --key {} --to ADDRESS \
          --amount 1.5 --node http://127.0.0.1:{})",
         hex::encode(wallet.public_key().0),
-        crate::wallet::format_time(crate::wallet::DEVNET_FUNDS),
+        crate::tools::wallet::format_time(crate::tools::wallet::DEVNET_FUNDS),
         wallet_path.display(),
         wallet_path.display(),
         ports[0]
@@ -261,7 +261,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
     // Polling validator1 costs it CPU: an eighth of the block time, between 50 ms and 1 s (the
     // finality figures come from the nodes, not from when a block is seen here).
     let poll = (a.block_time / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut shutdown = crate::app::shutdown_signal();
+    let mut shutdown = crate::node::app::shutdown_signal();
     let started = Instant::now();
     // A block stamped before this run began was finalized by an earlier run in the same
     // --data-dir: not shown, and not counted in the rates (they would read thousands of blocks

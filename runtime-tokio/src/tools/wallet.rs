@@ -21,8 +21,8 @@ use timed_core::crypto::{Keypair, PublicKey};
 use timed_core::tx::Transfer;
 use timed_core::types::Amount;
 
-use crate::client::{Client, ClientError, NodeUrl};
 use crate::keys::{self, KeyError};
+use crate::tools::client::{Client, ClientError, NodeUrl};
 
 /// What `timed devnet` gives its ready wallet: one million TIME.
 pub const DEVNET_FUNDS: Amount = Amount(1_000_000 * Amount::UNITS_PER_TIME);

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use timed_core::tx::SignedTransfer;
 use tokio::sync::oneshot;
 
-use crate::ctx::{CoreInput, Ctx};
+use crate::node::ctx::{CoreInput, Ctx};
 
 /// Transfers per request at most.
 pub const MAX_BATCH: usize = 10_000;
@@ -72,7 +72,7 @@ async fn submit_batch(
             "this node has no genesis yet (still meeting its peers)",
         );
     }
-    let (txs, verdicts) = crate::txverify::verify(&ctx, txs).await;
+    let (txs, verdicts) = crate::node::txverify::verify(&ctx, txs).await;
     let mut answers = Vec::with_capacity(txs.len());
     for (tx, verified) in txs.into_iter().zip(verdicts) {
         let hash = hex::encode(tx.hash().0);

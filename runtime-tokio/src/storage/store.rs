@@ -47,7 +47,7 @@ use timed_core::message::Decision;
 use timed_core::types::{Hash, Height};
 use timed_core::validators::Genesis;
 
-use crate::wal::{Wal, WalRecord};
+use crate::storage::wal::{Wal, WalRecord};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 /// Certificates extended after their block was stored: rewriting a block of thousands of
@@ -136,9 +136,9 @@ pub enum StoreError {
     #[error("write-ahead log failure: {0}")]
     Wal(#[from] std::io::Error),
     #[error(transparent)]
-    WalOpen(#[from] crate::wal::WalError),
+    WalOpen(#[from] crate::storage::wal::WalError),
     #[error(transparent)]
-    Guard(#[from] crate::guard::GuardError),
+    Guard(#[from] crate::storage::guard::GuardError),
     #[error(
         "database {path} is of {found}, and this timed reads format {STORE_FORMAT} only: it was \
          written by an older version. The chain's formats changed before launch and nothing is \
@@ -242,7 +242,7 @@ fn guarded<T>(files: &Files, f: impl FnOnce() -> Result<T, StoreError>) -> Resul
     }
 }
 
-pub use crate::stored::StoredBlock;
+pub use crate::storage::stored::StoredBlock;
 
 pub struct Store {
     db: Database,
@@ -694,7 +694,7 @@ mod tests {
                 archived: vec![Hash([h as u8; 32])],
                 touched: Vec::new(),
             },
-            finality_ms: crate::finality::FinalityMs(Some(1)),
+            finality_ms: crate::node::finality::FinalityMs(Some(1)),
         }
     }
 

@@ -33,10 +33,10 @@ use timed_core::tx::{SignedTransfer, Transfer};
 use timed_core::types::Amount;
 use tokio::sync::Mutex;
 
-use crate::client::{Client, NodeUrl};
-use crate::devnet::Children;
 use crate::keys;
-use crate::wallet::{fetch_account, fetch_chain_id, format_time};
+use crate::tools::client::{Client, NodeUrl};
+use crate::tools::devnet::Children;
+use crate::tools::wallet::{fetch_account, fetch_chain_id, format_time};
 
 #[derive(Args)]
 pub struct TxArgs {
@@ -292,7 +292,7 @@ struct Shared {
 
 pub async fn run(a: TxArgs) -> Result<()> {
     // Ctrl-C or SIGTERM: return, so that a devnet of our own is stopped on the way out.
-    let mut stop = crate::app::shutdown_signal();
+    let mut stop = crate::node::app::shutdown_signal();
     tokio::select! {
         r = run_bench(a) => r,
         _ = stop.wait_for(|s| *s) => bail!("interrupted"),
@@ -303,8 +303,8 @@ async fn run_bench(a: TxArgs) -> Result<()> {
     if a.rate == 0 || a.batch == 0 || a.accounts == 0 || a.duration.is_zero() {
         bail!("--rate, --batch, --accounts and --duration must be positive");
     }
-    if a.batch > crate::txbatch::MAX_BATCH {
-        bail!("--batch must be at most {}", crate::txbatch::MAX_BATCH);
+    if a.batch > crate::api::txbatch::MAX_BATCH {
+        bail!("--batch must be at most {}", crate::api::txbatch::MAX_BATCH);
     }
     let (_devnet, urls, key_path) = if a.node.is_empty() {
         if a.key.is_some() {

@@ -23,8 +23,8 @@ use timed_core::block::{self, Block, Certificate, CertificateError};
 use timed_core::types::{Hash, Height, TimestampMs};
 use timed_core::validators::{Genesis, ValidatorSet};
 
-use crate::client::{Client, ClientError, NodeUrl};
-use crate::handshake::{GenesisFileError, read_genesis};
+use crate::net::handshake::{GenesisFileError, read_genesis};
+use crate::tools::client::{Client, ClientError, NodeUrl};
 
 #[derive(Args)]
 pub struct VerifyArgs {

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use timed_core::types::Height;
 
-use crate::ctx::{Chain, Ctx, lock, unix_ms};
-use crate::store::StoredBlock;
+use crate::node::ctx::{Chain, Ctx, lock, unix_ms};
+use crate::storage::store::StoredBlock;
 
 const PAGE: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
@@ -241,7 +241,7 @@ fn latest_summaries(from: u64, limit: usize, hashes: bool) -> Option<Vec<Summary
 /// The latest summaries, refreshed from the store on demand.
 static RECENT: Mutex<VecDeque<Summary>> = Mutex::new(VecDeque::new());
 
-fn recent(ctx: &Ctx, chain: &Chain) -> Result<Vec<Summary>, crate::store::StoreError> {
+fn recent(ctx: &Ctx, chain: &Chain) -> Result<Vec<Summary>, crate::storage::store::StoreError> {
     let Some(tip) = ctx.store.latest_height()? else {
         return Ok(Vec::new());
     };
@@ -368,7 +368,9 @@ async fn summaries(State(ctx): State<Arc<Ctx>>, Query(q): Query<SummaryQuery>) -
                 .map(|s| summarize(&chain, s, q.hashes))
                 .collect(),
         };
-        Ok::<_, crate::store::StoreError>(crate::http::bounded_json_array(list, budget).0)
+        Ok::<_, crate::storage::store::StoreError>(
+            crate::api::http::bounded_json_array(list, budget).0,
+        )
     });
     match job.await {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),

@@ -34,9 +34,9 @@ use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Height};
 use tokio::sync::oneshot;
 
-use crate::ctx::{CoreInput, Ctx, lock};
 use crate::keys::parse_public_key;
-use crate::store::StoredBlock;
+use crate::node::ctx::{CoreInput, Ctx, lock};
+use crate::storage::store::StoredBlock;
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
     Router::new()
@@ -48,8 +48,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/tx", axum::routing::post(submit_tx))
         .route("/tx/{hash}", get(tx_by_hash))
         .route("/accounts/{address}", get(account))
-        .merge(crate::dashboard::routes().merge(crate::txbatch::routes()))
-        .merge(crate::health::routes())
+        .merge(crate::api::dashboard::routes().merge(crate::api::txbatch::routes()))
+        .merge(crate::api::health::routes())
         .with_state(ctx)
 }
 
@@ -66,7 +66,7 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
     // The consensus loop sets the last hash when a block is finalized and the height once the
     // block is in the database, in two steps; read from this thread in between, the height
     // would come with the next block's hash. The hash of the height shown, then.
-    if let Some(hash) = crate::dashboard::hash_at(live.height) {
+    if let Some(hash) = crate::api::dashboard::hash_at(live.height) {
         live.last_block_hash = Some(hash);
     }
     let peers = ctx.peer_names();
@@ -150,7 +150,7 @@ struct BlockView<'a> {
     stored: &'a StoredBlock,
 }
 
-fn block_view<'a>(chain: Option<&'a crate::ctx::Chain>, s: &'a StoredBlock) -> BlockView<'a> {
+fn block_view<'a>(chain: Option<&'a crate::node::ctx::Chain>, s: &'a StoredBlock) -> BlockView<'a> {
     let proposer = chain.map_or("?", |c| c.name(s.block.header.proposer));
     BlockView {
         height: s.block.height().0,
@@ -237,7 +237,11 @@ fn json_bytes(body: Vec<u8>) -> Response {
 }
 
 /// `{"blocks": [...], "next_from": H, "more": bool}` within the byte budget.
-fn encode_range(ctx: &Ctx, from: u64, limit: usize) -> Result<Vec<u8>, crate::store::StoreError> {
+fn encode_range(
+    ctx: &Ctx,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<u8>, crate::storage::store::StoreError> {
     let budget = ctx.http.max_response_bytes;
     // The JSON of a block is larger than its stored form (hex, field names): reading `budget`
     // stored bytes gives enough blocks to fill the answer. Never less than a largest block,
@@ -343,7 +347,7 @@ async fn account(State(ctx): State<Arc<Ctx>>, Path(address): Path<String>) -> Re
             "address": hex::encode(key.0),
             "balance": a.balance.0,
             // Exact (`Amount`'s Display rounds down to cents, for logs).
-            "balance_time": format!("{} TIME", crate::wallet::format_time(a.balance)),
+            "balance_time": format!("{} TIME", crate::tools::wallet::format_time(a.balance)),
             "nonce": a.nonce,
         }))
         .into_response(),

@@ -16,8 +16,8 @@ use timed_core::message::{Decision, Message};
 use timed_core::types::{Height, ValidatorIndex};
 use tracing::error;
 
-use crate::ctx::Ctx;
-use crate::net::{frame_of, send_frame, sync_budget};
+use crate::net::transport::{frame_of, send_frame, sync_budget};
+use crate::node::ctx::Ctx;
 
 /// Requests waiting to be served, at most: a few per peer of a large set.
 const QUEUE: usize = 256;

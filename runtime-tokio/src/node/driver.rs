@@ -29,13 +29,13 @@ use timed_core::validators::ValidatorSet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
-use crate::finality::Witness;
-use crate::guard::Guard;
-use crate::net::{frame_of, queue_frame, send_frame};
-use crate::store::{StoreError, StoredBlock};
-use crate::syncserve::SyncServer;
-use crate::wal::WalRecord;
+use crate::net::syncserve::SyncServer;
+use crate::net::transport::{frame_of, queue_frame, send_frame};
+use crate::node::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
+use crate::node::finality::Witness;
+use crate::storage::guard::Guard;
+use crate::storage::store::{StoreError, StoredBlock};
+use crate::storage::wal::WalRecord;
 
 /// An output of a step still to perform once its WAL group is written.
 // Lives for one step only: the size difference does not matter.
@@ -530,7 +530,7 @@ impl Driver {
                 self.timers.push(Reverse((at, self.seq, timer)));
             }
             Output::CertificateExtended(cert) => {
-                crate::dashboard::extend(&self.chain, &cert);
+                crate::api::dashboard::extend(&self.chain, &cert);
                 self.extend_certificate(cert)?
             }
             Output::ServeSync {
@@ -542,7 +542,9 @@ impl Driver {
                 // sync thread, not here.
                 self.store_blocks()?;
                 if !self.sync_server.serve(to, from, max_blocks) {
-                    self.ctx.metrics.dropped(crate::metrics::Dropped::SyncBusy);
+                    self.ctx
+                        .metrics
+                        .dropped(crate::node::metrics::Dropped::SyncBusy);
                 }
             }
             Output::Evidence(m) => {
@@ -587,7 +589,7 @@ impl Driver {
     }
 
     fn on_finalized(&mut self, f: &StoredBlock) {
-        crate::dashboard::remember(&self.chain, f);
+        crate::api::dashboard::remember(&self.chain, f);
         let finality_ms = f.finality_ms;
         let h = f.block.height();
         let hash = hex::encode(f.block.hash().0);
@@ -888,7 +890,7 @@ fn vote_checks(
 #[cfg(test)]
 mod tests {
     use super::{VoteCheck, peers_offset, vote_checks};
-    use crate::ctx::CoreInput;
+    use crate::node::ctx::CoreInput;
     use timed_core::crypto::Keypair;
     use timed_core::message::{Message, Vote, VoteKind};
     use timed_core::types::{Hash, Height, Round, ValidatorIndex};

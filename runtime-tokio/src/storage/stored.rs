@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use timed_core::block::{Block, Certificate};
 use timed_core::ledger::BlockOutcome;
 
-use crate::finality::FinalityMs;
+use crate::node::finality::FinalityMs;
 
 /// A finalized block as stored and served.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

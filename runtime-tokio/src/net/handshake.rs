@@ -27,8 +27,8 @@ use timed_core::types::{TimestampMs, ValidatorIndex};
 use timed_core::validators::{ConsensusParams, Genesis, GenesisValidator};
 use tracing::info;
 
-use crate::ctx::{Chain, Ctx, lock};
-use crate::wire::{HELLO_VERSION, Hello};
+use crate::net::wire::{HELLO_VERSION, Hello};
+use crate::node::ctx::{Chain, Ctx, lock};
 
 /// What the hello exchange concluded.
 #[derive(Debug, PartialEq, Eq)]
