@@ -30,8 +30,8 @@ use timed_core::validators::{ConsensusParams, Genesis, GenesisValidator};
 use crate::keys;
 use crate::net::handshake;
 use crate::storage::store::{Store, StoredBlock};
+use crate::tools::client::{Client, NodeUrl};
 use crate::tools::devnet::{Children, Sched, free_port, sched};
-use crate::tools::httpc;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -152,13 +152,12 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
 }
 
 async fn status_height(addr: SocketAddr) -> Option<u64> {
-    match httpc::get(addr, "/status").await {
-        Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
-            .ok()?
-            .get("height")?
-            .as_u64(),
-        _ => None,
-    }
+    let status: serde_json::Value = Client::new(NodeUrl::from_addr(addr))
+        .with_timeout(Duration::from_secs(5))
+        .get("/status")
+        .await
+        .ok()?;
+    status.get("height")?.as_u64()
 }
 
 fn spawn_node(

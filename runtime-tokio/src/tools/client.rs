@@ -1,4 +1,5 @@
-//! A client of a node's HTTP API for the wallet, the light client and the load generator: one
+//! The client of a node's HTTP API that every tool uses (the wallet, the light client, the load
+//! generator, the devnet's monitor and the bench's wait for a height): one
 //! HTTP/1.1 connection kept alive across requests (reconnected when the node closes it), JSON in
 //! and out. Only the shapes the node's API answers with are supported: a `Content-Length` body
 //! or a chunked one.
@@ -83,6 +84,15 @@ impl NodeUrl {
             host: host.to_string(),
             port,
         })
+    }
+
+    /// A node's API on a known socket address (a devnet's or a bench's own node).
+    pub fn from_addr(addr: SocketAddr) -> NodeUrl {
+        NodeUrl {
+            shown: format!("http://{addr}"),
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
     }
 
     async fn resolve(&self) -> Result<SocketAddr, ClientError> {

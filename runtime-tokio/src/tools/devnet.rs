@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
 
-use crate::tools::httpc;
+use crate::tools::client::{Client, NodeUrl};
 
 #[derive(Args)]
 pub struct DevnetArgs {
@@ -276,6 +276,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
     let mut last_block: Option<(u64, Instant)> = None;
     let mut failure = None;
     let mut last_space_check = Instant::now();
+    let mut client = Client::new(NodeUrl::from_addr(api)).with_timeout(Duration::from_secs(5));
     loop {
         if a.duration.is_some_and(|d| started.elapsed() >= d) || *shutdown.borrow() {
             break;
@@ -307,10 +308,10 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         }
         // Summaries, not `/blocks`: a block as JSON carries every transfer, megabytes per block
         // at full load, which the node under measurement would spend its time encoding.
-        let blocks = match httpc::get(api, &format!("/summaries?from={next}&limit=500")).await {
-            Ok((200, body)) => serde_json::from_str::<Vec<Value>>(&body).unwrap_or_default(),
-            _ => Vec::new(),
-        };
+        let blocks: Vec<Value> = client
+            .get(&format!("/summaries?from={next}&limit=500"))
+            .await
+            .unwrap_or_default();
         let now = Instant::now();
         for b in &blocks {
             let height = b["height"].as_u64().unwrap_or(0);

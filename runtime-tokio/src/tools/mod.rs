@@ -6,6 +6,5 @@ pub mod bench;
 pub(crate) mod bench_tx;
 pub(crate) mod client;
 pub mod devnet;
-pub(crate) mod httpc;
 pub mod verify;
 pub mod wallet;
