@@ -12,6 +12,7 @@
 //! how a development network forms its genesis (`handshake::dev_genesis`). The node's insides
 //! (core driver, store, write-ahead log, peer queues, metrics) stay private.
 
+pub mod amount;
 mod api;
 pub mod keys;
 mod net;

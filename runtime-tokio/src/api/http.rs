@@ -347,7 +347,7 @@ async fn account(State(ctx): State<Arc<Ctx>>, Path(address): Path<String>) -> Re
             "address": hex::encode(key.0),
             "balance": a.balance.0,
             // Exact (`Amount`'s Display rounds down to cents, for logs).
-            "balance_time": format!("{} TIME", crate::tools::wallet::format_time(a.balance)),
+            "balance_time": format!("{} TIME", crate::amount::format_time(a.balance)),
             "nonce": a.nonce,
         }))
         .into_response(),

@@ -16,7 +16,8 @@ use timed_core::message::{Decision, Message};
 use timed_core::types::{Height, ValidatorIndex};
 use tracing::error;
 
-use crate::net::transport::{frame_of, send_frame, sync_budget};
+use crate::net::queue::frame_of;
+use crate::net::transport::{send_frame, sync_budget};
 use crate::node::ctx::Ctx;
 
 /// Requests waiting to be served, at most: a few per peer of a large set.

@@ -86,10 +86,18 @@ pub enum CoreInput {
     PendingTx(Hash, oneshot::Sender<Option<SignedTransfer>>),
 }
 
+/// What a peer sent that goes through the verifier (`txverify.rs`), in arrival order.
+pub enum Gossiped {
+    /// A transfer, to be verified in a batch.
+    Tx(ValidatorIndex, SignedTransfer),
+    /// A message carrying a block, passed on after the transfers before it.
+    Block(ValidatorIndex, Message),
+}
+
 /// An open outbound connection.
 pub struct PeerQueue {
     pub name: String,
-    pub tx: crate::net::transport::PeerSender,
+    pub tx: crate::net::queue::PeerSender,
     pub generation: u64,
 }
 
@@ -135,14 +143,14 @@ pub struct Ctx {
     pub to_core: mpsc::Sender<CoreInput>,
     /// Transfers gossiped by peers, to be verified in batches on their way to the core, and the
     /// blocks that follow them (`txverify.rs`).
-    pub gossip: mpsc::Sender<crate::node::txverify::Gossiped>,
+    pub gossip: mpsc::Sender<Gossiped>,
     pub live: Mutex<Live>,
     /// Wakes the dialers that wait (backoff, or a handshake not answered yet): a peer came up.
     pub redial: tokio::sync::Notify,
     pub started: Instant,
     pub shutdown: watch::Receiver<bool>,
     /// The limits of the HTTP API (`--http-*` flags).
-    pub http: crate::api::httpserve::Limits,
+    pub http: crate::api::limits::Limits,
 }
 
 /// Locks a mutex, ignoring poisoning (no lock is held across code that may panic mid-update).

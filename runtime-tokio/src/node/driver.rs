@@ -29,8 +29,9 @@ use timed_core::validators::ValidatorSet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use crate::net::queue::frame_of;
 use crate::net::syncserve::SyncServer;
-use crate::net::transport::{frame_of, queue_frame, send_frame};
+use crate::net::transport::{queue_frame, send_frame};
 use crate::node::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
 use crate::node::finality::Witness;
 use crate::storage::guard::Guard;

@@ -25,7 +25,7 @@ use timed_core::tx::{self, SignedTransfer};
 use timed_core::types::ValidatorIndex;
 use tokio::sync::mpsc;
 
-use crate::node::ctx::{CoreInput, Ctx};
+use crate::node::ctx::{CoreInput, Ctx, Gossiped};
 
 /// The senders' keys, decompressed once for all the batches of this process (at most
 /// `KEY_CACHE` of them, about 200 bytes each).
@@ -34,14 +34,6 @@ const KEY_CACHE: usize = 16_384;
 
 /// Gossiped transfers checked in one batch at most.
 const MAX_BATCH: usize = 1024;
-
-/// What a peer sent that goes through the verifier, in arrival order.
-pub enum Gossiped {
-    /// A transfer, to be verified in a batch.
-    Tx(ValidatorIndex, SignedTransfer),
-    /// A message carrying a block, passed on after the transfers before it.
-    Block(ValidatorIndex, Message),
-}
 
 /// One verdict per transfer, computed on the blocking pool. Without a genesis yet there is no
 /// chain id to verify against: every verdict is false (the core, which has none either, is not

@@ -694,7 +694,7 @@ mod tests {
                 archived: vec![Hash([h as u8; 32])],
                 touched: Vec::new(),
             },
-            finality_ms: crate::node::finality::FinalityMs(Some(1)),
+            finality_ms: crate::storage::stored::FinalityMs(Some(1)),
         }
     }
 

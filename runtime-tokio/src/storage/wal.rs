@@ -699,7 +699,7 @@ mod tests {
                 archived: Vec::new(),
                 touched: Vec::new(),
             },
-            finality_ms: crate::node::finality::FinalityMs(Some(7)),
+            finality_ms: crate::storage::stored::FinalityMs(Some(7)),
         }
     }
 

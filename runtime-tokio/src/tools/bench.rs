@@ -140,7 +140,7 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
             block,
             certificate,
             outcome,
-            finality_ms: crate::node::finality::FinalityMs(None),
+            finality_ms: crate::storage::stored::FinalityMs(None),
         });
         if batch.len() == 1000 || h == blocks {
             store.commit_blocks(&batch, None)?;

@@ -33,10 +33,11 @@ use timed_core::tx::{SignedTransfer, Transfer};
 use timed_core::types::Amount;
 use tokio::sync::Mutex;
 
+use crate::amount::format_time;
 use crate::keys;
 use crate::tools::client::{Client, NodeUrl};
 use crate::tools::devnet::Children;
-use crate::tools::wallet::{fetch_account, fetch_chain_id, format_time};
+use crate::tools::wallet::{fetch_account, fetch_chain_id};
 
 #[derive(Args)]
 pub struct TxArgs {

@@ -251,7 +251,7 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         "devnet: wallet {} holds {} TIME; key {} (timed wallet send --key {} --to ADDRESS \
          --amount 1.5 --node http://127.0.0.1:{})",
         hex::encode(wallet.public_key().0),
-        crate::tools::wallet::format_time(crate::tools::wallet::DEVNET_FUNDS),
+        crate::amount::format_time(crate::tools::wallet::DEVNET_FUNDS),
         wallet_path.display(),
         wallet_path.display(),
         ports[0]
