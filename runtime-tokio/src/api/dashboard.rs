@@ -12,11 +12,14 @@
 //! Summaries of the latest blocks are kept in a small window in memory, so a poll reads only the
 //! blocks finalized since the last one from the store. `/summaries` is served from the last
 //! `LATEST_BLOCKS` blocks finalized by this process, kept with their transaction hashes as they
-//! are stored (`remember`): its pollers (the load generator, the devnet's monitor) would otherwise
-//! each decode every block again, thousands of transfers each, on the node under measurement.
-//! The consensus loop adds to that window (`remember`, `extend`); a poll copies what it needs out
-//! of it (hashes shared, not copied) and encodes it after letting go of the lock, so that a large
-//! answer never holds the consensus loop up. An answer stops before `--http-max-response-bytes`.
+//! are stored: its pollers (the load generator, the devnet's monitor) would otherwise each decode
+//! every block again, thousands of transfers each, on the node under measurement.
+//!
+//! Those windows are the API's own. The consensus loop only announces the blocks it stores
+//! (`Ctx::finalized`); a task of the HTTP runtime (`follow`) summarizes them into the window, so
+//! the loop spends nothing on the dashboard. A poll copies what it needs out of the window
+//! (hashes shared, not copied) and encodes it after letting go of the lock. An answer stops
+//! before `--http-max-response-bytes`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -30,8 +33,9 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use timed_core::types::Height;
+use tokio::sync::broadcast;
 
-use crate::node::ctx::{Chain, Ctx, lock, unix_ms};
+use crate::node::ctx::{Chain, Ctx, Finalized, lock, unix_ms};
 use crate::storage::store::StoredBlock;
 
 const PAGE: &str = include_str!("dashboard/index.html");
@@ -159,7 +163,7 @@ const LATEST_BLOCKS: usize = 32;
 static LATEST: Mutex<VecDeque<Latest>> = Mutex::new(VecDeque::new());
 
 /// Keeps a block just stored for `/summaries`.
-pub fn remember(chain: &Chain, s: &StoredBlock) {
+fn remember(chain: &Chain, s: &StoredBlock) {
     let summary = summarize(chain, s, false);
     let mut latest = lock(&LATEST);
     if latest
@@ -178,7 +182,7 @@ pub fn remember(chain: &Chain, s: &StoredBlock) {
 }
 
 /// A longer certificate for a block kept for `/summaries`: its signers as the store now has them.
-pub fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
+fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
     let hash = hex::encode(cert.block_hash.0);
     let mut latest = lock(&LATEST);
     if let Some(b) = latest
@@ -194,6 +198,28 @@ pub fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
     }
 }
 
+/// Follows what the consensus loop announces (`Ctx::finalized`) into the window of `/summaries`,
+/// until the node stops. Announcements missed (this task fell behind) empty the window: the next
+/// block starts it again, and the blocks between are read from the store.
+pub async fn follow(ctx: Arc<Ctx>, mut finalized: broadcast::Receiver<Finalized>) {
+    loop {
+        match finalized.recv().await {
+            Ok(Finalized::Block(s)) => {
+                if let Some(chain) = ctx.chain() {
+                    remember(&chain, &s);
+                }
+            }
+            Ok(Finalized::Extended(cert)) => {
+                if let Some(chain) = ctx.chain() {
+                    extend(&chain, &cert);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => lock(&LATEST).clear(),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
 /// The last block finalized by this process: its height, and whether it was decided live (it has
 /// a finality).
 pub fn last_finalized_here() -> Option<(u64, bool)> {
@@ -202,19 +228,10 @@ pub fn last_finalized_here() -> Option<(u64, bool)> {
         .map(|b| (b.summary.height, b.summary.finality_ms.is_some()))
 }
 
-/// The hash of the block at `height`, if it is among the last blocks finalized here.
-pub fn hash_at(height: u64) -> Option<String> {
-    lock(&LATEST)
-        .iter()
-        .rev()
-        .find(|b| b.summary.height == height)
-        .map(|b| b.summary.hash.clone())
-}
-
 /// Summaries from `from` on out of `LATEST`, if it holds `from` or the heights before it.
 fn latest_summaries(from: u64, limit: usize, hashes: bool) -> Option<Vec<Summary>> {
-    // Copied out under the lock (the hashes by reference), hex-encoded after: the consensus loop
-    // takes this lock for every block it stores.
+    // Copied out under the lock (the hashes by reference), hex-encoded after: `follow` takes
+    // this lock for every block stored.
     let picked: Vec<(Summary, Arc<Vec<timed_core::types::Hash>>)> = {
         let latest = lock(&LATEST);
         if latest.front()?.summary.height > from {

@@ -62,13 +62,8 @@ fn storage(e: impl std::fmt::Display) -> Response {
 }
 
 async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
-    let mut live = lock(&ctx.live).clone();
-    // The consensus loop sets the last hash when a block is finalized and the height once the
-    // block is in the database, in two steps; read from this thread in between, the height
-    // would come with the next block's hash. The hash of the height shown, then.
-    if let Some(hash) = crate::api::dashboard::hash_at(live.height) {
-        live.last_block_hash = Some(hash);
-    }
+    // The consensus loop sets the height and the last hash together, once the block is stored.
+    let live = lock(&ctx.live).clone();
     let peers = ctx.peer_names();
     let chain = ctx.chain();
     let validators: Vec<Value> = chain.as_ref().map_or_else(Vec::new, |c| {

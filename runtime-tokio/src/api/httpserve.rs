@@ -93,6 +93,9 @@ pub fn start(
         .on_thread_start(lower_priority)
         .enable_all()
         .build()?;
+    // Subscribed before the consensus loop starts: the dashboard's window misses no block.
+    let finalized = ctx.finalized.subscribe();
+    runtime.spawn(crate::api::dashboard::follow(ctx.clone(), finalized));
     std::thread::Builder::new()
         .name("timed-http".into())
         .spawn(move || {

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::net::handshake::{fix_genesis, read_genesis};
 use crate::net::tls::{self, PeerPolicy};
-use crate::node::ctx::{CORE_QUEUE, Ctx, DevMode, Live};
+use crate::node::ctx::{CORE_QUEUE, Ctx, DevMode, FINALIZED_QUEUE, Live};
 use crate::node::driver::Driver;
 use crate::node::metrics::Metrics;
 use crate::storage::guard::Guard;
@@ -171,6 +171,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         redial: tokio::sync::Notify::new(),
         started: Instant::now(),
         shutdown: shutdown.clone(),
+        finalized: tokio::sync::broadcast::channel(FINALIZED_QUEUE).0,
         http: http_limits,
     });
     if let Some(g) = initial {

@@ -14,11 +14,12 @@ use timed_core::message::Message;
 use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Stake, ValidatorIndex};
 use timed_core::validators::{Genesis, ValidatorSet};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::net::tls::PeerPolicy;
 use crate::node::metrics::Metrics;
 use crate::storage::store::Store;
+use crate::storage::stored::StoredBlock;
 
 /// Outbound frames queued per peer at most; beyond that frames are dropped (the core re-sends).
 pub const PEER_QUEUE: usize = 4096;
@@ -28,6 +29,10 @@ pub const PEER_QUEUE: usize = 4096;
 pub const PEER_QUEUE_BYTES: usize = 4 * timed_core::codec::MAX_MESSAGE_BYTES;
 // The largest message (a sync response) with its length prefix must fit an empty queue.
 const _: () = assert!(PEER_QUEUE_BYTES >= timed_core::codec::MAX_MESSAGE_BYTES + 4);
+
+/// Announcements of finalized blocks kept for a reader that falls behind; beyond, it misses some
+/// (`broadcast`'s lag) and reads the store instead.
+pub const FINALIZED_QUEUE: usize = 64;
 
 /// Inputs queued for the core at most; readers wait when it is full (QUIC flow control then
 /// slows the peers down).
@@ -94,6 +99,16 @@ pub enum Gossiped {
     Block(ValidatorIndex, Message),
 }
 
+/// What the consensus loop announces about the chain once it is stored, for whoever follows it
+/// (the API's dashboard window): the loop publishes, the readers keep their own views.
+#[derive(Clone, Debug)]
+pub enum Finalized {
+    /// A block just committed to the store (shared, not copied: a full block is megabytes).
+    Block(Arc<StoredBlock>),
+    /// A longer certificate for a block already finalized.
+    Extended(Arc<timed_core::block::Certificate>),
+}
+
 /// An open outbound connection.
 pub struct PeerQueue {
     pub name: String,
@@ -149,6 +164,8 @@ pub struct Ctx {
     pub redial: tokio::sync::Notify,
     pub started: Instant,
     pub shutdown: watch::Receiver<bool>,
+    /// Blocks finalized and certificates extended, as the consensus loop announces them.
+    pub finalized: broadcast::Sender<Finalized>,
     /// The limits of the HTTP API (`--http-*` flags).
     pub http: crate::api::limits::Limits,
 }

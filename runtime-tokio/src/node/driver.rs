@@ -32,7 +32,7 @@ use tracing::{debug, error, info, warn};
 use crate::net::queue::frame_of;
 use crate::net::syncserve::SyncServer;
 use crate::net::transport::{queue_frame, send_frame};
-use crate::node::ctx::{Chain, CoreInput, Ctx, lock, unix_ms};
+use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized, lock, unix_ms};
 use crate::node::finality::Witness;
 use crate::storage::guard::Guard;
 use crate::storage::store::{StoreError, StoredBlock};
@@ -378,7 +378,7 @@ impl Driver {
     }
 
     /// Commits the waiting finalized blocks (and a pending longer certificate) in one redb
-    /// transaction, then announces them (logs, metrics, summaries).
+    /// transaction, then announces them (logs, metrics, `Ctx::finalized`).
     fn store_blocks(&mut self) -> Result<(), StoreError> {
         self.unstored_since = None;
         if self.unstored.is_empty() {
@@ -394,8 +394,10 @@ impl Driver {
             .metrics
             .store_seconds
             .observe(start.elapsed().as_secs_f64());
-        for b in &blocks {
-            self.on_finalized(b);
+        for b in blocks {
+            self.on_finalized(&b);
+            // Announced, not shown: the API keeps its own view of the latest blocks.
+            let _ = self.ctx.finalized.send(Finalized::Block(Arc::new(b)));
         }
         self.update_live();
         Ok(())
@@ -531,7 +533,10 @@ impl Driver {
                 self.timers.push(Reverse((at, self.seq, timer)));
             }
             Output::CertificateExtended(cert) => {
-                crate::api::dashboard::extend(&self.chain, &cert);
+                let _ = self
+                    .ctx
+                    .finalized
+                    .send(Finalized::Extended(Arc::new(cert.clone())));
                 self.extend_certificate(cert)?
             }
             Output::ServeSync {
@@ -590,7 +595,6 @@ impl Driver {
     }
 
     fn on_finalized(&mut self, f: &StoredBlock) {
-        crate::api::dashboard::remember(&self.chain, f);
         let finality_ms = f.finality_ms;
         let h = f.block.height();
         let hash = hex::encode(f.block.hash().0);
@@ -603,6 +607,8 @@ impl Driver {
         }
         {
             let mut live = lock(&self.ctx.live);
+            // With its hash: `/status` reads the two together (the block is in the store).
+            live.height = h.0;
             live.last_block_hash = Some(hash.clone());
             live.finality_latency_ms = finality_ms.0.or(live.finality_latency_ms);
             live.blocks_finalized_here += 1;
