@@ -35,7 +35,8 @@ use serde_json::json;
 use timed_core::types::Height;
 use tokio::sync::broadcast;
 
-use crate::node::ctx::{Chain, Ctx, Finalized, lock, unix_ms};
+use crate::node::clock::unix_ms;
+use crate::node::ctx::{Chain, Ctx, Finalized, lock};
 use crate::storage::store::StoredBlock;
 
 const PAGE: &str = include_str!("dashboard/index.html");

@@ -226,7 +226,9 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
     let genesis = Genesis {
         chain_id: "timed-bench".into(),
         // Block i is stamped genesis + i ms: the whole chain lies in the past.
-        genesis_time_ms: TimestampMs(crate::node::ctx::unix_ms().saturating_sub(a.blocks + 60_000)),
+        genesis_time_ms: TimestampMs(
+            crate::node::clock::unix_ms().saturating_sub(a.blocks + 60_000),
+        ),
         validators: (1..=a.validators)
             .map(|i| GenesisValidator {
                 name: format!("validator{i}"),

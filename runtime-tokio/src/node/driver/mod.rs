@@ -30,7 +30,8 @@ use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::net::syncserve::SyncServer;
-use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized, unix_ms};
+use crate::node::clock::unix_ms;
+use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized};
 use crate::node::finality::Witness;
 use crate::storage::guard::Guard;
 use crate::storage::store::{StoreError, StoredBlock};

@@ -6,7 +6,8 @@ use std::time::Instant;
 use timed_core::types::{Height, TimestampMs, ValidatorIndex};
 use tracing::warn;
 
-use crate::node::ctx::{lock, unix_ms};
+use crate::node::clock::unix_ms;
+use crate::node::ctx::lock;
 
 use super::Driver;
 
