@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use crate::node::ctx::lock;
-
 /// Descriptors kept for the node itself (WAL and its rewrite, redb, the QUIC socket, runtimes,
 /// standard streams), whatever the HTTP clients do.
 pub const FD_RESERVE: u64 = 128;
@@ -108,6 +106,11 @@ pub struct RateLimiter {
 const MAX_CLIENTS: usize = 4096;
 
 impl RateLimiter {
+    /// The buckets, ignoring poisoning (no lock is held across code that may panic mid-update).
+    fn buckets(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Bucket>> {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn new(rate_per_second: u32) -> RateLimiter {
         RateLimiter {
             rate: f64::from(rate_per_second),
@@ -130,7 +133,7 @@ impl RateLimiter {
         if self.rate <= 0.0 {
             return Ok(());
         }
-        let mut buckets = lock(&self.buckets);
+        let mut buckets = self.buckets();
         if buckets.len() >= MAX_CLIENTS {
             let burst = self.burst();
             for b in buckets.values_mut() {
@@ -163,7 +166,7 @@ impl RateLimiter {
         if self.rate <= 0.0 || extra == 0 {
             return;
         }
-        if let Some(b) = lock(&self.buckets).get_mut(&client_key(ip)) {
+        if let Some(b) = self.buckets().get_mut(&client_key(ip)) {
             b.tokens -= extra as f64;
         }
     }
@@ -226,7 +229,7 @@ mod tests {
             let _ = limiter.take(ip, t);
             let _ = limiter.take(ip, t);
         }
-        assert!(lock(&limiter.buckets).len() <= MAX_CLIENTS);
+        assert!(limiter.buckets().len() <= MAX_CLIENTS);
     }
 
     #[test]

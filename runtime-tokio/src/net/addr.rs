@@ -34,7 +34,7 @@ pub enum AddressError {
 
 /// Checks that `text` is HOST:PORT — a host name, an IPv4 address or a bracketed IPv6 address,
 /// then a port from 1 to 65535 — and returns it unchanged. Whether the host resolves is known
-/// only when it is dialed (`net.rs` warns then).
+/// only when it is dialed (`net/dial.rs` warns then).
 pub fn peer_address(text: &str) -> Result<String, AddressError> {
     let shown = || text.to_string();
     let (host, port) = match text.rsplit_once(':') {

@@ -227,7 +227,7 @@ fn transport() -> Arc<quinn::TransportConfig> {
     t.max_idle_timeout(Some(quinn::VarInt::from_u32(3_000).into()));
     t.max_concurrent_bidi_streams(4u32.into());
     t.max_concurrent_uni_streams(0u32.into());
-    // Each connection carries data one way (see `net.rs`), so no ACK rides on a data packet: by
+    // Each connection carries data one way (see `net/transport.rs`), so no ACK rides on a data packet: by
     // default the receiver sends a packet of ACK alone for every second packet it gets, a third
     // of all packets at block time 0. Ask it to acknowledge every 16th, or after 25 ms.
     let mut acks = quinn::AckFrequencyConfig::default();

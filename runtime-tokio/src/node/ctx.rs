@@ -23,7 +23,7 @@ use crate::storage::stored::StoredBlock;
 /// Outbound frames queued per peer at most; beyond that frames are dropped (the core re-sends).
 pub const PEER_QUEUE: usize = 4096;
 
-/// Outbound bytes queued per peer at most (`net::PeerSender`): four of the largest messages.
+/// Outbound bytes queued per peer at most (`net::queue::PeerSender`): four of the largest messages.
 /// Frames beyond are dropped, so a peer that never reads cannot pile up gigabytes here.
 pub const PEER_QUEUE_BYTES: usize = 4 * timed_core::codec::MAX_MESSAGE_BYTES;
 // The largest message (a sync response) with its length prefix must fit an empty queue.
