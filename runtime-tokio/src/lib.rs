@@ -2,50 +2,70 @@
 //! The TIME Coin validator node as a library: what the `timed` binary (`main.rs`, the command
 //! line only) runs, and the transport a peer speaks.
 //!
-//! Public, for the binary: starting a node (`app`), the addresses operators write (`addr`), the
+//! # Layout: one folder a role
+//!
+//! - `node/`: what runs a validator. `app` (start-up and shutdown), `driver/` (the consensus
+//!   loop: the loop and commit path, performing outputs, batch vote checks, peers' clock
+//!   offsets), `ctx` (the state the node's tasks share, and `Finalized`, what the loop announces),
+//!   `clock`, `finality`, `txverify` (gossiped and submitted transfers verified in batches),
+//!   `metrics` (the counters every role writes), `logs`.
+//! - `net/`: the peers. `transport` (QUIC endpoint, inbound side), `dial` (outbound side),
+//!   `queue` (a peer's bounded frame queue), `handshake`, `tls`, `wire` (framing), `addr`,
+//!   `syncserve` (answers to sync requests).
+//! - `storage/`: what survives a restart. `store/` (redb: writes, tables, reads, errors), `stored`
+//!   (the stored block and its finality), `wal/` (file I/O, format, recovery), `guard` (the
+//!   double-sign guard file).
+//! - `api/`: the HTTP API. `http` (routes), `txbatch`, `health`, `dashboard` (+ its page in
+//!   `dashboard/`), `httpserve` (the server's thread and accept loop), `limits`.
+//! - `tools/`: the other subcommands, clients of a node: `wallet`, `verify` (light client),
+//!   `devnet`, `bench`, `bench_tx/`, and `client`, the one HTTP client they share.
+//! - At the root, used by several roles: `keys` (key files), `amount` (TIME amounts as people
+//!   write them), `parse_duration`, the version.
+//!
+//! # Which role may import which
+//!
+//! - `storage` imports no other role.
+//! - `net` imports `storage` and, of `node`, only the shared state (`node::ctx`, `node::metrics`);
+//!   never `api` or `tools`.
+//! - `api` imports `storage` and, of `node`, the shared state, the clock and the batch verifier
+//!   (`node::txverify`); never `net`'s insides or `tools`.
+//! - `node` imports `storage`, `net` and `api` (it starts them); only `ctx` is imported back, and
+//!   `ctx` itself imports nothing of `net` or `api` but plain types (`net::queue`, `net::tls`,
+//!   `net::wire`, `api::limits`), so no module imports one that imports it back across roles.
+//!   The consensus loop does no API work: it announces finalized blocks (`Ctx::finalized`) and
+//!   the API keeps its own views from them.
+//! - `tools` may import any role (`bench` reads a store, `devnet` waits for the node's signal);
+//!   no role imports `tools`.
+//!
+//! # Public
+//!
+//! For the binary: starting a node (`app`), the addresses operators write (`addr`), the
 //! subcommands (`devnet`, `bench`, `wallet`, `verify`), key and genesis files (`keys`,
 //! `handshake`), the double-sign guard's file paths (`guard`) and the HTTP limits
-//! (`httpserve::Limits`).
-//!
-//! Public, for anything that connects to a node as a peer: the QUIC TLS configuration
-//! authenticated by a validator key (`tls`), the hello and the framing on the stream (`wire`), and
-//! how a development network forms its genesis (`handshake::dev_genesis`). The node's insides
-//! (core driver, store, write-ahead log, peer queues, metrics) stay private.
+//! (`httpserve::Limits`). For anything that connects to a node as a peer: the QUIC TLS
+//! configuration authenticated by a validator key (`tls`), the hello and the framing on the
+//! stream (`wire`), and how a development network forms its genesis (`handshake::dev_genesis`).
+//! These are re-exported here under their old flat names; the node's insides (core driver,
+//! store, write-ahead log, peer queues, metrics) stay private.
 
-pub mod addr;
-pub mod app;
-pub mod bench;
-mod bench_tx;
-mod client;
-mod ctx;
-mod dashboard;
-pub mod devnet;
-mod driver;
-mod finality;
-pub mod guard;
-pub mod handshake;
-mod health;
-mod http;
-mod httpc;
-pub mod httpserve;
+pub mod amount;
+mod api;
 pub mod keys;
-pub mod logs;
-mod metrics;
 mod net;
-mod store;
-mod stored;
-mod syncserve;
-pub mod tls;
-mod txbatch;
-mod txverify;
-pub mod verify;
-mod wal;
-pub mod wallet;
-pub mod wire;
+mod node;
+mod storage;
+mod tools;
+
+pub use api::httpserve;
+pub use net::{addr, handshake, tls, wire};
+pub use node::{app, logs};
+pub use storage::guard;
+pub use tools::{bench, devnet, verify, wallet};
 
 use std::time::Duration;
 
-pub use ctx::{DevMode, set_clock_skew_ms, unix_ms};
+pub use node::clock::{set_clock_skew_ms, unix_ms};
+pub use node::ctx::DevMode;
 
 /// This binary's version (Cargo.toml) and the commit it was built from (`build.rs`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

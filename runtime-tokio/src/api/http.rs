@@ -1,0 +1,420 @@
+//! The HTTP API (axum, TCP, the same port number as QUIC's UDP):
+//!
+//! - `GET /status`: the node at a glance (JSON);
+//! - `GET /metrics`: Prometheus metrics (`metrics.rs`): OpenMetrics when asked for, else the
+//!   classic text format;
+//! - `GET /blocks/{height}`, `GET /blocks/latest`: a block with its certificate and outcome;
+//! - `GET /blocks?from=H&limit=N`: `{"blocks": [...], "next_from": H', "more": bool}`, at most
+//!   1,000 blocks and fewer than `--http-max-response-bytes` of JSON (one block at least);
+//!   `next_from` is the height to ask for next, `more` says whether this node has it yet;
+//! - `GET /tx/{hash}`: a transaction: `"status": "finalized"` with its block height, or
+//!   `"status": "pending"` while it waits in this node's mempool;
+//! - `GET /accounts/{address}`: balance and nonce of an account (hex public key);
+//! - `POST /tx`: submit a signed transfer (JSON); 202 when admitted to the mempool, 4xx with a
+//!   reason otherwise.
+//!
+//! Also: the dashboard (`GET /`, `dashboard.rs`), `POST /txs` (a batch, `txbatch.rs`), and
+//! `GET /health`, `GET /ready` (`health.rs`).
+//!
+//! These handlers run on the HTTP server's own threads (`httpserve.rs`), which also enforce the
+//! connection cap, timeouts and rate limit; a range is read and encoded on a blocking thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use timed_core::tx::SignedTransfer;
+use timed_core::types::{Hash, Height};
+use tokio::sync::oneshot;
+
+use crate::keys::parse_public_key;
+use crate::node::ctx::{CoreInput, Ctx, lock};
+use crate::storage::store::StoredBlock;
+
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/blocks", get(blocks_range))
+        .route("/blocks/latest", get(block_latest))
+        .route("/blocks/{height}", get(block_at))
+        .route("/tx", axum::routing::post(submit_tx))
+        .route("/tx/{hash}", get(tx_by_hash))
+        .route("/accounts/{address}", get(account))
+        .merge(crate::api::dashboard::routes().merge(crate::api::txbatch::routes()))
+        .merge(crate::api::health::routes())
+        .with_state(ctx)
+}
+
+fn error(code: StatusCode, reason: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": reason.into() }))).into_response()
+}
+
+fn storage(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
+    // The consensus loop sets the height and the last hash together, once the block is stored.
+    let live = lock(&ctx.live).clone();
+    let peers = ctx.peer_names();
+    let chain = ctx.chain();
+    let validators: Vec<Value> = chain.as_ref().map_or_else(Vec::new, |c| {
+        c.genesis
+            .validators
+            .iter()
+            .map(|v| {
+                json!({
+                    "name": v.name,
+                    "public_key": hex::encode(v.public_key.0),
+                    "stake": v.stake.0,
+                    "connected": v.name == ctx.name || peers.contains(&v.name),
+                })
+            })
+            .collect()
+    });
+    let (total, threshold) = chain
+        .as_ref()
+        .map_or((0, 0), |c| (c.set.total_stake().0, c.set.quorum().0));
+    Json(json!({
+        "node": ctx.name,
+        "version": crate::VERSION,
+        "commit": crate::COMMIT,
+        "public_key": hex::encode(ctx.key.public_key().0),
+        "chain_id": chain.as_ref().map(|c| c.genesis.chain_id.clone()),
+        "genesis_hash": chain.as_ref().map(|c| hex::encode(c.hash.0)),
+        "height": live.height,
+        "deciding_height": live.deciding_height,
+        "round": live.round,
+        "step": live.step,
+        "validators": validators,
+        "voting_weight": ctx.stake().0,
+        "total_stake": total,
+        "consensus_threshold": threshold,
+        "blocks_finalized": live.height,
+        "blocks_finalized_since_start": live.blocks_finalized_here,
+        "pending_blocks": live.pending_blocks,
+        "pending_transactions": live.pending_transactions,
+        "uptime_seconds": ctx.started.elapsed().as_secs(),
+        "peers": peers,
+        "last_block_hash": live.last_block_hash,
+        "finality_latency_ms": live.finality_latency_ms,
+        "clock_offset_ms": live.clock_offset_ms,
+        "peer_clock_offsets_ms": live.peer_clock_offsets_ms,
+        "evidence": live.evidence,
+    }))
+}
+
+/// OpenMetrics to a scraper that accepts it (Prometheus asks for it first), else the classic
+/// text format, which `promtool check metrics` and older tools read.
+async fn metrics(State(ctx): State<Arc<Ctx>>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers.get_all(axum::http::header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+    });
+    let (content_type, body) = if openmetrics {
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ctx.metrics.encode(),
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            ctx.metrics.encode_classic(),
+        )
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// A block as the API shows it.
+#[derive(Serialize)]
+struct BlockView<'a> {
+    height: u64,
+    hash: String,
+    proposer: &'a str,
+    signatures: usize,
+    reward: u64,
+    #[serde(flatten)]
+    stored: &'a StoredBlock,
+}
+
+fn block_view<'a>(chain: Option<&'a crate::node::ctx::Chain>, s: &'a StoredBlock) -> BlockView<'a> {
+    let proposer = chain.map_or("?", |c| c.name(s.block.header.proposer));
+    BlockView {
+        height: s.block.height().0,
+        hash: hex::encode(s.block.hash().0),
+        proposer,
+        signatures: s.certificate.signatures.len(),
+        reward: s.outcome.total_reward.0,
+        stored: s,
+    }
+}
+
+fn block_json(ctx: &Ctx, s: &StoredBlock) -> Value {
+    let chain = ctx.chain();
+    serde_json::to_value(block_view(chain.as_deref(), s)).unwrap_or(Value::Null)
+}
+
+async fn block_at(State(ctx): State<Arc<Ctx>>, Path(height): Path<String>) -> Response {
+    let Ok(h) = height.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "height must be a number or \"latest\"",
+        );
+    };
+    match ctx.store.block(Height(h)) {
+        Ok(Some(s)) => Json(block_json(&ctx, &s)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no block at height {h} yet")),
+        Err(e) => storage(e),
+    }
+}
+
+async fn block_latest(State(ctx): State<Arc<Ctx>>) -> Response {
+    match ctx.store.latest_height() {
+        Ok(Some(h)) => match ctx.store.block(h) {
+            Ok(Some(s)) => Json(block_json(&ctx, &s)).into_response(),
+            Ok(None) => error(StatusCode::NOT_FOUND, "no block yet"),
+            Err(e) => storage(e),
+        },
+        Ok(None) => error(StatusCode::NOT_FOUND, "no block yet"),
+        Err(e) => storage(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    from: u64,
+    limit: Option<usize>,
+}
+
+/// Blocks per range answer at most, whatever `limit` says.
+const MAX_RANGE_BLOCKS: usize = 1000;
+
+/// Encodes `items` as a JSON array of at most `budget` bytes, but of one item at least;
+/// returns the array and how many items it holds.
+pub fn bounded_json_array<T: Serialize>(
+    items: impl IntoIterator<Item = T>,
+    budget: usize,
+) -> (Vec<u8>, usize) {
+    let mut out = vec![b'['];
+    let mut count = 0;
+    for item in items {
+        // Serializing our own types to memory cannot fail; skip rather than panic if it did.
+        let Ok(one) = serde_json::to_vec(&item) else {
+            continue;
+        };
+        if count > 0 && out.len() + 1 + one.len() + 1 > budget {
+            break;
+        }
+        if count > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&one);
+        count += 1;
+    }
+    out.push(b']');
+    (out, count)
+}
+
+fn json_bytes(body: Vec<u8>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `{"blocks": [...], "next_from": H, "more": bool}` within the byte budget.
+fn encode_range(
+    ctx: &Ctx,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<u8>, crate::storage::store::StoreError> {
+    let budget = ctx.http.max_response_bytes;
+    // The JSON of a block is larger than its stored form (hex, field names): reading `budget`
+    // stored bytes gives enough blocks to fill the answer. Never less than a largest block,
+    // which the store would otherwise skip, leaving the client asking for it forever.
+    let read = budget.max(timed_core::codec::MAX_MESSAGE_BYTES);
+    let list = ctx.store.range(Height(from), limit, read)?;
+    let chain = ctx.chain();
+    let views = list.iter().map(|s| block_view(chain.as_deref(), s));
+    let (array, count) = bounded_json_array(views, budget.saturating_sub(64));
+    let next = list
+        .get(count.wrapping_sub(1))
+        .map_or(from, |s| s.block.height().0 + 1);
+    let tip = ctx.store.latest_height()?.map_or(0, |h| h.0);
+    let mut out = Vec::with_capacity(array.len() + 64);
+    out.extend_from_slice(b"{\"blocks\":");
+    out.extend_from_slice(&array);
+    out.extend_from_slice(format!(",\"next_from\":{next},\"more\":{}}}", next <= tip).as_bytes());
+    Ok(out)
+}
+
+async fn blocks_range(State(ctx): State<Arc<Ctx>>, Query(q): Query<RangeQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(MAX_RANGE_BLOCKS);
+    let job = tokio::task::spawn_blocking(move || encode_range(&ctx, q.from, limit));
+    match job.await {
+        Ok(Ok(body)) => json_bytes(body),
+        Ok(Err(e)) => storage(e),
+        Err(e) => storage(format!("the range could not be read: {e}")),
+    }
+}
+
+fn parse_hash(text: &str) -> Option<Hash> {
+    let bytes: [u8; 32] = hex::decode(text).ok()?.try_into().ok()?;
+    Some(Hash(bytes))
+}
+
+async fn tx_by_hash(State(ctx): State<Arc<Ctx>>, Path(hash): Path<String>) -> Response {
+    let Some(hash) = parse_hash(&hash) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a transaction hash is 64 hex digits",
+        );
+    };
+    if ctx.chain().is_none() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has no genesis yet (still meeting its peers)",
+        );
+    }
+    // The mempool first: a transfer leaves it in the same step that stores its block, so asking
+    // in this order never misses one that moves between the two.
+    let (reply, answer) = oneshot::channel();
+    if ctx
+        .to_core
+        .try_send(CoreInput::PendingTx(hash, reply))
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is busy; retry");
+    }
+    if let Ok(Ok(Some(tx))) = tokio::time::timeout(Duration::from_secs(5), answer).await {
+        return Json(json!({
+            "hash": hex::encode(hash.0),
+            "status": "pending",
+            "transaction": tx,
+        }))
+        .into_response();
+    }
+    let height = match ctx.store.tx_height(&hash) {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no transaction with this hash in a finalized block or in this node's mempool",
+            );
+        }
+        Err(e) => return storage(e),
+    };
+    match ctx.store.block(height) {
+        Ok(Some(s)) => match s.block.txs.iter().find(|t| t.hash() == hash) {
+            Some(tx) => Json(json!({
+                "hash": hex::encode(hash.0),
+                "status": "finalized",
+                "height": height.0,
+                "block_hash": hex::encode(s.block.hash().0),
+                "transaction": tx,
+            }))
+            .into_response(),
+            None => storage("the transaction index points to a block without it"),
+        },
+        Ok(None) => storage("the transaction index points to a missing block"),
+        Err(e) => storage(e),
+    }
+}
+
+async fn account(State(ctx): State<Arc<Ctx>>, Path(address): Path<String>) -> Response {
+    let Some(key) = parse_public_key(&address) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "an address is a public key of 64 hex digits",
+        );
+    };
+    match ctx.store.account(&key) {
+        Ok(a) => Json(json!({
+            "address": hex::encode(key.0),
+            "balance": a.balance.0,
+            // Exact (`Amount`'s Display rounds down to cents, for logs).
+            "balance_time": format!("{} TIME", crate::amount::format_time(a.balance)),
+            "nonce": a.nonce,
+        }))
+        .into_response(),
+        Err(e) => storage(e),
+    }
+}
+
+async fn submit_tx(
+    State(ctx): State<Arc<Ctx>>,
+    body: Result<Json<SignedTransfer>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let tx = match body {
+        Ok(Json(tx)) => tx,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("malformed transfer: {}", rejection.body_text()),
+            );
+        }
+    };
+    if ctx.chain().is_none() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has no genesis yet (still meeting its peers)",
+        );
+    }
+    let (reply, answer) = oneshot::channel();
+    if ctx
+        .to_core
+        .try_send(CoreInput::SubmitTx(tx, reply))
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is busy; retry");
+    }
+    match tokio::time::timeout(Duration::from_secs(5), answer).await {
+        Ok(Ok(Ok(hash))) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "hash": hex::encode(hash.0), "status": "pending" })),
+        )
+            .into_response(),
+        Ok(Ok(Err(e))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": e.to_string(), "reason": e.reason() })),
+        )
+            .into_response(),
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_json_array;
+
+    #[test]
+    fn a_bounded_array_stops_before_the_budget_but_holds_one_item() {
+        let items: Vec<String> = (0..100).map(|i| format!("{i:08}")).collect();
+        // Each item is 10 bytes as JSON, 11 with its comma: 9 items and the brackets are 100.
+        let (out, n) = bounded_json_array(&items, 100);
+        assert_eq!((n, out.len()), (9, 100));
+        let back: Vec<String> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, items[..9]);
+        assert_eq!(bounded_json_array(&items, 99).1, 8);
+        let (out, n) = bounded_json_array(&items, 5);
+        assert_eq!(
+            (n, out.len()),
+            (1, 12),
+            "one item, however small the budget"
+        );
+        let (out, n) = bounded_json_array(Vec::<String>::new(), 5);
+        assert_eq!((n, &out[..]), (0, &b"[]"[..]));
+    }
+}

@@ -1,0 +1,9 @@
+//! The HTTP API: routes (`http`, `txbatch`, `health`, `dashboard`), the server that accepts
+//! connections (`httpserve`) and the limits it applies (`limits`).
+
+pub(crate) mod dashboard;
+pub(crate) mod health;
+pub(crate) mod http;
+pub mod httpserve;
+pub(crate) mod limits;
+pub(crate) mod txbatch;

@@ -1,0 +1,275 @@
+//! The outbound side of the QUIC transport: one dialer per configured peer address, which
+//! connects, says hello, keeps the session (our consensus messages go out on our own outbound
+//! connection) and redials with backoff, warning about an address that never answers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use timed_core::types::ValidatorIndex;
+use tracing::{debug, error, info, warn};
+
+use crate::net::handshake::{self, Verdict};
+use crate::net::queue::peer_queue;
+use crate::net::tls;
+use crate::net::transport::{
+    BACKOFF_MAX, BACKOFF_MIN, GENERATION, HANDSHAKE_TIMEOUT, LinkError, peer_key, read_hello,
+    resolve,
+};
+use crate::net::wire::{self, HelloReply};
+use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
+
+pub(super) async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: String) {
+    let mut backoff = BACKOFF_MIN;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut last_error = String::new();
+    let mut unanswered = Unanswered::default();
+    let mut again = false;
+    loop {
+        let result = tokio::select! {
+            r = dial_once(&ctx, &endpoint, &addr) => r,
+            _ = shutdown.changed() => return,
+        };
+        let again_before = std::mem::take(&mut again);
+        if result.is_ok() {
+            unanswered = Unanswered::default();
+        }
+        match result {
+            Ok(DialEnd::Myself) => {
+                debug!(%addr, "this peer address is this node itself; not dialing it");
+                return;
+            }
+            Ok(DialEnd::Pending) => {
+                let mut chain = ctx.chain.subscribe();
+                tokio::select! {
+                    _ = chain.wait_for(|c| c.is_some()) => {},
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Ok(DialEnd::Closed) => backoff = BACKOFF_MIN,
+            // Once at once; should it repeat, with the backoff (no busy loop on a confused peer).
+            Ok(DialEnd::Again) if !again_before => {
+                again = true;
+                backoff = BACKOFF_MIN;
+                continue;
+            }
+            Ok(DialEnd::Again) => backoff = (backoff * 2).min(BACKOFF_MAX),
+            Err(LinkError::Redial) => {
+                backoff = BACKOFF_MIN;
+                continue;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                match &e {
+                    LinkError::RefusedByPeer(_) | LinkError::RefusedByUs(_) => {
+                        error!(peer = %addr, "{text}")
+                    }
+                    _ if unanswered.failed(&addr, &e) => {}
+                    _ if text != last_error => debug!(peer = %addr, "dial failed: {text}"),
+                    _ => {}
+                }
+                last_error = text;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        let jitter = Duration::from_millis(u64::from(rand::random::<u8>()) % 50);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff + jitter) => {},
+            _ = ctx.redial.notified() => backoff = BACKOFF_MIN,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A peer not answering is worth a warning after this long (peers started one after the other
+/// do not answer at first)...
+const UNANSWERED_WARN: Duration = Duration::from_secs(10);
+/// ...and again after this long, while it still does not.
+const UNANSWERED_REWARN: Duration = Duration::from_secs(300);
+
+/// Since when one peer address fails to answer, and the last warning about it.
+#[derive(Default)]
+struct Unanswered {
+    since: Option<Instant>,
+    warned: Option<(Instant, std::mem::Discriminant<LinkError>)>,
+}
+
+impl Unanswered {
+    /// Warns, with the address, about a name that does not resolve (at once: it will not start
+    /// to) or a peer silent for `UNANSWERED_WARN`; once per kind of failure and
+    /// `UNANSWERED_REWARN`. Returns whether it warned.
+    fn failed(&mut self, addr: &str, e: &LinkError) -> bool {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let kind = std::mem::discriminant(e);
+        let resolve = matches!(e, LinkError::Resolve(_));
+        let due = self
+            .warned
+            .is_none_or(|(at, k)| k != kind || at.elapsed() >= UNANSWERED_REWARN);
+        if !due || !(resolve || since.elapsed() >= UNANSWERED_WARN) {
+            return false;
+        }
+        self.warned = Some((Instant::now(), kind));
+        if resolve {
+            warn!(
+                peer = %addr,
+                "Peer address {addr} does not resolve to an IP address (no such host?); still \
+                 trying: check --peers (or the genesis's addresses) and DNS"
+            );
+        } else {
+            warn!(
+                peer = %addr,
+                "Peer {addr} has not answered for {} s ({e}); still trying: is it running, and \
+                 does every firewall on the way let UDP through to its port?",
+                since.elapsed().as_secs()
+            );
+        }
+        true
+    }
+}
+
+enum DialEnd {
+    Myself,
+    Pending,
+    /// The hello we sent had no genesis, and we have one now: dial again at once.
+    Again,
+    Closed,
+}
+
+async fn dial_once(
+    ctx: &Ctx,
+    endpoint: &quinn::Endpoint,
+    addr: &str,
+) -> Result<DialEnd, LinkError> {
+    let local_v4 = endpoint.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
+    let target = resolve(addr, local_v4).await?;
+    let connecting = endpoint
+        .connect(target, tls::SERVER_NAME)
+        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    let redial = ctx.redial.notified();
+    let conn = tokio::select! {
+        c = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting) => c,
+        // An attempt sent before the peer was listening waits for a retransmission: start over.
+        _ = redial => return Err(LinkError::Redial),
+    };
+    let conn = conn.map_err(|_| LinkError::Timeout)?.map_err(|e| match e {
+        quinn::ConnectionError::TransportError(t)
+            if t.code.to_string().contains("crypto") || t.to_string().contains("certificate") =>
+        {
+            LinkError::RefusedByPeer(format!(
+                "TLS handshake refused ({t}): our key is not in its genesis, or its key not in ours"
+            ))
+        }
+        e => LinkError::Connect(e.to_string()),
+    })?;
+    let key = peer_key(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
+    if key == ctx.key.public_key() {
+        conn.close(0u32.into(), b"self");
+        return Ok(DialEnd::Myself);
+    }
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    let mine = ctx.hello();
+    let sent_genesis = mine.genesis.is_some();
+    wire::write_frame(&mut send, &wire::encode_hello(&HelloReply::Welcome(mine)))
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    let reply = read_hello(&mut recv).await.map_err(|e| match e {
+        LinkError::Lost(s) => {
+            LinkError::Lost(format!("{s} (the peer may have refused our certificate)"))
+        }
+        e => e,
+    })?;
+    let hello = match reply {
+        HelloReply::Welcome(h) => h,
+        HelloReply::Refused(reason) => {
+            ctx.metrics
+                .handshake_refused(crate::node::metrics::HandshakeRefused::RefusedByPeer);
+            conn.close(0u32.into(), b"refused");
+            return Err(LinkError::RefusedByPeer(reason));
+        }
+    };
+    match handshake::on_hello(ctx, &hello, key).map(|v| handshake::dialer_verdict(sent_genesis, v))
+    {
+        Err(reason) => {
+            conn.close(0u32.into(), b"refused");
+            Err(LinkError::RefusedByUs(format!("{}: {reason}", hello.name)))
+        }
+        Ok(Verdict::Pending) if ctx.chain().is_some() => {
+            // Our genesis was fixed while the hellos crossed: the next hello carries it.
+            conn.close(0u32.into(), b"pending");
+            Ok(DialEnd::Again)
+        }
+        Ok(Verdict::Pending) => {
+            conn.close(0u32.into(), b"pending");
+            Ok(DialEnd::Pending)
+        }
+        Ok(Verdict::Ready(index)) => {
+            session(ctx, &conn, send, index, &hello.name).await;
+            Ok(DialEnd::Closed)
+        }
+    }
+}
+
+/// Pumps our frames to one peer until the connection ends.
+async fn session(
+    ctx: &Ctx,
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    index: ValidatorIndex,
+    name: &str,
+) {
+    let (tx, mut rx) = peer_queue(PEER_QUEUE, PEER_QUEUE_BYTES);
+    let counts = tx.bytes.clone();
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut peers = lock(&ctx.peers);
+        peers.insert(
+            index,
+            PeerQueue {
+                name: name.to_string(),
+                tx,
+                generation,
+            },
+        );
+        ctx.metrics.peers.set(peers.len() as i64);
+    }
+    info!(peer = name, "Peer connected: {name}");
+    let _ = ctx.to_core.send(CoreInput::PeerConnected(index)).await;
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break };
+                if send.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            _ = conn.closed() => break,
+            _ = shutdown.changed() => break,
+        }
+    }
+    {
+        let mut peers = lock(&ctx.peers);
+        if peers
+            .get(&index)
+            .is_some_and(|p| p.generation == generation)
+        {
+            peers.remove(&index);
+        }
+        ctx.metrics.peers.set(peers.len() as i64);
+    }
+    conn.close(0u32.into(), b"bye");
+    let dropped = counts.dropped_frames.load(Ordering::Relaxed);
+    if dropped > 0 {
+        info!(
+            peer = name,
+            "Peer disconnected: {name} ({dropped} frames, {} bytes, did not fit its send queue)",
+            counts.dropped_bytes.load(Ordering::Relaxed)
+        );
+    } else {
+        info!(peer = name, "Peer disconnected: {name}");
+    }
+}

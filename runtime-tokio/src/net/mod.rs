@@ -1,0 +1,13 @@
+//! The peer-to-peer side: the QUIC endpoint and the inbound side of a link (`transport`), the
+//! outbound side (`dial`), the bounded queue of frames for each peer (`queue`), the hello
+//! exchange and the dev genesis (`handshake`), TLS authenticated by validator keys (`tls`),
+//! framing (`wire`), peer addresses (`addr`) and answers to peers' sync requests (`syncserve`).
+
+pub mod addr;
+pub(crate) mod dial;
+pub mod handshake;
+pub(crate) mod queue;
+pub(crate) mod syncserve;
+pub mod tls;
+pub(crate) mod transport;
+pub mod wire;

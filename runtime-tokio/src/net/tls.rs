@@ -1,0 +1,302 @@
+//! TLS 1.3 for QUIC, authenticated by validator keys instead of a certificate authority.
+//!
+//! Each node presents a certificate self-signed (rcgen, `PKCS_ED25519`) with its Ed25519 validator
+//! key. Both sides run the same check on the peer's certificate: parse it (webpki), take its
+//! SubjectPublicKeyInfo, require an Ed25519 key, and require that key to be in the allowed set —
+//! the genesis validators. The handshake signature is then checked against that same key, so a
+//! peer proves it holds the validator's secret key. A stranger is refused during the handshake.
+//!
+//! Before a development genesis exists (dev mode only, see `handshake`), the allowed set is
+//! "any Ed25519 key": dev keys are derived from public names, so there is nothing to authenticate
+//! yet; the hello exchange binds each name to its key and the genesis then pins the set.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use timed_core::crypto::{Keypair, PublicKey};
+
+use crate::keys;
+
+/// The ALPN protocol both sides must speak: `timed/` and the wire version
+/// (`codec::WIRE_VERSION`), so that nodes of two formats refuse each other at the handshake.
+pub const ALPN: &[u8] = b"timed/2";
+
+/// The name a client puts in its ClientHello; never used for authentication.
+pub const SERVER_NAME: &str = "validator.timed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot build the node certificate from the validator key: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("cannot configure TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cannot configure QUIC's TLS: {0}")]
+    Quic(String),
+}
+
+/// Which peer keys may connect. Shared by the client and server verifiers; tightened once the
+/// genesis is known.
+#[derive(Debug, Default)]
+pub struct PeerPolicy {
+    /// `None`: any valid Ed25519 key (only before a development genesis exists).
+    allowed: RwLock<Option<BTreeSet<PublicKey>>>,
+}
+
+impl PeerPolicy {
+    pub fn any() -> Arc<PeerPolicy> {
+        Arc::new(PeerPolicy::default())
+    }
+
+    pub fn pin(&self, keys: impl IntoIterator<Item = PublicKey>) {
+        let set = keys.into_iter().collect();
+        *self.allowed.write().unwrap_or_else(|e| e.into_inner()) = Some(set);
+    }
+
+    fn admits(&self, key: &PublicKey) -> bool {
+        self.allowed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|set| set.contains(key))
+    }
+}
+
+/// The validator key inside a peer's certificate, if the certificate is well formed and holds a
+/// usable Ed25519 key.
+pub fn peer_key(cert: &CertificateDer<'_>) -> Result<PublicKey, rustls::Error> {
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let spki = parsed.subject_public_key_info();
+    let key = keys::key_from_spki(spki.as_ref()).ok_or_else(|| {
+        rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+            VerifyError("the certificate key is not Ed25519"),
+        ))))
+    })?;
+    key.verifying_key().map_err(|_| {
+        rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+            VerifyError("the certificate key is not a usable Ed25519 key"),
+        ))))
+    })?;
+    Ok(key)
+}
+
+#[derive(Debug)]
+struct VerifyError(&'static str);
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// One verifier for both directions.
+#[derive(Debug)]
+struct ValidatorVerifier {
+    policy: Arc<PeerPolicy>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ValidatorVerifier {
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let key = peer_key(cert)?;
+        if !self.policy.admits(&key) {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(())
+    }
+
+    fn signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+impl ServerCertVerifier for ValidatorVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+impl ClientCertVerifier for ValidatorVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certificate(
+    key: &Keypair,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsError> {
+    let pkcs8 = PrivatePkcs8KeyDer::from(keys::pkcs8_der(key));
+    let signing = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)?;
+    let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hex::encode(key.public_key().0));
+    let cert = params.self_signed(&signing)?;
+    Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(pkcs8)))
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(std::time::Duration::from_millis(500)));
+    // A dead peer is noticed within this; the dialer then redials.
+    t.max_idle_timeout(Some(quinn::VarInt::from_u32(3_000).into()));
+    t.max_concurrent_bidi_streams(4u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    // Each connection carries data one way (see `net/transport.rs`), so no ACK rides on a data packet: by
+    // default the receiver sends a packet of ACK alone for every second packet it gets, a third
+    // of all packets at block time 0. Ask it to acknowledge every 16th, or after 25 ms.
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.ack_eliciting_threshold(quinn::VarInt::from_u32(15))
+        .max_ack_delay(Some(std::time::Duration::from_millis(25)));
+    t.ack_frequency_config(Some(acks));
+    Arc::new(t)
+}
+
+/// The QUIC server and client configurations of a node with validator key `key`.
+pub fn quic_configs(
+    key: &Keypair,
+    policy: Arc<PeerPolicy>,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TlsError> {
+    let provider = provider();
+    let verifier = Arc::new(ValidatorVerifier {
+        policy,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let (cert, private) = certificate(key)?;
+
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier.clone())
+        .with_single_cert(vec![cert.clone()], private.clone_key())?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    server.transport_config(transport());
+
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![cert], private)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+    let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(transport());
+    Ok((server, client))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alpn_names_the_wire_version() {
+        let version = timed_core::codec::WIRE_VERSION.to_string();
+        assert_eq!(ALPN, [b"timed/", version.as_bytes()].concat());
+    }
+
+    #[test]
+    fn the_certificate_carries_the_validator_key() {
+        let key = Keypair::insecure_from_name("validator1");
+        let (cert, _) = certificate(&key).unwrap();
+        assert_eq!(peer_key(&cert).unwrap(), key.public_key());
+    }
+
+    #[test]
+    fn the_policy_pins_the_genesis_keys() {
+        let a = Keypair::insecure_from_name("a").public_key();
+        let b = Keypair::insecure_from_name("b").public_key();
+        let policy = PeerPolicy::default();
+        assert!(policy.admits(&a) && policy.admits(&b));
+        policy.pin([a]);
+        assert!(policy.admits(&a));
+        assert!(!policy.admits(&b));
+    }
+}

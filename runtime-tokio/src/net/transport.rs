@@ -1,0 +1,274 @@
+//! The QUIC transport: one endpoint per node (UDP, the `--port`/`--listen` address), the accept
+//! loop and the inbound side of a link, what both sides of a link share (the hello read, the
+//! read loop, `LinkError`), and queueing a frame for a peer; the outbound side is `dial.rs`, the
+//! queue itself `queue.rs`.
+//!
+//! Each node dials every peer and sends its consensus messages on its own outbound connection;
+//! it reads the peer's messages from the peer's outbound (our inbound) connection. Every
+//! established outbound connection reaches the core as `PeerConnected`, which makes the core
+//! re-send its current messages to that peer. Sync responses are sized to the room left in the
+//! peer's queue (`sync_budget`), so a peer that does not read its blocks does not make us read
+//! more of them from the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use bytes::Bytes;
+use timed_core::codec;
+use timed_core::crypto::PublicKey;
+use timed_core::message::Message;
+use timed_core::types::ValidatorIndex;
+use tracing::{debug, error, warn};
+
+use crate::net::dial::dial_loop;
+use crate::net::handshake::{self, Verdict};
+use crate::net::tls;
+use crate::net::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
+use crate::node::ctx::Gossiped;
+use crate::node::ctx::{CoreInput, Ctx, PeerQueue, lock};
+use crate::node::metrics::HandshakeRefused;
+
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub(super) static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Queues `frame` for one peer; a full queue drops it, counted (the core re-sends what matters).
+pub fn queue_frame(ctx: &Ctx, p: &PeerQueue, frame: Bytes) {
+    let len = frame.len() as u64;
+    if p.tx.try_send(frame).is_ok() {
+        ctx.metrics.bytes_out.inc_by(len);
+    } else {
+        ctx.metrics
+            .dropped(crate::node::metrics::Dropped::PeerQueueFull);
+    }
+}
+
+/// Queues `frame` for `to`, if it is connected.
+pub fn send_frame(ctx: &Ctx, to: ValidatorIndex, frame: Bytes) {
+    if let Some(p) = lock(&ctx.peers).get(&to) {
+        queue_frame(ctx, p, frame);
+    }
+}
+
+/// The byte budget of a sync response to `to`: at most `most`, and no more than its queue can
+/// take now (the frame's length prefix and the message's own fields aside). A peer that is not
+/// connected, or does not read, gets nothing read from the store for it.
+pub fn sync_budget(ctx: &Ctx, to: ValidatorIndex, most: usize) -> usize {
+    const OVERHEAD: usize = 1024;
+    lock(&ctx.peers)
+        .get(&to)
+        .map_or(0, |p| p.tx.room().saturating_sub(OVERHEAD).min(most))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LinkError {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("the peer refused us: {0}")]
+    RefusedByPeer(String),
+    #[error("we refused the peer: {0}")]
+    RefusedByUs(String),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error("a peer came up: dialing again at once")]
+    Redial,
+}
+
+pub(super) fn peer_key(conn: &quinn::Connection) -> Option<PublicKey> {
+    let identity = conn.peer_identity()?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    tls::peer_key(certs.first()?).ok()
+}
+
+pub(super) async fn resolve(addr: &str, want_v4: bool) -> Result<SocketAddr, LinkError> {
+    let addrs = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|_| LinkError::Resolve(addr.into()))?;
+    let addrs: Vec<SocketAddr> = addrs.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() == want_v4)
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| LinkError::Resolve(addr.into()))
+}
+
+pub(super) async fn read_hello(recv: &mut quinn::RecvStream) -> Result<HelloReply, LinkError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_hello(recv))
+        .await
+        .map_err(|_| LinkError::Timeout)??
+        .ok_or_else(|| LinkError::Lost("stream closed during the hello".into()))
+}
+
+/// Spawns the accept loop and a dialer per peer address.
+pub fn start(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, peers: Vec<String>) {
+    tokio::spawn(accept_loop(ctx.clone(), endpoint.clone()));
+    for addr in peers {
+        tokio::spawn(dial_loop(ctx.clone(), endpoint.clone(), addr));
+    }
+}
+
+async fn accept_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            if let Err(e) = accept_one(&ctx, incoming).await {
+                match e {
+                    LinkError::Lost(_) | LinkError::Timeout => {
+                        debug!(%remote, "inbound connection ended: {e}")
+                    }
+                    e => warn!(%remote, "inbound connection refused: {e}"),
+                }
+            }
+        });
+    }
+}
+
+/// Why an inbound TLS handshake failed, from whose side: a peer that gives up on its attempt
+/// (a dialer starting over once we came up) is not refused by anyone.
+fn inbound_handshake_error(ctx: &Ctx, e: quinn::ConnectionError) -> LinkError {
+    let (reason, error) = match &e {
+        quinn::ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => (
+            HandshakeRefused::TlsRefusedByPeer,
+            LinkError::RefusedByPeer(format!(
+                "TLS handshake refused ({e}): our key is not in its genesis, or its key not in ours"
+            )),
+        ),
+        quinn::ConnectionError::ConnectionClosed(_)
+        | quinn::ConnectionError::ApplicationClosed(_) => {
+            return LinkError::Lost(format!("the peer gave up during the TLS handshake ({e})"));
+        }
+        _ => (
+            HandshakeRefused::Tls,
+            LinkError::RefusedByUs(format!(
+                "TLS handshake failed ({e}); a key outside our genesis is refused here"
+            )),
+        ),
+    };
+    ctx.metrics.handshake_refused(reason);
+    error
+}
+
+/// QUIC reserves close codes 0x100–0x1ff for TLS alerts.
+fn is_crypto(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
+async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkError> {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => return Err(inbound_handshake_error(ctx, e)),
+    };
+    let key = peer_key(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| LinkError::Timeout)?
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    let hello = match read_hello(&mut recv).await? {
+        HelloReply::Welcome(h) => h,
+        HelloReply::Refused(r) => return Err(LinkError::RefusedByPeer(r)),
+    };
+    // Our hello as it was before this one was processed (which may fix our genesis): both sides
+    // then conclude `Ready` exactly when both hellos carried the same genesis.
+    let mine = ctx.hello();
+    let verdict = handshake::on_hello(ctx, &hello, key);
+    let reply = match &verdict {
+        Ok(_) => HelloReply::Welcome(mine),
+        Err(reason) => HelloReply::Refused(reason.clone()),
+    };
+    wire::write_frame(&mut send, &wire::encode_hello(&reply))
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    let _ = send.finish();
+    match verdict {
+        Err(reason) => {
+            ctx.metrics
+                .handshake_refused(crate::node::metrics::HandshakeRefused::Hello);
+            error!(peer = %hello.name, "Refused peer: {reason}");
+            // Let the reason reach the peer before the connection goes.
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+            Ok(())
+        }
+        Ok(Verdict::Pending) => {
+            conn.closed().await;
+            Ok(())
+        }
+        Ok(Verdict::Ready(index)) => {
+            // A peer that reaches us is up: if we have no connection to it, our dialer may be
+            // sleeping off a backoff of seconds (it learns from our outbound connection only).
+            if !lock(&ctx.peers).contains_key(&index) {
+                ctx.redial.notify_waiters();
+            }
+            read_loop(ctx, &conn, recv, index, &hello.name).await
+        }
+    }
+}
+
+pub(super) async fn read_loop(
+    ctx: &Ctx,
+    conn: &quinn::Connection,
+    mut recv: quinn::RecvStream,
+    from: ValidatorIndex,
+    name: &str,
+) -> Result<(), LinkError> {
+    let mut buf = Vec::new();
+    let mut warned = false;
+    loop {
+        match wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(FrameError::TooLarge { size, limit }) => {
+                ctx.metrics
+                    .dropped(crate::node::metrics::Dropped::Oversized);
+                warn!(peer = %name, "Dropped a frame of {size} bytes (limit {limit}); closing the connection");
+                conn.close(1u32.into(), b"frame too large");
+                return Ok(());
+            }
+            Err(e) => return Err(LinkError::Lost(e.to_string())),
+        }
+        ctx.metrics.bytes_in.inc_by(buf.len() as u64 + 4);
+        match codec::decode_message(&buf) {
+            Ok(msg) => {
+                let sent = match msg {
+                    // Verified in batches on the way (`txverify.rs`), and blocks kept behind the
+                    // transfers that came before them.
+                    Message::Transaction(tx) => {
+                        ctx.gossip.send(Gossiped::Tx(from, tx)).await.is_ok()
+                    }
+                    msg @ (Message::Proposal(_) | Message::Decision(_)) => {
+                        ctx.gossip.send(Gossiped::Block(from, msg)).await.is_ok()
+                    }
+                    msg => ctx
+                        .to_core
+                        .send(CoreInput::Message { from, msg })
+                        .await
+                        .is_ok(),
+                };
+                if !sent {
+                    return Ok(()); // the core stopped
+                }
+            }
+            Err(e) => {
+                ctx.metrics
+                    .dropped(crate::node::metrics::Dropped::Undecodable);
+                if !warned {
+                    warned = true;
+                    warn!(peer = %name, "Dropped an undecodable frame: {e} (further ones from this connection are only counted)");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The consensus loop: feeds the core its inputs (messages, timers, connections, transactions)
+//! and performs its outputs in order, as `timed_core::consensus` prescribes:
+//!
+//! - consecutive `Persist` records are written in one durable commit (group commit), and that
+//!   commit returns before any later output of the same step is performed; so does the update of
+//!   the double-sign guard file to the last point the group signed (`guard.rs`);
+//! - `Broadcast`/`Send` queue a frame per peer (dropped when a peer's queue is full: the core
+//!   re-sends what matters);
+//! - `Schedule` goes into a timer heap (never cancelled; stale timers are ignored by the core);
+//! - `Finalized`/`CertificateExtended` go to the store, `ServeSync` is answered from it;
+//! - events are logged (the design notes' lines) and counted.
+//!
+//! A storage failure stops the node: going on could send a signed message that is not durable.
+//!
+//! Here: the loop itself (inputs, timers, groups, the WAL flush and the guard, storing finalized
+//! blocks). Performing each output is `perform.rs`, checking a group's votes in one batch
+//! `votes.rs`, measuring the peers' clock offsets `offset.rs`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use timed_core::block::Certificate;
+use timed_core::consensus::{Event, Input, Node, Output, SignGuard, Timer};
+use timed_core::ledger::TxError;
+use timed_core::message::Message;
+use timed_core::tx::SignedTransfer;
+use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::net::syncserve::SyncServer;
+use crate::node::clock::unix_ms;
+use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized};
+use crate::node::finality::Witness;
+use crate::storage::guard::Guard;
+use crate::storage::store::{StoreError, StoredBlock};
+use crate::storage::wal::WalRecord;
+
+mod offset;
+mod perform;
+mod votes;
+
+use votes::VoteCheck;
+
+/// An output of a step still to perform once its WAL group is written.
+// Lives for one step only: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Todo {
+    Output(Output),
+    Finalized(Box<StoredBlock>),
+}
+
+/// The outputs of a group of steps, to perform once the group's WAL batch is written.
+#[derive(Default)]
+struct Group {
+    todo: Vec<Todo>,
+    /// The batch holds a `Persist` record: sync it.
+    sync: bool,
+    /// The last point the group's records sign at: the guard file holds it before any output.
+    signs: Option<SignGuard>,
+}
+
+/// A guard update slower than this (smoothed) runs on a thread beside the WAL's sync.
+///
+/// Measured at block time 0 with 5 nodes on this VM (2 cores, loaded by other builds; the spread
+/// between runs of one binary is wide): on tmpfs the guard costs nothing measurable this way
+/// (220 vs 206 blocks/s, 228 vs 274), where a thread every time cost a quarter; on ext4 it costs
+/// 15-25 % (93 vs 120, 96 vs 113) with either threshold tried (200 us, 30 us), as it did on a
+/// thread every time: that is the price of a second fdatasync per signing group.
+const GUARD_SLOW_SECS: f64 = 200e-6;
+
+/// At most this many queued inputs form one group.
+const MAX_GROUP: usize = 64;
+
+/// How long a longer certificate may wait for the next block's transaction.
+const EXTENSION_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Finalized blocks without transfers are committed to redb together: at most this many...
+const STORE_BATCH_BLOCKS: usize = 16;
+/// ...and the oldest waits at most this long. One redb transaction per block was a tenth of a
+/// node's CPU at block time 0; the WAL already holds these blocks, so waiting risks nothing.
+/// A block with transfers is committed at once (with those before it): wallets wait for it.
+const STORE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
+type TxWaiter = oneshot::Sender<Result<Hash, TxError>>;
+
+pub struct Driver {
+    node: Node,
+    /// The double-sign guard file (the last point this validator signed).
+    guard: Guard,
+    /// The smoothed duration of a guard update (seconds): above `GUARD_SLOW_SECS`, it runs beside
+    /// the WAL's sync (`flush`).
+    guard_secs: f64,
+    ctx: Arc<Ctx>,
+    chain: Arc<Chain>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    seq: u64,
+    tx_waiters: HashMap<Hash, VecDeque<TxWaiter>>,
+    batch: Vec<WalRecord>,
+    /// Per peer: last height sampled and the smoothed offset of its clock to ours (ms).
+    offsets: BTreeMap<ValidatorIndex, (Height, f64)>,
+    last_skew_warning: Option<Instant>,
+    /// A longer certificate of a stored block not yet written, and since when.
+    extended: Option<(Certificate, Instant)>,
+    /// Finalized blocks (in the WAL) not yet committed to redb, oldest first, and since when the
+    /// oldest waits. What the API serves, `/status` included, is what redb holds.
+    unstored: Vec<StoredBlock>,
+    unstored_since: Option<Instant>,
+    /// Answers peers' sync requests from the store, on a thread of its own.
+    sync_server: SyncServer,
+    /// The blocks seen proposed: only those measure finality.
+    witness: Witness,
+}
+
+impl Driver {
+    pub fn new(node: Node, guard: Guard, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
+        let ctx_for_sync = ctx.clone();
+        Driver {
+            node,
+            guard,
+            guard_secs: 0.0,
+            ctx,
+            chain,
+            timers: BinaryHeap::new(),
+            seq: 0,
+            tx_waiters: HashMap::new(),
+            batch: Vec::new(),
+            offsets: BTreeMap::new(),
+            last_skew_warning: None,
+            extended: None,
+            unstored: Vec::new(),
+            unstored_since: None,
+            sync_server: SyncServer::start(ctx_for_sync),
+            witness: Witness::default(),
+        }
+    }
+
+    /// Runs until shutdown or a storage failure.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<CoreInput>) -> Result<(), StoreError> {
+        let mut shutdown = self.ctx.shutdown.clone();
+        self.step(Input::Start)?;
+        loop {
+            if self
+                .unstored_since
+                .is_some_and(|t| t.elapsed() >= STORE_DELAY)
+            {
+                self.store_blocks()?;
+            }
+            let deadline = self.timers.peek().map(|Reverse((t, _, _))| *t);
+            let store_at = self.unstored_since.map(|t| t + STORE_DELAY);
+            let wake = match (deadline, store_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            // A timer already due fires now: tokio's timer wheel has a granularity of 1 ms, and
+            // at block time 0 the next height starts from a timer of 0 ms.
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                self.fire_timers()?;
+                // Let the network and the API run between heights.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return self.close(),
+                _ = sleep_until(wake) => self.fire_timers()?,
+                input = rx.recv() => match input {
+                    None => return self.close(),
+                    Some(input) => self.on_inputs(input, &mut rx)?,
+                },
+            }
+            self.flush_old_extension()?;
+            // The group's messages wait in the peers' queues until the tasks that write them to
+            // QUIC run: on this single-threaded runtime that is when this task yields, which it
+            // would not do while inputs keep arriving. Yield after every group.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn fire_timers(&mut self) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut group = Group::default();
+        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.handle(Input::Timeout(timer), &mut group);
+        }
+        self.complete(group)
+    }
+
+    /// The inputs queued now (at most `MAX_GROUP`) as one group: their votes' signatures checked
+    /// in one batch, one WAL write and sync for all of their records, then their outputs.
+    fn on_inputs(
+        &mut self,
+        first: CoreInput,
+        rx: &mut mpsc::Receiver<CoreInput>,
+    ) -> Result<(), StoreError> {
+        let mut inputs = vec![first];
+        while inputs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(input) => inputs.push(input),
+                Err(_) => break,
+            }
+        }
+        let checked = self.check_votes(&inputs);
+        let mut group = Group::default();
+        for (input, checked) in inputs.into_iter().zip(checked) {
+            self.on_input(input, checked, &mut group);
+        }
+        self.complete(group)
+    }
+
+    fn on_input(&mut self, input: CoreInput, checked: VoteCheck, group: &mut Group) {
+        match input {
+            CoreInput::Message { from, msg } => {
+                if let Message::Proposal(p) = &msg {
+                    self.sample_clock(from, p.height, p.block.header.timestamp);
+                }
+                let input = match (checked, &msg) {
+                    (VoteCheck::Good, _) => Input::SignatureChecked { from, msg },
+                    (VoteCheck::Bad, Message::Vote(v)) => {
+                        // Refused here: the core would only verify it a second time to refuse it.
+                        let kind = v.kind.name();
+                        self.on_event(Event::Rejected {
+                            kind,
+                            reason: "bad_signature",
+                        });
+                        return;
+                    }
+                    _ => Input::Message { from, msg },
+                };
+                self.handle(input, group)
+            }
+            CoreInput::Checked { from, msg } => {
+                self.handle(Input::SignatureChecked { from, msg }, group)
+            }
+            CoreInput::PeerConnected(peer) => self.handle(Input::PeerConnected(peer), group),
+            CoreInput::PendingTx(hash, reply) => {
+                let _ = reply.send(self.node.mempool().get(&hash).cloned());
+            }
+            CoreInput::SubmitTx(tx, reply) => {
+                self.wait_for_verdict(&tx, reply);
+                self.handle(Input::SubmitTx(tx), group)
+            }
+            CoreInput::SubmitVerifiedTx(tx, reply) => {
+                self.wait_for_verdict(&tx, reply);
+                self.handle(Input::SubmitVerifiedTx(tx), group)
+            }
+        }
+    }
+
+    /// Hands one input to the core and sorts its outputs into `group`: `Persist` records and
+    /// finalized blocks into the WAL batch, everything else (and the blocks) into the group's
+    /// outputs, in order.
+    ///
+    /// A group is one input, or the inputs queued at once, or the timers due at once. Every
+    /// `Persist` record of the group is written in one write and one fdatasync (`complete`)
+    /// before any output of the group is performed: each record is then durable before every
+    /// later output, as the core requires, with one sync per group (a proposer's proposal and its
+    /// own prepare, a lock and its precommit, or the records of several queued messages share
+    /// one). Performing an output later than the core allows is always safe; only earlier is not.
+    ///
+    /// A finalized block goes into the same write, in its place (see `store.rs`: the block of `h`
+    /// precedes any record of `h + 1` in the WAL); it is committed to redb when performed.
+    fn handle(&mut self, input: Input, group: &mut Group) {
+        let outputs = self.node.handle(TimestampMs(unix_ms()), input);
+        group.todo.reserve(outputs.len());
+        for out in outputs {
+            self.witness.note(&out);
+            match out {
+                Output::Persist(r) => {
+                    if let Some(next) = SignGuard::after(group.signs.or(self.guard.last()), &r) {
+                        group.signs = Some(next);
+                    }
+                    self.batch.push(WalRecord::Persist(r));
+                    group.sync = true;
+                }
+                Output::Finalized(f) => {
+                    let finality_ms = self.witness.finality(
+                        &f.certificate.block_hash,
+                        f.block.header.timestamp,
+                        unix_ms(),
+                    );
+                    let f = *f;
+                    let stored = Box::new(StoredBlock {
+                        block: f.block,
+                        certificate: f.certificate,
+                        outcome: f.outcome,
+                        finality_ms,
+                    });
+                    self.batch.push(WalRecord::Finalized(stored.clone()));
+                    group.todo.push(Todo::Finalized(stored));
+                }
+                out => group.todo.push(Todo::Output(out)),
+            }
+        }
+    }
+
+    /// Writes the group's WAL batch (synced if it holds a `Persist` record) and, if the group
+    /// signed anything, makes the double-sign guard hold its last point; only then performs its
+    /// outputs in order (a signed message leaves here), then stores its finalized blocks in one
+    /// redb transaction.
+    fn complete(&mut self, group: Group) -> Result<(), StoreError> {
+        self.flush(group.sync, group.signs)?;
+        let mut blocks = Vec::new();
+        for todo in group.todo {
+            match todo {
+                Todo::Output(out) => self.perform(out)?,
+                Todo::Finalized(stored) => blocks.push(stored),
+            }
+        }
+        if !blocks.is_empty() {
+            // After the group's messages are on their way: the WAL already holds the blocks.
+            let now_too = blocks.iter().any(|b| !b.block.txs.is_empty());
+            self.unstored_since.get_or_insert_with(Instant::now);
+            self.unstored.extend(blocks.into_iter().map(|b| *b));
+            if now_too || self.unstored.len() >= STORE_BATCH_BLOCKS {
+                return self.store_blocks(); // updates the live state
+            }
+        }
+        self.update_live();
+        Ok(())
+    }
+
+    /// Commits the waiting finalized blocks (and a pending longer certificate) in one redb
+    /// transaction, then announces them (logs, metrics, `Ctx::finalized`).
+    fn store_blocks(&mut self) -> Result<(), StoreError> {
+        self.unstored_since = None;
+        if self.unstored.is_empty() {
+            return Ok(());
+        }
+        let blocks = std::mem::take(&mut self.unstored);
+        let start = Instant::now();
+        let extended = self.extended.take().map(|(c, _)| c);
+        self.ctx
+            .store
+            .commit_blocks(blocks.iter(), extended.as_ref())?;
+        self.ctx
+            .metrics
+            .store_seconds
+            .observe(start.elapsed().as_secs_f64());
+        for b in blocks {
+            self.on_finalized(&b);
+            // Announced, not shown: the API keeps its own view of the latest blocks.
+            let _ = self.ctx.finalized.send(Finalized::Block(Arc::new(b)));
+        }
+        self.update_live();
+        Ok(())
+    }
+
+    /// `reply` gets the core's verdict on `tx` (each verdict answers the oldest waiter of its hash).
+    fn wait_for_verdict(&mut self, tx: &SignedTransfer, reply: TxWaiter) {
+        self.tx_waiters
+            .entry(tx.hash())
+            .or_default()
+            .push_back(reply);
+    }
+
+    fn step(&mut self, input: Input) -> Result<(), StoreError> {
+        let mut group = Group::default();
+        self.handle(input, &mut group);
+        self.complete(group)
+    }
+
+    /// A longer certificate for a stored block waits for the next block's transaction, or is
+    /// written alone after `EXTENSION_DELAY`.
+    fn extend_certificate(&mut self, cert: Certificate) -> Result<(), StoreError> {
+        if let Some(b) = self
+            .unstored
+            .iter_mut()
+            .find(|b| b.block.height() == cert.height)
+        {
+            // Not stored yet: it will be, with this certificate (the WAL's shorter one is valid).
+            if b.certificate.block_hash == cert.block_hash
+                && cert.signatures.len() > b.certificate.signatures.len()
+            {
+                b.certificate = cert;
+            }
+            return Ok(());
+        }
+        match self.extended.take() {
+            Some((old, since)) if old.height == cert.height => {
+                self.extended = Some((cert, since));
+            }
+            Some((old, _)) => {
+                self.ctx.store.commit_blocks([], Some(&old))?;
+                self.extended = Some((cert, Instant::now()));
+            }
+            None => self.extended = Some((cert, Instant::now())),
+        }
+        Ok(())
+    }
+
+    fn flush_old_extension(&mut self) -> Result<(), StoreError> {
+        if self
+            .extended
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= EXTENSION_DELAY)
+            && let Some((cert, _)) = self.extended.take()
+        {
+            self.ctx.store.commit_blocks([], Some(&cert))?;
+        }
+        Ok(())
+    }
+
+    /// At shutdown: the waiting blocks, the pending certificate, then a durable point.
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.store_blocks()?;
+        if let Some((cert, _)) = self.extended.take() {
+            self.ctx.store.commit_blocks([], Some(&cert))?;
+        }
+        self.ctx.store.close()
+    }
+
+    /// Writes the WAL batch (with one fdatasync if `sync`) and, if the group signed at `signs`,
+    /// the guard file (its own fdatasync); both are durable when this returns.
+    ///
+    /// Where a guard update is slow (a real disk), the two syncs run at once, the guard's on a
+    /// scoped thread: one after the other they cost a quarter of the blocks per second of a
+    /// devnet on disk. Where it is fast (tmpfs), the thread itself cost as much, so the update is
+    /// made here, after the WAL's (`GUARD_SLOW_SECS`, on a smoothed measure). A crash between the
+    /// two is safe either way, since no output of the group was performed yet: a guard behind the
+    /// last record is read as nothing lost, a guard ahead of it as lost records (the node watches
+    /// before signing, then signs nothing at or below the guard).
+    fn flush(&mut self, sync: bool, signs: Option<SignGuard>) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let (ctx, batch, guard) = (&self.ctx, &self.batch, &mut self.guard);
+        let timed_record = |guard: &mut Guard, point| {
+            let t = Instant::now();
+            guard.record(point).map(|()| t.elapsed().as_secs_f64())
+        };
+        let (logged, guarded) = match signs {
+            Some(point) if self.guard_secs > GUARD_SLOW_SECS => std::thread::scope(|s| {
+                let h = s.spawn(move || timed_record(guard, point));
+                let logged = ctx.store.log(batch, sync);
+                let guarded = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                (logged, Some(guarded))
+            }),
+            Some(point) => {
+                let logged = ctx.store.log(batch, sync);
+                let guarded = logged.is_ok().then(|| timed_record(guard, point));
+                (logged, guarded)
+            }
+            None => (ctx.store.log(batch, sync), None),
+        };
+        logged?;
+        if let Some(secs) = guarded.transpose()? {
+            self.guard_secs = 0.9 * self.guard_secs + 0.1 * secs;
+        }
+        if sync {
+            self.ctx
+                .metrics
+                .persist_seconds
+                .observe(start.elapsed().as_secs_f64());
+        }
+        self.batch.clear();
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,479 @@
+//! Prometheus metrics of one node, served on `/metrics`: OpenMetrics to a scraper that asks for
+//! it (Prometheus does), the classic text format (0.0.4) otherwise, which `curl … | promtool check
+//! metrics` reads (`classic_text`).
+//!
+//! Every labelled series exists from the start, at 0, with each label value it can take (the
+//! `labels!` enums, and `REJECTIONS` for the core's refusals): an alert on a rate of refusals
+//! cannot be written against a series that appears only at the first refusal. Values are in
+//! base units (seconds, bytes).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+type Labels2 = [(&'static str, &'static str); 2];
+type Labels1 = [(&'static str, &'static str); 1];
+
+/// An enum of the values one label takes, with `ALL` (pre-created) and `label()`.
+macro_rules! labels {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $label:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+
+            pub fn label(self) -> &'static str {
+                match self { $($name::$variant => $label),+ }
+            }
+        }
+    };
+}
+
+labels!(
+    /// Why the transport dropped a frame: `timed_frames_dropped_total{reason}`.
+    Dropped {
+        PeerQueueFull = "peer_queue_full",
+        SyncBusy = "sync_busy",
+        Oversized = "oversized",
+        Undecodable = "undecodable",
+    }
+);
+
+labels!(
+    /// Why a peer connection was refused at its handshake: `timed_handshakes_refused_total{reason}`.
+    HandshakeRefused {
+        TlsRefusedByPeer = "tls_refused_by_peer",
+        Tls = "tls",
+        Hello = "hello",
+        RefusedByPeer = "refused_by_peer",
+    }
+);
+
+labels!(
+    /// Which HTTP limit closed a connection or refused a request: `timed_http_refused_total{reason}`.
+    HttpRefused {
+        ConnectionCap = "connection_cap",
+        AcceptError = "accept_error",
+        IdleTimeout = "idle_timeout",
+        RateLimit = "rate_limit",
+        RequestTimeout = "request_timeout",
+    }
+);
+
+const VOTE_REJECTIONS: &[&str] = &[
+    "unknown_validator",
+    "round_too_far",
+    "bad_signature",
+    "wrong_height",
+];
+
+/// Every (kind, reason) of `Event::Rejected`: the core's `reject` calls, its `VoteRejected`,
+/// `TxError` and block fault reasons, and the driver's batch check of vote signatures. The core's
+/// sources are checked against this list by a test (`the_listed_rejections_are_the_cores`).
+pub const REJECTIONS: &[(&str, &[&str])] = &[
+    (
+        "proposal",
+        &[
+            "round_too_far",
+            "wrong_proposer",
+            "malformed",
+            "bad_signature",
+            "body_mismatch",
+            "bad_polka",
+            "cannot_build_block",
+        ],
+    ),
+    ("prepare", VOTE_REJECTIONS),
+    ("precommit", VOTE_REJECTIONS),
+    (
+        "decision",
+        &[
+            "body_mismatch",
+            "bad_certificate",
+            "certified_block_invalid",
+        ],
+    ),
+    ("sync_request", &["rate_limited"]),
+    ("block_request", &["rate_limited"]),
+    ("block_response", &["not_asked", "body_mismatch"]),
+    (
+        "block",
+        &[
+            "block_wrong_proposer",
+            "block_wrong_chain",
+            "block_wrong_height",
+            "block_wrong_parent",
+            "block_timestamp_not_after_parent",
+            "block_timestamp_in_future",
+            "block_unknown_proposer",
+            "block_bad_transaction",
+            "block_wrong_state_root",
+        ],
+    ),
+    (
+        "transaction",
+        &[
+            "bad_signature",
+            "bad_nonce",
+            "insufficient_balance",
+            "zero_amount",
+            "self_transfer",
+            "overflow",
+            "duplicate",
+            "mempool_full",
+            "nonce_too_far_ahead",
+        ],
+    ),
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub height: Gauge,
+    pub round: Gauge,
+    pub peers: Gauge,
+    pub clock_offset_seconds: Gauge<f64, AtomicU64>,
+    pub blocks_finalized: Counter,
+    pub votes_received: Family<Labels1, Counter>,
+    pub rejected: Family<Labels2, Counter>,
+    frames_dropped: Family<Labels1, Counter>,
+    handshakes_refused: Family<Labels1, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub evidence: Counter,
+    pub sync_requests: Counter,
+    pub http_connections: Gauge,
+    http_refused: Family<Labels1, Counter>,
+    pub finality_seconds: Histogram,
+    pub persist_seconds: Histogram,
+    pub store_seconds: Histogram,
+    pub tx_batch_size: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("timed");
+        let m = Metrics {
+            height: Gauge::default(),
+            round: Gauge::default(),
+            peers: Gauge::default(),
+            clock_offset_seconds: Gauge::default(),
+            blocks_finalized: Counter::default(),
+            votes_received: Family::default(),
+            rejected: Family::default(),
+            frames_dropped: Family::default(),
+            handshakes_refused: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            evidence: Counter::default(),
+            sync_requests: Counter::default(),
+            http_connections: Gauge::default(),
+            http_refused: Family::default(),
+            finality_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 18)),
+            persist_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
+            store_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
+            tx_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "build",
+            "The version and commit of this timed binary",
+            Info::new([("version", crate::VERSION), ("commit", crate::COMMIT)]),
+        );
+        r.register("height", "The height being decided", m.height.clone());
+        r.register("round", "The current round", m.round.clone());
+        r.register(
+            "peers",
+            "Peers with an open outbound connection",
+            m.peers.clone(),
+        );
+        r.register(
+            "clock_offset_seconds",
+            "Estimated offset of the peers' clocks to this node's (median; positive: theirs are \
+             ahead)",
+            m.clock_offset_seconds.clone(),
+        );
+        r.register(
+            "blocks_finalized",
+            "Blocks finalized by this node",
+            m.blocks_finalized.clone(),
+        );
+        r.register(
+            "votes_received",
+            "Votes counted, by kind",
+            m.votes_received.clone(),
+        );
+        r.register(
+            "rejected",
+            "Messages refused by the core, by kind and reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "frames_dropped",
+            "Frames dropped by the transport, by reason",
+            m.frames_dropped.clone(),
+        );
+        r.register(
+            "handshakes_refused",
+            "Connections refused at the handshake, by reason",
+            m.handshakes_refused.clone(),
+        );
+        r.register("bytes_in", "Frame bytes received", m.bytes_in.clone());
+        r.register(
+            "bytes_out",
+            "Frame bytes queued for sending",
+            m.bytes_out.clone(),
+        );
+        r.register("evidence", "Equivocations seen", m.evidence.clone());
+        r.register(
+            "sync_requests",
+            "Catch-up requests this node sent",
+            m.sync_requests.clone(),
+        );
+        r.register(
+            "http_connections",
+            "Open HTTP connections",
+            m.http_connections.clone(),
+        );
+        r.register(
+            "http_refused",
+            "HTTP connections closed or requests refused by a limit, by reason",
+            m.http_refused.clone(),
+        );
+        r.register(
+            "finality_seconds",
+            "From a block's timestamp to its finalization here",
+            m.finality_seconds.clone(),
+        );
+        r.register(
+            "persist_seconds",
+            "Time to make a batch of persist records durable",
+            m.persist_seconds.clone(),
+        );
+        r.register(
+            "store_seconds",
+            "Time to commit a finalized block to the database (not synced)",
+            m.store_seconds.clone(),
+        );
+        r.register(
+            "tx_batch_size",
+            "Gossiped transfers whose signatures were verified as one batch",
+            m.tx_batch_size.clone(),
+        );
+        m.pre_create();
+        Metrics { registry, ..m }
+    }
+
+    /// Every labelled series at 0, with each value its labels can take.
+    fn pre_create(&self) {
+        for kind in ["prepare", "precommit"] {
+            let _ = self.votes_received.get_or_create(&[("kind", kind)]);
+        }
+        for (kind, reasons) in REJECTIONS {
+            for reason in *reasons {
+                let _ = self
+                    .rejected
+                    .get_or_create(&[("kind", kind), ("reason", reason)]);
+            }
+        }
+        for r in Dropped::ALL {
+            let _ = self.frames_dropped.get_or_create(&[("reason", r.label())]);
+        }
+        for r in HandshakeRefused::ALL {
+            let _ = self
+                .handshakes_refused
+                .get_or_create(&[("reason", r.label())]);
+        }
+        for r in HttpRefused::ALL {
+            let _ = self.http_refused.get_or_create(&[("reason", r.label())]);
+        }
+    }
+
+    pub fn dropped(&self, reason: Dropped) {
+        self.frames_dropped
+            .get_or_create(&[("reason", reason.label())])
+            .inc();
+    }
+
+    pub fn handshake_refused(&self, reason: HandshakeRefused) {
+        self.handshakes_refused
+            .get_or_create(&[("reason", reason.label())])
+            .inc();
+    }
+
+    pub fn http_refused(&self, reason: HttpRefused) {
+        self.http_refused
+            .get_or_create(&[("reason", reason.label())])
+            .inc();
+    }
+
+    /// OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The classic Prometheus text format (0.0.4).
+    pub fn encode_classic(&self) -> String {
+        classic_text(&self.encode())
+    }
+}
+
+/// OpenMetrics text as the classic Prometheus text format (0.0.4): a counter's HELP and TYPE
+/// name its samples (`x_total`, where OpenMetrics names the family `x`), an info metric is a
+/// gauge named `x_info`, and there are no UNIT lines and no `# EOF`.
+pub fn classic_text(openmetrics: &str) -> String {
+    use std::collections::HashMap;
+    let mut suffix: HashMap<&str, &str> = HashMap::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            match kind {
+                "counter" => suffix.insert(name, "_total"),
+                "info" => suffix.insert(name, "_info"),
+                _ => None,
+            };
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let tail = match tail {
+                    "info" if prefix == "# TYPE " => "gauge",
+                    "unknown" if prefix == "# TYPE " => "untyped",
+                    t => t,
+                };
+                let added = suffix.get(name).copied().unwrap_or("");
+                out.push_str(&format!("{prefix}{name}{added} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The quoted strings of `text` between `open` and the next `close`.
+    fn literals_after<'a>(text: &'a str, open: &str, close: &str) -> Vec<Vec<&'a str>> {
+        text.match_indices(open)
+            .map(|(i, _)| {
+                let body = &text[i + open.len()..];
+                let body = &body[..body.find(close).unwrap_or(body.len())];
+                body.split('"').skip(1).step_by(2).collect()
+            })
+            .collect()
+    }
+
+    fn listed(kind: &str) -> &'static [&'static str] {
+        REJECTIONS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(&[], |(_, r)| r)
+    }
+
+    /// Read from the core's sources: every `reject` call with literal labels, and every reason of
+    /// `BlockFault`, `VoteRejected` and `TxError`, is a pre-created series. A refusal added to
+    /// the core without its series here fails this test.
+    #[test]
+    fn the_listed_rejections_are_the_cores() {
+        let node = &[
+            include_str!("../../../core/src/consensus/node.rs"),
+            include_str!("../../../core/src/consensus/node/blocks.rs"),
+            include_str!("../../../core/src/consensus/node/catchup.rs"),
+            include_str!("../../../core/src/consensus/node/incoming.rs"),
+            include_str!("../../../core/src/consensus/node/rules.rs"),
+        ]
+        .concat();
+        let votes = include_str!("../../../core/src/votes/mod.rs");
+        let ledger = include_str!("../../../core/src/ledger/mod.rs");
+        let calls = literals_after(node, "self.reject(", ")");
+        assert!(calls.len() > 20, "{} reject calls found", calls.len());
+        for call in calls {
+            if let [kind, reason] = call[..] {
+                assert!(listed(kind).contains(&reason), "({kind}, {reason})");
+            }
+        }
+        let reasons = |text| literals_after(text, "fn reason(", "\n    }").concat();
+        let checks = [
+            (reasons(node), "block"),
+            (reasons(votes), "prepare"),
+            (reasons(votes), "precommit"),
+            (reasons(ledger), "transaction"),
+        ];
+        for (found, kind) in checks {
+            assert!(found.len() >= 3, "{kind}: {found:?}");
+            for r in found {
+                assert!(listed(kind).contains(&r), "({kind}, {r})");
+            }
+        }
+    }
+
+    /// Before any event, each labelled series is there at 0, with its labels.
+    #[test]
+    fn every_labelled_series_exists_from_the_start() {
+        let text = Metrics::new().encode_classic();
+        for line in [
+            "timed_rejected_total{kind=\"proposal\",reason=\"bad_signature\"} 0",
+            "timed_rejected_total{kind=\"transaction\",reason=\"mempool_full\"} 0",
+            "timed_frames_dropped_total{reason=\"peer_queue_full\"} 0",
+            "timed_handshakes_refused_total{reason=\"tls\"} 0",
+            "timed_http_refused_total{reason=\"rate_limit\"} 0",
+            "timed_votes_received_total{kind=\"precommit\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_classic_format_names_each_family_by_its_samples() {
+        let m = Metrics::new();
+        m.blocks_finalized.inc();
+        let text = m.encode_classic();
+        assert!(
+            text.contains("# HELP timed_blocks_finalized_total Blocks"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE timed_blocks_finalized_total counter\n"));
+        assert!(text.contains("\ntimed_blocks_finalized_total 1\n"));
+        assert!(text.contains("# TYPE timed_height gauge\ntimed_height 0\n"));
+        assert!(text.contains("# TYPE timed_finality_seconds histogram\n"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        assert!(!text.contains("_ms"), "base units only:\n{text}");
+        assert_eq!(
+            classic_text(
+                "# HELP x_build Build.\n# TYPE x_build info\nx_build_info{v=\"1\"} 1\n# EOF\n"
+            ),
+            "# HELP x_build_info Build.\n# TYPE x_build_info gauge\nx_build_info{v=\"1\"} 1\n"
+        );
+    }
+}

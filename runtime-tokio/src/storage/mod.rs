@@ -1,0 +1,7 @@
+//! What survives a restart: finalized blocks and state in redb (`store`, `stored`), the
+//! write-ahead log of the round in progress (`wal`) and the double-sign guard file (`guard`).
+
+pub mod guard;
+pub(crate) mod store;
+pub(crate) mod stored;
+pub(crate) mod wal;

@@ -1,0 +1,352 @@
+//! The node's durable state: one redb database and one write-ahead log file in the data directory.
+//!
+//! | redb table | key | value |
+//! |---|---|---|
+//! | `blocks` | height | `StoredBlock` (block, certificate, outcome, local finality) |
+//! | `certificates` | height | `Certificate`: a longer one than the block's, gathered later |
+//! | `txs` | transaction hash | height of the block that archived it |
+//! | `accounts` | public key | `Account` (the ledger after the last stored block) |
+//! | `meta` | name | `format`: the database's format (`STORE_FORMAT`); `genesis`: the genesis hash |
+//!
+//! The persist records (what the core asked to make durable) live in `wal.log` next to the
+//! database (see `wal.rs`): `log` writes a group with one write and one `fdatasync` and returns
+//! only then, so the driver performs a signed message's broadcast after its record is on disk.
+//!
+//! Finalized blocks are written to the WAL too (without a sync of their own), then committed to
+//! redb with `Durability::None`: redb makes such commits durable with the next `Immediate` commit,
+//! in order, so after a crash (even `kill -9`) redb holds a prefix of the history (a block and the
+//! ledger after it are always written in one transaction), possibly without the last blocks.
+//! `open` puts those back from the WAL, so the node restores at the last block it finalized before
+//! its newest durable record, and its records of the next height (its proposals, votes and lock
+//! there) are the ones `Node::restore` replays: it never contradicts itself. (Without the blocks
+//! in the WAL it would restore at the last *durable* block, ignore its newer records, catch up and
+//! could sign a second, different vote at a height it had voted at.) The finalized block of height
+//! `h` is written before any record of `h + 1`, and the WAL is read in order, so a durable record
+//! of `h + 1` implies a durable block `h`.
+//!
+//! **WAL entries of height ≤ H are removed only after an `Immediate` redb commit issued after the
+//! commit of block H has returned** (a "durable point"). So at any crash the WAL still holds every
+//! entry above the last block redb kept.
+//!
+//! A durable point is taken when the WAL file exceeds `WAL_PRUNE_BYTES` or after
+//! `DURABLE_EVERY_BLOCKS` finalized blocks, whichever comes first; it costs one redb fsync and one
+//! rewrite-and-rename of the (small) kept tail of the WAL, off most heights' critical path. The
+//! rewrite is crash-safe: the old file stays whole until the synced new one replaces it.
+//!
+//! Here: opening, the WAL's records, committing blocks, durable points and the restore (the
+//! writes). The tables are `tables.rs`, the reads `read.rs`, the errors and redb's panics turned
+//! into errors `error.rs`.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+
+use timed_core::block::Certificate;
+use timed_core::codec;
+use timed_core::consensus::Restore;
+use timed_core::crypto::PublicKey;
+use timed_core::ledger::{Account, Ledger};
+use timed_core::message::Decision;
+use timed_core::types::{Hash, Height};
+use timed_core::validators::Genesis;
+
+use crate::storage::wal::{Wal, WalRecord};
+
+mod error;
+mod read;
+mod tables;
+#[cfg(test)]
+mod tests;
+
+pub use error::StoreError;
+use error::{Files, guarded};
+use tables::*;
+
+/// Take a durable point (and prune the WAL) once the WAL file is larger than this...
+const WAL_PRUNE_BYTES: u64 = 8 * 1024 * 1024;
+/// ...or after this many blocks finalized since the last durable point.
+const DURABLE_EVERY_BLOCKS: u32 = 1024;
+
+/// redb's page cache: its read cache, and the write buffer where the pages of non-durable commits
+/// wait for the next durable point (at most half of it; beyond that they go to the file, unsynced).
+/// redb's default is 1 GiB, which a node running for months would fill with pages of old blocks.
+/// The ledger's pages and the recent blocks fit in this.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+pub use crate::storage::stored::StoredBlock;
+
+pub struct Store {
+    db: Database,
+    wal: Mutex<WalState>,
+    files: Files,
+}
+
+struct WalState {
+    wal: Wal,
+    /// The last block committed to redb (perhaps not yet durably).
+    last_finalized: Option<Height>,
+    /// Blocks finalized since the last durable point.
+    since_durable: u32,
+}
+
+fn lock_wal(m: &Mutex<WalState>) -> std::sync::MutexGuard<'_, WalState> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`, checking every page of it first: redb trusts
+    /// what it reads, and a damaged page would otherwise surface as a panic, at start or in the
+    /// middle of an HTTP answer. The check reads the whole file (about 20 ms per 16 MiB here).
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let files = Files::of(path);
+        guarded(&files, || Store::open_checked(path, &files))
+    }
+
+    fn open_checked(path: &Path, files: &Files) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: files.db.clone(),
+                },
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
+                    StoreError::Damaged {
+                        path: files.db.clone(),
+                        detail,
+                    }
+                }
+                e => StoreError::Open {
+                    path: files.db.clone(),
+                    detail: e.to_string(),
+                },
+            })?;
+        check_format(&db, &files.db)?;
+        let tx = db.begin_write().map_err(StoreError::db)?;
+        {
+            tx.open_table(BLOCKS).map_err(StoreError::db)?;
+            tx.open_table(CERTS).map_err(StoreError::db)?;
+            tx.open_table(TXS).map_err(StoreError::db)?;
+            tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
+            let mut meta = tx.open_table(META).map_err(StoreError::db)?;
+            meta.insert(FORMAT_KEY, &STORE_FORMAT.to_le_bytes()[..])
+                .map_err(StoreError::db)?;
+        }
+        tx.commit().map_err(StoreError::db)?;
+        let wal = Wal::open(&path.with_file_name("wal.log"))?;
+        let store = Store {
+            db,
+            wal: Mutex::new(WalState {
+                wal,
+                last_finalized: None,
+                since_durable: 0,
+            }),
+            files: Files::of(path),
+        };
+        store.replay_wal_blocks()?;
+        Ok(store)
+    }
+
+    /// Commits the finalized blocks of the WAL that redb lost in a crash (those above its last
+    /// block, in order).
+    fn replay_wal_blocks(&self) -> Result<(), StoreError> {
+        let blocks = lock_wal(&self.wal).wal.finalized()?;
+        let mut last = self.latest_height()?.unwrap_or(Height(0));
+        let mut replay = Vec::new();
+        for b in blocks {
+            let h = b.block.height();
+            if h <= last {
+                continue;
+            }
+            if h != last.next() {
+                tracing::warn!(
+                    "WAL: block {h} follows block {last}; the blocks after {last} are fetched from \
+                     peers instead"
+                );
+                break;
+            }
+            last = h;
+            replay.push(b);
+        }
+        let replayed = replay.len();
+        if replayed > 0 {
+            self.commit_blocks(&replay, None)?;
+            tracing::info!(
+                "Restored {replayed} finalized blocks from the WAL (up to height {last})"
+            );
+        }
+        Ok(())
+    }
+
+    /// Binds the database to `genesis` on first use (writing its balances as the ledger at height
+    /// 0), and refuses a database of another genesis.
+    pub fn bind_genesis(&self, genesis: &Genesis) -> Result<(), StoreError> {
+        guarded(&self.files, || {
+            let hash = genesis.hash();
+            let tx = self.db.begin_write().map_err(StoreError::db)?;
+            {
+                let mut meta = tx.open_table(META).map_err(StoreError::db)?;
+                let stored = meta
+                    .get("genesis")
+                    .map_err(StoreError::db)?
+                    .map(|v| v.value().to_vec());
+                match stored {
+                    Some(s) if s == hash.0 => {}
+                    Some(s) => {
+                        return Err(StoreError::WrongGenesis {
+                            stored: hex::encode(s),
+                            expected: hex::encode(hash.0),
+                        });
+                    }
+                    None => {
+                        meta.insert("genesis", &hash.0[..])
+                            .map_err(StoreError::db)?;
+                        let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
+                        for (key, account) in Ledger::from_genesis(genesis).accounts() {
+                            accounts
+                                .insert(&key.0[..], codec::encode(account).as_slice())
+                                .map_err(StoreError::db)?;
+                        }
+                    }
+                }
+            }
+            tx.commit().map_err(StoreError::db)
+        })
+    }
+
+    /// Writes `entries` to the WAL in one write; with `sync`, one fdatasync makes them (and every
+    /// entry written before) durable before this returns.
+    pub fn log(&self, entries: &[WalRecord], sync: bool) -> Result<(), StoreError> {
+        guarded(&self.files, || {
+            lock_wal(&self.wal).wal.append(entries, sync)?;
+            Ok(())
+        })
+    }
+
+    /// Makes everything durable in redb and trims the WAL (at a clean shutdown: the next start
+    /// has nothing to replay).
+    pub fn close(&self) -> Result<(), StoreError> {
+        guarded(&self.files, || {
+            let mut st = lock_wal(&self.wal);
+            self.durable_point(&mut st)
+        })
+    }
+
+    /// A durable point: makes every earlier redb commit durable, then drops the WAL records of the
+    /// heights up to the last committed block (the rule in the module comment).
+    fn durable_point(&self, st: &mut WalState) -> Result<(), StoreError> {
+        let Some(upto) = st.last_finalized else {
+            return Ok(());
+        };
+        let mut tx = self.db.begin_write().map_err(StoreError::db)?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(StoreError::db)?;
+        tx.commit().map_err(StoreError::db)?;
+        st.since_durable = 0;
+        st.wal.prune(upto)?;
+        Ok(())
+    }
+
+    /// Stores finalized blocks, already in the WAL, with the ledger changes they made, in one
+    /// transaction (not yet durable), together with `extended`, a longer certificate for a block
+    /// stored earlier; now and then takes a durable point that prunes the WAL.
+    pub fn commit_blocks<'a>(
+        &self,
+        stored: impl IntoIterator<Item = &'a StoredBlock>,
+        extended: Option<&Certificate>,
+    ) -> Result<(), StoreError> {
+        guarded(&self.files, || {
+            let mut last = None;
+            let mut count = 0u32;
+            let mut tx = self.db.begin_write().map_err(StoreError::db)?;
+            tx.set_durability(Durability::None)
+                .map_err(StoreError::db)?;
+            {
+                let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::db)?;
+                let mut certs = tx.open_table(CERTS).map_err(StoreError::db)?;
+                let mut txs = tx.open_table(TXS).map_err(StoreError::db)?;
+                let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
+                for f in stored {
+                    let height = f.block.height();
+                    blocks
+                        .insert(height.0, codec::encode(f).as_slice())
+                        .map_err(StoreError::db)?;
+                    // In key order: neighbouring inserts touch the same pages.
+                    let mut archived: Vec<&Hash> = f.outcome.archived.iter().collect();
+                    archived.sort_unstable();
+                    for hash in archived {
+                        txs.insert(&hash.0[..], height.0).map_err(StoreError::db)?;
+                    }
+                    for (key, account) in &f.outcome.touched {
+                        if *account == Account::default() {
+                            accounts.remove(&key.0[..]).map_err(StoreError::db)?;
+                        } else {
+                            accounts
+                                .insert(&key.0[..], codec::encode(account).as_slice())
+                                .map_err(StoreError::db)?;
+                        }
+                    }
+                    last = Some(height);
+                    count += 1;
+                }
+                if let Some(cert) = extended {
+                    // Read back only beside a block of the same hash (`longest_certificate`).
+                    certs
+                        .insert(cert.height.0, codec::encode(cert).as_slice())
+                        .map_err(StoreError::db)?;
+                }
+            }
+            tx.commit().map_err(StoreError::db)?;
+            let mut st = lock_wal(&self.wal);
+            if let Some(h) = last {
+                st.last_finalized = Some(h);
+            }
+            st.since_durable += count;
+            if st.wal.len_bytes() > WAL_PRUNE_BYTES || st.since_durable >= DURABLE_EVERY_BLOCKS {
+                self.durable_point(&mut st)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// What `Node::restore` needs: the last block, the ledger after it, and the WAL.
+    pub fn restore(&self) -> Result<Restore, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+            let certs = r.open_table(CERTS).map_err(StoreError::db)?;
+            let last = match blocks.last().map_err(StoreError::db)? {
+                Some((_, v)) => {
+                    let s = decode_stored(&certs, v.value())?;
+                    Some(Decision {
+                        block: s.block,
+                        certificate: s.certificate,
+                    })
+                }
+                None => None,
+            };
+            let accounts = r.open_table(ACCOUNTS).map_err(StoreError::db)?;
+            let mut list = Vec::new();
+            for entry in accounts.iter().map_err(StoreError::db)? {
+                let (k, v) = entry.map_err(StoreError::db)?;
+                let key: [u8; 32] = k
+                    .value()
+                    .try_into()
+                    .map_err(|_| corrupt("accounts", "key is not 32 bytes"))?;
+                let account: Account =
+                    codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e))?;
+                list.push((PublicKey(key), account));
+            }
+            let records = lock_wal(&self.wal).wal.records()?;
+            Ok(Restore {
+                ledger: last.as_ref().map(|_| Ledger::from_accounts(list)),
+                last,
+                records,
+                // Not chain data: the caller reads it from the guard file beside the key.
+                guard: None,
+            })
+        })
+    }
+}

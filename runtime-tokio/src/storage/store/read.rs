@@ -1,0 +1,89 @@
+//! Reads of the store, for the API, the sync server and the tools: blocks by height or range,
+//! the latest height, a transaction's height, an account. Each runs in its own redb read
+//! transaction, beside the writer.
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use timed_core::codec;
+use timed_core::crypto::PublicKey;
+use timed_core::ledger::Account;
+use timed_core::types::{Hash, Height};
+
+use super::tables::{ACCOUNTS, BLOCKS, CERTS, TXS, corrupt, decode_stored};
+use super::{Store, StoreError, StoredBlock, guarded};
+
+impl Store {
+    pub fn block(&self, height: Height) -> Result<Option<StoredBlock>, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+            let certs = r.open_table(CERTS).map_err(StoreError::db)?;
+            match blocks.get(height.0).map_err(StoreError::db)? {
+                Some(v) => Ok(Some(decode_stored(&certs, v.value())?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub fn latest_height(&self) -> Result<Option<Height>, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+            Ok(blocks
+                .last()
+                .map_err(StoreError::db)?
+                .map(|(k, _)| Height(k.value())))
+        })
+    }
+
+    /// Blocks from `from` on, at most `max` of them and about `byte_budget` bytes of encoding.
+    pub fn range(
+        &self,
+        from: Height,
+        max: usize,
+        byte_budget: usize,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+            let certs = r.open_table(CERTS).map_err(StoreError::db)?;
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            for entry in blocks.range(from.0..).map_err(StoreError::db)? {
+                let (_, v) = entry.map_err(StoreError::db)?;
+                let raw = v.value();
+                if out.len() >= max || (bytes + raw.len() > byte_budget && !out.is_empty()) {
+                    break;
+                }
+                if raw.len() > byte_budget {
+                    break;
+                }
+                bytes += raw.len();
+                out.push(decode_stored(&certs, raw)?);
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn tx_height(&self, hash: &Hash) -> Result<Option<Height>, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let txs = r.open_table(TXS).map_err(StoreError::db)?;
+            Ok(txs
+                .get(&hash.0[..])
+                .map_err(StoreError::db)?
+                .map(|v| Height(v.value())))
+        })
+    }
+
+    pub fn account(&self, key: &PublicKey) -> Result<Account, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let accounts = r.open_table(ACCOUNTS).map_err(StoreError::db)?;
+            match accounts.get(&key.0[..]).map_err(StoreError::db)? {
+                Some(v) => codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e)),
+                None => Ok(Account::default()),
+            }
+        })
+    }
+}

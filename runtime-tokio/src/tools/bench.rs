@@ -1,0 +1,357 @@
+//! `timed bench catchup`: how fast a fresh node catches up on a long chain through the real path.
+//!
+//! 1. A chain of `--blocks` finalized empty blocks is generated with `timed-core` and the
+//!    development keys of `--validators` validators (`validator1`, …): each block applies to the
+//!    ledger, and carries a certificate of precommits from a quorum. It is written into the data
+//!    directory of `validator1` (redb, as a node stores blocks) next to a genesis file.
+//! 2. `validator1` is started (`timed run`) on that directory. Alone it holds no quorum, so its
+//!    chain stays at `--blocks`.
+//! 3. `validator2` is started with an empty directory. It learns the height from `validator1`'s
+//!    `Decision` on connecting and fetches the blocks with `SyncRequest`/`SyncResponse` over QUIC,
+//!    checks each certificate and block, and stores them — the path of any node that falls behind.
+//!
+//! The figure printed is blocks per second from the start of the fresh process until its
+//! `/status` reports the last height (and, separately, from its first synced block).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use timed_core::block::{self, Block, Certificate, Header};
+use timed_core::crypto::Keypair;
+use timed_core::ledger::Ledger;
+use timed_core::message::{Vote, VoteKind};
+use timed_core::types::{Height, Round, Stake, TimestampMs};
+use timed_core::validators::{ConsensusParams, Genesis, GenesisValidator};
+
+use crate::keys;
+use crate::net::handshake;
+use crate::storage::store::{Store, StoredBlock};
+use crate::tools::client::{Client, NodeUrl};
+use crate::tools::devnet::{Children, Sched, free_port, sched};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Generate a chain, serve it from one node and time a fresh node syncing it over QUIC.
+    Catchup(CatchupArgs),
+    /// Signed transfers at a target rate into a network: finalized tx/s and latency p50/p99.
+    Tx(crate::tools::bench_tx::TxArgs),
+}
+
+#[derive(Args)]
+struct CatchupArgs {
+    /// Length of the chain to catch up on.
+    #[arg(long, default_value_t = 10_000)]
+    blocks: u64,
+    /// Validators in the genesis (a quorum of them signs each certificate).
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Give up after this long.
+    #[arg(long, default_value = "10m", value_parser = crate::parse_duration)]
+    timeout: Duration,
+    /// Directory for the two nodes' data and logs [default: a fresh temporary directory, removed
+    /// at the end].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub async fn run(a: BenchArgs) -> Result<()> {
+    match a.what {
+        BenchCommand::Catchup(c) => catchup(c).await,
+        BenchCommand::Tx(t) => crate::tools::bench_tx::run(t).await,
+    }
+}
+
+fn dev_key(i: usize) -> Keypair {
+    Keypair::insecure_from_name(&format!("validator{i}"))
+}
+
+/// Writes a chain of `blocks` finalized blocks into a node's database at `path`.
+fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
+    let set = genesis.validate().context("the bench genesis is invalid")?;
+    let keys: Vec<Keypair> = (1..=genesis.validators.len()).map(dev_key).collect();
+    // The first validators (in index order) whose stake makes a quorum sign every certificate.
+    let mut signers = Vec::new();
+    let mut stake = 0u64;
+    for (index, v) in set.iter() {
+        if set.is_quorum(Stake(stake)) {
+            break;
+        }
+        stake += v.stake.0;
+        let key = keys
+            .iter()
+            .find(|k| k.public_key() == v.public_key)
+            .context("a validator without its development key")?;
+        signers.push((index, key));
+    }
+    let store = Store::open(path)?;
+    store.bind_genesis(genesis)?;
+    let chain_id = genesis.chain_id.as_str();
+    let mut ledger = Ledger::from_genesis(genesis);
+    let mut parent = genesis.hash();
+    let mut time = genesis.genesis_time_ms.0;
+    let mut batch = Vec::with_capacity(1000);
+    for h in 1..=blocks {
+        let height = Height(h);
+        let proposer = set.proposer(height, Round::ZERO);
+        let outcome = ledger
+            .apply_block(chain_id, height, proposer, &set, &[])
+            .context("an empty block does not apply")?;
+        time += 1;
+        let block = Block {
+            header: Header {
+                chain_id: chain_id.to_string(),
+                height,
+                parent_hash: parent,
+                timestamp: TimestampMs(time),
+                proposer,
+                tx_root: block::tx_root(&[]),
+                state_root: ledger.state_root(),
+            },
+            txs: Vec::new(),
+        };
+        let hash = block.hash();
+        let votes: Vec<Vote> = signers
+            .iter()
+            .map(|(index, key)| {
+                Vote::sign(
+                    key,
+                    chain_id,
+                    height,
+                    Round::ZERO,
+                    VoteKind::Precommit,
+                    Some(hash),
+                    *index,
+                )
+            })
+            .collect();
+        let certificate = Certificate::from_precommits(height, Round::ZERO, hash, &votes);
+        parent = hash;
+        batch.push(StoredBlock {
+            block,
+            certificate,
+            outcome,
+            finality_ms: crate::storage::stored::FinalityMs(None),
+        });
+        if batch.len() == 1000 || h == blocks {
+            store.commit_blocks(&batch, None)?;
+            batch.clear();
+        }
+    }
+    store.close()?;
+    Ok(())
+}
+
+async fn status_height(addr: SocketAddr) -> Option<u64> {
+    let status: serde_json::Value = Client::new(NodeUrl::from_addr(addr))
+        .with_timeout(Duration::from_secs(5))
+        .get("/status")
+        .await
+        .ok()?;
+    status.get("height")?.as_u64()
+}
+
+fn spawn_node(
+    children: &mut Children,
+    dir: &Path,
+    name: &str,
+    genesis: &Path,
+    port: u16,
+    peer: u16,
+) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the timed executable")?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))
+        .with_context(|| format!("cannot create the log of {name}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("run")
+        .arg("--genesis")
+        .arg(genesis)
+        .arg("--key")
+        .arg(dir.join(format!("{name}.key")))
+        .arg("--data-dir")
+        .arg(dir.join(name))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--peers")
+        .arg(format!("127.0.0.1:{peer}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    children.0.push((name.to_string(), child));
+    Ok(())
+}
+
+async fn catchup(a: CatchupArgs) -> Result<()> {
+    if a.blocks == 0 {
+        bail!("--blocks must be positive");
+    }
+    if !(2..=100).contains(&a.validators) {
+        bail!("--validators must be between 2 and 100 (one serves, one catches up)");
+    }
+    let temporary = a.data_dir.is_none();
+    let dir = a.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("timed-bench-{}", std::process::id()))
+    });
+    if dir.join("validator1").exists() || dir.join("validator2").exists() {
+        bail!(
+            "{} already holds a bench; give an empty --data-dir",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = catchup_in(&a, &dir).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
+    let ports = [free_port()?, free_port()?];
+    let genesis = Genesis {
+        chain_id: "timed-bench".into(),
+        // Block i is stamped genesis + i ms: the whole chain lies in the past.
+        genesis_time_ms: TimestampMs(
+            crate::node::clock::unix_ms().saturating_sub(a.blocks + 60_000),
+        ),
+        validators: (1..=a.validators)
+            .map(|i| GenesisValidator {
+                name: format!("validator{i}"),
+                public_key: dev_key(i).public_key(),
+                stake: Stake(100),
+                address: None,
+            })
+            .collect(),
+        balances: Vec::new(),
+        params: ConsensusParams::default(),
+    };
+    let genesis_path = dir.join("genesis.json");
+    handshake::write_genesis(&genesis_path, &genesis)?;
+    for i in 1..=2 {
+        keys::save(&dir.join(format!("validator{i}.key")), &dev_key(i))?;
+    }
+    let started = Instant::now();
+    std::fs::create_dir_all(dir.join("validator1"))?;
+    let db = dir.join("validator1").join("timed.redb");
+    let blocks = a.blocks;
+    let g = genesis.clone();
+    tokio::task::spawn_blocking(move || generate_chain(&db, &g, blocks))
+        .await
+        .context("the chain generator stopped")??;
+    println!(
+        "bench catchup: generated {} blocks ({} validators, certificates of a quorum) in {:.1} s",
+        a.blocks,
+        a.validators,
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut children = Children(Vec::new());
+    let serve: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
+    let fresh: SocketAddr = ([127, 0, 0, 1], ports[1]).into();
+    spawn_node(
+        &mut children,
+        dir,
+        "validator1",
+        &genesis_path,
+        ports[0],
+        ports[1],
+    )?;
+    let deadline = Instant::now() + a.timeout;
+    while status_height(serve).await != Some(a.blocks) {
+        check_alive(&mut children, dir)?;
+        if Instant::now() > deadline {
+            bail!("validator1 did not serve height {} in time", a.blocks);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let t0 = Instant::now();
+    spawn_node(
+        &mut children,
+        dir,
+        "validator2",
+        &genesis_path,
+        ports[1],
+        ports[0],
+    )?;
+    let pids: Vec<u32> = children.0.iter().map(|(_, c)| c.id()).collect();
+    let mut first: Option<(u64, Instant)> = None;
+    loop {
+        check_alive(&mut children, dir)?;
+        if Instant::now() > deadline {
+            bail!(
+                "validator2 did not catch up in time; see {}",
+                dir.join("validator2.log").display()
+            );
+        }
+        if let Some(h) = status_height(fresh).await {
+            if h > 0 && first.is_none() {
+                first = Some((h, Instant::now()));
+            }
+            if h >= a.blocks {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let total = t0.elapsed().as_secs_f64();
+    let sched: Vec<Option<Sched>> = pids.iter().map(|p| sched(*p)).collect();
+    children.stop();
+    println!(
+        "bench catchup: a fresh node synced {} blocks over QUIC in {total:.2} s: {:.0} blocks/s \
+         (from process start, including start-up and the handshake)",
+        a.blocks,
+        a.blocks as f64 / total
+    );
+    if let Some((h, t)) = first {
+        let secs = (total - (t - t0).as_secs_f64()).max(f64::EPSILON);
+        println!(
+            "bench catchup: from its first synced block (height {h}, {:.2} s after start): {:.0} \
+             blocks/s",
+            (t - t0).as_secs_f64(),
+            (a.blocks - h) as f64 / secs
+        );
+    }
+    if let [Some(serving), Some(fresh)] = sched.as_slice() {
+        println!(
+            "bench catchup: the fresh node ran {:.2} s on a core and waited {:.2} s for one; the \
+             serving node ran {:.2} s; load average {} ({} cores)",
+            fresh.cpu_ns as f64 / 1e9,
+            fresh.wait_ns as f64 / 1e9,
+            serving.cpu_ns as f64 / 1e9,
+            std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+                .unwrap_or_else(|| "?".into()),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        );
+    }
+    Ok(())
+}
+
+fn check_alive(children: &mut Children, dir: &Path) -> Result<()> {
+    for (name, c) in &mut children.0 {
+        if let Ok(Some(status)) = c.try_wait() {
+            bail!(
+                "{name} exited ({status}); see {}",
+                dir.join(format!("{name}.log")).display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The client tools of the `timed` binary: the wallet, the light client (`verify`), a local
+//! network in one command (`devnet`), the benchmarks (`bench`, `bench_tx`) and the HTTP client
+//! they use to talk to a node.
+
+pub mod bench;
+pub(crate) mod bench_tx;
+pub(crate) mod client;
+pub mod devnet;
+pub mod verify;
+pub mod wallet;
