@@ -3,7 +3,7 @@
 //! line only) runs, and the transport a peer speaks.
 //!
 //! Public, for the binary: starting a node (`app`), the addresses operators write (`addr`), the
-//! subcommands (`devnet`, `bench`, `wallet`, `verify`), key and genesis files (`keys`,
+//! subcommands (`devnet`, `bench`, `wallet`, `verify`, `reset`), the configuration file (`config`), key and genesis files (`keys`,
 //! `handshake`), the double-sign guard's file paths (`guard`) and the HTTP limits
 //! (`httpserve::Limits`).
 //!
@@ -17,6 +17,7 @@ pub mod app;
 pub mod bench;
 mod bench_tx;
 mod client;
+pub mod config;
 mod ctx;
 mod dashboard;
 pub mod devnet;
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod logs;
 mod metrics;
 mod net;
+pub mod reset;
 mod store;
 mod stored;
 mod syncserve;
