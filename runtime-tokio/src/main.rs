@@ -129,6 +129,12 @@ struct HttpArgs {
     /// continue). One block is always sent, however large.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     http_max_response_bytes: usize,
+    /// Serve `/metrics` on this address (IP:PORT, e.g. 127.0.0.1:9101) instead of the API's, so
+    /// that a firewall can open the API (`POST /tx`) and keep the metrics to the monitoring
+    /// network [default: on the API's address]. With it, the API's port answers 404 to
+    /// `/metrics`.
+    #[arg(long, value_name = "IP:PORT", value_parser = addr::listen_address, help_heading = "Metrics")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl HttpArgs {
@@ -415,6 +421,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
         double_sign_check_ms: a.double_sign_check_ms,
         data_dir,
         listen: SocketAddr::new(a.bind, port),
+        metrics_listen: a.http.metrics_listen,
         name,
         key,
         genesis: None,
@@ -458,6 +465,7 @@ fn run_real(a: RunArgs) -> Result<()> {
         double_sign_check_ms: a.double_sign_check_ms,
         data_dir: a.data_dir,
         listen: a.listen,
+        metrics_listen: a.http.metrics_listen,
         peers,
         http,
     };

@@ -227,3 +227,35 @@ fn reset_keeps_the_guard_and_the_restarted_node_signs_nothing_it_signed() {
     let restarted = &log[log.rfind("Starting validator node").unwrap()..];
     assert!(!restarted.contains("Proposing block"), "{restarted}");
 }
+
+/// `metrics-listen` (here from the file): `/metrics` is served on that address, with every
+/// series, and no longer on the API's port, which still answers the rest of the API.
+#[test]
+fn metrics_listen_moves_the_metrics_off_the_api_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("node");
+    init_single(&d);
+    let metrics_port = free_port();
+    let config = d.join("timed.toml");
+    let mut file = std::fs::read_to_string(&config).unwrap();
+    file.push_str(&format!("metrics-listen = \"127.0.0.1:{metrics_port}\"\n"));
+    std::fs::write(&config, file).unwrap();
+    let net = run_from_config(&d);
+    net.wait_height(0, 2);
+    let (code, body) = common::get(metrics_port, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        common::sample(&body, "timed_height").is_some_and(|h| h >= 2.0),
+        "{body}"
+    );
+    assert_eq!(common::get(net.port(0), "/metrics").unwrap().0, 404);
+    assert_eq!(common::get(metrics_port, "/status").unwrap().0, 404);
+    assert!(net.status(0).is_some());
+    let log = net.log(0);
+    assert!(
+        log.contains(&format!(
+            "Metrics on http://127.0.0.1:{metrics_port}/metrics"
+        )),
+        "{log}"
+    );
+}
