@@ -3,7 +3,7 @@
 //! line only) runs, and the transport a peer speaks.
 //!
 //! Public, for the binary: starting a node (`app`), the addresses operators write (`addr`), the
-//! subcommands (`devnet`, `bench`, `wallet`, `verify`, `reset`), the configuration file (`config`), key and genesis files (`keys`,
+//! subcommands (`devnet`, `bench`, `wallet`, `verify`, `reset`), the configuration file (`config`), completions and manual pages (`manual`), key and genesis files (`keys`,
 //! `handshake`), the double-sign guard's file paths (`guard`) and the HTTP limits
 //! (`httpserve::Limits`).
 //!
@@ -31,6 +31,7 @@ mod httpc;
 pub mod httpserve;
 pub mod keys;
 pub mod logs;
+pub mod manual;
 mod metrics;
 mod net;
 pub mod reset;

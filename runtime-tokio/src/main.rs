@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum, ValueHint};
 use timed::{
-    addr, app, bench, config, devnet, guard, handshake, httpserve, keys, parse_duration, reset,
-    verify, wallet,
+    addr, app, bench, config, devnet, guard, handshake, httpserve, keys, manual, parse_duration,
+    reset, verify, wallet,
 };
 use timed_core::crypto::Keypair;
 use timed_core::types::{Amount, Stake, TimestampMs};
@@ -202,6 +202,22 @@ enum Command {
     /// syncing a generated chain over QUIC; `timed bench tx --rate 10000` measures finalized
     /// transfers per second.
     Bench(bench::BenchArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell. Install it,
+    /// for bash: `timed completions bash > /etc/bash_completion.d/timed` (or
+    /// ~/.local/share/bash-completion/completions/timed); zsh: into a folder of $fpath as
+    /// `_timed`; fish: ~/.config/fish/completions/timed.fish.
+    Completions {
+        /// The shell.
+        shell: manual::Shell,
+    },
+    /// Print the manual page (roff) of timed, or with --dir write one page per subcommand
+    /// (timed.1, timed-run.1, ...): `timed man --dir /usr/local/share/man/man1`, then
+    /// `man timed-run`. Each is what `timed SUBCOMMAND --help` says.
+    Man {
+        /// Write every page into this folder instead of printing timed.1.
+        #[arg(long, value_hint = ValueHint::DirPath)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -369,6 +385,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Init { dir }) => init(&dir),
+        Some(Command::Completions { shell }) => {
+            Ok(manual::print(&manual::completions(shell, Cli::command()))?)
+        }
+        Some(Command::Man { dir: None }) => Ok(manual::print(&manual::man(Cli::command())?)?),
+        Some(Command::Man { dir: Some(dir) }) => {
+            let pages = manual::man_pages(Cli::command(), &dir)
+                .with_context(|| format!("cannot write manual pages to {}", dir.display()))?;
+            eprintln!(
+                "timed: wrote {} manual pages to {}",
+                pages.len(),
+                dir.display()
+            );
+            Ok(())
+        }
         Some(Command::Reset(a)) => reset_data(a),
         Some(Command::Genesis(a)) => make_genesis(a),
         Some(Command::GenesisHash { file }) => {

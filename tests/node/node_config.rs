@@ -259,3 +259,26 @@ fn metrics_listen_moves_the_metrics_off_the_api_port() {
         "{log}"
     );
 }
+
+/// `completions` prints a script the shell accepts, naming the subcommands and flags; `man`
+/// prints a roff page and writes one per subcommand.
+#[test]
+fn completions_and_manual_pages_come_from_the_flags() {
+    let out = timed(&["completions", "bash"]);
+    assert!(out.status.success());
+    let script = text(&out.stdout);
+    for word in ["reset", "init", "--metrics-listen", "--config"] {
+        assert!(script.contains(word), "{word}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("timed.bash");
+    std::fs::write(&file, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).status().unwrap();
+    assert!(check.success());
+    let out = timed(&["man"]);
+    assert!(text(&out.stdout).contains(".TH timed 1"));
+    let out = timed(&["man", "--dir", path(dir.path())]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = std::fs::read_to_string(dir.path().join("timed-run.1")).unwrap();
+    assert!(page.contains("metrics\\-listen"), "{page}");
+}
