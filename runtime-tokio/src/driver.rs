@@ -110,6 +110,7 @@ pub struct Driver {
 impl Driver {
     pub fn new(node: Node, guard: Guard, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
         let ctx_for_sync = ctx.clone();
+        ctx.metrics.set_validators(&chain.set, node.me());
         Driver {
             node,
             guard,
@@ -548,6 +549,7 @@ impl Driver {
             Output::Evidence(m) => {
                 self.ctx.metrics.evidence.inc();
                 lock(&self.ctx.live).evidence += 1;
+                self.ctx.metrics.on_evidence(&self.chain.set, m.validator());
                 let who = self.chain.name(m.validator()).to_string();
                 match *m {
                     Misbehaviour::DoubleVote(_) => {
@@ -592,6 +594,9 @@ impl Driver {
         let h = f.block.height();
         let hash = hex::encode(f.block.hash().0);
         self.ctx.metrics.blocks_finalized.inc();
+        self.ctx
+            .metrics
+            .on_block(&self.chain.set, self.node.me(), f);
         if let Some(ms) = finality_ms.0 {
             self.ctx
                 .metrics
@@ -807,6 +812,7 @@ impl Driver {
             Step::Precommit => "precommit",
         };
         live.pending_transactions = n.mempool().len();
+        self.ctx.metrics.mempool(n.mempool().len());
     }
 }
 

@@ -34,6 +34,7 @@ pub mod logs;
 pub mod manual;
 mod metrics;
 mod net;
+mod procmetrics;
 pub mod reset;
 mod store;
 mod stored;
