@@ -34,31 +34,36 @@ pub fn encode(start_time_seconds: f64) -> String {
         "Total user and system CPU time spent in seconds",
         ConstCounter::new(r.cpu_seconds),
     );
-    registry.register(
-        "resident_memory_bytes",
-        "Resident memory size in bytes",
-        gauge(r.resident_bytes as f64),
-    );
-    registry.register(
-        "virtual_memory_bytes",
-        "Virtual memory size in bytes",
-        gauge(r.virtual_bytes as f64),
-    );
-    registry.register(
-        "open_fds",
-        "Number of open file descriptors",
-        gauge(r.open_fds as f64),
-    );
-    registry.register(
-        "max_fds",
-        "Maximum number of open file descriptors",
-        gauge(r.max_fds as f64),
-    );
-    registry.register(
-        "start_time_seconds",
-        "Start time of the process since unix epoch in seconds",
-        gauge(start_time_seconds),
-    );
+    let gauges = [
+        (
+            "resident_memory_bytes",
+            "Resident memory size in bytes",
+            r.resident_bytes as f64,
+        ),
+        (
+            "virtual_memory_bytes",
+            "Virtual memory size in bytes",
+            r.virtual_bytes as f64,
+        ),
+        (
+            "open_fds",
+            "Number of open file descriptors",
+            r.open_fds as f64,
+        ),
+        (
+            "max_fds",
+            "Maximum number of open file descriptors",
+            r.max_fds as f64,
+        ),
+        (
+            "start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            start_time_seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        registry.register(name, help, gauge(value));
+    }
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
     out
