@@ -20,7 +20,9 @@
 //! - `tools/`: the other subcommands, clients of a node: `wallet`, `verify` (light client),
 //!   `devnet`, `bench`, `bench_tx/`, and `client`, the one HTTP client they share.
 //! - At the root, used by several roles: `keys` (key files), `amount` (TIME amounts as people
-//!   write them), `parse_duration`, the version.
+//!   write them), `parse_duration`, the version; and for the command line, `config` (the TOML
+//!   configuration file of `timed run`, `timed init`'s commented template) and `manual` (shell
+//!   completions and manual pages).
 //!
 //! # Which role may import which
 //!
@@ -50,7 +52,9 @@
 
 pub mod amount;
 mod api;
+pub mod config;
 pub mod keys;
+pub mod manual;
 mod net;
 mod node;
 mod storage;
@@ -59,7 +63,7 @@ mod tools;
 pub use api::httpserve;
 pub use net::{addr, handshake, tls, wire};
 pub use node::{app, logs};
-pub use storage::guard;
+pub use storage::{guard, reset};
 pub use tools::{bench, devnet, verify, wallet};
 
 use std::time::Duration;

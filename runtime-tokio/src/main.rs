@@ -4,19 +4,22 @@
 //! - `timed --validator-id validator1 --port 8001 --peers localhost:8002,localhost:8003 --stake 100`
 //!   runs a development validator (keys from names, genesis formed at the handshake);
 //! - `timed run --genesis FILE --key FILE --data-dir DIR --listen ADDR --peers ...` runs a real one;
-//! - `timed keygen`, `timed genesis` prepare a real network;
+//! - `timed keygen`, `timed genesis` prepare a real network (`timed init` writes a key and a
+//!   configuration file for `timed run --config`; `timed reset` deletes chain data);
 //! - `timed devnet --nodes N` starts a whole local network in one command.
 //!
 //! `anyhow` is used here, at the edge, only; the modules have their own error types.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum, ValueHint};
 use timed::{
-    addr, app, bench, devnet, guard, handshake, httpserve, keys, parse_duration, verify, wallet,
+    addr, app, bench, config, devnet, guard, handshake, httpserve, keys, manual, parse_duration,
+    reset, verify, wallet,
 };
 use timed_core::crypto::Keypair;
 use timed_core::types::{Amount, Stake, TimestampMs};
@@ -126,6 +129,12 @@ struct HttpArgs {
     /// continue). One block is always sent, however large.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     http_max_response_bytes: usize,
+    /// Serve `/metrics` on this address (IP:PORT, e.g. 127.0.0.1:9101) instead of the API's, so
+    /// that a firewall can open the API (`POST /tx`) and keep the metrics to the monitoring
+    /// network [default: on the API's address]. With it, the API's port answers 404 to
+    /// `/metrics`.
+    #[arg(long, value_name = "IP:PORT", value_parser = addr::listen_address, help_heading = "Metrics")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl HttpArgs {
@@ -151,8 +160,22 @@ impl HttpArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a validator of a real network from a genesis file and a key file.
+    /// Run a validator of a real network from a genesis file and a key file (or a configuration
+    /// file holding them: `timed run --config timed.toml`).
     Run(RunArgs),
+    /// Start a new validator's folder: a key file (validator.key, as `timed keygen` writes) and a
+    /// commented configuration file (timed.toml) with every key of `timed run` and its default.
+    /// Prints the public key to give to whoever builds the genesis. Never overwrites a file.
+    Init {
+        /// The folder to write in (created if missing).
+        #[arg(long, default_value = ".", value_hint = ValueHint::DirPath)]
+        dir: PathBuf,
+    },
+    /// Delete a stopped node's chain data (timed.redb, wal.log) so that it fetches the chain
+    /// again from its peers. Keeps the key, the double-sign guard file (KEY.last_signed, or
+    /// DATA_DIR.last_signed for a development validator: the last point this validator signed,
+    /// so the restarted node still never signs twice) and the genesis the directory is bound to.
+    Reset(ResetArgs),
     /// Generate a validator key file (and print its public key).
     Keygen {
         /// Where to write the key (never overwritten; mode 0600).
@@ -179,20 +202,55 @@ enum Command {
     /// syncing a generated chain over QUIC; `timed bench tx --rate 10000` measures finalized
     /// transfers per second.
     Bench(bench::BenchArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell. Install it,
+    /// for bash: `timed completions bash > /etc/bash_completion.d/timed` (or
+    /// ~/.local/share/bash-completion/completions/timed); zsh: into a folder of $fpath as
+    /// `_timed`; fish: ~/.config/fish/completions/timed.fish.
+    Completions {
+        /// The shell.
+        shell: manual::Shell,
+    },
+    /// Print the manual page (roff) of timed, or with --dir write one page per subcommand
+    /// (timed.1, timed-run.1, ...): `timed man --dir /usr/local/share/man/man1`, then
+    /// `man timed-run`. Each is what `timed SUBCOMMAND --help` says.
+    Man {
+        /// Write every page into this folder instead of printing timed.1.
+        #[arg(long, value_hint = ValueHint::DirPath)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct ResetArgs {
+    /// The node's data directory (its --data-dir).
+    #[arg(long, value_hint = ValueHint::DirPath)]
+    data_dir: PathBuf,
+    /// The validator's key file, if it has one: only to name its guard file in what is kept
+    /// (neither is touched).
+    #[arg(long, value_hint = ValueHint::FilePath)]
+    key: Option<PathBuf>,
+    /// Delete without asking (needed when standard input is not a terminal).
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Args)]
 struct RunArgs {
+    /// A configuration file (TOML) whose keys are these flags without their dashes, e.g.
+    /// `http-idle-timeout = "10s"` (`timed init` writes one with every key); a flag given here
+    /// overrides the file's key. Relative paths in it are relative to its folder.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    config: Option<PathBuf>,
     /// The genesis file (JSON, from `timed genesis`).
-    #[arg(long)]
+    #[arg(long, value_hint = ValueHint::FilePath)]
     genesis: PathBuf,
     /// This validator's key file (from `timed keygen`). The double-sign guard file (the last
     /// point this validator signed) is kept beside it, as <KEY>.last_signed: keep the two
     /// together when moving or backing up the key.
-    #[arg(long)]
+    #[arg(long, value_hint = ValueHint::FilePath)]
     key: PathBuf,
     /// Where blocks, ledger and WAL are kept.
-    #[arg(long)]
+    #[arg(long, value_hint = ValueHint::DirPath)]
     data_dir: PathBuf,
     /// Address for QUIC (UDP) and HTTP (TCP): an IP address of this machine and a port, e.g.
     /// 0.0.0.0:8001.
@@ -269,8 +327,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The command line, with the settings of a `--config` file added (`config.rs`).
+fn parse() -> Result<Cli, clap::Error> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let args = match config::apply(args, &Cli::command()) {
+        Ok(args) => args,
+        Err(e) => {
+            timed::logs::fatal(&e.to_string());
+            std::process::exit(2);
+        }
+    };
+    let matches = Cli::command().try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -312,6 +384,22 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("timed: wrote a new validator key to {}", out.display());
             Ok(())
         }
+        Some(Command::Init { dir }) => init(&dir),
+        Some(Command::Completions { shell }) => {
+            Ok(manual::print(&manual::completions(shell, Cli::command()))?)
+        }
+        Some(Command::Man { dir: None }) => Ok(manual::print(&manual::man(Cli::command())?)?),
+        Some(Command::Man { dir: Some(dir) }) => {
+            let pages = manual::man_pages(Cli::command(), &dir)
+                .with_context(|| format!("cannot write manual pages to {}", dir.display()))?;
+            eprintln!(
+                "timed: wrote {} manual pages to {}",
+                pages.len(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Some(Command::Reset(a)) => reset_data(a),
         Some(Command::Genesis(a)) => make_genesis(a),
         Some(Command::GenesisHash { file }) => {
             // The hash of the genesis's canonical encoding, not of the file's bytes: a file
@@ -363,6 +451,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
         double_sign_check_ms: a.double_sign_check_ms,
         data_dir,
         listen: SocketAddr::new(a.bind, port),
+        metrics_listen: a.http.metrics_listen,
         name,
         key,
         genesis: None,
@@ -406,10 +495,98 @@ fn run_real(a: RunArgs) -> Result<()> {
         double_sign_check_ms: a.double_sign_check_ms,
         data_dir: a.data_dir,
         listen: a.listen,
+        metrics_listen: a.http.metrics_listen,
         peers,
         http,
     };
     runtime()?.block_on(app::run_node(setup))
+}
+
+/// `timed init`: a key and a configuration file for it, nothing overwritten.
+fn init(dir: &Path) -> Result<()> {
+    let file = dir.join(config::FILE_NAME);
+    let key_file = dir.join("validator.key");
+    let guard_file = guard::path_for_key(&key_file);
+    for path in [&file, &key_file, &guard_file] {
+        if path.exists() {
+            bail!(
+                "{} already exists; refusing to overwrite it (timed init starts a new validator: \
+                 give another --dir)",
+                path.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let key = keys::generate()?;
+    let preset = |key: &'static str, toml: &str, active: bool| config::Preset {
+        key,
+        toml: toml.to_string(),
+        active,
+    };
+    let presets = [
+        preset("genesis", "\"genesis.json\"", true),
+        preset("key", "\"validator.key\"", true),
+        preset("data-dir", "\"data\"", true),
+        preset("listen", "\"0.0.0.0:8001\"", true),
+        preset(
+            "peers",
+            "[\"203.0.113.7:8001\", \"validator3.example.org:8001\"]",
+            false,
+        ),
+        preset("double-sign-check-ms", "4000", false),
+    ];
+    let text = config::template(&Cli::command(), &presets);
+    keys::save(&key_file, &key)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!("{}", hex::encode(key.public_key().0));
+    eprintln!(
+        "timed: wrote {} and {} (the line above is its public key). Next: give the public key \
+         and this node's address to whoever builds the genesis (timed genesis --validator \
+         NAME:PUBLIC_KEY:STAKE:HOST:PORT ...), put the genesis at {}, check {}, then run: timed \
+         run --config {}",
+        key_file.display(),
+        file.display(),
+        dir.join("genesis.json").display(),
+        file.display(),
+        file.display()
+    );
+    Ok(())
+}
+
+/// `timed reset`: says what it deletes and keeps, asks unless --yes, deletes.
+fn reset_data(a: ResetArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let plan = reset::plan(&a.data_dir, a.key.as_deref())?;
+    for path in &plan.delete {
+        eprintln!("timed: delete {}", path.display());
+    }
+    for kept in &plan.keep {
+        eprintln!("timed: keep {kept}");
+    }
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("nothing deleted: give --yes to delete the files above");
+        }
+        eprint!("Delete these files? Type yes: ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            bail!("nothing deleted");
+        }
+    }
+    reset::execute(&plan)?;
+    eprintln!(
+        "timed: deleted the chain data of {}; the node fetches the chain from its peers when it \
+         starts again",
+        a.data_dir.display()
+    );
+    Ok(())
 }
 
 /// `--stake`: a whole number from 1 (a negative one reaches here, not clap's "unexpected

@@ -656,3 +656,78 @@ fn health_and_readiness_follow_the_quorum() {
     );
     assert_eq!(metric(port, &info), Some(1.0), "{info}");
 }
+
+/// The metric names in `text` (alert rules, a dashboard): each `timed_…` or `process_…` word,
+/// without a histogram's `_bucket`/`_sum`/`_count`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("timed_") || w.starts_with("process_"))
+        .map(|w| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w)
+                .to_string()
+        })
+        .collect()
+}
+
+/// The alerting series (CometBFT's meanings) on a live validator: each name the alert rules and
+/// the Grafana dashboard use is served, the chain's ones with the values of a one-validator
+/// chain; then `promtool check rules` and `promtool test rules` pass on deploy/monitoring (when
+/// promtool is installed: scripts/test.sh installs it).
+#[test]
+fn alert_rules_and_dashboard_use_served_series_and_pass_promtool() {
+    let net = Net::start(1, "100ms");
+    net.wait_height(0, 4);
+    let metrics = get(net.port(0), "/metrics").unwrap().1;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/monitoring");
+    let rules = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
+    let dashboard = std::fs::read_to_string(dir.join("grafana-dashboard.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&dashboard).expect("the dashboard is JSON");
+    let used = metric_names(&format!("{rules}{dashboard}"));
+    assert!(used.len() >= 15, "{used:?}");
+    for name in &used {
+        let served = metrics.lines().any(|l| {
+            l.strip_prefix(name.as_str())
+                .is_some_and(|r| r.starts_with([' ', '{', '_']))
+        });
+        assert!(served, "{name} is used but not served:\n{metrics}");
+    }
+    let value = |series: &str| common::sample(&metrics, series).unwrap_or(-1.0);
+    assert_eq!(value("timed_validators"), 1.0);
+    assert_eq!(value("timed_validators_power"), 100.0);
+    assert_eq!(value("timed_validator_power"), 100.0);
+    assert_eq!(value("timed_missing_validators"), 0.0);
+    assert_eq!(value("timed_byzantine_validators"), 0.0);
+    assert_eq!(value("timed_validator_missed_blocks_total"), 0.0);
+    assert_eq!(value("timed_syncing"), 0.0);
+    assert_eq!(value("timed_mempool_size"), 0.0);
+    assert!(value("timed_block_rounds_count") >= 3.0, "{metrics}");
+    assert!(
+        value("timed_block_interval_seconds_count") >= 2.0,
+        "{metrics}"
+    );
+    assert!(value("process_resident_memory_bytes") > 1e6, "{metrics}");
+    assert!(value("process_open_fds") > 3.0, "{metrics}");
+
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts.test.yml"],
+    ] {
+        let Ok(out) = Command::new("promtool")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+        else {
+            eprintln!("promtool is not installed: rules not run (scripts/test.sh installs it)");
+            return;
+        };
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}

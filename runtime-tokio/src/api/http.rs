@@ -2,7 +2,9 @@
 //!
 //! - `GET /status`: the node at a glance (JSON);
 //! - `GET /metrics`: Prometheus metrics (`metrics.rs`): OpenMetrics when asked for, else the
-//!   classic text format;
+//!   classic text format. With `--metrics-listen` they are served on that address alone
+//!   (`metrics_router`) and no longer here, so that a firewall can keep them apart from
+//!   `POST /tx`;
 //! - `GET /blocks/{height}`, `GET /blocks/latest`: a block with its certificate and outcome;
 //! - `GET /blocks?from=H&limit=N`: `{"blocks": [...], "next_from": H', "more": bool}`, at most
 //!   1,000 blocks and fewer than `--http-max-response-bytes` of JSON (one block at least);
@@ -38,10 +40,15 @@ use crate::keys::parse_public_key;
 use crate::node::ctx::{CoreInput, Ctx, lock};
 use crate::storage::store::StoredBlock;
 
-pub fn router(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/status", get(status))
-        .route("/metrics", get(metrics))
+/// The API; `/metrics` among it unless the metrics have their own address.
+pub fn router(ctx: Arc<Ctx>, with_metrics: bool) -> Router {
+    let api = Router::new();
+    let api = if with_metrics {
+        api.route("/metrics", get(metrics))
+    } else {
+        api
+    };
+    api.route("/status", get(status))
         .route("/blocks", get(blocks_range))
         .route("/blocks/latest", get(block_latest))
         .route("/blocks/{height}", get(block_at))
@@ -50,6 +57,13 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/accounts/{address}", get(account))
         .merge(crate::api::dashboard::routes().merge(crate::api::txbatch::routes()))
         .merge(crate::api::health::routes())
+        .with_state(ctx)
+}
+
+/// `/metrics` alone, for the address of `--metrics-listen`.
+pub fn metrics_router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
         .with_state(ctx)
 }
 

@@ -56,10 +56,16 @@ fn lower_priority() {
     }
 }
 
-/// Starts the HTTP server on its own thread; it stops when the node shuts down.
+/// Connections at most on the metrics address (`--metrics-listen`): a few scrapers.
+const METRICS_CONNECTIONS: usize = 32;
+
+/// Starts the HTTP server on its own thread; it stops when the node shuts down. With `metrics`
+/// (`--metrics-listen`), `/metrics` is served there, under the same timeouts and rate limit, and
+/// not on `listener`.
 pub fn start(
     ctx: Arc<Ctx>,
     listener: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
     fd_limit: u64,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     let limits = ctx.http;
@@ -85,6 +91,9 @@ pub fn start(
         limits.max_response_bytes
     );
     listener.set_nonblocking(true)?;
+    if let Some(m) = &metrics {
+        m.set_nonblocking(true)?;
+    }
     // Two workers: a long encoding on one leaves the other to answer `/status`.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -100,7 +109,18 @@ pub fn start(
         .name("timed-http".into())
         .spawn(move || {
             lower_priority();
-            runtime.block_on(serve(ctx, listener, cap));
+            let api = crate::api::http::router(ctx.clone(), metrics.is_none());
+            runtime.block_on(async {
+                let api = serve(ctx.clone(), listener, cap, api);
+                match metrics {
+                    Some(m) => {
+                        let router = crate::api::http::metrics_router(ctx.clone());
+                        let cap = METRICS_CONNECTIONS.min(cap);
+                        tokio::join!(api, serve(ctx, m, cap, router));
+                    }
+                    None => api.await,
+                }
+            });
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
 }
@@ -108,7 +128,7 @@ pub fn start(
 /// Warns at most once per this long about refused connections and failed accepts.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-async fn serve(ctx: Arc<Ctx>, listener: std::net::TcpListener, cap: usize) {
+async fn serve(ctx: Arc<Ctx>, listener: std::net::TcpListener, cap: usize, router: Router) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -116,7 +136,6 @@ async fn serve(ctx: Arc<Ctx>, listener: std::net::TcpListener, cap: usize) {
             return;
         }
     };
-    let router = crate::api::http::router(ctx.clone());
     let rate = Arc::new(RateLimiter::new(ctx.http.rate_per_second));
     let slots = Arc::new(Semaphore::new(cap));
     let mut shutdown = ctx.shutdown.clone();

@@ -29,6 +29,8 @@ pub struct Setup {
     pub listen: SocketAddr,
     pub peers: Vec<String>,
     pub http: crate::api::httpserve::Limits,
+    /// `--metrics-listen`: `/metrics` on this address alone, not on `listen`'s.
+    pub metrics_listen: Option<SocketAddr>,
     /// The double-sign guard file (`guard.rs`): beside the key file, or beside the data directory
     /// of a development validator.
     pub guard: PathBuf,
@@ -74,6 +76,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         listen,
         peers,
         http: http_limits,
+        metrics_listen,
         guard: guard_path,
         double_sign_check_ms,
     } = setup;
@@ -146,6 +149,15 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     let http = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen} (TCP, HTTP)"))?;
     info!("Listening on {listen} (QUIC over UDP; HTTP over TCP: http://{listen}/status)");
+    let metrics_http = match metrics_listen {
+        Some(at) => {
+            let l = std::net::TcpListener::bind(at)
+                .with_context(|| format!("cannot listen on {at} (TCP, --metrics-listen)"))?;
+            info!("Metrics on http://{at}/metrics (not on {listen})");
+            Some(l)
+        }
+        None => None,
+    };
 
     let shutdown = shutdown_signal();
     let (to_core, rx) = mpsc::channel(CORE_QUEUE);
@@ -194,7 +206,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
 
     tokio::spawn(crate::node::txverify::run(ctx.clone(), gossip_rx));
     // Its own thread and runtime: nothing a client asks runs on this one (httpserve.rs).
-    let http_thread = crate::api::httpserve::start(ctx.clone(), http, fd_limit)
+    let http_thread = crate::api::httpserve::start(ctx.clone(), http, metrics_http, fd_limit)
         .context("cannot start the HTTP server's thread")?;
     crate::net::transport::start(ctx.clone(), endpoint.clone(), peers);
 

@@ -6,7 +6,23 @@
 //! `labels!` enums, and `REJECTIONS` for the core's refusals): an alert on a rate of refusals
 //! cannot be written against a series that appears only at the first refusal. Values are in
 //! base units (seconds, bytes).
+//!
+//! The series an operator alerts on follow CometBFT's meanings where it has one (its name in
+//! brackets): `height` (consensus_height), `round` (consensus_rounds), `block_rounds` (rounds a
+//! block took), `block_interval_seconds` (consensus_block_interval_seconds), `validators` and
+//! `validators_power` (consensus_validators, _power), `missing_validators` and
+//! `missing_validators_power` (the validators whose precommit is not in the last block's
+//! certificate: consensus_missing_validators), `byzantine_validators` and
+//! `byzantine_validators_power` (validators this node saw equivocate since it started; CometBFT
+//! counts those with evidence in the last block), `validator_power` and
+//! `validator_missed_blocks_total` (this validator's stake, and the finalized blocks whose
+//! certificate lacks its signature: consensus_validator_power, _missed_blocks), `mempool_size`
+//! and `mempool_size_bytes` (mempool_size, mempool_size_bytes), `syncing` (1 while the last block
+//! came from peers, not decided here: blocksync_syncing), `peers` (p2p_peers), and the standard
+//! `process_*` series (`procmetrics.rs`).
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +31,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use timed_core::types::ValidatorIndex;
+use timed_core::validators::ValidatorSet;
+
+use crate::storage::stored::StoredBlock;
 
 type Labels2 = [(&'static str, &'static str); 2];
 type Labels1 = [(&'static str, &'static str); 1];
@@ -154,6 +174,25 @@ pub struct Metrics {
     pub persist_seconds: Histogram,
     pub store_seconds: Histogram,
     pub tx_batch_size: Histogram,
+    block_rounds: Histogram,
+    block_interval_seconds: Histogram,
+    validators: Gauge,
+    validators_power: Gauge,
+    missing_validators: Gauge,
+    missing_validators_power: Gauge,
+    byzantine_validators: Gauge,
+    byzantine_validators_power: Gauge,
+    validator_power: Gauge,
+    validator_missed_blocks: Counter,
+    mempool_size: Gauge,
+    mempool_size_bytes: Gauge,
+    syncing: Gauge,
+    /// The last block seen (height, timestamp in ms), for the interval to the next.
+    last_block: Mutex<Option<(u64, u64)>>,
+    /// The validators seen equivocating.
+    byzantine: Mutex<BTreeSet<ValidatorIndex>>,
+    /// When the process started (seconds since the epoch), for `process_start_time_seconds`.
+    started: f64,
 }
 
 impl Metrics {
@@ -179,6 +218,22 @@ impl Metrics {
             persist_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             store_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             tx_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            block_rounds: Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0]),
+            block_interval_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 13)),
+            validators: Gauge::default(),
+            validators_power: Gauge::default(),
+            missing_validators: Gauge::default(),
+            missing_validators_power: Gauge::default(),
+            byzantine_validators: Gauge::default(),
+            byzantine_validators_power: Gauge::default(),
+            validator_power: Gauge::default(),
+            validator_missed_blocks: Counter::default(),
+            mempool_size: Gauge::default(),
+            mempool_size_bytes: Gauge::default(),
+            syncing: Gauge::default(),
+            last_block: Mutex::new(None),
+            byzantine: Mutex::new(BTreeSet::new()),
+            started: crate::unix_ms() as f64 / 1000.0,
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -267,8 +322,142 @@ impl Metrics {
             "Gossiped transfers whose signatures were verified as one batch",
             m.tx_batch_size.clone(),
         );
+        m.register_alerting(r);
         m.pre_create();
         Metrics { registry, ..m }
+    }
+
+    /// The series of the alert rules (`deploy/alerts.yml`), with CometBFT's meanings.
+    fn register_alerting(&self, r: &mut Registry) {
+        let gauges: [(&str, &str, &Gauge); 10] = [
+            ("validators", "Validators in the set", &self.validators),
+            (
+                "validators_power",
+                "Total stake of the validators",
+                &self.validators_power,
+            ),
+            (
+                "missing_validators",
+                "Validators whose precommit is not in the last finalized block's certificate",
+                &self.missing_validators,
+            ),
+            (
+                "missing_validators_power",
+                "Stake of the missing validators",
+                &self.missing_validators_power,
+            ),
+            (
+                "byzantine_validators",
+                "Validators this node saw equivocate since it started",
+                &self.byzantine_validators,
+            ),
+            (
+                "byzantine_validators_power",
+                "Stake of the byzantine validators",
+                &self.byzantine_validators_power,
+            ),
+            (
+                "validator_power",
+                "This validator's stake (0 for an observer)",
+                &self.validator_power,
+            ),
+            (
+                "mempool_size",
+                "Transfers pending in the mempool",
+                &self.mempool_size,
+            ),
+            (
+                "mempool_size_bytes",
+                "Bytes of the transfers pending in the mempool",
+                &self.mempool_size_bytes,
+            ),
+            (
+                "syncing",
+                "1 while the last finalized block came from peers (catching up), 0 once decided here",
+                &self.syncing,
+            ),
+        ];
+        for (name, help, g) in &gauges {
+            r.register(*name, *help, (*g).clone());
+        }
+        r.register(
+            "validator_missed_blocks",
+            "Finalized blocks whose certificate lacks this validator's signature",
+            self.validator_missed_blocks.clone(),
+        );
+        r.register(
+            "block_rounds",
+            "Rounds a finalized block took (its certificate's round + 1)",
+            self.block_rounds.clone(),
+        );
+        r.register(
+            "block_interval_seconds",
+            "Time between a finalized block's timestamp and its parent's",
+            self.block_interval_seconds.clone(),
+        );
+    }
+
+    /// The validator set and this validator's place in it.
+    pub fn set_validators(&self, set: &ValidatorSet, me: Option<ValidatorIndex>) {
+        self.validators.set(set.len() as i64);
+        self.validators_power.set(set.total_stake().0 as i64);
+        let mine = me.and_then(|i| set.get(i)).map_or(0, |v| v.stake.0);
+        self.validator_power.set(mine as i64);
+    }
+
+    /// A finalized block: its rounds, its interval, who signed its certificate, and whether it
+    /// was decided here (`finality_ms` is known only for those).
+    pub fn on_block(&self, set: &ValidatorSet, me: Option<ValidatorIndex>, f: &StoredBlock) {
+        self.set_validators(set, me);
+        let signed: BTreeSet<ValidatorIndex> = f
+            .certificate
+            .signatures
+            .iter()
+            .map(|s| s.validator)
+            .collect();
+        let missing: Vec<u64> = set
+            .iter()
+            .filter(|(i, _)| !signed.contains(i))
+            .map(|(_, v)| v.stake.0)
+            .collect();
+        self.missing_validators.set(missing.len() as i64);
+        self.missing_validators_power
+            .set(missing.iter().sum::<u64>() as i64);
+        if me.is_some_and(|i| !signed.contains(&i)) {
+            self.validator_missed_blocks.inc();
+        }
+        self.block_rounds
+            .observe(f64::from(f.certificate.round.0) + 1.0);
+        let (h, ts) = (f.block.height().0, f.block.header.timestamp.0);
+        let mut last = self.last_block.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((lh, lts)) = *last
+            && lh + 1 == h
+        {
+            self.block_interval_seconds
+                .observe(ts.saturating_sub(lts) as f64 / 1000.0);
+        }
+        *last = Some((h, ts));
+        self.syncing.set(i64::from(f.finality_ms.0.is_none()));
+    }
+
+    /// A validator seen equivocating.
+    pub fn on_evidence(&self, set: &ValidatorSet, who: ValidatorIndex) {
+        let mut seen = self.byzantine.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(who);
+        let power: u64 = seen
+            .iter()
+            .filter_map(|i| set.get(*i))
+            .map(|v| v.stake.0)
+            .sum();
+        self.byzantine_validators.set(seen.len() as i64);
+        self.byzantine_validators_power.set(power as i64);
+    }
+
+    /// The mempool's size: `len` transfers of one fixed size.
+    pub fn mempool(&self, len: usize) {
+        let each = std::mem::size_of::<timed_core::tx::SignedTransfer>();
+        self.mempool_size.set(len as i64);
+        self.mempool_size_bytes.set((len * each) as i64);
     }
 
     /// Every labelled series at 0, with each value its labels can take.
@@ -318,7 +507,9 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        out.push_str(&super::procmetrics::encode(self.started));
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 

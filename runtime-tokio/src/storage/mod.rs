@@ -1,7 +1,9 @@
 //! What survives a restart: finalized blocks and state in redb (`store`, `stored`), the
-//! write-ahead log of the round in progress (`wal`) and the double-sign guard file (`guard`).
+//! write-ahead log of the round in progress (`wal`) and the double-sign guard file (`guard`); `reset`
+//! deletes the chain data and keeps the guard.
 
 pub mod guard;
+pub mod reset;
 pub(crate) mod store;
 pub(crate) mod stored;
 pub(crate) mod wal;

@@ -116,6 +116,7 @@ pub struct Driver {
 impl Driver {
     pub fn new(node: Node, guard: Guard, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
         let ctx_for_sync = ctx.clone();
+        ctx.metrics.set_validators(&chain.set, node.me());
         Driver {
             node,
             guard,

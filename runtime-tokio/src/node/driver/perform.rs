@@ -61,6 +61,7 @@ impl Driver {
             Output::Evidence(m) => {
                 self.ctx.metrics.evidence.inc();
                 lock(&self.ctx.live).evidence += 1;
+                self.ctx.metrics.on_evidence(&self.chain.set, m.validator());
                 let who = self.chain.name(m.validator()).to_string();
                 match *m {
                     Misbehaviour::DoubleVote(_) => {
@@ -104,6 +105,9 @@ impl Driver {
         let h = f.block.height();
         let hash = hex::encode(f.block.hash().0);
         self.ctx.metrics.blocks_finalized.inc();
+        self.ctx
+            .metrics
+            .on_block(&self.chain.set, self.node.me(), f);
         if let Some(ms) = finality_ms.0 {
             self.ctx
                 .metrics
@@ -321,5 +325,6 @@ impl Driver {
             Step::Precommit => "precommit",
         };
         live.pending_transactions = n.mempool().len();
+        self.ctx.metrics.mempool(n.mempool().len());
     }
 }
