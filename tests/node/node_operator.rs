@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -584,7 +585,9 @@ fn the_design_notes_cargo_run_works_at_the_repository_root() {
     let built = cargo().args(["build", "-q"]).status().unwrap();
     assert!(built.success(), "cargo build at the repository root failed");
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    // Its own process group: killing `cargo` alone would leave the `timed` it started running.
     let mut node = cargo()
+        .process_group(0)
         .args(["run", "-q", "--", "--validator-id", "validator1", "--port"])
         .arg(port.to_string())
         .args(["--stake", "100", "--block-time", "100ms", "--data-dir"])
@@ -602,6 +605,10 @@ fn the_design_notes_cargo_run_works_at_the_repository_root() {
             .filter(|s| s["height"].as_u64() >= Some(2))
             .map(|_| true)
     });
+    // The whole group: cargo and the node it runs.
+    // (Not `kill -KILL -PGID`: procps-ng 4.0.2's kill reads a negative id as an option.)
+    use rustix::process::{Pid, Signal, kill_process_group};
+    let _ = kill_process_group(Pid::from_child(&node), Signal::KILL);
     let _ = node.kill();
     let _ = node.wait();
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
