@@ -4,7 +4,7 @@
 //!
 //! Every obligation a runtime has is listed here; the core checks none of them, and each one
 //! broken can make an honest validator sign two conflicting messages, break its lock, or lose a
-//! finalized block. `runtime-tokio/src/driver.rs` (with `store.rs`, `wal.rs` and `guard.rs`) is
+//! finalized block. `runtime-tokio/src/node/driver/` (with `store.rs`, `wal.rs` and `guard.rs`) is
 //! the reference implementation.
 //!
 //! 1. **Build a `Node`.** `Node::new(genesis, key, config)` for a validator that has never signed
@@ -53,7 +53,7 @@
 //!      (`f.outcome`). The block of height `h` must be durable before any `Persist` record of
 //!      height `h + 1` is (so that a restart finds the block whose next height those records
 //!      belong to: rule 1); the real node writes it to its log ahead of those records, in one
-//!      ordered file (`runtime-tokio/src/store.rs`). Once block `h` is durable, the records of
+//!      ordered file (`runtime-tokio/src/storage/store/`). Once block `h` is durable, the records of
 //!      heights up to `h` are no longer needed and may be dropped; not before.
 //!    - d. `CertificateExtended(cert)`: replace the stored certificate of `cert.height` (the
 //!      last finalized block) with `cert`, a superset of it; a restore should be given the
