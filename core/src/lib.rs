@@ -35,7 +35,8 @@
 //! block (a certificate is a set of vote signatures) and the message (which carries votes);
 //! `Genesis` is defined in `validators` (the set is built from it) but validated in `genesis`,
 //! whose size rule needs the layout of a proposal; `formats`, which writes every type's layout,
-//! is last.
+//! is last. `units` (durations as text, percentiles) stands apart: it uses nothing of the
+//! domain and nothing of the domain uses it; the runtimes share it.
 
 pub mod block;
 pub mod codec;
@@ -47,6 +48,7 @@ pub mod ledger;
 pub mod message;
 pub mod tx;
 pub mod types;
+pub mod units;
 pub mod validators;
 pub mod vote;
 pub mod votes;

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::checker::Violation;
 use crate::sim::Simulation;
+use timed_core::units::percentile;
 
 /// What `timed-sim run` reports. The JSON keys are stable.
 #[derive(Clone, Debug, Serialize)]
@@ -51,14 +52,6 @@ pub struct Report {
     pub replay: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript: Option<String>,
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 impl Report {

@@ -75,31 +75,15 @@ pub use node::ctx::DevMode;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const COMMIT: &str = env!("TIMED_COMMIT");
 
-/// Parses "8s", "500ms", "2m", "1.5s" or a bare number of seconds ("0").
+/// A duration flag: "8s", "500ms", "2m", "1.5s", "2h30m" or a bare number of seconds ("0"), at
+/// most a year (`timed_core::units::parse_duration_ms`, the grammar the simulator's files use).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 8s, 500ms, 0)"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    if !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(format!("{text:?} is out of range"));
+    const YEAR_MS: u64 = 365 * 86_400_000;
+    let ms = timed_core::units::parse_duration_ms(text, 1_000).map_err(|e| e.to_string())?;
+    if ms > YEAR_MS {
+        return Err(format!("{text:?} is out of range (at most a year)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -115,5 +99,15 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(
+            parse_duration("1.5s").unwrap(),
+            Duration::from_millis(1_500)
+        );
+        assert!(parse_duration("400d").is_err());
+        assert!(
+            parse_duration("9000h")
+                .unwrap_err()
+                .contains("at most a year")
+        );
     }
 }

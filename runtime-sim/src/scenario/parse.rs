@@ -23,46 +23,10 @@ impl TryFrom<DurationRepr> for Ms {
     }
 }
 
-/// Parses "250ms", "90s", "10m", "1h", "2h30m" or a bare number of milliseconds.
+/// Parses "250ms", "90s", "1.5s", "10m", "1h", "2h30m" or a bare number of milliseconds
+/// (`timed_core::units::parse_duration_ms`, the grammar of the node's flags).
 pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(ms) = s.parse::<u64>() {
-        return Ok(ms);
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            'h' => 3_600_000,
-            's' => 1_000,
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                1
-            }
-            'm' => 60_000,
-            _ => return Err(format!("bad duration {s:?}: use e.g. 250ms, 90s, 10m, 1h")),
-        };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("bad duration {s:?}: a unit without a number"))?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration {s:?} is too long"))?;
-    }
-    if !digits.is_empty() {
-        return Err(format!("bad duration {s:?}: a number without a unit"));
-    }
-    Ok(total)
+    timed_core::units::parse_duration_ms(s, 1).map_err(|e| e.to_string())
 }
 
 /// A fault as written in a file: flat keys, checked into a `Fault`.

@@ -15,6 +15,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::tools::client::{Client, NodeUrl};
+use timed_core::units::percentile;
 
 #[derive(Args)]
 pub struct DevnetArgs {
@@ -151,14 +152,6 @@ fn load_average() -> String {
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "?".into())
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 pub async fn run(a: DevnetArgs) -> Result<()> {

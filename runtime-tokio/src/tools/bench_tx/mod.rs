@@ -40,6 +40,7 @@ use crate::tools::wallet::fetch_chain_id;
 mod prepare;
 
 use prepare::{Batch, fund, sender_key, sign_all};
+use timed_core::units::percentile;
 
 #[derive(Args)]
 pub struct TxArgs {
@@ -163,13 +164,6 @@ async fn post_batch(client: &mut Client, body: &[u8]) -> Result<HashMap<String, 
         }
     }
     Ok(refused)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
 
 /// What the load and the observer share.
