@@ -15,7 +15,8 @@
 //! - `POST /tx`: submit a signed transfer (JSON); 202 when admitted to the mempool, 4xx with a
 //!   reason otherwise.
 //!
-//! Also: the dashboard (`GET /`, `dashboard.rs`), `POST /txs` (a batch, `txbatch.rs`), and
+//! Also: the explorer's reads (a block by hash, an account's transfers, `GET /search`:
+//! `explorer.rs`), the dashboard (`GET /`, `dashboard.rs`), `POST /txs` (a batch, `txbatch.rs`), and
 //! `GET /health`, `GET /ready` (`health.rs`).
 //!
 //! These handlers run on the HTTP server's own threads (`httpserve.rs`), which also enforce the
@@ -57,6 +58,7 @@ pub fn router(ctx: Arc<Ctx>, with_metrics: bool) -> Router {
         .route("/accounts/{address}", get(account))
         .merge(crate::api::dashboard::routes().merge(crate::api::txbatch::routes()))
         .merge(crate::api::health::routes())
+        .merge(crate::api::explorer::routes())
         .with_state(ctx)
 }
 
@@ -67,11 +69,11 @@ pub fn metrics_router(ctx: Arc<Ctx>) -> Router {
         .with_state(ctx)
 }
 
-fn error(code: StatusCode, reason: impl Into<String>) -> Response {
+pub(crate) fn error(code: StatusCode, reason: impl Into<String>) -> Response {
     (code, Json(json!({ "error": reason.into() }))).into_response()
 }
 
-fn storage(e: impl std::fmt::Display) -> Response {
+pub(crate) fn storage(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
@@ -171,7 +173,7 @@ fn block_view<'a>(chain: Option<&'a crate::node::ctx::Chain>, s: &'a StoredBlock
     }
 }
 
-fn block_json(ctx: &Ctx, s: &StoredBlock) -> Value {
+pub(crate) fn block_json(ctx: &Ctx, s: &StoredBlock) -> Value {
     let chain = ctx.chain();
     serde_json::to_value(block_view(chain.as_deref(), s)).unwrap_or(Value::Null)
 }
@@ -281,7 +283,7 @@ async fn blocks_range(State(ctx): State<Arc<Ctx>>, Query(q): Query<RangeQuery>) 
     }
 }
 
-fn parse_hash(text: &str) -> Option<Hash> {
+pub(crate) fn parse_hash(text: &str) -> Option<Hash> {
     let bytes: [u8; 32] = hex::decode(text).ok()?.try_into().ok()?;
     Some(Hash(bytes))
 }

@@ -1,7 +1,8 @@
-//! The HTTP API: routes (`http`, `txbatch`, `health`, `dashboard`), the server that accepts
+//! The HTTP API: routes (`http`, `explorer`, `txbatch`, `health`, `dashboard`), the server that accepts
 //! connections (`httpserve`) and the limits it applies (`limits`).
 
 pub(crate) mod dashboard;
+pub(crate) mod explorer;
 pub(crate) mod health;
 pub(crate) mod http;
 pub mod httpserve;

@@ -6,6 +6,8 @@
 //! | `certificates` | height | `Certificate`: a longer one than the block's, gathered later |
 //! | `txs` | transaction hash | height of the block that archived it |
 //! | `accounts` | public key | `Account` (the ledger after the last stored block) |
+//! | `block_hashes` | block hash | height |
+//! | `transfers` | address, height, index in the block | transaction hash (sender's and recipient's) |
 //! | `meta` | name | `format`: the database's format (`STORE_FORMAT`); `genesis`: the genesis hash |
 //!
 //! The persist records (what the core asked to make durable) live in `wal.log` next to the
@@ -130,6 +132,8 @@ impl Store {
             tx.open_table(CERTS).map_err(StoreError::db)?;
             tx.open_table(TXS).map_err(StoreError::db)?;
             tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
+            tx.open_table(BLOCK_HASHES).map_err(StoreError::db)?;
+            tx.open_table(TRANSFERS).map_err(StoreError::db)?;
             let mut meta = tx.open_table(META).map_err(StoreError::db)?;
             meta.insert(FORMAT_KEY, &STORE_FORMAT.to_le_bytes()[..])
                 .map_err(StoreError::db)?;
@@ -268,6 +272,8 @@ impl Store {
                 let mut certs = tx.open_table(CERTS).map_err(StoreError::db)?;
                 let mut txs = tx.open_table(TXS).map_err(StoreError::db)?;
                 let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
+                let mut hashes = tx.open_table(BLOCK_HASHES).map_err(StoreError::db)?;
+                let mut transfers = tx.open_table(TRANSFERS).map_err(StoreError::db)?;
                 for f in stored {
                     let height = f.block.height();
                     blocks
@@ -278,6 +284,25 @@ impl Store {
                     archived.sort_unstable();
                     for hash in archived {
                         txs.insert(&hash.0[..], height.0).map_err(StoreError::db)?;
+                    }
+                    // The explorer's indexes, in the same transaction as the block: never one
+                    // without the other.
+                    hashes
+                        .insert(&f.block.hash().0[..], height.0)
+                        .map_err(StoreError::db)?;
+                    for (i, t) in f.block.txs.iter().enumerate() {
+                        let i = u32::try_from(i).unwrap_or(u32::MAX);
+                        let hash = t.hash();
+                        let ends = [&t.transfer.from.0, &t.transfer.to.0];
+                        for (n, address) in ends.into_iter().enumerate() {
+                            // A transfer to oneself is listed once.
+                            if n == 1 && ends[0] == ends[1] {
+                                continue;
+                            }
+                            transfers
+                                .insert(&transfer_key(address, height.0, i)[..], &hash.0[..])
+                                .map_err(StoreError::db)?;
+                        }
                     }
                     for (key, account) in &f.outcome.touched {
                         if *account == Account::default() {

@@ -1,5 +1,6 @@
 //! Reads of the store, for the API, the sync server and the tools: blocks by height or range,
-//! the latest height, a transaction's height, an account. Each runs in its own redb read
+//! the latest height, a transaction's height, an account, and the explorer's indexes (a block's
+//! height by its hash, an account's transfers). Each runs in its own redb read
 //! transaction, beside the writer.
 
 use redb::{ReadableDatabase, ReadableTable};
@@ -9,7 +10,9 @@ use timed_core::crypto::PublicKey;
 use timed_core::ledger::Account;
 use timed_core::types::{Hash, Height};
 
-use super::tables::{ACCOUNTS, BLOCKS, CERTS, TXS, corrupt, decode_stored};
+use super::tables::{
+    ACCOUNTS, BLOCK_HASHES, BLOCKS, CERTS, TRANSFERS, TXS, corrupt, decode_stored, transfer_key,
+};
 use super::{Store, StoreError, StoredBlock, guarded};
 
 impl Store {
@@ -84,6 +87,57 @@ impl Store {
                 Some(v) => codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e)),
                 None => Ok(Account::default()),
             }
+        })
+    }
+
+    /// The height of the finalized block of this hash.
+    pub fn block_height_by_hash(&self, hash: &Hash) -> Result<Option<Height>, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let hashes = r.open_table(BLOCK_HASHES).map_err(StoreError::db)?;
+            Ok(hashes
+                .get(&hash.0[..])
+                .map_err(StoreError::db)?
+                .map(|v| Height(v.value())))
+        })
+    }
+
+    /// The transfers sent or received by `address` in blocks below `before`, newest first, at
+    /// most `max`: (height, index in the block, transaction hash).
+    pub fn transfers_of(
+        &self,
+        address: &PublicKey,
+        before: Height,
+        max: usize,
+    ) -> Result<Vec<(Height, u32, Hash)>, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let transfers = r.open_table(TRANSFERS).map_err(StoreError::db)?;
+            let low = transfer_key(&address.0, 0, 0);
+            let high = transfer_key(&address.0, before.0, 0);
+            let mut out = Vec::new();
+            for entry in transfers
+                .range(&low[..]..&high[..])
+                .map_err(StoreError::db)?
+                .rev()
+                .take(max)
+            {
+                let (k, v) = entry.map_err(StoreError::db)?;
+                let (k, v) = (k.value(), v.value());
+                let (Ok(h), Ok(i), Ok(hash)) = (
+                    <[u8; 8]>::try_from(k.get(32..40).unwrap_or_default()),
+                    <[u8; 4]>::try_from(k.get(40..44).unwrap_or_default()),
+                    <[u8; 32]>::try_from(v),
+                ) else {
+                    return Err(corrupt("transfers", "an entry of the wrong length"));
+                };
+                out.push((
+                    Height(u64::from_be_bytes(h)),
+                    u32::from_be_bytes(i),
+                    Hash(hash),
+                ));
+            }
+            Ok(out)
         })
     }
 }

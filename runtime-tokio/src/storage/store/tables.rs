@@ -15,10 +15,27 @@ pub(super) const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("cert
 pub(super) const TXS: TableDefinition<&[u8], u64> = TableDefinition::new("txs");
 pub(super) const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Block hash -> height, for the explorer's look-up of a block by its hash.
+pub(super) const BLOCK_HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("block_hashes");
+/// (address, height, index in the block) -> transaction hash, once for the sender and once for
+/// the recipient: an account's transfers read as a key range, newest last. The key is
+/// `transfer_key`.
+pub(super) const TRANSFERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("transfers");
+
+/// The key of `TRANSFERS`: 32 bytes of address, then height and index big-endian, so that byte
+/// order is (address, height, index) order.
+pub(super) fn transfer_key(address: &[u8; 32], height: u64, index: u32) -> [u8; 44] {
+    let mut k = [0u8; 44];
+    k[..32].copy_from_slice(address);
+    k[32..40].copy_from_slice(&height.to_be_bytes());
+    k[40..].copy_from_slice(&index.to_be_bytes());
+    k
+}
 
 /// The format of this database (its tables and the encoding of their values, `codec`), kept in
-/// `meta` under `FORMAT_KEY`. Format 1 had no such key (CBOR values with Rust's field names).
-pub const STORE_FORMAT: u32 = 2;
+/// `meta` under `FORMAT_KEY`. Format 1 had no such key (CBOR values with Rust's field names);
+/// format 2 had no `block_hashes` and `transfers` (the explorer's indexes).
+pub const STORE_FORMAT: u32 = 3;
 pub(super) const FORMAT_KEY: &str = "format";
 
 /// Refuses a database of another format before anything in it is read; a new one passes.
