@@ -1,7 +1,8 @@
 //! The dashboard: `GET /` serves one page (HTML, JS and CSS compiled into the binary, nothing
 //! fetched from elsewhere) that polls this node's JSON and shows the height, the time of the last
 //! block, the validators with their stake and whether each is online, the latest blocks, a chart
-//! of finality latency and the peers.
+//! of finality latency and the peers; and the explorer (`explorer.js`: a search box, pages for a
+//! block, a transaction and an account, reading `api/explorer.rs`).
 //!
 //! Its data, also useful to scripts:
 //! - `GET /dashboard.json`: the whole picture in one answer (see `Overview`);
@@ -41,6 +42,7 @@ use crate::storage::store::StoredBlock;
 
 const PAGE: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
+const EXPLORER: &str = include_str!("dashboard/explorer.js");
 const STYLE: &str = include_str!("dashboard/dashboard.css");
 
 /// Blocks kept for the chart and the table.
@@ -53,6 +55,7 @@ pub fn routes() -> Router<Arc<Ctx>> {
         .route("/", get(page))
         .route("/dashboard.js", get(script))
         .route("/dashboard.css", get(style))
+        .route("/explorer.js", get(explorer))
         .route("/dashboard.json", get(overview))
         .route("/summaries", get(summaries))
 }
@@ -74,6 +77,10 @@ async fn page() -> Response {
 
 async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+async fn explorer() -> Response {
+    asset("text/javascript; charset=utf-8", EXPLORER)
 }
 
 async fn style() -> Response {

@@ -156,6 +156,10 @@ struct BlockView<'a> {
     hash: String,
     proposer: &'a str,
     signatures: usize,
+    /// The names of the certificate's signers, in its order.
+    signers: Vec<&'a str>,
+    /// The hash of each transaction, in the block's order (the explorer links them).
+    tx_hashes: Vec<String>,
     reward: u64,
     #[serde(flatten)]
     stored: &'a StoredBlock,
@@ -168,6 +172,18 @@ fn block_view<'a>(chain: Option<&'a crate::node::ctx::Chain>, s: &'a StoredBlock
         hash: hex::encode(s.block.hash().0),
         proposer,
         signatures: s.certificate.signatures.len(),
+        signers: s
+            .certificate
+            .signatures
+            .iter()
+            .map(|c| chain.map_or("?", |ch| ch.name(c.validator)))
+            .collect(),
+        tx_hashes: s
+            .block
+            .txs
+            .iter()
+            .map(|t| hex::encode(t.hash().0))
+            .collect(),
         reward: s.outcome.total_reward.0,
         stored: s,
     }

@@ -1,4 +1,6 @@
 // The dashboard of one timed node: polls /dashboard.json and draws it. No dependencies.
+// The explorer (search, block, transaction and account pages) is explorer.js, which uses the
+// helpers here (el, row, time, short).
 "use strict";
 
 const UNITS = 100000000n;
