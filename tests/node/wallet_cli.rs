@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
+use common::devnet::Devnet;
 use common::{free_port, get_json, wait_for};
 use timed_core::crypto::Keypair;
 use timed_core::tx::Transfer;
@@ -26,91 +24,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A `timed devnet` process; SIGTERM when dropped so that it stops its validators.
-struct Devnet {
-    child: Child,
-    port: u16,
-    key: String,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Devnet {
-    fn start(nodes: usize) -> Devnet {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_timed"))
-            .args([
-                "devnet",
-                "--nodes",
-                &nodes.to_string(),
-                "--block-time",
-                "200ms",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    // Keep draining so the devnet never blocks on a full pipe.
-                    continue;
-                }
-            }
-        });
-        let (mut port, mut wallet) = (None, None);
-        while port.is_none() || wallet.is_none() {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the devnet prints its ports and its wallet");
-            if let Some(rest) = line.split(" ports ").nth(1) {
-                port = rest.split([',', ' ']).next().and_then(|p| p.parse().ok());
-            }
-            if let Some(rest) = line.strip_prefix("devnet: wallet ") {
-                let address = rest.split_whitespace().next().unwrap().to_string();
-                let key = rest
-                    .split("; key ")
-                    .nth(1)
-                    .and_then(|k| k.split_whitespace().next())
-                    .unwrap()
-                    .to_string();
-                assert!(rest.contains("holds 1000000 TIME"), "{line}");
-                wallet = Some((address, key));
-            }
-        }
-        let (address, key) = wallet.unwrap();
-        assert!(
-            std::path::Path::new(&key).starts_with(dir.path()),
-            "the wallet key is in the devnet's data dir: {key}"
-        );
-        Devnet {
-            child,
-            port: port.unwrap(),
-            key,
-            address,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod browser;
+pub mod devnet;
+
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
 /// A port free for both UDP and TCP on loopback right now.
