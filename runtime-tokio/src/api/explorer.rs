@@ -13,6 +13,7 @@
 //! block (`storage/store`).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use axum::Json;
@@ -111,13 +112,14 @@ fn transfers_page(
     let mut blocks: HashMap<u64, StoredBlock> = HashMap::new();
     let mut out = Vec::with_capacity(list.len());
     for (height, index, hash) in list {
-        if !blocks.contains_key(&height.0) {
-            let Some(b) = ctx.store.block(height)? else {
-                continue;
-            };
-            blocks.insert(height.0, b);
-        }
-        let Some(tx) = blocks[&height.0].block.txs.get(index as usize) else {
+        let block = match blocks.entry(height.0) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => match ctx.store.block(height)? {
+                Some(b) => e.insert(b),
+                None => continue,
+            },
+        };
+        let Some(tx) = block.block.txs.get(index as usize) else {
             continue;
         };
         let t = &tx.transfer;
