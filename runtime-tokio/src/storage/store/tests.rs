@@ -237,3 +237,65 @@ fn a_longer_certificate_is_read_back_with_its_block_and_only_with_it() {
     assert_eq!(range[1], stored(2));
     assert_eq!(stored(1).block, range[0].block);
 }
+
+/// Each stored block is found by its hash, and each transfer under both its sender and its
+/// recipient, newest first, below the height asked and at most as many as asked.
+#[test]
+fn blocks_are_found_by_hash_and_transfers_by_address_newest_first() {
+    use timed_core::crypto::Keypair;
+    use timed_core::tx::Transfer;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("timed.redb")).unwrap();
+    let alice = Keypair::from_seed([1; 32]);
+    let bob = PublicKey([2; 32]);
+    let carol = PublicKey([3; 32]);
+    let with_transfers = |h: u64, to: &[PublicKey]| {
+        let mut s = stored(h);
+        s.block.txs = to
+            .iter()
+            .enumerate()
+            .map(|(i, to)| {
+                Transfer {
+                    from: alice.public_key(),
+                    to: *to,
+                    amount: Amount(10 + i as u64),
+                    fee: Amount(1),
+                    nonce: h * 10 + i as u64,
+                }
+                .sign(&alice, "test")
+            })
+            .collect();
+        s
+    };
+    let (b1, b2, b3) = (
+        with_transfers(1, &[bob]),
+        with_transfers(2, &[carol, bob]),
+        with_transfers(3, &[]),
+    );
+    store.commit_blocks([&b1, &b2, &b3], None).unwrap();
+    for b in [&b1, &b2, &b3] {
+        assert_eq!(
+            store.block_height_by_hash(&b.block.hash()).unwrap(),
+            Some(b.block.height())
+        );
+    }
+    assert_eq!(store.block_height_by_hash(&Hash([7; 32])).unwrap(), None);
+
+    let all = Height(u64::MAX);
+    let hash = |b: &StoredBlock, i: usize| b.block.txs[i].hash();
+    assert_eq!(
+        store.transfers_of(&bob, all, 10).unwrap(),
+        vec![(Height(2), 1, hash(&b2, 1)), (Height(1), 0, hash(&b1, 0))]
+    );
+    assert_eq!(
+        store.transfers_of(&alice.public_key(), all, 2).unwrap(),
+        vec![(Height(2), 1, hash(&b2, 1)), (Height(2), 0, hash(&b2, 0))]
+    );
+    assert_eq!(
+        store
+            .transfers_of(&alice.public_key(), Height(2), 10)
+            .unwrap(),
+        vec![(Height(1), 0, hash(&b1, 0))]
+    );
+    assert_eq!(store.transfers_of(&carol, Height(2), 10).unwrap(), vec![]);
+}
