@@ -29,7 +29,13 @@ pub(crate) struct Cli {
     pub(crate) dev: DevArgs,
     /// Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG
     /// (default: info).
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        help_heading = "Logging"
+    )]
     pub(crate) log_format: LogFormat,
 }
 
