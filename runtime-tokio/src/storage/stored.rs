@@ -46,6 +46,45 @@ impl Wire for FinalityMs {
     }
 }
 
+/// An empty block at height `h` with a certificate of no signatures, for the store's and the
+/// WAL's tests (one builder for both).
+#[cfg(test)]
+pub(crate) fn test_block(h: u64, finality_ms: Option<u64>) -> StoredBlock {
+    use timed_core::block::Header;
+    use timed_core::types::{Amount, Hash, Height, Round, TimestampMs, ValidatorIndex};
+    let block = Block {
+        header: Header {
+            chain_id: "test".into(),
+            height: Height(h),
+            parent_hash: Hash([1; 32]),
+            timestamp: TimestampMs(h),
+            proposer: ValidatorIndex(0),
+            tx_root: Hash([2; 32]),
+            state_root: Hash([3; 32]),
+        },
+        txs: Vec::new(),
+    };
+    StoredBlock {
+        certificate: Certificate {
+            height: Height(h),
+            round: Round(0),
+            block_hash: block.hash(),
+            signatures: Vec::new(),
+        },
+        block,
+        outcome: BlockOutcome {
+            height: Height(h),
+            subsidy: Amount(1),
+            fees: Amount(0),
+            total_reward: Amount(1),
+            rewards: Vec::new(),
+            archived: Vec::new(),
+            touched: Vec::new(),
+        },
+        finality_ms: FinalityMs(finality_ms),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::FinalityMs;

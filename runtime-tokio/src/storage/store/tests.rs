@@ -2,9 +2,7 @@
 //! certificates.
 
 use super::*;
-use timed_core::block::{Block, Header};
-use timed_core::ledger::BlockOutcome;
-use timed_core::types::{Amount, Round, TimestampMs, ValidatorIndex};
+use timed_core::types::{Amount, ValidatorIndex};
 
 /// A database of an older timed (tables, no format mark) or of another format number is
 /// refused before anything in it is read, naming the file and what to do; a new one is
@@ -57,37 +55,9 @@ fn a_database_of_another_format_is_refused_with_what_to_do() {
 }
 
 fn stored(h: u64) -> StoredBlock {
-    let block = Block {
-        header: Header {
-            chain_id: "test".into(),
-            height: Height(h),
-            parent_hash: Hash([1; 32]),
-            timestamp: TimestampMs(h),
-            proposer: ValidatorIndex(0),
-            tx_root: Hash([2; 32]),
-            state_root: Hash([3; 32]),
-        },
-        txs: Vec::new(),
-    };
-    StoredBlock {
-        certificate: Certificate {
-            height: Height(h),
-            round: Round(0),
-            block_hash: block.hash(),
-            signatures: Vec::new(),
-        },
-        block,
-        outcome: BlockOutcome {
-            height: Height(h),
-            subsidy: Amount(1),
-            fees: Amount(0),
-            total_reward: Amount(1),
-            rewards: Vec::new(),
-            archived: vec![Hash([h as u8; 32])],
-            touched: Vec::new(),
-        },
-        finality_ms: crate::storage::stored::FinalityMs(Some(1)),
-    }
+    let mut block = crate::storage::stored::test_block(h, Some(1));
+    block.outcome.archived = vec![Hash([h as u8; 32])];
+    block
 }
 
 /// A store of 300 blocks, closed; its file's bytes.

@@ -2,11 +2,8 @@
 
 use super::format::*;
 use super::*;
-use timed_core::block::{Block, Certificate, Header};
 use timed_core::codec;
-use timed_core::ledger::BlockOutcome;
 use timed_core::message::Message;
-use timed_core::types::{Amount, Hash, Round, TimestampMs, ValidatorIndex};
 
 fn rec(h: u64, n: u32) -> PersistRecord {
     PersistRecord::Signed {
@@ -23,37 +20,7 @@ fn p(h: u64, n: u32) -> WalRecord {
 }
 
 fn block(h: u64) -> StoredBlock {
-    let block = Block {
-        header: Header {
-            chain_id: "test".into(),
-            height: Height(h),
-            parent_hash: Hash([1; 32]),
-            timestamp: TimestampMs(h),
-            proposer: ValidatorIndex(0),
-            tx_root: Hash([2; 32]),
-            state_root: Hash([3; 32]),
-        },
-        txs: Vec::new(),
-    };
-    StoredBlock {
-        certificate: Certificate {
-            height: Height(h),
-            round: Round(0),
-            block_hash: block.hash(),
-            signatures: Vec::new(),
-        },
-        block,
-        outcome: BlockOutcome {
-            height: Height(h),
-            subsidy: Amount(1),
-            fees: Amount(0),
-            total_reward: Amount(1),
-            rewards: Vec::new(),
-            archived: Vec::new(),
-            touched: Vec::new(),
-        },
-        finality_ms: crate::storage::stored::FinalityMs(Some(7)),
-    }
+    crate::storage::stored::test_block(h, Some(7))
 }
 
 fn f(h: u64) -> WalRecord {
