@@ -172,6 +172,23 @@ mod tests {
         assert!(s("fast").unwrap_err().to_string().contains("\"fast\""));
     }
 
+    proptest::proptest! {
+        /// A flag or a scenario file is user input: any text parses or is refused, never
+        /// panics; and a number of whole seconds written with its unit reads back exactly.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,24}", secs in 0u64..1_000_000) {
+            let _ = parse_duration_ms(&text, 1_000);
+            let _ = parse_duration_ms(&text, 1);
+            proptest::prop_assert_eq!(parse_duration_ms(&format!("{secs}s"), 1), Ok(secs * 1_000));
+        }
+
+        /// Text made of the grammar's own characters reaches every branch of the parser.
+        #[test]
+        fn near_misses_parse_or_are_refused(text in "[0-9.hms ]{0,30}") {
+            let _ = parse_duration_ms(&text, 1_000);
+        }
+    }
+
     #[test]
     fn percentiles_by_nearest_rank() {
         let v = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
