@@ -494,9 +494,11 @@ pub enum Output {
     Finalized(Box<Finalized>),
     /// A validator signed two conflicting messages: report it (the core does nothing more).
     Evidence(Box<Misbehaviour>),
-    /// A late precommit added a signature to the certificate of the last finalized block
+    /// Late precommits added signatures to the certificate of the last finalized block
     /// (finality came at the quorum; the rest is kept for light clients and logs). Replace the
-    /// stored certificate of `certificate.height` with this one.
+    /// stored certificate of `certificate.height` with this one. Handed over once for several
+    /// (`Node::flush_extension`): when complete, when the next height's first round is due, at
+    /// each resend, and before the next `Finalized`.
     CertificateExtended(Certificate),
     /// `to` asked for finalized blocks from `from`: reply with `Message::SyncResponse` holding up
     /// to `max_blocks` of them (fewer if the reply would pass `codec::MAX_MESSAGE_BYTES`).

@@ -171,6 +171,9 @@ pub struct Node {
     parent_hash: Hash,
     parent_time: TimestampMs,
     last_decision: Option<Decision>,
+    /// Late precommits joined `last_decision`'s certificate since the runtime was last handed
+    /// it (`flush_extension`).
+    extension_unsent: bool,
     ledger: Ledger,
     mempool: Mempool,
 
@@ -212,6 +215,7 @@ impl Node {
             parent_hash: genesis.hash(),
             parent_time: genesis.genesis_time_ms,
             last_decision: None,
+            extension_unsent: false,
             ledger: Ledger::from_genesis(genesis),
             mempool: Mempool::new(config.mempool_capacity),
             next_height: BTreeMap::new(),

@@ -28,7 +28,26 @@ pub fn swarm_liveness_bound(c: &Consensus) -> u64 {
 pub fn swarm(seed: u64) -> Scenario {
     let mut s = swarm_stronger(seed);
     draw_round_pusher(&mut s, seed);
+    draw_slow_blocks(&mut s, seed);
     s
+}
+
+/// One seed in four, from a stream of its own drawn last, gets blocks at least a resend interval
+/// apart (one or two intervals), where the core sends no decision announcement and a lagging
+/// peer gets the decision only by re-sending its messages (ADR 0002); the other draws choose
+/// among 0, 200 ms and 1 s, all below it. The liveness bound and the run grow with the block time.
+fn draw_slow_blocks(s: &mut Scenario, seed: u64) {
+    // "blocks" in ASCII (a stream that leaves the pinned seed 2160 as it was: see the tests).
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x626c_6f63_6b73);
+    if !rng.random_bool(0.25) {
+        return;
+    }
+    s.consensus.block_time_ms = s.consensus.resend_interval_ms * rng.random_range(1..=2u64);
+    let within = swarm_liveness_bound(&s.consensus);
+    s.duration = Ms(SWARM_FAULT_WINDOW + within);
+    if let Some(l) = &mut s.expect.liveness {
+        l.within = Ms(within);
+    }
 }
 
 /// The draws of `swarm_classic`, then from a stream of their own the stronger adversaries (body
@@ -316,5 +335,22 @@ mod tests {
             }
             assert_eq!(before.faults, after.faults, "seed {seed}");
         }
+    }
+
+    #[test]
+    fn a_quarter_of_the_swarm_gets_blocks_a_resend_interval_apart_and_a_bound_to_match() {
+        let slow: Vec<Scenario> = (0..400)
+            .map(swarm)
+            .filter(|s| s.consensus.block_time_ms >= s.consensus.resend_interval_ms)
+            .collect();
+        assert!((70..=130).contains(&slow.len()), "{} of 400", slow.len());
+        for s in &slow {
+            let within = swarm_liveness_bound(&s.consensus);
+            assert!(within > 60_000);
+            assert_eq!(s.expect.liveness.as_ref().unwrap().within, Ms(within));
+            assert_eq!(s.duration, Ms(SWARM_FAULT_WINDOW + within));
+        }
+        // The seed pinned by `round_pusher_swarm_seeds_recover` is drawn as when it was pinned.
+        assert_eq!(swarm(2160).consensus, swarm_stronger(2160).consensus);
     }
 }

@@ -97,11 +97,19 @@ pub(super) struct HeightState {
     pub(super) persisted_blocks: BTreeSet<Hash>,
     /// The block this node is fetching.
     pub(super) block_fetch: Option<BlockFetch>,
-    /// Validators with a proposal or a vote counted at `height`: they finalized `height - 1`.
-    pub(super) moved_on: BTreeSet<ValidatorIndex>,
+    /// By validator index: whether a proposal or a vote of it was counted at `height` (it
+    /// finalized `height - 1`). Flags, not a set: it is marked at every counted vote.
+    pub(super) moved_on: Vec<bool>,
 }
 
 impl HeightState {
+    /// `validator` showed it finalized the height before.
+    pub(super) fn moved_on(&mut self, validator: ValidatorIndex) {
+        if let Some(flag) = self.moved_on.get_mut(validator.as_usize()) {
+            *flag = true;
+        }
+    }
+
     /// The state of `height` before anything of it is seen: round 0, waiting for its start.
     pub(super) fn new(height: Height, set: &ValidatorSet) -> HeightState {
         HeightState {
@@ -124,7 +132,7 @@ impl HeightState {
             echoed: BTreeMap::new(),
             persisted_blocks: BTreeSet::new(),
             block_fetch: None,
-            moved_on: BTreeSet::new(),
+            moved_on: vec![false; set.len()],
         }
     }
 }
@@ -150,6 +158,8 @@ impl Node {
                 .is_ok_and(|s| self.set.is_quorum(s))
         );
         let Checked { after, outcome } = *checked;
+        // The last decision's extensions go before the next one replaces it.
+        self.flush_extension();
         self.ledger = after;
         self.mempool.prune(&self.ledger);
         let decision = Decision { block, certificate };
@@ -164,12 +174,19 @@ impl Node {
         self.last_decision = Some(decision);
         let height = self.cur.height;
         self.enter_height(height.next());
-        if announce {
+        if announce && self.params.block_time_ms < self.params.resend_interval_ms {
             // Peers that sent us a decision have it; only a decision of our own is news. It goes
             // `ANNOUNCE_DELAY_MS` later to the peers not heard from at the next height by then
             // (`Timer::Announce`): most decide on their own, which at block time 0 they show
             // within a few milliseconds. Broadcast to all at once, decisions were three messages
             // out of ten there.
+            //
+            // With blocks at least a resend interval apart it is not sent at all (ADR 0002): the
+            // peers say nothing during the block time, so silence shows nothing there, and every
+            // peer would be sent it (99 decisions of 7 kB per node and height at 100
+            // validators). A peer that lacks the decision re-sends its messages of the decided
+            // height within a resend interval, which brings it the decision
+            // (`on_other_height`) before the next height's first round starts.
             self.schedule(Timer::Announce { height }, ANNOUNCE_DELAY_MS);
         }
     }

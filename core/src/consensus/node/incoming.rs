@@ -72,7 +72,7 @@ impl Node {
         if !self.body_matches(&p.block) {
             return self.reject("proposal", "body_mismatch");
         }
-        self.cur.moved_on.insert(p.proposer);
+        self.cur.moved_on(p.proposer);
         self.out.push(Output::Event(Event::ProposalAccepted {
             height: p.height,
             round: p.round,
@@ -233,7 +233,7 @@ impl Node {
         let (round, kind, block, validator) = (vote.round, vote.kind, vote.block, vote.validator);
         match self.cur.votes.add(vote.clone(), self.cur.round) {
             Ok(AddOutcome::Counted) => {
-                self.cur.moved_on.insert(validator);
+                self.cur.moved_on(validator);
                 self.out.push(Output::Event(Event::VoteCounted {
                     height: self.cur.height,
                     round,
@@ -280,13 +280,15 @@ impl Node {
             return;
         };
         if height < self.cur.height {
-            // Its sender may still be deciding the height we decided last. (A late precommit
-            // for the decided block is the common case of a peer about to decide too: left to
-            // `Timer::Announce`.)
+            // Its sender may still be deciding the height we decided last. A precommit that can
+            // still join the decided block's certificate is the common case of a peer about to
+            // decide too, and is left alone (ADR 0002); any other message of that height shows
+            // its sender lacks the decision: one of another kind or round, or a precommit the
+            // certificate holds already, which its signer sends again only because it is still
+            // at that height a resend interval later (`Timer::Resend`).
             if let Some(d) = &self.last_decision
                 && d.block.height() == height
-                && !matches!(&msg, Message::Vote(v)
-                    if v.kind == VoteKind::Precommit && v.block == Some(d.certificate.block_hash))
+                && !matches!(&msg, Message::Vote(v) if can_join(&d.certificate, v))
             {
                 self.send_decision(from);
             }
@@ -333,18 +335,14 @@ impl Node {
             return;
         };
         let cert = &mut decision.certificate;
-        if vote.kind != VoteKind::Precommit
-            || vote.height != cert.height
-            || vote.round != cert.round
-            || vote.block != Some(cert.block_hash)
-        {
+        if !can_join(cert, &vote) {
             return;
         }
         let Err(at) = cert
             .signatures
             .binary_search_by_key(&vote.validator, |s| s.validator)
         else {
-            return; // already in
+            return; // checked by `can_join`
         };
         if !verified && vote.verify(&self.set, &self.chain_id).is_err() {
             return self.reject("precommit", "bad_signature");
@@ -356,7 +354,26 @@ impl Node {
                 signature: vote.signature,
             },
         );
-        self.out.push(Output::CertificateExtended(cert.clone()));
+        self.extension_unsent = true;
+        if cert.signatures.len() == self.set.len() {
+            self.flush_extension(); // nothing more can join
+        }
+    }
+
+    /// Hands the runtime the last decision's certificate if late precommits joined it since it
+    /// was last handed over (`Output::CertificateExtended`): when it is complete, when the next
+    /// height's first round is due (`Timer::NextHeight`), at each `Timer::Resend`, and before the
+    /// next decision. Not at each late precommit: at 100 validators some 30 arrive per height,
+    /// and each would have cost the runtime a copy and a store write of the whole certificate.
+    /// Either certificate proves the block; the longer one is for light clients and rewards
+    /// shown, and waits at most a block time or a resend interval.
+    pub(super) fn flush_extension(&mut self) {
+        if std::mem::take(&mut self.extension_unsent)
+            && let Some(d) = &self.last_decision
+        {
+            self.out
+                .push(Output::CertificateExtended(d.certificate.clone()));
+        }
     }
 
     pub(super) fn on_decision(&mut self, from: ValidatorIndex, d: Decision) {
@@ -397,4 +414,17 @@ impl Node {
             self.finalize(hash, d.certificate, false);
         }
     }
+}
+
+/// Whether `vote` is a precommit `cert` lacks: of its height, round and block, by a validator
+/// whose signature it does not hold yet. (Its signature is not checked here.)
+fn can_join(cert: &Certificate, vote: &Vote) -> bool {
+    vote.kind == VoteKind::Precommit
+        && vote.height == cert.height
+        && vote.round == cert.round
+        && vote.block == Some(cert.block_hash)
+        && cert
+            .signatures
+            .binary_search_by_key(&vote.validator, |s| s.validator)
+            .is_err()
 }

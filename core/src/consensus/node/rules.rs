@@ -20,6 +20,9 @@ impl Node {
     /// L57-L67, the three timeouts of a round, and the node's own timers: the end of a round that
     /// outlived its timeouts, the start of a height, the announce of a decision, the resend.
     pub(super) fn on_timeout(&mut self, timer: Timer) {
+        if matches!(timer, Timer::NextHeight { .. } | Timer::Resend { .. }) {
+            self.flush_extension();
+        }
         match timer {
             // L57-L60: OnTimeoutPropose(h, r): prepare nil.
             Timer::Propose { height, round }
@@ -74,7 +77,7 @@ impl Node {
             Timer::Announce { height } if height.next() == self.cur.height => {
                 let peers: Vec<ValidatorIndex> = self.set.iter().map(|(i, _)| i).collect();
                 for peer in peers {
-                    if !self.cur.moved_on.contains(&peer) {
+                    if !self.cur.moved_on[peer.as_usize()] {
                         self.send_decision(peer);
                     }
                 }
