@@ -173,6 +173,76 @@ impl Message {
     }
 }
 
+// ----- packing a sync answer ---------------------------------------------------------------------
+
+/// A `SyncResponse` being filled: the one packing rule every runtime answers `Output::ServeSync`
+/// by. Blocks go in, in ascending height order, while the sealed message (`encode_message`)
+/// stays within `codec::MAX_MESSAGE_BYTES` and the caller's own byte budget (the room in the
+/// peer's send queue, say), and while there are fewer than `MAX_SYNC_BLOCKS` and the number
+/// asked for. The first block that does not fit ends it: the asker asks again from there.
+#[derive(Debug)]
+pub struct SyncPacker {
+    blocks: Vec<Decision>,
+    /// The sealed size of the answer so far.
+    bytes: usize,
+    budget: usize,
+    max_blocks: usize,
+    full: bool,
+}
+
+/// The sealed size of an empty `SyncResponse` and the most its block count's varint can add.
+const SYNC_RESPONSE_OVERHEAD: usize = 1 + 1 + 10;
+
+impl SyncPacker {
+    /// An empty answer for a request of `max_blocks`, within `budget` bytes sealed (and never
+    /// more than `codec::MAX_MESSAGE_BYTES`).
+    pub fn new(max_blocks: u32, budget: usize) -> SyncPacker {
+        SyncPacker {
+            blocks: Vec::new(),
+            bytes: SYNC_RESPONSE_OVERHEAD,
+            budget: budget.min(MAX_MESSAGE_BYTES),
+            max_blocks: max_blocks.min(MAX_SYNC_BLOCKS) as usize,
+            full: false,
+        }
+    }
+
+    /// Adds the next block; false, and nothing added, once the answer is full (then stop
+    /// reading: no later block goes in either).
+    pub fn push(&mut self, decision: Decision) -> bool {
+        if self.full || self.blocks.len() >= self.max_blocks {
+            self.full = true;
+            return false;
+        }
+        let size = codec::encode(&decision).len();
+        if self.bytes + size > self.budget {
+            self.full = true;
+            return false;
+        }
+        self.bytes += size;
+        self.blocks.push(decision);
+        true
+    }
+
+    /// Whether another block may still fit.
+    pub fn is_full(&self) -> bool {
+        self.full || self.blocks.len() >= self.max_blocks
+    }
+
+    /// The blocks packed, in the order given.
+    pub fn into_blocks(self) -> Vec<Decision> {
+        debug_assert!(
+            self.blocks.is_empty()
+                || encode_message(&Message::SyncResponse {
+                    blocks: self.blocks.clone()
+                })
+                .len()
+                    <= self.budget,
+            "a packed sync answer stays within its budget"
+        );
+        self.blocks
+    }
+}
+
 // ----- the envelope -------------------------------------------------------------------------------
 
 /// A message as it travels: the version byte, then the message.
@@ -218,6 +288,84 @@ mod tests {
             decode_message(&[9, 0]).unwrap_err(),
             CodecError::UnsupportedVersion(9)
         );
+    }
+
+    /// A decision of `height` whose certificate holds `signers` (unchecked) signatures: its
+    /// size grows with them.
+    fn decision(height: u64, signers: u16) -> Decision {
+        use crate::block::{Block, Certificate, CommitSignature, Header};
+        use crate::crypto::Signature;
+        use crate::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
+        let block = Block {
+            header: Header {
+                chain_id: "pack".into(),
+                height: Height(height),
+                parent_hash: Hash([1; 32]),
+                timestamp: TimestampMs(height),
+                proposer: ValidatorIndex(0),
+                tx_root: Hash([2; 32]),
+                state_root: Hash([3; 32]),
+            },
+            txs: vec![],
+        };
+        let certificate = Certificate {
+            height: Height(height),
+            round: Round(0),
+            block_hash: block.hash(),
+            signatures: (0..signers)
+                .map(|v| CommitSignature {
+                    validator: ValidatorIndex(v),
+                    signature: Signature([7; 64]),
+                })
+                .collect(),
+        };
+        Decision { block, certificate }
+    }
+
+    fn sealed(blocks: Vec<Decision>) -> usize {
+        encode_message(&Message::SyncResponse { blocks }).len()
+    }
+
+    #[test]
+    fn a_sync_answer_holds_at_most_the_blocks_asked_for_and_sync_blocks() {
+        let mut p = SyncPacker::new(3, MAX_MESSAGE_BYTES);
+        assert!((1..=3).all(|h| p.push(decision(h, 4))));
+        assert!(p.is_full());
+        assert!(!p.push(decision(4, 4)));
+        assert_eq!(p.into_blocks().len(), 3);
+        let mut p = SyncPacker::new(u32::MAX, usize::MAX);
+        let mut h = 1;
+        while p.push(decision(h, 1)) {
+            h += 1;
+        }
+        assert_eq!(p.into_blocks().len(), MAX_SYNC_BLOCKS as usize);
+    }
+
+    #[test]
+    fn a_sync_answer_stays_within_its_byte_budget_sealed() {
+        let one = sealed(vec![decision(1, 100)]);
+        for budget in [one - 1, one, 2 * one, 5 * one + 7, 64 * one] {
+            let mut p = SyncPacker::new(MAX_SYNC_BLOCKS, budget);
+            let mut h = 1;
+            while p.push(decision(h, 100)) {
+                h += 1;
+            }
+            // Once full, nothing more goes in, even a smaller block.
+            assert!(!p.push(decision(h + 1, 0)));
+            let blocks = p.into_blocks();
+            let n = blocks.len();
+            assert!(n == 0 || sealed(blocks) <= budget, "budget {budget}");
+            // Full only because the next block would not have fitted (or the count).
+            let next = sealed((1..=n as u64 + 1).map(|h| decision(h, 100)).collect());
+            assert!(
+                n == MAX_SYNC_BLOCKS as usize || next > budget - 10,
+                "budget {budget}"
+            );
+        }
+        // A block larger than the whole budget: an empty answer, not an oversized one.
+        let mut p = SyncPacker::new(MAX_SYNC_BLOCKS, one - 1);
+        assert!(!p.push(decision(1, 100)));
+        assert!(p.into_blocks().is_empty());
     }
 
     #[test]

@@ -67,7 +67,7 @@
 //!    - g. `ServeSync { to, from, max_blocks }`: answer `to` with `Message::SyncResponse`
 //!      holding the finalized blocks from height `from` on, ascending, each with its stored
 //!      certificate (`message::Decision`), at most `max_blocks` of them and fewer if the message
-//!      would pass `codec::MAX_MESSAGE_BYTES`. Read them from the store (the real node first
+//!      would pass `codec::MAX_MESSAGE_BYTES`: pack them with `message::SyncPacker`. Read them from the store (the real node first
 //!      stores the blocks it finalized and had not written yet, so the answer lacks none). A
 //!      short or missing answer is tolerated (the asker turns to another peer); a wrong one is
 //!      refused by it.

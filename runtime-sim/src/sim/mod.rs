@@ -35,7 +35,7 @@ use timed_core::codec;
 use timed_core::consensus::{Event, Input, Node, Output, PersistRecord, RoundChange, SignGuard};
 use timed_core::crypto::Keypair;
 use timed_core::ledger::Ledger;
-use timed_core::message::{Decision, Message};
+use timed_core::message::{Decision, Message, SyncPacker};
 use timed_core::types::{Hash, Height, Round, TimestampMs};
 use timed_core::validators::{Genesis, ValidatorSet};
 use tracing::{debug, info};
@@ -498,22 +498,15 @@ impl Simulation {
                 from,
                 max_blocks,
             } => {
-                let mut blocks = vec![];
-                let mut size = 0;
-                for d in self.nodes[i]
-                    .chain
-                    .range(from..)
-                    .take(max_blocks as usize)
-                    .map(|(_, d)| d)
-                {
-                    size += codec::encode(d).len();
-                    if size > codec::MAX_MESSAGE_BYTES - 1024 {
+                // The core's packing rule, as the real node's (its queue's room aside).
+                let mut answer = SyncPacker::new(max_blocks, codec::MAX_MESSAGE_BYTES);
+                for d in self.nodes[i].chain.range(from..).map(|(_, d)| d) {
+                    if answer.is_full() || !answer.push(d.clone()) {
                         break;
                     }
-                    blocks.push(d.clone());
                 }
                 let j = self.route_to(i, to);
-                self.serve_sync(i, j, from, blocks);
+                self.serve_sync(i, j, from, answer.into_blocks());
             }
             Output::Evidence(e) => {
                 if self.nodes[i].behaviour == Behaviour::Honest {

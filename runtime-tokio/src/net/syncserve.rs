@@ -1,9 +1,9 @@
 //! Answers peers' sync requests (`Output::ServeSync`) from the store, on a thread of its own: a
 //! read of up to 4 MiB of finalized blocks never runs on the consensus loop (issue 12).
 //!
-//! One thread serves the requests in order, so each response is sized to the room its peer's
-//! queue has when it is read (`sync_budget`), and at most one response is held in memory at a
-//! time. Requests wait in a bounded channel; when it is full a request is dropped and counted (the
+//! One thread serves the requests in order, so each response is packed (`SyncPacker`, the
+//! core's one rule) within the room its peer's queue has when it is read (`sync_budget`), and at
+//! most one response is held in memory at a time. Requests wait in a bounded channel; when it is full a request is dropped and counted (the
 //! peer asks again, and the core already limits how often each peer is answered). The driver
 //! commits every finalized block before it hands a request over, so a response never lacks a
 //! block the core has finalized.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use timed_core::codec::MAX_MESSAGE_BYTES;
-use timed_core::message::{Decision, Message};
+use timed_core::message::{Message, SyncPacker};
 use timed_core::types::{Height, ValidatorIndex};
 use tracing::error;
 
@@ -22,9 +22,6 @@ use crate::node::ctx::Ctx;
 
 /// Requests waiting to be served, at most: a few per peer of a large set.
 const QUEUE: usize = 256;
-
-/// The byte budget of one sync response, below the message limit.
-const SYNC_BUDGET: usize = MAX_MESSAGE_BYTES - 256 * 1024;
 
 struct Request {
     to: ValidatorIndex,
@@ -62,19 +59,14 @@ impl SyncServer {
 
 fn run(ctx: &Ctx, rx: Receiver<Request>) {
     for r in rx {
-        let budget = sync_budget(ctx, r.to, SYNC_BUDGET);
+        let budget = sync_budget(ctx, r.to, MAX_MESSAGE_BYTES);
         if budget == 0 {
             continue; // gone, or not reading: nothing is read for it
         }
-        match ctx.store.range(r.from, r.max_blocks as usize, budget) {
-            Ok(stored) => {
-                let blocks = stored
-                    .into_iter()
-                    .map(|s| Decision {
-                        block: s.block,
-                        certificate: s.certificate,
-                    })
-                    .collect();
+        let mut answer = SyncPacker::new(r.max_blocks, budget);
+        match ctx.store.sync_answer(r.from, &mut answer) {
+            Ok(()) => {
+                let blocks = answer.into_blocks();
                 send_frame(ctx, r.to, frame_of(&Message::SyncResponse { blocks }));
             }
             // Not fatal: nothing this node signs depends on it. The read error says which file.

@@ -8,6 +8,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use timed_core::codec;
 use timed_core::crypto::PublicKey;
 use timed_core::ledger::Account;
+use timed_core::message::{Decision, SyncPacker};
 use timed_core::types::{Hash, Height};
 
 use super::tables::{
@@ -36,6 +37,30 @@ impl Store {
                 .last()
                 .map_err(StoreError::db)?
                 .map(|(k, _)| Height(k.value())))
+        })
+    }
+
+    /// The finalized blocks from `from` on, with their certificates, into `answer` until it is
+    /// full (`SyncPacker`: the one packing rule of a sync answer); reads nothing past that.
+    pub fn sync_answer(&self, from: Height, answer: &mut SyncPacker) -> Result<(), StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+            let certs = r.open_table(CERTS).map_err(StoreError::db)?;
+            for entry in blocks.range(from.0..).map_err(StoreError::db)? {
+                if answer.is_full() {
+                    break;
+                }
+                let (_, v) = entry.map_err(StoreError::db)?;
+                let s = decode_stored(&certs, v.value())?;
+                if !answer.push(Decision {
+                    block: s.block,
+                    certificate: s.certificate,
+                }) {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 
