@@ -13,6 +13,8 @@ pub struct Queue<E> {
     at: BTreeMap<u64, VecDeque<E>>,
     /// Emptied FIFOs kept for the next times, so that a busy millisecond allocates nothing.
     spare: Vec<VecDeque<E>>,
+    /// The time of the last event out: virtual time, which nothing may schedule before.
+    now: u64,
 }
 
 /// FIFOs kept for reuse at most (each holds the capacity it grew to).
@@ -23,6 +25,7 @@ impl<E> Default for Queue<E> {
         Queue {
             at: BTreeMap::new(),
             spare: Vec::new(),
+            now: 0,
         }
     }
 }
@@ -30,6 +33,8 @@ impl<E> Default for Queue<E> {
 impl<E> Queue<E> {
     /// `ev` happens at `at`, after every event already there for that time.
     pub fn push(&mut self, at: u64, ev: E) {
+        // An event in the past would run after later ones: the run's clock would go back.
+        debug_assert!(at >= self.now, "an event at {at} pushed at {}", self.now);
         let spare = &mut self.spare;
         self.at
             .entry(at)
@@ -53,6 +58,8 @@ impl<E> Queue<E> {
                 self.spare.push(fifo);
             }
         }
+        debug_assert!(at >= self.now, "virtual time never goes back");
+        self.now = at;
         ev.map(|ev| (at, ev))
     }
 }

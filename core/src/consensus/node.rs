@@ -326,7 +326,62 @@ impl Node {
         }
         self.check_rules();
         self.follow_polkas();
+        self.assert_invariants();
         std::mem::take(&mut self.out)
+    }
+
+    /// What holds between any two steps, whatever the input was (checked in debug builds: the
+    /// tests, the fuzzers and the simulator's test runs). A failure is a bug of the core, never
+    /// of the input.
+    fn assert_invariants(&self) {
+        let cur = &self.cur;
+        match &self.last_decision {
+            // The chain's tip is the parent of the height being decided.
+            Some(d) => {
+                debug_assert_eq!(d.block.height().next(), cur.height, "decided height + 1");
+                debug_assert_eq!(
+                    d.block.hash(),
+                    self.parent_hash,
+                    "decided block is the parent"
+                );
+                debug_assert_eq!(
+                    d.certificate.block_hash, self.parent_hash,
+                    "its certificate"
+                );
+            }
+            None => debug_assert!(!self.extension_unsent, "an extension of no decision"),
+        }
+        // Algorithm 1: lockedRound and validRound never pass the round the node is in, nor do
+        // the rounds it signed in. Except where a restore put it behind its own guard (a
+        // block it had finalized lost): the guard's lock and its re-signed votes stand at
+        // their round while the node, barred from signing anything of this height, catches up.
+        let behind_guard = self
+            .guard
+            .restored
+            .is_some_and(|g| g.last.height > cur.height);
+        if !behind_guard {
+            debug_assert!(cur.locked.is_none_or(|(r, _)| r <= cur.round), "lock ahead");
+            debug_assert!(cur.valid.is_none_or(|(r, _)| r <= cur.round), "valid ahead");
+        }
+        for ((round, _), msg) in &cur.signed {
+            debug_assert!(
+                behind_guard || *round <= cur.round,
+                "signed ahead of its round"
+            );
+            debug_assert_eq!(
+                msg_height(msg),
+                Some(cur.height),
+                "signed at another height"
+            );
+        }
+        // Kept for the next height, and only that one.
+        debug_assert!(
+            self.next_height
+                .values()
+                .all(|m| msg_height(m) == Some(cur.height.next())),
+            "a kept message of another height"
+        );
+        debug_assert_eq!(cur.moved_on.len(), self.set.len(), "a flag per validator");
     }
 
     fn on_start(&mut self) {
@@ -426,5 +481,14 @@ impl Node {
     fn reject(&mut self, kind: &'static str, reason: &'static str) {
         self.out
             .push(Output::Event(Event::Rejected { kind, reason }));
+    }
+}
+
+/// The height a proposal or vote is of; `None` for other messages.
+fn msg_height(msg: &Message) -> Option<Height> {
+    match msg {
+        Message::Proposal(p) => Some(p.height),
+        Message::Vote(v) => Some(v.height),
+        _ => None,
     }
 }

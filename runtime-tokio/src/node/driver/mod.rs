@@ -280,6 +280,14 @@ impl Driver {
                     group.sync = true;
                 }
                 Output::Finalized(f) => {
+                    // Recipe rule 3c, kept by the order of this one file: no record of a later
+                    // height may precede its parent block in the WAL.
+                    debug_assert!(
+                        !self.batch.iter().any(|r| matches!(r,
+                            WalRecord::Persist(p) if p.height() > f.block.height())),
+                        "a record of a later height logged before block {}",
+                        f.block.height()
+                    );
                     let finality_ms = self.witness.finality(
                         &f.certificate.block_hash,
                         f.block.header.timestamp,

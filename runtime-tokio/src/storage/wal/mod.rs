@@ -190,7 +190,25 @@ impl Wal {
         drop(data);
         wal.reserve(0)?;
         sync_dir(path)?;
+        wal.assert_invariants();
         Ok(Ok(wal))
+    }
+
+    /// The bookkeeping matches the file's layout (checked in debug builds after every change):
+    /// the entries follow the header and each other with no gap, end where the next write goes,
+    /// and the file has room up to `cap`. A gap would make `prune` copy the wrong bytes.
+    fn assert_invariants(&self) {
+        let mut end = FILE_HEADER as u64;
+        for e in &self.entries {
+            debug_assert_eq!(e.pos, end, "WAL entries are contiguous");
+            debug_assert!(e.len > 0, "a WAL entry holds a frame");
+            end = e.pos + u64::from(e.len);
+        }
+        debug_assert_eq!(end, self.len, "the entries end where the next write goes");
+        debug_assert!(
+            self.len <= self.cap,
+            "the file is at least as long as what it holds"
+        );
     }
 
     /// Makes room for `extra` more bytes (and some free space after them).
@@ -300,6 +318,7 @@ impl Wal {
             });
         }
         self.len += buf.len() as u64;
+        self.assert_invariants();
         Ok(())
     }
 
@@ -357,6 +376,7 @@ impl Wal {
                 self.len = used as u64;
                 self.cap = cap;
                 self.entries = kept;
+                self.assert_invariants();
                 Ok(())
             }
             Err(e) => {
