@@ -32,6 +32,8 @@ pub struct Report {
     pub forged: u64,
     /// Restarts that lost durable records.
     pub storage_losses: u64,
+    /// Finalized blocks crashes took before they were synced (`storage = "unsynced"`).
+    pub unsynced_blocks_lost: u64,
     /// The highest round an honest node entered, and how many of their rounds ended more than
     /// one round on (`Timer::RoundEnd` joining a round seen ahead).
     pub max_round: u32,
@@ -99,6 +101,7 @@ impl Report {
             crashes: sim.stats.crashes,
             forged: sim.stats.forged,
             storage_losses: sim.stats.storage_losses,
+            unsynced_blocks_lost: sim.stats.unsynced_blocks_lost,
             max_round: sim.stats.max_round,
             round_jumps: sim.stats.round_jumps,
             pushed_votes_delivered: sim.stats.pushed_votes_delivered,
@@ -177,13 +180,14 @@ impl Report {
                 self.max_round, self.round_jumps, self.pushed_votes_delivered
             ),
         );
-        if self.forged > 0 || self.storage_losses > 0 {
+        if self.forged > 0 || self.storage_losses > 0 || self.unsynced_blocks_lost > 0 {
             w(
                 &mut s,
                 "adversary",
                 format!(
-                    "{} messages forged or replayed, {} restarts with lost records",
-                    self.forged, self.storage_losses
+                    "{} messages forged or replayed, {} restarts with lost records, {} unsynced \
+                     blocks lost in crashes",
+                    self.forged, self.storage_losses, self.unsynced_blocks_lost
                 ),
             );
         }

@@ -132,3 +132,43 @@ fn amnesia_below_a_third_causes_no_fork() {
     // where the core hook it replaced, forgetting the lock before every step, broke it 10 times).
     assert!(forgotten >= 8, "only {forgotten} locks forgotten");
 }
+
+/// The storage model that loses unsynced writes (`storage = "unsynced"`, as the real node syncs
+/// finalized blocks): crashes as the chain moves take blocks a node finalized but had not yet
+/// synced; it restarts a height back, learns them again from its peers (the checker, told of
+/// blocks once durable, sees no height regress and no fork), and the chain goes on. With every
+/// write durable at once (the default model) the same crashes lose nothing.
+#[test]
+fn crashes_that_take_unsynced_blocks_leave_one_chain_and_the_nodes_catch_up() {
+    let file = include_str!("../../runtime-sim/scenarios/unsynced-crashes.toml");
+    let scenario = timed_sim::Scenario::from_toml(file).unwrap();
+    assert_eq!(
+        scenario.storage,
+        timed_sim::scenario::StorageModel::Unsynced
+    );
+    let mut lost = 0;
+    for seed in 1..=2 {
+        let mut sim = timed_sim::Simulation::new(&scenario, seed).unwrap();
+        sim.run();
+        assert!(
+            sim.passed(),
+            "seed {seed}: {:#?} {:#?}",
+            sim.checker.violations,
+            sim.expectation_failures
+        );
+        assert!(sim.stats.crashes >= 8, "seed {seed}");
+        lost += sim.stats.unsynced_blocks_lost;
+        let heights: Vec<u64> = sim.nodes.iter().map(|n| n.height().0).collect();
+        let (lo, hi) = (heights.iter().min().unwrap(), heights.iter().max().unwrap());
+        assert!(*lo >= 100 && hi - lo <= 2, "seed {seed}: {heights:?}");
+    }
+    assert!(lost > 0, "no crash took an unsynced block");
+    let synced = timed_sim::Scenario {
+        storage: timed_sim::scenario::StorageModel::Synced,
+        ..scenario
+    };
+    let mut sim = timed_sim::Simulation::new(&synced, 1).unwrap();
+    sim.run();
+    assert!(sim.passed());
+    assert_eq!(sim.stats.unsynced_blocks_lost, 0);
+}

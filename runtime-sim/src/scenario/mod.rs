@@ -41,6 +41,25 @@ pub struct Scenario {
     pub transactions: Option<Workload>,
     #[serde(default)]
     pub expect: Expect,
+    /// How the simulated disk keeps what the nodes write (`storage = "unsynced"`).
+    #[serde(default)]
+    pub storage: StorageModel,
+}
+
+/// How the simulated disk keeps what a node writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageModel {
+    /// Everything is durable the moment it is performed: the earliest sync the core's recipe
+    /// allows (rule 3a), so a crash between steps loses nothing written.
+    #[default]
+    Synced,
+    /// As the real node writes: a step's records are synced, with every write before them,
+    /// before the step's next output; a block finalized in a step that persists nothing is
+    /// written but not synced, and becomes durable at the node's next sync or when its store
+    /// commits it (`STORE_COMMIT_MS` later, at the node's next step). A crash before loses it:
+    /// the node restarts a height back and learns the block again from its peers.
+    Unsynced,
 }
 
 /// A scenario that cannot run, with where the problem is.

@@ -50,6 +50,7 @@ impl Scenario {
                 },
                 faults: vec![],
                 transactions: None,
+                storage: StorageModel::Synced,
                 expect: Expect {
                     min_height: Some(50),
                     max_finality_ms: Some(2_000),
@@ -81,6 +82,7 @@ impl Scenario {
                     },
                 }],
                 transactions: None,
+                storage: StorageModel::Synced,
                 expect: Expect {
                     min_height: Some(20),
                     ..Expect::default()
@@ -100,6 +102,7 @@ impl Scenario {
                 },
                 faults: vec![],
                 transactions: None,
+                storage: StorageModel::Synced,
                 expect: Expect {
                     min_height: Some(440),
                     max_finality_ms: Some(30_000),
@@ -133,6 +136,7 @@ impl Scenario {
                     at(80_000, FaultKind::Heal),
                 ],
                 transactions: None,
+                storage: StorageModel::Synced,
                 expect: Expect {
                     no_progress_while_partitioned: true,
                     liveness: Some(Liveness {
@@ -178,6 +182,7 @@ impl Scenario {
                     },
                     faults,
                     transactions: None,
+                    storage: StorageModel::Synced,
                     expect: Expect {
                         liveness: Some(Liveness {
                             after: Ms(t),
@@ -221,6 +226,7 @@ impl Scenario {
                 },
                 faults: vec![],
                 transactions: None,
+                storage: StorageModel::Synced,
                 expect: Expect {
                     min_height: Some(30),
                     min_evidence: Some(1),
@@ -287,6 +293,7 @@ fn amnesia(seed: u64) -> Scenario {
         },
         faults,
         transactions: None,
+        storage: StorageModel::Synced,
         expect: Expect {
             liveness: Some(Liveness {
                 after: Ms(window),

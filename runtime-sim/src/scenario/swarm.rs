@@ -281,6 +281,7 @@ pub fn swarm_classic(seed: u64) -> Scenario {
             stop_at_liveness: true,
             ..Expect::default()
         },
+        storage: StorageModel::Synced,
     }
 }
 

@@ -147,6 +147,10 @@ pub struct SimNode {
     /// (some 30 per node and height with 100 validators; hashing the block for each was a
     /// tenth of a scale run).
     last_stored: Option<(Height, Hash)>,
+    /// Under `StorageModel::Unsynced`: blocks finalized and written but not yet synced, oldest
+    /// first, and when the oldest was written (`storage.rs`).
+    unsynced: Vec<timed_core::consensus::Finalized>,
+    unsynced_since: u64,
 }
 
 impl SimNode {
@@ -378,6 +382,7 @@ impl Simulation {
         let now = self.now;
         self.stats.steps += 1;
         self.checker.step = self.stats.steps;
+        self.commit_due(i);
         let honest = self.nodes[i].behaviour == Behaviour::Honest;
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
@@ -433,6 +438,8 @@ impl Simulation {
     fn perform_output(&mut self, i: usize, out: Output) -> bool {
         match out {
             Output::Persist(r) => {
+                // Its sync makes every earlier write durable too, the blocks first (rule 3c).
+                self.sync_storage(i);
                 if let PersistRecord::Signed { height, msg } = &r {
                     if self.nodes[i].checked() {
                         self.checker.on_persist_signed(i, *height, msg);
@@ -483,8 +490,9 @@ impl Simulation {
                     },
                 );
             }
-            Output::Finalized(f) => self.store_finalized(i, *f),
+            Output::Finalized(f) => self.write_finalized(i, *f),
             Output::CertificateExtended(cert) => {
+                self.sync_storage(i);
                 if self.nodes[i].checked() {
                     let block = self.stored_hash(i, cert.height);
                     self.checker.on_extended(i, &cert, block);
@@ -498,6 +506,8 @@ impl Simulation {
                 from,
                 max_blocks,
             } => {
+                // The real node stores what it finalized before it answers.
+                self.sync_storage(i);
                 // The core's packing rule, as the real node's (its queue's room aside).
                 let mut answer = SyncPacker::new(max_blocks, codec::MAX_MESSAGE_BYTES);
                 for d in self.nodes[i].chain.range(from..).map(|(_, d)| d) {

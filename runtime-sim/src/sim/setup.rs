@@ -110,6 +110,8 @@ impl Simulation {
                 pushed_at: None,
                 amnesia: Default::default(),
                 last_stored: None,
+                unsynced: Vec::new(),
+                unsynced_since: 0,
             });
         }
         let mean_delay_ms = network.mean_delay_ms();

@@ -21,6 +21,8 @@ pub struct Stats {
     pub forged: u64,
     /// Restarts that lost durable records.
     pub storage_losses: u64,
+    /// Finalized blocks a crash took before they were synced (`StorageModel::Unsynced`).
+    pub unsynced_blocks_lost: u64,
     /// Votes of round pushers delivered to honest nodes at their height for a round more than
     /// one past theirs: where an uncapped round end would take them.
     pub pushed_votes_delivered: u64,

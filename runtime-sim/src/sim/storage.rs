@@ -10,6 +10,13 @@
 //! whose outputs were never performed: the state of a crash before those steps, their inputs lost
 //! as the network may lose them, which this model reaches. A torn log beyond that is
 //! `StorageLoss::WalCut`: a random prefix of the records, the blocks kept.
+//!
+//! `StorageModel::Unsynced` models the real node's later sync of finalized blocks: a block
+//! finalized in a step that persists nothing is written but not synced; the node's next
+//! record, sync answer or certificate extension syncs it (the real node's one ordered log:
+//! a sync covers every earlier write), and so does its store's commit `STORE_COMMIT_MS` later
+//! (checked at the node's next step). A crash before loses it, and the checker, told of blocks
+//! only once durable, then sees the node store that height again after catching up.
 
 use std::rc::Rc;
 
@@ -22,7 +29,7 @@ use tracing::{debug, info};
 
 use crate::checker::Violation;
 
-use crate::scenario::{Behaviour, StorageLoss};
+use crate::scenario::{Behaviour, StorageLoss, StorageModel};
 
 use super::{CHAIN_ID, Ev, Simulation};
 
@@ -40,6 +47,10 @@ pub(super) struct StoredLedger {
 /// Stored ledgers remembered: a few heights' worth, for nodes that store out of step.
 pub(super) const STORED_LEDGERS: usize = 4;
 
+/// How long the real node's store waits at most before it commits finalized blocks it holds
+/// only in its log (`runtime-tokio`'s driver: 16 blocks or 10 ms).
+pub(super) const STORE_COMMIT_MS: u64 = 10;
+
 impl Simulation {
     /// The hash of the block node `i` stored at `h`, if it holds one.
     pub(super) fn stored_hash(&self, i: usize, h: Height) -> Option<Hash> {
@@ -48,6 +59,34 @@ impl Simulation {
         match node.last_stored {
             Some((at, hash)) if at == h => Some(hash),
             _ => Some(d.block.hash()),
+        }
+    }
+
+    /// A finalized block written: durable at once, or under `StorageModel::Unsynced` (a step
+    /// that persisted nothing) at the node's next sync.
+    pub(super) fn write_finalized(&mut self, i: usize, f: Finalized) {
+        if self.scenario.storage == StorageModel::Synced {
+            return self.store_finalized(i, f);
+        }
+        let node = &mut self.nodes[i];
+        if node.unsynced.is_empty() {
+            node.unsynced_since = self.now;
+        }
+        node.unsynced.push(f);
+    }
+
+    /// Makes every write of node `i` durable, in the order written.
+    pub(super) fn sync_storage(&mut self, i: usize) {
+        for f in std::mem::take(&mut self.nodes[i].unsynced) {
+            self.store_finalized(i, f);
+        }
+    }
+
+    /// The store's commit: blocks written `STORE_COMMIT_MS` ago or more become durable.
+    pub(super) fn commit_due(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        if !node.unsynced.is_empty() && self.now >= node.unsynced_since + STORE_COMMIT_MS {
+            self.sync_storage(i);
         }
     }
 
@@ -144,6 +183,16 @@ impl Simulation {
     pub(super) fn crash(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         if node.core.take().is_some() {
+            let lost = std::mem::take(&mut node.unsynced);
+            if let Some(first) = lost.first() {
+                info!(
+                    "t={} n{i} crash loses {} unsynced block(s) from height {}",
+                    self.now,
+                    lost.len(),
+                    first.block.height()
+                );
+                self.stats.unsynced_blocks_lost += lost.len() as u64;
+            }
             node.incarnation += 1;
             node.crashes += 1;
             node.crash_at_persist = false;
