@@ -29,7 +29,18 @@ pub fn swarm(seed: u64) -> Scenario {
     let mut s = swarm_stronger(seed);
     draw_round_pusher(&mut s, seed);
     draw_slow_blocks(&mut s, seed);
+    draw_unsynced_storage(&mut s, seed);
     s
+}
+
+/// One seed in four, from a stream of its own drawn last, writes to disk as the real node does
+/// (`StorageModel::Unsynced`): its crashes may then take finalized blocks not yet synced.
+fn draw_unsynced_storage(s: &mut Scenario, seed: u64) {
+    // "disk" in ASCII.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6469_736b);
+    if rng.random_bool(0.25) {
+        s.storage = StorageModel::Unsynced;
+    }
 }
 
 /// One seed in four, from a stream of its own drawn last, gets blocks at least a resend interval
@@ -339,7 +350,8 @@ mod tests {
     }
 
     #[test]
-    fn a_quarter_of_the_swarm_gets_blocks_a_resend_interval_apart_and_a_bound_to_match() {
+    fn a_quarter_of_the_swarm_gets_slow_blocks_with_a_bound_to_match_and_a_quarter_unsynced_storage()
+     {
         let slow: Vec<Scenario> = (0..400)
             .map(swarm)
             .filter(|s| s.consensus.block_time_ms >= s.consensus.resend_interval_ms)
@@ -353,5 +365,10 @@ mod tests {
         }
         // The seed pinned by `round_pusher_swarm_seeds_recover` is drawn as when it was pinned.
         assert_eq!(swarm(2160).consensus, swarm_stronger(2160).consensus);
+        assert_eq!(swarm(2160).storage, StorageModel::Synced);
+        let unsynced = (0..400)
+            .filter(|s| swarm(*s).storage == StorageModel::Unsynced)
+            .count();
+        assert!((70..=130).contains(&unsynced), "{unsynced} of 400");
     }
 }
