@@ -150,9 +150,16 @@ fn a_second_instance_of_a_validator_key_hears_the_chain_and_stops_signing() {
     let arrived = net.height(1);
     net.spawn(4);
     const ELSEWHERE: &str = "another instance is running with this validator's key";
-    wait_for("the copy to see the first instance's signatures", || {
-        net.log(4).contains(ELSEWHERE).then_some(())
-    });
+    let start = std::time::Instant::now();
+    while !net.log(4).contains(ELSEWHERE) {
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "the copy never saw the first instance's signatures: {}\n{}",
+            net.log(4),
+            net.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // It heard the chain: it caught up from height 0 to near the others' height.
     wait_for("the copy to catch up", || {
         (net.height(4) + 3 >= net.height(1)).then_some(())

@@ -14,10 +14,14 @@ use tokio::sync::mpsc;
 
 /// A consensus message as a ready-to-write frame (length prefix included).
 pub fn frame_of(msg: &Message) -> Bytes {
-    let body = codec::encode_message(msg);
+    frame_of_body(&codec::encode_message(msg))
+}
+
+/// An encoded message as a ready-to-write frame (one read from a peer, passed on as it came).
+pub fn frame_of_body(body: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(body.len() + 4);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     Bytes::from(out)
 }
 

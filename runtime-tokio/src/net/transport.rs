@@ -242,6 +242,14 @@ pub(super) async fn read_loop(
         ctx.metrics.bytes_in.inc_by(buf.len() as u64 + 4);
         match codec::decode_message(&buf) {
             Ok(msg) => {
+                let own = match &msg {
+                    Message::Proposal(p) => p.proposer == from,
+                    Message::Vote(v) => v.validator == from,
+                    _ => false,
+                };
+                if own {
+                    twins::relay(ctx, (from, instance), &buf);
+                }
                 let sent = match msg {
                     // Verified in batches on the way (`txverify.rs`), and blocks kept behind the
                     // transfers that came before them.

@@ -14,6 +14,10 @@
 //!   at all while our outbound connection to that key is down.
 //! - **sends and broadcasts** to a validator go to our outbound connection and to each used link
 //!   (`send_frame`, `broadcast_frame`);
+//! - **what one instance signs** (its proposals and votes, as it sent them) is passed on to the
+//!   key's other instances (`relay`): a copy meets the first instance's signatures at its own
+//!   height as soon as they are made, which is what makes it stop signing (`Node::
+//!   foreign_signature`), instead of only in the certificates it may never need to ask for.
 //! - **answers to requests** (`SyncRequest`, whose answer is the big one) go to the instance that
 //!   asked last (`asked`, `reply_room`, `send_reply`), sized to that instance's queue. Two
 //!   instances asking at the same moment may see one answer go to the other; the one left
@@ -32,7 +36,7 @@ use bytes::Bytes;
 use timed_core::types::ValidatorIndex;
 use tracing::warn;
 
-use crate::net::queue::{PeerReceiver, PeerSender, peer_queue};
+use crate::net::queue::{PeerReceiver, PeerSender, frame_of_body, peer_queue};
 use crate::net::tls::Instance;
 use crate::net::transport::{GENERATION, LinkError, queue_on, read_loop};
 use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, lock};
@@ -152,6 +156,37 @@ pub fn asked(ctx: &Ctx, from: ValidatorIndex, instance: Instance) {
     let mut twins = lock(&ctx.twins);
     if twins.links.contains_key(&from) {
         twins.asked.insert(from, instance);
+    }
+}
+
+/// Passes `body`, a proposal or vote that `instance` of validator `from` signed itself, on to the
+/// other instances of that key: our outbound connection's, unless it is `instance`, and every
+/// used link of another instance. Nothing is done (beyond one look) while the key has one
+/// instance, the usual case.
+pub fn relay(ctx: &Ctx, (from, instance): (ValidatorIndex, Instance), body: &[u8]) {
+    let others = |twins: &Twins| {
+        twins
+            .links
+            .get(&from)
+            .is_some_and(|links| links.iter().any(|l| l.instance != instance))
+    };
+    if !others(&lock(&ctx.twins)) {
+        return;
+    }
+    let frame = frame_of_body(body);
+    let dialed = {
+        let peers = lock(&ctx.peers);
+        let p = peers.get(&from).filter(|p| p.instance != instance);
+        if let Some(p) = p {
+            queue_on(ctx, &p.tx, frame.clone());
+        }
+        peers.get(&from).map(|p| p.instance)
+    };
+    let twins = lock(&ctx.twins);
+    for link in twins.links.get(&from).into_iter().flatten() {
+        if link.instance != instance && Some(link.instance) != dialed {
+            queue_on(ctx, &link.tx, frame.clone());
+        }
     }
 }
 
