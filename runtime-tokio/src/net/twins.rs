@@ -52,26 +52,101 @@ struct Link {
     tx: PeerSender,
 }
 
-/// The links back on inbound connections, by validator, and which instance asked last.
+/// The links back on inbound connections, by validator, and which instance asked last. Its
+/// methods decide where a frame goes, given the instance our outbound connection reaches
+/// (`dialed`); the functions below take the locks and queue.
 #[derive(Default)]
 pub struct Twins {
     links: BTreeMap<ValidatorIndex, Vec<Link>>,
     asked: BTreeMap<ValidatorIndex, Instance>,
 }
 
-/// A registered link: its id (for `unregister`), the queue to pump, and what it was when it
-/// came: whether frames go to it (it is not the instance our outbound connection reaches, or that
-/// connection is down), and whether it is a twin (our outbound connection reaches another).
+/// A registered link: its id (for `unregister`), the queue to pump, and whether it was a twin
+/// when it came (our outbound connection reaches another instance of the key).
 pub struct Registered {
     pub id: u64,
     rx: PeerReceiver,
-    used: bool,
     twin: bool,
 }
 
-/// Our outbound connection's instance for `index`, if it is up.
-fn dialed(ctx: &Ctx, index: ValidatorIndex) -> Option<Instance> {
-    lock(&ctx.peers).get(&index).map(|p| p.instance)
+impl Twins {
+    fn add(
+        &mut self,
+        index: ValidatorIndex,
+        instance: Instance,
+        dialed: Option<Instance>,
+    ) -> Result<Registered, String> {
+        let links = self.links.entry(index).or_default();
+        if links.len() >= INSTANCES_PER_KEY {
+            return Err(format!(
+                "{} connections of this validator's key are open here already (at most \
+                 {INSTANCES_PER_KEY}): is the key running in more places than one?",
+                links.len()
+            ));
+        }
+        let (tx, rx) = peer_queue(PEER_QUEUE, PEER_QUEUE_BYTES);
+        let id = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        links.push(Link { instance, id, tx });
+        Ok(Registered {
+            id,
+            rx,
+            twin: dialed.is_some_and(|d| d != instance),
+        })
+    }
+
+    fn remove(&mut self, index: ValidatorIndex, id: u64) {
+        if let Some(links) = self.links.get_mut(&index) {
+            links.retain(|l| l.id != id);
+            if links.is_empty() {
+                self.links.remove(&index);
+                self.asked.remove(&index);
+            }
+        }
+    }
+
+    /// The links of `to` that frames go to: not the instance our outbound connection reaches
+    /// (`dialed`), nor `except` (the one a relayed message came from).
+    fn used(
+        &self,
+        to: ValidatorIndex,
+        dialed: Option<Instance>,
+        except: Option<Instance>,
+    ) -> impl Iterator<Item = &Link> {
+        self.links
+            .get(&to)
+            .into_iter()
+            .flatten()
+            .filter(move |l| Some(l.instance) != dialed && Some(l.instance) != except)
+    }
+
+    /// Whether `to` has a link from an instance other than `instance`.
+    fn has_other(&self, to: ValidatorIndex, instance: Instance) -> bool {
+        self.links
+            .get(&to)
+            .is_some_and(|links| links.iter().any(|l| l.instance != instance))
+    }
+
+    /// The link an answer to `to` goes to: the newest one of the instance that asked last,
+    /// unless our outbound connection reaches it (`None`: the outbound connection, as with no
+    /// request on record or the asker gone).
+    fn reply_link(&self, to: ValidatorIndex, dialed: Option<Instance>) -> Option<&Link> {
+        let asker = *self.asked.get(&to)?;
+        if dialed == Some(asker) {
+            return None;
+        }
+        self.links
+            .get(&to)?
+            .iter()
+            .rev()
+            .find(|l| l.instance == asker)
+    }
+}
+
+/// Our outbound connection to `index`: its instance and queue, if it is up.
+fn outbound(ctx: &Ctx, index: ValidatorIndex) -> Option<(Instance, PeerSender)> {
+    lock(&ctx.peers)
+        .get(&index)
+        .map(|p| (p.instance, p.tx.clone()))
 }
 
 /// Registers the link back on an inbound connection of validator `index` from `instance`, or
@@ -81,25 +156,22 @@ pub fn register(
     index: ValidatorIndex,
     instance: Instance,
 ) -> Result<Registered, String> {
-    let dialed = dialed(ctx, index);
+    let dialed = outbound(ctx, index).map(|(i, _)| i);
+    lock(&ctx.twins).add(index, instance, dialed)
+}
+
+/// Forgets a link (its connection ended, or its peer stopped reading it): its queue's receiver
+/// then ends.
+pub fn unregister(ctx: &Ctx, index: ValidatorIndex, id: u64) {
+    lock(&ctx.twins).remove(index, id);
+}
+
+/// `instance` of validator `from` sent a request: its answer goes back to that instance.
+pub fn asked(ctx: &Ctx, from: ValidatorIndex, instance: Instance) {
     let mut twins = lock(&ctx.twins);
-    let links = twins.links.entry(index).or_default();
-    if links.len() >= INSTANCES_PER_KEY {
-        return Err(format!(
-            "{} connections of this validator's key are open here already (at most \
-             {INSTANCES_PER_KEY}): is the key running in more places than one?",
-            links.len()
-        ));
+    if twins.links.contains_key(&from) {
+        twins.asked.insert(from, instance);
     }
-    let (tx, rx) = peer_queue(PEER_QUEUE, PEER_QUEUE_BYTES);
-    let id = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    links.push(Link { instance, id, tx });
-    Ok(Registered {
-        id,
-        rx,
-        used: dialed != Some(instance),
-        twin: dialed.is_some_and(|d| d != instance),
-    })
 }
 
 /// Serves an inbound connection of validator `index`, welcomed with `link` registered: reads its
@@ -122,8 +194,11 @@ pub(super) async fn serve_inbound(
             conn.remote_address()
         );
     }
-    if link.used {
+    if link.twin {
         // The core re-sends its current messages to `index`: this instance has none of them.
+        // Not for a link used only while our outbound connection is down (at start-up, most
+        // often): the core would take the peer for reachable and may ask it first for blocks
+        // on a half that a peer of an older version, or not our twin, does not read.
         let _ = ctx.to_core.send(CoreInput::PeerConnected(index)).await;
     }
     let reads = async {
@@ -138,85 +213,37 @@ pub(super) async fn serve_inbound(
     tokio::join!(reads, writes).0
 }
 
-/// Forgets a link (its connection ended, or its peer stopped reading it): its queue's receiver
-/// then ends.
-pub fn unregister(ctx: &Ctx, index: ValidatorIndex, id: u64) {
-    let mut twins = lock(&ctx.twins);
-    if let Some(links) = twins.links.get_mut(&index) {
-        links.retain(|l| l.id != id);
-        if links.is_empty() {
-            twins.links.remove(&index);
-            twins.asked.remove(&index);
-        }
-    }
-}
-
-/// `instance` of validator `from` sent a request: its answer goes back to that instance.
-pub fn asked(ctx: &Ctx, from: ValidatorIndex, instance: Instance) {
-    let mut twins = lock(&ctx.twins);
-    if twins.links.contains_key(&from) {
-        twins.asked.insert(from, instance);
-    }
-}
-
 /// Passes `body`, a proposal or vote that `instance` of validator `from` signed itself, on to the
 /// other instances of that key: our outbound connection's, unless it is `instance`, and every
 /// used link of another instance. Nothing is done (beyond one look) while the key has one
 /// instance, the usual case.
 pub fn relay(ctx: &Ctx, (from, instance): (ValidatorIndex, Instance), body: &[u8]) {
-    let others = |twins: &Twins| {
-        twins
-            .links
-            .get(&from)
-            .is_some_and(|links| links.iter().any(|l| l.instance != instance))
-    };
-    if !others(&lock(&ctx.twins)) {
+    if !lock(&ctx.twins).has_other(from, instance) {
         return;
     }
     let frame = frame_of_body(body);
-    let dialed = {
-        let peers = lock(&ctx.peers);
-        let p = peers.get(&from).filter(|p| p.instance != instance);
-        if let Some(p) = p {
-            queue_on(ctx, &p.tx, frame.clone());
-        }
-        peers.get(&from).map(|p| p.instance)
-    };
-    let twins = lock(&ctx.twins);
-    for link in twins.links.get(&from).into_iter().flatten() {
-        if link.instance != instance && Some(link.instance) != dialed {
-            queue_on(ctx, &link.tx, frame.clone());
-        }
+    let out = outbound(ctx, from);
+    let dialed = out.as_ref().map(|(i, _)| *i);
+    if let Some((i, tx)) = &out
+        && *i != instance
+    {
+        queue_on(ctx, tx, frame.clone());
     }
-}
-
-/// Queues `frame` on every used link of `to` (`dialed`: the instance our outbound connection
-/// reaches, which has the frame already).
-fn queue_on_links(
-    ctx: &Ctx,
-    twins: &Twins,
-    to: ValidatorIndex,
-    dialed: Option<Instance>,
-    frame: &Bytes,
-) {
-    for link in twins.links.get(&to).into_iter().flatten() {
-        if Some(link.instance) != dialed {
-            queue_on(ctx, &link.tx, frame.clone());
-        }
+    for link in lock(&ctx.twins).used(from, dialed, Some(instance)) {
+        queue_on(ctx, &link.tx, frame.clone());
     }
 }
 
 /// Queues `frame` for every live instance of `to`.
 pub fn send_frame(ctx: &Ctx, to: ValidatorIndex, frame: Bytes) {
-    let dialed = {
-        let peers = lock(&ctx.peers);
-        let p = peers.get(&to);
-        if let Some(p) = p {
-            queue_on(ctx, &p.tx, frame.clone());
-        }
-        p.map(|p| p.instance)
-    };
-    queue_on_links(ctx, &lock(&ctx.twins), to, dialed, &frame);
+    let out = outbound(ctx, to);
+    if let Some((_, tx)) = &out {
+        queue_on(ctx, tx, frame.clone());
+    }
+    let dialed = out.map(|(i, _)| i);
+    for link in lock(&ctx.twins).used(to, dialed, None) {
+        queue_on(ctx, &link.tx, frame.clone());
+    }
 }
 
 /// Queues `frame` for every live instance of every peer.
@@ -230,30 +257,20 @@ pub fn broadcast_frame(ctx: &Ctx, frame: Bytes) {
     };
     let twins = lock(&ctx.twins);
     for &to in twins.links.keys() {
-        queue_on_links(ctx, &twins, to, dialed.get(&to).copied(), &frame);
+        for link in twins.used(to, dialed.get(&to).copied(), None) {
+            queue_on(ctx, &link.tx, frame.clone());
+        }
     }
 }
 
-/// The queue an answer to `to` goes to: the instance that asked last (our outbound connection if
-/// that is the one it reaches, else the newest link back to it); with no request on record, or
-/// the asker gone, our outbound connection.
+/// The queue an answer to `to` goes to (`Twins::reply_link`).
 fn reply_queue(ctx: &Ctx, to: ValidatorIndex) -> Option<PeerSender> {
-    let (dialed, outbound) = match lock(&ctx.peers).get(&to) {
-        Some(p) => (Some(p.instance), Some(p.tx.clone())),
-        None => (None, None),
-    };
-    let twins = lock(&ctx.twins);
-    let Some(asker) = twins.asked.get(&to).copied() else {
-        return outbound;
-    };
-    if dialed == Some(asker) {
-        return outbound;
+    let out = outbound(ctx, to);
+    let dialed = out.as_ref().map(|(i, _)| *i);
+    if let Some(link) = lock(&ctx.twins).reply_link(to, dialed) {
+        return Some(link.tx.clone());
     }
-    let link = twins
-        .links
-        .get(&to)
-        .and_then(|links| links.iter().rev().find(|l| l.instance == asker));
-    link.map(|l| l.tx.clone()).or(outbound)
+    out.map(|(_, tx)| tx)
 }
 
 /// The byte budget of an answer to `to`: at most `most`, and no more than the queue of the
@@ -268,5 +285,76 @@ pub fn reply_room(ctx: &Ctx, to: ValidatorIndex, most: usize) -> usize {
 pub fn send_reply(ctx: &Ctx, to: ValidatorIndex, frame: Bytes) {
     if let Some(q) = reply_queue(ctx, to) {
         queue_on(ctx, &q, frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Instance = [1; 32];
+    const B: Instance = [2; 32];
+    const V: ValidatorIndex = ValidatorIndex(0);
+
+    fn used(t: &Twins, dialed: Option<Instance>, except: Option<Instance>) -> Vec<Instance> {
+        t.used(V, dialed, except).map(|l| l.instance).collect()
+    }
+
+    #[test]
+    fn a_key_gets_a_few_connections_and_the_next_is_refused_until_one_ends() {
+        let mut t = Twins::default();
+        let first = t.add(V, A, Some(A)).unwrap();
+        assert!(!first.twin);
+        let copy = t.add(V, B, Some(A)).unwrap();
+        assert!(copy.twin);
+        assert!(!t.add(ValidatorIndex(2), A, None).unwrap().twin);
+        for _ in 2..INSTANCES_PER_KEY {
+            t.add(V, B, Some(A)).unwrap();
+        }
+        let refused = t.add(V, B, Some(A)).err().unwrap();
+        assert!(refused.contains("at most 4"), "{refused}");
+        // Other keys are not affected; a connection that ends makes room.
+        assert!(t.add(ValidatorIndex(1), B, None).is_ok());
+        t.remove(V, copy.id);
+        assert!(t.add(V, B, Some(A)).is_ok());
+    }
+
+    #[test]
+    fn frames_go_to_every_instance_our_outbound_connection_does_not_reach() {
+        let mut t = Twins::default();
+        let a = t.add(V, A, Some(A)).unwrap();
+        t.add(V, B, Some(A)).unwrap();
+        assert_eq!(used(&t, Some(A), None), vec![B]);
+        // Our outbound connection is down: every instance is reached on its own connection.
+        assert_eq!(used(&t, None, None), vec![A, B]);
+        // A relayed signature of A goes to B only, and one of B to A's link only while our
+        // outbound connection (which reaches A) is down.
+        assert_eq!(used(&t, Some(A), Some(A)), vec![B]);
+        assert_eq!(used(&t, Some(A), Some(B)), Vec::<Instance>::new());
+        assert_eq!(used(&t, None, Some(B)), vec![A]);
+        assert!(t.has_other(V, A) && t.has_other(V, B));
+        t.remove(V, a.id);
+        assert!(!t.has_other(V, B));
+    }
+
+    #[test]
+    fn an_answer_goes_to_the_instance_that_asked() {
+        let mut t = Twins::default();
+        t.add(V, A, Some(A)).unwrap();
+        let b = t.add(V, B, Some(A)).unwrap();
+        let reply = |t: &Twins, dialed| t.reply_link(V, dialed).map(|l| l.instance);
+        assert_eq!(reply(&t, Some(A)), None, "no request on record: outbound");
+        t.asked.insert(V, B);
+        assert_eq!(reply(&t, Some(A)), Some(B));
+        t.asked.insert(V, A);
+        assert_eq!(
+            reply(&t, Some(A)),
+            None,
+            "the outbound connection reaches A"
+        );
+        assert_eq!(reply(&t, None), Some(A), "it is down: A's own link");
+        t.asked.insert(V, B);
+        t.remove(V, b.id);
+        assert_eq!(reply(&t, Some(A)), None, "the asker is gone");
     }
 }
