@@ -1414,12 +1414,13 @@ fn a_node_behind_its_guard_signs_nothing_until_past_it() {
     assert!(withheld(&out, Withheld::BelowGuard));
 }
 
-/// Defect 10: started without its records (no guard), a node watches before signing; a vote of
-/// its own key it did not make, seen during the watch, raises its guard; seen later, it means
-/// another instance runs with the key, and the node signs nothing more.
-#[test]
-fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instance_signs() {
-    use timed_core::consensus::{Restore, SignStep, Withheld};
+/// Started without its records (with `guard`, if any) and watching for 5 s, a node withholds
+/// its prepare for the round-0 proposal, then meets that prepare of its key, made elsewhere: the
+/// guard rises. Returns the node, the keys and the proposal's block.
+fn watching_meets_its_own_prepare(
+    guard: Option<timed_core::consensus::SignGuard>,
+) -> (Fixture, Vec<Keypair>, Block) {
+    use timed_core::consensus::{Restore, SignStep};
     let (genesis, keys) = genesis(4);
     let f0 = Fixture::with(genesis.clone(), keys.clone());
     let me = f0.me;
@@ -1431,7 +1432,10 @@ fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instanc
         &genesis,
         keys[me.as_usize()].clone(),
         config,
-        Restore::default(),
+        Restore {
+            guard,
+            ..Default::default()
+        },
     )
     .unwrap();
     let mut f = Fixture { node, ..f0 };
@@ -1439,8 +1443,6 @@ fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instanc
     let b = f.block(f.proposer(0), 900);
     let out = f.propose(0, b.clone(), None);
     assert_eq!(own_signed(&out), 0);
-    assert!(withheld(&out, Withheld::Watching));
-    // Its own key's prepare for round 0, made by an earlier life: seen, the guard rises.
     let mine = Vote::sign(
         &keys[me.as_usize()],
         CHAIN,
@@ -1455,17 +1457,57 @@ fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instanc
         o,
         Output::Event(Event::ForeignSignature { point }) if point.step == SignStep::Prepare
     )));
-    // After the watch: round 1 is signed.
+    (f, keys, b)
+}
+
+/// Two others' nil precommits take the watching node to round 1, whose proposal never comes:
+/// what it does at that round's propose timeout, at `at` ms.
+fn round_one_without_a_proposal(f: &mut Fixture, at: u64) -> Vec<Output> {
     for v in &f.others()[..2] {
         f.vote(*v, 1, VoteKind::Precommit, None);
     }
-    let out = f.node.handle(
-        TimestampMs(7_000),
+    f.node.handle(
+        TimestampMs(at),
         Input::Timeout(Timer::Propose {
             height: Height(1),
             round: Round(1),
         }),
-    );
+    )
+}
+
+/// Issue 12, one key in two real processes: a node that started with its guard but without its
+/// records (a copy of a running validator, the guard file moved along with the key) meets, while
+/// it still watches, a vote of its key at its own height above that guard. Its earlier lives
+/// signed nothing there, so another instance is live: it stops at once, not at the end of the
+/// watch (by then it would have signed the same slots first, and proposed in its own).
+#[test]
+fn a_node_with_its_guard_stops_during_the_watch_at_a_signature_above_it() {
+    use timed_core::consensus::{SignGuard, SignPoint, SignStep, Withheld};
+    let guard = SignGuard {
+        last: SignPoint {
+            height: Height(1),
+            round: Round(0),
+            step: SignStep::Proposal,
+        },
+        lock: None,
+    };
+    let (mut f, _, _) = watching_meets_its_own_prepare(Some(guard));
+    // After the watch, in round 1 with no proposal, it would prepare nil: withheld, for the twin.
+    let out = round_one_without_a_proposal(&mut f, 9_000);
+    assert_eq!(own_signed(&out), 0);
+    assert!(withheld(&out, Withheld::KeyActiveElsewhere), "{out:?}");
+}
+
+/// Defect 10: started without its records (no guard), a node watches before signing; a vote of
+/// its own key it did not make, seen during the watch, raises its guard; seen later, it means
+/// another instance runs with the key, and the node signs nothing more.
+#[test]
+fn a_node_that_lost_its_records_watches_for_its_key_and_stops_if_another_instance_signs() {
+    use timed_core::consensus::Withheld;
+    let (mut f, keys, b) = watching_meets_its_own_prepare(None);
+    let me = f.me;
+    // After the watch: round 1 is signed.
+    let out = round_one_without_a_proposal(&mut f, 7_000);
     assert_eq!(own_votes(&out, VoteKind::Prepare), vec![None]);
     // Now another instance's precommit of round 1 arrives: this node stops signing for good.
     let twin = Vote::sign(

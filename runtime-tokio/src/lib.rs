@@ -11,7 +11,7 @@
 //!   `metrics` (the counters every role writes), `logs`.
 //! - `net/`: the peers. `transport` (QUIC endpoint, inbound side), `dial` (outbound side),
 //!   `queue` (a peer's bounded frame queue), `handshake`, `tls`, `wire` (framing), `addr`,
-//!   `syncserve` (answers to sync requests).
+//!   `syncserve` (answers to sync requests), `twins` (every live instance of a peer's key).
 //! - `storage/`: what survives a restart. `store/` (redb: writes, tables, reads, errors), `stored`
 //!   (the stored block and its finality), `wal/` (file I/O, format, recovery), `guard` (the
 //!   double-sign guard file).
@@ -33,7 +33,7 @@
 //!   (`node::txverify`); never `net`'s insides or `tools`.
 //! - `node` imports `storage`, `net` and `api` (it starts them); only `ctx` is imported back, and
 //!   `ctx` itself imports nothing of `net` or `api` but plain types (`net::queue`, `net::tls`,
-//!   `net::wire`, `api::limits`), so no module imports one that imports it back across roles.
+//!   `net::wire`, `net::twins`, `api::limits`), so no module imports one that imports it back across roles.
 //!   The consensus loop does no API work: it announces finalized blocks (`Ctx::finalized`) and
 //!   the API keeps its own views from them.
 //! - `tools` may import any role (`bench` reads a store, `devnet` waits for the node's signal);

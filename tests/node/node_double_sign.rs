@@ -1,8 +1,9 @@
 //! The double-sign guard with real `timed` processes (issue 12, defect 10): a validator whose
 //! write-ahead log is deleted while the chain is stalled at a height it signed at restarts, and
 //! signs nothing that conflicts with what it signed before (it watches, then withholds every point
-//! at or below its guard); a second instance of a running validator's key is named in one line
-//! and no peer records double-sign evidence.
+//! at or below its guard); a second instance of a running validator's key, reached by its peers on
+//! the connections it opens, hears the chain, is named in one line and signs nothing, and no peer
+//! records double-sign evidence.
 
 mod common;
 
@@ -78,19 +79,38 @@ fn a_validator_whose_wal_is_deleted_signs_nothing_it_signed_before() {
         guarded(stalled + 1) || guarded(stalled + 2),
         "the guard did not hold the stalled height: {log}"
     );
-    for h in 1..=target {
+    assert_one_chain(&net, target);
+}
+
+/// The names of the signers of block `h`'s certificate at node `i`.
+fn signers(net: &Net, i: usize, h: u64) -> Vec<String> {
+    net.block(i, h)
+        .and_then(|b| {
+            b["signers"].as_array().map(|s| {
+                s.iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Checks that nodes `0..4` agree on every block up to `to`.
+fn assert_one_chain(net: &Net, to: u64) {
+    for h in 1..=to {
         let hashes: Vec<String> = (0..4).map(|i| net.block_hash(i, h).unwrap()).collect();
         assert!(hashes.iter().all(|x| *x == hashes[0]), "height {h}");
     }
 }
 
-/// What a second instance of a running validator's key on another address does today: peers
-/// send to a validator over the connection they dial to the address they know (the first
-/// instance's), so the copy hears nothing from them: it never learns the chain's height, stays at
-/// height 1 below its guard (moved along with the key, as docs/deploy.md says), and signs nothing.
-/// The peers hear both instances, and only the first one signs: no evidence, one chain.
+/// A second instance of a running validator's key, on another address with a fresh data
+/// directory (and the key's guard file, moved along with the key as docs/deploy.md says). The
+/// peers reach it on the connections it opens to them (ADR 0024): it catches up to the chain,
+/// meets its key's signatures made by the first instance at its own height and says so in one
+/// line, and signs nothing. The first instance is not disturbed (it keeps signing certificates),
+/// no peer records evidence, the four keep one chain, and go on once the copy is stopped.
 #[test]
-fn a_second_instance_of_a_validator_key_on_another_address_signs_nothing() {
+fn a_second_instance_of_a_validator_key_hears_the_chain_and_stops_signing() {
     let mut net = Net::start(4, "200ms");
     for i in 0..4 {
         net.wait_height(i, 3);
@@ -127,28 +147,72 @@ fn a_second_instance_of_a_validator_key_on_another_address_signs_nothing() {
         log: dir.join("validator1-copy.log"),
         wrapper: vec![],
     });
+    let arrived = net.height(1);
     net.spawn(4);
-    wait_for("the copy to start watching", || {
-        net.log(4)
-            .contains("Started without all of this validator's signed records")
-            .then_some(())
+    const ELSEWHERE: &str = "another instance is running with this validator's key";
+    let start = std::time::Instant::now();
+    while !net.log(4).contains(ELSEWHERE) {
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "the copy never saw the first instance's signatures: {}\n{}",
+            net.log(4),
+            net.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It heard the chain: it caught up from height 0 to near the others' height.
+    wait_for("the copy to catch up", || {
+        (net.height(4) + 3 >= net.height(1)).then_some(())
     });
-    // Well past the copy's watch (4 s): the others keep finalizing one chain, validator1 among
-    // the signers, with no evidence against it.
-    std::thread::sleep(Duration::from_secs(6));
+    let copy = net.log(4);
+    assert!(
+        copy.contains("Started without all of this validator's signed records"),
+        "{copy}"
+    );
+    assert!(!copy.contains("Proposing block"), "{copy}");
+    for i in 1..4 {
+        let log = net.log(i);
+        assert!(
+            log.contains("Another process with the key of validator1 connected from"),
+            "{}: {log}",
+            net.nodes[i].name
+        );
+    }
+    // The others keep finalizing one chain, the first instance among the signers, with no
+    // evidence against its key.
+    let target = net.height(1) + 10;
+    for i in 0..4 {
+        net.wait_height(i, target);
+    }
+    assert_no_evidence(&net, &[0, 1, 2, 3]);
+    assert_one_chain(&net, target);
+    let signed = (arrived + 1..=target)
+        .filter(|&h| signers(&net, 1, h).iter().any(|s| s == "validator1"))
+        .count() as u64;
+    assert!(
+        2 * signed >= target - arrived,
+        "validator1 signed {signed} of the {} certificates since the copy came: {}",
+        target - arrived,
+        net.log(0)
+    );
+    let first = net.log(0);
+    assert!(!first.contains(ELSEWHERE), "{first}");
+    let copy = net.log(4);
+    assert!(!copy.contains("Proposing block"), "{copy}");
+    assert_eq!(
+        net.block_hash(4, net.height(4)),
+        net.block_hash(1, net.height(4)),
+        "{copy}"
+    );
+    assert!(net.alive(4), "{copy}");
+    // Stopped, the copy leaves the four as they were.
+    net.stop(4, "-TERM");
     let target = net.height(1) + 5;
     for i in 0..4 {
         net.wait_height(i, target);
     }
     assert_no_evidence(&net, &[0, 1, 2, 3]);
-    for h in 1..=target {
-        let hashes: Vec<String> = (0..4).map(|i| net.block_hash(i, h).unwrap()).collect();
-        assert!(hashes.iter().all(|x| *x == hashes[0]), "height {h}");
-    }
-    let copy = net.log(4);
-    assert!(!copy.contains("Proposing block"), "{copy}");
-    assert!(copy.contains("not signing at height 1"), "{copy}");
-    assert!(net.alive(4), "{copy}");
+    assert_one_chain(&net, target);
 }
 
 /// Two processes on one machine with the same key file share its guard file: the second refuses

@@ -1,6 +1,9 @@
 //! The outbound side of the QUIC transport: one dialer per configured peer address, which
 //! connects, says hello, keeps the session (our consensus messages go out on our own outbound
-//! connection) and redials with backoff, warning about an address that never answers.
+//! connection) and redials with backoff, warning about an address that never answers. The session
+//! also reads what the peer writes back on the same stream: nothing, unless that peer does not
+//! dial this process itself (another instance of our key is at the address it knows for us:
+//! `twins.rs`, ADR 0024).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,10 +14,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::net::handshake::{self, Verdict};
 use crate::net::queue::peer_queue;
-use crate::net::tls;
+use crate::net::tls::{self, Instance};
 use crate::net::transport::{
-    BACKOFF_MAX, BACKOFF_MIN, GENERATION, HANDSHAKE_TIMEOUT, LinkError, peer_key, read_hello,
-    resolve,
+    BACKOFF_MAX, BACKOFF_MIN, GENERATION, HANDSHAKE_TIMEOUT, LinkError, peer_identity, read_hello,
+    read_loop, resolve,
 };
 use crate::net::wire::{self, HelloReply};
 use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
@@ -162,7 +165,8 @@ async fn dial_once(
         }
         e => LinkError::Connect(e.to_string()),
     })?;
-    let key = peer_key(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
+    let (key, instance) =
+        peer_identity(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
     if key == ctx.key.public_key() {
         conn.close(0u32.into(), b"self");
         return Ok(DialEnd::Myself);
@@ -207,7 +211,13 @@ async fn dial_once(
             Ok(DialEnd::Pending)
         }
         Ok(Verdict::Ready(index)) => {
-            session(ctx, &conn, send, index, &hello.name).await;
+            let reads = async {
+                let _ = read_loop(ctx, &conn, recv, (index, instance), &hello.name).await;
+            };
+            tokio::join!(
+                session(ctx, &conn, send, (index, instance), &hello.name),
+                reads
+            );
             Ok(DialEnd::Closed)
         }
     }
@@ -218,10 +228,10 @@ async fn session(
     ctx: &Ctx,
     conn: &quinn::Connection,
     mut send: quinn::SendStream,
-    index: ValidatorIndex,
+    (index, instance): (ValidatorIndex, Instance),
     name: &str,
 ) {
-    let (tx, mut rx) = peer_queue(PEER_QUEUE, PEER_QUEUE_BYTES);
+    let (tx, rx) = peer_queue(PEER_QUEUE, PEER_QUEUE_BYTES);
     let counts = tx.bytes.clone();
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     {
@@ -232,25 +242,14 @@ async fn session(
                 name: name.to_string(),
                 tx,
                 generation,
+                instance,
             },
         );
         ctx.metrics.peers.set(peers.len() as i64);
     }
     info!(peer = name, "Peer connected: {name}");
     let _ = ctx.to_core.send(CoreInput::PeerConnected(index)).await;
-    let mut shutdown = ctx.shutdown.clone();
-    loop {
-        tokio::select! {
-            frame = rx.recv() => {
-                let Some(frame) = frame else { break };
-                if send.write_all(&frame).await.is_err() {
-                    break;
-                }
-            }
-            _ = conn.closed() => break,
-            _ = shutdown.changed() => break,
-        }
-    }
+    rx.pump(conn, &mut send, ctx.shutdown.clone()).await;
     {
         let mut peers = lock(&ctx.peers);
         if peers

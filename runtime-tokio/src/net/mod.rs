@@ -1,7 +1,8 @@
 //! The peer-to-peer side: the QUIC endpoint and the inbound side of a link (`transport`), the
 //! outbound side (`dial`), the bounded queue of frames for each peer (`queue`), the hello
 //! exchange and the dev genesis (`handshake`), TLS authenticated by validator keys (`tls`),
-//! framing (`wire`), peer addresses (`addr`) and answers to peers' sync requests (`syncserve`).
+//! framing (`wire`), peer addresses (`addr`), answers to peers' sync requests (`syncserve`) and
+//! every live instance of a peer's key, the links back to those we do not dial (`twins`).
 
 pub mod addr;
 pub(crate) mod dial;
@@ -10,4 +11,5 @@ pub(crate) mod queue;
 pub(crate) mod syncserve;
 pub mod tls;
 pub(crate) mod transport;
+pub(crate) mod twins;
 pub mod wire;

@@ -1,7 +1,8 @@
 //! A peer's outbound queue, bounded in bytes as well as in frames (`PeerSender`): a peer that
 //! stops reading costs this node `PEER_QUEUE_BYTES` at most, not a frame count times the largest
 //! message (4,096 × 4 MiB). What does not fit is dropped and counted; the core re-sends what
-//! matters. Also the frame a consensus message travels in (`frame_of`).
+//! matters. Also the frame a consensus message travels in (`frame_of`), and the task that writes a
+//! queue to its stream (`PeerReceiver::pump`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,10 +14,14 @@ use tokio::sync::mpsc;
 
 /// A consensus message as a ready-to-write frame (length prefix included).
 pub fn frame_of(msg: &Message) -> Bytes {
-    let body = codec::encode_message(msg);
+    frame_of_body(&codec::encode_message(msg))
+}
+
+/// An encoded message as a ready-to-write frame (one read from a peer, passed on as it came).
+pub fn frame_of_body(body: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(body.len() + 4);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     Bytes::from(out)
 }
 
@@ -121,6 +126,28 @@ impl PeerReceiver {
         let frame = self.rx.recv().await?;
         self.bytes.queued.fetch_sub(frame.len(), Ordering::AcqRel);
         Some(frame)
+    }
+
+    /// Writes the queued frames to `send` until the queue's senders are gone, a write fails (the
+    /// peer stopped reading this stream), the connection ends or the node shuts down.
+    pub async fn pump(
+        mut self,
+        conn: &quinn::Connection,
+        send: &mut quinn::SendStream,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                frame = self.recv() => {
+                    let Some(frame) = frame else { break };
+                    if send.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                _ = conn.closed() => break,
+                _ = shutdown.changed() => break,
+            }
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 //! read of up to 4 MiB of finalized blocks never runs on the consensus loop (issue 12).
 //!
 //! One thread serves the requests in order, so each response is packed (`SyncPacker`, the
-//! core's one rule) within the room its peer's queue has when it is read (`sync_budget`), and at
-//! most one response is held in memory at a time. Requests wait in a bounded channel; when it is full a request is dropped and counted (the
+//! core's one rule) within the room the queue of the asking instance has when it is read
+//! (`twins::reply_room`), and at most one response is held in memory at a time. Requests wait in
+//! a bounded channel; when it is full a request is dropped and counted (the
 //! peer asks again, and the core already limits how often each peer is answered). The driver
 //! commits every finalized block before it hands a request over, so a response never lacks a
 //! block the core has finalized.
@@ -17,7 +18,7 @@ use timed_core::types::{Height, ValidatorIndex};
 use tracing::error;
 
 use crate::net::queue::frame_of;
-use crate::net::transport::{send_frame, sync_budget};
+use crate::net::twins::{reply_room, send_reply};
 use crate::node::ctx::Ctx;
 
 /// Requests waiting to be served, at most: a few per peer of a large set.
@@ -59,7 +60,7 @@ impl SyncServer {
 
 fn run(ctx: &Ctx, rx: Receiver<Request>) {
     for r in rx {
-        let budget = sync_budget(ctx, r.to, MAX_MESSAGE_BYTES);
+        let budget = reply_room(ctx, r.to, MAX_MESSAGE_BYTES);
         if budget == 0 {
             continue; // gone, or not reading: nothing is read for it
         }
@@ -67,7 +68,7 @@ fn run(ctx: &Ctx, rx: Receiver<Request>) {
         match ctx.store.sync_answer(r.from, &mut answer) {
             Ok(()) => {
                 let blocks = answer.into_blocks();
-                send_frame(ctx, r.to, frame_of(&Message::SyncResponse { blocks }));
+                send_reply(ctx, r.to, frame_of(&Message::SyncResponse { blocks }));
             }
             // Not fatal: nothing this node signs depends on it. The read error says which file.
             Err(e) => error!(

@@ -9,6 +9,10 @@
 //! Before a development genesis exists (dev mode only, see `handshake`), the allowed set is
 //! "any Ed25519 key": dev keys are derived from public names, so there is nothing to authenticate
 //! yet; the hello exchange binds each name to its key and the genesis then pins the set.
+//!
+//! The certificate's serial number is random, drawn once per process: two processes holding one
+//! validator key present different certificates, and `instance` (the certificate's hash) tells
+//! them apart (`net/twins.rs`, ADR 0024). Nothing is authenticated by it; the key is.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -25,6 +29,15 @@ use crate::keys;
 /// The ALPN protocol both sides must speak: `timed/` and the wire version
 /// (`codec::WIRE_VERSION`), so that nodes of two formats refuse each other at the handshake.
 pub const ALPN: &[u8] = b"timed/2";
+
+/// Which process holds a validator key: the hash of the certificate it presents (the same on
+/// every connection of one process, another in each process).
+pub type Instance = [u8; 32];
+
+/// The instance of a peer's certificate.
+pub fn instance(cert: &CertificateDer<'_>) -> Instance {
+    *blake3::hash(cert.as_ref()).as_bytes()
+}
 
 /// The name a client puts in its ClientHello; never used for authentication.
 pub const SERVER_NAME: &str = "validator.timed";
@@ -216,6 +229,9 @@ fn certificate(
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, hex::encode(key.public_key().0));
+    // Without it rcgen derives the serial from the key, and two instances of one key would be
+    // indistinguishable to their peers (`Instance`).
+    params.serial_number = Some(rcgen::SerialNumber::from(rand::random::<u64>()));
     let cert = params.self_signed(&signing)?;
     Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(pkcs8)))
 }
@@ -287,6 +303,16 @@ mod tests {
         let key = Keypair::insecure_from_name("validator1");
         let (cert, _) = certificate(&key).unwrap();
         assert_eq!(peer_key(&cert).unwrap(), key.public_key());
+    }
+
+    #[test]
+    fn two_processes_with_one_key_present_two_instances() {
+        let key = Keypair::insecure_from_name("validator1");
+        let (a, _) = certificate(&key).unwrap();
+        let (b, _) = certificate(&key).unwrap();
+        assert_eq!(peer_key(&b).unwrap(), key.public_key());
+        assert_ne!(instance(&a), instance(&b));
+        assert_eq!(instance(&a), instance(&a.clone()));
     }
 
     #[test]

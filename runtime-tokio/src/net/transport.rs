@@ -6,9 +6,10 @@
 //! Each node dials every peer and sends its consensus messages on its own outbound connection;
 //! it reads the peer's messages from the peer's outbound (our inbound) connection. Every
 //! established outbound connection reaches the core as `PeerConnected`, which makes the core
-//! re-send its current messages to that peer. Sync responses are sized to the room left in the
-//! peer's queue (`sync_budget`), so a peer that does not read its blocks does not make us read
-//! more of them from the store.
+//! re-send its current messages to that peer. An inbound connection also keeps its way back
+//! open, used to reach another process of the same key that we do not dial (`twins.rs`, ADR
+//! 0024). Sync responses are sized to the room left in the asker's queue (`twins::reply_room`),
+//! so a peer that does not read its blocks does not make us read more of them from the store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,10 +25,12 @@ use tracing::{debug, error, warn};
 
 use crate::net::dial::dial_loop;
 use crate::net::handshake::{self, Verdict};
-use crate::net::tls;
+use crate::net::queue::PeerSender;
+use crate::net::tls::{self, Instance};
+use crate::net::twins;
 use crate::net::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
 use crate::node::ctx::Gossiped;
-use crate::node::ctx::{CoreInput, Ctx, PeerQueue, lock};
+use crate::node::ctx::{CoreInput, Ctx, lock};
 use crate::node::metrics::HandshakeRefused;
 
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,32 +39,16 @@ pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub(super) static GENERATION: AtomicU64 = AtomicU64::new(1);
 
-/// Queues `frame` for one peer; a full queue drops it, counted (the core re-sends what matters).
-pub fn queue_frame(ctx: &Ctx, p: &PeerQueue, frame: Bytes) {
+/// Queues `frame` on one peer's queue; a full queue drops it, counted (the core re-sends what
+/// matters). Which queues a frame goes to is `twins.rs`'s business.
+pub fn queue_on(ctx: &Ctx, tx: &PeerSender, frame: Bytes) {
     let len = frame.len() as u64;
-    if p.tx.try_send(frame).is_ok() {
+    if tx.try_send(frame).is_ok() {
         ctx.metrics.bytes_out.inc_by(len);
     } else {
         ctx.metrics
             .dropped(crate::node::metrics::Dropped::PeerQueueFull);
     }
-}
-
-/// Queues `frame` for `to`, if it is connected.
-pub fn send_frame(ctx: &Ctx, to: ValidatorIndex, frame: Bytes) {
-    if let Some(p) = lock(&ctx.peers).get(&to) {
-        queue_frame(ctx, p, frame);
-    }
-}
-
-/// The byte budget of a sync response to `to`: at most `most`, and no more than its queue can
-/// take now (the frame's length prefix and the message's own fields aside). A peer that is not
-/// connected, or does not read, gets nothing read from the store for it.
-pub fn sync_budget(ctx: &Ctx, to: ValidatorIndex, most: usize) -> usize {
-    const OVERHEAD: usize = 1024;
-    lock(&ctx.peers)
-        .get(&to)
-        .map_or(0, |p| p.tx.room().saturating_sub(OVERHEAD).min(most))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,12 +71,14 @@ pub(super) enum LinkError {
     Redial,
 }
 
-pub(super) fn peer_key(conn: &quinn::Connection) -> Option<PublicKey> {
+/// The peer's validator key, and which process of that key it is (its certificate).
+pub(super) fn peer_identity(conn: &quinn::Connection) -> Option<(PublicKey, Instance)> {
     let identity = conn.peer_identity()?;
     let certs = identity
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
         .ok()?;
-    tls::peer_key(certs.first()?).ok()
+    let cert = certs.first()?;
+    Some((tls::peer_key(cert).ok()?, tls::instance(cert)))
 }
 
 pub(super) async fn resolve(addr: &str, want_v4: bool) -> Result<SocketAddr, LinkError> {
@@ -172,7 +161,8 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
         Ok(c) => c,
         Err(e) => return Err(inbound_handshake_error(ctx, e)),
     };
-    let key = peer_key(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
+    let (key, instance) =
+        peer_identity(&conn).ok_or_else(|| LinkError::Lost("no peer certificate".into()))?;
     let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
         .await
         .map_err(|_| LinkError::Timeout)?
@@ -184,17 +174,24 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
     // Our hello as it was before this one was processed (which may fix our genesis): both sides
     // then conclude `Ready` exactly when both hellos carried the same genesis.
     let mine = ctx.hello();
-    let verdict = handshake::on_hello(ctx, &hello, key);
+    // Ready: the link back to this instance, registered before we welcome it (or refused, one
+    // instance too many); Pending: none.
+    let verdict = handshake::on_hello(ctx, &hello, key).and_then(|v| match v {
+        Verdict::Ready(index) => twins::register(ctx, index, instance).map(|l| Some((index, l))),
+        Verdict::Pending => Ok(None),
+    });
     let reply = match &verdict {
         Ok(_) => HelloReply::Welcome(mine),
         Err(reason) => HelloReply::Refused(reason.clone()),
     };
-    wire::write_frame(&mut send, &wire::encode_hello(&reply))
-        .await
-        .map_err(|e| LinkError::Lost(e.to_string()))?;
-    let _ = send.finish();
+    let written = wire::write_frame(&mut send, &wire::encode_hello(&reply)).await;
+    if let (Ok(Some((index, link))), Err(_)) = (&verdict, &written) {
+        twins::unregister(ctx, *index, link.id);
+    }
+    written.map_err(|e| LinkError::Lost(e.to_string()))?;
     match verdict {
         Err(reason) => {
+            let _ = send.finish();
             ctx.metrics
                 .handshake_refused(crate::node::metrics::HandshakeRefused::Hello);
             error!(peer = %hello.name, "Refused peer: {reason}");
@@ -202,26 +199,29 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
             Ok(())
         }
-        Ok(Verdict::Pending) => {
+        Ok(None) => {
+            let _ = send.finish();
             conn.closed().await;
             Ok(())
         }
-        Ok(Verdict::Ready(index)) => {
+        Ok(Some((index, link))) => {
             // A peer that reaches us is up: if we have no connection to it, our dialer may be
             // sleeping off a backoff of seconds (it learns from our outbound connection only).
             if !lock(&ctx.peers).contains_key(&index) {
                 ctx.redial.notify_waiters();
             }
-            read_loop(ctx, &conn, recv, index, &hello.name).await
+            twins::serve_inbound(ctx, &conn, send, recv, (index, instance), link, &hello.name).await
         }
     }
 }
 
+/// Reads `from`'s frames on one stream; `instance`, the process at the other end, is where the
+/// answers to its requests go (`twins::asked`).
 pub(super) async fn read_loop(
     ctx: &Ctx,
     conn: &quinn::Connection,
     mut recv: quinn::RecvStream,
-    from: ValidatorIndex,
+    (from, instance): (ValidatorIndex, Instance),
     name: &str,
 ) -> Result<(), LinkError> {
     let mut buf = Vec::new();
@@ -242,6 +242,14 @@ pub(super) async fn read_loop(
         ctx.metrics.bytes_in.inc_by(buf.len() as u64 + 4);
         match codec::decode_message(&buf) {
             Ok(msg) => {
+                let own = match &msg {
+                    Message::Proposal(p) => p.proposer == from,
+                    Message::Vote(v) => v.validator == from,
+                    _ => false,
+                };
+                if own {
+                    twins::relay(ctx, (from, instance), &buf);
+                }
                 let sent = match msg {
                     // Verified in batches on the way (`txverify.rs`), and blocks kept behind the
                     // transfers that came before them.
@@ -251,11 +259,18 @@ pub(super) async fn read_loop(
                     msg @ (Message::Proposal(_) | Message::Decision(_)) => {
                         ctx.gossip.send(Gossiped::Block(from, msg)).await.is_ok()
                     }
-                    msg => ctx
-                        .to_core
-                        .send(CoreInput::Message { from, msg })
-                        .await
-                        .is_ok(),
+                    msg => {
+                        if matches!(
+                            msg,
+                            Message::SyncRequest { .. } | Message::BlockRequest { .. }
+                        ) {
+                            twins::asked(ctx, from, instance);
+                        }
+                        ctx.to_core
+                            .send(CoreInput::Message { from, msg })
+                            .await
+                            .is_ok()
+                    }
                 };
                 if !sent {
                     return Ok(()); // the core stopped

@@ -5,7 +5,9 @@
 //! with its own `Hello` or a `Refused` reason. If both sides hold the same genesis, the dialer then
 //! writes consensus messages (`codec::encode_message`) on the same stream, and the acceptor reads
 //! them. Each node dials every peer, so each pair of nodes has two connections, one per direction:
-//! no tie-breaking between simultaneous dials is ever needed.
+//! no tie-breaking between simultaneous dials is ever needed. The acceptor's half stays open after
+//! its hello and carries frames only to a process it does not dial itself, another instance of
+//! the dialer's key (`twins.rs`); the dialer reads it as it reads an inbound connection.
 
 use serde::{Deserialize, Serialize};
 use timed_core::codec;

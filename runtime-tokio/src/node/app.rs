@@ -177,6 +177,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         chain: watch::channel(None).0,
         known: Mutex::new(known),
         peers: Mutex::new(Default::default()),
+        twins: Mutex::new(Default::default()),
         to_core,
         gossip,
         live: Mutex::new(Live::default()),

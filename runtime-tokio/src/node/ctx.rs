@@ -1,5 +1,6 @@
 //! What the tasks of one node share: identity, store, metrics, the genesis once fixed, the
-//! outbound peer queues, and the status the HTTP API shows.
+//! outbound peer queues (and the links back to other instances of a key, `net::twins`), and the
+//! status the HTTP API shows.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -113,6 +114,9 @@ pub struct PeerQueue {
     pub name: String,
     pub tx: crate::net::queue::PeerSender,
     pub generation: u64,
+    /// The process it reaches (its certificate): its inbound connection to us is not used to
+    /// send to it (`net::twins`).
+    pub instance: crate::net::tls::Instance,
 }
 
 /// The part of `/status` the core loop keeps current.
@@ -154,6 +158,9 @@ pub struct Ctx {
     /// Dev mode: (public key, stake) of every validator heard from, by name (ours included).
     pub known: Mutex<BTreeMap<String, (PublicKey, Stake)>>,
     pub peers: Mutex<BTreeMap<ValidatorIndex, PeerQueue>>,
+    /// The links back on inbound connections, to the instances `peers` does not reach; locked
+    /// after `peers`, never before.
+    pub twins: Mutex<crate::net::twins::Twins>,
     pub to_core: mpsc::Sender<CoreInput>,
     /// Transfers gossiped by peers, to be verified in batches on their way to the core, and the
     /// blocks that follow them (`txverify.rs`).

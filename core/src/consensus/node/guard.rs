@@ -26,6 +26,8 @@ pub(super) struct Guard {
     /// reaches it by catching up (`apply_guard`); and whether the records were lost.
     pub(super) restored: Option<SignGuard>,
     pub(super) lost_records: bool,
+    /// Whether the node started with a guard (kept after `restored` is applied and dropped).
+    pub(super) had_guard: bool,
 }
 
 impl Guard {
@@ -39,6 +41,7 @@ impl Guard {
             key_elsewhere: false,
             restored: None,
             lost_records: false,
+            had_guard: false,
         }
     }
 }
@@ -53,6 +56,14 @@ impl Node {
     /// height it has not reached (a certificate met while catching up, a vote from ahead) only
     /// raises the guard: it is as likely this key's earlier life on another machine (a key moved
     /// without its guard file), and a live twin shows itself again once this node catches up.
+    ///
+    /// A node that started with a guard knows more, even while it watches: its earlier lives
+    /// signed nothing above that guard (it is durable before each signature leaves), so one at
+    /// its own height above it (this point passed the floor, which is at least the guard) is a
+    /// live instance's, or the guard file is an old copy; stopping is the safe side of both. It
+    /// must not wait for the watch to end: a twin at the chain's tip signs each slot before the
+    /// other's identical vote reaches it (so that vote is never foreign), and at its first
+    /// proposer slot it would propose another block (seen with two real processes, ADR 0024).
     pub(super) fn foreign_signature(&mut self, point: SignPoint) {
         if self.guard.floor.is_some_and(|floor| point <= floor) {
             return;
@@ -60,7 +71,7 @@ impl Node {
         self.guard.floor = Some(point);
         self.out
             .push(Output::Event(Event::ForeignSignature { point }));
-        if point.height == self.cur.height && !self.watching() {
+        if point.height == self.cur.height && (self.guard.had_guard || !self.watching()) {
             self.guard.key_elsewhere = true;
         }
     }

@@ -97,6 +97,7 @@ impl Node {
                 }
             }
         }
+        node.guard.had_guard = restore.guard.is_some();
         node.guard.restored = restore.guard;
         node.guard.lost_records = lost;
         node.apply_guard();

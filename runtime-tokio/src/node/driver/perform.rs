@@ -13,7 +13,7 @@ use timed_core::types::Hash;
 use tracing::{debug, error, info, warn};
 
 use crate::net::queue::frame_of;
-use crate::net::transport::{queue_frame, send_frame};
+use crate::net::twins::{broadcast_frame, send_frame};
 use crate::node::ctx::{Finalized, lock};
 use crate::storage::store::{StoreError, StoredBlock};
 
@@ -24,13 +24,7 @@ impl Driver {
         match out {
             // Taken apart in `step`.
             Output::Persist(_) | Output::Finalized(_) => {}
-            Output::Broadcast(msg) => {
-                let frame = frame_of(&msg);
-                let peers = lock(&self.ctx.peers);
-                for p in peers.values() {
-                    queue_frame(&self.ctx, p, frame.clone());
-                }
-            }
+            Output::Broadcast(msg) => broadcast_frame(&self.ctx, frame_of(&msg)),
             Output::Send { to, msg } => send_frame(&self.ctx, to, frame_of(&msg)),
             Output::Schedule { timer, after_ms } => {
                 self.seq += 1;
