@@ -14,7 +14,7 @@ use crate::net::queue::peer_queue;
 use crate::net::tls;
 use crate::net::transport::{
     BACKOFF_MAX, BACKOFF_MIN, GENERATION, HANDSHAKE_TIMEOUT, LinkError, peer_key, read_hello,
-    resolve,
+    refuse_cooling_off, resolve,
 };
 use crate::net::wire::{self, HelloReply};
 use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
@@ -207,6 +207,12 @@ async fn dial_once(
             Ok(DialEnd::Pending)
         }
         Ok(Verdict::Ready(index)) => {
+            if refuse_cooling_off(ctx, &conn, index, &hello.name) {
+                // Not again before its cool-off ends.
+                let left = ctx.cooloff.left(index, Instant::now()).unwrap_or_default();
+                tokio::time::sleep(left).await;
+                return Ok(DialEnd::Closed);
+            }
             session(ctx, &conn, send, index, &hello.name).await;
             Ok(DialEnd::Closed)
         }
@@ -239,6 +245,7 @@ async fn session(
     info!(peer = name, "Peer connected: {name}");
     let _ = ctx.to_core.send(CoreInput::PeerConnected(index)).await;
     let mut shutdown = ctx.shutdown.clone();
+    let mut cooling = std::pin::pin!(ctx.cooloff.started(index));
     loop {
         tokio::select! {
             frame = rx.recv() => {
@@ -249,6 +256,7 @@ async fn session(
             }
             _ = conn.closed() => break,
             _ = shutdown.changed() => break,
+            _ = &mut cooling => break,
         }
     }
     {

@@ -1,9 +1,11 @@
 //! The peer-to-peer side: the QUIC endpoint and the inbound side of a link (`transport`), the
 //! outbound side (`dial`), the bounded queue of frames for each peer (`queue`), the hello
 //! exchange and the dev genesis (`handshake`), TLS authenticated by validator keys (`tls`),
-//! framing (`wire`), peer addresses (`addr`) and answers to peers' sync requests (`syncserve`).
+//! framing (`wire`), peer addresses (`addr`), answers to peers' sync requests (`syncserve`) and
+//! the peers cut off for a while after a provable fault (`cooloff`).
 
 pub mod addr;
+pub(crate) mod cooloff;
 pub(crate) mod dial;
 pub mod handshake;
 pub(crate) mod queue;

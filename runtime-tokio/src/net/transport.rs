@@ -22,6 +22,7 @@ use timed_core::message::Message;
 use timed_core::types::ValidatorIndex;
 use tracing::{debug, error, warn};
 
+use crate::net::cooloff::COOL_OFF_CLOSE_CODE;
 use crate::net::dial::dial_loop;
 use crate::net::handshake::{self, Verdict};
 use crate::net::tls;
@@ -207,6 +208,9 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             Ok(())
         }
         Ok(Verdict::Ready(index)) => {
+            if refuse_cooling_off(ctx, &conn, index, &hello.name) {
+                return Ok(());
+            }
             // A peer that reaches us is up: if we have no connection to it, our dialer may be
             // sleeping off a backoff of seconds (it learns from our outbound connection only).
             if !lock(&ctx.peers).contains_key(&index) {
@@ -215,6 +219,22 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             read_loop(ctx, &conn, recv, index, &hello.name).await
         }
     }
+}
+
+/// Closes a link of a peer cooling off (`cooloff.rs`) and says so at debug level (the warning
+/// was given when it started); true if it did.
+pub(super) fn refuse_cooling_off(
+    ctx: &Ctx,
+    conn: &quinn::Connection,
+    index: ValidatorIndex,
+    name: &str,
+) -> bool {
+    let Some(left) = ctx.cooloff.left(index, std::time::Instant::now()) else {
+        return false;
+    };
+    debug!(peer = %name, "refused a link of {name}: cooling off for {} s more", left.as_secs());
+    conn.close(COOL_OFF_CLOSE_CODE.into(), b"cooling off");
+    true
 }
 
 pub(super) async fn read_loop(
@@ -226,8 +246,17 @@ pub(super) async fn read_loop(
 ) -> Result<(), LinkError> {
     let mut buf = Vec::new();
     let mut warned = false;
+    // A message of this peer proved it faulty: the link ends (a frame half read is dropped).
+    let mut cooling = std::pin::pin!(ctx.cooloff.started(from));
     loop {
-        match wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES).await {
+        let read = tokio::select! {
+            r = wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES) => r,
+            _ = &mut cooling => {
+                conn.close(COOL_OFF_CLOSE_CODE.into(), b"cooling off: a message of yours failed verification");
+                return Ok(());
+            }
+        };
+        match read {
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(FrameError::TooLarge { size, limit }) => {
