@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use timed_core::block::{Block, Certificate};
 use timed_core::consensus::{Event, Output};
-use timed_core::message::{Message, Vote};
+use timed_core::message::{Message, Vote, VoteKind};
 use timed_core::types::{Height, ValidatorIndex};
 use timed_core::validators::ValidatorSet;
 use tracing::warn;
@@ -131,7 +131,9 @@ impl Budget {
 
 /// The signature checks `msg` may cost this node at `height`, charged before any is made.
 ///
-/// - A vote: one, unless the core holds it (a re-send is not checked again).
+/// - A vote of this height or later: one, unless the core holds it (a re-send is not checked
+///   again); a precommit of the height before: one (it may extend the last certificate); an
+///   older vote, nothing (the core checks none).
 /// - A proposal: its signature and its polka's.
 /// - A decision of this height or later: its certificate's signatures (an older one is
 ///   dropped by the core before any check).
@@ -144,7 +146,8 @@ impl Budget {
 pub(super) fn cost(msg: &Message, height: Height, holds: impl Fn(&Vote) -> bool) -> u64 {
     let signatures = |c: &Certificate| c.signatures.len() as u64;
     match msg {
-        Message::Vote(v) => u64::from(!holds(v)),
+        Message::Vote(v) if v.height >= height => u64::from(!holds(v)),
+        Message::Vote(v) => u64::from(v.kind == VoteKind::Precommit && v.height.next() == height),
         Message::Proposal(p) => 1 + p.polka.as_ref().map_or(0, signatures),
         Message::Decision(d) if d.block.height() >= height => signatures(&d.certificate),
         _ => 0,
@@ -253,8 +256,7 @@ impl Driver {
                     continue;
                 }
             };
-            if self.ctx.cooloff.left(from, now).is_some() {
-                self.ctx.metrics.dropped(Dropped::CoolingOff);
+            if self.cooling_off(from) {
                 continue;
             }
             let Some(msg) = msg else {
@@ -285,6 +287,16 @@ impl Driver {
             }
         }
         kept
+    }
+
+    /// Whether `from` cools off now: what it sent is dropped unchecked, counted. Asked again
+    /// for each input, since a cut-off may start in the middle of a group.
+    pub(super) fn cooling_off(&self, from: ValidatorIndex) -> bool {
+        let cooling = self.ctx.cooloff.left(from, Instant::now()).is_some();
+        if cooling {
+            self.ctx.metrics.dropped(Dropped::CoolingOff);
+        }
+        cooling
     }
 
     /// Hands a peer's message to the core (`handle`) and, if the core's refusal of it proves
@@ -333,7 +345,7 @@ mod tests {
     use super::*;
     use timed_core::block::CommitSignature;
     use timed_core::crypto::{Keypair, Signature};
-    use timed_core::message::{Decision, VoteKind};
+    use timed_core::message::Decision;
     use timed_core::types::{Hash, Round};
 
     #[test]
@@ -393,6 +405,10 @@ mod tests {
         assert_eq!(cost(&v, Height(5), |_| false), 1);
         // A re-send of a vote the core holds is not checked again.
         assert_eq!(cost(&v, Height(5), |_| true), 0);
+        // A precommit of the height before may extend its certificate; older votes are not
+        // checked.
+        assert_eq!(cost(&v, Height(6), |_| false), 1);
+        assert_eq!(cost(&v, Height(7), |_| false), 0);
         let asked = Message::SyncRequest {
             from: Height(1),
             max_blocks: 64,

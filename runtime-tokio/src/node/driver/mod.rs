@@ -225,6 +225,8 @@ impl Driver {
 
     fn on_input(&mut self, input: CoreInput, checked: VoteCheck, group: &mut Group) {
         match input {
+            CoreInput::Message { from, .. } | CoreInput::Checked { from, .. }
+                if self.cooling_off(from) => {}
             CoreInput::Message { from, msg } => {
                 if let Message::Proposal(p) = &msg {
                     self.sample_clock(from, p.height, p.block.header.timestamp);
