@@ -349,6 +349,12 @@ fn stop_and_check(
     assert_alive(net);
     let top = assert_one_chain(net);
     assert!(top >= from + gain, "height {top}, attack from {from}");
+    // Only the adversary was ever cut off: no honest message looks forged.
+    for i in 0..HONEST {
+        let log = net.log(i);
+        let all = log.matches("Cutting off ").count();
+        assert_eq!(all, log.matches("Cutting off validator0 ").count(), "{log}");
+    }
     (c, accepted)
 }
 

@@ -56,8 +56,9 @@ fn per_height(validators: u64) -> u64 {
 /// height per block time (per `FASTEST_HEIGHT_MS` at block time 0); the rate is
 /// `HONEST_MARGIN` times that, at least `MIN_RATE`. Four validators at 8 s blocks: 4 * 15 / 8 s
 /// = 7.5 a second, so `MIN_RATE`'s 1000; at block time 0: 4 * 15 * 200 = 12 000 a second
-/// (where an honest peer costs about 2 votes and a fifth of a proposal a height: 440). Rounds
-/// past 0 take timeouts of a second or more, so they add less than a height does.
+/// (where an honest peer costs about 2 votes and a fifth of a proposal a height: 440). A round
+/// past 0 follows a failed one (a proposer down or Byzantine, a timeout), rare among honest
+/// rounds: the margin covers it.
 ///
 /// The burst is one second of refill, and at least two heights' worth: a catching-up
 /// neighbour's decisions, a restart's re-sent votes and a re-proposal's polka fit at once.
