@@ -25,16 +25,20 @@ use crate::node::metrics::{Dropped, FAULTS};
 
 use super::{Driver, Todo};
 
-/// Heights an honest network decides per second at most, whatever its block time: a devnet of
-/// five at block time 0 finalizes about 200 a second on this VM (BENCHMARKS.md); 5 ms a height.
+/// The shortest a height is taken to last when working out the rate, whatever the block time.
+/// At block time 0 a loopback devnet of five decides up to 567 heights a second (BENCHMARKS.md),
+/// but each in round 0 by votes alone: an honest peer then costs about 2.3 checks a height,
+/// some 1,300 a second, a tenth of the 14,400 this gives five validators. The worst case of a
+/// height (`per_height`) is not reached at that pace.
 const FASTEST_HEIGHT_MS: u64 = 5;
 
 /// How many times what an honest peer can need the budget allows.
 const HONEST_MARGIN: u64 = 4;
 
 /// Signature checks a second every peer may cost at least, whatever the set and block time:
-/// at about 50 us a check (25 us in a batch) this is 2.5-5 % of a core per peer, which an
-/// honest network at a slow block time never comes near, and a flooding one cannot pass.
+/// at 41 us a check alone, 20-26 us in a batch (BENCHMARKS.md), this is 2-4 % of a core per
+/// peer, which an honest peer at a slow block time never comes near, and a flooding one cannot
+/// pass.
 const MIN_RATE: u64 = 1_000;
 
 /// Over budget, a drop is logged at most this often (the rest are counted only).
@@ -56,7 +60,7 @@ fn per_height(validators: u64) -> u64 {
 /// height per block time (per `FASTEST_HEIGHT_MS` at block time 0); the rate is
 /// `HONEST_MARGIN` times that, at least `MIN_RATE`. Four validators at 8 s blocks: 4 * 15 / 8 s
 /// = 7.5 a second, so `MIN_RATE`'s 1000; at block time 0: 4 * 15 * 200 = 12 000 a second
-/// (where an honest peer costs about 2 votes and a fifth of a proposal a height: 440). A round
+/// (see `FASTEST_HEIGHT_MS` for what an honest peer costs there). A round
 /// past 0 follows a failed one (a proposer down or Byzantine, a timeout), rare among honest
 /// rounds: the margin covers it.
 ///
