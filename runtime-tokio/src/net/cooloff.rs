@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use timed_core::types::ValidatorIndex;
 use tokio::sync::watch;
+use tracing::debug;
 
 /// How long a provably faulty peer is cut off. Long enough that a forger reconnecting at once
 /// gains nothing (one forged message per 30 s costs a node nothing measurable), short enough
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 pub const COOL_OFF: Duration = Duration::from_secs(30);
 
 /// The close code of a link ended by a cool-off (QUIC application error codes are ours).
-pub const COOL_OFF_CLOSE_CODE: u32 = 0xc0;
+const COOL_OFF_CLOSE_CODE: u32 = 0xc0;
 
 /// Which validators are cooling off, and until when.
 pub struct CoolOff {
@@ -64,6 +65,25 @@ impl CoolOff {
     pub fn left(&self, who: ValidatorIndex, now: Instant) -> Option<Duration> {
         let end = *self.until().get(&who)?;
         (end > now).then(|| end - now)
+    }
+
+    /// Closes `conn`, a link of `who` just through its hello, if `who` cools off now, and says
+    /// so at debug level (the warning was given when the cool-off started); true if it did.
+    pub fn refuse(&self, conn: &quinn::Connection, who: ValidatorIndex, name: &str) -> bool {
+        let Some(left) = self.left(who, Instant::now()) else {
+            return false;
+        };
+        debug!(peer = %name, "refused a link of {name}: cooling off for {} s more", left.as_secs());
+        Self::close(conn);
+        true
+    }
+
+    /// Closes a link of a peer whose cool-off just started.
+    pub fn close(conn: &quinn::Connection) {
+        conn.close(
+            COOL_OFF_CLOSE_CODE.into(),
+            b"cooling off: a message of yours failed verification",
+        );
     }
 
     /// Returns once `who` is cooling off (at once if it is now).

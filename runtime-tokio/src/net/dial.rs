@@ -14,7 +14,7 @@ use crate::net::queue::peer_queue;
 use crate::net::tls;
 use crate::net::transport::{
     BACKOFF_MAX, BACKOFF_MIN, GENERATION, HANDSHAKE_TIMEOUT, LinkError, peer_key, read_hello,
-    refuse_cooling_off, resolve,
+    resolve,
 };
 use crate::net::wire::{self, HelloReply};
 use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, PeerQueue, lock};
@@ -207,7 +207,7 @@ async fn dial_once(
             Ok(DialEnd::Pending)
         }
         Ok(Verdict::Ready(index)) => {
-            if refuse_cooling_off(ctx, &conn, index, &hello.name) {
+            if ctx.cooloff.refuse(&conn, index, &hello.name) {
                 // Not again before its cool-off ends.
                 let left = ctx.cooloff.left(index, Instant::now()).unwrap_or_default();
                 tokio::time::sleep(left).await;

@@ -22,7 +22,7 @@ use timed_core::message::Message;
 use timed_core::types::ValidatorIndex;
 use tracing::{debug, error, warn};
 
-use crate::net::cooloff::COOL_OFF_CLOSE_CODE;
+use crate::net::cooloff::CoolOff;
 use crate::net::dial::dial_loop;
 use crate::net::handshake::{self, Verdict};
 use crate::net::tls;
@@ -208,7 +208,7 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             Ok(())
         }
         Ok(Verdict::Ready(index)) => {
-            if refuse_cooling_off(ctx, &conn, index, &hello.name) {
+            if ctx.cooloff.refuse(&conn, index, &hello.name) {
                 return Ok(());
             }
             // A peer that reaches us is up: if we have no connection to it, our dialer may be
@@ -219,22 +219,6 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             read_loop(ctx, &conn, recv, index, &hello.name).await
         }
     }
-}
-
-/// Closes a link of a peer cooling off (`cooloff.rs`) and says so at debug level (the warning
-/// was given when it started); true if it did.
-pub(super) fn refuse_cooling_off(
-    ctx: &Ctx,
-    conn: &quinn::Connection,
-    index: ValidatorIndex,
-    name: &str,
-) -> bool {
-    let Some(left) = ctx.cooloff.left(index, std::time::Instant::now()) else {
-        return false;
-    };
-    debug!(peer = %name, "refused a link of {name}: cooling off for {} s more", left.as_secs());
-    conn.close(COOL_OFF_CLOSE_CODE.into(), b"cooling off");
-    true
 }
 
 pub(super) async fn read_loop(
@@ -252,7 +236,7 @@ pub(super) async fn read_loop(
         let read = tokio::select! {
             r = wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES) => r,
             _ = &mut cooling => {
-                conn.close(COOL_OFF_CLOSE_CODE.into(), b"cooling off: a message of yours failed verification");
+                CoolOff::close(conn);
                 return Ok(());
             }
         };
