@@ -5,13 +5,15 @@
 //! # Layout: one folder a role
 //!
 //! - `node/`: what runs a validator. `app` (start-up and shutdown), `driver/` (the consensus
-//!   loop: the loop and commit path, performing outputs, batch vote checks, peers' clock
-//!   offsets), `ctx` (the state the node's tasks share, and `Finalized`, what the loop announces),
-//!   `clock`, `finality`, `txverify` (gossiped and submitted transfers verified in batches),
-//!   `metrics` (the counters every role writes), `logs`.
+//!   loop: the loop and commit path, performing outputs, batch vote checks, per-peer budgets
+//!   of signature checks and cool-offs, peers' clock offsets), `ctx` (the state the node's tasks
+//!   share, and `Finalized`, what the loop announces), `clock`, `finality`, `txverify`
+//!   (gossiped and submitted transfers verified in batches), `metrics` (the counters every role
+//!   writes), `logs`.
 //! - `net/`: the peers. `transport` (QUIC endpoint, inbound side), `dial` (outbound side),
 //!   `queue` (a peer's bounded frame queue), `handshake`, `tls`, `wire` (framing), `addr`,
-//!   `syncserve` (answers to sync requests), `twins` (every live instance of a peer's key).
+//!   `syncserve` (answers to sync requests), `twins` (every live instance of a peer's key),
+//!   `cooloff` (peers cut off after a provable fault).
 //! - `storage/`: what survives a restart. `store/` (redb: writes, tables, reads, errors), `stored`
 //!   (the stored block and its finality), `wal/` (file I/O, format, recovery), `guard` (the
 //!   double-sign guard file).
@@ -33,7 +35,7 @@
 //!   (`node::txverify`); never `net`'s insides or `tools`.
 //! - `node` imports `storage`, `net` and `api` (it starts them); only `ctx` is imported back, and
 //!   `ctx` itself imports nothing of `net` or `api` but plain types (`net::queue`, `net::tls`,
-//!   `net::wire`, `net::twins`, `api::limits`), so no module imports one that imports it back across roles.
+//!   `net::wire`, `net::twins`, `net::cooloff`, `api::limits`), so no module imports one that imports it back across roles.
 //!   The consensus loop does no API work: it announces finalized blocks (`Ctx::finalized`) and
 //!   the API keeps its own views from them.
 //! - `tools` may import any role (`bench` reads a store, `devnet` waits for the node's signal);

@@ -211,6 +211,12 @@ async fn dial_once(
             Ok(DialEnd::Pending)
         }
         Ok(Verdict::Ready(index)) => {
+            if ctx.cooloff.refuse(&conn, index, &hello.name) {
+                // Not again before its cool-off ends.
+                let left = ctx.cooloff.left(index, Instant::now()).unwrap_or_default();
+                tokio::time::sleep(left).await;
+                return Ok(DialEnd::Closed);
+            }
             let reads = async {
                 let _ = read_loop(ctx, &conn, recv, (index, instance), &hello.name).await;
             };
@@ -249,6 +255,7 @@ async fn session(
     }
     info!(peer = name, "Peer connected: {name}");
     let _ = ctx.to_core.send(CoreInput::PeerConnected(index)).await;
+    // A cool-off ends the link through `read_loop`, which closes the connection.
     rx.pump(conn, &mut send, ctx.shutdown.clone()).await;
     {
         let mut peers = lock(&ctx.peers);

@@ -2,9 +2,11 @@
 //! outbound side (`dial`), the bounded queue of frames for each peer (`queue`), the hello
 //! exchange and the dev genesis (`handshake`), TLS authenticated by validator keys (`tls`),
 //! framing (`wire`), peer addresses (`addr`), answers to peers' sync requests (`syncserve`) and
-//! every live instance of a peer's key, the links back to those we do not dial (`twins`).
+//! every live instance of a peer's key, the links back to those we do not dial (`twins`),
+//! the peers cut off for a while after a provable fault (`cooloff`).
 
 pub mod addr;
+pub(crate) mod cooloff;
 pub(crate) mod dial;
 pub mod handshake;
 pub(crate) mod queue;

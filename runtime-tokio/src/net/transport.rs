@@ -23,6 +23,7 @@ use timed_core::message::Message;
 use timed_core::types::ValidatorIndex;
 use tracing::{debug, error, warn};
 
+use crate::net::cooloff::CoolOff;
 use crate::net::dial::dial_loop;
 use crate::net::handshake::{self, Verdict};
 use crate::net::queue::PeerSender;
@@ -205,6 +206,10 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             Ok(())
         }
         Ok(Some((index, link))) => {
+            if ctx.cooloff.refuse(&conn, index, &hello.name) {
+                twins::unregister(ctx, index, link.id);
+                return Ok(());
+            }
             // A peer that reaches us is up: if we have no connection to it, our dialer may be
             // sleeping off a backoff of seconds (it learns from our outbound connection only).
             if !lock(&ctx.peers).contains_key(&index) {
@@ -226,8 +231,17 @@ pub(super) async fn read_loop(
 ) -> Result<(), LinkError> {
     let mut buf = Vec::new();
     let mut warned = false;
+    // A message of this peer proved it faulty: the link ends (a frame half read is dropped).
+    let mut cooling = std::pin::pin!(ctx.cooloff.started(from));
     loop {
-        match wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES).await {
+        let read = tokio::select! {
+            r = wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES) => r,
+            _ = &mut cooling => {
+                CoolOff::close(conn);
+                return Ok(());
+            }
+        };
+        match read {
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(FrameError::TooLarge { size, limit }) => {

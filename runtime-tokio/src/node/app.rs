@@ -186,6 +186,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         shutdown: shutdown.clone(),
         finalized: tokio::sync::broadcast::channel(FINALIZED_QUEUE).0,
         http: http_limits,
+        cooloff: Default::default(),
     });
     if let Some(g) = initial {
         fix_genesis(&ctx, g, already_on_disk).map_err(anyhow::Error::msg)?;

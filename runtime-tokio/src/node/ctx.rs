@@ -174,6 +174,8 @@ pub struct Ctx {
     pub finalized: broadcast::Sender<Finalized>,
     /// The limits of the HTTP API (`--http-*` flags).
     pub http: crate::api::limits::Limits,
+    /// Peers cut off for a while: a message of theirs proved them faulty (`net::cooloff`).
+    pub cooloff: crate::net::cooloff::CoolOff,
 }
 
 /// Locks a mutex, ignoring poisoning (no lock is held across code that may panic mid-update).

@@ -63,6 +63,10 @@ labels!(
         SyncBusy = "sync_busy",
         Oversized = "oversized",
         Undecodable = "undecodable",
+        // Dropped by the consensus loop before any signature check (`node/driver/budget.rs`):
+        // the peer spent its verification budget, or is cooling off after a provable fault.
+        VerifyBudget = "verify_budget",
+        CoolingOff = "cooling_off",
     }
 );
 
@@ -153,6 +157,18 @@ pub const REJECTIONS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Every (kind, reason) of a refusal that proves the peer that sent the message faulty, and
+/// starts its cool-off (`node/driver/budget.rs` says why these): `timed_peer_faults_total`.
+pub const FAULTS: &[(&str, &str)] = &[
+    ("prepare", "bad_signature"),
+    ("precommit", "bad_signature"),
+    ("proposal", "bad_signature"),
+    ("proposal", "body_mismatch"),
+    ("decision", "bad_certificate"),
+    ("decision", "body_mismatch"),
+    ("block_response", "body_mismatch"),
+];
+
 pub struct Metrics {
     registry: Registry,
     pub height: Gauge,
@@ -162,6 +178,7 @@ pub struct Metrics {
     pub blocks_finalized: Counter,
     pub votes_received: Family<Labels1, Counter>,
     pub rejected: Family<Labels2, Counter>,
+    peer_faults: Family<Labels2, Counter>,
     frames_dropped: Family<Labels1, Counter>,
     handshakes_refused: Family<Labels1, Counter>,
     pub bytes_in: Counter,
@@ -206,6 +223,7 @@ impl Metrics {
             blocks_finalized: Counter::default(),
             votes_received: Family::default(),
             rejected: Family::default(),
+            peer_faults: Family::default(),
             frames_dropped: Family::default(),
             handshakes_refused: Family::default(),
             bytes_in: Counter::default(),
@@ -271,8 +289,15 @@ impl Metrics {
             m.rejected.clone(),
         );
         r.register(
+            "peer_faults",
+            "Messages that proved their sender faulty (a forged signature or certificate, a body \
+             not matching its signed header), by kind and reason; each cuts the sender off for a \
+             while",
+            m.peer_faults.clone(),
+        );
+        r.register(
             "frames_dropped",
-            "Frames dropped by the transport, by reason",
+            "Frames dropped by the transport, or unchecked by the consensus loop, by reason",
             m.frames_dropped.clone(),
         );
         r.register(
@@ -472,6 +497,11 @@ impl Metrics {
                     .get_or_create(&[("kind", kind), ("reason", reason)]);
             }
         }
+        for (kind, reason) in FAULTS {
+            let _ = self
+                .peer_faults
+                .get_or_create(&[("kind", kind), ("reason", reason)]);
+        }
         for r in Dropped::ALL {
             let _ = self.frames_dropped.get_or_create(&[("reason", r.label())]);
         }
@@ -488,6 +518,13 @@ impl Metrics {
     pub fn dropped(&self, reason: Dropped) {
         self.frames_dropped
             .get_or_create(&[("reason", reason.label())])
+            .inc();
+    }
+
+    /// A message that proved its sender faulty (one of `FAULTS`).
+    pub fn peer_fault(&self, kind: &'static str, reason: &'static str) {
+        self.peer_faults
+            .get_or_create(&[("kind", kind), ("reason", reason)])
             .inc();
     }
 
@@ -637,6 +674,8 @@ mod tests {
             "timed_rejected_total{kind=\"proposal\",reason=\"bad_signature\"} 0",
             "timed_rejected_total{kind=\"transaction\",reason=\"mempool_full\"} 0",
             "timed_frames_dropped_total{reason=\"peer_queue_full\"} 0",
+            "timed_frames_dropped_total{reason=\"verify_budget\"} 0",
+            "timed_peer_faults_total{kind=\"decision\",reason=\"bad_certificate\"} 0",
             "timed_handshakes_refused_total{reason=\"tls\"} 0",
             "timed_http_refused_total{reason=\"rate_limit\"} 0",
             "timed_votes_received_total{kind=\"precommit\"} 0",

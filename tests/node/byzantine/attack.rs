@@ -330,24 +330,57 @@ impl Brain {
     fn on_tick(&mut self, a: Attacks) {
         self.ticks += 1;
         if a.far_future {
-            self.far_future();
+            self.far_future(a.forge_certificates);
         }
         if a.lie_in_sync {
-            self.unasked_lies(a.support);
+            self.unasked_lies(a.support, a.forge_certificates);
         }
         if a.garbage {
             self.garbage();
         }
         if a.replay_per_tick > 0 {
-            self.replay(a.replay_per_tick);
+            self.replay(a.replay_per_tick, a.forge_certificates);
         }
+        if a.forge_signatures {
+            self.forge_signatures();
+        }
+        if a.flood_per_tick > 0 {
+            self.flood(a.flood_per_tick);
+        }
+    }
+
+    /// A prepare and a proposal at the tip, signed by this validator, their signatures broken.
+    fn forge_signatures(&mut self) {
+        let (h, r) = self.tip;
+        let n = self.next();
+        let parent = self.parent();
+        let s = &self.signer;
+        let vote = s.vote_msg(h, r, VoteKind::Prepare, Some(bogus_hash("forged", n)));
+        let proposal = s.bogus_proposal(h, r, parent, n);
+        for msg in [vote, proposal] {
+            self.broadcast(&Signer::flip_signature(msg));
+        }
+        Self::count(&self.stats().forged, 2);
+    }
+
+    /// `per_tick` distinct far-round prepares, validly signed, to every peer.
+    fn flood(&mut self, per_tick: u32) {
+        let (h, r) = self.tip;
+        for _ in 0..per_tick {
+            let k = self.next();
+            let round = Round(r.0.saturating_add(100).saturating_add(k as u32));
+            let vote = self.signer.vote_msg(h, round, VoteKind::Prepare, None);
+            self.broadcast(&vote);
+        }
+        Self::count(&self.stats().flooded, u64::from(per_tick));
     }
 
     /// The same two frames again and again, built once per height: a signed prepare far ahead
     /// (a height no node buffers, so each copy is checked again) and a decision of the tip
     /// whose certificate repeats this validator's real signature for every validator (each copy
-    /// costs a full batch verification). Sending them costs the adversary no signature.
-    fn replay(&mut self, per_tick: u32) {
+    /// costs a full batch verification; only if `forge`). Sending them costs the adversary no
+    /// signature.
+    fn replay(&mut self, per_tick: u32, forge: bool) {
         let (h, _) = self.tip;
         if self.replayed.as_ref().is_none_or(|(at, _)| *at != h) {
             let vote = self.signer.vote_msg(
@@ -370,6 +403,8 @@ impl Brain {
         let Some((_, frames)) = &self.replayed else {
             return;
         };
+        // The decision's copied signatures are forged: only if forging.
+        let frames = &frames[..if forge { 2 } else { 1 }];
         for p in self.peers() {
             for _ in 0..per_tick {
                 for f in frames {
@@ -377,10 +412,13 @@ impl Brain {
                 }
             }
         }
-        Self::count(&self.stats().replays, 2 * u64::from(per_tick));
+        Self::count(
+            &self.stats().replays,
+            frames.len() as u64 * u64::from(per_tick),
+        );
     }
 
-    fn far_future(&mut self) {
+    fn far_future(&mut self, forge: bool) {
         let (h, r) = self.tip;
         let parent = self.parent();
         let mut sent = 0;
@@ -415,7 +453,9 @@ impl Brain {
                 Message::Vote(stranger),
                 Message::Decision(self.forged_decision(far_h, k)),
             ];
-            for msg in &msgs {
+            // The last, a forged certificate, only if forging.
+            let msgs = &msgs[..msgs.len() - usize::from(!forge)];
+            for msg in msgs {
                 self.broadcast(msg);
             }
             sent += msgs.len() as u64;
@@ -423,15 +463,17 @@ impl Brain {
         Self::count(&self.stats().far, sent);
     }
 
-    /// Forged blocks at the tip, offered unasked; a claim to have finalized the tip (unless
-    /// supporting: a nil prepare of the next height would then be a vote of its own, which
-    /// its support votes there would contradict); now and then a burst of sync requests.
-    fn unasked_lies(&mut self, supporting: bool) {
+    /// Forged blocks at the tip, offered unasked (if forging); a claim to have finalized the
+    /// tip (unless supporting: a nil prepare of the next height would then be a vote of its own,
+    /// which its support votes there would contradict); now and then a burst of sync requests.
+    fn unasked_lies(&mut self, supporting: bool, forge: bool) {
         let (h, _) = self.tip;
         let n = self.next();
-        let blocks = vec![self.forged_decision(h, n)];
-        self.broadcast(&Message::SyncResponse { blocks });
-        Self::count(&self.stats().sync_lies, 1);
+        if forge {
+            let blocks = vec![self.forged_decision(h, n)];
+            self.broadcast(&Message::SyncResponse { blocks });
+            Self::count(&self.stats().sync_lies, 1);
+        }
         if !supporting && self.ticks.is_multiple_of(4) {
             let claim = self
                 .signer

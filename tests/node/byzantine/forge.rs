@@ -45,6 +45,17 @@ impl Signer {
         Message::Vote(self.vote(height, round, kind, block))
     }
 
+    /// `msg` (a vote or a proposal of this validator) with one byte of its signature flipped:
+    /// well formed, its signer in the set, and its signature fails.
+    pub fn flip_signature(mut msg: Message) -> Message {
+        match &mut msg {
+            Message::Vote(v) => v.signature.0[9] ^= 0x01,
+            Message::Proposal(p) => p.signature.0[9] ^= 0x01,
+            _ => {}
+        }
+        msg
+    }
+
     /// A block of `height` on `parent` that no honest node accepts: its state root is made up
     /// (`salt` makes each one different). Its body matches its header, so it is judged, not
     /// refused at the door.

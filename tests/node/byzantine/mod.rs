@@ -28,8 +28,21 @@ pub struct Attacks {
     /// the rest, both to one; and two proposals where it is the proposer.
     pub equivocate: bool,
     /// Signed votes and proposals rounds ahead (+65, +1000, near `u32::MAX`) and heights ahead
-    /// (+10^6, near `u64::MAX`), votes of validators that do not exist, decisions far ahead.
+    /// (+10^6, near `u64::MAX`), votes of validators that do not exist, decisions far ahead
+    /// (with forged certificates only if `forge_certificates`).
     pub far_future: bool,
+    /// Certificates whose signatures are made up or copied, in the decisions of `far_future`,
+    /// `replay_per_tick` and unasked sync answers of `lie_in_sync`: each proves this validator
+    /// faulty, and an honest node cuts it off for a while (off, those attacks send only what an
+    /// honest validator could).
+    pub forge_certificates: bool,
+    /// Every tick, to every peer: a prepare of the honest tip's height and round, and a proposal
+    /// there, both signed by this validator with one signature byte flipped. Each proves it
+    /// faulty.
+    pub forge_signatures: bool,
+    /// Distinct votes, each validly signed, of rounds far ahead, this many per peer and tick
+    /// (50 ms): each costs a node a signature check, until its budget for this peer is spent.
+    pub flood_per_tick: u32,
     /// The honest nodes' proposals and decisions forwarded with one transfer more or less under
     /// the same signed header; unasked block responses with another body.
     pub swap_bodies: bool,
@@ -59,6 +72,9 @@ impl Attacks {
         Attacks {
             equivocate: true,
             far_future: true,
+            forge_certificates: true,
+            forge_signatures: true,
+            flood_per_tick: 0,
             swap_bodies: true,
             lie_in_sync: true,
             garbage: true,
@@ -119,6 +135,10 @@ counters! {
     replays,
     /// Votes that backed what an honest node voted.
     supported,
+    /// Votes and proposals sent with a flipped signature byte.
+    forged,
+    /// Distinct validly signed far-round votes of `flood_per_tick`.
+    flooded,
 }
 
 /// The running adversary; stops when dropped.

@@ -14,7 +14,8 @@
 //!
 //! Here: the loop itself (inputs, timers, groups, the WAL flush and the guard, storing finalized
 //! blocks). Performing each output is `perform.rs`, checking a group's votes in one batch
-//! `votes.rs`, measuring the peers' clock offsets `offset.rs`.
+//! `votes.rs`, each peer's budget of signature checks and the cool-off of a peer whose message
+//! proved it faulty `budget.rs`, measuring the peers' clock offsets `offset.rs`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -37,10 +38,12 @@ use crate::storage::guard::Guard;
 use crate::storage::store::{StoreError, StoredBlock};
 use crate::storage::wal::WalRecord;
 
+mod budget;
 mod offset;
 mod perform;
 mod votes;
 
+use budget::{Budget, Suspect};
 use votes::VoteCheck;
 
 /// An output of a step still to perform once its WAL group is written.
@@ -111,12 +114,16 @@ pub struct Driver {
     sync_server: SyncServer,
     /// The blocks seen proposed: only those measure finality.
     witness: Witness,
+    /// Each peer's budget of signature checks (`budget.rs`).
+    budget: Budget,
 }
 
 impl Driver {
     pub fn new(node: Node, guard: Guard, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
         let ctx_for_sync = ctx.clone();
         ctx.metrics.set_validators(&chain.set, node.me());
+        let block_time_ms = chain.genesis.params.block_time_ms;
+        let budget = Budget::new(chain.set.len(), block_time_ms, Instant::now());
         Driver {
             node,
             guard,
@@ -134,6 +141,7 @@ impl Driver {
             unstored_since: None,
             sync_server: SyncServer::start(ctx_for_sync),
             witness: Witness::default(),
+            budget,
         }
     }
 
@@ -206,6 +214,7 @@ impl Driver {
                 Err(_) => break,
             }
         }
+        let inputs = self.admit(inputs);
         let checked = self.check_votes(&inputs);
         let mut group = Group::default();
         for (input, checked) in inputs.into_iter().zip(checked) {
@@ -216,24 +225,28 @@ impl Driver {
 
     fn on_input(&mut self, input: CoreInput, checked: VoteCheck, group: &mut Group) {
         match input {
+            CoreInput::Message { from, .. } | CoreInput::Checked { from, .. }
+                if self.cooling_off(from) => {}
             CoreInput::Message { from, msg } => {
                 if let Message::Proposal(p) = &msg {
                     self.sample_clock(from, p.height, p.block.header.timestamp);
                 }
-                let input = match (checked, &msg) {
-                    (VoteCheck::Good, _) => Input::SignatureChecked { from, msg },
+                match (checked, &msg) {
+                    (VoteCheck::Good, _) => {
+                        self.handle(Input::SignatureChecked { from, msg }, group)
+                    }
                     (VoteCheck::Bad, Message::Vote(v)) => {
                         // Refused here: the core would only verify it a second time to refuse it.
-                        let kind = v.kind.name();
-                        self.on_event(Event::Rejected {
-                            kind,
-                            reason: "bad_signature",
-                        });
-                        return;
+                        // A vote of a validator of the set whose signature fails: a forgery.
+                        let (kind, reason) = (v.kind.name(), "bad_signature");
+                        self.on_event(Event::Rejected { kind, reason });
+                        self.on_fault(from, kind, reason);
                     }
-                    _ => Input::Message { from, msg },
-                };
-                self.handle(input, group)
+                    _ => {
+                        let suspect = Suspect::of(&msg, self.node.validators());
+                        self.handle_suspect(from, suspect, Input::Message { from, msg }, group)
+                    }
+                }
             }
             CoreInput::Checked { from, msg } => {
                 self.handle(Input::SignatureChecked { from, msg }, group)
@@ -471,6 +484,24 @@ impl Driver {
         self.batch.clear();
         Ok(())
     }
+}
+
+/// Four development validators of stake 100 on chain "test", for the driver's tests.
+#[cfg(test)]
+fn test_validators() -> (
+    Vec<timed_core::crypto::Keypair>,
+    timed_core::validators::ValidatorSet,
+) {
+    use timed_core::validators::{Genesis, insecure_dev_validators};
+    let (keys, validators) = insecure_dev_validators(&[100; 4]);
+    let genesis = Genesis {
+        chain_id: "test".into(),
+        genesis_time_ms: TimestampMs(0),
+        validators,
+        balances: vec![],
+        params: Default::default(),
+    };
+    (keys, genesis.validate().expect("a valid genesis"))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -78,22 +78,13 @@ mod tests {
     use timed_core::crypto::Keypair;
     use timed_core::message::{Message, Vote, VoteKind};
     use timed_core::types::{Hash, Height, Round, ValidatorIndex};
-    use timed_core::validators::{Genesis, insecure_dev_validators};
 
     /// A burst with one forged vote: the others are good in one batch, the forged one is known
     /// bad (so the core never verifies it again), and what the batch does not cover — an older
     /// height, a validator outside the set, anything but a vote — is left to the core.
     #[test]
     fn a_burst_is_verified_once_and_a_forged_vote_is_refused_here() {
-        let (keys, validators) = insecure_dev_validators(&[100; 4]);
-        let genesis = Genesis {
-            chain_id: "test".into(),
-            genesis_time_ms: timed_core::types::TimestampMs(0),
-            validators,
-            balances: vec![],
-            params: Default::default(),
-        };
-        let set = genesis.validate().unwrap();
+        let (keys, set) = super::super::test_validators();
         let vote = |key: &Keypair, height: u64, v: u16| {
             let vote = Vote::sign(
                 key,
