@@ -21,14 +21,15 @@
 //! | [`tx`] | signed transfers |
 //! | [`ledger`] | accounts, block application, subsidy and rewards, the mempool |
 //! | [`message`] | what validators send each other, and the envelope it travels in |
+//! | [`verified`] | `Verified` messages (made only by the core's checks), the pre-check policy, the verdict cache |
 //! | [`consensus`] | the state machine (Tendermint's Algorithm 1), the only producer of outputs |
 //!
 //! # Dependency order
 //!
 //! Each module builds only on those before it (`use crate::…`, tests aside):
 //!
-//! `types`, `codec` → `crypto` → `tx` → `validators` → `vote` → `block` → `message` → `genesis`
-//! → `votes` → `ledger` → `consensus` → `formats`
+//! `types`, `codec` → `crypto` → `tx` → `validators` → `vote` → `block` → `message` → `verified`
+//! → `genesis` → `votes` → `ledger` → `consensus` → `formats`
 //!
 //! `codec` names no type of the domain: the envelope (`message::encode_message`) sits beside the
 //! messages, and `codec` re-exports it only so that callers keep their path. A vote is below the
@@ -50,5 +51,6 @@ pub mod tx;
 pub mod types;
 pub mod units;
 pub mod validators;
+pub mod verified;
 pub mod vote;
 pub mod votes;

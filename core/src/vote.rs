@@ -119,7 +119,8 @@ impl Vote {
 /// bad ones. Returns one verdict per vote, in order: each the verdict `Vote::verify` gives it
 /// (the one rule's batch form agrees with it, whatever else the burst holds, so which votes a
 /// node happens to check together changes nothing). A driver that receives votes in bursts uses
-/// this and hands the good ones to the core as `Input::SignatureChecked`.
+/// it through `verified::Verified::votes` and hands the good ones to the core as
+/// `Input::SignatureChecked`.
 pub fn verify_votes(votes: &[Vote], set: &ValidatorSet, chain_id: &str) -> Vec<bool> {
     let keys: Option<Vec<_>> = votes
         .iter()

@@ -5,6 +5,7 @@ use timed_core::block::{self, Block, Header};
 use timed_core::consensus::{
     Event, Input, Misbehaviour, Node, NodeConfig, Output, RoundChange, Step, Timer,
 };
+use timed_core::crypto::KeyCache;
 use timed_core::crypto::{Keypair, Signature};
 use timed_core::ledger::Ledger;
 use timed_core::message::{Message, Proposal, Vote, VoteKind};
@@ -12,6 +13,7 @@ use timed_core::tx::{SignedTransfer, Transfer};
 use timed_core::types::Amount;
 use timed_core::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
 use timed_core::validators::{Genesis, GenesisBalance, insecure_dev_validators};
+use timed_core::verified::Verified;
 
 const CHAIN: &str = "rules";
 
@@ -584,7 +586,11 @@ fn a_transfer_admitted_then_tampered_is_verified_again_in_the_block() {
     assert!(rejected(&out, "block_bad_transaction"));
     // The exact bytes admitted (here by a runtime that verified them in a batch) are prepared.
     let mut f = Fixture::funded();
-    admit(&mut f, Input::SubmitVerifiedTx(alices_transfer()));
+    let verified = Verified::transfers(vec![alices_transfer()], CHAIN, &KeyCache::none())
+        .pop()
+        .unwrap()
+        .unwrap();
+    admit(&mut f, Input::SubmitVerifiedTx(verified));
     let b = f.block_with(f.proposer(0), 900, vec![alices_transfer()]);
     let out = f.propose(0, b.clone(), None);
     assert_eq!(own_votes(&out, VoteKind::Prepare), vec![Some(b.hash())]);

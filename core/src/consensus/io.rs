@@ -8,6 +8,7 @@ use crate::ledger::{BlockOutcome, TxError};
 use crate::message::{Message, Proposal, VoteKind};
 use crate::tx::SignedTransfer;
 use crate::types::{Hash, Height, Round, Stake, ValidatorIndex};
+use crate::verified::Verified;
 use crate::votes::Evidence;
 
 /// A timer the core asked for. Timers carry the height and round they were set in; one that fires
@@ -79,19 +80,17 @@ pub enum Input {
         /// The message.
         msg: Message,
     },
-    /// As `Message`, but the driver has already verified the author's signature of this proposal
-    /// or vote against this node's validator set and chain id, or the sender's signature of this
-    /// `Transaction` on this chain (`tx::verify_signatures`). Verification is a pure function, so
-    /// a driver may verify once for many nodes (the simulator) or on other threads, in batches;
-    /// everything else in the message (a polka, a certificate, the block, the transfer's nonce and
-    /// balance) is still checked here.
-    ///
-    /// Trusted blindly: see rule 4 of the recipe in [`crate::consensus`].
+    /// As `Message`, its author's signature verified already by the core's own check
+    /// (`verified::Verified`: a proposal or vote against this node's validator set and chain
+    /// id, a `Transaction` on this chain). Verification is a pure function, so a runtime may
+    /// verify once for many nodes (the simulator's `VerdictCache`) or on other threads, in
+    /// batches; everything else in the message (a polka, a certificate, the block, the
+    /// transfer's nonce and balance) is still checked here.
     SignatureChecked {
         /// As in `Message`.
         from: ValidatorIndex,
-        /// The message whose signature was verified.
-        msg: Message,
+        /// The message, verified.
+        msg: Verified,
     },
     /// A timer set by an earlier `Output::Schedule` has fired.
     Timeout(Timer),
@@ -99,9 +98,9 @@ pub enum Input {
     PeerConnected(ValidatorIndex),
     /// A client submitted a transfer to this node.
     SubmitTx(SignedTransfer),
-    /// As `SubmitTx`, but the runtime has verified the transfer's signature on this chain
-    /// (`tx::verify_signatures`, one batch per client request, off the core's thread).
-    SubmitVerifiedTx(SignedTransfer),
+    /// As `SubmitTx`, the transfer's signature verified already (`Verified::transfers`, one
+    /// batch per client request, off the core's thread); anything but a transfer is ignored.
+    SubmitVerifiedTx(Verified),
 }
 
 /// What a node must be able to restore after a crash so that it never contradicts itself.

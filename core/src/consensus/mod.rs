@@ -73,25 +73,16 @@
 //!      refused by it.
 //!    - h. `Evidence`, `TxAccepted`/`TxRejected`, `Event`: report, answer the client, log,
 //!      count. They oblige nothing else.
-//! 4. **Claim only what was checked.** `Input::SignatureChecked { from, msg }` (and
-//!    `Input::SubmitVerifiedTx`) make the core skip a signature check, and it trusts them
-//!    blindly: a forged vote counted this way can finalize a block no quorum signed, or put a
-//!    bad signature into the stored certificate (`CertificateExtended`). Send it only for a
-//!    message whose signature the runtime verified, with the core's own functions, against
-//!    `node.validators()` and `node.chain_id()`:
-//!    - `Message::Vote`: `Vote::verify`, or `message::verify_votes` for a burst (one verdict per
-//!      vote; only the `true` ones);
-//!    - `Message::Proposal`: `Proposal::verify` (it covers the header; the core still checks the
-//!      body against `tx_root` and the polka it carries);
-//!    - `Message::Transaction` and `SubmitVerifiedTx`: `SignedTransfer::verify_signature`, or
-//!      `tx::verify_signatures` / `tx::verify_signatures_with` for a batch. A transfer admitted
-//!      this way is not verified again when a block holding it is built or checked
-//!      (`Ledger::apply_block_trusting`), so a false claim makes the node accept an invalid
-//!      block.
-//!
-//!    Decisions, sync and block messages are checked in full by the core either way (their
-//!    certificates and hashes). A vote the node already counted (`Node::holds_vote`) needs no
-//!    check at all: send it as `Input::Message`.
+//! 4. **Hand over as checked only what the core checked.** `Input::SignatureChecked { from, msg }`
+//!    and `Input::SubmitVerifiedTx` make the core skip a signature check. They take a
+//!    [`crate::verified::Verified`], which only the core's own checks make: `Verified::votes` (a
+//!    burst, one batch), `Verified::proposal`, `Verified::transfers`, or a `VerdictCache` shared by
+//!    many nodes of one chain. Check against `node.validators()` and `node.chain_id()`: a
+//!    `Verified` made against another set or chain would be believed. Which messages to check
+//!    before the core sees them is one policy for every runtime, `verified::precheck`; a message
+//!    it leaves out goes in as `Input::Message`, and the core checks what it needs to. Decisions,
+//!    sync and block messages are checked in full by the core either way (their certificates and
+//!    hashes). A vote the node already counted (`Node::holds_vote`) needs no check at all.
 //!
 //! The same inputs in the same order give the same outputs, byte for byte.
 

@@ -318,11 +318,17 @@ impl Node {
         match input {
             Input::Start => self.on_start(),
             Input::Message { from, msg } => self.on_message(from, msg, false),
-            Input::SignatureChecked { from, msg } => self.on_message(from, msg, true),
+            Input::SignatureChecked { from, msg } => {
+                self.on_message(from, msg.into_message(), true)
+            }
             Input::Timeout(timer) => self.on_timeout(timer),
             Input::PeerConnected(peer) => self.on_peer_connected(peer),
             Input::SubmitTx(tx) => self.on_submit_tx(tx, false),
-            Input::SubmitVerifiedTx(tx) => self.on_submit_tx(tx, true),
+            Input::SubmitVerifiedTx(v) => {
+                if let Message::Transaction(tx) = v.into_message() {
+                    self.on_submit_tx(tx, true)
+                }
+            }
         }
         self.check_rules();
         self.follow_polkas();

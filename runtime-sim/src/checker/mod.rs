@@ -34,12 +34,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use timed_core::crypto::Signature;
 use timed_core::ledger::{BlockOutcome, Ledger};
-use timed_core::message::{Message, Vote, VoteKind};
+use timed_core::message::{Message, VoteKind};
 use timed_core::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
 use timed_core::validators::{ConsensusParams, Genesis, ValidatorSet};
+use timed_core::verified::VerdictCache;
 
 use locks::HeightLocks;
-use signatures::VerdictKey;
 
 /// One broken rule.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -109,12 +109,11 @@ pub struct Checker {
     /// node and by the certificate checks: a broadcast is verified once, not once per receiver,
     /// and a precommit once whatever the certificates it appears in. Only looked up, never
     /// iterated, so its order cannot reach an output.
-    verdicts: HashMap<VerdictKey, bool>,
-    /// Votes put on the wire whose verdict is not known yet (`on_wire`): the first delivery that
-    /// needs a verdict the cache lacks verifies them all, in batches, at about half the cost of
-    /// one by one. A batch gives each vote the verdict it gets alone (the one signature rule), so
-    /// what is verified together changes no verdict.
-    pending: Vec<Vote>,
+    /// Votes put on the wire whose verdict is not known yet (`on_wire`) wait in it: the first
+    /// delivery that needs a verdict the cache lacks verifies them all, in batches, at about half
+    /// the cost of one by one. A batch gives each vote the verdict it gets alone (the one
+    /// signature rule), so what is verified together changes no verdict.
+    verdicts: VerdictCache,
     /// Certificate signatures found good, per (height, round, block), by validator index: a
     /// certificate that grows by late precommits (`CertificateExtended`, some 30 per node and
     /// height with 100 validators) costs a comparison per signature here instead of an encoding
@@ -150,6 +149,7 @@ impl Checker {
     /// As `new`, for `n` nodes: the validators and their twins (nodes that share a key).
     pub fn with_nodes(genesis: &Genesis, set: ValidatorSet, n: usize) -> Checker {
         let reference = Ledger::from_genesis(genesis);
+        let verdicts = VerdictCache::new(set.clone(), &genesis.chain_id);
         Checker {
             chain_id: genesis.chain_id.clone(),
             set,
@@ -162,8 +162,7 @@ impl Checker {
             outcomes: BTreeMap::new(),
             last_outcome: None,
             signed: vec![BTreeMap::new(); n],
-            verdicts: HashMap::new(),
-            pending: vec![],
+            verdicts,
             cert_signatures: HashMap::new(),
             locks: BTreeMap::new(),
             lock_floor: Height(0),

@@ -38,6 +38,7 @@ use timed_core::ledger::Ledger;
 use timed_core::message::{Decision, Message, SyncPacker};
 use timed_core::types::{Hash, Height, Round, TimestampMs};
 use timed_core::validators::{Genesis, ValidatorSet};
+use timed_core::verified::{Precheck, Verified, precheck};
 use tracing::{debug, info};
 
 use crate::checker::{Checker, Seen};
@@ -95,6 +96,10 @@ enum Ev {
 pub struct Wire {
     msg: Message,
     seen: Seen,
+    /// The message as the core's `Verified`, made at its first delivery that needs one: the
+    /// copies of a broadcast share it (a look-up in the verdict cache per copy cost a tenth of
+    /// a scale run).
+    verified: std::cell::OnceCell<Verified>,
 }
 
 impl Wire {
@@ -102,6 +107,7 @@ impl Wire {
         Rc::new(Wire {
             msg,
             seen: Seen::default(),
+            verified: std::cell::OnceCell::new(),
         })
     }
 }
@@ -325,13 +331,22 @@ impl Simulation {
                     let v = self.nodes[from].validator;
                     self.nodes[to].route.insert(v, from);
                 }
-                let msg = Rc::try_unwrap(msg).map_or_else(|rc| rc.msg.clone(), |w| w.msg);
                 let sender = self.index_of(from);
-                let input = if signature_ok {
-                    Input::SignatureChecked { from: sender, msg }
+                // The core's one pre-check policy, as the real node's driver follows it (the
+                // verdict cache makes a vote the node holds free to check, so `holds` is no
+                // concern here). What it leaves out, and a bad signature, the core checks itself.
+                let checks = signature_ok
+                    && self.nodes[to].core.as_ref().is_some_and(|core| {
+                        precheck(&msg, core.height(), core.validators(), |_| false)
+                            == Precheck::Check
+                    });
+                let input = if checks {
+                    match self.verified(msg) {
+                        Ok(msg) => Input::SignatureChecked { from: sender, msg },
+                        Err(msg) => Input::Message { from: sender, msg },
+                    }
                 } else {
-                    // Not signed (a decision, a sync message), or a bad signature: the core
-                    // checks and refuses it itself.
+                    let msg = Rc::try_unwrap(msg).map_or_else(|rc| rc.msg.clone(), |w| w.msg);
                     Input::Message { from: sender, msg }
                 };
                 self.step(to, input);
@@ -418,6 +433,28 @@ impl Simulation {
             let h = core.height();
             let ledger = self.nodes[i].checked().then(|| core.ledger());
             self.checker.after_step(i, h, ledger);
+        }
+    }
+
+    /// One copy of `wire` as the core's `Verified` (from the verdict cache, once per message), or
+    /// its message if its signature fails.
+    #[allow(clippy::result_large_err)] // the message back, moved, as `VerdictCache::check`
+    fn verified(&mut self, wire: Rc<Wire>) -> Result<Verified, Message> {
+        match Rc::try_unwrap(wire) {
+            Ok(w) => match w.verified.into_inner() {
+                Some(v) => Ok(v),
+                None => self.checker.verified(w.msg),
+            },
+            Err(rc) => match rc.verified.get() {
+                Some(v) => Ok(v.clone()),
+                None => {
+                    let checked = self.checker.verified(rc.msg.clone());
+                    if let Ok(v) = &checked {
+                        let _ = rc.verified.set(v.clone());
+                    }
+                    checked
+                }
+            },
         }
     }
 

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use timed_core::message::Message;
 
 use axum::Json;
 use axum::Router;
@@ -72,16 +73,20 @@ async fn submit_batch(
             "this node has no genesis yet (still meeting its peers)",
         );
     }
-    let (txs, verdicts) = crate::node::txverify::verify(&ctx, txs).await;
-    let mut answers = Vec::with_capacity(txs.len());
-    for (tx, verified) in txs.into_iter().zip(verdicts) {
-        let hash = hex::encode(tx.hash().0);
+    let verdicts = crate::node::txverify::verify(&ctx, txs).await;
+    let mut answers = Vec::with_capacity(verdicts.len());
+    for verdict in verdicts {
         let (reply, answer) = oneshot::channel();
-        let input = if verified {
-            CoreInput::SubmitVerifiedTx(tx, reply)
-        } else {
-            CoreInput::SubmitTx(tx, reply)
+        let (hash, input) = match verdict {
+            Ok(v) => {
+                let Message::Transaction(tx) = v.message() else {
+                    continue; // `Verified::transfers` makes transfers only
+                };
+                (tx.hash(), CoreInput::SubmitVerifiedTx(v, reply))
+            }
+            Err(tx) => (tx.hash(), CoreInput::SubmitTx(tx, reply)),
         };
+        let hash = hex::encode(hash.0);
         match tokio::time::timeout(WAIT, ctx.to_core.send(input)).await {
             Ok(Ok(())) => answers.push((hash, Some(answer))),
             _ => answers.push((hash, None)),

@@ -14,6 +14,7 @@ use timed_core::message::Message;
 use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Stake, ValidatorIndex};
 use timed_core::validators::{Genesis, ValidatorSet};
+use timed_core::verified::Verified;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::net::tls::PeerPolicy;
@@ -78,15 +79,17 @@ pub enum CoreInput {
         from: ValidatorIndex,
         msg: Message,
     },
-    /// As `Message`, its signature verified already (`txverify.rs`): `Input::SignatureChecked`.
+    /// As `Message`, its signature verified already by the core's check (`txverify.rs`, the
+    /// driver's pre-check): `Input::SignatureChecked`.
     Checked {
         from: ValidatorIndex,
-        msg: Message,
+        msg: Verified,
     },
     PeerConnected(ValidatorIndex),
     SubmitTx(SignedTransfer, oneshot::Sender<Result<Hash, TxError>>),
-    /// As `SubmitTx`, its signature verified already: `Input::SubmitVerifiedTx`.
-    SubmitVerifiedTx(SignedTransfer, oneshot::Sender<Result<Hash, TxError>>),
+    /// As `SubmitTx`, its signature verified already (a `Message::Transaction`):
+    /// `Input::SubmitVerifiedTx`.
+    SubmitVerifiedTx(Verified, oneshot::Sender<Result<Hash, TxError>>),
     /// The API asks for a transfer in the mempool.
     PendingTx(Hash, oneshot::Sender<Option<SignedTransfer>>),
 }

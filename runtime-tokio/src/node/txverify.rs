@@ -21,8 +21,9 @@ use std::sync::{Arc, LazyLock};
 
 use timed_core::crypto::KeyCache;
 use timed_core::message::Message;
-use timed_core::tx::{self, SignedTransfer};
+use timed_core::tx::SignedTransfer;
 use timed_core::types::ValidatorIndex;
+use timed_core::verified::Verified;
 use tokio::sync::mpsc;
 
 use crate::node::ctx::{CoreInput, Ctx, Gossiped};
@@ -35,23 +36,19 @@ const KEY_CACHE: usize = 16_384;
 /// Gossiped transfers checked in one batch at most.
 const MAX_BATCH: usize = 1024;
 
-/// One verdict per transfer, computed on the blocking pool. Without a genesis yet there is no
-/// chain id to verify against: every verdict is false (the core, which has none either, is not
-/// running yet).
-pub async fn verify(ctx: &Ctx, txs: Vec<SignedTransfer>) -> (Vec<SignedTransfer>, Vec<bool>) {
+/// Each transfer verified (`Verified::transfers`, one batch) on the blocking pool, or given back
+/// when its signature fails. Without a genesis yet there is no chain id to verify against:
+/// every one is given back (the core, which has none either, is not running yet).
+pub async fn verify(ctx: &Ctx, txs: Vec<SignedTransfer>) -> Vec<Result<Verified, SignedTransfer>> {
     let Some(chain) = ctx.chain() else {
-        let n = txs.len();
-        return (txs, vec![false; n]);
+        return txs.into_iter().map(Err).collect();
     };
-    let n = txs.len();
     let job = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&SignedTransfer> = txs.iter().collect();
-        let verdicts = tx::verify_signatures_with(&chain.genesis.chain_id, &refs, &KEYS);
-        (txs, verdicts)
+        Verified::transfers(txs, &chain.genesis.chain_id, &KEYS)
     });
     // The job only fails if it panicked; then nothing is vouched for (and the transfers are
     // lost with it: a client retries, a peer re-gossips nothing, the proposer has them).
-    job.await.unwrap_or_else(|_| (Vec::new(), vec![false; n]))
+    job.await.unwrap_or_default()
 }
 
 /// Runs until the core stops: gossiped transfers in, verified inputs out, in arrival order.
@@ -94,13 +91,13 @@ async fn forward(ctx: &Ctx, batch: &mut Vec<(ValidatorIndex, SignedTransfer)>) -
     }
     let (from, txs): (Vec<ValidatorIndex>, Vec<SignedTransfer>) = batch.drain(..).unzip();
     ctx.metrics.tx_batch_size.observe(txs.len() as f64);
-    let (txs, verdicts) = verify(ctx, txs).await;
-    for ((from, tx), ok) in from.into_iter().zip(txs).zip(verdicts) {
-        let msg = Message::Transaction(tx);
-        let input = if ok {
-            CoreInput::Checked { from, msg }
-        } else {
-            CoreInput::Message { from, msg }
+    for (from, verdict) in from.into_iter().zip(verify(ctx, txs).await) {
+        let input = match verdict {
+            Ok(msg) => CoreInput::Checked { from, msg },
+            Err(tx) => CoreInput::Message {
+                from,
+                msg: Message::Transaction(tx),
+            },
         };
         if ctx.to_core.send(input).await.is_err() {
             return false;

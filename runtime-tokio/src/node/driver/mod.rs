@@ -41,10 +41,10 @@ use crate::storage::wal::WalRecord;
 mod budget;
 mod offset;
 mod perform;
-mod votes;
+mod precheck;
 
 use budget::{Budget, Suspect};
-use votes::VoteCheck;
+use precheck::Prechecked;
 
 /// An output of a step still to perform once its WAL group is written.
 // Lives for one step only: the size difference does not matter.
@@ -215,15 +215,24 @@ impl Driver {
             }
         }
         let inputs = self.admit(inputs);
-        let checked = self.check_votes(&inputs);
         let mut group = Group::default();
-        for (input, checked) in inputs.into_iter().zip(checked) {
-            self.on_input(input, checked, &mut group);
+        for input in self.precheck(inputs) {
+            match input {
+                Prechecked::Input(input) => self.on_input(input, &mut group),
+                Prechecked::Forged { from, .. } if self.cooling_off(from) => {}
+                Prechecked::Forged { from, msg } => {
+                    // Refused here: the core would only verify it a second time to refuse it.
+                    // A message of a validator of the set whose signature fails: a forgery.
+                    let (kind, reason) = (msg.kind(), "bad_signature");
+                    self.on_event(Event::Rejected { kind, reason });
+                    self.on_fault(from, kind, reason);
+                }
+            }
         }
         self.complete(group)
     }
 
-    fn on_input(&mut self, input: CoreInput, checked: VoteCheck, group: &mut Group) {
+    fn on_input(&mut self, input: CoreInput, group: &mut Group) {
         match input {
             CoreInput::Message { from, .. } | CoreInput::Checked { from, .. }
                 if self.cooling_off(from) => {}
@@ -231,25 +240,17 @@ impl Driver {
                 if let Message::Proposal(p) = &msg {
                     self.sample_clock(from, p.height, p.block.header.timestamp);
                 }
-                match (checked, &msg) {
-                    (VoteCheck::Good, _) => {
-                        self.handle(Input::SignatureChecked { from, msg }, group)
-                    }
-                    (VoteCheck::Bad, Message::Vote(v)) => {
-                        // Refused here: the core would only verify it a second time to refuse it.
-                        // A vote of a validator of the set whose signature fails: a forgery.
-                        let (kind, reason) = (v.kind.name(), "bad_signature");
-                        self.on_event(Event::Rejected { kind, reason });
-                        self.on_fault(from, kind, reason);
-                    }
-                    _ => {
-                        let suspect = Suspect::of(&msg, self.node.validators());
-                        self.handle_suspect(from, suspect, Input::Message { from, msg }, group)
-                    }
-                }
+                let suspect = Suspect::of(&msg, self.node.validators());
+                self.handle_suspect(from, suspect, Input::Message { from, msg }, group)
             }
             CoreInput::Checked { from, msg } => {
-                self.handle(Input::SignatureChecked { from, msg }, group)
+                if let Message::Proposal(p) = msg.message() {
+                    self.sample_clock(from, p.height, p.block.header.timestamp);
+                }
+                // Its signature is good, but not necessarily the rest (a swapped body, a
+                // forged polka): the core's refusal may still prove its sender faulty.
+                let suspect = Suspect::of(msg.message(), self.node.validators());
+                self.handle_suspect(from, suspect, Input::SignatureChecked { from, msg }, group)
             }
             CoreInput::PeerConnected(peer) => self.handle(Input::PeerConnected(peer), group),
             CoreInput::PendingTx(hash, reply) => {
@@ -259,9 +260,11 @@ impl Driver {
                 self.wait_for_verdict(&tx, reply);
                 self.handle(Input::SubmitTx(tx), group)
             }
-            CoreInput::SubmitVerifiedTx(tx, reply) => {
-                self.wait_for_verdict(&tx, reply);
-                self.handle(Input::SubmitVerifiedTx(tx), group)
+            CoreInput::SubmitVerifiedTx(v, reply) => {
+                if let Message::Transaction(tx) = v.message() {
+                    self.wait_for_verdict(tx, reply);
+                }
+                self.handle(Input::SubmitVerifiedTx(v), group)
             }
         }
     }
