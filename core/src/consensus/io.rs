@@ -202,6 +202,18 @@ pub struct SignPoint {
 }
 
 impl SignPoint {
+    /// The point a signed proposal or vote fills, at the height it names; `None` for other
+    /// messages. One slot per point per validator: the one representation of a signed slot
+    /// (the core's records and next-height buffer, the guard, the simulator's checker).
+    pub fn of_signed(msg: &Message) -> Option<SignPoint> {
+        let height = match msg {
+            Message::Proposal(p) => p.height,
+            Message::Vote(v) => v.height,
+            _ => return None,
+        };
+        SignPoint::of(height, msg)
+    }
+
     /// The point of a signed proposal or vote of `height`; `None` for other messages.
     pub fn of(height: Height, msg: &Message) -> Option<SignPoint> {
         let (round, step) = match msg {

@@ -45,7 +45,7 @@ mod rules;
 
 use std::collections::BTreeMap;
 
-use crate::consensus::io::{Event, Input, Output, SignStep, Timer};
+use crate::consensus::io::{Event, Input, Output, SignPoint, SignStep, Timer};
 use crate::crypto::Keypair;
 use crate::ledger::mempool::Mempool;
 use crate::ledger::{Ledger, TxError};
@@ -183,7 +183,7 @@ pub struct Node {
 
     // What outlives a height.
     /// Verified messages for `height + 1`, at most one per (signer, round, slot).
-    next_height: BTreeMap<(ValidatorIndex, Round, u8), Message>,
+    next_height: BTreeMap<(ValidatorIndex, SignPoint), Message>,
     /// Claims of peers' heights and the sync request in flight.
     catch_up: CatchUp,
     /// The double-sign guard (see `SignPoint`, `Withheld`).
@@ -375,7 +375,7 @@ impl Node {
                 "signed ahead of its round"
             );
             debug_assert_eq!(
-                msg_height(msg),
+                SignPoint::of_signed(msg).map(|p| p.height),
                 Some(cur.height),
                 "signed at another height"
             );
@@ -383,8 +383,8 @@ impl Node {
         // Kept for the next height, and only that one.
         debug_assert!(
             self.next_height
-                .values()
-                .all(|m| msg_height(m) == Some(cur.height.next())),
+                .keys()
+                .all(|(_, p)| p.height == cur.height.next()),
             "a kept message of another height"
         );
         debug_assert_eq!(cur.moved_on.len(), self.set.len(), "a flag per validator");
@@ -487,14 +487,5 @@ impl Node {
     fn reject(&mut self, kind: &'static str, reason: &'static str) {
         self.out
             .push(Output::Event(Event::Rejected { kind, reason }));
-    }
-}
-
-/// The height a proposal or vote is of; `None` for other messages.
-fn msg_height(msg: &Message) -> Option<Height> {
-    match msg {
-        Message::Proposal(p) => Some(p.height),
-        Message::Vote(v) => Some(v.height),
-        _ => None,
     }
 }

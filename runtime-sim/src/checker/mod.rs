@@ -32,6 +32,7 @@ pub use signatures::BATCH;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
+use timed_core::consensus::SignPoint;
 use timed_core::crypto::Signature;
 use timed_core::ledger::{BlockOutcome, Ledger};
 use timed_core::message::{Message, VoteKind};
@@ -51,13 +52,10 @@ pub struct Violation {
     pub detail: String,
 }
 
-/// The slot a signed message fills: one message per (height, round, kind) per validator.
-pub fn slot_of(msg: &Message) -> Option<(Height, u32, u8)> {
-    match msg {
-        Message::Proposal(p) => Some((p.height, p.round.0, 0)),
-        Message::Vote(v) => Some((v.height, v.round.0, 1 + v.kind as u8)),
-        _ => None,
-    }
+/// The slot a signed message fills: one message per point (height, round, step) per validator,
+/// the core's own `SignPoint`.
+pub fn slot_of(msg: &Message) -> Option<SignPoint> {
+    SignPoint::of_signed(msg)
 }
 
 /// The signer a signed message names.
@@ -104,7 +102,7 @@ pub struct Checker {
     /// needs no digest (an encoding and a hash of each node's outcome was 3 % of a scale run).
     last_outcome: Option<BlockOutcome>,
     /// Every signed message each node ever persisted, by slot; never pruned, survives crashes.
-    signed: Vec<BTreeMap<(Height, u32, u8), Hash>>,
+    signed: Vec<BTreeMap<SignPoint, Hash>>,
     /// Signature verdicts on proposals and votes by what they depend on, shared by every
     /// node and by the certificate checks: a broadcast is verified once, not once per receiver,
     /// and a precommit once whatever the certificates it appears in. Only looked up, never
@@ -189,11 +187,14 @@ impl Checker {
     /// A node persisted a record: a signed message must not contradict any it signed before.
     pub fn on_persist_signed(&mut self, node: usize, height: Height, msg: &Message) {
         let Some(slot) = slot_of(msg) else { return };
-        if slot.0 != height {
+        if slot.height != height {
             self.fail(
                 Some(node),
                 "persist-height",
-                format!("record of height {height} holds a message of {}", slot.0),
+                format!(
+                    "record of height {height} holds a message of {}",
+                    slot.height
+                ),
             );
         }
         let d = digest(msg);
@@ -204,8 +205,8 @@ impl Checker {
                 format!(
                     "persisted two different {} for height {} round {}",
                     msg.kind(),
-                    slot.0,
-                    slot.1
+                    slot.height,
+                    slot.round
                 ),
             ),
             Some(_) => {}
@@ -272,8 +273,8 @@ impl Checker {
                 format!(
                     "sent its {} for height {} round {} before persisting it",
                     msg.kind(),
-                    slot.0,
-                    slot.1
+                    slot.height,
+                    slot.round
                 ),
             ),
             Some(d) if *d != digest(msg) => self.fail(
@@ -282,8 +283,8 @@ impl Checker {
                 format!(
                     "sent a {} for height {} round {} other than the one it persisted",
                     msg.kind(),
-                    slot.0,
-                    slot.1
+                    slot.height,
+                    slot.round
                 ),
             ),
             Some(_) => {}

@@ -203,7 +203,7 @@ impl Node {
             self.schedule(Timer::NextHeight { height }, self.params.block_time_ms);
         }
         let buffered = std::mem::take(&mut self.next_height);
-        for ((signer, _, _), msg) in buffered {
+        for ((signer, _), msg) in buffered {
             // Verified on arrival; the proposer is checked now that the parent is known. Replayed
             // as from its signer, whose budgets and checks it counts against (not validator 0's).
             self.on_message(signer, msg, true);

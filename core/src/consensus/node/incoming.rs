@@ -322,8 +322,7 @@ impl Node {
             {
                 return self.reject("proposal", "body_mismatch");
             }
-            self.next_height
-                .insert((signer, point.round, point.step as u8), msg);
+            self.next_height.insert((signer, point), msg);
         } else if height > self.cur.height.next() {
             self.request_sync();
         }
