@@ -103,8 +103,9 @@ impl Verified {
 /// decides and whether it `holds` a vote already. A `Check` goes through `Verified`; a `Skip`
 /// goes to the core as it is (it checks it there, if it needs to at all).
 ///
-/// - Votes of a validator of `set`, of `height` or later, or of the height before (a late
-///   precommit that may join the last certificate), that the node does not hold: `Check`. A vote
+/// - Votes of a validator of `set`, of `height` or later, and precommits of the height before
+///   (late ones, which may join the last certificate), that the node does not hold: `Check`. A
+///   prepare of the height before is of no use to the core, which ignores it unchecked. A vote
 ///   it holds is a resend, which the core does not check again (a peer repeating one costs no
 ///   verification); a vote of a validator outside the set is refused by the core before any
 ///   signature check; an older one is ignored there.
@@ -119,7 +120,10 @@ pub fn precheck(
 ) -> Precheck {
     match msg {
         Message::Vote(v)
-            if v.height.next() >= height && set.get(v.validator).is_some() && !holds(v) =>
+            if (v.height >= height
+                || (v.height.next() == height && v.kind == VoteKind::Precommit))
+                && set.get(v.validator).is_some()
+                && !holds(v) =>
         {
             Precheck::Check
         }
@@ -321,7 +325,10 @@ mod tests {
         let (keys, set) = set();
         let none = |_: &Vote| false;
         let at = |msg: &Message| precheck(msg, Height(5), &set, none);
-        assert_eq!(at(&Message::Vote(vote(&keys, 4, 1))), Precheck::Check);
+        assert_eq!(at(&Message::Vote(vote(&keys, 4, 1))), Precheck::Skip); // a late prepare
+        let mut late = vote(&keys, 4, 1);
+        late.kind = VoteKind::Precommit;
+        assert_eq!(at(&Message::Vote(late)), Precheck::Check);
         assert_eq!(at(&Message::Vote(vote(&keys, 9, 1))), Precheck::Check);
         assert_eq!(at(&Message::Vote(vote(&keys, 3, 1))), Precheck::Skip);
         let mut outsider = vote(&keys, 5, 1);

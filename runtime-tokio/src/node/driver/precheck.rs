@@ -147,7 +147,7 @@ mod tests {
         let none = |_: &Vote| false;
         assert_eq!(
             kinds(&prechecked(inputs(), Height(5), &set, "test", none)),
-            vec!["good", "bad", "good", "good", "core", "core", "core"]
+            vec!["good", "bad", "good", "core", "core", "core", "core"]
         );
         // Alone, a good vote is still good (no batch of one).
         let one: Vec<CoreInput> = inputs().into_iter().take(1).collect();
