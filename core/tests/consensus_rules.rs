@@ -1328,6 +1328,36 @@ fn resend_repeats_only_the_current_round_and_the_lock() {
     );
 }
 
+/// A log cut between a `Locked` record and the precommit it preceded (a torn write, a damaged
+/// disk): the node restores its lock of round 2 and resumes in that round, not below it, where its
+/// lock would stand ahead of its round (the core's invariant, asserted after every step).
+#[test]
+fn a_lock_restored_without_its_precommit_resumes_in_the_lock_round() {
+    let (genesis, keys) = genesis(4);
+    let f0 = Fixture::with(genesis.clone(), keys.clone());
+    let b = f0.block(f0.proposer(0), 900);
+    let prepares = f0.others_votes(2, VoteKind::Prepare, Some(b.hash()));
+    let polka = block::Certificate::from_prepares(Height(1), Round(2), b.hash(), &prepares);
+    let node = Node::restore(
+        &genesis,
+        keys[f0.me.as_usize()].clone(),
+        NodeConfig::default(),
+        timed_core::consensus::Restore {
+            records: vec![timed_core::consensus::PersistRecord::Locked {
+                height: Height(1),
+                round: Round(2),
+                block: b,
+                polka,
+            }],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut f = Fixture { node, ..f0 };
+    f.node.handle(TimestampMs(1_000), Input::Start);
+    assert!(f.node.round() >= Round(2), "{:?}", f.node.round());
+}
+
 fn restored_with_guard(guard: timed_core::consensus::SignGuard) -> Fixture {
     let (genesis, keys) = genesis(4);
     let f0 = Fixture::with(genesis.clone(), keys.clone());

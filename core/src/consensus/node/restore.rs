@@ -81,6 +81,10 @@ impl Node {
                     ..
                 } => {
                     if node.cur.locked.is_none_or(|(r, _)| round > r) && node.body_matches(&block) {
+                        // It locked in `round`, so it had reached it, whether or not the
+                        // precommit that followed the lock was logged (a log cut between the
+                        // two): lockedRound never passes the round (Algorithm 1).
+                        node.cur.round = node.cur.round.max(round);
                         let hash = block.hash();
                         node.cur.locked = Some((round, hash));
                         node.cur.valid = Some((round, hash));
