@@ -373,11 +373,7 @@ const SUMMARY_READ_BYTES: usize = 32 * 1024 * 1024;
 
 async fn summaries(State(ctx): State<Arc<Ctx>>, Query(q): Query<SummaryQuery>) -> Response {
     let Some(chain) = ctx.chain() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": "this node has no genesis yet (still meeting its peers)" })),
-        )
-            .into_response();
+        return crate::api::http::no_genesis();
     };
     let limit = q.limit.unwrap_or(100).min(1000);
     let budget = ctx.http.max_response_bytes;

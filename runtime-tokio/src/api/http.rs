@@ -73,6 +73,22 @@ pub(crate) fn error(code: StatusCode, reason: impl Into<String>) -> Response {
     (code, Json(json!({ "error": reason.into() }))).into_response()
 }
 
+/// The answer of a route that needs the chain while the node has no genesis yet.
+pub(crate) fn no_genesis() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this node has no genesis yet (still meeting its peers)",
+    )
+}
+
+/// Queues `input` for the core without waiting; a full queue gives the "busy" answer at once.
+pub(crate) fn ask_core(ctx: &Ctx, input: CoreInput) -> Option<Response> {
+    ctx.to_core
+        .try_send(input)
+        .is_err()
+        .then(|| error(StatusCode::SERVICE_UNAVAILABLE, "the node is busy; retry"))
+}
+
 pub(crate) fn storage(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
@@ -312,20 +328,13 @@ async fn tx_by_hash(State(ctx): State<Arc<Ctx>>, Path(hash): Path<String>) -> Re
         );
     };
     if ctx.chain().is_none() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this node has no genesis yet (still meeting its peers)",
-        );
+        return no_genesis();
     }
     // The mempool first: a transfer leaves it in the same step that stores its block, so asking
     // in this order never misses one that moves between the two.
     let (reply, answer) = oneshot::channel();
-    if ctx
-        .to_core
-        .try_send(CoreInput::PendingTx(hash, reply))
-        .is_err()
-    {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is busy; retry");
+    if let Some(busy) = ask_core(&ctx, CoreInput::PendingTx(hash, reply)) {
+        return busy;
     }
     if let Ok(Ok(Some(tx))) = tokio::time::timeout(Duration::from_secs(5), answer).await {
         return Json(json!({
@@ -396,18 +405,11 @@ async fn submit_tx(
         }
     };
     if ctx.chain().is_none() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this node has no genesis yet (still meeting its peers)",
-        );
+        return no_genesis();
     }
     let (reply, answer) = oneshot::channel();
-    if ctx
-        .to_core
-        .try_send(CoreInput::SubmitTx(tx, reply))
-        .is_err()
-    {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is busy; retry");
+    if let Some(busy) = ask_core(&ctx, CoreInput::SubmitTx(tx, reply)) {
+        return busy;
     }
     match tokio::time::timeout(Duration::from_secs(5), answer).await {
         Ok(Ok(Ok(hash))) => (

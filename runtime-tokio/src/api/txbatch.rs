@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use timed_core::tx::SignedTransfer;
 use tokio::sync::oneshot;
 
+use crate::api::http::{error, no_genesis};
 use crate::node::ctx::{CoreInput, Ctx};
 
 /// Transfers per request at most.
@@ -39,10 +40,6 @@ pub fn routes() -> Router<Arc<Ctx>> {
         "/txs",
         post(submit_batch).layer(DefaultBodyLimit::max(8 * 1024 * 1024)),
     )
-}
-
-fn error(code: StatusCode, reason: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": reason.into() }))).into_response()
 }
 
 async fn submit_batch(
@@ -68,10 +65,7 @@ async fn submit_batch(
         );
     }
     if ctx.chain().is_none() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this node has no genesis yet (still meeting its peers)",
-        );
+        return no_genesis();
     }
     let verdicts = crate::node::txverify::verify(&ctx, txs).await;
     let mut answers = Vec::with_capacity(verdicts.len());
