@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use timed_core::block::{Block, Certificate};
 use timed_core::consensus::{Event, Output};
-use timed_core::message::{Message, Vote, VoteKind};
+use timed_core::message::{Message, Vote};
 use timed_core::types::{Height, ValidatorIndex};
 use timed_core::validators::ValidatorSet;
+use timed_core::verified::{Precheck, precheck};
 use tracing::warn;
 
 use crate::net::cooloff::COOL_OFF;
@@ -136,9 +137,9 @@ impl Budget {
 
 /// The signature checks `msg` may cost this node at `height`, charged before any is made.
 ///
-/// - A vote of this height or later: one, unless the core holds it (a re-send is not checked
-///   again); a precommit of the height before: one (it may extend the last certificate); an
-///   older vote, nothing (the core checks none).
+/// - A vote: one if the pre-check policy checks it (`verified::precheck`: of this height or
+///   later and not held by the core, or a late precommit of the height before), else nothing
+///   (the core checks none of the others).
 /// - A proposal: its signature and its polka's.
 /// - A decision of this height or later: its certificate's signatures (an older one is
 ///   dropped by the core before any check).
@@ -148,11 +149,15 @@ impl Budget {
 ///   finalizes the height (progress no budget should slow while catching up) or fails and
 ///   proves the sender faulty (a cool-off); a certificate short of a quorum or with unknown
 ///   signers fails before any signature is checked. A block response carries no signature.
-pub(super) fn cost(msg: &Message, height: Height, holds: impl Fn(&Vote) -> bool) -> u64 {
+pub(super) fn cost(
+    msg: &Message,
+    height: Height,
+    set: &ValidatorSet,
+    holds: impl Fn(&Vote) -> bool,
+) -> u64 {
     let signatures = |c: &Certificate| c.signatures.len() as u64;
     match msg {
-        Message::Vote(v) if v.height >= height => u64::from(!holds(v)),
-        Message::Vote(v) => u64::from(v.kind == VoteKind::Precommit && v.height.next() == height),
+        Message::Vote(_) => u64::from(precheck(msg, height, set, holds) == Precheck::Check),
         Message::Proposal(p) => 1 + p.polka.as_ref().map_or(0, signatures),
         Message::Decision(d) if d.block.height() >= height => signatures(&d.certificate),
         _ => 0,
@@ -269,7 +274,9 @@ impl Driver {
                 continue;
             };
             let node = &self.node;
-            let cost = cost(msg, node.height(), |v| node.holds_vote(v));
+            let cost = cost(msg, node.height(), node.validators(), |v| {
+                node.holds_vote(v)
+            });
             if cost == 0 || self.budget.charge(from, cost, now) {
                 kept.push(input);
                 continue;
@@ -350,7 +357,7 @@ mod tests {
     use super::*;
     use timed_core::block::CommitSignature;
     use timed_core::crypto::{Keypair, Signature};
-    use timed_core::message::Decision;
+    use timed_core::message::{Decision, VoteKind};
     use timed_core::types::{Hash, Round};
 
     #[test]
@@ -405,20 +412,20 @@ mod tests {
 
     #[test]
     fn what_a_message_costs() {
-        let (keys, _) = test_validators();
+        let (keys, set) = test_validators();
         let v = Message::Vote(vote(&keys[0], 0));
-        assert_eq!(cost(&v, Height(5), |_| false), 1);
+        assert_eq!(cost(&v, Height(5), &set, |_| false), 1);
         // A re-send of a vote the core holds is not checked again.
-        assert_eq!(cost(&v, Height(5), |_| true), 0);
+        assert_eq!(cost(&v, Height(5), &set, |_| true), 0);
         // A precommit of the height before may extend its certificate; older votes are not
         // checked.
-        assert_eq!(cost(&v, Height(6), |_| false), 1);
-        assert_eq!(cost(&v, Height(7), |_| false), 0);
+        assert_eq!(cost(&v, Height(6), &set, |_| false), 1);
+        assert_eq!(cost(&v, Height(7), &set, |_| false), 0);
         let asked = Message::SyncRequest {
             from: Height(1),
             max_blocks: 64,
         };
-        assert_eq!(cost(&asked, Height(5), |_| false), 0);
+        assert_eq!(cost(&asked, Height(5), &set, |_| false), 0);
     }
 
     /// The refusals that prove the sender faulty, and those that do not.
