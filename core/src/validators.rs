@@ -164,6 +164,9 @@ pub enum GenesisError {
     /// The stakes sum past `u64::MAX`.
     #[error("the total stake overflows 64 bits")]
     StakeOverflow,
+    /// Members of a set not in strictly ascending id order (an election bug, never a genesis's).
+    #[error("validator id {0} is out of order in the set")]
+    UnorderedIds(ValidatorIndex),
     /// An account funded twice.
     #[error("account {0} appears twice in the balances")]
     DuplicateBalance(PublicKey),
@@ -238,17 +241,40 @@ pub fn insecure_dev_validators(stakes: &[u64]) -> (Vec<Keypair>, Vec<GenesisVali
 /// One member of the set, with its key decompressed once.
 #[derive(Clone, Debug)]
 pub struct Validator {
-    /// As in the genesis.
+    /// Its id: its registration number, stable for the life of the chain (ADR 0026).
+    pub id: ValidatorIndex,
+    /// As registered (the genesis, or a `Register` transfer).
     pub name: String,
-    /// As in the genesis.
+    /// Its signing key.
     pub public_key: PublicKey,
     /// `public_key` decompressed (checked not weak).
     pub verifying_key: VerifyingKey,
-    /// As in the genesis; nonzero.
+    /// Its voting weight in this set; nonzero.
     pub stake: Stake,
+    /// The account its rewards are paid to: the registration's owner (a genesis validator owns
+    /// itself).
+    pub owner: PublicKey,
 }
 
-/// The ordered, stake-weighted set of validators. Immutable once built.
+/// A member as a set is built from: the genesis's validators (ids `0..n`) or an election
+/// (`staking`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Registration number; members are given in strictly ascending id order.
+    pub id: ValidatorIndex,
+    /// Its name, for logs.
+    pub name: String,
+    /// Its signing key.
+    pub public_key: PublicKey,
+    /// Its weight; nonzero.
+    pub stake: Stake,
+    /// Where its rewards go.
+    pub owner: PublicKey,
+}
+
+/// The ordered, stake-weighted set of validators of some heights. Immutable once built. Members
+/// are kept in ascending id order; their *position* (0-based rank in that order) indexes the
+/// per-member tables of the core (vote slots, flags), and their *id* is what messages carry.
 #[derive(Clone, Debug)]
 pub struct ValidatorSet {
     validators: Vec<Validator>,
@@ -257,27 +283,79 @@ pub struct ValidatorSet {
     /// The stakes as the proposer schedule weighs them, and their total (`MAX_SCHEDULE_TOTAL`).
     weights: Vec<u128>,
     weight_total: u128,
+    positions: Positions,
+}
+
+/// Maps a member's id to its position in its set; cheap to clone, so the per-height tables of
+/// the core (the vote keeper's slots) carry their own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Positions {
+    len: usize,
+    /// The ids in ascending order; `None` when they are exactly `0..len` (every genesis set),
+    /// and an id is then its own position.
+    sparse: Option<Vec<ValidatorIndex>>,
+}
+
+impl Positions {
+    /// The position of `id`, if it is a member.
+    pub fn of(&self, id: ValidatorIndex) -> Option<usize> {
+        match &self.sparse {
+            None => (id.as_usize() < self.len).then_some(id.as_usize()),
+            Some(ids) => ids.binary_search(&id).ok(),
+        }
+    }
+
+    /// The number of members.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for no members (never for a built set).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl ValidatorSet {
-    /// The set of `members`, in their order: 1 to `MAX_VALIDATORS` of them, each with a nonzero
-    /// stake, a usable key of its own and a name of its own, the stakes summing within `u64`.
+    /// The genesis set: `members` in their order, with ids `0..n`. 1 to `MAX_VALIDATORS` of
+    /// them, each with a nonzero stake, a usable key of its own and a name of its own, the
+    /// stakes summing within `u64`. Each genesis validator owns its own rewards.
     pub fn new(members: &[GenesisValidator]) -> Result<ValidatorSet, GenesisError> {
+        if members.len() > MAX_VALIDATORS {
+            return Err(GenesisError::TooManyValidators(members.len()));
+        }
+        let members: Vec<Member> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Member {
+                id: ValidatorIndex(u16::try_from(i).expect("bounded by MAX_VALIDATORS")),
+                name: m.name.clone(),
+                public_key: m.public_key,
+                stake: m.stake,
+                owner: m.public_key,
+            })
+            .collect();
+        ValidatorSet::from_members(members)
+    }
+
+    /// A set of `members` in strictly ascending id order, under the rules of `new`.
+    pub fn from_members(members: Vec<Member>) -> Result<ValidatorSet, GenesisError> {
         if members.is_empty() {
             return Err(GenesisError::NoValidators);
         }
         if members.len() > MAX_VALIDATORS {
             return Err(GenesisError::TooManyValidators(members.len()));
         }
-        let mut validators = Vec::with_capacity(members.len());
+        let mut validators: Vec<Validator> = Vec::with_capacity(members.len());
         let mut by_key = BTreeMap::new();
         let mut names = BTreeMap::new();
         let mut total: u64 = 0;
-        for (i, m) in members.iter().enumerate() {
+        for m in members {
+            if validators.last().is_some_and(|last| last.id >= m.id) {
+                return Err(GenesisError::UnorderedIds(m.id));
+            }
             if m.stake.0 == 0 {
-                return Err(GenesisError::ZeroStake {
-                    name: m.name.clone(),
-                });
+                return Err(GenesisError::ZeroStake { name: m.name });
             }
             let verifying_key =
                 m.public_key
@@ -286,24 +364,30 @@ impl ValidatorSet {
                         name: m.name.clone(),
                         error,
                     })?;
-            let index = ValidatorIndex(u16::try_from(i).expect("bounded by MAX_VALIDATORS"));
-            if let Some(other) = by_key.insert(m.public_key, index) {
+            if let Some(other) = by_key.insert(m.public_key, m.id) {
+                let other = validators
+                    .iter()
+                    .find(|v| v.id == other)
+                    .map(|v| v.name.clone())
+                    .unwrap_or_default();
                 return Err(GenesisError::DuplicateKey {
-                    name: m.name.clone(),
-                    other: members[other.as_usize()].name.clone(),
+                    name: m.name,
+                    other,
                 });
             }
-            if names.insert(m.name.as_str(), ()).is_some() {
-                return Err(GenesisError::DuplicateName(m.name.clone()));
+            if names.insert(m.name.clone(), ()).is_some() {
+                return Err(GenesisError::DuplicateName(m.name));
             }
             total = total
                 .checked_add(m.stake.0)
                 .ok_or(GenesisError::StakeOverflow)?;
             validators.push(Validator {
-                name: m.name.clone(),
+                id: m.id,
+                name: m.name,
                 public_key: m.public_key,
                 verifying_key,
                 stake: m.stake,
+                owner: m.owner,
             });
         }
         let shift = (0..64)
@@ -316,13 +400,66 @@ impl ValidatorSet {
             .iter()
             .map(|v| u128::from((v.stake.0 >> shift).max(1)))
             .collect();
+        let dense = validators
+            .iter()
+            .enumerate()
+            .all(|(p, v)| v.id.as_usize() == p);
+        let positions = Positions {
+            len: validators.len(),
+            sparse: (!dense).then(|| validators.iter().map(|v| v.id).collect()),
+        };
         Ok(ValidatorSet {
             validators,
             total: Stake(total),
             by_key,
             weight_total: weights.iter().sum(),
             weights,
+            positions,
         })
+    }
+
+    /// The members, in ascending id order, as `from_members` takes them.
+    pub fn members(&self) -> Vec<Member> {
+        self.validators
+            .iter()
+            .map(|v| Member {
+                id: v.id,
+                name: v.name.clone(),
+                public_key: v.public_key,
+                stake: v.stake,
+                owner: v.owner,
+            })
+            .collect()
+    }
+
+    /// The commitment to the set that a header's `next_set_hash` holds: BLAKE3 of
+    /// `"timed/set"` and, in id order, each member's id, key and stake (what a certificate's
+    /// check needs; the reward accounts are in the state root).
+    pub fn hash(&self) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"timed/set");
+        h.update(&(self.validators.len() as u64).to_be_bytes());
+        for v in &self.validators {
+            h.update(&v.id.0.to_be_bytes());
+            h.update(&v.public_key.0);
+            h.update(&v.stake.0.to_be_bytes());
+        }
+        Hash(*h.finalize().as_bytes())
+    }
+
+    /// The position of `id` in the set (its rank by id), if it is a member.
+    pub fn position(&self, id: ValidatorIndex) -> Option<usize> {
+        self.positions.of(id)
+    }
+
+    /// The id-to-position map, for tables indexed by position.
+    pub fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
+    /// The member at `position` (0-based rank by id).
+    pub fn at(&self, position: usize) -> Option<&Validator> {
+        self.validators.get(position)
     }
 
     /// The number of validators (at least 1).
@@ -340,9 +477,9 @@ impl ValidatorSet {
         self.total
     }
 
-    /// The validator at `index`, if any.
-    pub fn get(&self, index: ValidatorIndex) -> Option<&Validator> {
-        self.validators.get(index.as_usize())
+    /// The member with id `id`, if any.
+    pub fn get(&self, id: ValidatorIndex) -> Option<&Validator> {
+        self.position(id).map(|p| &self.validators[p])
     }
 
     /// The stake of `index`; 0 for an index outside the set.
@@ -350,17 +487,14 @@ impl ValidatorSet {
         self.get(index).map_or(Stake(0), |v| v.stake)
     }
 
-    /// The index of the validator with this key, if it is one.
+    /// The id of the member with this key, if it is one.
     pub fn index_of(&self, key: &PublicKey) -> Option<ValidatorIndex> {
         self.by_key.get(key).copied()
     }
 
-    /// Every validator with its index, in index order.
+    /// Every member with its id, in ascending id order (so the n-th item is at position n).
     pub fn iter(&self) -> impl Iterator<Item = (ValidatorIndex, &Validator)> {
-        self.validators
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (ValidatorIndex(i as u16), v))
+        self.validators.iter().map(|v| (v.id, v))
     }
 
     /// The smallest stake that is a quorum: the least `w` with `3·w ≥ 2·T`.
@@ -431,7 +565,7 @@ impl ValidatorSet {
                     .and_then(|d| usize::try_from(d).ok())
                     .and_then(|d| points.get(d))
                 {
-                    return ValidatorIndex(i as u16);
+                    return self.validators[i].id;
                 }
             }
             // Not reached by the bound above; a wider window is always correct.
@@ -480,6 +614,63 @@ mod tests {
         assert_eq!(set.quorum(), Stake(200));
         assert!(set.is_more_than_third(Stake(101)));
         assert!(!set.is_more_than_third(Stake(100)));
+    }
+
+    /// A set after changes: ids are registration numbers, sparse and not positions.
+    fn sparse(ids_stakes: &[(u16, u64)]) -> ValidatorSet {
+        let members = ids_stakes
+            .iter()
+            .map(|&(id, stake)| {
+                let name = format!("v{id}");
+                Member {
+                    id: ValidatorIndex(id),
+                    public_key: Keypair::insecure_from_name(&name).public_key(),
+                    name,
+                    stake: Stake(stake),
+                    owner: Keypair::insecure_from_name(&format!("owner{id}")).public_key(),
+                }
+            })
+            .collect();
+        ValidatorSet::from_members(members).unwrap()
+    }
+
+    #[test]
+    fn a_set_of_sparse_ids_maps_ids_to_positions_and_proposes_members_only() {
+        let set = sparse(&[(2, 100), (5, 300), (9, 50)]);
+        assert_eq!(set.position(ValidatorIndex(2)), Some(0));
+        assert_eq!(set.position(ValidatorIndex(9)), Some(2));
+        for absent in [0, 1, 3, 8, 10, u16::MAX] {
+            assert_eq!(set.position(ValidatorIndex(absent)), None);
+            assert!(set.get(ValidatorIndex(absent)).is_none());
+            assert_eq!(set.stake_of(ValidatorIndex(absent)), Stake(0));
+        }
+        assert_eq!(set.stake_of(ValidatorIndex(5)), Stake(300));
+        let key5 = Keypair::insecure_from_name("v5").public_key();
+        assert_eq!(set.index_of(&key5), Some(ValidatorIndex(5)));
+        let ids: Vec<u16> = set.iter().map(|(id, _)| id.0).collect();
+        assert_eq!(ids, vec![2, 5, 9]);
+        // The schedule is the one of the same stakes at positions, named by id.
+        let dense = ValidatorSet::new(&members(&[100, 300, 50])).unwrap();
+        for turn in 0..900u128 {
+            let p = dense.schedule_turn(turn).as_usize();
+            assert_eq!(set.schedule_turn(turn), ValidatorIndex([2, 5, 9][p]));
+        }
+        // Members out of order, or an id twice, are refused.
+        let mut twice = set.members();
+        twice[1].id = ValidatorIndex(2);
+        assert_eq!(
+            ValidatorSet::from_members(twice).unwrap_err(),
+            GenesisError::UnorderedIds(ValidatorIndex(2))
+        );
+        // The hash commits to ids, keys and stakes.
+        let other_ids = sparse(&[(2, 100), (6, 300), (9, 50)]);
+        let other_stake = sparse(&[(2, 100), (5, 301), (9, 50)]);
+        assert_ne!(set.hash(), other_ids.hash());
+        assert_ne!(set.hash(), other_stake.hash());
+        assert_eq!(
+            set.hash(),
+            ValidatorSet::from_members(set.members()).unwrap().hash()
+        );
     }
 
     fn schedule_by_brute_force(stakes: &[u64]) -> Vec<usize> {

@@ -29,7 +29,7 @@ use crate::validators::ValidatorSet;
 pub struct Reward {
     /// The validator.
     pub validator: ValidatorIndex,
-    /// The account credited: the validator's public key.
+    /// The account credited: the validator's owner (a genesis validator's own key).
     pub account: PublicKey,
     /// Base units credited (may be 0).
     pub amount: Amount,
@@ -79,30 +79,27 @@ pub fn subsidy(height: Height) -> Amount {
 }
 
 /// Splits `total` as docs/design.md §6.4 says; the amounts sum to `total` exactly. One entry per validator,
-/// in index order.
+/// in ascending id order.
 ///
 /// The proposer receives `total / 10`; `rest = total − total/10` is shared by stake, validator `i`
 /// receiving `floor(rest · stake_i / T)` (in `u128`), and what the floors leave (fewer units than
 /// there are validators) also goes to the proposer. The proposer's entry holds all three parts.
 ///
 /// `proposer` must be a member of `validators` (it comes from `ValidatorSet::proposer`). If it is
-/// not, a debug build panics and a release build pays the proposer's parts to validator 0, so the
+/// not, a debug build panics and a release build pays the proposer's parts to the first member, so the
 /// sum paid is still `total`.
 pub fn distribute(
     total: Amount,
     proposer: ValidatorIndex,
     validators: &ValidatorSet,
 ) -> Vec<Reward> {
+    let position = validators.position(proposer);
     debug_assert!(
-        proposer.as_usize() < validators.len(),
+        position.is_some(),
         "the proposer {proposer} is not in the set of {}",
         validators.len()
     );
-    let proposer = if proposer.as_usize() < validators.len() {
-        proposer
-    } else {
-        ValidatorIndex(0)
-    };
+    let proposer = position.unwrap_or(0);
     let proposer_cut = total.0 / 10;
     let rest = total.0 - proposer_cut;
     let stake_total = u128::from(validators.total_stake().0);
@@ -116,7 +113,7 @@ pub fn distribute(
             paid += share;
             Reward {
                 validator: index,
-                account: v.public_key,
+                account: v.owner,
                 amount: Amount(share),
             }
         })
@@ -124,7 +121,7 @@ pub fn distribute(
     // Σ floor(rest·s_i/T) ≤ rest, and rest − Σ < number of validators.
     let leftover = rest - paid;
     debug_assert!(leftover < validators.len() as u64);
-    let entry = &mut rewards[proposer.as_usize()];
+    let entry = &mut rewards[proposer];
     entry.amount = Amount(entry.amount.0 + proposer_cut + leftover);
     rewards
 }
@@ -133,6 +130,39 @@ pub fn distribute(
 mod tests {
     use super::*;
     use crate::ledger::testkit::{pk, validator_set as set};
+
+    #[test]
+    fn rewards_of_a_set_of_sparse_ids_go_to_the_owners_and_the_proposer_by_id() {
+        let owner = |n: &str| crate::crypto::Keypair::insecure_from_name(n).public_key();
+        let members = [(4u16, 100u64), (7, 300)]
+            .iter()
+            .map(|&(id, stake)| crate::validators::Member {
+                id: ValidatorIndex(id),
+                name: format!("v{id}"),
+                public_key: pk(&format!("v{id}")),
+                stake: crate::types::Stake(stake),
+                owner: owner(&format!("owner{id}")),
+            })
+            .collect();
+        let set = ValidatorSet::from_members(members).unwrap();
+        let rewards = distribute(Amount(1_000), ValidatorIndex(7), &set);
+        // Proposer 100; rest 900 split 1:3 (225, 675).
+        assert_eq!(
+            rewards,
+            vec![
+                Reward {
+                    validator: ValidatorIndex(4),
+                    account: owner("owner4"),
+                    amount: Amount(225)
+                },
+                Reward {
+                    validator: ValidatorIndex(7),
+                    account: owner("owner7"),
+                    amount: Amount(775)
+                },
+            ]
+        );
+    }
     use proptest::prelude::*;
 
     fn amounts(rewards: &[Reward]) -> Vec<u64> {

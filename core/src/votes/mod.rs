@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Hash, Height, Round, Stake, ValidatorIndex};
-use crate::validators::ValidatorSet;
+use crate::validators::{Positions, ValidatorSet};
 use crate::vote::{Vote, VoteKind};
 
 mod round;
@@ -108,8 +108,10 @@ impl VoteRejected {
 #[derive(Clone, Debug)]
 pub struct VoteKeeper {
     height: Height,
-    /// Stake of each validator, indexed by `ValidatorIndex`.
+    /// Stake of each member, indexed by its position in the set.
     stakes: Vec<Stake>,
+    /// A voter's id to its position (its slot).
+    positions: Positions,
     /// Only rounds holding at least one counted vote.
     rounds: BTreeMap<Round, RoundVotes>,
 }
@@ -122,8 +124,14 @@ impl VoteKeeper {
         VoteKeeper {
             height,
             stakes,
+            positions: validators.positions().clone(),
             rounds: BTreeMap::new(),
         }
+    }
+
+    /// The slot (position in the set) of the member `id`, if it is one.
+    pub fn slot_of(&self, id: ValidatorIndex) -> Option<usize> {
+        self.positions.of(id)
     }
 
     /// The height it counts.
@@ -134,7 +142,7 @@ impl VoteKeeper {
     /// Counts a vote whose signature the caller has already checked, `current_round` being the
     /// caller's round (the bound of `MAX_ROUNDS_AHEAD`).
     pub fn add(&mut self, vote: Vote, current_round: Round) -> Result<AddOutcome, VoteRejected> {
-        let stake = self.check(&vote, current_round)?;
+        let (stake, slot) = self.check(&vote, current_round)?;
         let validators = self.stakes.len();
         let round = self
             .rounds
@@ -142,14 +150,10 @@ impl VoteKeeper {
             .or_insert_with(|| RoundVotes::new(validators));
         let (votes, other) = round.kind_mut(vote.kind);
         // Fields, not `votes.get`, so the counted vote and `reported` can be borrowed together.
-        let outcome = match votes
-            .slots
-            .get(vote.validator.as_usize())
-            .and_then(Option::as_ref)
-        {
+        let outcome = match votes.slots.get(slot).and_then(Option::as_ref) {
             None => {
-                let new_in_round = !other.has_voted(vote.validator);
-                votes.count(vote, stake);
+                let new_in_round = !other.has_voted(slot);
+                votes.count(vote, stake, slot);
                 if new_in_round {
                     round.in_round = Stake(round.in_round.0 + stake.0);
                 }
@@ -171,24 +175,25 @@ impl VoteKeeper {
         Ok(outcome)
     }
 
-    /// Refuses a vote this keeper must not hold; else returns its validator's stake.
-    fn check(&self, vote: &Vote, current_round: Round) -> Result<Stake, VoteRejected> {
+    /// Refuses a vote this keeper must not hold; else returns its validator's stake and slot.
+    fn check(&self, vote: &Vote, current_round: Round) -> Result<(Stake, usize), VoteRejected> {
         if vote.height != self.height {
             return Err(VoteRejected::WrongHeight {
                 expected: self.height,
                 got: vote.height,
             });
         }
-        let Some(&stake) = self.stakes.get(vote.validator.as_usize()) else {
+        let Some(slot) = self.positions.of(vote.validator) else {
             return Err(VoteRejected::UnknownValidator(vote.validator));
         };
+        let stake = self.stakes[slot];
         if vote.round.0 > current_round.0.saturating_add(MAX_ROUNDS_AHEAD) {
             return Err(VoteRejected::RoundTooFar {
                 current: current_round,
                 got: vote.round,
             });
         }
-        Ok(stake)
+        Ok((stake, slot))
     }
 
     /// True when this exact vote is already counted (the caller can skip verifying it again).
@@ -196,7 +201,8 @@ impl VoteKeeper {
         vote.height == self.height
             && self
                 .kind(vote.round, vote.kind)
-                .and_then(|votes| votes.get(vote.validator))
+                .zip(self.positions.of(vote.validator))
+                .and_then(|(votes, slot)| votes.get(slot))
                 .is_some_and(|counted| counted == vote)
     }
 

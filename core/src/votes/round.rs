@@ -9,7 +9,7 @@ use crate::vote::{Vote, VoteKind};
 /// The votes of one kind in one round.
 #[derive(Clone, Debug)]
 pub(super) struct KindVotes {
-    /// The counted vote of each validator, indexed by `ValidatorIndex`.
+    /// The counted vote of each member, indexed by its position in the set (its slot).
     pub(super) slots: Vec<Option<Vote>>,
     /// Stake of the counted votes.
     pub(super) total: Stake,
@@ -29,19 +29,17 @@ impl KindVotes {
         }
     }
 
-    pub(super) fn get(&self, validator: ValidatorIndex) -> Option<&Vote> {
-        self.slots
-            .get(validator.as_usize())
-            .and_then(Option::as_ref)
+    pub(super) fn get(&self, slot: usize) -> Option<&Vote> {
+        self.slots.get(slot).and_then(Option::as_ref)
     }
 
-    pub(super) fn has_voted(&self, validator: ValidatorIndex) -> bool {
-        self.get(validator).is_some()
+    pub(super) fn has_voted(&self, slot: usize) -> bool {
+        self.get(slot).is_some()
     }
 
-    /// Counts `vote` of a validator with no vote here yet.
-    pub(super) fn count(&mut self, vote: Vote, stake: Stake) {
-        let index = vote.validator.as_usize();
+    /// Counts `vote`, of the member at `slot`, which has no vote here yet.
+    pub(super) fn count(&mut self, vote: Vote, stake: Stake, slot: usize) {
+        let index = slot;
         debug_assert!(self.slots[index].is_none(), "counted twice: {vote:?}");
         self.total = Stake(self.total.0 + stake.0);
         let for_value = self.tally.entry(vote.block).or_default();

@@ -435,3 +435,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_set_of_sparse_ids_counts_its_members_by_id_and_refuses_the_rest() {
+    // Ids 3, 40 and 41 after set changes: slots are positions, votes carry ids.
+    let members = [(3u16, 100u64), (40, 100), (41, 100)]
+        .iter()
+        .map(|&(id, stake)| crate::validators::Member {
+            id: ValidatorIndex(id),
+            name: format!("v{id}"),
+            public_key: crate::crypto::Keypair::insecure_from_name(&format!("v{id}")).public_key(),
+            stake: Stake(stake),
+            owner: crate::crypto::Keypair::insecure_from_name("owner").public_key(),
+        })
+        .collect();
+    let set = ValidatorSet::from_members(members).unwrap();
+    let mut k = VoteKeeper::new(H, &set);
+    for absent in [0, 1, 2, 4, 39, 42] {
+        assert_eq!(
+            k.add(vote(absent, 0, Prepare, block(1), 1), Round(0)),
+            Err(VoteRejected::UnknownValidator(ValidatorIndex(absent)))
+        );
+    }
+    assert_eq!(
+        k.add(vote(41, 0, Prepare, block(1), 1), Round(0)),
+        Ok(AddOutcome::Counted)
+    );
+    assert_eq!(
+        k.add(vote(3, 0, Prepare, block(1), 1), Round(0)),
+        Ok(AddOutcome::Counted)
+    );
+    assert!(k.contains(&vote(41, 0, Prepare, block(1), 1)));
+    assert!(!k.contains(&vote(40, 0, Prepare, block(1), 1)));
+    assert_eq!(k.slot_of(ValidatorIndex(40)), Some(1));
+    assert!(set.is_quorum(k.stake_for(Round(0), Prepare, block(1))));
+    let ids: Vec<u16> = k
+        .votes(Round(0), Prepare)
+        .iter()
+        .map(|v| v.validator.0)
+        .collect();
+    assert_eq!(ids, vec![3, 41], "in ascending id order");
+    assert!(matches!(
+        k.add(vote(41, 0, Prepare, block(2), 1), Round(0)),
+        Ok(AddOutcome::Equivocation(_))
+    ));
+}

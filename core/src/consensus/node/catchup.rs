@@ -169,8 +169,7 @@ impl Node {
             self.catch_up.ask = None;
             self.sync_failed(ask.peer);
         }
-        let n = (self.set.len() as u16).max(1);
-        let cursor = self.catch_up.cursor % n;
+        let cursor = self.catch_up.cursor;
         let credible = self.credible_height();
         // Fewest failures first; then a claim no higher than what others back (a lone far
         // claim is the mark of a liar); then in rotation.
@@ -181,13 +180,14 @@ impl Node {
             .filter(|(_, h)| **h >= self.cur.height)
             .min_by_key(|(v, h)| {
                 let failures = self.catch_up.failures.get(v).copied().unwrap_or(0);
-                (failures, **h > credible, (v.0 + n - cursor) % n)
+                // Ids from the cursor up, then from 0 (ids are sparse once the set changes).
+                (failures, **h > credible, v.0.wrapping_sub(cursor))
             })
             .map(|(v, _)| *v)
         else {
             return;
         };
-        self.catch_up.cursor = (peer.0 + 1) % n.max(1);
+        self.catch_up.cursor = peer.0.wrapping_add(1);
         self.catch_up.ask = Some(SyncAsk { peer, at: self.now });
         self.out.push(Output::Send {
             to: peer,

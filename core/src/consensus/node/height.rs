@@ -97,15 +97,20 @@ pub(super) struct HeightState {
     pub(super) persisted_blocks: BTreeSet<Hash>,
     /// The block this node is fetching.
     pub(super) block_fetch: Option<BlockFetch>,
-    /// By validator index: whether a proposal or a vote of it was counted at `height` (it
-    /// finalized `height - 1`). Flags, not a set: it is marked at every counted vote.
+    /// By position in the set of `height`: whether a proposal or a vote of the member was
+    /// counted at `height` (it finalized `height - 1`). Flags, not a set: it is marked at every
+    /// counted vote.
     pub(super) moved_on: Vec<bool>,
 }
 
 impl HeightState {
     /// `validator` showed it finalized the height before.
     pub(super) fn moved_on(&mut self, validator: ValidatorIndex) {
-        if let Some(flag) = self.moved_on.get_mut(validator.as_usize()) {
+        if let Some(flag) = self
+            .votes
+            .slot_of(validator)
+            .and_then(|slot| self.moved_on.get_mut(slot))
+        {
             *flag = true;
         }
     }

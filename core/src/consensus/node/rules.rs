@@ -75,11 +75,15 @@ impl Node {
             }
             // Still at the next height: whoever has not shown it finalized `height` gets it.
             Timer::Announce { height } if height.next() == self.cur.height => {
-                let peers: Vec<ValidatorIndex> = self.set.iter().map(|(i, _)| i).collect();
+                let peers: Vec<ValidatorIndex> = self
+                    .set
+                    .iter()
+                    .zip(&self.cur.moved_on)
+                    .filter(|(_, moved_on)| !**moved_on)
+                    .map(|((id, _), _)| id)
+                    .collect();
                 for peer in peers {
-                    if !self.cur.moved_on[peer.as_usize()] {
-                        self.send_decision(peer);
-                    }
+                    self.send_decision(peer);
                 }
             }
             Timer::Resend { height } => {
