@@ -247,6 +247,7 @@ fn block_codec(c: &mut Criterion<CpuTime>) {
                 amount: Amount(1_000 + nonce),
                 fee: Amount(1),
                 nonce,
+                op: Default::default(),
             }
             .sign(&alice, "bench")
         })

@@ -342,6 +342,7 @@ mod tests {
             amount: crate::types::Amount(1),
             fee: crate::types::Amount(1),
             nonce: 0,
+            op: Default::default(),
         }
         .sign(&alice, CHAIN);
         let mut other = tx.clone();

@@ -26,8 +26,9 @@
 pub use crate::message::{decode_message, encode_message};
 
 /// The wire format version this build speaks: the first byte of every envelope (and the ALPN
-/// `timed/2`). Version 1 was the CBOR encoding with Rust's field names.
-pub const WIRE_VERSION: u8 = 2;
+/// `timed/3`). Version 1 was the CBOR encoding with Rust's field names; version 2 had no staking
+/// (ADR 0026: transfers without `op`, and the genesis without its staking parameters).
+pub const WIRE_VERSION: u8 = 3;
 
 /// The most a sequence reserves before its items are read (see `Vec::get`).
 const PREALLOC_BYTES: usize = 64 * 1024;

@@ -14,8 +14,10 @@ use crate::crypto::{PublicKey, Signature};
 use crate::ledger::rewards::Reward;
 use crate::ledger::{Account, BlockOutcome};
 use crate::message::{Decision, Message, Proposal, Vote, VoteKind};
-use crate::tx::{SignedTransfer, Transfer};
+use crate::staking::{Registration, StakingRecord, Unbonding};
+use crate::tx::{Op, SignedTransfer, Transfer};
 use crate::types::{Amount, Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
+use crate::validators::Member;
 use crate::validators::{
     ConsensusParams, Genesis, GenesisBalance, GenesisValidator, TimeoutParams,
 };
@@ -40,8 +42,36 @@ wire_struct!(Transfer {
     to,
     amount,
     fee,
-    nonce
+    nonce,
+    op
 });
+
+impl Wire for Op {
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            Op::Pay => out.push(0),
+            Op::Register { name, address } => {
+                out.push(1);
+                name.put(out);
+                address.put(out);
+            }
+            Op::Bond => out.push(2),
+            Op::Unbond => out.push(3),
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(match r.tag()? {
+            0 => Op::Pay,
+            1 => Op::Register {
+                name: Wire::get(r)?,
+                address: Wire::get(r)?,
+            },
+            2 => Op::Bond,
+            3 => Op::Unbond,
+            t => return unknown(t),
+        })
+    }
+}
 wire_struct!(SignedTransfer {
     transfer,
     signature
@@ -184,6 +214,11 @@ wire_struct!(ConsensusParams {
     max_clock_drift_ms,
     max_block_txs,
     resend_interval_ms,
+    epoch_blocks,
+    min_bond,
+    max_validators,
+    unbonding_blocks,
+    slash_permille,
 });
 wire_struct!(GenesisValidator {
     name,
@@ -215,6 +250,8 @@ wire_struct!(BlockOutcome {
     rewards,
     archived,
     touched,
+    staking_refused,
+    staking,
 });
 
 // What a validator persists before it signs.
@@ -328,3 +365,32 @@ impl Wire for Misbehaviour {
         })
     }
 }
+
+// Staking state, as a store keeps it (ADR 0026).
+wire_struct!(Registration {
+    key,
+    owner,
+    name,
+    address,
+    bond,
+    jailed,
+});
+wire_struct!(Unbonding {
+    validator,
+    owner,
+    amount,
+    release,
+});
+wire_struct!(Member {
+    id,
+    name,
+    public_key,
+    stake,
+    owner,
+});
+wire_struct!(StakingRecord {
+    registry,
+    unbonding,
+    current,
+    next,
+});

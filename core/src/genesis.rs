@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use crate::block::{Block, Certificate, CommitSignature, Header};
 use crate::crypto::{PublicKey, Signature};
 use crate::message::{Message, Proposal};
-use crate::tx::{SignedTransfer, Transfer};
+use crate::tx::{Op, SignedTransfer, Transfer};
 use crate::types::{Amount, Hash, Height, Round, TimestampMs, ValidatorIndex};
-use crate::validators::{Genesis, GenesisError, MAX_GENESIS_SUPPLY, ValidatorSet};
+use crate::validators::{Genesis, GenesisError, MAX_GENESIS_SUPPLY, MAX_VALIDATORS, ValidatorSet};
 
 impl Genesis {
     /// Checks every rule and builds the validator set.
@@ -21,6 +21,28 @@ impl Genesis {
             return Err(GenesisError::ZeroProposeTimeout);
         }
         let set = ValidatorSet::new(&self.validators)?;
+        let p = &self.params;
+        if p.epoch_blocks == 0 {
+            return Err(GenesisError::ZeroEpoch);
+        }
+        if p.unbonding_blocks < p.epoch_blocks.saturating_mul(2) {
+            return Err(GenesisError::UnbondingTooShort {
+                unbonding: p.unbonding_blocks,
+                epoch: p.epoch_blocks,
+            });
+        }
+        if p.max_validators == 0
+            || p.max_validators as usize > MAX_VALIDATORS
+            || (p.max_validators as usize) < set.len()
+        {
+            return Err(GenesisError::BadMaxValidators {
+                max: p.max_validators,
+                genesis: set.len(),
+            });
+        }
+        if p.slash_permille > 1000 {
+            return Err(GenesisError::BadSlash(p.slash_permille));
+        }
         let mut seen = BTreeMap::new();
         let mut total: u64 = 0;
         for b in &self.balances {
@@ -34,7 +56,8 @@ impl Genesis {
         if total > MAX_GENESIS_SUPPLY {
             return Err(GenesisError::BalanceOverflow);
         }
-        let (fixed, per_tx) = self.proposal_size_bound(set.len());
+        // Any later set may hold up to `max_validators`: its polkas are the widest.
+        let (fixed, per_tx) = self.proposal_size_bound(p.max_validators as usize);
         let limit = crate::codec::MAX_MESSAGE_BYTES;
         let bytes = fixed.saturating_add(per_tx.saturating_mul(self.params.max_block_txs as usize));
         if bytes > limit {
@@ -63,6 +86,10 @@ impl Genesis {
                 amount: Amount(u64::MAX),
                 fee: Amount(u64::MAX),
                 nonce: u64::MAX,
+                op: Op::Register {
+                    name: "x".repeat(crate::tx::MAX_NAME_BYTES),
+                    address: "x".repeat(crate::tx::MAX_ADDRESS_BYTES),
+                },
             },
             signature: Signature([0xff; 64]),
         };
@@ -182,7 +209,8 @@ mod tests {
             params: ConsensusParams::default(),
         };
         assert!(genesis.validate().is_ok(), "the default fits");
-        let (fixed, per_tx) = genesis.proposal_size_bound(4);
+        // Sized for the largest set the chain may elect, not the genesis's four.
+        let (fixed, per_tx) = genesis.proposal_size_bound(genesis.params.max_validators as usize);
         let fits = (crate::codec::MAX_MESSAGE_BYTES - fixed) / per_tx;
         genesis.params.max_block_txs = fits as u32;
         assert!(genesis.validate().is_ok());
@@ -220,6 +248,7 @@ mod tests {
             amount: Amount(u64::MAX),
             fee: Amount(u64::MAX),
             nonce: u64::MAX,
+            op: Default::default(),
         }
         .sign(&keys[0], "size");
         let block = Block {

@@ -47,6 +47,7 @@ pub mod formats;
 pub mod genesis;
 pub mod ledger;
 pub mod message;
+pub mod staking;
 pub mod tx;
 pub mod types;
 pub mod units;

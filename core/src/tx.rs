@@ -1,11 +1,57 @@
 //! Signed transfers: the chain's only transaction. A transfer moves `amount` from `from` to `to`
 //! and pays `fee` to the block's validators; `nonce` must equal the sender's count of transfers so
-//! far, so a transfer can be applied once and only once.
+//! far, so a transfer can be applied once and only once. Its `op` says what the amount does: a
+//! payment (`Op::Pay`, the default), or one of the staking operations, whose `to` is a validator's
+//! key (`Op::Register`, `Op::Bond`, `Op::Unbond`; ADR 0026 and `crate::staking`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, CryptoError, Domain, KeyCache, Keypair, PublicKey, Signature};
 use crate::types::{Amount, Hash};
+
+/// The longest validator name a `Register` may carry, in bytes.
+pub const MAX_NAME_BYTES: usize = 32;
+/// The longest network address (`host:port`) a `Register` may carry, in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 64;
+
+/// What a transfer's amount does (ADR 0026).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// `amount` moves from `from` to `to`.
+    #[default]
+    Pay,
+    /// `from` registers the validator key `to`, bonding `amount` (at least the genesis's
+    /// `min_bond`) to it and owning it from then on.
+    Register {
+        /// A name for logs and the explorer, 1 to `MAX_NAME_BYTES` bytes.
+        name: String,
+        /// Where peers reach it (`host:port`), at most `MAX_ADDRESS_BYTES` bytes.
+        address: String,
+    },
+    /// The owner of validator `to` bonds `amount` more to it.
+    Bond,
+    /// The owner of validator `to` unbonds `amount` of its bond; it returns to `from` after the
+    /// unbonding period.
+    Unbond,
+}
+
+impl Op {
+    /// True for the three staking operations.
+    pub fn is_staking(&self) -> bool {
+        !matches!(self, Op::Pay)
+    }
+
+    /// A stable label for logs, metrics and the API.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Op::Pay => "pay",
+            Op::Register { .. } => "register",
+            Op::Bond => "bond",
+            Op::Unbond => "unbond",
+        }
+    }
+}
 
 /// The signed fields of a transfer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +67,9 @@ pub struct Transfer {
     pub fee: Amount,
     /// The sender's `Account::nonce` when this applies: its count of transfers applied before.
     pub nonce: u64,
+    /// What the amount does; a payment when absent (in JSON).
+    #[serde(default)]
+    pub op: Op,
 }
 
 /// A transfer with its sender's signature.
@@ -144,6 +193,7 @@ mod tests {
                     amount: Amount(1),
                     fee: Amount(1),
                     nonce: 0,
+                    op: Default::default(),
                 }
                 .sign(k, "test")
             })
@@ -175,6 +225,7 @@ mod tests {
             amount: Amount(5),
             fee: Amount(1),
             nonce: 0,
+            op: Default::default(),
         }
         .sign(&alice, "test");
         assert!(tx.verify_signature("test").is_ok());

@@ -58,6 +58,22 @@ pub struct ConsensusParams {
     /// twice this) before asking another peer, and, halved, the least time between two blocks
     /// or decisions it sends one peer on request.
     pub resend_interval_ms: u64,
+    /// Heights per epoch: the validator set changes only after a height that is a multiple of
+    /// this, to the set elected one epoch before (ADR 0026). At least 1.
+    pub epoch_blocks: u64,
+    /// The least bond of a registration (the masternode collateral), in base units. The genesis
+    /// validators are exempt: the genesis is trusted.
+    pub min_bond: Amount,
+    /// Validators per set at most: the largest bonds are elected (ties to the lower id). 1 to
+    /// `MAX_VALIDATORS`, and at least the genesis's count.
+    pub max_validators: u32,
+    /// Heights an unbonded amount waits before it returns to its owner; at least twice
+    /// `epoch_blocks`, so stake stays slashable while it still signs. Also the age beyond which
+    /// evidence is refused.
+    pub unbonding_blocks: u64,
+    /// The part of its bond (and of its queued unbonding) a validator proven to double-sign
+    /// loses, in thousandths; at most 1000.
+    pub slash_permille: u32,
 }
 
 impl Default for ConsensusParams {
@@ -79,6 +95,13 @@ impl Default for ConsensusParams {
             max_clock_drift_ms: 2_000,
             max_block_txs: 8_000,
             resend_interval_ms: 2_000,
+            // 100 heights of 8 s: a change signs 13 to 27 minutes after it is made.
+            epoch_blocks: 100,
+            min_bond: Amount(1_000 * Amount::UNITS_PER_TIME),
+            max_validators: 100,
+            // About 22 hours of 8 s blocks.
+            unbonding_blocks: 10_000,
+            slash_permille: 50,
         }
     }
 }
@@ -164,6 +187,31 @@ pub enum GenesisError {
     /// The stakes sum past `u64::MAX`.
     #[error("the total stake overflows 64 bits")]
     StakeOverflow,
+    /// `params.epoch_blocks` is 0.
+    #[error("epoch_blocks must be at least 1")]
+    ZeroEpoch,
+    /// `params.unbonding_blocks` is below twice `epoch_blocks`.
+    #[error(
+        "unbonding_blocks = {unbonding} is below twice epoch_blocks ({epoch}): stake would leave \
+         before its last signature could be proven against it"
+    )]
+    UnbondingTooShort {
+        /// `unbonding_blocks`.
+        unbonding: u64,
+        /// `epoch_blocks`.
+        epoch: u64,
+    },
+    /// `params.max_validators` is 0, above `MAX_VALIDATORS` or below the genesis's count.
+    #[error("max_validators = {max} must be between the genesis's {genesis} validators and {limit}", limit = MAX_VALIDATORS)]
+    BadMaxValidators {
+        /// `max_validators`.
+        max: u32,
+        /// Validators in the genesis.
+        genesis: usize,
+    },
+    /// `params.slash_permille` is above 1000.
+    #[error("slash_permille = {0} is above 1000 (all of the bond)")]
+    BadSlash(u32),
     /// Members of a set not in strictly ascending id order (an election bug, never a genesis's).
     #[error("validator id {0} is out of order in the set")]
     UnorderedIds(ValidatorIndex),
@@ -258,7 +306,7 @@ pub struct Validator {
 
 /// A member as a set is built from: the genesis's validators (ids `0..n`) or an election
 /// (`staking`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Registration number; members are given in strictly ascending id order.
     pub id: ValidatorIndex,

@@ -18,7 +18,8 @@ use timed_core::consensus::{Finalized, Misbehaviour, PersistRecord};
 use timed_core::crypto::{PublicKey, Signature};
 use timed_core::ledger::{Account, BlockOutcome, Reward};
 use timed_core::message::{Decision, Message, Proposal, Vote, VoteKind};
-use timed_core::tx::{SignedTransfer, Transfer};
+use timed_core::staking::StakingRecord;
+use timed_core::tx::{Op, SignedTransfer, Transfer};
 use timed_core::types::{Amount, Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
 use timed_core::validators::{
     ConsensusParams, Genesis, GenesisBalance, GenesisValidator, TimeoutParams,
@@ -69,17 +70,26 @@ fn transfer() -> impl Strategy<Value = SignedTransfer> {
         any::<u64>(),
         any::<u64>(),
         signature(),
+        prop_oneof![
+            Just(Op::Pay),
+            (".{0,40}", ".{0,70}").prop_map(|(name, address)| Op::Register { name, address }),
+            Just(Op::Bond),
+            Just(Op::Unbond),
+        ],
     )
-        .prop_map(|(from, to, amount, fee, nonce, signature)| SignedTransfer {
-            transfer: Transfer {
-                from: PublicKey(from),
-                to: PublicKey(to),
-                amount: Amount(amount),
-                fee: Amount(fee),
-                nonce,
+        .prop_map(
+            |(from, to, amount, fee, nonce, signature, op)| SignedTransfer {
+                transfer: Transfer {
+                    from: PublicKey(from),
+                    to: PublicKey(to),
+                    amount: Amount(amount),
+                    fee: Amount(fee),
+                    nonce,
+                    op,
+                },
+                signature,
             },
-            signature,
-        })
+        )
 }
 
 fn block() -> impl Strategy<Value = Block> {
@@ -284,9 +294,25 @@ fn params() -> impl Strategy<Value = ConsensusParams> {
         any::<u64>(),
         any::<u32>(),
         any::<u64>(),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>(),
+        ),
     )
         .prop_map(
-            |(block_time_ms, propose, prepare, precommit, drift, txs, resend)| ConsensusParams {
+            |(
+                block_time_ms,
+                propose,
+                prepare,
+                precommit,
+                drift,
+                txs,
+                resend,
+                (epoch, bond, max, unbonding, slash),
+            )| ConsensusParams {
                 block_time_ms,
                 propose_timeout: propose,
                 prepare_timeout: prepare,
@@ -294,6 +320,11 @@ fn params() -> impl Strategy<Value = ConsensusParams> {
                 max_clock_drift_ms: drift,
                 max_block_txs: txs,
                 resend_interval_ms: resend,
+                epoch_blocks: epoch,
+                min_bond: Amount(bond),
+                max_validators: max,
+                unbonding_blocks: unbonding,
+                slash_permille: slash,
             },
         )
 }
@@ -350,16 +381,26 @@ fn outcome() -> impl Strategy<Value = BlockOutcome> {
         proptest::collection::vec(reward, 0..4),
         proptest::collection::vec(hash(), 0..3),
         proptest::collection::vec((public_key(), account()), 0..3),
+        (proptest::collection::vec(hash(), 0..3), any::<bool>()),
     )
         .prop_map(
-            |(h, [subsidy, fees, total], rewards, archived, touched)| BlockOutcome {
-                height: Height(h),
-                subsidy: Amount(subsidy),
-                fees: Amount(fees),
-                total_reward: Amount(total),
-                rewards,
-                archived,
-                touched,
+            |(h, [subsidy, fees, total], rewards, archived, touched, (refused, changed))| {
+                BlockOutcome {
+                    height: Height(h),
+                    subsidy: Amount(subsidy),
+                    fees: Amount(fees),
+                    total_reward: Amount(total),
+                    rewards,
+                    archived,
+                    touched,
+                    staking_refused: refused,
+                    staking: changed.then(|| StakingRecord {
+                        registry: vec![],
+                        unbonding: vec![],
+                        current: vec![],
+                        next: vec![],
+                    }),
+                }
             },
         )
 }

@@ -14,7 +14,7 @@ use timed_core::consensus::{
 use timed_core::crypto::{Domain, Keypair, signing_message};
 use timed_core::ledger::{Account, BlockOutcome, Ledger, Reward};
 use timed_core::message::{Decision, Message, Proposal, Vote, VoteKind};
-use timed_core::tx::{SignedTransfer, Transfer};
+use timed_core::tx::{Op, SignedTransfer, Transfer};
 use timed_core::types::{Amount, Hash, Height, Round, TimestampMs, ValidatorIndex};
 use timed_core::validators::{Genesis, GenesisBalance, insecure_dev_validators};
 use timed_core::votes::Evidence;
@@ -48,6 +48,7 @@ fn transfer() -> SignedTransfer {
         amount: Amount(250),
         fee: Amount(1),
         nonce: 0,
+        op: Default::default(),
     }
     .sign(&key("alice"), CHAIN)
 }
@@ -140,6 +141,8 @@ fn vectors() -> Vec<(&'static str, String)> {
                 nonce: 0,
             },
         )],
+        staking_refused: vec![tx.hash()],
+        staking: None,
     };
     let msg = |m: Message| hex::encode(codec::encode_message(&m));
     vec![
@@ -179,6 +182,23 @@ fn vectors() -> Vec<(&'static str, String)> {
         ("certificate", hex_of(&certificate)),
         ("transfer", hex_of(&tx.transfer)),
         ("signed_transfer", hex_of(&tx)),
+        (
+            "transfer.register",
+            hex_of(&Transfer {
+                op: Op::Register {
+                    name: "validator5".into(),
+                    address: "127.0.0.1:9005".into(),
+                },
+                ..tx.transfer.clone()
+            }),
+        ),
+        (
+            "transfer.unbond",
+            hex_of(&Transfer {
+                op: Op::Unbond,
+                ..tx.transfer.clone()
+            }),
+        ),
         ("genesis", hex_of(&g)),
         ("account", hex_of(&outcome.touched[0].1)),
         ("block_outcome", hex_of(&outcome)),

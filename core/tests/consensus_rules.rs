@@ -221,6 +221,7 @@ fn alices_transfer() -> SignedTransfer {
         amount: Amount(10),
         fee: Amount(1),
         nonce: 0,
+        op: Default::default(),
     }
     .sign(&alice(), CHAIN)
 }

@@ -102,6 +102,7 @@ fn genesis(stakes: &[u64]) -> Genesis {
             max_clock_drift_ms: 2_000,
             max_block_txs: 16,
             resend_interval_ms: 500,
+            ..ConsensusParams::default()
         },
     }
 }
@@ -526,6 +527,7 @@ impl Harness {
                     amount: Amount(u64::from(b.u16())),
                     fee: Amount(u64::from(b.u8())),
                     nonce: u64::from(b.u8() % 4),
+                    op: Default::default(),
                 }
                 .sign(client, CHAIN);
                 self.feed(Input::SubmitTx(tx));

@@ -37,6 +37,7 @@ pub fn swap_body(block: &Block, key: &Keypair, rng: &mut ChaCha8Rng) -> Block {
                 amount: Amount(1),
                 fee: Amount(0),
                 nonce: rng.random_range(0..4u64),
+                op: Default::default(),
             }
             .sign(key, CHAIN_ID);
             let at = rng.random_range(0..=n);

@@ -110,6 +110,7 @@ fn pending_blocks_and_transactions_are_reported_truthfully() {
         amount: Amount(250),
         fee: Amount(10),
         nonce: 0,
+        op: Default::default(),
     }
     .sign(&alice, "timed-api");
     let hash = hex::encode(tx.hash().0);

@@ -94,6 +94,7 @@ impl Transfers {
                     amount: Amount(1000),
                     fee: Amount(10),
                     nonce,
+                    op: Default::default(),
                 }
                 .sign(&alice, "timed-devnet");
                 let body = serde_json::to_string(&tx).unwrap();

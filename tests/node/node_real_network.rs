@@ -87,6 +87,7 @@ fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
         amount: Amount(250),
         fee: Amount(10),
         nonce: 0,
+        op: Default::default(),
     }
     .sign(&alice, "timed-test");
     let body = serde_json::to_string(&tx).unwrap();

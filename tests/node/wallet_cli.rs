@@ -129,6 +129,7 @@ fn the_devnet_wallet_sends_to_a_new_wallet_and_both_balances_follow() {
             amount: Amount(amount),
             fee: Amount(1),
             nonce,
+            op: Default::default(),
         }
         .sign(&bob_pair, &chain)
     };

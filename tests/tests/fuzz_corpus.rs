@@ -80,6 +80,7 @@ fn write_seed_corpus() {
         amount: Amount(5),
         fee: Amount(1),
         nonce: 0,
+        op: Default::default(),
     }
     .sign(&key, "fuzz");
     let messages = [

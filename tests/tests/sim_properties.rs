@@ -282,6 +282,7 @@ impl Net {
                 amount: Amount(1_000),
                 fee: Amount(10),
                 nonce: h - 1,
+                op: Default::default(),
             }
             .sign(&self.client, CHAIN),
         ];

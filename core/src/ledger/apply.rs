@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::{Account, Ledger, TxError, distribute, subsidy, transfer_effect};
 use crate::crypto::PublicKey;
 use crate::ledger::rewards::Reward;
-use crate::tx::SignedTransfer;
+use crate::staking::{Staking, StakingRecord};
+use crate::tx::{Op, SignedTransfer};
 use crate::types::{Amount, Hash, Height, ValidatorIndex};
 use crate::validators::ValidatorSet;
 
@@ -29,13 +30,22 @@ pub struct BlockOutcome {
     pub archived: Vec<Hash>,
     /// Every account this block changed, with its new state, sorted by key.
     pub touched: Vec<(PublicKey, Account)>,
+    /// The staking operations of the block that broke a staking rule, in block order: they
+    /// changed nothing but their sender's fee and nonce (`staking::StakingError` says why).
+    pub staking_refused: Vec<Hash>,
+    /// The staking state after the block, when the block changed it (an operation, a release,
+    /// a slash or a new epoch): a store then keeps it.
+    pub staking: Option<StakingRecord>,
 }
 
 impl Ledger {
-    /// Applies a block's transfers in order, then pays subsidy + fees. All or nothing: on error the
-    /// ledger is unchanged.
+    /// Applies a block's transfers in order (a staking operation also to the staking state),
+    /// returns the unbonded stake due, pays subsidy + fees, and at the end of an epoch changes
+    /// the sets (`Staking::end_height`). All or nothing: on error the ledger is unchanged.
     ///
-    /// `proposer` must be a member of `validators` (see `distribute`).
+    /// The reward is shared by the ledger's own current set (the set of `height`, ADR 0026);
+    /// `validators` is used only by a ledger without staking state (`from_accounts`).
+    /// `proposer` must be a member of that set (see `distribute`).
     pub fn apply_block(
         &mut self,
         chain_id: &str,
@@ -63,16 +73,45 @@ impl Ledger {
         verified: impl Fn(&Hash, &SignedTransfer) -> bool,
     ) -> Result<BlockOutcome, TxError> {
         let mut overlay = Overlay::new(&self.accounts);
+        // The staking state is copied only when something changes it.
+        let mut staged: Option<Staking> = None;
+        let mut staking_refused = Vec::new();
         let mut fees = Amount(0);
         let mut archived = Vec::with_capacity(txs.len());
         let mut unverified = Vec::new();
         for tx in txs {
             let t = &tx.transfer;
-            let (from, to) = transfer_effect(t, overlay.get(&t.from), overlay.get(&t.to))?;
-            overlay.set(t.from, from);
-            overlay.set(t.to, to);
-            fees = fees.checked_add(t.fee).ok_or(TxError::Overflow)?;
+            let (mut from, to) = transfer_effect(t, overlay.get(&t.from), overlay.get(&t.to))?;
             let hash = tx.hash();
+            if t.op.is_staking() {
+                let applied = match (&mut staged, &self.staking) {
+                    (Some(s), _) => s.apply_op(t, height).is_ok(),
+                    (None, Some(base)) => {
+                        let mut s = base.clone();
+                        let ok = s.apply_op(t, height).is_ok();
+                        if ok {
+                            staged = Some(s);
+                        }
+                        ok
+                    }
+                    (None, None) => false,
+                };
+                if !applied {
+                    // Refused: the amount taken for a register or a bond goes back.
+                    if !matches!(t.op, Op::Unbond) {
+                        from.balance = from
+                            .balance
+                            .checked_add(t.amount)
+                            .ok_or(TxError::Overflow)?;
+                    }
+                    staking_refused.push(hash);
+                }
+            }
+            overlay.set(t.from, from);
+            if t.from != t.to {
+                overlay.set(t.to, to);
+            }
+            fees = fees.checked_add(t.fee).ok_or(TxError::Overflow)?;
             if !verified(&hash, tx) {
                 unverified.push(tx);
             }
@@ -81,21 +120,40 @@ impl Ledger {
         if crate::tx::first_bad_signature(chain_id, &unverified).is_some() {
             return Err(TxError::BadSignature);
         }
+        // Unbonded stake due at this height returns to its owners.
+        if let Some(base) = &self.staking
+            && base
+                .unbonding()
+                .first()
+                .is_some_and(|u| u.release <= height)
+        {
+            let s = staged.get_or_insert_with(|| base.clone());
+            for u in s.release(height) {
+                overlay.credit(u.owner, u.amount)?;
+            }
+        }
         let subsidy = subsidy(height);
         let total_reward = subsidy.checked_add(fees).ok_or(TxError::Overflow)?;
-        let rewards = distribute(total_reward, proposer, validators);
+        let signers = self.staking.as_ref().map_or(validators, |s| s.current());
+        let rewards = distribute(total_reward, proposer, signers);
         for r in rewards.iter().filter(|r| r.amount.0 > 0) {
-            let mut account = overlay.get(&r.account);
-            account.balance = account
-                .balance
-                .checked_add(r.amount)
-                .ok_or(TxError::Overflow)?;
-            overlay.set(r.account, account);
+            overlay.credit(r.account, r.amount)?;
         }
         let touched = overlay.into_changes();
+        if let Some(base) = &self.staking
+            && base.ends_epoch(height)
+        {
+            staged
+                .get_or_insert_with(|| base.clone())
+                .end_height(height);
+        }
         // Every check passed: from here on nothing fails.
         for (key, account) in &touched {
             self.store(*key, *account);
+        }
+        let staking = staged.as_ref().map(Staking::record);
+        if staged.is_some() {
+            self.staking = staged;
         }
         Ok(BlockOutcome {
             height,
@@ -105,6 +163,8 @@ impl Ledger {
             rewards,
             archived,
             touched,
+            staking_refused,
+            staking,
         })
     }
 }
@@ -134,6 +194,17 @@ impl<'a> Overlay<'a> {
 
     fn set(&mut self, key: PublicKey, account: Account) {
         self.changed.insert(key, account);
+    }
+
+    /// Adds `amount` to `key`'s balance.
+    fn credit(&mut self, key: PublicKey, amount: Amount) -> Result<(), TxError> {
+        let mut account = self.get(&key);
+        account.balance = account
+            .balance
+            .checked_add(amount)
+            .ok_or(TxError::Overflow)?;
+        self.set(key, account);
+        Ok(())
     }
 
     /// The accounts whose state differs from the base, with their new state, sorted by key.

@@ -32,7 +32,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::PublicKey;
-use crate::tx::{SignedTransfer, Transfer};
+use crate::staking::Staking;
+use crate::tx::{MAX_ADDRESS_BYTES, MAX_NAME_BYTES, Op, SignedTransfer, Transfer};
 use crate::types::{Amount, Hash};
 use crate::validators::Genesis;
 
@@ -74,9 +75,17 @@ pub enum TxError {
     /// `amount` is 0.
     #[error("the amount is zero")]
     ZeroAmount,
-    /// `from == to`.
+    /// `from == to` in a payment.
     #[error("the sender and the receiver are the same account")]
     SelfTransfer,
+    /// A `Register` whose name is empty or over `tx::MAX_NAME_BYTES`, or whose address is over
+    /// `tx::MAX_ADDRESS_BYTES`.
+    #[error(
+        "a registration needs a name of 1 to {} bytes and an address of at most {} bytes",
+        MAX_NAME_BYTES,
+        MAX_ADDRESS_BYTES
+    )]
+    BadRegistration,
     /// A sum passes 64 bits: `amount + fee`, the receiver's balance, the sender's nonce, the
     /// block's fees or reward, or a validator's balance after its reward.
     #[error("the amounts overflow 64 bits")]
@@ -107,6 +116,7 @@ impl TxError {
             TxError::InsufficientBalance { .. } => "insufficient_balance",
             TxError::ZeroAmount => "zero_amount",
             TxError::SelfTransfer => "self_transfer",
+            TxError::BadRegistration => "bad_registration",
             TxError::Overflow => "overflow",
             TxError::Duplicate => "duplicate",
             TxError::MempoolFull => "mempool_full",
@@ -115,11 +125,15 @@ impl TxError {
     }
 }
 
-/// Every account's state after some block (or the genesis): what `state_root` commits to.
+/// Every account's state after some block (or the genesis), and the staking state (registry,
+/// bonds, unbonding queue, validator sets): what `state_root` commits to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     /// Invariant: no stored account equals `Account::default()`.
     accounts: BTreeMap<PublicKey, Account>,
+    /// `None` for a ledger of accounts alone (`from_accounts`, tests): it then has no
+    /// validators of its own, and staking operations in a block change nothing but the fee.
+    staking: Option<Staking>,
 }
 
 /// Domain tag of the state root.
@@ -135,7 +149,27 @@ impl Ledger {
             debug_assert!(account.balance.0 == 0, "validated: no account twice");
             account.balance = Amount(account.balance.0.saturating_add(b.amount.0));
         }
-        Ledger { accounts }
+        let staking = genesis
+            .validate()
+            .ok()
+            .map(|set| Staking::from_genesis(genesis, &set));
+        debug_assert!(staking.is_some(), "the genesis is validated first");
+        Ledger { accounts, staking }
+    }
+
+    /// A ledger restored from its accounts and its staking state (what a store keeps).
+    pub fn from_parts(
+        accounts: impl IntoIterator<Item = (PublicKey, Account)>,
+        staking: Option<Staking>,
+    ) -> Ledger {
+        let mut ledger = Ledger::from_accounts(accounts);
+        ledger.staking = staking;
+        ledger
+    }
+
+    /// The staking state; `None` for a ledger of accounts alone.
+    pub fn staking(&self) -> Option<&Staking> {
+        self.staking.as_ref()
     }
 
     /// A ledger restored from its accounts (a snapshot). Empty accounts are dropped; if a key
@@ -158,12 +192,15 @@ impl Ledger {
         self.accounts.iter()
     }
 
-    /// The sum of all balances. In `u128`: the subsidies can push it past `u64::MAX` in principle.
+    /// All the money there is: every balance, bond and unbonding amount. In `u128`: the
+    /// subsidies can push it past `u64::MAX` in principle.
     pub fn total_supply(&self) -> u128 {
-        self.accounts
+        let balances: u128 = self
+            .accounts
             .values()
             .map(|a| u128::from(a.balance.0))
-            .sum()
+            .sum();
+        balances + self.staking.as_ref().map_or(0, Staking::locked_total)
     }
 
     /// Checks a transfer against the current state: signature, nonce, balance, overflow.
@@ -173,10 +210,11 @@ impl Ledger {
         verify(chain_id, tx)
     }
 
-    /// BLAKE3 commitment to every account:
-    /// `BLAKE3("timed/state" ‖ for each account in key order: key ‖ balance ‖ nonce)`, the integers
-    /// as 8 big-endian bytes (fixed width, so the concatenation is unambiguous). Empty accounts are
-    /// never stored, so they never count.
+    /// BLAKE3 commitment to every account and the staking state:
+    /// `BLAKE3("timed/state" ‖ for each account in key order: key ‖ balance ‖ nonce ‖
+    /// [Staking::root])`, the integers as 8 big-endian bytes (fixed width, so the concatenation is
+    /// unambiguous; the staking root is the last 32 bytes when there is staking state). Empty
+    /// accounts are never stored, so they never count.
     ///
     /// Cost: O(accounts) per call (about 48 bytes hashed per account). Fine for now; a large state
     /// would want an incremental structure (a Merkle tree updated by the touched accounts).
@@ -187,6 +225,9 @@ impl Ledger {
             hasher.update(&key.0);
             hasher.update(&account.balance.0.to_be_bytes());
             hasher.update(&account.nonce.to_be_bytes());
+        }
+        if let Some(staking) = &self.staking {
+            hasher.update(&staking.root().0);
         }
         Hash(*hasher.finalize().as_bytes())
     }
@@ -212,8 +253,14 @@ pub(crate) fn transfer_effect(
     if t.amount.0 == 0 {
         return Err(TxError::ZeroAmount);
     }
-    if t.from == t.to {
+    // A staking operation names a validator key in `to`, which may be the sender's own.
+    if t.from == t.to && !t.op.is_staking() {
         return Err(TxError::SelfTransfer);
+    }
+    if let Op::Register { name, address } = &t.op
+        && (name.is_empty() || name.len() > MAX_NAME_BYTES || address.len() > MAX_ADDRESS_BYTES)
+    {
+        return Err(TxError::BadRegistration);
     }
     if t.nonce != from.nonce {
         return Err(TxError::BadNonce {
@@ -221,7 +268,11 @@ pub(crate) fn transfer_effect(
             got: t.nonce,
         });
     }
-    let needed = t.amount.checked_add(t.fee).ok_or(TxError::Overflow)?;
+    // An unbond's amount comes out of the bond, not the balance; only its fee is paid now.
+    let needed = match t.op {
+        Op::Unbond => t.fee,
+        _ => t.amount.checked_add(t.fee).ok_or(TxError::Overflow)?,
+    };
     from.balance = from
         .balance
         .checked_sub(needed)
@@ -230,7 +281,9 @@ pub(crate) fn transfer_effect(
             available: from.balance,
         })?;
     from.nonce = from.nonce.checked_add(1).ok_or(TxError::Overflow)?;
-    to.balance = to.balance.checked_add(t.amount).ok_or(TxError::Overflow)?;
+    if !t.op.is_staking() {
+        to.balance = to.balance.checked_add(t.amount).ok_or(TxError::Overflow)?;
+    }
     Ok((from, to))
 }
 
@@ -274,7 +327,11 @@ mod tests {
         assert_eq!(ledger.account(&pk("alice")), acct(500, 0));
         assert_eq!(ledger.account(&pk("carol")), Account::default());
         assert_eq!(ledger.accounts().count(), 1, "a zero balance is not stored");
-        assert_eq!(ledger.total_supply(), 500);
+        assert_eq!(
+            ledger.total_supply(),
+            501,
+            "the balances and the validator's bonded stake"
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub fn transfer(
         amount: Amount(amount),
         fee: Amount(fee),
         nonce,
+        op: Default::default(),
     }
     .sign(from, CHAIN)
 }

@@ -386,6 +386,7 @@ impl Simulation {
                     amount: Amount(u64::MAX / 2),
                     fee: Amount(0),
                     nonce,
+                    op: Default::default(),
                 }
                 .sign(me, CHAIN_ID);
                 block.txs.push(tx);

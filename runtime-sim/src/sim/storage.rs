@@ -24,6 +24,7 @@ use rand::RngExt;
 use timed_core::consensus::{Finalized, Node, NodeConfig, Restore};
 use timed_core::ledger::Ledger;
 use timed_core::message::Decision;
+use timed_core::staking::Staking;
 use timed_core::types::{Hash, Height};
 use tracing::{debug, info};
 
@@ -94,18 +95,25 @@ impl Simulation {
         let h = f.block.height();
         let node = &mut self.nodes[i];
         node.last_stored = Some((h, f.block.hash()));
-        let stored = self
-            .stored_ledgers
-            .iter()
-            .find(|s| Rc::ptr_eq(&s.before, &node.ledger) && s.touched == f.outcome.touched);
+        let stored = self.stored_ledgers.iter().find(|s| {
+            Rc::ptr_eq(&s.before, &node.ledger)
+                && s.touched == f.outcome.touched
+                && f.outcome.staking.is_none()
+        });
         let (ledger, root, supply) = match stored {
             Some(s) => (s.after.clone(), s.root, s.supply),
             None => {
-                let after = Rc::new(Ledger::from_accounts(
+                // The staking state as a store keeps it: the block's new one, or the one before.
+                let staking = match &f.outcome.staking {
+                    Some(record) => Staking::from_record(record.clone(), &self.genesis.params).ok(),
+                    None => node.ledger.staking().cloned(),
+                };
+                let after = Rc::new(Ledger::from_parts(
                     node.ledger
                         .accounts()
                         .map(|(k, a)| (*k, *a))
                         .chain(f.outcome.touched.iter().copied()),
+                    staking,
                 ));
                 let (root, supply) = (after.state_root(), after.total_supply());
                 if self.stored_ledgers.len() >= STORED_LEDGERS {

@@ -73,6 +73,7 @@ impl Simulation {
             amount: Amount(amount),
             fee: Amount(fee),
             nonce,
+            op: Default::default(),
         }
         .sign(&sender, CHAIN_ID);
         if broken {

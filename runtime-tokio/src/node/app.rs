@@ -223,7 +223,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         return Ok(());
     };
 
-    let mut restore = ctx.store.restore()?;
+    let mut restore = ctx.store.restore(&chain.genesis)?;
     restore.guard = guard.last();
     let resumed = restore.last.as_ref().map(|d| d.block.height());
     let records = restore.records.len();

@@ -149,6 +149,7 @@ pub const REJECTIONS: &[(&str, &[&str])] = &[
             "insufficient_balance",
             "zero_amount",
             "self_transfer",
+            "bad_registration",
             "overflow",
             "duplicate",
             "mempool_full",

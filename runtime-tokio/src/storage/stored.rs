@@ -80,6 +80,8 @@ pub(crate) fn test_block(h: u64, finality_ms: Option<u64>) -> StoredBlock {
             rewards: Vec::new(),
             archived: Vec::new(),
             touched: Vec::new(),
+            staking_refused: Vec::new(),
+            staking: None,
         },
         finality_ms: FinalityMs(finality_ms),
     }

@@ -210,6 +210,7 @@ pub async fn transfer(
         amount,
         fee,
         nonce: account.nonce,
+        op: Default::default(),
     }
     .sign(key, &chain_id);
     let hash = hex::encode(tx.hash().0);

@@ -101,6 +101,7 @@ impl Signer {
                 amount: Amount(1),
                 fee: Amount(0),
                 nonce: n,
+                op: Default::default(),
             }
             .sign(&self.key, &self.chain_id);
             let at = n as usize % (b.txs.len() + 1);

@@ -50,6 +50,7 @@ use timed_core::consensus::Restore;
 use timed_core::crypto::PublicKey;
 use timed_core::ledger::{Account, Ledger};
 use timed_core::message::Decision;
+use timed_core::staking::Staking;
 use timed_core::types::{Hash, Height};
 use timed_core::validators::Genesis;
 
@@ -207,8 +208,13 @@ impl Store {
                     None => {
                         meta.insert("genesis", &hash.0[..])
                             .map_err(StoreError::db)?;
+                        let ledger = Ledger::from_genesis(genesis);
+                        if let Some(staking) = ledger.staking() {
+                            meta.insert(STAKING_KEY, codec::encode(&staking.record()).as_slice())
+                                .map_err(StoreError::db)?;
+                        }
                         let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
-                        for (key, account) in Ledger::from_genesis(genesis).accounts() {
+                        for (key, account) in ledger.accounts() {
                             accounts
                                 .insert(&key.0[..], codec::encode(account).as_slice())
                                 .map_err(StoreError::db)?;
@@ -274,6 +280,7 @@ impl Store {
                 let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
                 let mut hashes = tx.open_table(BLOCK_HASHES).map_err(StoreError::db)?;
                 let mut transfers = tx.open_table(TRANSFERS).map_err(StoreError::db)?;
+                let mut meta = tx.open_table(META).map_err(StoreError::db)?;
                 for f in stored {
                     let height = f.block.height();
                     blocks
@@ -303,6 +310,10 @@ impl Store {
                                 .insert(&transfer_key(address, height.0, i)[..], &hash.0[..])
                                 .map_err(StoreError::db)?;
                         }
+                    }
+                    if let Some(staking) = &f.outcome.staking {
+                        meta.insert(STAKING_KEY, codec::encode(staking).as_slice())
+                            .map_err(StoreError::db)?;
                     }
                     for (key, account) in &f.outcome.touched {
                         if *account == Account::default() {
@@ -336,8 +347,9 @@ impl Store {
         })
     }
 
-    /// What `Node::restore` needs: the last block, the ledger after it, and the WAL.
-    pub fn restore(&self) -> Result<Restore, StoreError> {
+    /// What `Node::restore` needs: the last block, the ledger after it (accounts and staking
+    /// state, under `genesis`'s parameters), and the WAL.
+    pub fn restore(&self, genesis: &Genesis) -> Result<Restore, StoreError> {
         guarded(&self.files, || {
             let r = self.db.begin_read().map_err(StoreError::db)?;
             let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
@@ -364,9 +376,16 @@ impl Store {
                     codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e))?;
                 list.push((PublicKey(key), account));
             }
+            let meta = r.open_table(META).map_err(StoreError::db)?;
+            let staking = match meta.get(STAKING_KEY).map_err(StoreError::db)? {
+                Some(v) => Some(
+                    Staking::decode(v.value(), &genesis.params).map_err(|e| corrupt("meta", e))?,
+                ),
+                None => None,
+            };
             let records = lock_wal(&self.wal).wal.records()?;
             Ok(Restore {
-                ledger: last.as_ref().map(|_| Ledger::from_accounts(list)),
+                ledger: last.as_ref().map(|_| Ledger::from_parts(list, staking)),
                 last,
                 records,
                 // Not chain data: the caller reads it from the guard file beside the key.

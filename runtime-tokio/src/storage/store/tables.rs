@@ -34,9 +34,13 @@ pub(super) fn transfer_key(address: &[u8; 32], height: u64, index: u32) -> [u8; 
 
 /// The format of this database (its tables and the encoding of their values, `codec`), kept in
 /// `meta` under `FORMAT_KEY`. Format 1 had no such key (CBOR values with Rust's field names);
-/// format 2 had no `block_hashes` and `transfers` (the explorer's indexes).
-pub const STORE_FORMAT: u32 = 3;
+/// format 2 had no `block_hashes` and `transfers` (the explorer's indexes); format 3 had no
+/// staking state (`STAKING_KEY`) and wire-version-2 values.
+pub const STORE_FORMAT: u32 = 4;
 pub(super) const FORMAT_KEY: &str = "format";
+/// In `meta`: the staking state after the last block (`Staking::encode`), rewritten whenever a
+/// block changes it (ADR 0026).
+pub(super) const STAKING_KEY: &str = "staking";
 
 /// Refuses a database of another format before anything in it is read; a new one passes.
 pub(super) fn check_format(db: &Database, path: &str) -> Result<(), StoreError> {

@@ -47,11 +47,23 @@ fn a_database_of_another_format_is_refused_with_what_to_do() {
     }
     let text = Store::open(&path).err().expect("refused").to_string();
     assert!(text.contains("is of format 2"), "{text}");
-    assert!(text.contains("reads format 3 only"), "{text}");
+    assert!(text.contains("reads format 4 only"), "{text}");
     let fresh = dir.path().join("new").join("timed.redb");
     std::fs::create_dir_all(fresh.parent().unwrap()).unwrap();
     Store::open(&fresh).unwrap().close().unwrap();
     Store::open(&fresh).unwrap().close().unwrap();
+}
+
+/// A genesis for `restore` (the staking parameters it reads).
+fn test_genesis() -> timed_core::validators::Genesis {
+    let (_, validators) = timed_core::validators::insecure_dev_validators(&[1]);
+    timed_core::validators::Genesis {
+        chain_id: "test".into(),
+        genesis_time_ms: timed_core::types::TimestampMs(0),
+        validators,
+        balances: vec![],
+        params: Default::default(),
+    }
 }
 
 fn stored(h: u64) -> StoredBlock {
@@ -88,7 +100,7 @@ fn read_everything(store: &Store) -> Result<(), StoreError> {
     store.range(Height(1), 1000, usize::MAX)?;
     store.tx_height(&Hash([7; 32]))?;
     store.account(&PublicKey([1; 32]))?;
-    store.restore().map(|_| ())
+    store.restore(&test_genesis()).map(|_| ())
 }
 
 /// Damage (200 bytes flipped) in each 4 KiB page of the file in turn, before the node
@@ -178,7 +190,7 @@ fn blocks_only_in_the_wal_are_put_back_into_the_database_on_open() {
     assert_eq!(store.latest_height().unwrap(), Some(Height(3)));
     assert_eq!(store.block(Height(2)).unwrap(), Some(stored(2)));
     assert_eq!(store.tx_height(&Hash([3; 32])).unwrap(), Some(Height(3)));
-    let restore = store.restore().unwrap();
+    let restore = store.restore(&test_genesis()).unwrap();
     assert_eq!(restore.last.map(|d| d.block.height()), Some(Height(3)));
     assert_eq!(restore.records, vec![record]);
 }
@@ -231,6 +243,7 @@ fn blocks_are_found_by_hash_and_transfers_by_address_newest_first() {
                     amount: Amount(10 + i as u64),
                     fee: Amount(1),
                     nonce: h * 10 + i as u64,
+                    op: Default::default(),
                 }
                 .sign(&alice, "test")
             })

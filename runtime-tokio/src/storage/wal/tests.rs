@@ -85,17 +85,18 @@ fn wal_of_an_earlier_format_is_refused_before_any_entry_is_read() {
     std::fs::write(&path, &raw).unwrap();
     let text = Wal::open(&path).err().expect("refused").to_string();
     assert!(
-        text.contains("is not of format 2 (no format header: format 1)"),
+        text.contains("is not of format 3 (no format header: format 1)"),
         "{text}"
     );
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert_eq!(std::fs::read(&path).unwrap(), raw, "nothing was changed");
-    // A header of another format number.
+    // A header of another format number (the one before this).
     let mut other = file_header();
-    other[8] = 3;
+    other[8] = (WAL_FORMAT - 1) as u8;
     std::fs::write(&path, [&other[..], &raw].concat()).unwrap();
     let text = Wal::open(&path).err().expect("refused").to_string();
-    assert!(text.contains("(format 3)"), "{text}");
+    let found = format!("(format {})", WAL_FORMAT - 1);
+    assert!(text.contains(&found), "{text}");
 }
 
 #[test]

@@ -54,6 +54,7 @@ pub(super) async fn fund(
                     amount: each,
                     fee,
                     nonce: nonce + i as u64,
+                    op: Default::default(),
                 }
                 .sign(funder, chain_id)
             })
@@ -108,6 +109,7 @@ pub(super) fn sign_all(
                                     amount: Amount(1),
                                     fee: Amount(1),
                                     nonce: (j / n) as u64,
+                                    op: Default::default(),
                                 }
                                 .sign(from, chain_id)
                             })
