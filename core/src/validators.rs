@@ -392,7 +392,8 @@ impl ValidatorSet {
     /// `1/2 + n/2·w_i/T` (n validators, T total stake), so every share of proposals converges to
     /// the share of stake, and after `T` turns the schedule repeats exactly (`T` the total of
     /// the scaled weights when stakes total more than 2^62, see `MAX_SCHEDULE_TOTAL`). A turn
-    /// costs O(n log n), independent of the height: no history is replayed after a restart.
+    /// costs O(n) (a window of O(n) points, and a selection in it), independent of the height:
+    /// no history is replayed after a restart.
     pub fn proposer(&self, height: Height, round: Round) -> ValidatorIndex {
         let turn = u128::from(height.0.saturating_sub(1)) + u128::from(round.0);
         self.schedule_turn(turn)
@@ -411,7 +412,8 @@ impl ValidatorSet {
             let hi = s + margin + 1;
             // Points m / (2·w) with m odd and lo/T ≤ m/(2w) ≤ hi/T. Products stay below 2^126:
             // weights total at most 2^62 and m at most 2w + O(n).
-            let mut points: Vec<(u128, usize)> = Vec::new();
+            let mut points: Vec<(u128, usize)> =
+                Vec::with_capacity(2 * usize::try_from(margin).unwrap_or(0) + 2);
             for (i, &w) in self.weights.iter().enumerate() {
                 let mut m = (2 * w * lo).div_ceil(total);
                 if m.is_multiple_of(2) {
@@ -423,14 +425,17 @@ impl ValidatorSet {
                     m += 2;
                 }
             }
-            points.sort_by(|a, b| self.compare_points(*a, *b));
-            if let Some(&first) = points.first() {
+            // The window's points in order are turns `at..`; only the `s - at`-th is wanted, so
+            // it is selected rather than the window sorted (the order is total: ties go by index).
+            let compare = |a: &(u128, usize), b: &(u128, usize)| self.compare_points(*a, *b);
+            if let Some(&first) = points.iter().min_by(|a, b| compare(a, b)) {
                 let at = self.points_before(first);
-                if let Some(&(_, i)) = s
+                if let Some(d) = s
                     .checked_sub(at)
                     .and_then(|d| usize::try_from(d).ok())
-                    .and_then(|d| points.get(d))
+                    .filter(|d| *d < points.len())
                 {
+                    let (_, &mut (_, i), _) = points.select_nth_unstable_by(d, compare);
                     return ValidatorIndex(i as u16);
                 }
             }

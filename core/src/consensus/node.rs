@@ -195,6 +195,10 @@ pub struct Node {
     /// peer per `block_answer_gap`.
     decision_sent: BTreeMap<ValidatorIndex, TimestampMs>,
 
+    /// The last proposer looked up, with its (height, round): `start_round` and the round's
+    /// proposal (arriving at every node) ask for the same one, and a schedule turn costs O(n).
+    proposer_memo: Option<(Height, Round, ValidatorIndex)>,
+
     out: Vec<Output>,
 }
 
@@ -223,6 +227,7 @@ impl Node {
             guard: Guard::new(config.double_sign_check_ms),
             block_answered: BTreeMap::new(),
             decision_sent: BTreeMap::new(),
+            proposer_memo: None,
             out: Vec::new(),
         })
     }
@@ -478,6 +483,18 @@ impl Node {
             })
             .map(|(_, msg)| msg.clone())
             .collect()
+    }
+
+    /// The proposer of `(height, round)` (`ValidatorSet::proposer`), remembered for the next ask.
+    fn proposer(&mut self, height: Height, round: Round) -> ValidatorIndex {
+        match self.proposer_memo {
+            Some((h, r, proposer)) if (h, r) == (height, round) => proposer,
+            _ => {
+                let proposer = self.set.proposer(height, round);
+                self.proposer_memo = Some((height, round, proposer));
+                proposer
+            }
+        }
     }
 
     fn schedule(&mut self, timer: Timer, after_ms: u64) {

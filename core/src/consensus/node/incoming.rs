@@ -18,7 +18,7 @@ impl Node {
         if p.round > Round(self.cur.round.0.saturating_add(PROPOSAL_ROUNDS_AHEAD)) {
             return self.reject("proposal", "round_too_far");
         }
-        if p.proposer != self.set.proposer(p.height, p.round) {
+        if p.proposer != self.proposer(p.height, p.round) {
             return self.reject("proposal", "wrong_proposer");
         }
         if p.block.header.height != p.height || p.valid_round.is_some_and(|vr| vr >= p.round) {

@@ -371,7 +371,7 @@ impl Node {
             },
             after,
         );
-        let proposer = self.set.proposer(self.cur.height, round);
+        let proposer = self.proposer(self.cur.height, round);
         if Some(proposer) == self.me {
             self.propose(proposer);
         }
