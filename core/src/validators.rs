@@ -355,6 +355,11 @@ impl ValidatorSet {
         self.by_key.get(key).copied()
     }
 
+    /// Every validator's key with its index, in key order.
+    pub fn iter_by_key(&self) -> impl Iterator<Item = (&PublicKey, ValidatorIndex)> {
+        self.by_key.iter().map(|(key, index)| (key, *index))
+    }
+
     /// Every validator with its index, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (ValidatorIndex, &Validator)> {
         self.validators

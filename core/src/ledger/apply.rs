@@ -44,17 +44,25 @@ impl Ledger {
         validators: &ValidatorSet,
         txs: &[SignedTransfer],
     ) -> Result<BlockOutcome, TxError> {
-        self.apply_block_trusting(chain_id, height, proposer, validators, txs, |_, _| false)
+        let outcome =
+            self.stage_block_trusting(chain_id, height, proposer, validators, txs, |_, _| false)?;
+        self.commit(&outcome.touched);
+        Ok(outcome)
     }
 
-    /// As `apply_block`, but the signature of a transfer for which `verified(hash, tx)` holds is
-    /// not checked again: a node passes "these exact bytes, signature included, are in my mempool",
-    /// where they were admitted only after their signature verified on this chain. Verification
-    /// is a pure function of those bytes and the chain id, so skipping it for bytes already
-    /// verified changes no outcome: the result is always the one `apply_block` gives. The other
+    /// What `apply_block` would do, leaving the ledger as it is: the outcome's `touched` is what
+    /// applying the block would change (`commit` makes it so, `state_root_with` tells the state
+    /// root it would give). A node checks every candidate block this way and commits the one
+    /// finalized, instead of applying each to a copy of the whole ledger.
+    ///
+    /// The signature of a transfer for which `verified(hash, tx)` holds is not checked again: a
+    /// node passes "these exact bytes, signature included, are in my mempool", where they were
+    /// admitted only after their signature verified on this chain. Verification is a pure
+    /// function of those bytes and the chain id, so skipping it for bytes already verified
+    /// changes no outcome: the result is always the one `apply_block` gives. The other
     /// transfers' signatures are checked as one batch (a bad one fails the block).
-    pub fn apply_block_trusting(
-        &mut self,
+    pub fn stage_block_trusting(
+        &self,
         chain_id: &str,
         height: Height,
         proposer: ValidatorIndex,
@@ -84,19 +92,22 @@ impl Ledger {
         let subsidy = subsidy(height);
         let total_reward = subsidy.checked_add(fees).ok_or(TxError::Overflow)?;
         let rewards = distribute(total_reward, proposer, validators);
-        for r in rewards.iter().filter(|r| r.amount.0 > 0) {
-            let mut account = overlay.get(&r.account);
+        // Every validator is paid at nearly every block: the rewards are staged in key order (the
+        // set's), as a sorted list beside the overlay rather than an insertion into it each.
+        let mut credited: Vec<(PublicKey, Account)> = Vec::with_capacity(rewards.len());
+        for (key, index) in validators.iter_by_key() {
+            let Some(reward) = rewards.get(index.as_usize()).filter(|r| r.amount.0 > 0) else {
+                continue;
+            };
+            debug_assert_eq!(reward.account, *key, "rewards are in index order");
+            let mut account = overlay.get(key);
             account.balance = account
                 .balance
-                .checked_add(r.amount)
+                .checked_add(reward.amount)
                 .ok_or(TxError::Overflow)?;
-            overlay.set(r.account, account);
+            credited.push((*key, account));
         }
-        let touched = overlay.into_changes();
-        // Every check passed: from here on nothing fails.
-        for (key, account) in &touched {
-            self.store(*key, *account);
-        }
+        let touched = overlay.into_changes(credited);
         Ok(BlockOutcome {
             height,
             subsidy,
@@ -106,6 +117,50 @@ impl Ledger {
             archived,
             touched,
         })
+    }
+
+    /// Applies what a block staged on this very ledger touched (`BlockOutcome::touched` of
+    /// `stage_block_trusting`).
+    pub fn commit(&mut self, touched: &[(PublicKey, Account)]) {
+        for (key, account) in touched {
+            self.store(*key, *account);
+        }
+    }
+
+    /// The state root this ledger would have with `touched` committed (`commit`), computed
+    /// without changing it.
+    pub fn state_root_with(&self, touched: &[(PublicKey, Account)]) -> Hash {
+        debug_assert!(
+            touched.is_sorted_by(|a, b| a.0 < b.0),
+            "touched is sorted by key"
+        );
+        let mut base = self.accounts.iter().peekable();
+        let mut touched = touched.iter().peekable();
+        let merged = std::iter::from_fn(move || {
+            loop {
+                let next = match (base.peek(), touched.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => base.next(),
+                    (None, Some(_)) => touched.next().map(|(k, a)| (k, a)),
+                    (Some((bk, _)), Some((tk, _))) => match (*bk).cmp(tk) {
+                        std::cmp::Ordering::Less => base.next(),
+                        std::cmp::Ordering::Equal => {
+                            base.next();
+                            touched.next().map(|(k, a)| (k, a))
+                        }
+                        std::cmp::Ordering::Greater => touched.next().map(|(k, a)| (k, a)),
+                    },
+                };
+                // A touched account left empty is not stored (`Ledger::store`).
+                if let Some((_, account)) = next
+                    && *account == Account::default()
+                {
+                    continue;
+                }
+                return next;
+            }
+        });
+        Ledger::root_of(merged)
     }
 }
 
@@ -136,11 +191,27 @@ impl<'a> Overlay<'a> {
         self.changed.insert(key, account);
     }
 
-    /// The accounts whose state differs from the base, with their new state, sorted by key.
-    fn into_changes(self) -> Vec<(PublicKey, Account)> {
+    /// The accounts whose state differs from the base, with their new state, sorted by key:
+    /// those set, each replaced by its entry of `last` where it has one (`last` sorted by key,
+    /// its states computed on top of this overlay).
+    fn into_changes(self, last: Vec<(PublicKey, Account)>) -> Vec<(PublicKey, Account)> {
         let base = self.base;
-        self.changed
-            .into_iter()
+        let mut changed = self.changed.into_iter().peekable();
+        let mut last = last.into_iter().peekable();
+        let merged = std::iter::from_fn(|| match (changed.peek(), last.peek()) {
+            (None, None) => None,
+            (Some(_), None) => changed.next(),
+            (None, Some(_)) => last.next(),
+            (Some((ck, _)), Some((lk, _))) => match ck.cmp(lk) {
+                std::cmp::Ordering::Less => changed.next(),
+                std::cmp::Ordering::Equal => {
+                    changed.next();
+                    last.next()
+                }
+                std::cmp::Ordering::Greater => last.next(),
+            },
+        });
+        merged
             .filter(|(key, account)| *account != base.get(key).copied().unwrap_or_default())
             .collect()
     }
@@ -238,28 +309,30 @@ mod tests {
         let mut block = good.clone();
         block.push(forged.clone());
         let apply = |verified: &dyn Fn(&Hash, &SignedTransfer) -> bool| {
-            let mut l = ledger.clone();
-            let r =
-                l.apply_block_trusting(CHAIN, Height(1), ValidatorIndex(0), &set, &block, verified);
-            (r, l)
+            ledger.stage_block_trusting(CHAIN, Height(1), ValidatorIndex(0), &set, &block, verified)
         };
-        // Nothing trusted: the batch fails, the forged one is found, the ledger is unchanged.
-        let (r, l) = apply(&|_, _| false);
-        assert_eq!(r, Err(TxError::BadSignature));
-        assert_eq!(l, ledger);
+        // Nothing trusted: the batch fails, the forged one is found.
+        assert_eq!(apply(&|_, _| false), Err(TxError::BadSignature));
         // The good ones trusted: the forged one is still checked.
-        let (r, _) = apply(&|_, tx| good.contains(tx));
-        assert_eq!(r, Err(TxError::BadSignature));
+        assert_eq!(
+            apply(&|_, tx| good.contains(tx)),
+            Err(TxError::BadSignature)
+        );
         // Trusting exact bytes of good transfers changes no outcome.
         let mut a = ledger.clone();
-        let mut b = ledger.clone();
         let plain = a.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &good);
-        let trusted =
-            b.apply_block_trusting(CHAIN, Height(1), ValidatorIndex(0), &set, &good, |_, tx| {
-                good[..2].contains(tx)
-            });
+        let trusted = ledger.stage_block_trusting(
+            CHAIN,
+            Height(1),
+            ValidatorIndex(0),
+            &set,
+            &good,
+            |_, tx| good[..2].contains(tx),
+        );
         assert!(plain.is_ok());
         assert_eq!(plain, trusted);
+        let mut b = ledger.clone();
+        b.commit(&trusted.unwrap().touched);
         assert_eq!(a, b);
     }
 
@@ -372,6 +445,11 @@ mod tests {
                 let root_before = ledger.state_root();
                 match ledger.apply_block(CHAIN, height, proposer, &set, &txs) {
                     Ok(out) => {
+                        // Staged on the ledger before, the block gives the same outcome, and the
+                        // state root predicted is the committed ledger's.
+                        let staged = before.stage_block_trusting(CHAIN, height, proposer, &set, &txs, |_, _| false);
+                        prop_assert_eq!(staged.as_ref(), Ok(&out));
+                        prop_assert_eq!(before.state_root_with(&out.touched), ledger.state_root());
                         prop_assert_eq!(ledger.total_supply(), before.total_supply() + u128::from(subsidy(height).0));
                         prop_assert_eq!(out.subsidy, subsidy(height));
                         let paid: u128 = out.rewards.iter().map(|r| u128::from(r.amount.0)).sum();
