@@ -222,7 +222,16 @@ impl VoteKeeper {
 
     /// The rounds holding any counted vote, ascending.
     pub fn rounds(&self) -> Vec<Round> {
-        self.rounds.keys().copied().collect()
+        self.rounds_in(..).collect()
+    }
+
+    /// The rounds within `range` holding any counted vote, ascending (or, reversed, descending):
+    /// what the rules ask after every input, without collecting them.
+    pub fn rounds_in(
+        &self,
+        range: impl std::ops::RangeBounds<Round>,
+    ) -> impl DoubleEndedIterator<Item = Round> + '_ {
+        self.rounds.range(range).map(|(round, _)| *round)
     }
 
     /// The values voted for with `kind` in `round` and the stake behind each, in ascending value

@@ -213,10 +213,12 @@ impl Node {
         }
         let mut missing = None;
         let floor = self.cur.valid.map(|(vr, _)| vr);
-        for round in self.cur.votes.rounds().into_iter().rev() {
-            if round > self.cur.round {
-                continue; // the node gets there by L55 and L36 proper
-            }
+        // Descending from the current round (the node gets to later ones by L55 and L36
+        // proper), one look-up each: `check` below needs the node, so the rounds are not
+        // borrowed across the loop (nor collected, after every input).
+        let mut upper = Some(self.cur.round);
+        while let Some(round) = upper.and_then(|u| self.cur.votes.rounds_in(..=u).next_back()) {
+            upper = round.0.checked_sub(1).map(Round);
             if floor.is_some_and(|vr| round <= vr) {
                 break;
             }
