@@ -164,6 +164,20 @@ pub struct StakingParams {
     pub slash_permille: u32,
 }
 
+impl StakingParams {
+    /// Default consensus parameters carrying these (what `Staking::from_record` reads).
+    pub fn consensus(&self) -> ConsensusParams {
+        ConsensusParams {
+            epoch_blocks: self.epoch_blocks,
+            min_bond: self.min_bond,
+            max_validators: self.max_validators,
+            unbonding_blocks: self.unbonding_blocks,
+            slash_permille: self.slash_permille,
+            ..ConsensusParams::default()
+        }
+    }
+}
+
 impl From<&ConsensusParams> for StakingParams {
     fn from(p: &ConsensusParams) -> StakingParams {
         StakingParams {
@@ -483,33 +497,60 @@ impl Staking {
         }
     }
 
-    /// The commitment the state root takes: the registry, the queue and both sets' hashes, the
-    /// integers as fixed-width big-endian bytes and the strings length-prefixed.
+    /// The commitment the state root takes (`StakingRecord::root`).
     pub fn root(&self) -> Hash {
-        let mut h = blake3::Hasher::new();
-        h.update(b"timed/staking");
-        h.update(&(self.registry.len() as u64).to_be_bytes());
-        for r in &self.registry {
-            h.update(&r.key.0);
-            h.update(&r.owner.0);
-            for s in [&r.name, &r.address] {
-                h.update(&(s.len() as u64).to_be_bytes());
-                h.update(s.as_bytes());
-            }
-            h.update(&r.bond.0.to_be_bytes());
-            h.update(&[u8::from(r.jailed)]);
-        }
-        h.update(&(self.unbonding.len() as u64).to_be_bytes());
-        for u in &self.unbonding {
-            h.update(&u.validator.0.to_be_bytes());
-            h.update(&u.owner.0);
-            h.update(&u.amount.0.to_be_bytes());
-            h.update(&u.release.0.to_be_bytes());
-        }
-        h.update(&self.current.hash().0);
-        h.update(&self.next.hash().0);
-        Hash(*h.finalize().as_bytes())
+        staking_root(
+            &self.registry,
+            &self.unbonding,
+            self.current.hash(),
+            self.next.hash(),
+        )
     }
+}
+
+impl StakingRecord {
+    /// The commitment the state root takes: the registry, the queue and both sets' hashes, the
+    /// integers as fixed-width big-endian bytes and the strings length-prefixed. Computed from
+    /// the record alone, so a staged block's state root needs no set built.
+    pub fn root(&self) -> Hash {
+        staking_root(
+            &self.registry,
+            &self.unbonding,
+            crate::validators::members_hash(&self.current),
+            crate::validators::members_hash(&self.next),
+        )
+    }
+}
+
+fn staking_root(
+    registry: &[Registration],
+    unbonding: &[Unbonding],
+    current: Hash,
+    next: Hash,
+) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"timed/staking");
+    h.update(&(registry.len() as u64).to_be_bytes());
+    for r in registry {
+        h.update(&r.key.0);
+        h.update(&r.owner.0);
+        for s in [&r.name, &r.address] {
+            h.update(&(s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
+        }
+        h.update(&r.bond.0.to_be_bytes());
+        h.update(&[u8::from(r.jailed)]);
+    }
+    h.update(&(unbonding.len() as u64).to_be_bytes());
+    for u in unbonding {
+        h.update(&u.validator.0.to_be_bytes());
+        h.update(&u.owner.0);
+        h.update(&u.amount.0.to_be_bytes());
+        h.update(&u.release.0.to_be_bytes());
+    }
+    h.update(&current.0);
+    h.update(&next.0);
+    Hash(*h.finalize().as_bytes())
 }
 
 #[cfg(test)]
@@ -636,6 +677,59 @@ mod tests {
             .map(|h| u128::from(crate::ledger::subsidy(Height(h)).0))
             .sum();
         assert_eq!(ledger.total_supply(), supply + minted);
+    }
+
+    #[test]
+    fn an_owner_of_two_validators_is_paid_once_their_sum() {
+        let mut g = genesis();
+        g.params.max_validators = 4;
+        let mut ledger = Ledger::from_genesis(&g);
+        let alice = key("alice").public_key();
+        apply(
+            &mut ledger,
+            1,
+            &[
+                register("alice", "validator3", 60, 0),
+                register("alice", "validator4", 70, 1),
+            ],
+        );
+        for h in 2..=4 {
+            apply(&mut ledger, h, &[]);
+        }
+        assert_eq!(ids(ledger.staking().unwrap().current()), vec![0, 1, 2, 3]);
+        let before = ledger.account(&alice).balance;
+        let out = apply(&mut ledger, 5, &[]);
+        let to_alice: u64 = out
+            .rewards
+            .iter()
+            .filter(|r| r.account == alice)
+            .map(|r| r.amount.0)
+            .sum();
+        assert_eq!(
+            out.rewards.iter().filter(|r| r.account == alice).count(),
+            2,
+            "two validators' shares"
+        );
+        assert!(to_alice > 0);
+        assert_eq!(out.touched.iter().filter(|(k, _)| *k == alice).count(), 1);
+        assert_eq!(ledger.account(&alice).balance, Amount(before.0 + to_alice));
+    }
+
+    #[test]
+    fn the_largest_bonds_are_elected_up_to_the_maximum() {
+        let g = genesis(); // max_validators 3
+        let mut ledger = Ledger::from_genesis(&g);
+        apply(
+            &mut ledger,
+            1,
+            &[
+                register("alice", "validator3", 60, 0),
+                register("alice", "validator4", 70, 1),
+            ],
+        );
+        apply(&mut ledger, 2, &[]);
+        // 100, 100 and 70: ids 0, 1 and 3; validator3's 60 waits.
+        assert_eq!(ids(ledger.staking().unwrap().next()), vec![0, 1, 3]);
     }
 
     #[test]

@@ -245,6 +245,29 @@ pub enum GenesisError {
     },
 }
 
+/// `ValidatorSet::hash` of the set of `members` (without building it).
+pub fn members_hash(members: &[Member]) -> Hash {
+    set_hash(
+        members.len(),
+        members.iter().map(|m| (m.id, &m.public_key, m.stake)),
+    )
+}
+
+fn set_hash<'a>(
+    len: usize,
+    members: impl Iterator<Item = (ValidatorIndex, &'a PublicKey, Stake)>,
+) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"timed/set");
+    h.update(&(len as u64).to_be_bytes());
+    for (id, key, stake) in members {
+        h.update(&id.0.to_be_bytes());
+        h.update(&key.0);
+        h.update(&stake.0.to_be_bytes());
+    }
+    Hash(*h.finalize().as_bytes())
+}
+
 /// The most money a genesis may create: half of what a `u64` holds, leaving billions of blocks of
 /// subsidies before any balance could overflow.
 pub const MAX_GENESIS_SUPPLY: u64 = u64::MAX / 2;
@@ -484,15 +507,12 @@ impl ValidatorSet {
     /// `"timed/set"` and, in id order, each member's id, key and stake (what a certificate's
     /// check needs; the reward accounts are in the state root).
     pub fn hash(&self) -> Hash {
-        let mut h = blake3::Hasher::new();
-        h.update(b"timed/set");
-        h.update(&(self.validators.len() as u64).to_be_bytes());
-        for v in &self.validators {
-            h.update(&v.id.0.to_be_bytes());
-            h.update(&v.public_key.0);
-            h.update(&v.stake.0.to_be_bytes());
-        }
-        Hash(*h.finalize().as_bytes())
+        set_hash(
+            self.validators.len(),
+            self.validators
+                .iter()
+                .map(|v| (v.id, &v.public_key, v.stake)),
+        )
     }
 
     /// The position of `id` in the set (its rank by id), if it is a member.
@@ -574,7 +594,8 @@ impl ValidatorSet {
     /// `1/2 + n/2·w_i/T` (n validators, T total stake), so every share of proposals converges to
     /// the share of stake, and after `T` turns the schedule repeats exactly (`T` the total of
     /// the scaled weights when stakes total more than 2^62, see `MAX_SCHEDULE_TOTAL`). A turn
-    /// costs O(n log n), independent of the height: no history is replayed after a restart.
+    /// costs O(n) (a window of O(n) points, and a selection in it), independent of the height:
+    /// no history is replayed after a restart.
     pub fn proposer(&self, height: Height, round: Round) -> ValidatorIndex {
         let turn = u128::from(height.0.saturating_sub(1)) + u128::from(round.0);
         self.schedule_turn(turn)
@@ -593,7 +614,8 @@ impl ValidatorSet {
             let hi = s + margin + 1;
             // Points m / (2·w) with m odd and lo/T ≤ m/(2w) ≤ hi/T. Products stay below 2^126:
             // weights total at most 2^62 and m at most 2w + O(n).
-            let mut points: Vec<(u128, usize)> = Vec::new();
+            let mut points: Vec<(u128, usize)> =
+                Vec::with_capacity(2 * usize::try_from(margin).unwrap_or(0) + 2);
             for (i, &w) in self.weights.iter().enumerate() {
                 let mut m = (2 * w * lo).div_ceil(total);
                 if m.is_multiple_of(2) {
@@ -605,14 +627,17 @@ impl ValidatorSet {
                     m += 2;
                 }
             }
-            points.sort_by(|a, b| self.compare_points(*a, *b));
-            if let Some(&first) = points.first() {
+            // The window's points in order are turns `at..`; only the `s - at`-th is wanted, so
+            // it is selected rather than the window sorted (the order is total: ties go by index).
+            let compare = |a: &(u128, usize), b: &(u128, usize)| self.compare_points(*a, *b);
+            if let Some(&first) = points.iter().min_by(|a, b| compare(a, b)) {
                 let at = self.points_before(first);
-                if let Some(&(_, i)) = s
+                if let Some(d) = s
                     .checked_sub(at)
                     .and_then(|d| usize::try_from(d).ok())
-                    .and_then(|d| points.get(d))
+                    .filter(|d| *d < points.len())
                 {
+                    let (_, &mut (_, i), _) = points.select_nth_unstable_by(d, compare);
                     return self.validators[i].id;
                 }
             }

@@ -98,9 +98,10 @@ impl Fixture {
     ) -> Block {
         let set = self.genesis.validate().unwrap();
         let mut ledger = Ledger::from_genesis(&self.genesis);
-        ledger
-            .apply_block_trusting(CHAIN, Height(1), proposer, &set, &txs, |_, _| true)
+        let staged = ledger
+            .stage_block_trusting(CHAIN, Height(1), proposer, &set, &txs, |_, _| true)
             .unwrap();
+        ledger.commit(&staged.touched);
         Block {
             header: Header {
                 chain_id: CHAIN.into(),
@@ -1915,11 +1916,9 @@ fn a_body_swapped_copy_does_not_replace_a_kept_proposal_of_the_next_height() {
     assert_ne!(p2, f.me);
     let mut ledger = Ledger::from_genesis(&f.genesis);
     ledger
-        .apply_block_trusting(CHAIN, Height(1), b.header.proposer, &set, &[], |_, _| true)
+        .apply_block(CHAIN, Height(1), b.header.proposer, &set, &[])
         .unwrap();
-    ledger
-        .apply_block_trusting(CHAIN, Height(2), p2, &set, &[], |_, _| true)
-        .unwrap();
+    ledger.apply_block(CHAIN, Height(2), p2, &set, &[]).unwrap();
     let next = Block {
         header: Header {
             chain_id: CHAIN.into(),

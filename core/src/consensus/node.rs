@@ -195,6 +195,10 @@ pub struct Node {
     /// peer per `block_answer_gap`.
     decision_sent: BTreeMap<ValidatorIndex, TimestampMs>,
 
+    /// The last proposer looked up, with its (height, round): `start_round` and the round's
+    /// proposal (arriving at every node) ask for the same one, and a schedule turn costs O(n).
+    proposer_memo: Option<(Height, Round, ValidatorIndex)>,
+
     out: Vec<Output>,
 }
 
@@ -223,6 +227,7 @@ impl Node {
             guard: Guard::new(config.double_sign_check_ms),
             block_answered: BTreeMap::new(),
             decision_sent: BTreeMap::new(),
+            proposer_memo: None,
             out: Vec::new(),
         })
     }
@@ -313,6 +318,26 @@ impl Node {
 
     /// Handles one input at time `now` and returns what to do, in order.
     pub fn handle(&mut self, now: TimestampMs, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.handle_into(now, input, &mut out);
+        out
+    }
+
+    /// As `handle`, appending what to do to `out`: a driver that empties and reuses one buffer
+    /// allocates nothing per input for the outputs (the simulator runs millions of inputs, most
+    /// with an output or two).
+    pub fn handle_into(&mut self, now: TimestampMs, input: Input, out: &mut Vec<Output>) {
+        debug_assert!(
+            self.out.is_empty(),
+            "outputs are handed over at every input"
+        );
+        // The node pushes to `self.out`: the caller's buffer takes its place for this input.
+        std::mem::swap(&mut self.out, out);
+        self.on_input(now, input);
+        std::mem::swap(&mut self.out, out);
+    }
+
+    fn on_input(&mut self, now: TimestampMs, input: Input) {
         // A clock that steps back is held still: the core's time never decreases.
         self.now = self.now.max(now);
         match input {
@@ -333,7 +358,6 @@ impl Node {
         self.check_rules();
         self.follow_polkas();
         self.assert_invariants();
-        std::mem::take(&mut self.out)
     }
 
     /// What holds between any two steps, whatever the input was (checked in debug builds: the
@@ -478,6 +502,18 @@ impl Node {
             })
             .map(|(_, msg)| msg.clone())
             .collect()
+    }
+
+    /// The proposer of `(height, round)` (`ValidatorSet::proposer`), remembered for the next ask.
+    fn proposer(&mut self, height: Height, round: Round) -> ValidatorIndex {
+        match self.proposer_memo {
+            Some((h, r, proposer)) if (h, r) == (height, round) => proposer,
+            _ => {
+                let proposer = self.set.proposer(height, round);
+                self.proposer_memo = Some((height, round, proposer));
+                proposer
+            }
+        }
     }
 
     fn schedule(&mut self, timer: Timer, after_ms: u64) {

@@ -7,13 +7,15 @@
 //! overflow, and the sender's signature verifies on this chain. The cheap rules are checked first,
 //! so a malformed transfer costs no signature verification; a block's signatures are checked after
 //! the cheap rules of all its transfers passed, as one batch (`tx::first_bad_signature`), and
-//! `apply_block_trusting` skips those the caller verified before (its mempool's).
+//! `stage_block_trusting` skips those the caller verified before (its mempool's).
 //!
 //! A finalized block (`apply_block`) applies its transfers in order, then pays
 //! `subsidy(h) + Σ fees` to the validators as `rewards` says. It is all or nothing: the changes are
 //! staged on an overlay of the touched accounts only, and merged into the ledger if every step
 //! succeeded; on error the ledger is bit-for-bit what it was. So money is created only by subsidies:
-//! after a block the total supply has grown by exactly `subsidy(h)`.
+//! after a block the total supply has grown by exactly `subsidy(h)`. A node checking a candidate
+//! block stages it instead (`stage_block_trusting`: the outcome, the ledger untouched;
+//! `state_root_with`: the root it would give) and commits the one finalized (`commit`).
 //!
 //! Only accounts that differ from the empty account (zero balance, nonce 0) are stored, so two
 //! ledgers with the same balances and nonces are equal and have the same state root.
@@ -219,15 +221,27 @@ impl Ledger {
     /// Cost: O(accounts) per call (about 48 bytes hashed per account). Fine for now; a large state
     /// would want an incremental structure (a Merkle tree updated by the touched accounts).
     pub fn state_root(&self) -> Hash {
+        Ledger::root_of(
+            self.accounts.iter(),
+            self.staking.as_ref().map(Staking::root),
+        )
+    }
+
+    /// The state root of these accounts, given in key order and none of them empty, and of the
+    /// staking state whose root is `staking`.
+    fn root_of<'a>(
+        accounts: impl Iterator<Item = (&'a PublicKey, &'a Account)>,
+        staking: Option<Hash>,
+    ) -> Hash {
         let mut hasher = blake3::Hasher::new();
         hasher.update(STATE_ROOT_DOMAIN);
-        for (key, account) in &self.accounts {
+        for (key, account) in accounts {
             hasher.update(&key.0);
             hasher.update(&account.balance.0.to_be_bytes());
             hasher.update(&account.nonce.to_be_bytes());
         }
-        if let Some(staking) = &self.staking {
-            hasher.update(&staking.root().0);
+        if let Some(staking) = staking {
+            hasher.update(&staking.0);
         }
         Hash(*hasher.finalize().as_bytes())
     }

@@ -17,9 +17,11 @@
 //!   counted: the first conflict is reported as `Equivocation` evidence (the counted vote, then the
 //!   new one), later ones as `AlreadyReported`, so evidence is emitted once per
 //!   (validator, round, kind).
-//! - **Cost.** Adding a vote is a lookup of its round in a `BTreeMap`, a slot indexed by validator,
-//!   and an update of a running total and of a per-value tally holding at most one entry per
-//!   distinct value voted; no scan over the votes. Thresholds can be asked after every vote.
+//! - **Cost.** Adding a vote is a lookup of its round in a `BTreeMap`, a 4-byte slot indexed by
+//!   validator (the votes themselves sit in arrival order beside the slots, and are read only
+//!   when the validator already has one: a duplicate or a conflict), and an update of a running
+//!   total and of a per-value tally holding at most one entry per distinct value voted; no scan
+//!   over the votes. Thresholds can be asked after every vote.
 //! - **Determinism.** Ordered maps only; queries iterate rounds and validators in ascending order.
 //!
 //! Invariants (asserted in debug builds): in every (round, kind) the per-value tallies sum to the
@@ -149,8 +151,7 @@ impl VoteKeeper {
             .entry(vote.round)
             .or_insert_with(|| RoundVotes::new(validators));
         let (votes, other) = round.kind_mut(vote.kind);
-        // Fields, not `votes.get`, so the counted vote and `reported` can be borrowed together.
-        let outcome = match votes.slots.get(slot).and_then(Option::as_ref) {
+        let outcome = match votes.get(slot) {
             None => {
                 let new_in_round = !other.has_voted(slot);
                 votes.count(vote, stake, slot);
@@ -160,15 +161,14 @@ impl VoteKeeper {
                 AddOutcome::Counted
             }
             Some(counted) if *counted == vote => AddOutcome::Duplicate,
+            Some(_) if votes.reported.contains(&vote.validator) => AddOutcome::AlreadyReported,
             Some(counted) => {
-                if votes.reported.insert(vote.validator) {
-                    AddOutcome::Equivocation(Box::new(Evidence {
-                        first: counted.clone(),
-                        second: vote,
-                    }))
-                } else {
-                    AddOutcome::AlreadyReported
-                }
+                let first = counted.clone();
+                votes.reported.insert(vote.validator);
+                AddOutcome::Equivocation(Box::new(Evidence {
+                    first,
+                    second: vote,
+                }))
             }
         };
         round.assert_invariants();
@@ -226,13 +226,22 @@ impl VoteKeeper {
     /// The counted votes of `kind` in `round`, in ascending validator order.
     pub fn votes(&self, round: Round, kind: VoteKind) -> Vec<&Vote> {
         self.kind(round, kind)
-            .map(|votes| votes.slots.iter().flatten().collect())
+            .map(|votes| votes.by_validator().collect())
             .unwrap_or_default()
     }
 
     /// The rounds holding any counted vote, ascending.
     pub fn rounds(&self) -> Vec<Round> {
-        self.rounds.keys().copied().collect()
+        self.rounds_in(..).collect()
+    }
+
+    /// The rounds within `range` holding any counted vote, ascending (or, reversed, descending):
+    /// what the rules ask after every input, without collecting them.
+    pub fn rounds_in(
+        &self,
+        range: impl std::ops::RangeBounds<Round>,
+    ) -> impl DoubleEndedIterator<Item = Round> + '_ {
+        self.rounds.range(range).map(|(round, _)| *round)
     }
 
     /// The values voted for with `kind` in `round` and the stake behind each, in ascending value

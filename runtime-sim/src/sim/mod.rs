@@ -223,6 +223,9 @@ pub struct Simulation {
     /// touched: the next node storing the same block on the same ledger shares the result
     /// instead of rebuilding it and hashing it again (per node and height, 4 % of a scale run).
     stored_ledgers: VecDeque<StoredLedger>,
+    /// The buffer a step's outputs are handed over in (`Node::handle_into`), emptied and kept
+    /// for the next step: a step then allocates nothing for them.
+    outputs: Vec<Output>,
     /// Whether restarts hand the core its guard file (the double-sign guard); a test
     /// turns it off to show that the storage faults would make nodes sign twice without it.
     pub sign_guard: bool,
@@ -403,8 +406,9 @@ impl Simulation {
             return;
         };
         let (height, round) = (core.height(), core.round());
-        let outputs = core.handle(TimestampMs(now), input);
-        for out in outputs {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        core.handle_into(TimestampMs(now), input, &mut outputs);
+        for out in outputs.drain(..) {
             if let Some(h) = self.transcript.as_mut() {
                 let _ = writeln!(HashWriter(h), "{i}@{now}:{out:?}");
             }
@@ -423,6 +427,7 @@ impl Simulation {
                 break;
             }
         }
+        self.outputs = outputs;
         if self.is_amnesiac(i) {
             self.amnesia_precommit(i);
         }

@@ -142,6 +142,7 @@ impl Simulation {
             next_nonce: BTreeMap::new(),
             invalid_cache: None,
             stored_ledgers: VecDeque::new(),
+            outputs: Vec::new(),
             sign_guard: true,
         };
         for i in 0..instances {

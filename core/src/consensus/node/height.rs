@@ -162,10 +162,16 @@ impl Node {
                 .signed_stake(&self.set)
                 .is_ok_and(|s| self.set.is_quorum(s))
         );
-        let Checked { after, outcome } = *checked;
+        let Checked { outcome } = *checked;
         // The last decision's extensions go before the next one replaces it.
         self.flush_extension();
-        self.ledger = after;
+        // Checked on this very ledger: it has not changed within the height.
+        self.ledger.commit_outcome(&outcome);
+        debug_assert_eq!(
+            self.ledger.state_root(),
+            block.header.state_root,
+            "the committed changes lead to the state root checked"
+        );
         self.mempool.prune(&self.ledger);
         let decision = Decision { block, certificate };
         self.out.push(Output::Finalized(Box::new(Finalized {

@@ -18,7 +18,7 @@ impl Node {
         if p.round > Round(self.cur.round.0.saturating_add(PROPOSAL_ROUNDS_AHEAD)) {
             return self.reject("proposal", "round_too_far");
         }
-        if p.proposer != self.set.proposer(p.height, p.round) {
+        if p.proposer != self.proposer(p.height, p.round) {
             return self.reject("proposal", "wrong_proposer");
         }
         if p.block.header.height != p.height || p.valid_round.is_some_and(|vr| vr >= p.round) {
@@ -231,7 +231,7 @@ impl Node {
     /// Counts a vote whose signature is known good (or our own).
     pub(super) fn count_vote(&mut self, vote: Vote) {
         let (round, kind, block, validator) = (vote.round, vote.kind, vote.block, vote.validator);
-        match self.cur.votes.add(vote.clone(), self.cur.round) {
+        match self.cur.votes.add(vote, self.cur.round) {
             Ok(AddOutcome::Counted) => {
                 self.cur.moved_on(validator);
                 self.out.push(Output::Event(Event::VoteCounted {
@@ -243,7 +243,7 @@ impl Node {
                     weight: self.cur.votes.stake_for(round, kind, block),
                     total: self.set.total_stake(),
                 }));
-                self.note_commit_quorum(&vote);
+                self.note_commit_quorum(round, kind, block);
             }
             Ok(AddOutcome::Equivocation(evidence)) => {
                 self.out
@@ -256,15 +256,16 @@ impl Node {
         }
     }
 
-    pub(super) fn note_commit_quorum(&mut self, vote: &Vote) {
-        if let (VoteKind::Precommit, Some(block)) = (vote.kind, vote.block)
-            && self.set.is_quorum(self.cur.votes.stake_for(
-                vote.round,
-                VoteKind::Precommit,
-                Some(block),
-            ))
+    /// Notes a precommit quorum for `block` in `round`, after a vote of `kind` for it counted.
+    pub(super) fn note_commit_quorum(&mut self, round: Round, kind: VoteKind, block: Option<Hash>) {
+        if let (VoteKind::Precommit, Some(block)) = (kind, block)
+            && self.set.is_quorum(
+                self.cur
+                    .votes
+                    .stake_for(round, VoteKind::Precommit, Some(block)),
+            )
         {
-            self.cur.commit_quorums.insert((vote.round, block));
+            self.cur.commit_quorums.insert((round, block));
         }
     }
 

@@ -203,7 +203,7 @@ impl Node {
             Message::Vote(v) => {
                 // Our own vote; the keeper accepts it as any other.
                 let _ = self.cur.votes.add(v.clone(), v.round);
-                self.note_commit_quorum(v);
+                self.note_commit_quorum(v.round, v.kind, v.block);
             }
             _ => {}
         }

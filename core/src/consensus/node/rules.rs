@@ -3,6 +3,7 @@
 //! `start_round`, `propose` and `vote` are the actions they take.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use super::height::RoundOnce;
 use super::{Node, Step};
@@ -173,10 +174,8 @@ impl Node {
         let target = self
             .cur
             .votes
-            .rounds()
-            .into_iter()
+            .rounds_in((Bound::Excluded(self.cur.round), Bound::Unbounded))
             .rev()
-            .take_while(|r| *r > self.cur.round)
             .find(|r| {
                 self.set
                     .is_more_than_third(self.cur.votes.stake_in_round(*r))
@@ -375,7 +374,7 @@ impl Node {
             },
             after,
         );
-        let proposer = self.set.proposer(self.cur.height, round);
+        let proposer = self.proposer(self.cur.height, round);
         if Some(proposer) == self.me {
             self.propose(proposer);
         }
@@ -489,15 +488,18 @@ impl Node {
     /// 2160).
     pub(super) fn round_end_target(&self, round: Round, cap: Round) -> Round {
         let mut voters: BTreeSet<ValidatorIndex> = BTreeSet::new();
-        let rounds = self.cur.votes.rounds();
-        for r in rounds.iter().rev().filter(|r| **r > round && **r <= cap) {
+        let rounds = self
+            .cur
+            .votes
+            .rounds_in((Bound::Excluded(round), Bound::Included(cap)));
+        for r in rounds.rev() {
             for kind in [VoteKind::Prepare, VoteKind::Precommit] {
-                for v in self.cur.votes.votes(*r, kind) {
+                for v in self.cur.votes.votes(r, kind) {
                     voters.insert(v.validator);
                 }
             }
             if voters.len() > 1 {
-                return *r;
+                return r;
             }
         }
         round.next()

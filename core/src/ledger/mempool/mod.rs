@@ -20,7 +20,7 @@
 //!
 //! The mempool is also the node's record of which transfers' signatures it has verified: `holds`
 //! says whether these exact bytes, signature included, are pending here, so that building or
-//! checking a block need not verify them again (`Ledger::apply_block_trusting`). A transfer's
+//! checking a block need not verify them again (`Ledger::stage_block_trusting`). A transfer's
 //! hash does not cover its signature, so `holds` compares the whole transfer, not the hash.
 //!
 //! An eviction or a replacement may leave a gap in a sender's nonces; the transfers after the gap
