@@ -204,6 +204,8 @@ pub struct Staking {
     current: Arc<ValidatorSet>,
     /// The set of the next epoch.
     next: Arc<ValidatorSet>,
+    /// `root()`, computed once per state: every candidate block's state root asks for it.
+    root: std::sync::OnceLock<Hash>,
 }
 
 impl PartialEq for Staking {
@@ -244,6 +246,7 @@ impl Staking {
             unbonding: Vec::new(),
             current: set.clone(),
             next: set,
+            root: std::sync::OnceLock::new(),
         };
         let unique = staking.index();
         debug_assert!(unique, "validated: keys and names unique");
@@ -302,6 +305,7 @@ impl Staking {
             unbonding: record.unbonding,
             current: set(record.current)?,
             next: set(record.next)?,
+            root: std::sync::OnceLock::new(),
         };
         if !staking.index() {
             return Err(bad("a key or a name is registered twice"));
@@ -365,6 +369,7 @@ impl Staking {
     /// they hold. The ledger has already taken `amount` (for `Register` and `Bond`) and the fee
     /// from `t.from`; on error nothing here changed.
     pub fn apply_op(&mut self, t: &Transfer, height: Height) -> Result<(), StakingError> {
+        self.root = std::sync::OnceLock::new();
         let min = self.params.min_bond;
         match &t.op {
             Op::Pay => Ok(()),
@@ -449,6 +454,7 @@ impl Staking {
     /// Takes out the unbonding entries released at the end of `height` (their owners are to be
     /// credited), in queue order.
     pub fn release(&mut self, height: Height) -> Vec<Unbonding> {
+        self.root = std::sync::OnceLock::new();
         let due = self
             .unbonding
             .iter()
@@ -465,6 +471,7 @@ impl Staking {
         }
         let elected = self.elect();
         self.current = std::mem::replace(&mut self.next, elected);
+        self.root = std::sync::OnceLock::new();
         true
     }
 
@@ -499,12 +506,14 @@ impl Staking {
 
     /// The commitment the state root takes (`StakingRecord::root`).
     pub fn root(&self) -> Hash {
-        staking_root(
-            &self.registry,
-            &self.unbonding,
-            self.current.hash(),
-            self.next.hash(),
-        )
+        *self.root.get_or_init(|| {
+            staking_root(
+                &self.registry,
+                &self.unbonding,
+                self.current.hash(),
+                self.next.hash(),
+            )
+        })
     }
 }
 
