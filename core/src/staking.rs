@@ -16,7 +16,8 @@
 //!   amount and keeps its fee (`StakingError` says why). So a block's validity never depends on
 //!   staking state, and what the mempool admits can never make a block invalid.
 //! - After the last height of an epoch (`height % epoch_blocks == 0`): `current` becomes
-//!   `next`, and `next` is elected from the bonds as they stand (`elect`).
+//!   `next`, and `next` is elected from the bonds as they stand (`elect`). A genesis validator
+//!   is exempt from `min_bond` (the genesis is trusted) and keeps its seat with a smaller bond.
 //!
 //! Determinism: ordered maps and vectors only; the election sorts by (bond descending, id).
 
@@ -475,14 +476,16 @@ impl Staking {
         true
     }
 
-    /// The set the bonds elect now: registrations not jailed with a bond of at least
-    /// `min_bond`, the `max_validators` largest bonds (ties to the lower id), in id order.
+    /// The set the bonds elect now: registrations not jailed with a bond, the `max_validators`
+    /// largest bonds (ties to the lower id), in id order. The operations keep every bond 0 or at
+    /// least `min_bond`, except a genesis validator's (trusted, exempt), so the minimum is not
+    /// asked again here: a genesis validator below it keeps its seat.
     /// With nobody electable (every validator left or was jailed) the set stays as it is: a
     /// chain with no validators could never sign again.
     fn elect(&self) -> Arc<ValidatorSet> {
         let mut candidates: Vec<(ValidatorIndex, &Registration)> = self
             .registry()
-            .filter(|(_, r)| !r.jailed && r.bond.0 > 0 && r.bond >= self.params.min_bond)
+            .filter(|(_, r)| !r.jailed && r.bond.0 > 0)
             .collect();
         candidates.sort_by(|a, b| b.1.bond.cmp(&a.1.bond).then(a.0.cmp(&b.0)));
         candidates.truncate(self.params.max_validators as usize);
@@ -722,6 +725,16 @@ mod tests {
         assert!(to_alice > 0);
         assert_eq!(out.touched.iter().filter(|(k, _)| *k == alice).count(), 1);
         assert_eq!(ledger.account(&alice).balance, Amount(before.0 + to_alice));
+    }
+
+    #[test]
+    fn genesis_validators_below_the_minimum_bond_keep_their_seats() {
+        let mut g = genesis();
+        g.params.min_bond = Amount(1_000_000);
+        let mut ledger = Ledger::from_genesis(&g);
+        apply(&mut ledger, 1, &[]);
+        apply(&mut ledger, 2, &[]);
+        assert_eq!(ids(ledger.staking().unwrap().next()), vec![0, 1]);
     }
 
     #[test]

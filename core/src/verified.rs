@@ -103,7 +103,12 @@ impl Verified {
 /// decides and whether it `holds` a vote already. A `Check` goes through `Verified`; a `Skip`
 /// goes to the core as it is (it checks it there, if it needs to at all).
 ///
-/// - Votes of a validator of `set`, of `height` or later, and precommits of the height before
+/// `sets` gives the validator set of a height, if known (`Node::set_for`): a vote or proposal
+/// of a height whose set is unknown (beyond the next epoch) is a `Skip`, which the core takes as
+/// a hint without checking it.
+///
+/// - Votes of a validator of the set of their height, of `height` or later, and precommits of
+///   the height before
 ///   (late ones, which may join the last certificate), that the node does not hold: `Check`. A
 ///   prepare of the height before is of no use to the core, which ignores it unchecked. A vote
 ///   it holds is a resend, which the core does not check again (a peer repeating one costs no
@@ -112,23 +117,24 @@ impl Verified {
 /// - Proposals of `height` or the next one by a validator of `set`: `Check`, alone.
 /// - Everything else (decisions, sync answers, requests, transfers, whose checks need the
 ///   core's state or are made elsewhere): `Skip`.
-pub fn precheck(
+pub fn precheck<'s>(
     msg: &Message,
     height: Height,
-    set: &ValidatorSet,
+    sets: impl Fn(Height) -> Option<&'s ValidatorSet>,
     holds: impl Fn(&Vote) -> bool,
 ) -> Precheck {
+    let member = |h: Height, v: ValidatorIndex| sets(h).is_some_and(|s| s.get(v).is_some());
     match msg {
         Message::Vote(v)
             if (v.height >= height
                 || (v.height.next() == height && v.kind == VoteKind::Precommit))
-                && set.get(v.validator).is_some()
+                && member(v.height, v.validator)
                 && !holds(v) =>
         {
             Precheck::Check
         }
         Message::Proposal(p)
-            if p.height >= height && p.height <= height.next() && set.get(p.proposer).is_some() =>
+            if p.height >= height && p.height <= height.next() && member(p.height, p.proposer) =>
         {
             Precheck::Check
         }
@@ -324,7 +330,7 @@ mod tests {
     fn the_policy_checks_votes_from_the_height_before_on_and_proposals_of_this_and_the_next() {
         let (keys, set) = set();
         let none = |_: &Vote| false;
-        let at = |msg: &Message| precheck(msg, Height(5), &set, none);
+        let at = |msg: &Message| precheck(msg, Height(5), |_| Some(&set), none);
         assert_eq!(at(&Message::Vote(vote(&keys, 4, 1))), Precheck::Skip); // a late prepare
         let mut late = vote(&keys, 4, 1);
         late.kind = VoteKind::Precommit;
@@ -336,8 +342,12 @@ mod tests {
         assert_eq!(at(&Message::Vote(outsider)), Precheck::Skip);
         let held = vote(&keys, 5, 2);
         assert_eq!(
-            precheck(&Message::Vote(held.clone()), Height(5), &set, |v| *v
-                == held),
+            precheck(
+                &Message::Vote(held.clone()),
+                Height(5),
+                |_| Some(&set),
+                |v| *v == held
+            ),
             Precheck::Skip
         );
         let request = Message::SyncRequest {

@@ -9,8 +9,9 @@ use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistR
 use timed_core::crypto::Keypair;
 use timed_core::ledger::{Ledger, subsidy};
 use timed_core::message::{Decision, Message};
+use timed_core::tx::{Op, SignedTransfer, Transfer};
 use timed_core::types::{Amount, Hash, Height, TimestampMs, ValidatorIndex};
-use timed_core::validators::{ConsensusParams, Genesis, insecure_dev_validators};
+use timed_core::validators::{ConsensusParams, Genesis, GenesisBalance, insecure_dev_validators};
 
 const DELAY_MS: u64 = 10;
 
@@ -52,7 +53,13 @@ impl Net {
     /// Starts every validator not in `silent` (silent ones never run: a dropout from the start).
     fn new(stakes: &[u64], block_time_ms: u64, silent: &[usize]) -> Net {
         let (genesis, keys) = genesis(stakes, block_time_ms);
-        let n = stakes.len();
+        Net::of(genesis, keys, silent)
+    }
+
+    /// A node for each of `keys` (node `i` is reached as `ValidatorIndex(i)`: the genesis's
+    /// validators first, then keys that will register, in registration order).
+    fn of(genesis: Genesis, keys: Vec<Keypair>, silent: &[usize]) -> Net {
+        let n = keys.len();
         let mut net = Net {
             nodes: (0..n)
                 .map(|i| {
@@ -437,4 +444,156 @@ fn restored_node_refuses_to_sign_anew_for_a_slot_it_signed() {
     }
     assert!(by_slot.len() > 10);
     assert_eq!(net.evidence, 0);
+}
+
+/// `owner`'s first transfer: a staking operation of `amount` on `validator`'s key.
+fn staking_op(owner: &Keypair, validator: &Keypair, amount: u64, op: Op) -> SignedTransfer {
+    Transfer {
+        from: owner.public_key(),
+        to: validator.public_key(),
+        amount: Amount(amount),
+        fee: Amount(1),
+        nonce: 0,
+        op,
+    }
+    .sign(owner, "timed-test")
+}
+
+/// The height of the finalized block holding `tx`.
+fn finalized_in(chain: &BTreeMap<Height, (Decision, Finalized)>, tx: &SignedTransfer) -> Height {
+    let found = chain.iter().find(|(_, (d, _))| d.block.txs.contains(tx));
+    *found.expect("the transfer is finalized").0
+}
+
+/// Issue 14: a validator registered on chain is elected after the next epoch's end and signs from
+/// the first height of the epoch after; before that it only follows. Epochs of 3 heights.
+#[test]
+fn a_validator_that_registers_signs_from_the_activation_height_and_the_chain_stays_one() {
+    let (mut genesis, mut keys) = genesis(&[100, 100, 100, 100], 200);
+    let alice = Keypair::insecure_from_name("alice");
+    genesis.balances.push(GenesisBalance {
+        account: alice.public_key(),
+        amount: Amount(1_000),
+    });
+    genesis.params.epoch_blocks = 3;
+    genesis.params.unbonding_blocks = 6;
+    genesis.params.min_bond = Amount(50);
+    let joiner = Keypair::insecure_from_name("validator5");
+    keys.push(joiner.clone());
+    let mut net = Net::of(genesis, keys, &[]);
+    let op = Op::Register {
+        name: "validator5".into(),
+        address: "127.0.0.1:9005".into(),
+    };
+    let register = staking_op(&alice, &joiner, 100, op);
+    net.push(1, 0, Input::SubmitTx(register.clone()));
+    net.run_until(12_000);
+    net.assert_agreement();
+    let chain = &net.chain[0];
+    let registered_at = finalized_in(chain, &register);
+    let epoch = |h: Height| (h.0 - 1) / 3;
+    let activation = Height((epoch(registered_at) + 2) * 3 + 1);
+    assert!(
+        net.height_of(4) > activation,
+        "the joiner followed to {} (activation {activation})",
+        net.height_of(4)
+    );
+    for (h, (d, _)) in chain {
+        let signed = d
+            .certificate
+            .signatures
+            .iter()
+            .any(|s| s.validator == ValidatorIndex(4));
+        if *h < activation {
+            assert!(
+                !signed,
+                "height {h}: signed before its activation {activation}"
+            );
+        }
+    }
+    // From the activation on its precommits are counted: it joins most certificates (a quorum
+    // of four of five needs it or all four others; late precommits extend the certificate).
+    let signed_after = chain
+        .range(activation..)
+        .filter(|(_, (d, _))| {
+            d.certificate
+                .signatures
+                .iter()
+                .any(|s| s.validator == ValidatorIndex(4))
+        })
+        .count();
+    assert!(
+        signed_after >= 3,
+        "signed {signed_after} certificates after {activation}"
+    );
+    // It proposes too: its turn of the new set's schedule comes within the epochs run.
+    let proposed = chain
+        .range(activation..)
+        .any(|(_, (d, _))| d.block.header.proposer == ValidatorIndex(4));
+    assert!(proposed, "the joiner never proposed after {activation}");
+    // Its rewards go to its owner.
+    let ledger = net.nodes[0].as_ref().unwrap().ledger();
+    assert!(ledger.account(&alice.public_key()).balance.0 > 1_000 - 101);
+    assert_eq!(net.evidence, 0);
+}
+
+/// Issue 14: a validator that unbonds everything leaves the set after the next epoch's end: from
+/// then on no certificate counts it, the other three go on alone, and its stake returns to it
+/// after the unbonding period.
+#[test]
+fn a_validator_that_unbonds_stops_being_counted_and_gets_its_stake_back() {
+    let (mut genesis, keys) = genesis(&[100, 100, 100, 100], 200);
+    genesis.params.epoch_blocks = 3;
+    genesis.params.unbonding_blocks = 6;
+    genesis.params.min_bond = Amount(50);
+    let leaver = keys[3].clone();
+    let mut net = Net::of(genesis, keys, &[]);
+    // Its fee comes from the rewards it earned by then.
+    net.run_until(1_500);
+    let unbond = staking_op(&leaver, &leaver, 100, Op::Unbond);
+    net.push(1_500, 3, Input::SubmitTx(unbond.clone()));
+    net.run_until(14_000);
+    net.assert_agreement();
+    let chain = &net.chain[0];
+    let unbonded_at = finalized_in(chain, &unbond);
+    let epoch = |h: Height| (h.0 - 1) / 3;
+    let gone = Height((epoch(unbonded_at) + 2) * 3 + 1);
+    assert!(net.height_of(0) > Height(gone.0 + 6), "the chain went on");
+    for (h, (d, _)) in chain.range(gone..) {
+        assert!(
+            d.certificate
+                .signatures
+                .iter()
+                .all(|s| s.validator != ValidatorIndex(3)),
+            "height {h}: the validator that left is counted"
+        );
+        assert_ne!(d.block.header.proposer, ValidatorIndex(3), "height {h}");
+    }
+    // Released at the end of `unbonded_at + 6`: the ledger now holds no bond nor queue for it.
+    let release = Height(unbonded_at.0 + 6);
+    let (_, released) = &chain[&release];
+    let back = released
+        .outcome
+        .touched
+        .iter()
+        .find(|(k, _)| *k == leaver.public_key())
+        .map(|(_, a)| a.balance)
+        .expect("the owner is credited at the release height");
+    let (_, before) = &chain[&Height(release.0 - 1)];
+    let earlier = before
+        .outcome
+        .touched
+        .iter()
+        .find(|(k, _)| *k == leaver.public_key())
+        .map(|(_, a)| a.balance);
+    if let Some(earlier) = earlier {
+        assert!(back.0 >= earlier.0 + 100, "{earlier} then {back}");
+    }
+    let ledger = net.nodes[0].as_ref().unwrap().ledger();
+    let staking = ledger.staking().unwrap();
+    assert!(staking.unbonding().is_empty());
+    assert_eq!(
+        staking.registration(ValidatorIndex(3)).unwrap().bond,
+        Amount(0)
+    );
 }

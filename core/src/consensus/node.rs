@@ -44,6 +44,7 @@ mod restore;
 mod rules;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::consensus::io::{Event, Input, Output, SignPoint, SignStep, Timer};
 use crate::crypto::Keypair;
@@ -161,7 +162,10 @@ impl Footprint {
 pub struct Node {
     chain_id: String,
     params: ConsensusParams,
-    set: ValidatorSet,
+    /// The validator set of the height being decided (the ledger's current set, ADR 0026).
+    set: Arc<ValidatorSet>,
+    /// The set of the height before (late precommits of the last decision are its members').
+    prev_set: Arc<ValidatorSet>,
     key: Keypair,
     me: Option<ValidatorIndex>,
     now: TimestampMs,
@@ -205,12 +209,13 @@ pub struct Node {
 impl Node {
     /// A node at height 1 of a fresh chain.
     pub fn new(genesis: &Genesis, key: Keypair, config: NodeConfig) -> Result<Node, NodeError> {
-        let set = genesis.validate()?;
+        let set = Arc::new(genesis.validate()?);
         let me = set.index_of(&key.public_key());
         Ok(Node {
             chain_id: genesis.chain_id.clone(),
             params: genesis.params.clone(),
             cur: HeightState::new(Height(1), &set),
+            prev_set: set.clone(),
             set,
             key,
             me,
@@ -259,10 +264,48 @@ impl Node {
         &self.chain_id
     }
 
-    /// The validator set of the genesis (it never changes): what every signature checked with
-    /// `SignatureChecked` must be verified against.
+    /// The validator set of the height being decided.
     pub fn validators(&self) -> &ValidatorSet {
         &self.set
+    }
+
+    /// The validator set of `height`, if this node knows it: the height before the one being
+    /// decided, that one, and every height up to the end of the next epoch (ADR 0026: a set
+    /// is elected one epoch ahead). What a signature of that height checked with
+    /// `SignatureChecked` must be verified against; a message of a height whose set is unknown
+    /// is left to the core unchecked (it takes it as a hint).
+    pub fn set_for(&self, height: Height) -> Option<&ValidatorSet> {
+        let cur = self.cur.height;
+        if height == cur {
+            return Some(&self.set);
+        }
+        if height.next() == cur {
+            return Some(&self.prev_set);
+        }
+        if height <= cur {
+            return None;
+        }
+        let Some(staking) = self.ledger.staking() else {
+            return Some(&self.set); // no staking state: the set never changes
+        };
+        let epoch = staking.params().epoch_blocks;
+        let epoch_of = |h: Height| h.0.saturating_sub(1) / epoch;
+        match epoch_of(height).checked_sub(epoch_of(cur)) {
+            Some(0) => Some(&self.set),
+            Some(1) => Some(staking.next()),
+            _ => None,
+        }
+    }
+
+    /// After a decision: the sets move on with the ledger (the set of the new height is the
+    /// ledger's current one), and this node's id in the new set is looked up again.
+    fn move_sets_on(&mut self) {
+        if let Some(current) = self.ledger.staking().map(|s| s.current().clone()) {
+            self.prev_set = std::mem::replace(&mut self.set, current);
+            self.me = self.set.index_of(&self.key.public_key());
+        } else {
+            self.prev_set = self.set.clone();
+        }
     }
 
     /// The consensus parameters of the genesis.

@@ -264,29 +264,14 @@ pub(crate) fn transfer_effect(
     mut from: Account,
     mut to: Account,
 ) -> Result<(Account, Account), TxError> {
-    if t.amount.0 == 0 {
-        return Err(TxError::ZeroAmount);
-    }
-    // A staking operation names a validator key in `to`, which may be the sender's own.
-    if t.from == t.to && !t.op.is_staking() {
-        return Err(TxError::SelfTransfer);
-    }
-    if let Op::Register { name, address } = &t.op
-        && (name.is_empty() || name.len() > MAX_NAME_BYTES || address.len() > MAX_ADDRESS_BYTES)
-    {
-        return Err(TxError::BadRegistration);
-    }
+    shape_rules(t)?;
     if t.nonce != from.nonce {
         return Err(TxError::BadNonce {
             expected: from.nonce,
             got: t.nonce,
         });
     }
-    // An unbond's amount comes out of the bond, not the balance; only its fee is paid now.
-    let needed = match t.op {
-        Op::Unbond => t.fee,
-        _ => t.amount.checked_add(t.fee).ok_or(TxError::Overflow)?,
-    };
+    let needed = needed_balance(t)?;
     from.balance = from
         .balance
         .checked_sub(needed)
@@ -299,6 +284,34 @@ pub(crate) fn transfer_effect(
         to.balance = to.balance.checked_add(t.amount).ok_or(TxError::Overflow)?;
     }
     Ok((from, to))
+}
+
+/// The rules of a transfer's own fields, whatever the state: a nonzero amount, a sender that is
+/// not the receiver of a payment (a staking operation names a validator key in `to`, which may
+/// be the sender's own), and a registration's name and address within their bounds. Shared by
+/// the ledger and the mempool's admission.
+pub(crate) fn shape_rules(t: &Transfer) -> Result<(), TxError> {
+    if t.amount.0 == 0 {
+        return Err(TxError::ZeroAmount);
+    }
+    if t.from == t.to && !t.op.is_staking() {
+        return Err(TxError::SelfTransfer);
+    }
+    if let Op::Register { name, address } = &t.op
+        && (name.is_empty() || name.len() > MAX_NAME_BYTES || address.len() > MAX_ADDRESS_BYTES)
+    {
+        return Err(TxError::BadRegistration);
+    }
+    Ok(())
+}
+
+/// What the sender's balance must hold for `t`: `amount + fee`, or only the fee for an unbond
+/// (its amount comes out of the bond).
+pub(crate) fn needed_balance(t: &Transfer) -> Result<Amount, TxError> {
+    match t.op {
+        Op::Unbond => Ok(t.fee),
+        _ => t.amount.checked_add(t.fee).ok_or(TxError::Overflow),
+    }
 }
 
 fn verify(chain_id: &str, tx: &SignedTransfer) -> Result<(), TxError> {

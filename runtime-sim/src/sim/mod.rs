@@ -340,7 +340,7 @@ impl Simulation {
                 // concern here). What it leaves out, and a bad signature, the core checks itself.
                 let checks = signature_ok
                     && self.nodes[to].core.as_ref().is_some_and(|core| {
-                        precheck(&msg, core.height(), core.validators(), |_| false)
+                        precheck(&msg, core.height(), |h| core.set_for(h), |_| false)
                             == Precheck::Check
                     });
                 let input = if checks {

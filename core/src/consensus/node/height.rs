@@ -167,6 +167,7 @@ impl Node {
         self.flush_extension();
         // Checked on this very ledger: it has not changed within the height.
         self.ledger.commit_outcome(&outcome);
+        self.move_sets_on();
         debug_assert_eq!(
             self.ledger.state_root(),
             block.header.state_root,

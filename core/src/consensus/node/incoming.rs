@@ -298,10 +298,16 @@ impl Node {
             }
             return; // late: that height is final here
         }
+        let Some(set) = self.set_for(height) else {
+            // Beyond the next epoch: its set is unknown here, so its signature cannot be
+            // checked. Its sender (whose link is authenticated) hints that the chain is ahead.
+            self.note_claim(from, Height(height.0 - 1));
+            return self.request_sync();
+        };
         let signature_ok = verified
             || match &msg {
-                Message::Proposal(p) => p.verify(&self.set, &self.chain_id).is_ok(),
-                Message::Vote(v) => v.verify(&self.set, &self.chain_id).is_ok(),
+                Message::Proposal(p) => p.verify(set, &self.chain_id).is_ok(),
+                Message::Vote(v) => v.verify(set, &self.chain_id).is_ok(),
                 _ => false,
             };
         if !signature_ok {
@@ -344,7 +350,7 @@ impl Node {
         else {
             return; // checked by `can_join`
         };
-        if !verified && vote.verify(&self.set, &self.chain_id).is_err() {
+        if !verified && vote.verify(&self.prev_set, &self.chain_id).is_err() {
             return self.reject("precommit", "bad_signature");
         }
         cert.signatures.insert(
@@ -355,7 +361,7 @@ impl Node {
             },
         );
         self.extension_unsent = true;
-        if cert.signatures.len() == self.set.len() {
+        if cert.signatures.len() == self.prev_set.len() {
             self.flush_extension(); // nothing more can join
         }
     }
@@ -386,8 +392,13 @@ impl Node {
             return self.reject("decision", "body_mismatch");
         }
         let hash = d.block.hash();
+        let Some(set) = self.set_for(height) else {
+            // Beyond the next epoch: a hint that the chain is ahead, not a fact.
+            self.note_claim(from, Height(height.0 - 1));
+            return self.request_sync();
+        };
         if d.certificate
-            .verify(&self.set, &self.chain_id, height, &hash)
+            .verify(set, &self.chain_id, height, &hash)
             .is_err()
         {
             return self.reject("decision", "bad_certificate");

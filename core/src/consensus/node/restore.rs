@@ -56,6 +56,10 @@ impl Node {
                 });
             }
             node.ledger = ledger;
+            // The set of the next height is the ledger's; the one before is not kept (a late
+            // precommit of the last block, checked against it, is merely refused).
+            node.move_sets_on();
+            node.prev_set = node.set.clone();
             node.cur = HeightState::new(last.block.height().next(), &node.set);
             node.parent_hash = last.block.hash();
             node.parent_time = last.block.header.timestamp;

@@ -114,12 +114,7 @@ impl Mempool {
             return Err(TxError::Duplicate);
         }
         let t = &tx.transfer;
-        if t.amount.0 == 0 {
-            return Err(TxError::ZeroAmount);
-        }
-        if t.from == t.to {
-            return Err(TxError::SelfTransfer);
-        }
+        crate::ledger::shape_rules(t)?;
         let sender = ledger.account(&t.from);
         if t.nonce < sender.nonce {
             return Err(TxError::BadNonce {
@@ -133,7 +128,7 @@ impl Mempool {
                 got: t.nonce,
             });
         }
-        let needed = t.amount.checked_add(t.fee).ok_or(TxError::Overflow)?;
+        let needed = crate::ledger::needed_balance(t)?;
         if needed > sender.balance {
             return Err(TxError::InsufficientBalance {
                 needed,
@@ -209,7 +204,10 @@ impl Mempool {
             match effect {
                 Ok(((from, to), new_fees)) => {
                     overlay.insert(t.from, from);
-                    overlay.insert(t.to, to);
+                    // A staking operation on one's own key: `to` is the sender's old state.
+                    if t.to != t.from {
+                        overlay.insert(t.to, to);
+                    }
                     fees = new_fees;
                     selected.push(SignedTransfer::clone(tx));
                     if let Some(next) = self.pending_hash(&t.from, from.nonce) {

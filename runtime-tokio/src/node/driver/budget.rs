@@ -149,15 +149,15 @@ impl Budget {
 ///   finalizes the height (progress no budget should slow while catching up) or fails and
 ///   proves the sender faulty (a cool-off); a certificate short of a quorum or with unknown
 ///   signers fails before any signature is checked. A block response carries no signature.
-pub(super) fn cost(
+pub(super) fn cost<'s>(
     msg: &Message,
     height: Height,
-    set: &ValidatorSet,
+    sets: impl Fn(Height) -> Option<&'s ValidatorSet>,
     holds: impl Fn(&Vote) -> bool,
 ) -> u64 {
     let signatures = |c: &Certificate| c.signatures.len() as u64;
     match msg {
-        Message::Vote(_) => u64::from(precheck(msg, height, set, holds) == Precheck::Check),
+        Message::Vote(_) => u64::from(precheck(msg, height, sets, holds) == Precheck::Check),
         Message::Proposal(p) => 1 + p.polka.as_ref().map_or(0, signatures),
         Message::Decision(d) if d.block.height() >= height => signatures(&d.certificate),
         _ => 0,
@@ -274,9 +274,12 @@ impl Driver {
                 continue;
             };
             let node = &self.node;
-            let cost = cost(msg, node.height(), node.validators(), |v| {
-                node.holds_vote(v)
-            });
+            let cost = cost(
+                msg,
+                node.height(),
+                |h| node.set_for(h),
+                |v| node.holds_vote(v),
+            );
             if cost == 0 || self.budget.charge(from, cost, now) {
                 kept.push(input);
                 continue;
@@ -414,18 +417,18 @@ mod tests {
     fn what_a_message_costs() {
         let (keys, set) = test_validators();
         let v = Message::Vote(vote(&keys[0], 0));
-        assert_eq!(cost(&v, Height(5), &set, |_| false), 1);
+        assert_eq!(cost(&v, Height(5), |_| Some(&set), |_| false), 1);
         // A re-send of a vote the core holds is not checked again.
-        assert_eq!(cost(&v, Height(5), &set, |_| true), 0);
+        assert_eq!(cost(&v, Height(5), |_| Some(&set), |_| true), 0);
         // A precommit of the height before may extend its certificate; older votes are not
         // checked.
-        assert_eq!(cost(&v, Height(6), &set, |_| false), 1);
-        assert_eq!(cost(&v, Height(7), &set, |_| false), 0);
+        assert_eq!(cost(&v, Height(6), |_| Some(&set), |_| false), 1);
+        assert_eq!(cost(&v, Height(7), |_| Some(&set), |_| false), 0);
         let asked = Message::SyncRequest {
             from: Height(1),
             max_blocks: 64,
         };
-        assert_eq!(cost(&asked, Height(5), &set, |_| false), 0);
+        assert_eq!(cost(&asked, Height(5), |_| Some(&set), |_| false), 0);
     }
 
     /// The refusals that prove the sender faulty, and those that do not.

@@ -19,7 +19,7 @@ impl Driver {
         prechecked(
             inputs,
             node.height(),
-            node.validators(),
+            |h| node.set_for(h),
             node.chain_id(),
             |v| node.holds_vote(v),
         )
@@ -35,12 +35,13 @@ pub(super) enum Prechecked {
     Forged { from: ValidatorIndex, msg: Message },
 }
 
-/// Applies the policy to `inputs`, in order: the votes it names verified as one batch
-/// (`Verified::votes`: one `verify_batch`, one by one only if it fails), its proposals alone.
-pub(super) fn prechecked(
+/// Applies the policy to `inputs`, in order: the votes it names verified as one batch per
+/// validator set (`Verified::votes`: one `verify_batch`, one by one only if it fails; the votes
+/// of a height are checked against its set, `sets`), its proposals alone.
+pub(super) fn prechecked<'s>(
     inputs: Vec<CoreInput>,
     height: Height,
-    set: &ValidatorSet,
+    sets: impl Fn(Height) -> Option<&'s ValidatorSet>,
     chain_id: &str,
     holds: impl Fn(&Vote) -> bool,
 ) -> Vec<Prechecked> {
@@ -50,7 +51,7 @@ pub(super) fn prechecked(
         let at = out.len();
         match input {
             CoreInput::Message { from, msg }
-                if precheck(&msg, height, set, &holds) == Precheck::Check =>
+                if precheck(&msg, height, &sets, &holds) == Precheck::Check =>
             {
                 match msg {
                     Message::Vote(v) => {
@@ -58,6 +59,9 @@ pub(super) fn prechecked(
                         out.push(None);
                     }
                     Message::Proposal(p) => {
+                        let Some(set) = sets(p.height) else {
+                            unreachable!("the policy checks only proposals of a known set")
+                        };
                         out.push(Some(match Verified::proposal(p, set, chain_id) {
                             Ok(msg) => Prechecked::Input(CoreInput::Checked { from, msg }),
                             Err(p) => Prechecked::Forged {
@@ -72,8 +76,16 @@ pub(super) fn prechecked(
             input => out.push(Some(Prechecked::Input(input))),
         }
     }
-    if !votes.is_empty() {
-        let (places, batch): (Vec<(usize, ValidatorIndex)>, Vec<Vote>) = votes
+    // One batch per set: the heights of a burst span at most three (ADR 0026).
+    while let Some((_, _, first)) = votes.first() {
+        let Some(set) = sets(first.height) else {
+            unreachable!("the policy checks only votes of a known set")
+        };
+        let (group, rest): (Vec<_>, Vec<_>) = votes
+            .into_iter()
+            .partition(|(_, _, v)| sets(v.height).is_some_and(|s| std::ptr::eq(s, set)));
+        votes = rest;
+        let (places, batch): (Vec<(usize, ValidatorIndex)>, Vec<Vote>) = group
             .into_iter()
             .map(|(at, from, v)| ((at, from), v))
             .unzip();
@@ -146,13 +158,19 @@ mod tests {
         };
         let none = |_: &Vote| false;
         assert_eq!(
-            kinds(&prechecked(inputs(), Height(5), &set, "test", none)),
+            kinds(&prechecked(
+                inputs(),
+                Height(5),
+                |_| Some(&set),
+                "test",
+                none
+            )),
             vec!["good", "bad", "good", "core", "core", "core", "core"]
         );
         // Alone, a good vote is still good (no batch of one).
         let one: Vec<CoreInput> = inputs().into_iter().take(1).collect();
         assert_eq!(
-            kinds(&prechecked(one, Height(5), &set, "test", none)),
+            kinds(&prechecked(one, Height(5), |_| Some(&set), "test", none)),
             vec!["good"]
         );
         // One the core holds already is a resend: not checked again.
@@ -165,7 +183,13 @@ mod tests {
         };
         let three: Vec<CoreInput> = inputs().into_iter().take(3).collect();
         assert_eq!(
-            kinds(&prechecked(three, Height(5), &set, "test", |v| v == held)),
+            kinds(&prechecked(
+                three,
+                Height(5),
+                |_| Some(&set),
+                "test",
+                |v| v == held
+            )),
             vec!["good", "bad", "core"]
         );
     }
