@@ -261,6 +261,7 @@ fn block_codec(c: &mut Criterion<CpuTime>) {
             proposer: ValidatorIndex(3),
             tx_root: timed_core::block::tx_root(&txs),
             state_root: Hash([2; 32]),
+            next_set_hash: Hash([2; 32]),
         },
         txs,
     };

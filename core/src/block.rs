@@ -37,6 +37,10 @@ pub struct Header {
     pub tx_root: Hash,
     /// The ledger's state root after this block's transactions and rewards.
     pub state_root: Hash,
+    /// `ValidatorSet::hash` of the set that signs the next height (ADR 0026): the current set's
+    /// for every block but the last of an epoch, whose header names the new set. A certificate
+    /// of this block thus proves the next set to a light client.
+    pub next_set_hash: Hash,
 }
 
 /// A header and the transfers it commits to.
@@ -506,6 +510,7 @@ mod tests {
             proposer: ValidatorIndex(0),
             tx_root: tx_root(&[]),
             state_root: Hash::ZERO,
+            next_set_hash: Hash::ZERO,
         };
         let base = header.hash();
         let mut changed = header.clone();
@@ -513,6 +518,9 @@ mod tests {
         assert_ne!(changed.hash(), base);
         let mut changed = header.clone();
         changed.state_root = Hash([1; 32]);
+        assert_ne!(changed.hash(), base);
+        let mut changed = header.clone();
+        changed.next_set_hash = Hash([1; 32]);
         assert_ne!(changed.hash(), base);
         let mut changed = header;
         changed.proposer = ValidatorIndex(1);

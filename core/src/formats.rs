@@ -86,6 +86,7 @@ wire_struct!(Header {
     proposer,
     tx_root,
     state_root,
+    next_set_hash,
 });
 wire_struct!(Block { header, txs });
 wire_struct!(CommitSignature {

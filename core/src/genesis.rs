@@ -107,6 +107,7 @@ impl Genesis {
                     proposer: ValidatorIndex(u16::MAX),
                     tx_root: Hash([0xff; 32]),
                     state_root: Hash([0xff; 32]),
+                    next_set_hash: Hash([0xff; 32]),
                 },
                 txs: Vec::new(),
             },
@@ -260,6 +261,7 @@ mod tests {
                 proposer: ValidatorIndex(6),
                 tx_root: Hash::ZERO,
                 state_root: Hash::ZERO,
+                next_set_hash: Hash::ZERO,
             },
             txs: vec![tx; 500],
         };

@@ -305,6 +305,7 @@ mod tests {
                 proposer: ValidatorIndex(0),
                 tx_root: Hash([2; 32]),
                 state_root: Hash([3; 32]),
+                next_set_hash: Hash([3; 32]),
             },
             txs: vec![],
         };

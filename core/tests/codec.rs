@@ -113,6 +113,7 @@ fn block() -> impl Strategy<Value = Block> {
                     proposer: ValidatorIndex(proposer),
                     tx_root,
                     state_root,
+                    next_set_hash: state_root,
                 },
                 txs,
             },
@@ -502,6 +503,7 @@ fn other_encodings_of_the_same_value_are_refused() {
         proposer: ValidatorIndex(2),
         tx_root: Hash([2; 32]),
         state_root: Hash([3; 32]),
+        next_set_hash: Hash([3; 32]),
     };
     let canonical = codec::encode(&header);
     // The chain id (length 5, "timed"), then the height: 5 in one byte.

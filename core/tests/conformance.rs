@@ -64,6 +64,7 @@ fn block(g: &Genesis) -> Block {
             proposer: ValidatorIndex(2),
             tx_root: tx_root(&txs),
             state_root: Hash([0x5a; 32]),
+            next_set_hash: Hash([0x5a; 32]),
         },
         txs,
     }

@@ -111,6 +111,7 @@ impl Fixture {
                 proposer,
                 tx_root: block::tx_root(&txs),
                 state_root: ledger.state_root(),
+                next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
             },
             txs,
         }
@@ -1928,6 +1929,7 @@ fn a_body_swapped_copy_does_not_replace_a_kept_proposal_of_the_next_height() {
             proposer: p2,
             tx_root: block::tx_root(&[]),
             state_root: ledger.state_root(),
+            next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
         },
         txs: vec![],
     };

@@ -124,6 +124,7 @@ fn a_torsioned_proposal_verifies_and_its_torsioned_polka_proves() {
         proposer: ValidatorIndex(1),
         tx_root: tx_root(&[]),
         state_root: Hash::ZERO,
+        next_set_hash: Hash::ZERO,
     };
     let b = Block {
         header,

@@ -431,6 +431,7 @@ impl Harness {
                 proposer,
                 tx_root: block::tx_root(&[]),
                 state_root: ledger.state_root(),
+                next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
             },
             txs: vec![],
         }

@@ -298,6 +298,7 @@ impl Net {
                 proposer,
                 tx_root: block::tx_root(&txs),
                 state_root: ledger.state_root(),
+                next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
             },
             txs,
         };

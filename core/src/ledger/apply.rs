@@ -285,6 +285,16 @@ impl Ledger {
         self.accounts_root_with(&outcome.touched, staking)
     }
 
+    /// `ValidatorSet::hash` of the set that signs the height after a block with `outcome`
+    /// (`Header::next_set_hash`): the staged current set, or the ledger's own; `None` for a
+    /// ledger without staking state.
+    pub fn next_set_hash_with(&self, outcome: &BlockOutcome) -> Option<Hash> {
+        match &outcome.staking {
+            Some(record) => Some(crate::validators::members_hash(&record.current)),
+            None => self.staking.as_ref().map(|s| s.current().hash()),
+        }
+    }
+
     /// The state root with `touched` committed and `staking` as the staking root.
     fn accounts_root_with(&self, touched: &[(PublicKey, Account)], staking: Option<Hash>) -> Hash {
         debug_assert!(

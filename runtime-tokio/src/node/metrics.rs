@@ -139,6 +139,7 @@ pub const REJECTIONS: &[(&str, &[&str])] = &[
             "block_unknown_proposer",
             "block_bad_transaction",
             "block_wrong_state_root",
+            "block_wrong_next_set",
         ],
     ),
     (

@@ -61,6 +61,7 @@ pub(crate) fn test_block(h: u64, finality_ms: Option<u64>) -> StoredBlock {
             proposer: ValidatorIndex(0),
             tx_root: Hash([2; 32]),
             state_root: Hash([3; 32]),
+            next_set_hash: Hash([3; 32]),
         },
         txs: Vec::new(),
     };

@@ -116,6 +116,7 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
                 proposer,
                 tx_root: block::tx_root(&[]),
                 state_root: ledger.state_root(),
+                next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
             },
             txs: Vec::new(),
         };

@@ -366,6 +366,7 @@ mod tests {
                 proposer: ValidatorIndex(0),
                 tx_root: tx_root(&[]),
                 state_root: Hash::ZERO,
+                next_set_hash: Hash::ZERO,
             },
             txs: vec![],
         };

@@ -70,6 +70,7 @@ impl Signer {
                 proposer: self.me,
                 tx_root: block::tx_root(&txs),
                 state_root: bogus_hash("state", salt),
+                next_set_hash: bogus_hash("next_set", salt),
             },
             txs,
         }

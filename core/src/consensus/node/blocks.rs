@@ -34,6 +34,8 @@ enum BlockFault {
     UnknownProposer,
     BadTransaction,
     WrongStateRoot,
+    /// `next_set_hash` is not the hash of the set the block leaves for the next height.
+    WrongNextSet,
 }
 
 impl BlockFault {
@@ -47,6 +49,7 @@ impl BlockFault {
             BlockFault::UnknownProposer => "block_unknown_proposer",
             BlockFault::BadTransaction => "block_bad_transaction",
             BlockFault::WrongStateRoot => "block_wrong_state_root",
+            BlockFault::WrongNextSet => "block_wrong_next_set",
         }
     }
 }
@@ -128,7 +131,18 @@ impl Node {
         if self.ledger.state_root_with(&outcome) != h.state_root {
             return Err(BlockFault::WrongStateRoot);
         }
+        if self.next_set_hash(&outcome) != h.next_set_hash {
+            return Err(BlockFault::WrongNextSet);
+        }
         Ok(Checked { outcome })
+    }
+
+    /// The set hash a block staged with `outcome` must name for the next height
+    /// (`Header::next_set_hash`).
+    fn next_set_hash(&self, outcome: &crate::ledger::BlockOutcome) -> Hash {
+        self.ledger
+            .next_set_hash_with(outcome)
+            .unwrap_or_else(|| self.set.hash())
     }
 
     /// A new block of pending transfers on top of the parent; checked by construction. `None`
@@ -165,6 +179,7 @@ impl Node {
             proposer: me,
             tx_root: block::tx_root(&txs),
             state_root: self.ledger.state_root_with(&outcome),
+            next_set_hash: self.next_set_hash(&outcome),
         };
         let block = Block { header, txs };
         let hash = block.hash();

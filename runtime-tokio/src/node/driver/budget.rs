@@ -457,6 +457,7 @@ mod tests {
                 proposer: ValidatorIndex(0),
                 tx_root: timed_core::block::tx_root(&[]),
                 state_root: Hash::ZERO,
+                next_set_hash: Hash::ZERO,
             },
             txs: vec![],
         };
