@@ -535,8 +535,16 @@ fn a_validator_that_registers_signs_from_the_activation_height_and_the_chain_sta
     // the last header names the set the node now decides with.
     let named = |h: u64| chain[&Height(h)].0.block.header.next_set_hash;
     let last = activation.0 - 1;
-    assert_ne!(named(last), named(last - 1), "the hand-over is named by {last}");
-    assert_eq!(named(last), named(last + 1), "and not again within the epoch");
+    assert_ne!(
+        named(last),
+        named(last - 1),
+        "the hand-over is named by {last}"
+    );
+    assert_eq!(
+        named(last),
+        named(last + 1),
+        "and not again within the epoch"
+    );
     let node = net.nodes[0].as_ref().unwrap();
     assert_eq!(node.validators().hash(), named(net.height_of(0).0));
     // Its rewards go to its owner.

@@ -138,6 +138,16 @@ fn round_pusher_swarm_seeds_recover() {
     swarm_seed_passes(2160);
 }
 
+/// Swarm seed 1142 (issue 14): a validator holding more than a third of the stake lost its data
+/// directory and restarted at height 1, more than an epoch behind. Its peers' decisions were of
+/// heights whose validator set it did not know, so it took them as hints only, and the smaller
+/// validators' hints never made a credible claim: it never asked for the blocks, and the chain
+/// waited for it. A certificate that holds under the newest set it knows now shows the height.
+#[test]
+fn a_large_validator_more_than_an_epoch_behind_catches_up() {
+    swarm_seed_passes(1142);
+}
+
 fn four(behaviour: Behaviour) -> Scenario {
     let mut s = Scenario::named("crash-restart", 1).unwrap();
     s.name = format!("{behaviour:?}");

@@ -393,7 +393,19 @@ impl Node {
         }
         let hash = d.block.hash();
         let Some(set) = self.set_for(height) else {
-            // Beyond the next epoch: a hint that the chain is ahead, not a fact.
+            // Beyond the next epoch: its set is unknown here. A certificate that holds under
+            // the newest set this node knows still shows the chain is that far (a hint, as
+            // that set may have changed since: the blocks fetched are each checked against
+            // their own set). Without it, a lagging validator with more than a third of the
+            // stake, hearing only claims of smaller ones, would never ask, and the chain would
+            // wait for it for good (swarm seed 1142).
+            let newest = self.ledger.staking().map_or(&*self.set, |s| &**s.next());
+            if d.certificate
+                .verify(newest, &self.chain_id, height, &hash)
+                .is_ok()
+            {
+                self.catch_up.proven = self.catch_up.proven.max(height);
+            }
             self.note_claim(from, Height(height.0 - 1));
             return self.request_sync();
         };
