@@ -165,20 +165,6 @@ pub struct StakingParams {
     pub slash_permille: u32,
 }
 
-impl StakingParams {
-    /// Default consensus parameters carrying these (what `Staking::from_record` reads).
-    pub fn consensus(&self) -> ConsensusParams {
-        ConsensusParams {
-            epoch_blocks: self.epoch_blocks,
-            min_bond: self.min_bond,
-            max_validators: self.max_validators,
-            unbonding_blocks: self.unbonding_blocks,
-            slash_permille: self.slash_permille,
-            ..ConsensusParams::default()
-        }
-    }
-}
-
 impl From<&ConsensusParams> for StakingParams {
     fn from(p: &ConsensusParams) -> StakingParams {
         StakingParams {
@@ -281,13 +267,13 @@ impl Staking {
     /// and checked (the disk is hostile): every rule the state keeps is checked again.
     pub fn decode(bytes: &[u8], params: &ConsensusParams) -> Result<Staking, StakingDecodeError> {
         let record: StakingRecord = crate::codec::decode(bytes, MAX_STAKING_BYTES)?;
-        Staking::from_record(record, params)
+        Staking::from_record(record, StakingParams::from(params))
     }
 
     /// The state of `record` under the genesis's `params`, every rule checked again.
     pub fn from_record(
         record: StakingRecord,
-        params: &ConsensusParams,
+        params: StakingParams,
     ) -> Result<Staking, StakingDecodeError> {
         let bad = StakingDecodeError::Inconsistent;
         if record.registry.len() > usize::from(u16::MAX) + 1 {
@@ -299,7 +285,7 @@ impl Staking {
                 .map_err(|_| bad("a validator set breaks a set rule"))
         };
         let mut staking = Staking {
-            params: StakingParams::from(params),
+            params,
             registry: record.registry,
             by_key: BTreeMap::new(),
             by_name: BTreeMap::new(),

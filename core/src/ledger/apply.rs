@@ -211,8 +211,8 @@ impl Ledger {
 
     /// The staking state of a record staged on this ledger, under its parameters.
     fn staged_staking(&self, record: &StakingRecord) -> Option<Staking> {
-        let params = self.staking.as_ref()?.params();
-        let staking = Staking::from_record(record.clone(), &params.consensus());
+        let params = *self.staking.as_ref()?.params();
+        let staking = Staking::from_record(record.clone(), params);
         debug_assert!(staking.is_ok(), "a staged record keeps every rule");
         staking.ok()
     }

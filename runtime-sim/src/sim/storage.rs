@@ -105,7 +105,9 @@ impl Simulation {
             None => {
                 // The staking state as a store keeps it: the block's new one, or the one before.
                 let staking = match &f.outcome.staking {
-                    Some(record) => Staking::from_record(record.clone(), &self.genesis.params).ok(),
+                    Some(record) => {
+                        Staking::from_record(record.clone(), (&self.genesis.params).into()).ok()
+                    }
                     None => node.ledger.staking().cloned(),
                 };
                 let after = Rc::new(Ledger::from_parts(
