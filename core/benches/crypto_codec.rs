@@ -262,8 +262,10 @@ fn block_codec(c: &mut Criterion<CpuTime>) {
             tx_root: timed_core::block::tx_root(&txs),
             state_root: Hash([2; 32]),
             next_set_hash: Hash([2; 32]),
+            evidence_root: timed_core::block::evidence_root(&[]),
         },
         txs,
+        evidence: Vec::new(),
     };
     let proposal = timed_core::message::Proposal::sign(
         &alice,

@@ -16,7 +16,7 @@ use crate::crypto::{self, Signature};
 use crate::tx::SignedTransfer;
 use crate::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
 use crate::validators::ValidatorSet;
-use crate::vote::{Vote, VoteKind};
+use crate::vote::{Evidence, Vote, VoteKind};
 
 /// What a block's hash, and so every proposal's and vote's signature, commits to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,8 @@ pub struct Header {
     /// for every block but the last of an epoch, whose header names the new set. A certificate
     /// of this block thus proves the next set to a light client.
     pub next_set_hash: Hash,
+    /// `evidence_root(&block.evidence)`: commits to the double votes the block punishes.
+    pub evidence_root: Hash,
 }
 
 /// A header and the transfers it commits to.
@@ -52,7 +54,15 @@ pub struct Block {
     /// `header.tx_root` ties them to the hash: a block whose body does not match it is refused
     /// before anything is keyed by its hash.
     pub txs: Vec<SignedTransfer>,
+    /// Double votes to punish (ADR 0026 point 6), strictly ascending by the offender's id, at
+    /// most `MAX_BLOCK_EVIDENCE`; tied to the hash by `header.evidence_root`. Almost always
+    /// empty.
+    pub evidence: Vec<Evidence>,
 }
+
+/// At most this many pieces of evidence in one block: each costs two signature checks to
+/// every node that checks the block, and one offence needs only one.
+pub const MAX_BLOCK_EVIDENCE: usize = 8;
 
 impl Header {
     /// The block's identity: BLAKE3 of `"timed/block"` and the header's encoding.
@@ -85,6 +95,17 @@ pub fn tx_root(txs: &[SignedTransfer]) -> Hash {
     for tx in txs {
         h.update(&tx.hash().0);
         h.update(&tx.signature.0);
+    }
+    Hash(*h.finalize().as_bytes())
+}
+
+/// The commitment to a block's evidence: BLAKE3 over, in block order, each piece's encoding.
+pub fn evidence_root(evidence: &[Evidence]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"timed/evidence");
+    h.update(&(evidence.len() as u64).to_be_bytes());
+    for e in evidence {
+        h.update(&crate::codec::encode(e));
     }
     Hash(*h.finalize().as_bytes())
 }
@@ -511,6 +532,7 @@ mod tests {
             tx_root: tx_root(&[]),
             state_root: Hash::ZERO,
             next_set_hash: Hash::ZERO,
+            evidence_root: crate::block::evidence_root(&[]),
         };
         let base = header.hash();
         let mut changed = header.clone();
@@ -521,6 +543,9 @@ mod tests {
         assert_ne!(changed.hash(), base);
         let mut changed = header.clone();
         changed.next_set_hash = Hash([1; 32]);
+        assert_ne!(changed.hash(), base);
+        let mut changed = header.clone();
+        changed.evidence_root = Hash([1; 32]);
         assert_ne!(changed.hash(), base);
         let mut changed = header;
         changed.proposer = ValidatorIndex(1);

@@ -21,7 +21,7 @@ use crate::validators::Member;
 use crate::validators::{
     ConsensusParams, Genesis, GenesisBalance, GenesisValidator, TimeoutParams,
 };
-use crate::votes::Evidence;
+use crate::vote::Evidence;
 use crate::{wire_newtype, wire_struct};
 
 wire_newtype!(
@@ -87,8 +87,13 @@ wire_struct!(Header {
     tx_root,
     state_root,
     next_set_hash,
+    evidence_root,
 });
-wire_struct!(Block { header, txs });
+wire_struct!(Block {
+    header,
+    txs,
+    evidence
+});
 wire_struct!(CommitSignature {
     validator,
     signature
@@ -253,6 +258,8 @@ wire_struct!(BlockOutcome {
     touched,
     staking_refused,
     staking,
+    slashed,
+    jailed,
 });
 
 // What a validator persists before it signs.

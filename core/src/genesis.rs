@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::block::{Block, Certificate, CommitSignature, Header};
+use crate::block::{Block, Certificate, CommitSignature, Header, MAX_BLOCK_EVIDENCE};
 use crate::crypto::{PublicKey, Signature};
 use crate::message::{Message, Proposal};
 use crate::tx::{Op, SignedTransfer, Transfer};
 use crate::types::{Amount, Hash, Height, Round, TimestampMs, ValidatorIndex};
 use crate::validators::{Genesis, GenesisError, MAX_GENESIS_SUPPLY, MAX_VALIDATORS, ValidatorSet};
+use crate::vote::{Evidence, Vote, VoteKind};
 
 impl Genesis {
     /// Checks every rule and builds the validator set.
@@ -72,8 +73,8 @@ impl Genesis {
     }
 
     /// The most bytes a proposal of this chain can take on the wire: `fixed + per_tx · txs`.
-    /// `fixed` is a proposal of an empty block with every number at its widest and a polka
-    /// signed by every validator, in its envelope, plus room for the transfer list's length;
+    /// `fixed` is a proposal of a block with no transfers, every number at its widest, as much
+    /// evidence as a block may carry and a polka signed by every validator, in its envelope, plus room for the transfer list's length;
     /// `per_tx` is the widest encoded transfer (its fields have fixed sizes). A `Decision` (the
     /// block and a certificate) is no larger. Issue 12, defect 11: `max_block_txs` is refused
     /// where this passes `codec::MAX_MESSAGE_BYTES`, so no valid block is too large to send.
@@ -108,8 +109,10 @@ impl Genesis {
                     tx_root: Hash([0xff; 32]),
                     state_root: Hash([0xff; 32]),
                     next_set_hash: Hash([0xff; 32]),
+                    evidence_root: Hash([0xff; 32]),
                 },
                 txs: Vec::new(),
+                evidence: vec![widest_evidence(); MAX_BLOCK_EVIDENCE],
             },
             proposer: ValidatorIndex(u16::MAX),
             signature: Signature([0xff; 64]),
@@ -129,6 +132,22 @@ impl Genesis {
         // + 8: the list's length grows from one byte to at most nine.
         let fixed = crate::codec::encode_message(&Message::Proposal(proposal)).len() + 8;
         (fixed, per_tx)
+    }
+}
+
+/// A piece of evidence with every field at its widest.
+fn widest_evidence() -> Evidence {
+    let vote = Vote {
+        height: Height(u64::MAX),
+        round: Round(u32::MAX),
+        kind: VoteKind::Precommit,
+        block: Some(Hash([0xff; 32])),
+        validator: ValidatorIndex(u16::MAX),
+        signature: Signature([0xff; 64]),
+    };
+    Evidence {
+        first: vote.clone(),
+        second: vote,
     }
 }
 
@@ -262,8 +281,10 @@ mod tests {
                 tx_root: Hash::ZERO,
                 state_root: Hash::ZERO,
                 next_set_hash: Hash::ZERO,
+                evidence_root: crate::block::evidence_root(&[]),
             },
             txs: vec![tx; 500],
+            evidence: Vec::new(),
         };
         let votes: Vec<Vote> = keys
             .iter()

@@ -306,8 +306,10 @@ mod tests {
                 tx_root: Hash([2; 32]),
                 state_root: Hash([3; 32]),
                 next_set_hash: Hash([3; 32]),
+                evidence_root: crate::block::evidence_root(&[]),
             },
             txs: vec![],
+            evidence: Vec::new(),
         };
         let certificate = Certificate {
             height: Height(height),

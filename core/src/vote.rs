@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{self, CryptoError, Domain, Keypair, Signature};
+use crate::crypto::{self, CryptoError, Domain, Keypair, PublicKey, Signature};
 use crate::types::{Hash, Height, Round, ValidatorIndex};
 use crate::validators::ValidatorSet;
 
@@ -111,6 +111,47 @@ impl Vote {
             &Vote::signed_fields(self.height, self.round, self.block, self.validator),
         );
         Ok(crypto::verify(&v.verifying_key, &msg, &self.signature)?)
+    }
+}
+
+/// Two signed votes of one validator for one (height, round, kind): what the vote keeper reports
+/// when a second vote arrives (`votes::AddOutcome::Equivocation`) and, when the two are for
+/// different values (`conflicts`), the proof a block carries to slash the signer (ADR 0026).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The vote counted.
+    pub first: Vote,
+    /// The conflicting vote (another value, or the same value with other signature bytes).
+    pub second: Vote,
+}
+
+impl Evidence {
+    /// Whether the two votes are of one validator, height, round and kind, for two different
+    /// values: a double vote. Two signatures of one value are not: the rule accepts more than one
+    /// encoding of a signature (ZIP-215), so anyone can make a second copy of an honest vote, and
+    /// only a second *value* is something the validator itself signed.
+    pub fn conflicts(&self) -> bool {
+        let (a, b) = (&self.first, &self.second);
+        a.validator == b.validator
+            && a.height == b.height
+            && a.round == b.round
+            && a.kind == b.kind
+            && a.block != b.block
+    }
+
+    /// Checks both signatures against `key`, the registered key of the votes' validator, with
+    /// the chain's one rule.
+    pub fn verify_with(&self, key: &PublicKey, chain_id: &str) -> Result<(), CryptoError> {
+        let key = key.verifying_key()?;
+        for v in [&self.first, &self.second] {
+            let msg = crypto::signing_message(
+                v.kind.domain(),
+                chain_id,
+                &Vote::signed_fields(v.height, v.round, v.block, v.validator),
+            );
+            crypto::verify(&key, &msg, &v.signature)?;
+        }
+        Ok(())
     }
 }
 

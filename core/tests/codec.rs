@@ -114,8 +114,10 @@ fn block() -> impl Strategy<Value = Block> {
                     tx_root,
                     state_root,
                     next_set_hash: state_root,
+                    evidence_root: timed_core::block::evidence_root(&[]),
                 },
                 txs,
+                evidence: Vec::new(),
             },
         )
 }
@@ -401,6 +403,8 @@ fn outcome() -> impl Strategy<Value = BlockOutcome> {
                         current: vec![],
                         next: vec![],
                     }),
+                    slashed: Amount(total / 7),
+                    jailed: vec![],
                 }
             },
         )
@@ -504,6 +508,7 @@ fn other_encodings_of_the_same_value_are_refused() {
         tx_root: Hash([2; 32]),
         state_root: Hash([3; 32]),
         next_set_hash: Hash([3; 32]),
+        evidence_root: timed_core::block::evidence_root(&[]),
     };
     let canonical = codec::encode(&header);
     // The chain id (length 5, "timed"), then the height: 5 in one byte.

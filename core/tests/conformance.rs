@@ -65,9 +65,22 @@ fn block(g: &Genesis) -> Block {
             tx_root: tx_root(&txs),
             state_root: Hash([0x5a; 32]),
             next_set_hash: Hash([0x5a; 32]),
+            evidence_root: timed_core::block::evidence_root(&[]),
         },
         txs,
+        evidence: Vec::new(),
     }
+}
+
+/// `b` punishing validator 1's double precommit of height 1 (its root in the header).
+fn with_evidence(b: &Block) -> Block {
+    let mut b = b.clone();
+    b.evidence = vec![timed_core::vote::Evidence {
+        first: vote(VoteKind::Precommit, Some(Hash([0x5a; 32])), 1),
+        second: vote(VoteKind::Precommit, None, 1),
+    }];
+    b.header.evidence_root = timed_core::block::evidence_root(&b.evidence);
+    b
 }
 
 fn vote(kind: VoteKind, block: Option<Hash>, v: u16) -> Vote {
@@ -144,6 +157,8 @@ fn vectors() -> Vec<(&'static str, String)> {
         )],
         staking_refused: vec![tx.hash()],
         staking: None,
+        slashed: Amount(0),
+        jailed: Vec::new(),
     };
     let msg = |m: Message| hex::encode(codec::encode_message(&m));
     vec![
@@ -180,6 +195,7 @@ fn vectors() -> Vec<(&'static str, String)> {
         // The parts.
         ("header", hex_of(&b.header)),
         ("block", hex_of(&b)),
+        ("block.with_evidence", hex_of(&with_evidence(&b))),
         ("certificate", hex_of(&certificate)),
         ("transfer", hex_of(&tx.transfer)),
         ("signed_transfer", hex_of(&tx)),

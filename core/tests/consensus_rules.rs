@@ -99,7 +99,7 @@ impl Fixture {
         let set = self.genesis.validate().unwrap();
         let mut ledger = Ledger::from_genesis(&self.genesis);
         let staged = ledger
-            .stage_block_trusting(CHAIN, Height(1), proposer, &set, &txs, |_, _| true)
+            .stage_block_trusting(CHAIN, Height(1), proposer, &set, &txs, &[], |_, _| true)
             .unwrap();
         ledger.commit(&staged.touched);
         Block {
@@ -112,8 +112,10 @@ impl Fixture {
                 tx_root: block::tx_root(&txs),
                 state_root: ledger.state_root(),
                 next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
+                evidence_root: timed_core::block::evidence_root(&[]),
             },
             txs,
+            evidence: Vec::new(),
         }
     }
 
@@ -1917,9 +1919,11 @@ fn a_body_swapped_copy_does_not_replace_a_kept_proposal_of_the_next_height() {
     assert_ne!(p2, f.me);
     let mut ledger = Ledger::from_genesis(&f.genesis);
     ledger
-        .apply_block(CHAIN, Height(1), b.header.proposer, &set, &[])
+        .apply_block(CHAIN, Height(1), b.header.proposer, &set, &[], &[])
         .unwrap();
-    ledger.apply_block(CHAIN, Height(2), p2, &set, &[]).unwrap();
+    ledger
+        .apply_block(CHAIN, Height(2), p2, &set, &[], &[])
+        .unwrap();
     let next = Block {
         header: Header {
             chain_id: CHAIN.into(),
@@ -1930,8 +1934,10 @@ fn a_body_swapped_copy_does_not_replace_a_kept_proposal_of_the_next_height() {
             tx_root: block::tx_root(&[]),
             state_root: ledger.state_root(),
             next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
+            evidence_root: timed_core::block::evidence_root(&[]),
         },
         txs: vec![],
+        evidence: Vec::new(),
     };
     let real = Proposal::sign(
         &f.keys[p2.as_usize()],

@@ -5,13 +5,18 @@
 
 use std::collections::BTreeMap;
 
+use timed_core::block::evidence_root;
+use timed_core::consensus::Event;
 use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore};
 use timed_core::crypto::Keypair;
 use timed_core::ledger::{Ledger, subsidy};
+use timed_core::message::Proposal;
 use timed_core::message::{Decision, Message};
 use timed_core::tx::{Op, SignedTransfer, Transfer};
+use timed_core::types::Round;
 use timed_core::types::{Amount, Hash, Height, TimestampMs, ValidatorIndex};
 use timed_core::validators::{ConsensusParams, Genesis, GenesisBalance, insecure_dev_validators};
+use timed_core::vote::{Evidence, Vote, VoteKind};
 
 const DELAY_MS: u64 = 10;
 
@@ -46,6 +51,14 @@ struct Net {
     /// The ledger as a runtime would have stored it at the last finalized height.
     stored_ledger: Vec<Option<Ledger>>,
     evidence: usize,
+    /// A validator that signs, beside each of its votes, one for another value and sends it
+    /// to every peer too (a double voter).
+    double_voter: Option<usize>,
+    /// A proposer that adds forged evidence against validator 0 to each fresh block it
+    /// proposes (re-signing the proposal, so only the evidence is wrong).
+    framer: Option<usize>,
+    /// How many blocks the nodes refused for their evidence (`block_bad_evidence`).
+    bad_evidence: usize,
     transcript: blake3::Hasher,
 }
 
@@ -78,6 +91,9 @@ impl Net {
             signed_log: vec![Vec::new(); n],
             stored_ledger: vec![None; n],
             evidence: 0,
+            double_voter: None,
+            framer: None,
+            bad_evidence: 0,
             transcript: blake3::Hasher::new(),
         };
         for i in 0..n {
@@ -118,7 +134,34 @@ impl Net {
                 self.signed_log[i].push(r.clone());
                 self.records[i].push(r);
             }
-            Output::Broadcast(msg) => {
+            Output::Broadcast(mut msg) => {
+                if self.framer == Some(i)
+                    && let Message::Proposal(p) = &msg
+                    && p.valid_round.is_none()
+                {
+                    msg = Message::Proposal(self.framed(i, p));
+                }
+                if self.double_voter == Some(i)
+                    && let Message::Vote(v) = &msg
+                {
+                    let other = match v.block {
+                        Some(_) => None,
+                        None => Some(Hash([0xdd; 32])),
+                    };
+                    let second = Vote::sign(
+                        &self.keys[i],
+                        &self.genesis.chain_id,
+                        v.height,
+                        v.round,
+                        v.kind,
+                        other,
+                        v.validator,
+                    );
+                    for j in (0..self.nodes.len()).filter(|j| *j != i) {
+                        let msg = Message::Vote(second.clone());
+                        self.push(self.now + DELAY_MS, j, Input::Message { from, msg });
+                    }
+                }
                 for j in 0..self.nodes.len() {
                     if j != i {
                         self.push(
@@ -180,8 +223,42 @@ impl Net {
                 );
             }
             Output::Evidence(_) => self.evidence += 1,
+            Output::Event(Event::Rejected {
+                reason: "block_bad_evidence",
+                ..
+            }) => self.bad_evidence += 1,
             Output::TxAccepted { .. } | Output::TxRejected { .. } | Output::Event(_) => {}
         }
+    }
+
+    /// `p` with a double vote of validator 0 in its block, signed by `i`'s key in 0's name (so
+    /// not under 0's registered key), its evidence root and proposal signature made anew.
+    fn framed(&self, i: usize, p: &Proposal) -> Proposal {
+        let forged = |block| {
+            Vote::sign(
+                &self.keys[i],
+                &self.genesis.chain_id,
+                Height(p.height.0.saturating_sub(1).max(1)),
+                Round(0),
+                VoteKind::Precommit,
+                block,
+                ValidatorIndex(0),
+            )
+        };
+        let mut block = p.block.clone();
+        block.evidence = vec![Evidence {
+            first: forged(Some(Hash([0xee; 32]))),
+            second: forged(None),
+        }];
+        block.header.evidence_root = evidence_root(&block.evidence);
+        Proposal::sign(
+            &self.keys[i],
+            &self.genesis.chain_id,
+            p.round,
+            None,
+            block,
+            p.proposer,
+        )
     }
 
     fn run_until(&mut self, until_ms: u64) {
@@ -467,6 +544,21 @@ fn finalized_in(chain: &BTreeMap<Height, (Decision, Finalized)>, tx: &SignedTran
 
 /// Issue 14: a validator registered on chain is elected after the next epoch's end and signs from
 /// the first height of the epoch after; before that it only follows. Epochs of 3 heights.
+/// From height `from` on, `id` neither signs a certificate nor proposes.
+fn assert_out_of_the_set(
+    chain: &BTreeMap<Height, (Decision, Finalized)>,
+    id: ValidatorIndex,
+    from: Height,
+) {
+    for (h, (d, _)) in chain.range(from..) {
+        assert!(
+            d.certificate.signatures.iter().all(|s| s.validator != id),
+            "height {h}: validator {id} is counted, but it left the set at {from}"
+        );
+        assert_ne!(d.block.header.proposer, id, "height {h}");
+    }
+}
+
 #[test]
 fn a_validator_that_registers_signs_from_the_activation_height_and_the_chain_stays_one() {
     let (mut genesis, mut keys) = genesis(&[100, 100, 100, 100], 200);
@@ -575,16 +667,7 @@ fn a_validator_that_unbonds_stops_being_counted_and_gets_its_stake_back() {
     let epoch = |h: Height| (h.0 - 1) / 3;
     let gone = Height((epoch(unbonded_at) + 2) * 3 + 1);
     assert!(net.height_of(0) > Height(gone.0 + 6), "the chain went on");
-    for (h, (d, _)) in chain.range(gone..) {
-        assert!(
-            d.certificate
-                .signatures
-                .iter()
-                .all(|s| s.validator != ValidatorIndex(3)),
-            "height {h}: the validator that left is counted"
-        );
-        assert_ne!(d.block.header.proposer, ValidatorIndex(3), "height {h}");
-    }
+    assert_out_of_the_set(chain, ValidatorIndex(3), gone);
     // Released at the end of `unbonded_at + 6`: the ledger now holds no bond nor queue for it.
     let release = Height(unbonded_at.0 + 6);
     let (_, released) = &chain[&release];
@@ -612,4 +695,86 @@ fn a_validator_that_unbonds_stops_being_counted_and_gets_its_stake_back() {
         staking.registration(ValidatorIndex(3)).unwrap().bond,
         Amount(0)
     );
+}
+
+#[test]
+fn a_double_voter_is_slashed_by_a_block_loses_its_seat_and_the_supply_shrinks_by_the_burn() {
+    let (mut genesis, keys) = genesis(&[100, 100, 100, 100], 200);
+    genesis.params.epoch_blocks = 3;
+    genesis.params.unbonding_blocks = 6;
+    genesis.params.min_bond = Amount(50);
+    genesis.params.slash_permille = 100;
+    let supply_at_genesis = Ledger::from_genesis(&genesis).total_supply();
+    let mut net = Net::of(genesis, keys, &[]);
+    // Honest for a few heights, then a double voter: every vote it sends comes with a second
+    // one for another value, to everyone.
+    net.run_until(1_000);
+    net.double_voter = Some(3);
+    net.run_until(12_000);
+    net.assert_agreement();
+    assert!(net.evidence > 0, "the nodes saw the double votes");
+    let chain = &net.chain[0];
+    let (punished, (d, f)) = chain
+        .iter()
+        .find(|(_, (d, _))| !d.block.evidence.is_empty())
+        .expect("a block punishes the double vote");
+    let e = &d.block.evidence[0];
+    assert_eq!(e.first.validator, ValidatorIndex(3));
+    assert!(e.first.height < *punished);
+    assert_eq!(f.outcome.jailed, vec![ValidatorIndex(3)]);
+    assert_eq!(f.outcome.slashed, Amount(10), "10% of its bond of 100");
+    // It signs nothing from the epoch after the punishment on: it left the next set at once.
+    let epoch = |h: Height| (h.0 - 1) / 3;
+    let gone = Height((epoch(*punished) + 1) * 3 + 1);
+    assert!(net.height_of(0) > Height(gone.0 + 3), "the chain went on");
+    assert_out_of_the_set(chain, ValidatorIndex(3), gone);
+    for (h, (d, _)) in chain.range(gone..) {
+        assert!(d.block.evidence.is_empty(), "height {h}: punished once");
+    }
+    // Conservation: supply = genesis + subsidies - slashed, on every node.
+    let last = net.height_of(0);
+    let subsidies: u128 = (1..=last.0).map(|h| u128::from(subsidy(Height(h)).0)).sum();
+    for i in 0..3 {
+        let ledger = net.nodes[i].as_ref().unwrap().ledger();
+        if net.height_of(i) == last {
+            assert_eq!(ledger.total_supply(), supply_at_genesis + subsidies - 10);
+        }
+        let r = ledger
+            .staking()
+            .unwrap()
+            .registration(ValidatorIndex(3))
+            .unwrap();
+        assert!(r.jailed);
+        assert_eq!(r.bond, Amount(90));
+    }
+}
+
+#[test]
+fn a_proposer_that_frames_an_honest_validator_with_forged_evidence_slashes_nobody() {
+    let (mut genesis, keys) = genesis(&[100, 100, 100, 100], 200);
+    genesis.params.epoch_blocks = 3;
+    genesis.params.unbonding_blocks = 6;
+    let mut net = Net::of(genesis, keys, &[]);
+    net.framer = Some(3);
+    net.run_until(10_000);
+    net.assert_agreement();
+    assert!(
+        net.bad_evidence > 0,
+        "the framer proposed and its blocks were refused"
+    );
+    let chain = &net.chain[0];
+    assert!(net.height_of(0) > Height(20), "the other proposers go on");
+    for (h, (d, f)) in chain {
+        assert!(d.block.evidence.is_empty(), "height {h} carries evidence");
+        assert!(f.outcome.jailed.is_empty());
+        assert_ne!(d.block.header.proposer, ValidatorIndex(3), "height {h}");
+    }
+    let ledger = net.nodes[0].as_ref().unwrap().ledger();
+    let framed = ledger
+        .staking()
+        .unwrap()
+        .registration(ValidatorIndex(0))
+        .unwrap();
+    assert!(!framed.jailed);
+    assert_eq!(framed.bond, Amount(100));
 }

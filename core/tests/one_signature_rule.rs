@@ -125,10 +125,12 @@ fn a_torsioned_proposal_verifies_and_its_torsioned_polka_proves() {
         tx_root: tx_root(&[]),
         state_root: Hash::ZERO,
         next_set_hash: Hash::ZERO,
+        evidence_root: timed_core::block::evidence_root(&[]),
     };
     let b = Block {
         header,
         txs: vec![],
+        evidence: Vec::new(),
     };
     let round = Round(3);
     let mut p = Proposal::sign(&keys[1], CHAIN, round, Some(ROUND), b, ValidatorIndex(1));

@@ -416,7 +416,7 @@ impl Harness {
         let set = self.node.validators();
         let mut ledger = self.node.ledger().clone();
         ledger
-            .apply_block(CHAIN, self.node.height(), proposer, set, &[])
+            .apply_block(CHAIN, self.node.height(), proposer, set, &[], &[])
             .expect("an empty block applies");
         let parent = self
             .node
@@ -432,8 +432,10 @@ impl Harness {
                 tx_root: block::tx_root(&[]),
                 state_root: ledger.state_root(),
                 next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
+                evidence_root: timed_core::block::evidence_root(&[]),
             },
             txs: vec![],
+            evidence: Vec::new(),
         }
     }
 

@@ -287,7 +287,7 @@ impl Net {
             .sign(&self.client, CHAIN),
         ];
         let outcome = ledger
-            .apply_block(CHAIN, Height(h), proposer, &self.set, &txs)
+            .apply_block(CHAIN, Height(h), proposer, &self.set, &txs, &[])
             .expect("the transfer applies");
         let block = Block {
             header: Header {
@@ -299,8 +299,10 @@ impl Net {
                 tx_root: block::tx_root(&txs),
                 state_root: ledger.state_root(),
                 next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
+                evidence_root: timed_core::block::evidence_root(&[]),
             },
             txs,
+            evidence: Vec::new(),
         };
         let hash = block.hash();
         let certificate = self.certificate(h, 0, hash, &[0, 1, 2]);

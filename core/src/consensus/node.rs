@@ -37,6 +37,7 @@
 
 mod blocks;
 mod catchup;
+mod evidence;
 mod guard;
 mod height;
 mod incoming;
@@ -199,6 +200,9 @@ pub struct Node {
     /// peer per `block_answer_gap`.
     decision_sent: BTreeMap<ValidatorIndex, TimestampMs>,
 
+    /// Double votes to punish when this node proposes, one per offender (`evidence.rs`).
+    evidence: BTreeMap<ValidatorIndex, crate::vote::Evidence>,
+
     /// The last proposer looked up, with its (height, round): `start_round` and the round's
     /// proposal (arriving at every node) ask for the same one, and a schedule turn costs O(n).
     proposer_memo: Option<(Height, Round, ValidatorIndex)>,
@@ -232,6 +236,7 @@ impl Node {
             guard: Guard::new(config.double_sign_check_ms),
             block_answered: BTreeMap::new(),
             decision_sent: BTreeMap::new(),
+            evidence: BTreeMap::new(),
             proposer_memo: None,
             out: Vec::new(),
         })

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::{Account, Ledger, TxError, distribute, subsidy, transfer_effect};
 use crate::crypto::PublicKey;
 use crate::ledger::rewards::Reward;
-use crate::staking::{Staking, StakingRecord};
+use crate::staking::{EvidenceError, Staking, StakingRecord};
 use crate::tx::{Op, SignedTransfer};
 use crate::types::{Amount, Hash, Height, ValidatorIndex};
 use crate::validators::ValidatorSet;
+use crate::vote::Evidence;
 
 /// What finalizing one block did to the ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,10 +37,15 @@ pub struct BlockOutcome {
     /// The staking state after the block, when the block changed it (an operation, a release,
     /// a slash or a new epoch): a store then keeps it.
     pub staking: Option<StakingRecord>,
+    /// Base units burnt by the block's evidence (ADR 0026 point 6): the supply shrinks by it.
+    pub slashed: Amount,
+    /// The validators the block's evidence jailed, in id order.
+    pub jailed: Vec<ValidatorIndex>,
 }
 
 impl Ledger {
     /// Applies a block's transfers in order (a staking operation also to the staking state),
+    /// then its evidence (`Staking::slash`: any piece that breaks a rule fails the block),
     /// returns the unbonded stake due, pays subsidy + fees, and at the end of an epoch changes
     /// the sets (`Staking::end_height`). All or nothing: on error the ledger is unchanged.
     ///
@@ -53,9 +59,17 @@ impl Ledger {
         proposer: ValidatorIndex,
         validators: &ValidatorSet,
         txs: &[SignedTransfer],
+        evidence: &[Evidence],
     ) -> Result<BlockOutcome, TxError> {
-        let outcome =
-            self.stage_block_trusting(chain_id, height, proposer, validators, txs, |_, _| false)?;
+        let outcome = self.stage_block_trusting(
+            chain_id,
+            height,
+            proposer,
+            validators,
+            txs,
+            evidence,
+            |_, _| false,
+        )?;
         self.commit_outcome(&outcome);
         Ok(outcome)
     }
@@ -71,6 +85,9 @@ impl Ledger {
     /// function of those bytes and the chain id, so skipping it for bytes already verified
     /// changes no outcome: the result is always the one `apply_block` gives. The other
     /// transfers' signatures are checked as one batch (a bad one fails the block).
+    // The block's parts, its place and the caller's trust: grouping them in a struct would
+    // only rename the arguments at each of the few callers.
+    #[allow(clippy::too_many_arguments)]
     pub fn stage_block_trusting(
         &self,
         chain_id: &str,
@@ -78,6 +95,7 @@ impl Ledger {
         proposer: ValidatorIndex,
         validators: &ValidatorSet,
         txs: &[SignedTransfer],
+        evidence: &[Evidence],
         verified: impl Fn(&Hash, &SignedTransfer) -> bool,
     ) -> Result<BlockOutcome, TxError> {
         let mut overlay = Overlay::new(&self.accounts);
@@ -127,6 +145,23 @@ impl Ledger {
         }
         if crate::tx::first_bad_signature(chain_id, &unverified).is_some() {
             return Err(TxError::BadSignature);
+        }
+        // Evidence, after the transfers: a validator jailed here had its bonds of this block
+        // counted first, and its slash takes a share of them too.
+        let mut slashed = Amount(0);
+        let mut jailed = Vec::with_capacity(evidence.len());
+        if !evidence.is_empty() {
+            crate::staking::check_list(evidence).map_err(TxError::Evidence)?;
+            let base = self
+                .staking
+                .as_ref()
+                .ok_or(TxError::Evidence(EvidenceError::NoRegistry))?;
+            let s = staged.get_or_insert_with(|| base.clone());
+            for e in evidence {
+                let burnt = s.slash(e, height, chain_id).map_err(TxError::Evidence)?;
+                slashed = slashed.checked_add(burnt).ok_or(TxError::Overflow)?;
+                jailed.push(e.first.validator);
+            }
         }
         // Unbonded stake due at this height returns to its owners.
         if let Some(base) = &self.staking
@@ -197,6 +232,8 @@ impl Ledger {
             touched,
             staking_refused,
             staking,
+            slashed,
+            jailed,
         })
     }
 
@@ -409,6 +446,7 @@ mod tests {
                 ValidatorIndex(0),
                 &set,
                 std::slice::from_ref(&tx),
+                &[],
             )
             .unwrap();
         // total = 100 000 000 + 50; proposer's tenth 10 000 005; rest 90 000 045 split 1:3 →
@@ -445,7 +483,7 @@ mod tests {
             transfer(&key("alice"), pk("carol"), 30, 1, 1),
         ];
         let out = ledger
-            .apply_block(CHAIN, Height(5), ValidatorIndex(0), &set, &txs)
+            .apply_block(CHAIN, Height(5), ValidatorIndex(0), &set, &txs, &[])
             .unwrap();
         assert_eq!(out.fees, Amount(4));
         assert_eq!(ledger.account(&pk("alice")), acct(8, 2));
@@ -462,7 +500,14 @@ mod tests {
         let before = ledger.clone();
         let tx = transfer(&key("alice"), pk("bob"), 10, 1, 0);
         assert_eq!(
-            ledger.apply_block(CHAIN, Height(1), ValidatorIndex(1), &set, &[tx.clone(), tx]),
+            ledger.apply_block(
+                CHAIN,
+                Height(1),
+                ValidatorIndex(1),
+                &set,
+                &[tx.clone(), tx],
+                &[]
+            ),
             Err(TxError::BadNonce {
                 expected: 1,
                 got: 0
@@ -483,7 +528,15 @@ mod tests {
         let mut block = good.clone();
         block.push(forged.clone());
         let apply = |verified: &dyn Fn(&Hash, &SignedTransfer) -> bool| {
-            ledger.stage_block_trusting(CHAIN, Height(1), ValidatorIndex(0), &set, &block, verified)
+            ledger.stage_block_trusting(
+                CHAIN,
+                Height(1),
+                ValidatorIndex(0),
+                &set,
+                &block,
+                &[],
+                verified,
+            )
         };
         // Nothing trusted: the batch fails, the forged one is found.
         assert_eq!(apply(&|_, _| false), Err(TxError::BadSignature));
@@ -494,13 +547,14 @@ mod tests {
         );
         // Trusting exact bytes of good transfers changes no outcome.
         let mut a = ledger.clone();
-        let plain = a.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &good);
+        let plain = a.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &good, &[]);
         let trusted = ledger.stage_block_trusting(
             CHAIN,
             Height(1),
             ValidatorIndex(0),
             &set,
             &good,
+            &[],
             |_, tx| good[..2].contains(tx),
         );
         assert!(plain.is_ok());
@@ -515,7 +569,7 @@ mod tests {
         let set = validator_set(&[2, 3, 5]);
         let mut ledger = Ledger::default();
         let out = ledger
-            .apply_block(CHAIN, Height(100), ValidatorIndex(2), &set, &[])
+            .apply_block(CHAIN, Height(100), ValidatorIndex(2), &set, &[], &[])
             .unwrap();
         assert_eq!(out.total_reward, Amount(560_517_018));
         assert!(out.archived.is_empty());
@@ -538,9 +592,15 @@ mod tests {
                 transfer(&key("bob"), pk("carol"), 4, 1, 0),
             ];
             let staged = before
-                .stage_block_trusting(CHAIN, Height(3), ValidatorIndex(1), &set, &txs, |_, _| {
-                    false
-                })
+                .stage_block_trusting(
+                    CHAIN,
+                    Height(3),
+                    ValidatorIndex(1),
+                    &set,
+                    &txs,
+                    &[],
+                    |_, _| false,
+                )
                 .unwrap();
             // The model: every account as it was, those touched replaced.
             let mut model: BTreeMap<PublicKey, Account> =
@@ -560,7 +620,7 @@ mod tests {
         let mut ledger = Ledger::from_accounts([(pk("validator1"), acct(u64::MAX - 10, 0))]);
         let before = ledger.clone();
         assert_eq!(
-            ledger.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &[]),
+            ledger.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &[], &[]),
             Err(TxError::Overflow)
         );
         assert_eq!(ledger, before);
@@ -648,11 +708,11 @@ mod tests {
                 let txs = sign_block(&ledger, ops);
                 let before = ledger.clone();
                 let root_before = ledger.state_root();
-                match ledger.apply_block(CHAIN, height, proposer, &set, &txs) {
+                match ledger.apply_block(CHAIN, height, proposer, &set, &txs, &[]) {
                     Ok(out) => {
                         // Staged on the ledger before, the block gives the same outcome, and the
                         // state root predicted is the committed ledger's.
-                        let staged = before.stage_block_trusting(CHAIN, height, proposer, &set, &txs, |_, _| false);
+                        let staged = before.stage_block_trusting(CHAIN, height, proposer, &set, &txs, &[], |_, _| false);
                         prop_assert_eq!(staged.as_ref(), Ok(&out));
                         prop_assert_eq!(before.state_root_with(&out), ledger.state_root());
                         prop_assert_eq!(ledger.total_supply(), before.total_supply() + u128::from(subsidy(height).0));
@@ -732,7 +792,7 @@ mod tests {
             });
             let before = ledger.clone();
             let root = ledger.state_root();
-            prop_assert!(ledger.apply_block(CHAIN, Height(7), ValidatorIndex(1), &set, &txs).is_err());
+            prop_assert!(ledger.apply_block(CHAIN, Height(7), ValidatorIndex(1), &set, &txs, &[]).is_err());
             prop_assert_eq!(&ledger, &before);
             prop_assert_eq!(ledger.state_root(), root);
         }

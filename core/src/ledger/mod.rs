@@ -92,6 +92,9 @@ pub enum TxError {
     /// block's fees or reward, or a validator's balance after its reward.
     #[error("the amounts overflow 64 bits")]
     Overflow,
+    /// The block's evidence breaks a rule (`staking::EvidenceError`).
+    #[error("the block's evidence is refused: {0}")]
+    Evidence(crate::staking::EvidenceError),
     /// The mempool already holds it (same hash), or holds a transfer of the same sender and
     /// nonce with a fee at least as high.
     #[error("the transaction is already pending")]
@@ -120,6 +123,7 @@ impl TxError {
             TxError::SelfTransfer => "self_transfer",
             TxError::BadRegistration => "bad_registration",
             TxError::Overflow => "overflow",
+            TxError::Evidence(_) => "bad_evidence",
             TxError::Duplicate => "duplicate",
             TxError::MempoolFull => "mempool_full",
             TxError::NonceTooFarAhead { .. } => "nonce_too_far_ahead",

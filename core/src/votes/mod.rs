@@ -31,10 +31,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::types::{Hash, Height, Round, Stake, ValidatorIndex};
 use crate::validators::{Positions, ValidatorSet};
+pub use crate::vote::Evidence;
 use crate::vote::{Vote, VoteKind};
 
 mod round;
@@ -45,15 +44,6 @@ use round::{KindVotes, RoundVotes};
 
 /// Rounds beyond `current + MAX_ROUNDS_AHEAD` are refused, so a flood of far-future votes costs nothing.
 pub const MAX_ROUNDS_AHEAD: u32 = 64;
-
-/// Two different signed votes of one validator for the same (height, round, kind).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    /// The vote counted.
-    pub first: Vote,
-    /// The conflicting vote (another value, or the same value with other signature bytes).
-    pub second: Vote,
-}
 
 /// What `VoteKeeper::add` did with a vote it accepted to look at.
 #[derive(Clone, Debug, PartialEq, Eq)]

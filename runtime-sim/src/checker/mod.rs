@@ -94,6 +94,8 @@ pub struct Checker {
     reference_height: Height,
     /// Total supply after each height: the genesis balances, then plus each height's subsidy.
     supply: Vec<u128>,
+    /// Units burnt by evidence at each height where some were (the reference's outcomes).
+    slashed: BTreeMap<Height, u128>,
     /// The first block finalized at each height among checked nodes, and by whom.
     decided: BTreeMap<Height, (Hash, usize)>,
     /// Digest of the outcome (rewards, fees, touched accounts) per height.
@@ -154,6 +156,7 @@ impl Checker {
             params: genesis.params.clone(),
             chain: BTreeMap::from([(Height(0), (genesis.hash(), genesis.genesis_time_ms))]),
             supply: vec![reference.total_supply()],
+            slashed: BTreeMap::new(),
             reference,
             reference_height: Height(0),
             decided: BTreeMap::new(),

@@ -10,14 +10,16 @@ use timed_core::types::{Hash, Height, Round};
 use super::*;
 
 impl Checker {
-    /// The total supply there must be after height `h`.
+    /// The total supply there must be after height `h`: the genesis's, plus the subsidies,
+    /// minus what evidence burnt (as the reference ledger applied it).
     pub(super) fn supply_after(&mut self, h: Height) -> u128 {
         while self.supply.len() as u64 <= h.0 {
             let next = Height(self.supply.len() as u64);
             let last = *self.supply.last().expect("the genesis supply is there");
             self.supply.push(last + u128::from(subsidy(next).0));
         }
-        self.supply[h.0 as usize]
+        let burnt: u128 = self.slashed.range(..=h).map(|(_, b)| *b).sum();
+        self.supply[h.0 as usize].saturating_sub(burnt)
     }
 
     /// A live honest core's ledger after it finalized `height - 1`: conservation.
@@ -26,7 +28,7 @@ impl Checker {
         if supply != expected {
             let detail = format!(
                 "{what} after height {h} holds {supply} units in all, but genesis and subsidies \
-                 make {expected}"
+                 less what was slashed make {expected}"
             );
             self.fail(Some(node), "conservation", detail);
         }
@@ -76,7 +78,14 @@ impl Checker {
             faults.push(format!("decided after height {}", self.reference_height));
         } else if self.set.get(b.header.proposer).is_some() {
             let mut after = self.reference.clone();
-            match after.apply_block(&self.chain_id, h, b.header.proposer, &self.set, &b.txs) {
+            match after.apply_block(
+                &self.chain_id,
+                h,
+                b.header.proposer,
+                &self.set,
+                &b.txs,
+                &b.evidence,
+            ) {
                 Err(e) => faults.push(format!("its transactions do not apply: {e}")),
                 Ok(outcome) => {
                     if after.state_root() != b.header.state_root {
@@ -84,6 +93,9 @@ impl Checker {
                     }
                     if outcome != f.outcome {
                         faults.push("outcome differs from the ledger's".into());
+                    }
+                    if outcome.slashed.0 > 0 {
+                        self.slashed.insert(h, u128::from(outcome.slashed.0));
                     }
                     self.reference = after;
                     self.reference_height = h;

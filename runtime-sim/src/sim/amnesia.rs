@@ -228,7 +228,14 @@ impl Simulation {
         block.header.timestamp = TimestampMs(block.header.timestamp.0 + 1);
         let mut ledger = core.ledger().clone();
         ledger
-            .apply_block(CHAIN_ID, p.height, p.proposer, &self.set, &block.txs)
+            .apply_block(
+                CHAIN_ID,
+                p.height,
+                p.proposer,
+                &self.set,
+                &block.txs,
+                &block.evidence,
+            )
             .ok()?;
         block.header.state_root = ledger.state_root();
         Some(block)

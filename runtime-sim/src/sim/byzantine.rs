@@ -367,8 +367,15 @@ impl Simulation {
                 let other = ValidatorIndex(((p.proposer.as_usize() + 1) % n) as u16);
                 block.header.proposer = other;
                 if let Some(mut l) = ledger
-                    && l.apply_block(CHAIN_ID, p.height, other, &self.set, &block.txs)
-                        .is_ok()
+                    && l.apply_block(
+                        CHAIN_ID,
+                        p.height,
+                        other,
+                        &self.set,
+                        &block.txs,
+                        &block.evidence,
+                    )
+                    .is_ok()
                 {
                     block.header.state_root = l.state_root();
                 }

@@ -279,8 +279,14 @@ impl Simulation {
                 let mut ledger = Ledger::from_genesis(&self.genesis);
                 for (h, d) in self.nodes[i].chain.range(..=keep) {
                     let b = &d.block;
-                    let applied =
-                        ledger.apply_block(CHAIN_ID, *h, b.header.proposer, &self.set, &b.txs);
+                    let applied = ledger.apply_block(
+                        CHAIN_ID,
+                        *h,
+                        b.header.proposer,
+                        &self.set,
+                        &b.txs,
+                        &b.evidence,
+                    );
                     debug_assert!(applied.is_ok(), "a stored block applies again");
                 }
                 let node = &mut self.nodes[i];

@@ -270,9 +270,11 @@ pub(super) async fn read_loop(
                     Message::Transaction(tx) => {
                         ctx.gossip.send(Gossiped::Tx(from, tx)).await.is_ok()
                     }
-                    msg @ (Message::Proposal(_) | Message::Decision(_)) => {
-                        ctx.gossip.send(Gossiped::Block(from, msg)).await.is_ok()
-                    }
+                    msg @ (Message::Proposal(_) | Message::Decision(_)) => ctx
+                        .gossip
+                        .send(Gossiped::Block(from, Box::new(msg)))
+                        .await
+                        .is_ok(),
                     msg => {
                         if matches!(
                             msg,

@@ -99,7 +99,7 @@ pub enum Gossiped {
     /// A transfer, to be verified in a batch.
     Tx(ValidatorIndex, SignedTransfer),
     /// A message carrying a block, passed on after the transfers before it.
-    Block(ValidatorIndex, Message),
+    Block(ValidatorIndex, Box<Message>),
 }
 
 /// What the consensus loop announces about the chain once it is stored, for whoever follows it

@@ -69,7 +69,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Gossiped>) {
                     let ok = forward(&ctx, &mut batch).await
                         && ctx
                             .to_core
-                            .send(CoreInput::Message { from, msg })
+                            .send(CoreInput::Message { from, msg: *msg })
                             .await
                             .is_ok();
                     if !ok {

@@ -62,8 +62,10 @@ pub(crate) fn test_block(h: u64, finality_ms: Option<u64>) -> StoredBlock {
             tx_root: Hash([2; 32]),
             state_root: Hash([3; 32]),
             next_set_hash: Hash([3; 32]),
+            evidence_root: timed_core::block::evidence_root(&[]),
         },
         txs: Vec::new(),
+        evidence: Vec::new(),
     };
     StoredBlock {
         certificate: Certificate {
@@ -83,6 +85,8 @@ pub(crate) fn test_block(h: u64, finality_ms: Option<u64>) -> StoredBlock {
             touched: Vec::new(),
             staking_refused: Vec::new(),
             staking: None,
+            slashed: Amount(0),
+            jailed: Vec::new(),
         },
         finality_ms: FinalityMs(finality_ms),
     }

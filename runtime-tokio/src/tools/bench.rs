@@ -104,7 +104,7 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
         let height = Height(h);
         let proposer = set.proposer(height, Round::ZERO);
         let outcome = ledger
-            .apply_block(chain_id, height, proposer, &set, &[])
+            .apply_block(chain_id, height, proposer, &set, &[], &[])
             .context("an empty block does not apply")?;
         time += 1;
         let block = Block {
@@ -117,8 +117,10 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
                 tx_root: block::tx_root(&[]),
                 state_root: ledger.state_root(),
                 next_set_hash: ledger.staking().expect("a genesis ledger").current().hash(),
+                evidence_root: timed_core::block::evidence_root(&[]),
             },
             txs: Vec::new(),
+            evidence: Vec::new(),
         };
         let hash = block.hash();
         let votes: Vec<Vote> = signers

@@ -367,8 +367,10 @@ mod tests {
                 tx_root: tx_root(&[]),
                 state_root: Hash::ZERO,
                 next_set_hash: Hash::ZERO,
+                evidence_root: timed_core::block::evidence_root(&[]),
             },
             txs: vec![],
+            evidence: Vec::new(),
         };
         (Trusted::new(genesis).unwrap(), keys, block)
     }

@@ -71,8 +71,10 @@ impl Signer {
                 tx_root: block::tx_root(&txs),
                 state_root: bogus_hash("state", salt),
                 next_set_hash: bogus_hash("next_set", salt),
+                evidence_root: timed_core::block::evidence_root(&[]),
             },
             txs,
+            evidence: Vec::new(),
         }
     }
 

@@ -9,7 +9,7 @@ use super::height::BlockFetch;
 use super::{Node, Step};
 use crate::block::{self, Block};
 use crate::consensus::io::{Event, Output};
-use crate::ledger::BlockOutcome;
+use crate::ledger::{BlockOutcome, TxError};
 use crate::message::{Message, VoteKind};
 use crate::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
 
@@ -36,6 +36,8 @@ enum BlockFault {
     WrongStateRoot,
     /// `next_set_hash` is not the hash of the set the block leaves for the next height.
     WrongNextSet,
+    /// A piece of evidence breaks a rule (`staking::EvidenceError`).
+    BadEvidence,
 }
 
 impl BlockFault {
@@ -50,6 +52,7 @@ impl BlockFault {
             BlockFault::BadTransaction => "block_bad_transaction",
             BlockFault::WrongStateRoot => "block_wrong_state_root",
             BlockFault::WrongNextSet => "block_wrong_next_set",
+            BlockFault::BadEvidence => "block_bad_evidence",
         }
     }
 }
@@ -60,7 +63,9 @@ impl Node {
     /// covers every transfer with its signature, so the hash then fixes every byte of the block.
     pub(super) fn body_matches(&self, block: &Block) -> bool {
         block.txs.len() <= self.params.max_block_txs as usize
+            && block.evidence.len() <= block::MAX_BLOCK_EVIDENCE
             && block::tx_root(&block.txs) == block.header.tx_root
+            && block::evidence_root(&block.evidence) == block.header.evidence_root
     }
 
     /// valid(v): checks the block once per height and remembers the verdict. A block with a
@@ -125,9 +130,13 @@ impl Node {
                 h.proposer,
                 &self.set,
                 &block.txs,
+                &block.evidence,
                 |hash, tx| self.mempool.holds(hash, tx),
             )
-            .map_err(|_| BlockFault::BadTransaction)?;
+            .map_err(|e| match e {
+                TxError::Evidence(_) => BlockFault::BadEvidence,
+                _ => BlockFault::BadTransaction,
+            })?;
         if self.ledger.state_root_with(&outcome) != h.state_root {
             return Err(BlockFault::WrongStateRoot);
         }
@@ -155,9 +164,17 @@ impl Node {
         let selected = self
             .mempool
             .select(&self.ledger, self.params.max_block_txs as usize);
-        // `select` promises a clean apply; should an edge case break that, an empty block still
-        // makes progress.
-        let (txs, outcome) = [selected, Vec::new()].into_iter().find_map(|txs| {
+        let evidence = self.evidence_to_punish();
+        // `select` promises a clean apply, and the evidence was checked on this ledger; should
+        // an edge case break that, the block without evidence, then an empty block, still makes
+        // progress.
+        let mut attempts = Vec::with_capacity(3);
+        if !evidence.is_empty() {
+            attempts.push((selected.clone(), evidence));
+        }
+        attempts.push((selected, Vec::new()));
+        attempts.push((Vec::new(), Vec::new()));
+        let (txs, evidence, outcome) = attempts.into_iter().find_map(|(txs, evidence)| {
             let outcome = self
                 .ledger
                 .stage_block_trusting(
@@ -166,10 +183,11 @@ impl Node {
                     me,
                     &self.set,
                     &txs,
+                    &evidence,
                     |h, tx| self.mempool.holds(h, tx),
                 )
                 .ok()?;
-            Some((txs, outcome))
+            Some((txs, evidence, outcome))
         })?;
         let header = block::Header {
             chain_id: self.chain_id.clone(),
@@ -180,8 +198,13 @@ impl Node {
             tx_root: block::tx_root(&txs),
             state_root: self.ledger.state_root_with(&outcome),
             next_set_hash: self.next_set_hash(&outcome),
+            evidence_root: block::evidence_root(&evidence),
         };
-        let block = Block { header, txs };
+        let block = Block {
+            header,
+            txs,
+            evidence,
+        };
         let hash = block.hash();
         self.cur.blocks.insert(hash, block);
         self.cur

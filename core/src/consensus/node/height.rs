@@ -186,6 +186,7 @@ impl Node {
         self.last_decision = Some(decision);
         let height = self.cur.height;
         self.enter_height(height.next());
+        self.prune_evidence();
         if announce && self.params.block_time_ms < self.params.resend_interval_ms {
             // Peers that sent us a decision have it; only a decision of our own is news. It goes
             // `ANNOUNCE_DELAY_MS` later to the peers not heard from at the next height by then

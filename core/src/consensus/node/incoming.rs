@@ -246,6 +246,7 @@ impl Node {
                 self.note_commit_quorum(round, kind, block);
             }
             Ok(AddOutcome::Equivocation(evidence)) => {
+                self.note_evidence(&evidence);
                 self.out
                     .push(Output::Evidence(Box::new(Misbehaviour::DoubleVote(
                         *evidence,

@@ -287,7 +287,7 @@ fn prune_drops_what_a_finalized_block_applied() {
     }
     let block = pool.select(&ledger, 2);
     ledger
-        .apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &block)
+        .apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &block, &[])
         .unwrap();
     pool.prune(&ledger);
     assert_eq!(pool.len(), 2);
@@ -331,7 +331,7 @@ proptest! {
         let selected = pool.select(&ledger, max);
         prop_assert!(selected.len() <= max);
         let set = validator_set(&[1, 2]);
-        let out = ledger.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &selected);
+        let out = ledger.apply_block(CHAIN, Height(1), ValidatorIndex(0), &set, &selected, &[]);
         prop_assert!(out.is_ok(), "{:?}", out);
         let archived = out.unwrap().archived;
         prop_assert_eq!(archived, selected.iter().map(SignedTransfer::hash).collect::<Vec<_>>());

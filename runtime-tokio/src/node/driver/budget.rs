@@ -458,8 +458,10 @@ mod tests {
                 tx_root: timed_core::block::tx_root(&[]),
                 state_root: Hash::ZERO,
                 next_set_hash: Hash::ZERO,
+                evidence_root: timed_core::block::evidence_root(&[]),
             },
             txs: vec![],
+            evidence: Vec::new(),
         };
         let certificate = |signers: u16| Certificate {
             height: h,

@@ -19,7 +19,14 @@
 //!   `next`, and `next` is elected from the bonds as they stand (`elect`). A genesis validator
 //!   is exempt from `min_bond` (the genesis is trusted) and keeps its seat with a smaller bond.
 //!
+//! - Evidence of a double vote burns part of the offender's bond and queued unbonding and jails
+//!   it (`slash`, which has its own rules).
+//!
 //! Determinism: ordered maps and vectors only; the election sorts by (bond descending, id).
+
+mod slash;
+
+pub use slash::{EvidenceError, check_list};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -621,7 +628,7 @@ mod tests {
         let set = ledger.staking().unwrap().current().clone();
         let proposer = set.iter().next().unwrap().0;
         ledger
-            .apply_block(CHAIN, Height(height), proposer, &set, txs)
+            .apply_block(CHAIN, Height(height), proposer, &set, txs, &[])
             .unwrap()
     }
 
