@@ -44,6 +44,12 @@ pub struct Scenario {
     /// How the simulated disk keeps what the nodes write (`storage = "unsynced"`).
     #[serde(default)]
     pub storage: StorageModel,
+    /// Nodes outside the genesis set (`[[candidates]]`), after the validators and their twins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateSpec>,
+    /// Staking operations over time (`[[membership]]`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub membership: Vec<Membership>,
 }
 
 /// How the simulated disk keeps what a node writes.
@@ -75,10 +81,21 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 impl Scenario {
-    /// The simulated nodes: one per validator, and one more per `twins` validator (numbered
-    /// from `validators.len()` in the order of their validators).
+    /// The simulated nodes: one per validator, one more per `twins` validator (numbered from
+    /// `validators.len()` in the order of their validators), then one per candidate.
     pub fn instances(&self) -> usize {
-        self.validators.len() + self.twins().len()
+        self.validators.len() + self.twins().len() + self.candidates.len()
+    }
+
+    /// The node of the `k`-th candidate.
+    pub fn candidate_node(&self, k: usize) -> usize {
+        self.validators.len() + self.twins().len() + k
+    }
+
+    /// The candidate a node is, if any.
+    pub fn candidate_of(&self, node: usize) -> Option<usize> {
+        let first = self.candidate_node(0);
+        (node >= first && node < first + self.candidates.len()).then(|| node - first)
     }
 
     /// The validators with a twin, in index order: the k-th one's twin is node `n + k`.

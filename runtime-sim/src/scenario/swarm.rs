@@ -293,6 +293,8 @@ pub fn swarm_classic(seed: u64) -> Scenario {
             ..Expect::default()
         },
         storage: StorageModel::Synced,
+        candidates: vec![],
+        membership: vec![],
     }
 }
 
