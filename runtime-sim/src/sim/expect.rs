@@ -69,10 +69,20 @@ impl Simulation {
             }
             Some((base, _)) => {
                 let target = base.0 + l.gain;
+                // A laggard outside the set of the next height is a follower (a candidate not yet
+                // active, or a validator that left): said so, as it catches up differently.
+                let set = self.checker.set_at(self.max_decided().next()).clone();
                 let laggards: Vec<String> = self
                     .honest_up()
                     .filter(|(_, n)| n.height().0 < target)
-                    .map(|(i, n)| format!("node {i} at {}", n.height()))
+                    .map(|(i, n)| {
+                        let follower = if self.stake_in(&set, i) == 0 {
+                            " (a follower: not in the current set)"
+                        } else {
+                            ""
+                        };
+                        format!("node {i} at {}{follower}", n.height())
+                    })
                     .collect();
                 let none_up = self.honest_up().next().is_none();
                 if !laggards.is_empty() || none_up {
