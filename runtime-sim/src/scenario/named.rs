@@ -413,18 +413,22 @@ fn membership_replacement() -> Scenario {
     s
 }
 
-/// A candidate (node 4) registers and then bonds more while validator 1 is down (crashed at 1 s,
-/// back at 12 s): three of four keep the chain going, the new validator's registration and its
+/// A candidate (node 4) registers (60) and later bonds more (40, an epoch or more after) while
+/// validator 1 is down (crashed at 1 s, back at 12 s): three of four keep the chain going, the new validator's registration and its
 /// activation pass while one is away, and the restarted validator finds the new set.
 fn membership_crash() -> Scenario {
     let mut s = membership_base("membership-crash", 1, 12_000);
+    // Epochs of 3: with one validator down heights take about a second, and the bond must land
+    // an epoch after the registration.
+    s.consensus.epoch_blocks = 3;
+    s.consensus.unbonding_blocks = 6;
     s.faults = vec![
         at(1_000, FaultKind::Crash { node: 1 }),
         at(12_000, FaultKind::Restart { node: 1 }),
     ];
     s.membership = vec![
         event(1_500, MembershipKind::Register, 4, 60),
-        event(1_500, MembershipKind::Bond, 4, 40),
+        event(6_000, MembershipKind::Bond, 4, 40),
     ];
     s
 }
