@@ -261,7 +261,7 @@ impl Scenario {
                     .unwrap_or_else(|| format!("validator{}", i + 1))
             })
             .collect();
-        for (k, cand) in self.candidates.iter().enumerate() {
+        for k in 0..self.candidates.len() {
             let name = self.candidate_name(k);
             if name.is_empty() || names.contains(&name) {
                 return Err((
@@ -270,7 +270,6 @@ impl Scenario {
                 ));
             }
             names.push(name);
-            let _ = cand;
         }
         for (i, m) in self.membership.iter().enumerate() {
             let is_candidate = self.candidate_of(m.node).is_some();
