@@ -17,7 +17,10 @@ mod swarm;
 pub use format::*;
 pub use named::NAMED;
 pub use parse::parse_duration;
-pub use swarm::{swarm, swarm_classic, swarm_liveness_bound, swarm_stronger};
+pub use swarm::{
+    CORE_SYNCS_FOLLOWERS, swarm, swarm_classic, swarm_liveness_bound, swarm_membership,
+    swarm_stronger,
+};
 
 use std::fmt;
 

@@ -24,6 +24,7 @@ pub const NAMED: &[&str] = &[
     "swarm",
     "swarm-classic",
     "swarm-stronger",
+    "swarm-membership",
 ];
 
 fn v(stake: u64) -> ValidatorSpec {
@@ -256,6 +257,7 @@ impl Scenario {
             "swarm" => swarm(seed),
             "swarm-classic" => swarm_classic(seed),
             "swarm-stronger" => swarm_stronger(seed),
+            "swarm-membership" => swarm_membership(seed),
             _ => return None,
         };
         Some(s)
