@@ -1,5 +1,6 @@
 //! What a run is: validators and their behaviours, consensus parameters, the network model, a
-//! schedule of faults, the duration and the expectations. Built by name, read from a TOML file,
+//! schedule of faults, candidates and membership events (staking operations), the duration and
+//! the expectations. Built by name, read from a TOML file,
 //! or drawn from a seed (`swarm`).
 //!
 //! This module owns `Scenario` itself and what is derived from it (instances, twins, Byzantine
