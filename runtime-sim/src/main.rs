@@ -23,8 +23,10 @@ enum Command {
     /// Run one scenario (a name or a TOML file).
     Run {
         /// three-nodes, byzantine-dropout, testnet, partition, crash-restart, equivocation,
-        /// amnesia, swarm, swarm-classic (the swarm without the stronger adversaries),
-        /// swarm-stronger (the swarm without round pushers), or a path to a .toml file.
+        /// amnesia, membership-partition, membership-replacement, membership-crash, swarm,
+        /// swarm-classic (the swarm without the stronger adversaries), swarm-stronger (the swarm
+        /// without round pushers), swarm-membership (the swarm with membership changes), or a
+        /// path to a .toml file.
         #[arg(long)]
         scenario: String,
         #[arg(long, default_value_t = 1)]
@@ -51,6 +53,10 @@ enum Command {
         /// failed expectation and its replay command) and go on.
         #[arg(long)]
         keep_going: bool,
+        /// Draw membership changes (`swarm-membership`: a third of the seeds change their
+        /// validator set) whether or not `swarm` draws them yet.
+        #[arg(long)]
+        membership: bool,
     },
     /// Measure speed: the testnet scenario (or `--scenario`), its ratio to the crypto floor, and
     /// heights per second with block time 0.
@@ -119,7 +125,8 @@ fn main() -> ExitCode {
             start,
             json,
             keep_going,
-        } => swarm(seeds, start, json, keep_going),
+            membership,
+        } => swarm(seeds, start, json, keep_going, membership),
         Command::Bench {
             runs,
             scenario,
@@ -188,14 +195,21 @@ fn run(name: &str, seed: u64, duration: Option<&str>, json: bool, det: bool) -> 
     }
 }
 
-fn swarm(seeds: u64, start: u64, json: bool, keep_going: bool) -> ExitCode {
+fn swarm(seeds: u64, start: u64, json: bool, keep_going: bool, membership: bool) -> ExitCode {
     let t0 = Instant::now();
     let mut sim_ms: u64 = 0;
     let mut heights: u64 = 0;
     let mut failed: u64 = 0;
     for seed in start..start.saturating_add(seeds) {
-        let scenario = timed_sim::scenario::swarm(seed);
-        let report = match timed_sim::run(&scenario, seed, replay("swarm", seed, None), false) {
+        let (name, scenario) = if membership {
+            (
+                "swarm-membership",
+                timed_sim::scenario::swarm_membership(seed),
+            )
+        } else {
+            ("swarm", timed_sim::scenario::swarm(seed))
+        };
+        let report = match timed_sim::run(&scenario, seed, replay(name, seed, None), false) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("seed {seed}: error: {e}");

@@ -91,3 +91,57 @@ fn bad_files_are_refused_with_line_and_field() {
     assert!(err("").contains("missing field"));
     assert!(err("name = 1").contains("line 1"));
 }
+
+/// The membership keys of a file: a candidate, a registration and an unbond during a partition;
+/// the set the run ends with is the one the file asks for.
+#[test]
+fn a_membership_file_parses_and_its_set_changes() {
+    let text = include_str!("../../runtime-sim/scenarios/membership.toml");
+    let s = Scenario::from_toml(text).unwrap();
+    assert_eq!(s.candidates.len(), 1);
+    assert_eq!(s.membership.len(), 2);
+    assert_eq!(s.consensus.params().epoch_blocks, 5);
+    let mut sim = Simulation::new(&s, 1).unwrap();
+    sim.run();
+    assert!(
+        sim.passed(),
+        "{:#?} {:#?}",
+        sim.checker.violations,
+        sim.expectation_failures
+    );
+    let top = sim.nodes[0].height();
+    let ids: Vec<u16> = sim.checker.set_at(top).iter().map(|(id, _)| id.0).collect();
+    assert_eq!(ids, vec![0, 1, 3, 4]);
+}
+
+/// Membership keys that cannot work are refused with their field.
+#[test]
+fn bad_membership_keys_name_their_field() {
+    let head = "name = \"x\"\nduration = \"1m\"\n[[validators]]\nstake = 1\n";
+    let cases = [
+        (
+            "[[membership]]\nat = 1\nkind = \"register\"\nnode = 0\namount = 5\n",
+            "membership[0].kind",
+        ),
+        (
+            "[[membership]]\nat = 1\nkind = \"bond\"\nnode = 3\namount = 5\n",
+            "membership[0].node",
+        ),
+        (
+            "[[candidates]]\nfunds = 1\n[[membership]]\nat = 1\nkind = \"bond\"\nnode = 1\namount = 0\n",
+            "membership[0].amount",
+        ),
+        (
+            "[consensus]\nepoch_blocks = 10\nunbonding_blocks = 5\n",
+            "consensus.unbonding_blocks",
+        ),
+        (
+            "[[candidates]]\nname = \"validator1\"\n",
+            "candidates[0].name",
+        ),
+    ];
+    for (tail, field) in cases {
+        let e = Scenario::from_toml(&format!("{head}{tail}")).unwrap_err();
+        assert!(e.0.contains(field), "{tail}: {e}");
+    }
+}

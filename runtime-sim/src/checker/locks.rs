@@ -100,10 +100,11 @@ impl Checker {
         if locked == block || lr >= round {
             return;
         }
+        let set = self.set_at(h);
         let polka = (lr.0..round.0).find(|&vr| {
             at.prepares.get(&(Round(vr), block)).is_some_and(|who| {
-                let stake = who.iter().map(|w| self.set.stake_of(*w).0).sum();
-                self.set.is_quorum(Stake(stake))
+                let stake = who.iter().map(|w| set.stake_of(*w).0).sum();
+                set.is_quorum(Stake(stake))
             })
         });
         if polka.is_none() {

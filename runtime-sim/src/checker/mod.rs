@@ -7,9 +7,10 @@
 //!   built by the proposer of one of the rounds up to its certificate's, has a certificate that
 //!   verifies, and applies to the checker's own copy of the ledger to exactly the state root and
 //!   outcome it names (`validity`, `bad-certificate`, `state-root`, `rewards`, `ledger-diverged`);
-//! - conservation: after height `h` the total of all balances, in the stored ledger and in the
-//!   live core's, is the genesis total plus the subsidies of heights 1 to `h`: fees move money,
-//!   only subsidies create it (`conservation`);
+//! - conservation: after height `h` the total of all balances, bonds and unbonding stake, in the
+//!   stored ledger and in the live core's, is the genesis total (balances and bonds) plus the
+//!   subsidies of heights 1 to `h`, less what was slashed: fees and staking move money, only
+//!   subsidies create it (`conservation`);
 //! - lock: a node that precommitted block `B` in round `r` (it locked `B`) prepares a different
 //!   block `B'` in a later round `r'` only if prepares for `B'` worth a quorum exist from a round
 //!   `vr` with `r ≤ vr < r'` (Algorithm 1, L28: `lockedRound ≤ vr`). Its lock is its precommit of
@@ -18,6 +19,13 @@
 //!   signatures verify: a superset of what the node itself can know, so the check never blames a
 //!   node for a quorum it might have seen (`lock`);
 //! - no double signing, nothing sent before it is persisted, heights never go back.
+//!
+//! Every check that needs a validator set takes the set of its height (ADR 0026): the checker
+//! learns them from its own ledger (`reference`, the chain it replays), whose staking state holds
+//! the set of the next height and of the next epoch (`sets`). Signatures are judged against the
+//! registry (every id with its key: ids are never reused, so a signature's verdict does not
+//! depend on the set); membership and stake against the set of the height. The Byzantine stake
+//! of each set must stay below a third (`byzantine-share`: the scenario broke the fault model).
 //!
 //! This module owns the checker's memory and its entry points (what the simulation tells it);
 //! the rules live by concern in [`validity`] (agreement, validity, conservation), [`locks`] (the
@@ -30,14 +38,15 @@ mod validity;
 pub use signatures::BATCH;
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use timed_core::consensus::SignPoint;
-use timed_core::crypto::Signature;
+use timed_core::crypto::{PublicKey, Signature};
 use timed_core::ledger::{BlockOutcome, Ledger};
 use timed_core::message::{Message, VoteKind};
-use timed_core::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
-use timed_core::validators::{ConsensusParams, Genesis, ValidatorSet};
+use timed_core::types::{Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
+use timed_core::validators::{ConsensusParams, Genesis, Member, ValidatorSet};
 use timed_core::verified::VerdictCache;
 
 use locks::HeightLocks;
@@ -85,7 +94,19 @@ pub struct Seen {
 /// What the checker remembers across the whole run.
 pub struct Checker {
     chain_id: String,
-    set: ValidatorSet,
+    /// The set of each epoch known so far (epoch `e` is heights `e·E + 1 ..= (e + 1)·E`): the
+    /// genesis set for epochs 0 and 1, then what the reference ledger elects.
+    sets: BTreeMap<u64, Arc<ValidatorSet>>,
+    /// Registrations the verdicts know (the registry only grows).
+    registered: usize,
+    /// The key each node signs with (none for a twin: unchecked), and its id once registered.
+    keys: Vec<Option<PublicKey>>,
+    ids: Vec<Option<ValidatorIndex>>,
+    /// Keys of the validators that behave Byzantine (at the start or later): their stake in
+    /// every set must stay below a third.
+    byzantine: BTreeSet<PublicKey>,
+    /// Base units slashed in all, by the height where the total last changed.
+    slashed: BTreeMap<Height, u128>,
     params: ConsensusParams,
     /// Hash and timestamp of the genesis (height 0) and of each height's decided block.
     chain: BTreeMap<Height, (Hash, TimestampMs)>,
@@ -94,8 +115,6 @@ pub struct Checker {
     reference_height: Height,
     /// Total supply after each height: the genesis balances, then plus each height's subsidy.
     supply: Vec<u128>,
-    /// Units burnt by evidence at each height where some were (the reference's outcomes).
-    slashed: BTreeMap<Height, u128>,
     /// The first block finalized at each height among checked nodes, and by whom.
     decided: BTreeMap<Height, (Hash, usize)>,
     /// Digest of the outcome (rewards, fees, touched accounts) per height.
@@ -150,13 +169,21 @@ impl Checker {
     pub fn with_nodes(genesis: &Genesis, set: ValidatorSet, n: usize) -> Checker {
         let reference = Ledger::from_genesis(genesis);
         let verdicts = VerdictCache::new(set.clone(), &genesis.chain_id);
+        let registered = set.len();
+        let set = Arc::new(set);
         Checker {
             chain_id: genesis.chain_id.clone(),
-            set,
+            sets: BTreeMap::from([(0, set.clone()), (1, set)]),
+            registered,
+            keys: vec![None; n],
+            ids: (0..n)
+                .map(|i| (i < registered).then_some(ValidatorIndex(i as u16)))
+                .collect(),
+            byzantine: BTreeSet::new(),
+            slashed: BTreeMap::new(),
             params: genesis.params.clone(),
             chain: BTreeMap::from([(Height(0), (genesis.hash(), genesis.genesis_time_ms))]),
             supply: vec![reference.total_supply()],
-            slashed: BTreeMap::new(),
             reference,
             reference_height: Height(0),
             decided: BTreeMap::new(),
@@ -266,7 +293,7 @@ impl Checker {
     /// A node sent a message: its own signed ones must have been persisted first, unchanged.
     pub fn on_send(&mut self, node: usize, msg: &Message) {
         let Some(slot) = slot_of(msg) else { return };
-        if signer_of(msg).map(|s| s.as_usize()) != Some(node) {
+        if signer_of(msg).is_none() || signer_of(msg) != self.ids[node] {
             return;
         }
         match self.signed[node].get(&slot) {
@@ -335,5 +362,116 @@ impl Checker {
 
     pub fn decided(&self) -> &BTreeMap<Height, (Hash, usize)> {
         &self.decided
+    }
+
+    /// The key node `node` signs with (a candidate's id is learned when it registers); `None`
+    /// for a twin, whose messages are not its own to check.
+    pub fn set_key(&mut self, node: usize, key: Option<PublicKey>) {
+        self.keys[node] = key;
+        self.ids[node] = key.and_then(|k| self.reference.staking()?.id_of(&k));
+    }
+
+    /// `key` belongs to a validator that behaves Byzantine: its stake counts against the third.
+    pub fn set_byzantine(&mut self, key: PublicKey) {
+        self.byzantine.insert(key);
+    }
+
+    /// The ledger the checker replays, after the highest height decided.
+    pub fn reference(&self) -> &Ledger {
+        &self.reference
+    }
+
+    fn epoch(&self, h: Height) -> u64 {
+        h.0.saturating_sub(1) / self.params.epoch_blocks.max(1)
+    }
+
+    /// The set of height `h` if the checker knows it (up to the end of the epoch after the
+    /// reference's).
+    pub fn set_known(&self, h: Height) -> Option<&Arc<ValidatorSet>> {
+        self.sets.get(&self.epoch(h))
+    }
+
+    /// The set of height `h`, or for a height beyond what the checker knows, the newest set it
+    /// knows (what a node that far ahead would have to go by, too).
+    pub fn set_at(&self, h: Height) -> &Arc<ValidatorSet> {
+        let e = self.epoch(h);
+        self.sets
+            .range(..=e)
+            .next_back()
+            .map(|(_, s)| s)
+            .expect("the genesis set is epoch 0's")
+    }
+
+    /// The stake of `set` held by Byzantine validators.
+    fn byzantine_stake(&self, set: &ValidatorSet) -> u64 {
+        set.iter()
+            .filter(|(_, v)| self.byzantine.contains(&v.public_key))
+            .map(|(_, v)| v.stake.0)
+            .sum()
+    }
+
+    /// Whether Byzantine validators hold less than a third of `set`'s stake.
+    fn byzantine_within(&self, set: &ValidatorSet) -> bool {
+        3 * u128::from(self.byzantine_stake(set)) < u128::from(set.total_stake().0)
+    }
+
+    /// After the reference applied height `h`: the sets its staking state names (the set of
+    /// `h + 1` and of the epoch after), new registrations' keys for the verdicts, and the
+    /// Byzantine share of a new set.
+    fn learn_sets(&mut self, h: Height) {
+        let Some(staking) = self.reference.staking() else {
+            return;
+        };
+        let e = self.epoch(h.next());
+        let (current, next) = (staking.current().clone(), staking.next().clone());
+        let mut new_sets = vec![];
+        for (epoch, set) in [(e, current), (e + 1, next)] {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.sets.entry(epoch) {
+                slot.insert(set.clone());
+                new_sets.push((epoch, set));
+            }
+        }
+        let grown = staking
+            .registration(ValidatorIndex(self.registered as u16))
+            .is_some();
+        if grown {
+            let members: Vec<Member> = staking
+                .registry()
+                .map(|(id, r)| Member {
+                    id,
+                    name: r.name.clone(),
+                    public_key: r.key,
+                    stake: Stake(1),
+                    owner: r.owner,
+                })
+                .collect();
+            let count = members.len();
+            // Ids are never reused and a key is registered once: a signature verifies against
+            // the registry exactly when it does against any set holding its id.
+            if let Ok(registry) = ValidatorSet::from_members(members) {
+                self.verdicts = VerdictCache::new(registry, &self.chain_id);
+                self.registered = count;
+            }
+            for i in 0..self.keys.len() {
+                if let Some(k) = self.keys[i] {
+                    self.ids[i] = self.reference.staking().and_then(|s| s.id_of(&k));
+                }
+            }
+        }
+        // A scenario beyond the model from the genesis on (a test of what breaks then) is its
+        // own business; a change that takes the Byzantine share to a third is the draw's fault.
+        let genesis_within = self.byzantine_within(&self.sets[&0]);
+        for (epoch, set) in new_sets {
+            let byzantine = self.byzantine_stake(&set);
+            if genesis_within && !self.byzantine_within(&set) {
+                let detail = format!(
+                    "the set of epoch {epoch} (from height {}) gives Byzantine validators {byzantine} \
+                     of {} stake: a third or more, beyond the fault model",
+                    epoch * self.params.epoch_blocks.max(1) + 1,
+                    set.total_stake().0
+                );
+                self.fail(None, "byzantine-share", detail);
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@
 use timed_core::block::{Certificate, CommitSignature};
 use timed_core::crypto::Signature;
 use timed_core::message::{Message, Vote, VoteKind};
-use timed_core::types::{Hash, Height};
+use timed_core::types::{Hash, Height, ValidatorIndex};
 use timed_core::verified::Verified;
 
 use super::*;
@@ -49,18 +49,20 @@ impl Checker {
         if cert.height != height || cert.block_hash != *block {
             return false;
         }
-        // Also: every signer is in the set, so its index is in range below.
-        match cert.signed_stake(&self.set) {
-            Ok(stake) if self.set.is_quorum(stake) => {}
+        // The set of its height. Also: every signer is in it, so it has a position below.
+        let set = self.set_at(height).clone();
+        match cert.signed_stake(&set) {
+            Ok(stake) if set.is_quorum(stake) => {}
             _ => return false,
         }
+        let at = |v: ValidatorIndex| set.position(v).expect("a signer of the set");
         let slot = (height, cert.round, *block);
         let new: Vec<&CommitSignature> = match self.cert_signatures.get(&slot) {
             Some(known) => cert
                 .signatures
                 .iter()
                 .filter(|s| {
-                    !known[s.validator.as_usize()]
+                    !known[at(s.validator)]
                         .as_ref()
                         .is_some_and(|k| same(k, &s.signature))
                 })
@@ -92,13 +94,13 @@ impl Checker {
         {
             self.cert_signatures.clear();
         }
-        let n = self.set.len();
+        let n = set.len();
         let known = self
             .cert_signatures
             .entry(slot)
             .or_insert_with(|| vec![None; n]);
         for (v, signature) in good {
-            known[v.as_usize()] = Some(signature);
+            known[at(v)] = Some(signature);
         }
         ok
     }

@@ -9,17 +9,31 @@ use timed_core::types::{Hash, Height, Round};
 
 use super::*;
 
+/// Base units a block's outcome says it slashed (evidence, ADR 0026 point 6).
+fn slashed_in(outcome: &BlockOutcome) -> u128 {
+    u128::from(outcome.slashed.0)
+}
+
 impl Checker {
-    /// The total supply there must be after height `h`: the genesis's, plus the subsidies,
-    /// minus what evidence burnt (as the reference ledger applied it).
+    /// The total supply there must be after height `h`: the genesis's (balances and bonds), the
+    /// subsidies of heights 1 to `h`, less what was slashed up to `h` (ADR 0026, point 7).
     pub(super) fn supply_after(&mut self, h: Height) -> u128 {
         while self.supply.len() as u64 <= h.0 {
             let next = Height(self.supply.len() as u64);
             let last = *self.supply.last().expect("the genesis supply is there");
             self.supply.push(last + u128::from(subsidy(next).0));
         }
-        let burnt: u128 = self.slashed.range(..=h).map(|(_, b)| *b).sum();
-        self.supply[h.0 as usize].saturating_sub(burnt)
+        let slashed = self.slashed.range(..=h).next_back().map_or(0, |(_, s)| *s);
+        self.supply[h.0 as usize].saturating_sub(slashed)
+    }
+
+    /// What the block of height `h` burned by slashing (`outcome`), added to the run's total.
+    fn note_slashed(&mut self, h: Height, outcome: &BlockOutcome) {
+        let burned = slashed_in(outcome);
+        if burned > 0 {
+            let total = self.slashed.values().next_back().copied().unwrap_or(0) + burned;
+            self.slashed.insert(h, total);
+        }
     }
 
     /// A live honest core's ledger after it finalized `height - 1`: conservation.
@@ -60,8 +74,10 @@ impl Checker {
                 }
             }
         }
-        let proposer_ok = (0..=f.certificate.round.0)
-            .any(|r| self.set.proposer(h, Round(r)) == b.header.proposer);
+        // The set of `h`: the reference's own current set when it is at `h - 1`.
+        let set = self.set_at(h).clone();
+        let proposer_ok =
+            (0..=f.certificate.round.0).any(|r| set.proposer(h, Round(r)) == b.header.proposer);
         if !proposer_ok {
             faults.push(format!(
                 "its proposer {} proposes none of rounds 0 to {}",
@@ -76,16 +92,9 @@ impl Checker {
         }
         if self.reference_height.0 + 1 != h.0 {
             faults.push(format!("decided after height {}", self.reference_height));
-        } else if self.set.get(b.header.proposer).is_some() {
+        } else if set.get(b.header.proposer).is_some() {
             let mut after = self.reference.clone();
-            match after.apply_block(
-                &self.chain_id,
-                h,
-                b.header.proposer,
-                &self.set,
-                &b.txs,
-                &b.evidence,
-            ) {
+            match after.apply_block(&self.chain_id, h, b.header.proposer, &set, &b.txs, &b.evidence) {
                 Err(e) => faults.push(format!("its transactions do not apply: {e}")),
                 Ok(outcome) => {
                     if after.state_root() != b.header.state_root {
@@ -94,12 +103,14 @@ impl Checker {
                     if outcome != f.outcome {
                         faults.push("outcome differs from the ledger's".into());
                     }
-                    if outcome.slashed.0 > 0 {
-                        self.slashed.insert(h, u128::from(outcome.slashed.0));
+                    if after.staking().map(|s| s.current().hash()) != Some(b.header.next_set_hash) {
+                        faults.push("next set hash is not the set of the next height".into());
                     }
+                    self.note_slashed(h, &outcome);
                     self.reference = after;
                     self.reference_height = h;
                     self.txs_decided += b.txs.len() as u64;
+                    self.learn_sets(h);
                 }
             }
         }

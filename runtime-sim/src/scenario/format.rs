@@ -59,6 +59,49 @@ pub enum Behaviour {
     RoundPusher,
 }
 
+/// A node that is not in the genesis set: it follows the chain from the start (its core has no
+/// vote until a set holding its key is current) and may register (`Membership`). Candidates are
+/// the nodes after the validators and their twins, in file order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateSpec {
+    /// Its validator name (also its key's seed); default `candidate<k>` from 1.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its own account's genesis balance, in base units: it owns its registration and pays its
+    /// bond and fees from it.
+    #[serde(default)]
+    pub funds: u64,
+}
+
+/// What a membership event does (ADR 0026): a staking operation, signed by the validator's
+/// owner (every simulated validator owns itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MembershipKind {
+    /// A candidate registers its key with a bond of `amount` (at least `min_bond`).
+    Register,
+    /// `amount` more bonded to the validator.
+    Bond,
+    /// `amount` of its bond unbonded (the rest must be 0 or at least `min_bond`).
+    Unbond,
+}
+
+/// A staking operation submitted as a signed transfer through the simulated mempool path (a
+/// random live node, re-sent until a block holds it). Events go in file order, each after the
+/// one before is final (an operator that waits for its receipt), and not before `at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    pub at: Ms,
+    pub kind: MembershipKind,
+    /// The node whose key is the validator: a genesis validator or a candidate (not a twin).
+    #[serde(alias = "validator")]
+    pub node: usize,
+    /// Base units.
+    pub amount: u64,
+}
+
 /// How a restart lost the node's durable records (its key, and the last-signed point kept
 /// beside it, survive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -197,6 +240,41 @@ pub struct Consensus {
     pub precommit_delta_ms: u64,
     #[serde(default = "d_resend")]
     pub resend_interval_ms: u64,
+    /// Heights per epoch: the set changes after a multiple of it (ADR 0026).
+    #[serde(default = "d_epoch_blocks")]
+    pub epoch_blocks: u64,
+    /// The least bond of a registration, in base units (genesis validators are exempt).
+    #[serde(default = "d_min_bond")]
+    pub min_bond: u64,
+    /// Validators per set at most.
+    #[serde(default = "d_max_validators")]
+    pub max_validators: u32,
+    /// Heights unbonded stake waits before it returns (at least twice `epoch_blocks`).
+    #[serde(default = "d_unbonding_blocks")]
+    pub unbonding_blocks: u64,
+    /// The part of a double signer's bond burned, in thousandths.
+    #[serde(default = "d_slash_permille")]
+    pub slash_permille: u32,
+}
+
+fn d_epoch_blocks() -> u64 {
+    ConsensusParams::default().epoch_blocks
+}
+
+fn d_min_bond() -> u64 {
+    ConsensusParams::default().min_bond.0
+}
+
+fn d_max_validators() -> u32 {
+    ConsensusParams::default().max_validators
+}
+
+fn d_unbonding_blocks() -> u64 {
+    ConsensusParams::default().unbonding_blocks
+}
+
+fn d_slash_permille() -> u32 {
+    ConsensusParams::default().slash_permille
 }
 
 fn d_block_time() -> u64 {
@@ -234,6 +312,11 @@ impl Default for Consensus {
             precommit_timeout_ms: d_vote(),
             precommit_delta_ms: d_vote_delta(),
             resend_interval_ms: d_resend(),
+            epoch_blocks: d_epoch_blocks(),
+            min_bond: d_min_bond(),
+            max_validators: d_max_validators(),
+            unbonding_blocks: d_unbonding_blocks(),
+            slash_permille: d_slash_permille(),
         }
     }
 }
@@ -255,6 +338,11 @@ impl Consensus {
                 delta_ms: self.precommit_delta_ms,
             },
             resend_interval_ms: self.resend_interval_ms,
+            epoch_blocks: self.epoch_blocks,
+            min_bond: timed_core::types::Amount(self.min_bond),
+            max_validators: self.max_validators,
+            unbonding_blocks: self.unbonding_blocks,
+            slash_permille: self.slash_permille,
             ..ConsensusParams::default()
         }
     }

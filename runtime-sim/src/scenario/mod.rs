@@ -1,5 +1,6 @@
 //! What a run is: validators and their behaviours, consensus parameters, the network model, a
-//! schedule of faults, the duration and the expectations. Built by name, read from a TOML file,
+//! schedule of faults, candidates and membership events (staking operations), the duration and
+//! the expectations. Built by name, read from a TOML file,
 //! or drawn from a seed (`swarm`).
 //!
 //! This module owns `Scenario` itself and what is derived from it (instances, twins, Byzantine
@@ -17,7 +18,10 @@ mod swarm;
 pub use format::*;
 pub use named::NAMED;
 pub use parse::parse_duration;
-pub use swarm::{swarm, swarm_classic, swarm_liveness_bound, swarm_stronger};
+pub use swarm::{
+    CORE_SYNCS_FOLLOWERS, swarm, swarm_classic, swarm_liveness_bound, swarm_membership,
+    swarm_stronger,
+};
 
 use std::fmt;
 
@@ -44,6 +48,12 @@ pub struct Scenario {
     /// How the simulated disk keeps what the nodes write (`storage = "unsynced"`).
     #[serde(default)]
     pub storage: StorageModel,
+    /// Nodes outside the genesis set (`[[candidates]]`), after the validators and their twins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateSpec>,
+    /// Staking operations over time (`[[membership]]`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub membership: Vec<Membership>,
 }
 
 /// How the simulated disk keeps what a node writes.
@@ -75,10 +85,21 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 impl Scenario {
-    /// The simulated nodes: one per validator, and one more per `twins` validator (numbered
-    /// from `validators.len()` in the order of their validators).
+    /// The simulated nodes: one per validator, one more per `twins` validator (numbered from
+    /// `validators.len()` in the order of their validators), then one per candidate.
     pub fn instances(&self) -> usize {
-        self.validators.len() + self.twins().len()
+        self.validators.len() + self.twins().len() + self.candidates.len()
+    }
+
+    /// The node of the `k`-th candidate.
+    pub fn candidate_node(&self, k: usize) -> usize {
+        self.validators.len() + self.twins().len() + k
+    }
+
+    /// The candidate a node is, if any.
+    pub fn candidate_of(&self, node: usize) -> Option<usize> {
+        let first = self.candidate_node(0);
+        (node >= first && node < first + self.candidates.len()).then(|| node - first)
     }
 
     /// The validators with a twin, in index order: the k-th one's twin is node `n + k`.

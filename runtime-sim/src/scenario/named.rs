@@ -1,5 +1,6 @@
 //! The named scenarios (`Scenario::named`): three nodes, a dropout, a testnet hour, a partition,
-//! crashes and restarts, equivocation, amnesia, and the swarms by name.
+//! crashes and restarts, equivocation, amnesia, validator set changes under faults (a partition,
+//! a full replacement, a crash), and the swarms by name.
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -17,9 +18,13 @@ pub const NAMED: &[&str] = &[
     "crash-restart",
     "equivocation",
     "amnesia",
+    "membership-partition",
+    "membership-replacement",
+    "membership-crash",
     "swarm",
     "swarm-classic",
     "swarm-stronger",
+    "swarm-membership",
 ];
 
 fn v(stake: u64) -> ValidatorSpec {
@@ -51,6 +56,8 @@ impl Scenario {
                 faults: vec![],
                 transactions: None,
                 storage: StorageModel::Synced,
+                candidates: vec![],
+                membership: vec![],
                 expect: Expect {
                     min_height: Some(50),
                     max_finality_ms: Some(2_000),
@@ -83,6 +90,8 @@ impl Scenario {
                 }],
                 transactions: None,
                 storage: StorageModel::Synced,
+                candidates: vec![],
+                membership: vec![],
                 expect: Expect {
                     min_height: Some(20),
                     ..Expect::default()
@@ -103,6 +112,8 @@ impl Scenario {
                 faults: vec![],
                 transactions: None,
                 storage: StorageModel::Synced,
+                candidates: vec![],
+                membership: vec![],
                 expect: Expect {
                     min_height: Some(440),
                     max_finality_ms: Some(30_000),
@@ -137,6 +148,8 @@ impl Scenario {
                 ],
                 transactions: None,
                 storage: StorageModel::Synced,
+                candidates: vec![],
+                membership: vec![],
                 expect: Expect {
                     no_progress_while_partitioned: true,
                     liveness: Some(Liveness {
@@ -183,6 +196,8 @@ impl Scenario {
                     faults,
                     transactions: None,
                     storage: StorageModel::Synced,
+                    candidates: vec![],
+                    membership: vec![],
                     expect: Expect {
                         liveness: Some(Liveness {
                             after: Ms(t),
@@ -227,6 +242,8 @@ impl Scenario {
                 faults: vec![],
                 transactions: None,
                 storage: StorageModel::Synced,
+                candidates: vec![],
+                membership: vec![],
                 expect: Expect {
                     min_height: Some(30),
                     min_evidence: Some(1),
@@ -234,9 +251,13 @@ impl Scenario {
                 },
             },
             "amnesia" => amnesia(seed),
+            "membership-partition" => membership_partition(),
+            "membership-replacement" => membership_replacement(),
+            "membership-crash" => membership_crash(),
             "swarm" => swarm(seed),
             "swarm-classic" => swarm_classic(seed),
             "swarm-stronger" => swarm_stronger(seed),
+            "swarm-membership" => swarm_membership(seed),
             _ => return None,
         };
         Some(s)
@@ -280,6 +301,7 @@ fn amnesia(seed: u64) -> Scenario {
             precommit_timeout_ms: 200,
             precommit_delta_ms: 100,
             resend_interval_ms: 500,
+            ..Consensus::default()
         },
         network: NetworkSpec {
             latency: Latency::Uniform {
@@ -294,6 +316,8 @@ fn amnesia(seed: u64) -> Scenario {
         faults,
         transactions: None,
         storage: StorageModel::Synced,
+        candidates: vec![],
+        membership: vec![],
         expect: Expect {
             liveness: Some(Liveness {
                 after: Ms(window),
@@ -303,6 +327,112 @@ fn amnesia(seed: u64) -> Scenario {
             ..Expect::default()
         },
     }
+}
+
+/// Four genesis validators of 100 and candidates, epochs of 5 heights (a change made in epoch
+/// `e` signs from epoch `e + 2`: 10 heights, some 5 s here), the least bond 50, and a liveness
+/// phase after `heal`.
+fn membership_base(name: &str, candidates: usize, heal: u64) -> Scenario {
+    Scenario {
+        name: name.into(),
+        duration: Ms(heal + 40_000),
+        validators: vec![v(100); 4],
+        consensus: Consensus {
+            block_time_ms: 200,
+            epoch_blocks: 5,
+            unbonding_blocks: 10,
+            min_bond: 50,
+            ..Consensus::default()
+        },
+        network: NetworkSpec {
+            latency: Latency::Uniform {
+                min_ms: 5,
+                max_ms: 40,
+            },
+            ..NetworkSpec::default()
+        },
+        faults: vec![],
+        transactions: None,
+        storage: StorageModel::Synced,
+        candidates: (0..candidates)
+            .map(|_| CandidateSpec {
+                name: None,
+                funds: 1_000,
+            })
+            .collect(),
+        membership: vec![],
+        expect: Expect {
+            liveness: Some(Liveness {
+                after: Ms(heal),
+                gain: 10,
+                within: Ms(30_000),
+            }),
+            ..Expect::default()
+        },
+    }
+}
+
+fn event(at_ms: u64, kind: MembershipKind, node: usize, amount: u64) -> Membership {
+    Membership {
+        at: Ms(at_ms),
+        kind,
+        node,
+        amount,
+    }
+}
+
+/// The set changes while validator 3 is cut off: a candidate (node 4) registers and validator 2
+/// unbonds everything, so the set goes from {0, 1, 2, 3} to {0, 1, 3, 4}. The three others hold
+/// three quarters of every set's stake and go on; after the heal validator 3 must catch up
+/// through the hand-over and sign in the new set.
+fn membership_partition() -> Scenario {
+    let mut s = membership_base("membership-partition", 1, 20_000);
+    s.faults = vec![
+        at(
+            1_000,
+            FaultKind::Partition {
+                groups: vec![vec![3]],
+            },
+        ),
+        at(20_000, FaultKind::Heal),
+    ];
+    s.membership = vec![
+        event(1_500, MembershipKind::Register, 4, 100),
+        event(1_500, MembershipKind::Unbond, 2, 100),
+    ];
+    s
+}
+
+/// Every genesis validator leaves: four candidates (nodes 4 to 7) register, then validators 0
+/// to 3 unbond everything, one after the other. The chain ends signed by the candidates alone,
+/// the genesis nodes following it.
+fn membership_replacement() -> Scenario {
+    let mut s = membership_base("membership-replacement", 4, 30_000);
+    s.membership = (4..8)
+        .map(|c| event(1_000, MembershipKind::Register, c, 100))
+        .chain((0..4).map(|g| event(1_000, MembershipKind::Unbond, g, 100)))
+        .collect();
+    s
+}
+
+/// A candidate (node 4) registers (60) and later bonds more (40, an epoch or more after) while
+/// validator 1 is down (crashed at 1 s, back at 12 s): three of four keep the chain going, the new validator's registration and its
+/// activation pass while one is away, and the restarted validator finds the new set.
+fn membership_crash() -> Scenario {
+    let mut s = membership_base("membership-crash", 1, 12_000);
+    // Epochs of 3: with one validator down heights take about a second, and the bond must land
+    // an epoch after the registration.
+    s.consensus.epoch_blocks = 3;
+    s.consensus.unbonding_blocks = 6;
+    s.faults = vec![
+        at(1_000, FaultKind::Crash { node: 1 }),
+        at(12_000, FaultKind::Restart { node: 1 }),
+    ];
+    s.membership = vec![
+        event(1_500, MembershipKind::Register, 4, 60),
+        event(6_000, MembershipKind::Bond, 4, 40),
+    ];
+    s
 }
 
 #[cfg(test)]

@@ -177,6 +177,7 @@ impl Scenario {
                 return Err(("transactions.clients".into(), "at most 1000".into()));
             }
         }
+        self.validate_membership()?;
         for (i, f) in self.faults.iter().enumerate() {
             match (f.at, f.at_height) {
                 (Some(_), None) | (None, Some(_)) => {}
@@ -212,12 +213,97 @@ impl Scenario {
                     format!("faults[{i}].node"),
                     format!(
                         "node {node} does not exist (there are {nodes} nodes, from 0: {n} \
-                         validators and their twins)"
+                         validators, their twins and the candidates)"
                     ),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// The staking keys: candidates' names free, events on a genesis validator or a candidate
+    /// (a twin shares its validator's key), nonzero amounts, and the genesis's staking rules.
+    fn validate_membership(&self) -> Result<(), (String, String)> {
+        let n = self.validators.len();
+        let c = &self.consensus;
+        if c.epoch_blocks == 0 {
+            return Err(("consensus.epoch_blocks".into(), "must be at least 1".into()));
+        }
+        if c.unbonding_blocks < 2 * c.epoch_blocks {
+            return Err((
+                "consensus.unbonding_blocks".into(),
+                format!(
+                    "{} is less than twice epoch_blocks ({}): stake must stay slashable while \
+                     it still signs",
+                    c.unbonding_blocks, c.epoch_blocks
+                ),
+            ));
+        }
+        if (c.max_validators as usize) < n {
+            return Err((
+                "consensus.max_validators".into(),
+                format!(
+                    "{} is fewer than the {n} genesis validators",
+                    c.max_validators
+                ),
+            ));
+        }
+        if self.candidates.len() > 100 {
+            return Err(("candidates".into(), "at most 100 candidates".into()));
+        }
+        let mut names: Vec<String> = (0..n)
+            .map(|i| {
+                self.validators[i]
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("validator{}", i + 1))
+            })
+            .collect();
+        for k in 0..self.candidates.len() {
+            let name = self.candidate_name(k);
+            if name.is_empty() || names.contains(&name) {
+                return Err((
+                    format!("candidates[{k}].name"),
+                    format!("the name {name:?} is empty or taken by another node"),
+                ));
+            }
+            names.push(name);
+        }
+        for (i, m) in self.membership.iter().enumerate() {
+            let is_candidate = self.candidate_of(m.node).is_some();
+            if m.node >= n && !is_candidate {
+                return Err((
+                    format!("membership[{i}].node"),
+                    format!(
+                        "node {} is neither a genesis validator (0 to {}) nor a candidate ({} to {})",
+                        m.node,
+                        n.saturating_sub(1),
+                        self.candidate_node(0),
+                        self.instances().saturating_sub(1)
+                    ),
+                ));
+            }
+            if m.amount == 0 {
+                return Err((format!("membership[{i}].amount"), "must be positive".into()));
+            }
+            if m.kind == MembershipKind::Register && !is_candidate {
+                return Err((
+                    format!("membership[{i}].kind"),
+                    format!("node {} is a genesis validator: registered already", m.node),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The validator name of the `k`-th candidate.
+    pub fn candidate_name(&self, k: usize) -> String {
+        self.candidates[k]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("candidate{}", k + 1))
     }
 }
 

@@ -98,7 +98,10 @@ impl Simulation {
                 return !a.sent.get(&slot).is_some_and(|(_, rewritten)| *rewritten);
             }
             Message::Vote(v) if signature_ok => a.hold_prepare(v),
-            Message::Proposal(_) if signature_ok => a.hold_proposal(&self.set, msg),
+            Message::Proposal(p) if signature_ok => {
+                let set = self.checker.set_at(p.height).clone();
+                self.nodes[i].amnesia.hold_proposal(&set, msg)
+            }
             Message::Decision(d) => self.amnesia_certified(i, d),
             Message::SyncResponse { blocks } => {
                 for d in blocks {
@@ -163,18 +166,17 @@ impl Simulation {
             return (Message::Vote(sent.clone()), false);
         }
         let locked = self.nodes[i].core.as_ref().and_then(|c| c.locked());
+        let set = self.checker.set_at(v.height).clone();
         let a = &self.nodes[i].amnesia;
         let proposal = a.proposals.get(&(v.height, v.round)).copied();
-        let own_round = self.set.proposer(v.height, v.round) == v.validator;
+        let own_round = set.proposer(v.height, v.round) == v.validator;
         let block = match (v.kind, v.block, proposal) {
             (VoteKind::Prepare, b, Some(x))
                 if b != Some(x) && (own_round || locked.is_some_and(|(_, l)| l != x)) =>
             {
                 Some(x)
             }
-            (VoteKind::Precommit, None, Some(x)) if a.polka(&self.set, v.height, v.round, x) => {
-                Some(x)
-            }
+            (VoteKind::Precommit, None, Some(x)) if a.polka(&set, v.height, v.round, x) => Some(x),
             _ => v.block,
         };
         let rewritten = block != v.block;
@@ -210,8 +212,9 @@ impl Simulation {
             None => p,
         };
         let msg = Message::Proposal(fresh.clone());
+        let set = self.checker.set_at(slot.0).clone();
         let a = &mut self.nodes[i].amnesia;
-        a.hold_proposal(&self.set, &msg);
+        a.hold_proposal(&set, &msg);
         a.sent_proposals.insert(slot, fresh);
         (msg, true)
     }
@@ -260,7 +263,7 @@ impl Simulation {
         let Some(&x) = a.proposals.get(&(h, r)) else {
             return;
         };
-        if !a.polka(&self.set, h, r, x) {
+        if !a.polka(self.checker.set_at(h), h, r, x) {
             return;
         }
         let me = ValidatorIndex(self.nodes[i].validator as u16);

@@ -154,7 +154,8 @@ impl Simulation {
                 }
                 self.nodes[i].pushed_at = Some(at);
                 let key = &self.keys[me];
-                let votes = adversary::pushed_votes(key, v.validator, &self.set, v.height, v.round);
+                let set = self.checker.set_at(v.height);
+                let votes = adversary::pushed_votes(key, v.validator, set, v.height, v.round);
                 for vote in votes {
                     let vote = Wire::new(vote);
                     for j in 0..self.nodes.len() {
@@ -351,7 +352,7 @@ impl Simulation {
         {
             return m.clone();
         }
-        let n = self.keys.len();
+        let n = self.set.len();
         let core = self.nodes[i].core.as_ref();
         let parent_time = core
             .and_then(|c| c.last_decision())

@@ -170,15 +170,55 @@ impl Simulation {
         }
     }
 
-    /// The validator index node `i` speaks as (a twin speaks as its validator).
-    pub(super) fn index_of(&self, i: usize) -> ValidatorIndex {
-        ValidatorIndex(self.nodes[i].validator as u16)
+    /// Who node `from` is to node `to` (the `from` of its inputs): a genesis validator (or its
+    /// twin) is its id; a candidate is its registration id once `to`'s ledger holds it, as the
+    /// real node's handshake names a peer by the registry, and before that a number no
+    /// registration takes (counted down from `u16::MAX`).
+    pub(super) fn peer_id(&self, to: usize, from: usize) -> ValidatorIndex {
+        let v = self.nodes[from].validator;
+        let n = self.set.len();
+        if v < n {
+            return ValidatorIndex(v as u16);
+        }
+        let key = self.keys[v].public_key();
+        let node = &self.nodes[to];
+        let ledger = node.core.as_ref().map_or(&*node.ledger, |c| c.ledger());
+        ledger
+            .staking()
+            .and_then(|s| s.id_of(&key))
+            .unwrap_or(ValidatorIndex(u16::MAX - (v - n) as u16))
     }
 
     /// The node a message from `i` to validator `v` reaches: `v` itself, or the twin `i` last
-    /// heard from as `v` (a broadcast reaches both instances).
-    pub(super) fn route_to(&self, i: usize, v: ValidatorIndex) -> usize {
-        let v = v.as_usize();
-        self.nodes[i].route.get(&v).copied().unwrap_or(v)
+    /// heard from as `v` (a broadcast reaches both instances); a candidate by the number
+    /// `peer_id` gave it, or by its registration in `i`'s ledger. None for an id `i` cannot
+    /// place (nothing is sent).
+    pub(super) fn route_to(&self, i: usize, v: ValidatorIndex) -> Option<usize> {
+        let id = v.as_usize();
+        if let Some(&j) = self.nodes[i].route.get(&id) {
+            return Some(j);
+        }
+        let n = self.set.len();
+        if id < n {
+            return Some(id);
+        }
+        let candidates = self.scenario.candidates.len();
+        let k = usize::from(u16::MAX - v.0);
+        if k < candidates {
+            return Some(self.scenario.candidate_node(k));
+        }
+        let node = &self.nodes[i];
+        let ledger = node.core.as_ref().map_or(&*node.ledger, |c| c.ledger());
+        let key = ledger.staking()?.registration(v)?.key;
+        self.node_of_key(&key)
+    }
+
+    /// The node holding `key` (its first instance).
+    pub(super) fn node_of_key(&self, key: &timed_core::crypto::PublicKey) -> Option<usize> {
+        let v = self.keys.iter().position(|k| k.public_key() == *key)?;
+        if v < self.set.len() {
+            return Some(v);
+        }
+        Some(self.scenario.candidate_node(v - self.set.len()))
     }
 }

@@ -19,6 +19,12 @@ impl Simulation {
             .filter(|(_, n)| n.behaviour == Behaviour::Honest && n.is_up())
     }
 
+    /// The stake node `i`'s key holds in `set` (none if it is no member).
+    fn stake_in(&self, set: &timed_core::validators::ValidatorSet, i: usize) -> u64 {
+        let key = self.keys[self.nodes[i].validator].public_key();
+        set.index_of(&key).map_or(0, |id| set.stake_of(id).0)
+    }
+
     /// At `after` the liveness phase starts; at `after + within` it is judged.
     pub(super) fn liveness_event(&mut self) {
         let Some(l) = self.scenario.expect.liveness.clone() else {
@@ -27,6 +33,8 @@ impl Simulation {
         match self.liveness_base {
             None => {
                 let base = self.max_decided();
+                // The set that must finalize the next height, whoever it is by now.
+                let set = self.checker.set_at(base.next()).clone();
                 // The rule holds once a quorum of honest stake is up and connected; a scenario
                 // whose phase starts otherwise promises what no protocol can keep.
                 let connected = self
@@ -35,19 +43,19 @@ impl Simulation {
                         let stake = self
                             .honest_up()
                             .filter(|(b, _)| self.network.connected(a, *b))
-                            .map(|(b, _)| self.set.stake_of(self.index_of(b)).0)
+                            .map(|(b, _)| self.stake_in(&set, b))
                             .sum::<u64>();
                         Stake(stake)
                     })
                     .max()
                     .unwrap_or(Stake(0));
-                if !self.set.is_quorum(connected) {
+                if !set.is_quorum(connected) {
                     self.expectation_failures.push(format!(
                         "the liveness phase starts at {} ms with {} of {} stake honest, up and \
                          connected: less than two thirds, so it cannot be judged",
                         self.now,
                         connected.0,
-                        self.set.total_stake().0
+                        set.total_stake().0
                     ));
                 }
                 info!(
@@ -61,10 +69,20 @@ impl Simulation {
             }
             Some((base, _)) => {
                 let target = base.0 + l.gain;
+                // A laggard outside the set of the next height is a follower (a candidate not yet
+                // active, or a validator that left): said so, as it catches up differently.
+                let set = self.checker.set_at(self.max_decided().next()).clone();
                 let laggards: Vec<String> = self
                     .honest_up()
                     .filter(|(_, n)| n.height().0 < target)
-                    .map(|(i, n)| format!("node {i} at {}", n.height()))
+                    .map(|(i, n)| {
+                        let follower = if self.stake_in(&set, i) == 0 {
+                            " (a follower: not in the current set)"
+                        } else {
+                            ""
+                        };
+                        format!("node {i} at {}{follower}", n.height())
+                    })
                     .collect();
                 let none_up = self.honest_up().next().is_none();
                 if !laggards.is_empty() || none_up {

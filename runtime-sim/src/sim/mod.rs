@@ -11,6 +11,7 @@
 //! - [`byzantine`]: what each Byzantine behaviour does to what its core sends and receives;
 //! - [`amnesia`]: the amnesia behaviour, played on its honest core's votes with its key;
 //! - [`faults`], [`expect`], [`workload`]: the scenario's faults, expectations and transfers;
+//! - [`membership`]: candidates' registrations and the staking operations of the scenario;
 //! - [`stats`]: the counters a run reports.
 
 mod amnesia;
@@ -18,6 +19,7 @@ mod byzantine;
 mod delivery;
 mod expect;
 mod faults;
+mod membership;
 mod setup;
 mod stats;
 mod storage;
@@ -89,6 +91,8 @@ enum Ev {
     LivenessDeadline,
     /// A client submits a transfer (the workload).
     Submit,
+    /// The scenario's membership event: submitted, or sent again while no block holds it.
+    Membership(usize),
 }
 
 /// A message on the wire. Every copy of one send or broadcast shares it, and with it what the
@@ -192,7 +196,9 @@ pub struct Simulation {
     pub scenario: Scenario,
     pub seed: u64,
     genesis: Genesis,
+    /// The genesis validators' keys (ids `0..n`), then the candidates'.
     keys: Vec<Keypair>,
+    /// The genesis set (the checker knows the set of every height: `Checker::set_at`).
     set: ValidatorSet,
     pub nodes: Vec<SimNode>,
     network: Network,
@@ -229,6 +235,8 @@ pub struct Simulation {
     /// Whether restarts hand the core its guard file (the double-sign guard); a test
     /// turns it off to show that the storage faults would make nodes sign twice without it.
     pub sign_guard: bool,
+    /// The membership events' progress (`membership`).
+    pub membership: membership::Progress,
 }
 
 struct HashWriter<'a>(&'a mut blake3::Hasher);
@@ -329,12 +337,13 @@ impl Simulation {
                     return;
                 }
                 let relay = self.relays(to).then(|| msg.clone());
-                if self.nodes.len() > self.keys.len() {
+                if self.nodes.len() > self.keys.len() && self.nodes[from].validator < self.set.len()
+                {
                     // Twins: replies go back over the connection this came by.
                     let v = self.nodes[from].validator;
                     self.nodes[to].route.insert(v, from);
                 }
-                let sender = self.index_of(from);
+                let sender = self.peer_id(to, from);
                 // The core's one pre-check policy, as the real node's driver follows it (the
                 // verdict cache makes a vote the node holds free to check, so `holds` is no
                 // concern here). What it leaves out, and a bad signature, the core checks itself.
@@ -371,7 +380,7 @@ impl Simulation {
                     Ok(msg) => {
                         // Astronomically unlikely; the core must then cope with the message.
                         self.stats.garbage_decoded += 1;
-                        let from = self.index_of(from);
+                        let from = self.peer_id(to, from);
                         self.step(to, Input::Message { from, msg });
                     }
                 }
@@ -385,13 +394,14 @@ impl Simulation {
             Ev::Connected { node, inc, peer } => {
                 if self.alive(node, inc) && self.network.connected(node, peer) {
                     debug!("t={} n{node} connected to n{peer}", self.now);
-                    let peer = self.index_of(peer);
+                    let peer = self.peer_id(node, peer);
                     self.step(node, Input::PeerConnected(peer));
                 }
             }
             Ev::Fault(k) => self.fault(k),
             Ev::LivenessDeadline => self.liveness_event(),
             Ev::Submit => self.submit(),
+            Ev::Membership(k) => self.membership_event(k),
         }
     }
 
@@ -516,8 +526,9 @@ impl Simulation {
                     self.checker.on_send(i, &msg);
                 }
                 let msg = self.disguise(i, msg);
-                let j = self.route_to(i, to);
-                self.send_as(i, j, &msg);
+                if let Some(j) = self.route_to(i, to) {
+                    self.send_as(i, j, &msg);
+                }
             }
             Output::Schedule { timer, after_ms } => {
                 let inc = self.nodes[i].incarnation;
@@ -557,8 +568,9 @@ impl Simulation {
                         break;
                     }
                 }
-                let j = self.route_to(i, to);
-                self.serve_sync(i, j, from, answer.into_blocks());
+                if let Some(j) = self.route_to(i, to) {
+                    self.serve_sync(i, j, from, answer.into_blocks());
+                }
             }
             Output::Evidence(e) => {
                 if self.nodes[i].behaviour == Behaviour::Honest {

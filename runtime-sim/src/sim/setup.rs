@@ -39,9 +39,12 @@ impl Simulation {
                     .unwrap_or_else(|| format!("validator{}", i + 1))
             })
             .collect();
+        // The genesis validators' keys, then the candidates' (not in the genesis set).
         let keys: Vec<Keypair> = names
             .iter()
-            .map(|name| Keypair::insecure_from_name(name))
+            .cloned()
+            .chain((0..scenario.candidates.len()).map(|k| scenario.candidate_name(k)))
+            .map(|name| Keypair::insecure_from_name(&name))
             .collect();
         let clients: Vec<Keypair> = (0..scenario.transactions.as_ref().map_or(0, |w| w.clients))
             .map(|i| Keypair::insecure_from_name(&format!("client{}", i + 1)))
@@ -67,6 +70,17 @@ impl Simulation {
                     account: k.public_key(),
                     amount: Amount(scenario.transactions.as_ref().map_or(0, |w| w.balance)),
                 })
+                .chain(
+                    scenario
+                        .candidates
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.funds > 0)
+                        .map(|(k, c)| GenesisBalance {
+                            account: keys[n + k].public_key(),
+                            amount: Amount(c.funds),
+                        }),
+                )
                 .collect(),
             params: scenario.consensus.params(),
         };
@@ -74,7 +88,8 @@ impl Simulation {
             .validate()
             .map_err(|e| ScenarioError(format!("invalid genesis: {e}")))?;
         let twins = scenario.twins();
-        let instances = n + twins.len();
+        let candidates = scenario.candidates.len();
+        let instances = scenario.instances();
         let mut network = Network::new(instances, &scenario.network.default_link());
         for l in &scenario.network.links {
             network.set_link(
@@ -90,13 +105,17 @@ impl Simulation {
         }
         let genesis_ledger = Rc::new(Ledger::from_genesis(&genesis));
         let mut nodes = Vec::with_capacity(instances);
-        for i in (0..n).chain(twins.iter().copied()) {
+        // Validators, twins, then candidates (honest followers until a set holds their key).
+        for i in (0..n).chain(twins.iter().copied()).chain(n..n + candidates) {
             let core = Node::new(&genesis, keys[i].clone(), NodeConfig::default())
                 .map_err(|e| ScenarioError(format!("validator {i}: {e}")))?;
             nodes.push(SimNode {
                 core: Some(core),
                 incarnation: 0,
-                behaviour: scenario.validators[i].behaviour,
+                behaviour: scenario
+                    .validators
+                    .get(i)
+                    .map_or(crate::scenario::Behaviour::Honest, |v| v.behaviour),
                 crash_at_persist: false,
                 chain: BTreeMap::new(),
                 ledger: genesis_ledger.clone(),
@@ -119,6 +138,7 @@ impl Simulation {
             scenario: scenario.clone(),
             seed,
             checker: Checker::with_nodes(&genesis, set.clone(), instances),
+            membership: super::membership::Progress::new(seed),
             genesis,
             keys,
             set,
@@ -162,6 +182,38 @@ impl Simulation {
         }
         if scenario.transactions.is_some() {
             sim.schedule_submit();
+        }
+        // What the checker needs to tell a node's own messages: the key each instance signs
+        // with (a twin's are its validator's, and stay unchecked as before).
+        for i in 0..instances {
+            let v = sim.nodes[i].validator;
+            let own = i < n || scenario.candidate_of(i).is_some();
+            let key = own.then(|| sim.keys[v].public_key());
+            sim.checker.set_key(i, key);
+        }
+        // The keys whose stake must stay below a third of every set: Byzantine at the start or
+        // turned so by a fault.
+        let mut byzantine: Vec<bool> = (0..sim.keys.len())
+            .map(|v| {
+                scenario
+                    .validators
+                    .get(v)
+                    .is_some_and(|s| s.behaviour.is_byzantine())
+            })
+            .collect();
+        for f in &scenario.faults {
+            if let crate::scenario::FaultKind::Behave { node, behaviour } = f.kind
+                && behaviour.is_byzantine()
+            {
+                byzantine[sim.nodes[node].validator] = true;
+            }
+        }
+        for (v, _) in byzantine.iter().enumerate().filter(|(_, b)| **b) {
+            let key = sim.keys[v].public_key();
+            sim.checker.set_byzantine(key);
+        }
+        if let Some(first) = scenario.membership.first() {
+            sim.push(first.at.0, Ev::Membership(0));
         }
         info!(
             seed,

@@ -181,6 +181,7 @@ impl Simulation {
             });
         }
         self.fire_height_faults(h, i);
+        self.on_block_final(&f);
         if let (Some((base, _)), Some(l)) = (self.liveness_base, &self.scenario.expect.liveness)
             && !self.live
         {
@@ -232,7 +233,7 @@ impl Simulation {
         };
         match Node::restore(
             &self.genesis,
-            self.keys[i].clone(),
+            self.keys[node.validator].clone(),
             NodeConfig::default(),
             restore,
         ) {

@@ -32,7 +32,8 @@ impl Simulation {
         }
         let rng = &mut self.workload_rng;
         let target = up[rng.random_range(0..up.len())];
-        let senders = self.clients.len() + self.keys.len();
+        // Clients and genesis validators (candidates' accounts are for their staking alone).
+        let senders = self.clients.len() + self.set.len();
         let from = rng.random_range(0..senders);
         let mut to = rng.random_range(0..senders - 1);
         if to >= from {
