@@ -94,7 +94,14 @@ impl Checker {
             faults.push(format!("decided after height {}", self.reference_height));
         } else if set.get(b.header.proposer).is_some() {
             let mut after = self.reference.clone();
-            match after.apply_block(&self.chain_id, h, b.header.proposer, &set, &b.txs, &b.evidence) {
+            match after.apply_block(
+                &self.chain_id,
+                h,
+                b.header.proposer,
+                &set,
+                &b.txs,
+                &b.evidence,
+            ) {
                 Err(e) => faults.push(format!("its transactions do not apply: {e}")),
                 Ok(outcome) => {
                     if after.state_root() != b.header.state_root {

@@ -44,10 +44,19 @@ pub(super) struct CatchUp {
 
 impl Node {
     pub(super) fn on_sync_request(&mut self, from: ValidatorIndex, start: Height, max_blocks: u32) {
+        // Any registered validator is answered, not only the current set's members: one that
+        // registered and waits for its activation, or one that left, follows the chain without
+        // voting and must catch up like anyone (a new set made of laggards would otherwise halt
+        // at its hand-over). The registry bounds the budgets kept; the runtime authenticates
+        // `from`.
+        let registered = self
+            .ledger
+            .staking()
+            .is_some_and(|s| s.registration(from).is_some());
         if start.0 < 1
             || start >= self.cur.height
             || max_blocks == 0
-            || self.set.get(from).is_none()
+            || (self.set.get(from).is_none() && !registered)
         {
             return;
         }
