@@ -1,17 +1,20 @@
-//! The outbound side of the QUIC transport: one dialer per configured peer address, which
+//! The outbound side of the QUIC transport: one dialer per configured peer address, and one per
+//! validator of the current and next sets at the address it registered (`follow_registry`), which
 //! connects, says hello, keeps the session (our consensus messages go out on our own outbound
 //! connection) and redials with backoff, warning about an address that never answers. The session
 //! also reads what the peer writes back on the same stream: nothing, unless that peer does not
 //! dial this process itself (another instance of our key is at the address it knows for us:
 //! `twins.rs`, ADR 0024).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use timed_core::types::ValidatorIndex;
 use tracing::{debug, error, info, warn};
 
+use crate::net::addr;
 use crate::net::handshake::{self, Verdict};
 use crate::net::queue::peer_queue;
 use crate::net::tls::{self, Instance};
@@ -82,6 +85,133 @@ pub(super) async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: St
             _ = ctx.redial.notified() => backoff = BACKOFF_MIN,
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// How long a dialer of a registered address waits before its first attempt: the dialers of
+/// `--peers` start at once, and one of them may reach the same validator under another name
+/// (`localhost:8001` and `127.0.0.1:8001`); then this one stays idle.
+const REGISTRY_FIRST_DIAL: Duration = Duration::from_secs(1);
+
+/// How often an idle dialer of a registered address looks again whether another dialer still
+/// reaches its validator.
+const REGISTRY_IDLE_CHECK: Duration = Duration::from_secs(2);
+
+/// The longest wait between two attempts at a registered address that does not resolve: an
+/// address on chain is anyone's to write, and a bad one must not cost a lookup every few
+/// seconds for ever.
+const REGISTRY_RESOLVE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Dials the validators of the current and next sets at the addresses they registered
+/// (`Register { address }`, `net::members`), beside the `--peers` dialers: one task per
+/// validator, started when it enters one of the sets, ended when it belongs to none (grace
+/// included) — so at most `2 * max_validators` of them. An address that is not HOST:PORT is
+/// logged once and never dialed; one that is `configured` (a `--peers` entry) is left to its
+/// own dialer; a validator reached already (through another address) is not dialed again.
+pub(super) async fn follow_registry(
+    ctx: Arc<Ctx>,
+    endpoint: quinn::Endpoint,
+    configured: Vec<String>,
+) {
+    let mut members = ctx.policy.subscribe();
+    let mut shutdown = ctx.shutdown.clone();
+    let running: Arc<Mutex<BTreeSet<ValidatorIndex>>> = Arc::default();
+    let mut malformed: BTreeSet<(ValidatorIndex, String)> = BTreeSet::new();
+    let me = ctx.key.public_key();
+    loop {
+        let targets: Vec<(ValidatorIndex, String)> = match members.borrow_and_update().as_ref() {
+            None => Vec::new(),
+            Some(m) => {
+                let own = m.admitted(&me);
+                m.dial_targets()
+                    .filter(|(id, a)| Some(*id) != own && !configured.iter().any(|c| c == a))
+                    .map(|(id, a)| (id, a.to_string()))
+                    .collect()
+            }
+        };
+        for (id, address) in targets {
+            if lock(&running).contains(&id) {
+                continue;
+            }
+            if let Err(e) = addr::peer_address(&address) {
+                if malformed.insert((id, address.clone())) {
+                    warn!(
+                        validator = id.0,
+                        "Validator {} registered the address {address:?}, which cannot be \
+                         dialed ({e}); not dialing it (it may still dial us)",
+                        id.0
+                    );
+                }
+                continue;
+            }
+            lock(&running).insert(id);
+            let (ctx, endpoint, running) = (ctx.clone(), endpoint.clone(), running.clone());
+            tokio::spawn(async move {
+                registry_dial_loop(&ctx, &endpoint, id, &address).await;
+                lock(&running).remove(&id);
+            });
+        }
+        tokio::select! {
+            changed = members.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One registered validator's dialer (`follow_registry`): until it belongs to no admitted set.
+async fn registry_dial_loop(ctx: &Ctx, endpoint: &quinn::Endpoint, id: ValidatorIndex, addr: &str) {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut backoff = BACKOFF_MIN;
+    let mut unanswered = Unanswered::default();
+    let mut wait = REGISTRY_FIRST_DIAL;
+    let mut logged = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {},
+            _ = ctx.redial.notified() => {},
+            _ = shutdown.changed() => return,
+        }
+        if !ctx.policy.members().is_some_and(|m| m.admits_id(id)) {
+            debug!(%addr, "validator {} left the sets: no longer dialed", id.0);
+            return;
+        }
+        if lock(&ctx.peers).contains_key(&id) {
+            // Reached through another address: idle while that link lasts.
+            wait = REGISTRY_IDLE_CHECK;
+            continue;
+        }
+        if !logged {
+            logged = true;
+            info!(%addr, "Dialing validator {} at its registered address {addr}", id.0);
+        }
+        let result = tokio::select! {
+            r = dial_once(ctx, endpoint, addr) => r,
+            _ = shutdown.changed() => return,
+        };
+        backoff = match result {
+            Ok(DialEnd::Myself) => return,
+            Ok(DialEnd::Closed | DialEnd::Again) => BACKOFF_MIN,
+            Ok(DialEnd::Pending) | Err(LinkError::Redial) => BACKOFF_MIN,
+            Err(e @ LinkError::Resolve(_)) => {
+                unanswered.failed(addr, &e);
+                (backoff * 2).clamp(BACKOFF_MAX, REGISTRY_RESOLVE_BACKOFF)
+            }
+            Err(e) => {
+                match &e {
+                    // Refused both ways: a peer that has not caught up with the election yet
+                    // refuses a newcomer; said once a minute at most, by `unanswered`.
+                    LinkError::RefusedByPeer(_) | LinkError::RefusedByUs(_) => {
+                        debug!(peer = %addr, "{e}")
+                    }
+                    _ => {
+                        unanswered.failed(addr, &e);
+                    }
+                }
+                (backoff * 2).min(BACKOFF_MAX)
+            }
+        };
+        let jitter = Duration::from_millis(u64::from(rand::random::<u8>()) % 50);
+        wait = backoff + jitter;
     }
 }
 
