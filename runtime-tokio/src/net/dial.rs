@@ -11,11 +11,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use timed_core::crypto::PublicKey;
 use timed_core::types::ValidatorIndex;
 use tracing::{debug, error, info, warn};
 
 use crate::net::addr;
 use crate::net::handshake::{self, Verdict};
+use crate::net::members::Members;
 use crate::net::queue::peer_queue;
 use crate::net::tls::{self, Instance};
 use crate::net::transport::{
@@ -119,31 +121,21 @@ pub(super) async fn follow_registry(
     let mut malformed: BTreeSet<(ValidatorIndex, String)> = BTreeSet::new();
     let me = ctx.key.public_key();
     loop {
-        let targets: Vec<(ValidatorIndex, String)> = match members.borrow_and_update().as_ref() {
-            None => Vec::new(),
-            Some(m) => {
-                let own = m.admitted(&me);
-                m.dial_targets()
-                    .filter(|(id, a)| Some(*id) != own && !configured.iter().any(|c| c == a))
-                    .map(|(id, a)| (id, a.to_string()))
-                    .collect()
-            }
+        let plan = match members.borrow_and_update().as_ref() {
+            None => Plan::default(),
+            Some(m) => registry_plan(m, &me, &configured, &lock(&running)),
         };
-        for (id, address) in targets {
-            if lock(&running).contains(&id) {
-                continue;
+        for (id, address, e) in plan.malformed {
+            if malformed.insert((id, address.clone())) {
+                warn!(
+                    validator = id.0,
+                    "Validator {} registered the address {address:?}, which cannot be dialed \
+                     ({e}); not dialing it (it may still dial us)",
+                    id.0
+                );
             }
-            if let Err(e) = addr::peer_address(&address) {
-                if malformed.insert((id, address.clone())) {
-                    warn!(
-                        validator = id.0,
-                        "Validator {} registered the address {address:?}, which cannot be \
-                         dialed ({e}); not dialing it (it may still dial us)",
-                        id.0
-                    );
-                }
-                continue;
-            }
+        }
+        for (id, address) in plan.dial {
             lock(&running).insert(id);
             let (ctx, endpoint, running) = (ctx.clone(), endpoint.clone(), running.clone());
             tokio::spawn(async move {
@@ -156,6 +148,39 @@ pub(super) async fn follow_registry(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// What `follow_registry` makes of a view of the sets.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    /// Validators to start dialing, at their registered address.
+    dial: Vec<(ValidatorIndex, String)>,
+    /// Registered addresses that are not HOST:PORT, never dialed.
+    malformed: Vec<(ValidatorIndex, String, addr::AddressError)>,
+}
+
+/// The validators of `members`' current and next sets to start dialing at their registered
+/// address: not this node (`me`), not one whose address is a `--peers` entry (`configured`,
+/// dialed already), not one `running` a dialer already, and not at an address that is not
+/// HOST:PORT.
+fn registry_plan(
+    members: &Members,
+    me: &PublicKey,
+    configured: &[String],
+    running: &BTreeSet<ValidatorIndex>,
+) -> Plan {
+    let own = members.admitted(me);
+    let mut plan = Plan::default();
+    for (id, address) in members.dial_targets() {
+        if Some(id) == own || running.contains(&id) || configured.iter().any(|c| c == address) {
+            continue;
+        }
+        match addr::peer_address(address) {
+            Ok(a) => plan.dial.push((id, a)),
+            Err(e) => plan.malformed.push((id, address.to_string(), e)),
+        }
+    }
+    plan
 }
 
 /// One registered validator's dialer (`follow_registry`): until it belongs to no admitted set.
@@ -190,8 +215,10 @@ async fn registry_dial_loop(ctx: &Ctx, endpoint: &quinn::Endpoint, id: Validator
         };
         backoff = match result {
             Ok(DialEnd::Myself) => return,
-            Ok(DialEnd::Closed | DialEnd::Again) => BACKOFF_MIN,
-            Ok(DialEnd::Pending) | Err(LinkError::Redial) => BACKOFF_MIN,
+            Ok(DialEnd::Closed | DialEnd::Again) | Err(LinkError::Redial) => BACKOFF_MIN,
+            // The peer has no genesis yet (it adopts ours from this hello): not in a busy loop
+            // should it stay so.
+            Ok(DialEnd::Pending) => (backoff * 2).min(BACKOFF_MAX),
             Err(e @ LinkError::Resolve(_)) => {
                 unanswered.failed(addr, &e);
                 (backoff * 2).clamp(BACKOFF_MAX, REGISTRY_RESOLVE_BACKOFF)
@@ -407,5 +434,76 @@ async fn session(
         );
     } else {
         info!(peer = name, "Peer disconnected: {name}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timed_core::crypto::Keypair;
+    use timed_core::staking::Staking;
+    use timed_core::tx::{Op, Transfer};
+    use timed_core::types::{Amount, Height, TimestampMs};
+    use timed_core::validators::{ConsensusParams, Genesis, insecure_dev_validators};
+
+    /// Two genesis validators (validator1 at 127.0.0.1:9001) and, elected into the next set,
+    /// validator3 to validator5 registered at `addresses`.
+    fn view(addresses: [&str; 3]) -> Members {
+        let (keys, mut validators) = insecure_dev_validators(&[100, 100]);
+        validators[0].address = Some("127.0.0.1:9001".into());
+        let genesis = Genesis {
+            chain_id: "test".into(),
+            genesis_time_ms: TimestampMs(0),
+            validators,
+            balances: vec![],
+            params: ConsensusParams {
+                epoch_blocks: 2,
+                unbonding_blocks: 4,
+                min_bond: Amount(100),
+                ..ConsensusParams::default()
+            },
+        };
+        let set = genesis.validate().unwrap();
+        let mut staking = Staking::from_genesis(&genesis, &set);
+        for (i, address) in addresses.iter().enumerate() {
+            let name = format!("validator{}", i + 3);
+            let t = Transfer {
+                from: keys[0].public_key(),
+                to: Keypair::insecure_from_name(&name).public_key(),
+                amount: Amount(100),
+                fee: Amount(0),
+                nonce: i as u64,
+                op: Op::Register {
+                    name,
+                    address: address.to_string(),
+                },
+            };
+            staking.apply_op(&t, Height(1)).unwrap();
+        }
+        staking.end_height(Height(2));
+        Members::of(&staking, Height(2))
+    }
+
+    #[test]
+    fn registered_addresses_are_dialed_once_each_and_a_malformed_one_never() {
+        let m = view(["127.0.0.1:9003", "no port here", "localhost:9005"]);
+        let me = Keypair::insecure_from_name("validator5").public_key();
+        let plan = registry_plan(&m, &me, &[], &BTreeSet::new());
+        // validator1 (genesis address), validator3; not validator5 (this node).
+        assert_eq!(
+            plan.dial,
+            vec![
+                (ValidatorIndex(0), "127.0.0.1:9001".to_string()),
+                (ValidatorIndex(2), "127.0.0.1:9003".to_string()),
+            ]
+        );
+        assert_eq!(plan.malformed.len(), 1);
+        assert_eq!(plan.malformed[0].0, ValidatorIndex(3));
+        assert!(matches!(plan.malformed[0].2, addr::AddressError::NoPort(_)));
+        // A --peers entry has its own dialer, and a validator with one running gets no other.
+        let configured = ["127.0.0.1:9001".to_string()];
+        let running = BTreeSet::from([ValidatorIndex(2)]);
+        let plan = registry_plan(&m, &me, &configured, &running);
+        assert!(plan.dial.is_empty(), "{:?}", plan.dial);
     }
 }
