@@ -35,7 +35,7 @@ pub(super) async fn dial_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, addr: St
     let mut again = false;
     loop {
         let result = tokio::select! {
-            r = dial_once(&ctx, &endpoint, &addr) => r,
+            r = dial_once(&ctx, &endpoint, &addr, None) => r,
             _ = shutdown.changed() => return,
         };
         let again_before = std::mem::take(&mut again);
@@ -190,6 +190,7 @@ async fn registry_dial_loop(ctx: &Ctx, endpoint: &quinn::Endpoint, id: Validator
     let mut unanswered = Unanswered::default();
     let mut wait = REGISTRY_FIRST_DIAL;
     let mut logged = false;
+    let mut squatted = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {},
@@ -210,7 +211,7 @@ async fn registry_dial_loop(ctx: &Ctx, endpoint: &quinn::Endpoint, id: Validator
             info!(%addr, "Dialing validator {} at its registered address {addr}", id.0);
         }
         let result = tokio::select! {
-            r = dial_once(ctx, endpoint, addr) => r,
+            r = dial_once(ctx, endpoint, addr, Some(id)) => r,
             _ = shutdown.changed() => return,
         };
         backoff = match result {
@@ -223,10 +224,19 @@ async fn registry_dial_loop(ctx: &Ctx, endpoint: &quinn::Endpoint, id: Validator
                 unanswered.failed(addr, &e);
                 (backoff * 2).clamp(BACKOFF_MAX, REGISTRY_RESOLVE_BACKOFF)
             }
+            // The address is another validator's (a registration may name any address): that
+            // one is reached through its own; this one is tried again rarely.
+            Err(e @ LinkError::NotThere { .. }) => {
+                if !squatted {
+                    squatted = true;
+                    warn!(peer = %addr, "{e}; trying again every minute");
+                }
+                REGISTRY_RESOLVE_BACKOFF
+            }
             Err(e) => {
                 match &e {
                     // Refused both ways: a peer that has not caught up with the election yet
-                    // refuses a newcomer; said once a minute at most, by `unanswered`.
+                    // refuses a newcomer for up to an epoch; logged at debug level only.
                     LinkError::RefusedByPeer(_) | LinkError::RefusedByUs(_) => {
                         debug!(peer = %addr, "{e}")
                     }
@@ -296,10 +306,13 @@ enum DialEnd {
     Closed,
 }
 
+/// Dials `addr` once and serves the link while it lasts. With `expect`, the peer must be that
+/// validator (a registered address); another is refused there.
 async fn dial_once(
     ctx: &Ctx,
     endpoint: &quinn::Endpoint,
     addr: &str,
+    expect: Option<ValidatorIndex>,
 ) -> Result<DialEnd, LinkError> {
     let local_v4 = endpoint.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
     let target = resolve(addr, local_v4).await?;
@@ -368,6 +381,13 @@ async fn dial_once(
             Ok(DialEnd::Pending)
         }
         Ok(Verdict::Ready(index)) => {
+            if let Some(expected) = expect.filter(|e| *e != index) {
+                conn.close(0u32.into(), b"not the validator expected");
+                return Err(LinkError::NotThere {
+                    expected: expected.0,
+                    found: hello.name,
+                });
+            }
             if ctx.cooloff.refuse(&conn, index, &hello.name) {
                 // Not again before its cool-off ends.
                 let left = ctx.cooloff.left(index, Instant::now()).unwrap_or_default();

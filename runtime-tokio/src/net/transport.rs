@@ -72,6 +72,11 @@ pub(super) enum LinkError {
     Lost(String),
     #[error("a peer came up: dialing again at once")]
     Redial,
+    #[error(
+        "the address validator {expected} registered is {found}'s: not dialing {found} there \
+         (it is reached at its own address)"
+    )]
+    NotThere { expected: u16, found: String },
 }
 
 /// The peer's validator key, and which process of that key it is (its certificate).
