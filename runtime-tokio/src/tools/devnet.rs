@@ -380,10 +380,13 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
                 let total = b["signatures"].as_u64().unwrap_or(0);
                 let reward = b["reward"].as_u64().unwrap_or(0);
                 println!(
-                    "height {height:>6}  hash {}  proposer {:<12} signatures {total}  reward {}.{:02} TIME  finality {}",
+                    "height {height:>6}  hash {}  proposer {:<12} signatures {total}/{}  reward {}.{:02} TIME  finality {}",
                     &b["hash"].as_str().unwrap_or("?")
                         [..16.min(b["hash"].as_str().unwrap_or("?").len())],
                     b["proposer"].as_str().unwrap_or("?"),
+                    // The devnet's own validators: one that joined (`devnet join`) is not
+                    // counted here, so its signature can show as 5/4.
+                    a.nodes,
                     reward / 100_000_000,
                     (reward % 100_000_000) / 1_000_000,
                     f.map_or_else(|| "- (caught up)".to_string(), |f| format!("{f} ms")),
