@@ -19,7 +19,8 @@
 //! `--peers`, it forms the genesis: those validators and itself sorted by name, chain id
 //! `timed-devnet`, genesis time 0, our block time. Every node of a fully meshed configuration
 //! forms the same genesis. It is written to `<data-dir>/genesis.json` and never changes; the TLS
-//! policy then admits its keys, and the sets the chain elects after it. A peer whose genesis differs is refused with both hashes in the reason.
+//! policy then admits its keys, and the sets the chain elects after it. A peer whose genesis
+//! differs is refused with both hashes in the reason.
 //! Nothing here is secure — anyone knowing the names knows the keys — and the node says so.
 
 use std::path::Path;
@@ -218,8 +219,8 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
             Some(g) if g.hash() != chain.hash => Err(format!(
                 "genesis mismatch: {} runs genesis {} (chain {:?}, {} validators) but this node \
                  ({}) runs genesis {} (chain {:?}, {} validators); the nodes were started with \
-                 different --peers/--stake/--block-time/--epoch-blocks or one data directory holds an old \
-                 genesis: remove the wrong one's genesis.json and timed.redb",
+                 different --peers/--stake/--block-time/--epoch-blocks or one data directory \
+                 holds an old genesis: remove the wrong one's genesis.json and timed.redb",
                 peer.name,
                 short(&g.hash().0),
                 g.chain_id,

@@ -1,6 +1,6 @@
 //! The client tools of the `timed` binary: the wallet, the light client (`verify`), a local
-//! network in one command (`devnet`) and one more validator joining it (`devjoin`), the benchmarks (`bench`, `bench_tx`) and the HTTP client
-//! they use to talk to a node.
+//! network in one command (`devnet`) and one more validator joining it (`devjoin`), the
+//! benchmarks (`bench`, `bench_tx`) and the HTTP client they use to talk to a node.
 
 pub mod bench;
 pub(crate) mod bench_tx;
