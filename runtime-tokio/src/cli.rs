@@ -87,6 +87,12 @@ pub(crate) struct DevArgs {
     /// Test aid: shift this node's clock by this many milliseconds (may be negative).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub(crate) clock_skew_ms: i64,
+    /// Heights per epoch of the genesis being formed: the validator set changes only after the
+    /// last height of an epoch, to the set elected one epoch before (`timed devnet` gives 10, so
+    /// that a validator joins or leaves within seconds) [default: 100]. All validators must use
+    /// the same.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) epoch_blocks: Option<u64>,
     /// Devnet aid: an initial balance PUBLIC_KEY_HEX:UNITS in the genesis being formed
     /// (repeatable; every validator must be given the same).
     #[arg(long = "fund", hide = true)]

@@ -5,8 +5,11 @@
 //! hello must name that same key.
 //!
 //! **With a genesis** (a genesis file, or one fixed earlier and read from the data directory) the
-//! TLS layer admits only genesis keys, and a hello is accepted when the peer's genesis is the same
-//! (same hash). A peer without a genesis yet (a dev node still forming one) may adopt ours.
+//! TLS layer admits only keys of the validator sets the chain admits now (`net::members`: the
+//! current and next sets, and the one that just left during its grace), and a hello is accepted
+//! when the peer's genesis is the same (same hash). The peer's id is its registration number,
+//! looked up by its key. A peer without a genesis yet (a dev node still forming one) may adopt
+//! ours.
 //!
 //! **Dev mode, before the genesis** (`timed --validator-id … --peers … --stake …`): `host:port`
 //! says nothing about who listens there, so no key can be pinned before the first contact. Dev keys
@@ -16,7 +19,8 @@
 //! `--peers`, it forms the genesis: those validators and itself sorted by name, chain id
 //! `timed-devnet`, genesis time 0, our block time. Every node of a fully meshed configuration
 //! forms the same genesis. It is written to `<data-dir>/genesis.json` and never changes; the TLS
-//! policy then pins its keys. A peer whose genesis differs is refused with both hashes in the reason.
+//! policy then admits its keys, and the sets the chain elects after it. A peer whose genesis
+//! differs is refused with both hashes in the reason.
 //! Nothing here is secure — anyone knowing the names knows the keys — and the node says so.
 
 use std::path::Path;
@@ -27,6 +31,7 @@ use timed_core::types::{TimestampMs, ValidatorIndex};
 use timed_core::validators::{ConsensusParams, Genesis, GenesisValidator};
 use tracing::info;
 
+use crate::net::members::Members;
 use crate::net::wire::{HELLO_VERSION, Hello};
 use crate::node::ctx::{Chain, Ctx, lock};
 
@@ -102,10 +107,33 @@ pub fn write_genesis(path: &Path, genesis: &Genesis) -> Result<(), GenesisFileEr
     Ok(())
 }
 
+/// The least bond of a development genesis, in base units: the default `--stake`, so that a
+/// validator joining a devnet with the minimum (`timed devnet join`) weighs what each genesis
+/// validator weighs, instead of the real default (1,000 TIME) that would outweigh them all.
+pub const DEV_MIN_BOND: timed_core::types::Amount = timed_core::types::Amount(100);
+
+/// The parameters of a development genesis: the defaults, with the block time given, the
+/// development minimum bond, and `epoch_blocks` if given (then the shortest unbonding period
+/// the genesis allows, two epochs).
+pub fn dev_params(block_time_ms: u64, epoch_blocks: Option<u64>) -> ConsensusParams {
+    let defaults = ConsensusParams::default();
+    let (epoch_blocks, unbonding_blocks) = match epoch_blocks {
+        Some(e) => (e, e.saturating_mul(2)),
+        None => (defaults.epoch_blocks, defaults.unbonding_blocks),
+    };
+    ConsensusParams {
+        block_time_ms,
+        min_bond: DEV_MIN_BOND,
+        epoch_blocks,
+        unbonding_blocks,
+        ..defaults
+    }
+}
+
 /// The genesis of a development network from the validators that said hello.
 pub fn dev_genesis(
     chain_id: &str,
-    block_time_ms: u64,
+    params: ConsensusParams,
     members: impl IntoIterator<Item = (String, PublicKey, timed_core::types::Stake)>,
 ) -> Genesis {
     let mut validators: Vec<GenesisValidator> = members
@@ -123,10 +151,7 @@ pub fn dev_genesis(
         genesis_time_ms: TimestampMs(0),
         validators,
         balances: vec![],
-        params: ConsensusParams {
-            block_time_ms,
-            ..ConsensusParams::default()
-        },
+        params,
     }
 }
 
@@ -141,8 +166,16 @@ pub fn fix_genesis(ctx: &Ctx, genesis: Genesis, already_on_disk: bool) -> Result
     ctx.store
         .bind_genesis(&chain.genesis)
         .map_err(|e| e.to_string())?;
-    ctx.policy
-        .pin(chain.genesis.validators.iter().map(|v| v.public_key));
+    // The genesis set until the consensus loop publishes the sets of its ledger (a restart
+    // resumes with them at once: `Driver::new`).
+    let addresses = chain
+        .genesis
+        .validators
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((ValidatorIndex(i as u16), v.address.clone()?)))
+        .collect();
+    ctx.policy.follow(Members::genesis(&chain.set, addresses));
     let names: Vec<&str> = chain
         .genesis
         .validators
@@ -186,8 +219,8 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
             Some(g) if g.hash() != chain.hash => Err(format!(
                 "genesis mismatch: {} runs genesis {} (chain {:?}, {} validators) but this node \
                  ({}) runs genesis {} (chain {:?}, {} validators); the nodes were started with \
-                 different --peers/--stake/--block-time or one data directory holds an old \
-                 genesis: remove the wrong one's genesis.json and timed.redb",
+                 different --peers/--stake/--block-time/--epoch-blocks or one data directory \
+                 holds an old genesis: remove the wrong one's genesis.json and timed.redb",
                 peer.name,
                 short(&g.hash().0),
                 g.chain_id,
@@ -198,18 +231,29 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
                 chain.genesis.validators.len(),
             )),
             _ => {
-                let Some(index) = chain.set.index_of(&peer.public_key) else {
+                // Attributed by key through the registry (ids are registration numbers), and
+                // only while the key belongs to a set admitted now (TLS asked the same a moment
+                // ago; the sets may have moved since).
+                let members = ctx.policy.members();
+                let Some((index, members)) = members
+                    .as_ref()
+                    .and_then(|m| Some((m.admitted(&peer.public_key)?, m)))
+                else {
                     return Err(format!(
-                        "{} is not a validator of genesis {}",
+                        "{} is not a validator of the current or next set of genesis {}",
                         peer.name,
                         short(&chain.hash.0)
                     ));
                 };
-                if chain.name(index) != peer.name {
+                // A genesis validator's name is fixed by the genesis, and checked; one that
+                // registered later may run under another (`timed run` names a node from the
+                // genesis file, which does not know it): its registered name is what is shown.
+                let registered = members.name(index).unwrap_or("?");
+                if index.as_usize() < chain.genesis.validators.len() && registered != peer.name {
                     return Err(format!(
                         "the key of {:?} belongs to {:?} in genesis {}",
                         peer.name,
-                        chain.name(index),
+                        registered,
                         short(&chain.hash.0)
                     ));
                 }
@@ -274,7 +318,7 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
     if known.len() > dev.expected_peers {
         let mut genesis = dev_genesis(
             &dev.chain_id,
-            dev.block_time_ms,
+            dev.params(),
             known.iter().map(|(n, (k, s))| (n.clone(), *k, *s)),
         );
         genesis.balances = dev.balances.clone();
@@ -332,12 +376,12 @@ mod tests {
         };
         let a = dev_genesis(
             "timed-devnet",
-            8000,
+            dev_params(8000, None),
             [v("validator2"), v("validator1"), v("validator3")],
         );
         let b = dev_genesis(
             "timed-devnet",
-            8000,
+            dev_params(8000, None),
             [v("validator3"), v("validator2"), v("validator1")],
         );
         assert_eq!(a.hash(), b.hash());

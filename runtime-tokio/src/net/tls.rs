@@ -2,20 +2,21 @@
 //!
 //! Each node presents a certificate self-signed (rcgen, `PKCS_ED25519`) with its Ed25519 validator
 //! key. Both sides run the same check on the peer's certificate: parse it (webpki), take its
-//! SubjectPublicKeyInfo, require an Ed25519 key, and require that key to be in the allowed set —
-//! the genesis validators. The handshake signature is then checked against that same key, so a
-//! peer proves it holds the validator's secret key. A stranger is refused during the handshake.
+//! SubjectPublicKeyInfo, require an Ed25519 key, and require that key to be admitted: a member of
+//! the current or next validator set, or of the set that just left while its grace lasts, as the
+//! finalized chain says (`net::members`). The handshake signature is then checked against that
+//! same key, so a peer proves it holds the validator's secret key. A stranger, a registered
+//! validator not yet elected and one that left are refused during the handshake.
 //!
 //! Before a development genesis exists (dev mode only, see `handshake`), the allowed set is
 //! "any Ed25519 key": dev keys are derived from public names, so there is nothing to authenticate
-//! yet; the hello exchange binds each name to its key and the genesis then pins the set.
+//! yet; the hello exchange binds each name to its key and the genesis then fixes the first sets.
 //!
 //! The certificate's serial number is random, drawn once per process: two processes holding one
 //! validator key present different certificates, and `instance` (the certificate's hash) tells
 //! them apart (`net/twins.rs`, ADR 0024). Nothing is authenticated by it; the key is.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -23,8 +24,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use timed_core::crypto::{Keypair, PublicKey};
+use tokio::sync::watch;
 
 use crate::keys;
+use crate::net::members::Members;
 
 /// The ALPN protocol both sides must speak: `timed/` and the wire version
 /// (`codec::WIRE_VERSION`), so that nodes of two formats refuse each other at the handshake.
@@ -53,11 +56,22 @@ pub enum TlsError {
 }
 
 /// Which peer keys may connect. Shared by the client and server verifiers; tightened once the
-/// genesis is known.
-#[derive(Debug, Default)]
+/// genesis is known, then following the validator sets after each stored batch of finalized
+/// blocks (`Members::follow`, published by the consensus loop).
+#[derive(Debug)]
 pub struct PeerPolicy {
-    /// `None`: any valid Ed25519 key (only before a development genesis exists).
-    allowed: RwLock<Option<BTreeSet<PublicKey>>>,
+    /// `None`: any valid Ed25519 key (only before a development genesis exists). A watch, so
+    /// that the links and dialers of peers that leave the sets learn it (`transport::read_loop`,
+    /// `dial::follow_registry`).
+    members: watch::Sender<Option<Arc<Members>>>,
+}
+
+impl Default for PeerPolicy {
+    fn default() -> PeerPolicy {
+        PeerPolicy {
+            members: watch::channel(None).0,
+        }
+    }
 }
 
 impl PeerPolicy {
@@ -65,17 +79,27 @@ impl PeerPolicy {
         Arc::new(PeerPolicy::default())
     }
 
-    pub fn pin(&self, keys: impl IntoIterator<Item = PublicKey>) {
-        let set = keys.into_iter().collect();
-        *self.allowed.write().unwrap_or_else(|e| e.into_inner()) = Some(set);
+    /// From now on, admit the keys of `members`' sets only.
+    pub fn follow(&self, members: Members) {
+        self.members.send_replace(Some(Arc::new(members)));
     }
 
-    fn admits(&self, key: &PublicKey) -> bool {
-        self.allowed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+    /// The sets admitted now; `None` before a genesis.
+    pub fn members(&self) -> Option<Arc<Members>> {
+        self.members.borrow().clone()
+    }
+
+    /// Told of every change of `members`.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Members>>> {
+        self.members.subscribe()
+    }
+
+    /// Whether `key` may connect now.
+    pub fn admits(&self, key: &PublicKey) -> bool {
+        self.members
+            .borrow()
             .as_ref()
-            .is_none_or(|set| set.contains(key))
+            .is_none_or(|m| m.admitted(key).is_some())
     }
 }
 
@@ -316,13 +340,14 @@ mod tests {
     }
 
     #[test]
-    fn the_policy_pins_the_genesis_keys() {
-        let a = Keypair::insecure_from_name("a").public_key();
-        let b = Keypair::insecure_from_name("b").public_key();
+    fn the_policy_admits_any_key_before_a_genesis_then_the_sets_only() {
+        let (keys, validators) = timed_core::validators::insecure_dev_validators(&[100, 100]);
+        let stranger = Keypair::insecure_from_name("stranger").public_key();
         let policy = PeerPolicy::default();
-        assert!(policy.admits(&a) && policy.admits(&b));
-        policy.pin([a]);
-        assert!(policy.admits(&a));
-        assert!(!policy.admits(&b));
+        assert!(policy.admits(&keys[0].public_key()) && policy.admits(&stranger));
+        let set = timed_core::validators::ValidatorSet::new(&validators).unwrap();
+        policy.follow(Members::genesis(&set, Default::default()));
+        assert!(policy.admits(&keys[0].public_key()) && policy.admits(&keys[1].public_key()));
+        assert!(!policy.admits(&stranger));
     }
 }

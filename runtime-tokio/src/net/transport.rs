@@ -3,10 +3,12 @@
 //! read loop, `LinkError`), and queueing a frame for a peer; the outbound side is `dial.rs`, the
 //! queue itself `queue.rs`.
 //!
-//! Each node dials every peer and sends its consensus messages on its own outbound connection;
+//! Each node dials every peer (its `--peers`, and the validators of the current and next sets at
+//! the addresses they registered) and sends its consensus messages on its own outbound connection;
 //! it reads the peer's messages from the peer's outbound (our inbound) connection. Every
 //! established outbound connection reaches the core as `PeerConnected`, which makes the core
-//! re-send its current messages to that peer. An inbound connection also keeps its way back
+//! re-send its current messages to that peer. A link whose peer leaves every admitted validator
+//! set (`net::members`) is closed. An inbound connection also keeps its way back
 //! open, used to reach another process of the same key that we do not dial (`twins.rs`, ADR
 //! 0024). Sync responses are sized to the room left in the asker's queue (`twins::reply_room`),
 //! so a peer that does not read its blocks does not make us read more of them from the store.
@@ -21,10 +23,10 @@ use timed_core::codec;
 use timed_core::crypto::PublicKey;
 use timed_core::message::Message;
 use timed_core::types::ValidatorIndex;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::net::cooloff::CoolOff;
-use crate::net::dial::dial_loop;
+use crate::net::dial::{dial_loop, follow_registry};
 use crate::net::handshake::{self, Verdict};
 use crate::net::queue::PeerSender;
 use crate::net::tls::{self, Instance};
@@ -70,6 +72,11 @@ pub(super) enum LinkError {
     Lost(String),
     #[error("a peer came up: dialing again at once")]
     Redial,
+    #[error(
+        "the address validator {expected} registered is {found}'s: not dialing {found} there \
+         (it is reached at its own address)"
+    )]
+    NotThere { expected: u16, found: String },
 }
 
 /// The peer's validator key, and which process of that key it is (its certificate).
@@ -102,12 +109,14 @@ pub(super) async fn read_hello(recv: &mut quinn::RecvStream) -> Result<HelloRepl
         .ok_or_else(|| LinkError::Lost("stream closed during the hello".into()))
 }
 
-/// Spawns the accept loop and a dialer per peer address.
+/// Spawns the accept loop, a dialer per peer address, and the dialers of the validators whose
+/// addresses the chain's registry gives (`dial::follow_registry`).
 pub fn start(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, peers: Vec<String>) {
     tokio::spawn(accept_loop(ctx.clone(), endpoint.clone()));
-    for addr in peers {
+    for addr in peers.clone() {
         tokio::spawn(dial_loop(ctx.clone(), endpoint.clone(), addr));
     }
+    tokio::spawn(follow_registry(ctx, endpoint, peers));
 }
 
 async fn accept_loop(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
@@ -220,6 +229,24 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
     }
 }
 
+/// Returns once validator `from` belongs to no set the policy admits (`net::members`); never
+/// before a genesis.
+pub(super) async fn left_the_sets(ctx: &Ctx, from: ValidatorIndex) {
+    let mut members = ctx.policy.subscribe();
+    loop {
+        if members
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|m| !m.admits_id(from))
+        {
+            return;
+        }
+        if members.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 /// Reads `from`'s frames on one stream; `instance`, the process at the other end, is where the
 /// answers to its requests go (`twins::asked`).
 pub(super) async fn read_loop(
@@ -233,11 +260,22 @@ pub(super) async fn read_loop(
     let mut warned = false;
     // A message of this peer proved it faulty: the link ends (a frame half read is dropped).
     let mut cooling = std::pin::pin!(ctx.cooloff.started(from));
+    // The peer left every set the chain admits (its grace included): the link ends too.
+    let mut left = std::pin::pin!(left_the_sets(ctx, from));
     loop {
         let read = tokio::select! {
             r = wire::read_frame(&mut recv, &mut buf, MAX_FRAME_BYTES) => r,
             _ = &mut cooling => {
                 CoolOff::close(conn);
+                return Ok(());
+            }
+            _ = &mut left => {
+                info!(
+                    peer = %name,
+                    "Closing the link of {name}: it is no longer in the current or next \
+                     validator set, and the grace after it left is over"
+                );
+                conn.close(0u32.into(), b"not a validator");
                 return Ok(());
             }
         };

@@ -194,7 +194,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         // A development validator without --peers is a network of one: no hello will come.
         let mut genesis = crate::net::handshake::dev_genesis(
             &d.chain_id,
-            d.block_time_ms,
+            d.params(),
             [(name.clone(), key.public_key(), d.stake)],
         );
         genesis.balances = d.balances.clone();

@@ -71,6 +71,15 @@ pub struct DevMode {
     pub chain_id: String,
     /// Initial balances of the genesis being formed (`--fund`, a devnet aid).
     pub balances: Vec<timed_core::validators::GenesisBalance>,
+    /// Heights per epoch of the genesis being formed (`--epoch-blocks`); `None`: the default.
+    pub epoch_blocks: Option<u64>,
+}
+
+impl DevMode {
+    /// The parameters of the genesis being formed (`handshake::dev_params`).
+    pub fn params(&self) -> timed_core::validators::ConsensusParams {
+        crate::net::handshake::dev_params(self.block_time_ms, self.epoch_blocks)
+    }
 }
 
 /// What reaches the core loop from the network and the API.

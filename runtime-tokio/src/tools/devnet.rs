@@ -3,7 +3,9 @@
 //! Starts N child `timed` processes in development mode (validator1..N, stake 100 each, ports
 //! chosen free on 127.0.0.1), follows validator1's chain through its HTTP API, prints one line per
 //! finalized height, and on Ctrl-C (or after `--duration`) stops the children with SIGTERM and
-//! prints a summary: blocks per second, finality p50/p99, resident memory per node.
+//! prints a summary: blocks per second, finality p50/p99, resident memory per node. Its genesis
+//! has short epochs (`--epoch-blocks`, 10) and a minimum bond of 100 units, so that
+//! `timed devnet join` (`devjoin.rs`) shows a validator join and leave within seconds.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +20,10 @@ use crate::tools::client::{Client, NodeUrl};
 use timed_core::units::percentile;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DevnetArgs {
+    #[command(subcommand)]
+    action: Option<DevnetAction>,
     /// Number of validators.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
@@ -41,10 +46,35 @@ pub struct DevnetArgs {
     /// Print only the summary, not a line per block (for throughput runs).
     #[arg(long)]
     report: bool,
+    /// Heights per epoch: the validator set changes only after an epoch's last height, to the
+    /// set elected one epoch before, so a validator that joins (`timed devnet join`) signs two
+    /// epochs at most after it registers.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    epoch_blocks: u64,
     /// Stop when less than this many MiB (or a twentieth of the file system) is free where the
     /// data lives.
     #[arg(long, default_value_t = 256, hide = true)]
     min_free_mib: u64,
+}
+
+/// `timed devnet` and its subcommands.
+#[derive(clap::Subcommand)]
+pub enum DevnetAction {
+    /// Add one validator to a running devnet: start it, bond it (a `Register` signed by the
+    /// devnet's wallet), and show it join, sign, earn and, after `--leave-after` heights or on
+    /// Ctrl-C, unbond and leave.
+    Join(crate::tools::devjoin::JoinArgs),
+}
+
+/// The file in a devnet's directory that says how to reach it (`timed devnet join` reads it).
+pub const LAYOUT_FILE: &str = "devnet.json";
+
+/// How to reach a running devnet: its validators' ports on 127.0.0.1 (validator i at index
+/// i - 1) and its block time.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Layout {
+    pub ports: Vec<u16>,
+    pub block_time_ms: u64,
 }
 
 /// A fresh directory for a devnet: in memory (`/dev/shm`) where the machine has it, else in the
@@ -155,6 +185,9 @@ fn load_average() -> String {
 }
 
 pub async fn run(a: DevnetArgs) -> Result<()> {
+    if let Some(DevnetAction::Join(j)) = a.action {
+        return crate::tools::devjoin::run(j).await;
+    }
     if a.nodes == 0 || a.nodes > 100 {
         bail!("--nodes must be between 1 and 100");
     }
@@ -180,6 +213,16 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
         hex::encode(wallet.public_key().0),
         crate::tools::wallet::DEVNET_FUNDS.0
     );
+    // What `timed devnet join` needs to add a validator to this network.
+    let layout = Layout {
+        ports: ports.clone(),
+        block_time_ms: a.block_time.as_millis() as u64,
+    };
+    std::fs::write(
+        dir.join(LAYOUT_FILE),
+        serde_json::to_vec_pretty(&layout).context("cannot encode the devnet's layout")?,
+    )
+    .with_context(|| format!("cannot write {}", dir.join(LAYOUT_FILE).display()))?;
     let mut children = Children(Vec::new());
     for (i, port) in ports.iter().enumerate() {
         let name = format!("validator{}", i + 1);
@@ -201,6 +244,8 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             .arg("100")
             .arg("--block-time")
             .arg(&block_time)
+            .arg("--epoch-blocks")
+            .arg(a.epoch_blocks.to_string())
             .arg("--data-dir")
             .arg(dir.join(&name))
             .arg("--fund")
@@ -339,6 +384,8 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
                     &b["hash"].as_str().unwrap_or("?")
                         [..16.min(b["hash"].as_str().unwrap_or("?").len())],
                     b["proposer"].as_str().unwrap_or("?"),
+                    // The devnet's own validators: one that joined (`devnet join`) is not
+                    // counted here, so its signature can show as 5/4.
                     a.nodes,
                     reward / 100_000_000,
                     (reward % 100_000_000) / 1_000_000,

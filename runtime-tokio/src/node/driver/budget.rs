@@ -82,7 +82,7 @@ struct Bucket {
     last: Instant,
 }
 
-/// One bucket per validator of the set: bounded by the set, whatever peers send.
+/// One bucket per validator id heard from: bounded by the registry, whatever peers send.
 pub(super) struct Budget {
     rate: f64,
     burst: f64,
@@ -107,12 +107,20 @@ impl Budget {
         }
     }
 
-    /// Takes `cost` checks from `from`'s bucket if it holds them. A peer outside the set has no
-    /// bucket and is never charged: its messages are refused before any check.
+    /// Takes `cost` checks from `from`'s bucket if it holds them. Buckets are by id: a
+    /// validator that registered after the genesis gets its bucket, full, when it first sends
+    /// (a peer's id comes from its handshake, so only validators the network admits have one;
+    /// ids are `u16`, so the table holds 65,536 buckets at most).
     pub(super) fn charge(&mut self, from: ValidatorIndex, cost: u64, now: Instant) -> bool {
-        let Some(b) = self.buckets.get_mut(usize::from(from.0)) else {
-            return true;
-        };
+        let i = usize::from(from.0);
+        if i >= self.buckets.len() {
+            let full = Bucket {
+                tokens: self.burst,
+                last: now,
+            };
+            self.buckets.resize(i + 1, full);
+        }
+        let b = &mut self.buckets[i];
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
         b.last = now;
@@ -395,8 +403,11 @@ mod tests {
         let later = t0 + Duration::from_secs(3600);
         assert!(!b.charge(p, 1001, later));
         assert!(b.charge(p, 1000, later));
-        // A peer outside the set has no bucket: its messages are refused before any check.
-        assert!(b.charge(ValidatorIndex(7), 1_000_000, t0));
+        // A validator registered after the genesis (an id past the genesis set's) gets a
+        // bucket of its own, as full and as bounded as the others'.
+        assert!(b.charge(ValidatorIndex(7), 1000, t0));
+        assert!(!b.charge(ValidatorIndex(7), 1, t0));
+        assert!(!b.charge(ValidatorIndex(7), 1_000_000, later));
     }
 
     fn vote(key: &Keypair, v: u16) -> Vote {

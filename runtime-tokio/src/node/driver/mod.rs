@@ -30,6 +30,7 @@ use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Height, TimestampMs, ValidatorIndex};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::net::members::Members;
 use crate::net::syncserve::SyncServer;
 use crate::node::clock::unix_ms;
 use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized};
@@ -124,6 +125,11 @@ impl Driver {
         ctx.metrics.set_validators(&chain.set, node.me());
         let block_time_ms = chain.genesis.params.block_time_ms;
         let budget = Budget::new(chain.set.len(), block_time_ms, Instant::now());
+        // The sets of the ledger as restored, not the genesis's (`handshake::fix_genesis`).
+        if let Some(staking) = node.ledger().staking() {
+            let height = Height(node.height().0.saturating_sub(1));
+            ctx.policy.follow(Members::of(staking, height));
+        }
         Driver {
             node,
             guard,
@@ -372,8 +378,26 @@ impl Driver {
             // Announced, not shown: the API keeps its own view of the latest blocks.
             let _ = self.ctx.finalized.send(Finalized::Block(Arc::new(b)));
         }
+        self.follow_sets();
         self.update_live();
         Ok(())
+    }
+
+    /// The last finalized height (0 before block 1).
+    fn finalized_height(&self) -> Height {
+        Height(self.node.height().0.saturating_sub(1))
+    }
+
+    /// Tells the network which validator sets to admit after the blocks just stored
+    /// (`net::members`): changed only when a set changed or a grace ended.
+    fn follow_sets(&self) {
+        let (Some(staking), Some(now)) = (self.node.ledger().staking(), self.ctx.policy.members())
+        else {
+            return;
+        };
+        if let Some(next) = now.follow(staking, self.finalized_height()) {
+            self.ctx.policy.follow(next);
+        }
     }
 
     /// `reply` gets the core's verdict on `tx` (each verdict answers the oldest waiter of its hash).

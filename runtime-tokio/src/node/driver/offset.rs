@@ -25,7 +25,11 @@ impl Driver {
         }
         entry.0 = height;
         entry.1 = 0.8 * entry.1 + 0.2 * sample;
-        let peers = self.chain.set.len() - usize::from(self.node.me().is_some());
+        let peers = self
+            .node
+            .validators()
+            .len()
+            .saturating_sub(usize::from(self.node.me().is_some()));
         let offset = peers_offset(self.offsets.values().map(|(_, o)| *o), peers);
         {
             let mut live = lock(&self.ctx.live);
