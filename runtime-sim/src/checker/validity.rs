@@ -36,6 +36,18 @@ impl Checker {
         }
     }
 
+    /// The live supplies of heights the reference has now applied (`after_step`).
+    pub(super) fn check_pending(&mut self) {
+        for node in 0..self.pending_supply.len() {
+            if let Some((h, supply)) = self.pending_supply[node]
+                && h <= self.reference_height
+            {
+                self.pending_supply[node] = None;
+                self.check_supply(node, "the core's ledger", h, supply);
+            }
+        }
+    }
+
     /// A live honest core's ledger after it finalized `height - 1`: conservation.
     pub(super) fn check_supply(&mut self, node: usize, what: &str, h: Height, supply: u128) {
         let expected = self.supply_after(h);
@@ -118,6 +130,7 @@ impl Checker {
                     self.reference_height = h;
                     self.txs_decided += b.txs.len() as u64;
                     self.learn_sets(h);
+                    self.check_pending();
                 }
             }
         }
