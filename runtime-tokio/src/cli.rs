@@ -91,6 +91,10 @@ pub(crate) struct DevArgs {
     /// (repeatable; every validator must be given the same).
     #[arg(long = "fund", hide = true)]
     pub(crate) fund: Vec<String>,
+    /// Devnet aid: heights per epoch in the genesis being formed, 1 to 1000 (the validator set
+    /// changes only at epoch ends; every validator must be given the same) [default: 100].
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub(crate) epoch_blocks: Option<u64>,
     #[command(flatten)]
     pub(crate) http: HttpArgs,
 }

@@ -177,6 +177,7 @@ fn run_dev(a: DevArgs) -> Result<()> {
             expected_peers: peers.len(),
             chain_id: a.chain_id,
             balances: parse_balances(&a.fund, "--fund")?,
+            epoch_blocks: a.epoch_blocks,
         }),
         guard: guard::path_for_data_dir(&data_dir),
         double_sign_check_ms: a.double_sign_check_ms,

@@ -278,6 +278,9 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
             known.iter().map(|(n, (k, s))| (n.clone(), *k, *s)),
         );
         genesis.balances = dev.balances.clone();
+        if let Some(e) = dev.epoch_blocks {
+            genesis.params.epoch_blocks = e;
+        }
         drop(known);
         fix_genesis(ctx, genesis, false)?;
     } else {

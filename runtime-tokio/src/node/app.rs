@@ -198,6 +198,9 @@ pub async fn run_node(setup: Setup) -> Result<()> {
             [(name.clone(), key.public_key(), d.stake)],
         );
         genesis.balances = d.balances.clone();
+        if let Some(e) = d.epoch_blocks {
+            genesis.params.epoch_blocks = e;
+        }
         fix_genesis(&ctx, genesis, false).map_err(anyhow::Error::msg)?;
     } else {
         info!(

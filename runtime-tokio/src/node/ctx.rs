@@ -71,6 +71,9 @@ pub struct DevMode {
     pub chain_id: String,
     /// Initial balances of the genesis being formed (`--fund`, a devnet aid).
     pub balances: Vec<timed_core::validators::GenesisBalance>,
+    /// Heights per epoch of the genesis being formed (`--epoch-blocks`, a devnet aid: set
+    /// changes within seconds); `None`: the default.
+    pub epoch_blocks: Option<u64>,
 }
 
 /// What reaches the core loop from the network and the API.

@@ -38,6 +38,10 @@ pub struct DevnetArgs {
     /// measure or keep a network with disk flushes.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Heights per epoch in the devnet's genesis, 1 to 1000: a staking change made in epoch e
+    /// signs from epoch e + 2 [default: the genesis default, 100].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    epoch_blocks: Option<u64>,
     /// Print only the summary, not a line per block (for throughput runs).
     #[arg(long)]
     report: bool,
@@ -214,6 +218,9 @@ pub async fn run(a: DevnetArgs) -> Result<()> {
             .stderr(log);
         if !peers.is_empty() {
             cmd.arg("--peers").arg(peers.join(","));
+        }
+        if let Some(e) = a.epoch_blocks {
+            cmd.arg("--epoch-blocks").arg(e.to_string());
         }
         if std::env::var_os("RUST_LOG").is_none() {
             // Per-vote lines cost throughput at block time 0; keep the block lines.
