@@ -19,6 +19,14 @@
 //!   answer. A node whose store lacks that block (never, today: blocks are not pruned) answers
 //!   404.
 //!
+//! `POST /validators/check` (a transfer's fields as JSON, unsigned: nothing is submitted) answers whether a staking
+//! operation would pass the staking rules at the tip: 200, or 422 with the core's own reason
+//! (`StakingError`: below `min_bond`, key already registered, not the owner, ...). A staking
+//! operation that breaks a rule is still admitted by `POST /tx` and refused in its block, where
+//! it costs its fee: the wallet CLI asks here first (`tools/validator.rs`). The check reads only
+//! the registrations the operation names (its key's and its name's), so it costs the same
+//! whatever the registry holds. It is advice: operations pending before it may change the verdict.
+//!
 //! Every list in an answer is bounded (`MAX_LISTED`), whatever the registry holds, so an answer
 //! stays well under a megabyte: a set has at most 1,000 members.
 //!
@@ -36,7 +44,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
-use timed_core::staking::StakingRecord;
+use timed_core::staking::{StakingError, StakingParams, StakingRecord};
+use timed_core::tx::{Op, Transfer};
 use timed_core::types::{Hash, Height, ValidatorIndex};
 use timed_core::validators::{Member, members_hash};
 
@@ -49,7 +58,9 @@ use crate::storage::store::StoreError;
 pub(crate) const MAX_LISTED: usize = 1000;
 
 pub fn routes() -> Router<Arc<Ctx>> {
-    Router::new().route("/validators", get(validators))
+    Router::new()
+        .route("/validators", get(validators))
+        .route("/validators/check", axum::routing::post(check))
 }
 
 /// The staking state after the last stored block.
@@ -373,7 +384,7 @@ async fn validators(
     let Ok(Query(q)) = q else {
         return error(
             StatusCode::BAD_REQUEST,
-            "the query does not decode: ask /validators or /validators?height=H",
+            "the query does not decode: height must be a whole number from 1 (/validators?height=H)",
         );
     };
     let Some(chain) = ctx.chain() else {
@@ -433,10 +444,102 @@ fn answer(ctx: &Ctx, chain: &Chain, asked: Option<u64>) -> Result<Response, Stor
         "quorum": quorum(total),
         "source": source,
         "tip": tip.height,
+        "params": params_json(chain),
         "validators": member_views(&members, &tip.record),
         "pending": pending(chain, &tip),
     });
     Ok(Json(body).into_response())
+}
+
+/// The staking parameters of the genesis, as the CLI and the dashboard show them.
+fn params_json(chain: &Chain) -> Value {
+    let p = &chain.genesis.params;
+    json!({
+        "epoch_blocks": p.epoch_blocks.max(1),
+        "min_bond": p.min_bond.0,
+        "max_validators": p.max_validators,
+        "unbonding_blocks": p.unbonding_blocks,
+    })
+}
+
+/// Whether the staking operation `t` passes the staking rules of the state `record` at `height`:
+/// the core's rules (`Staking::apply_op`) applied to a copy holding only the registrations the
+/// operation reads (the one of its key and the one of its name) and one member per set.
+fn dry_run(
+    record: &StakingRecord,
+    params: StakingParams,
+    t: &Transfer,
+    height: Height,
+) -> Result<(), StakingError> {
+    // The one rule that reads the registry's length: the ids are 16 bits.
+    if matches!(t.op, Op::Register { .. }) && record.registry.len() > usize::from(u16::MAX) {
+        return Err(StakingError::RegistryFull);
+    }
+    let name = match &t.op {
+        Op::Register { name, .. } => Some(name),
+        _ => None,
+    };
+    let registry: Vec<_> = record
+        .registry
+        .iter()
+        .filter(|r| r.key == t.to || Some(&r.name) == name)
+        .cloned()
+        .collect();
+    let one = |set: &[Member]| set.iter().take(1).cloned().collect::<Vec<_>>();
+    let mini = StakingRecord {
+        registry,
+        unbonding: Vec::new(),
+        current: one(&record.current),
+        next: one(&record.next),
+    };
+    // A state the node stored always rebuilds; if not, the operation cannot be judged here.
+    let Ok(mut staking) = timed_core::staking::Staking::from_record(mini, params) else {
+        return Ok(());
+    };
+    staking.apply_op(t, height)
+}
+
+async fn check(
+    State(ctx): State<Arc<Ctx>>,
+    body: Result<Json<Transfer>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let t = match body {
+        Ok(Json(t)) => t,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("malformed transfer: {}", rejection.body_text()),
+            );
+        }
+    };
+    let Some(chain) = ctx.chain() else {
+        return no_genesis();
+    };
+    if !t.op.is_staking() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not a staking operation: op must be register, bond or unbond",
+        );
+    }
+    let tip = match tip(&ctx, &chain) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this node has no staking state yet",
+            );
+        }
+        Err(e) => return storage(e),
+    };
+    let params = StakingParams::from(&chain.genesis.params);
+    match dry_run(&tip.record, params, &t, Height(tip.height + 1)) {
+        Ok(()) => Json(json!({ "ok": true, "at_height": tip.height })).into_response(),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": e.to_string(), "reason": e.reason(), "at_height": tip.height })),
+        )
+            .into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -471,6 +574,81 @@ mod tests {
         );
         assert_eq!((ep.first(1), ep.last(1)), (6, 10));
         assert_eq!(ep.last(u64::MAX), u64::MAX, "saturates, never wraps");
+    }
+
+    /// The staking state of a genesis of two validators (stakes 100, owning themselves), with
+    /// a minimum bond of 50.
+    fn genesis_state() -> (StakingRecord, StakingParams) {
+        let (_, validators) = timed_core::validators::insecure_dev_validators(&[100, 100]);
+        let genesis = timed_core::validators::Genesis {
+            chain_id: "check".into(),
+            genesis_time_ms: timed_core::types::TimestampMs(0),
+            validators,
+            balances: vec![],
+            params: timed_core::validators::ConsensusParams {
+                min_bond: timed_core::types::Amount(50),
+                ..Default::default()
+            },
+        };
+        let ledger = timed_core::ledger::Ledger::from_genesis(&genesis);
+        let staking = ledger.staking().unwrap();
+        (staking.record(), *staking.params())
+    }
+
+    fn op(from: &str, to: &str, amount: u64, op: Op) -> Transfer {
+        let key = |n: &str| timed_core::crypto::Keypair::insecure_from_name(n).public_key();
+        Transfer {
+            from: key(from),
+            to: key(to),
+            amount: timed_core::types::Amount(amount),
+            fee: timed_core::types::Amount(1),
+            nonce: 0,
+            op,
+        }
+    }
+
+    fn register(name: &str) -> Op {
+        Op::Register {
+            name: name.into(),
+            address: "127.0.0.1:9000".into(),
+        }
+    }
+
+    #[test]
+    fn the_check_gives_the_cores_reason_for_each_broken_rule() {
+        let (record, params) = genesis_state();
+        let run = |t: &Transfer| dry_run(&record, params, t, Height(1));
+        assert_eq!(run(&op("alice", "v3", 60, register("v3"))), Ok(()));
+        assert_eq!(
+            run(&op("alice", "v3", 49, register("v3"))).map_err(|e| e.reason()),
+            Err("below_min_bond")
+        );
+        assert_eq!(
+            run(&op("alice", "validator1", 60, register("v3"))).map_err(|e| e.reason()),
+            Err("already_registered")
+        );
+        assert_eq!(
+            run(&op("alice", "v3", 60, register("validator2"))).map_err(|e| e.reason()),
+            Err("name_taken")
+        );
+        // validator1 owns itself: alice may not touch its bond, validator1 may.
+        assert_eq!(
+            run(&op("alice", "validator1", 10, Op::Unbond)).map_err(|e| e.reason()),
+            Err("not_owner")
+        );
+        assert_eq!(
+            run(&op("validator1", "validator1", 100, Op::Unbond)),
+            Ok(())
+        );
+        assert_eq!(
+            run(&op("validator1", "validator1", 60, Op::Unbond)).map_err(|e| e.reason()),
+            Err("below_min_bond"),
+            "40 would be left"
+        );
+        assert_eq!(
+            run(&op("alice", "v9", 60, Op::Bond)).map_err(|e| e.reason()),
+            Err("not_registered")
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The client tools of the `timed` binary: the wallet, the light client (`verify`), a local
+//! The client tools of the `timed` binary: the wallet, the staking commands (`validator`), the light client (`verify`), a local
 //! network in one command (`devnet`), the benchmarks (`bench`, `bench_tx`) and the HTTP client
 //! they use to talk to a node.
 
@@ -6,5 +6,6 @@ pub mod bench;
 pub(crate) mod bench_tx;
 pub(crate) mod client;
 pub mod devnet;
+pub mod validator;
 pub mod verify;
 pub mod wallet;

@@ -17,6 +17,11 @@ pub struct Devnet {
 
 impl Devnet {
     pub fn start(nodes: usize) -> Devnet {
+        Devnet::start_with(nodes, &[])
+    }
+
+    /// As `start`, with `extra` flags of `timed devnet` (e.g. `--epoch-blocks 10`).
+    pub fn start_with(nodes: usize, extra: &[&str]) -> Devnet {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_timed"))
             .args([
@@ -26,6 +31,7 @@ impl Devnet {
                 "--block-time",
                 "200ms",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
             .stdin(Stdio::null())
