@@ -235,6 +235,26 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
     assert_eq!(stored["source"], "stored_block", "{stored}");
     assert_eq!(stored["set_hash"], genesis_set["set_hash"]);
 
+    // The light client crosses the epochs from the genesis alone, the hand-over to the new set
+    // proven by the certificate of the epoch's last height.
+    let genesis = net.dir.path().join("validator1/genesis.json");
+    let verified = timed(&[
+        "verify",
+        "--genesis",
+        genesis.to_str().unwrap(),
+        "--node",
+        &url,
+        "--height",
+        &(activation - 1).to_string(),
+    ]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let said = stdout(&verified);
+    assert!(said.contains("1 set changes"), "{said}");
+    assert!(
+        said.contains(&format!("the set of height {activation} has 4 validators")),
+        "{said}"
+    );
+
     // Beyond the next epoch: refused with the range it can answer.
     let (code, body) = get(net.port, "/validators?height=1000000000000").unwrap();
     assert_eq!(code, 400, "{body}");

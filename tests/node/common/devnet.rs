@@ -12,7 +12,8 @@ pub struct Devnet {
     pub port: u16,
     pub key: String,
     pub address: String,
-    _dir: tempfile::TempDir,
+    /// Its data directory (each validator's in a folder of its name).
+    pub dir: tempfile::TempDir,
 }
 
 impl Devnet {
@@ -79,7 +80,7 @@ impl Devnet {
             port: port.unwrap(),
             key,
             address,
-            _dir: dir,
+            dir,
         }
     }
 
