@@ -1,6 +1,7 @@
 //! The dashboard: `GET /` serves one page (HTML, JS and CSS compiled into the binary, nothing
 //! fetched from elsewhere) that polls this node's JSON and shows the height, the time of the last
-//! block, the validators with their stake and whether each is online, the latest blocks, a chart
+//! block, the validator set (its epoch, hash and the registry's pending changes: `validators.rs`)
+//! and its members with their stake and whether each is online, the latest blocks, a chart
 //! of finality latency and the peers; and the explorer (`explorer.js`: a search box, pages for a
 //! block, a transaction and an account, reading `api/explorer.rs`).
 //!
@@ -321,9 +322,10 @@ async fn overview(State(ctx): State<Arc<Ctx>>) -> Response {
         Ok(b) => b,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
-    let validators: Vec<ValidatorView> = chain
-        .genesis
-        .validators
+    // The set that signs the next height (the genesis's until the first change).
+    let members = crate::api::validators::current_members(&ctx, &chain)
+        .unwrap_or_else(|| chain.set.members());
+    let validators: Vec<ValidatorView> = members
         .iter()
         .map(|v| ValidatorView {
             name: v.name.clone(),
@@ -337,6 +339,7 @@ async fn overview(State(ctx): State<Arc<Ctx>>) -> Response {
                 .map(|b| b.height),
         })
         .collect();
+    let set = crate::api::validators::summary(&ctx, &chain);
     let last = blocks.last();
     Json(json!({
         "node": ctx.name,
@@ -348,8 +351,9 @@ async fn overview(State(ctx): State<Arc<Ctx>>) -> Response {
         "last_block_time_ms": last.map(|b| b.timestamp_ms),
         "last_block_hash": last.map(|b| b.hash.clone()),
         "now_ms": unix_ms(),
-        "total_stake": chain.set.total_stake().0,
-        "quorum": chain.set.quorum().0,
+        "total_stake": set.as_ref().map_or(chain.set.total_stake().0, |s| s["current"]["total_stake"].as_u64().unwrap_or(0)),
+        "quorum": set.as_ref().map_or(chain.set.quorum().0, |s| s["current"]["quorum"].as_u64().unwrap_or(0)),
+        "validator_set": set,
         "pending_transactions": live.pending_transactions,
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "validators": validators,
