@@ -123,12 +123,12 @@ fn summarize(chain: &Chain, s: &StoredBlock, hashes: bool) -> Summary {
         height: b.height().0,
         hash: hex::encode(b.hash().0),
         timestamp_ms: b.header.timestamp.0,
-        proposer: chain.name(b.header.proposer).to_string(),
+        proposer: crate::api::validators::name(chain, b.header.proposer),
         signers: s
             .certificate
             .signatures
             .iter()
-            .map(|c| chain.name(c.validator).to_string())
+            .map(|c| crate::api::validators::name(chain, c.validator))
             .collect(),
         signatures: s.certificate.signatures.len(),
         reward: s.outcome.total_reward.0,
@@ -201,7 +201,7 @@ fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
         b.summary.signers = cert
             .signatures
             .iter()
-            .map(|c| chain.name(c.validator).to_string())
+            .map(|c| crate::api::validators::name(chain, c.validator))
             .collect();
         b.summary.signatures = cert.signatures.len();
     }
@@ -215,6 +215,10 @@ pub async fn follow(ctx: Arc<Ctx>, mut finalized: broadcast::Receiver<Finalized>
         match finalized.recv().await {
             Ok(Finalized::Block(s)) => {
                 if let Some(chain) = ctx.chain() {
+                    // The registry changed: read it before naming the block's signers.
+                    if s.outcome.staking.is_some() {
+                        let _ = crate::api::validators::tip(&ctx, &chain);
+                    }
                     remember(&chain, &s);
                 }
             }

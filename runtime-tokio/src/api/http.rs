@@ -180,10 +180,10 @@ async fn metrics(State(ctx): State<Arc<Ctx>>, headers: axum::http::HeaderMap) ->
 struct BlockView<'a> {
     height: u64,
     hash: String,
-    proposer: &'a str,
+    proposer: String,
     signatures: usize,
     /// The names of the certificate's signers, in its order.
-    signers: Vec<&'a str>,
+    signers: Vec<String>,
     /// The hash of each transaction, in the block's order (the explorer links them).
     tx_hashes: Vec<String>,
     reward: u64,
@@ -192,7 +192,8 @@ struct BlockView<'a> {
 }
 
 fn block_view<'a>(chain: Option<&'a crate::node::ctx::Chain>, s: &'a StoredBlock) -> BlockView<'a> {
-    let proposer = chain.map_or("?", |c| c.name(s.block.header.proposer));
+    let name = |id| chain.map_or_else(|| "?".into(), |c| crate::api::validators::name(c, id));
+    let proposer = name(s.block.header.proposer);
     BlockView {
         height: s.block.height().0,
         hash: hex::encode(s.block.hash().0),
@@ -202,7 +203,7 @@ fn block_view<'a>(chain: Option<&'a crate::node::ctx::Chain>, s: &'a StoredBlock
             .certificate
             .signatures
             .iter()
-            .map(|c| chain.map_or("?", |ch| ch.name(c.validator)))
+            .map(|c| name(c.validator))
             .collect(),
         tx_hashes: s
             .block

@@ -76,6 +76,25 @@ pub(crate) struct Tip {
 
 static TIP: Mutex<Option<Arc<Tip>>> = Mutex::new(None);
 
+/// The names of every registration by id, for the validators a block names (proposer, signers)
+/// that the genesis does not know; refreshed with `TIP`. Ids are never reused and names never
+/// change, so a name found here stays right.
+static NAMES: Mutex<Option<(Hash, Arc<Vec<String>>)>> = Mutex::new(None);
+
+/// The name of validator `id`: the genesis's, else the registry's as last read (`tip`), else "?".
+pub(crate) fn name(chain: &Chain, id: ValidatorIndex) -> String {
+    if let Some(v) = chain.set.get(id) {
+        return v.name.clone();
+    }
+    match lock(&NAMES).as_ref() {
+        Some((genesis, names)) if *genesis == chain.hash => names
+            .get(id.as_usize())
+            .cloned()
+            .unwrap_or_else(|| "?".into()),
+        _ => "?".into(),
+    }
+}
+
 /// The staking state at the tip: from `TIP` while no block was stored since, else from the store.
 pub(crate) fn tip(ctx: &Ctx, chain: &Chain) -> Result<Option<Arc<Tip>>, StoreError> {
     let height = ctx.store.latest_height()?.map_or(0, |h| h.0);
@@ -95,6 +114,8 @@ pub(crate) fn tip(ctx: &Ctx, chain: &Chain) -> Result<Option<Arc<Tip>>, StoreErr
         next_hash: members_hash(&record.next),
         record,
     });
+    let names = tip.record.registry.iter().map(|r| r.name.clone()).collect();
+    *lock(&NAMES) = Some((chain.hash, Arc::new(names)));
     *lock(&TIP) = Some(tip.clone());
     Ok(Some(tip))
 }
