@@ -15,7 +15,8 @@ use common::devnet::Devnet;
 use common::{get, get_json, wait_for};
 use serde_json::Value;
 
-const EPOCH: u64 = 10;
+/// Six seconds of 200 ms blocks: room for the commands below before the activation epoch.
+const EPOCH: u64 = 30;
 
 fn timed(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_timed"))
@@ -40,6 +41,15 @@ fn names(v: &Value) -> Vec<String> {
         .iter()
         .map(|m| m["name"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The height a command's output says its transfer was finalized at.
+fn finalized_at(said: &str) -> u64 {
+    said.split("finalized at height ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no height in {said:?}"))
 }
 
 /// The names listed under a pending list (`{"total", "listed"}`).
@@ -103,12 +113,7 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
     assert!(register.status.success(), "{}", stderr(&register));
     let said = stdout(&register);
     assert!(said.contains("register of validator"), "{said}");
-    let height: u64 = said
-        .split("finalized at height ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|h| h.parse().ok())
-        .unwrap_or_else(|| panic!("no height in {said:?}"));
+    let height = finalized_at(&said);
     let activation = ((height - 1) / EPOCH + 2) * EPOCH + 1;
     assert!(
         said.contains(&format!("signs from height {activation}")),
@@ -129,6 +134,41 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
         1_000_000 * 100_000_000 - min_bond - 100_000,
         "the bond and the fee left the owner's balance: {balance}"
     );
+
+    // The owner bonds one TIME more, then unbonds it: it waits in the queue for the unbonding
+    // period (10,000 heights by default).
+    let change = |what: &str| {
+        let o = timed(&[
+            "validator",
+            what,
+            "--validator",
+            &v4,
+            "--amount",
+            "1",
+            "--key",
+            &net.key,
+            "--node",
+            &url,
+        ]);
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let bonded = change("bond");
+    assert!(bonded.starts_with("bond of validator"), "{bonded}");
+    let unbonded = change("unbond");
+    let at = finalized_at(&unbonded);
+    assert!(
+        unbonded.contains(&format!(
+            "1 TIME returns to the owner at the end of height {}",
+            at + 10_000
+        )),
+        "{unbonded}"
+    );
+    let queue = get_json(net.port, "/validators").unwrap()["pending"]["unbonding"].clone();
+    assert_eq!(queue["total"], 1, "{queue}");
+    assert_eq!(queue["listed"][0]["amount"], 100_000_000u64, "{queue}");
+    assert_eq!(queue["listed"][0]["release_height"], at + 10_000, "{queue}");
+    assert_eq!(queue["listed"][0]["owner"], net.address.as_str(), "{queue}");
 
     // Refusals, before anything is submitted: the node's reason, a non-zero exit.
     let refused = |args: &[&str], reason: &str, message: &str| {
@@ -212,7 +252,17 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
     let member = &set["validators"][3];
     assert_eq!(member["public_key"], v4.as_str());
     assert_eq!(member["owner"], net.address.as_str());
-    assert_eq!(member["stake"], min_bond);
+    // Elected at the end of the registration's epoch, from the bond as it stood then.
+    let election = (height - 1) / EPOCH;
+    let counted = |h: u64| {
+        if (h - 1) / EPOCH == election {
+            100_000_000
+        } else {
+            0
+        }
+    };
+    let stake = min_bond + counted(finalized_at(&bonded)) - counted(at);
+    assert_eq!(member["stake"], stake);
     assert_eq!(member["address"], "127.0.0.1:9004");
     assert_eq!(set["epoch"], (activation - 1) / EPOCH);
     // `/status` names it as the next set, or (read a block later) as the current one.
