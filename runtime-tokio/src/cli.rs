@@ -182,6 +182,7 @@ pub(crate) enum Command {
     /// Staking: `validator register --validator-key FILE --name N --address HOST:PORT --bond
     /// 1000 --key OWNER.key --node URL`, `validator bond|unbond --validator KEY --amount 10
     /// --key OWNER.key --node URL` (see `timed validator --help` for the rules).
+    #[command(long_about = validator::ABOUT)]
     Validator(validator::ValidatorArgs),
     /// Light client: check a node's blocks against a genesis file alone (certificates, quorum,
     /// hash links).

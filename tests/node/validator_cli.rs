@@ -352,3 +352,20 @@ fn a_hostile_height_gets_a_short_400_and_the_node_stays_up() {
     // Still up and answering.
     assert!(get_json(net.port, "/validators?height=1").is_some());
 }
+
+#[test]
+fn the_help_of_each_command_explains_min_bond_epochs_and_unbonding() {
+    for command in ["register", "bond", "unbond"] {
+        let o = timed(&["validator", command, "--help"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let help = stdout(&o);
+        for rule in [
+            "at least min_bond",
+            "a change made in epoch e signs from epoch e + 2",
+            "after unbonding_blocks heights",
+            "only the owner may bond or unbond",
+        ] {
+            assert!(help.contains(rule), "{command}: {rule:?} missing:\n{help}");
+        }
+    }
+}

@@ -25,7 +25,8 @@ use crate::keys;
 use crate::tools::client::{Client, ClientError, NodeUrl};
 use crate::tools::wallet::{WalletError, submit};
 
-const ABOUT: &str = "Register a validator, or change its bond, with a staking transfer.\n\n\
+/// What `timed validator --help` (and each of its commands' `--help`) explains.
+pub const ABOUT: &str = "Register a validator, or change its bond, with a staking transfer.\n\n\
     A staking transfer is signed by the OWNER account (--key, a wallet key file): the account \
     that pays the bond, may change it later, and receives the validator's rewards and its \
     unbonded stake. The validator's own key (--validator or --validator-key) only signs blocks.\n\n\
@@ -42,7 +43,6 @@ const ABOUT: &str = "Register a validator, or change its bond, with a staking tr
     finalized and says when it takes effect.";
 
 #[derive(Args)]
-#[command(long_about = ABOUT)]
 pub struct ValidatorArgs {
     #[command(subcommand)]
     command: ValidatorCommand,
@@ -51,10 +51,13 @@ pub struct ValidatorArgs {
 #[derive(Subcommand)]
 enum ValidatorCommand {
     /// Register a validator key with a name, an address and a first bond (at least min_bond).
+    #[command(long_about = ABOUT)]
     Register(RegisterArgs),
     /// Bond more stake to a validator this account owns.
+    #[command(long_about = ABOUT)]
     Bond(ChangeArgs),
     /// Unbond stake from a validator this account owns; it returns after unbonding_blocks.
+    #[command(long_about = ABOUT)]
     Unbond(ChangeArgs),
 }
 
