@@ -1,7 +1,7 @@
 //! `timed validator register|bond|unbond` against a real devnet with short epochs: a new key
 //! registered with a bond shows in `/validators`' pending changes, then in the set of its
 //! activation epoch; refusals carry the node's reason; `/validators?height=` stands up to a
-//! hostile client.
+//! hostile client, and so does `POST /validators/check`.
 //!
 //! The devnet's genesis validators have a stake of 100 units and the minimum bond is 1,000 TIME,
 //! so the registered validator (no process runs its key) holds nearly all the stake from its
@@ -321,7 +321,7 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
 }
 
 #[test]
-fn a_hostile_height_gets_a_short_400_and_the_node_stays_up() {
+fn hostile_heights_and_dry_runs_get_a_short_refusal_and_the_node_stays_up() {
     let net = Devnet::start_with(1, &["--epoch-blocks", "5"]);
     wait_for("the devnet's first block", || {
         get_json(net.port, "/status").filter(|s| s["height"].as_u64() >= Some(1))
@@ -349,6 +349,36 @@ fn a_hostile_height_gets_a_short_400_and_the_node_stays_up() {
             "{query:.30}: {e}"
         );
     }
+    // A dry run of a registration beyond the transfer's bounds, and of something that is not a
+    // staking operation: refused with the reason, never judged.
+    let key = "ab".repeat(32);
+    let post = |body: &str| {
+        common::http(
+            net.port,
+            &format!(
+                "POST /validators/check HTTP/1.0\r\nHost: localhost\r\nContent-Type: \
+                 application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .unwrap()
+    };
+    let draft = |op: &str| {
+        format!(r#"{{"from":"{key}","to":"{key}","amount":1,"fee":1,"nonce":0,"op":{op}}}"#)
+    };
+    let long = format!(
+        r#"{{"register":{{"name":"{}","address":""}}}}"#,
+        "n".repeat(5000)
+    );
+    let (code, body) = post(&draft(&long));
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("bad_registration"), "{body}");
+    let (code, body) = post(&draft(r#""pay""#));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not a staking operation"), "{body}");
+    let (code, body) = post("{not json");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("malformed transfer"), "{body}");
     // Still up and answering.
     assert!(get_json(net.port, "/validators?height=1").is_some());
 }

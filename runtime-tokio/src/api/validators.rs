@@ -45,7 +45,7 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
 use timed_core::staking::{StakingError, StakingParams, StakingRecord};
-use timed_core::tx::{Op, Transfer};
+use timed_core::tx::{MAX_ADDRESS_BYTES, MAX_NAME_BYTES, Op, Transfer};
 use timed_core::types::{Hash, Height, ValidatorIndex};
 use timed_core::validators::{Member, members_hash};
 
@@ -541,6 +541,18 @@ async fn check(
             StatusCode::BAD_REQUEST,
             "not a staking operation: op must be register, bond or unbond",
         );
+    }
+    // The transfer's own bounds first (`POST /tx` refuses the same): the staking rules take a
+    // registration's name and address as already within them.
+    if let Op::Register { name, address } = &t.op
+        && (name.is_empty() || name.len() > MAX_NAME_BYTES || address.len() > MAX_ADDRESS_BYTES)
+    {
+        let e = timed_core::ledger::TxError::BadRegistration;
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": e.to_string(), "reason": e.reason() })),
+        )
+            .into_response();
     }
     let tip = match tip(&ctx, &chain) {
         Ok(Some(t)) => t,
