@@ -399,3 +399,87 @@ fn the_help_of_each_command_explains_min_bond_epochs_and_unbonding() {
         }
     }
 }
+
+/// A staking transfer that passed the check but that its block refused (another transfer
+/// before it changed the registry): the command says so, with the height and the fee paid,
+/// and exits non-zero. The node is a fake that answers exactly that.
+#[test]
+fn a_staking_transfer_its_block_refused_is_reported_with_its_height() {
+    use std::collections::HashMap;
+    use timed_core::crypto::Keypair;
+    use timed_core::tx::{Op, Transfer};
+    use timed_core::types::Amount;
+
+    let dir = tempfile::tempdir().unwrap();
+    let owner_file = dir.path().join("owner.key");
+    let seed = [7u8; 32];
+    let owner = Keypair::from_seed(seed);
+    std::fs::write(
+        &owner_file,
+        format!(
+            r#"{{"public_key":"{}","secret_seed":"{}"}}"#,
+            hex::encode(owner.public_key().0),
+            hex::encode(seed)
+        ),
+    )
+    .unwrap();
+    let validator = Keypair::insecure_from_name("validator9").public_key();
+    // What the command will sign: the same transfer, so the fake knows its hash.
+    let tx = Transfer {
+        from: owner.public_key(),
+        to: validator,
+        amount: Amount(5 * 100_000_000),
+        fee: Amount(100_000),
+        nonce: 3,
+        op: Op::Bond,
+    }
+    .sign(&owner, "fake-chain");
+    let hash = hex::encode(tx.hash().0);
+    let mut pages: HashMap<String, Value> = HashMap::new();
+    pages.insert(
+        "/status".into(),
+        serde_json::json!({ "chain_id": "fake-chain" }),
+    );
+    pages.insert(
+        format!("/accounts/{}", hex::encode(owner.public_key().0)),
+        serde_json::json!({ "balance": 100 * 100_000_000u64, "nonce": 3 }),
+    );
+    pages.insert(
+        "/validators/check".into(),
+        serde_json::json!({ "ok": true }),
+    );
+    pages.insert(
+        "/tx".into(),
+        serde_json::json!({ "hash": hash, "status": "pending" }),
+    );
+    pages.insert(
+        format!("/tx/{hash}"),
+        serde_json::json!({ "status": "finalized", "height": 12 }),
+    );
+    pages.insert(
+        "/blocks/12".into(),
+        serde_json::json!({ "outcome": { "staking_refused": [hash] } }),
+    );
+    let url = common::fake::fake_node(pages);
+    let o = timed(&[
+        "validator",
+        "bond",
+        "--validator",
+        &hex::encode(validator.0),
+        "--amount",
+        "5",
+        "--key",
+        owner_file.to_str().unwrap(),
+        "--node",
+        &url,
+    ]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "the bond was finalized at height 12 (transfer {hash}) but refused by the staking \
+             rules there; its fee was paid"
+        )),
+        "{e}"
+    );
+}
