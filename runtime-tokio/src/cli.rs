@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
-use timed::{addr, bench, devnet, httpserve, manual, parse_duration, verify, wallet};
+use timed::{addr, bench, devnet, httpserve, manual, parse_duration, validator, verify, wallet};
 
 #[derive(Parser)]
 #[command(
@@ -181,6 +181,11 @@ pub(crate) enum Command {
     /// A wallet: `wallet new`, `wallet balance ADDRESS --node URL`,
     /// `wallet send --key FILE --to ADDRESS --amount 1.5 --fee 0.001 --node URL`.
     Wallet(wallet::WalletArgs),
+    /// Staking: `validator register --validator-key FILE --name N --address HOST:PORT --bond
+    /// 1000 --key OWNER.key --node URL`, `validator bond|unbond --validator KEY --amount 10
+    /// --key OWNER.key --node URL` (see `timed validator --help` for the rules).
+    #[command(long_about = validator::ABOUT)]
+    Validator(validator::ValidatorArgs),
     /// Light client: check a node's blocks against a genesis file alone (certificates, quorum,
     /// hash links).
     Verify(verify::VerifyArgs),

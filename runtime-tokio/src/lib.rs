@@ -44,7 +44,7 @@
 //! # Public
 //!
 //! For the binary: starting a node (`app`), the addresses operators write (`addr`), the
-//! subcommands (`devnet`, `bench`, `wallet`, `verify`), key and genesis files (`keys`,
+//! subcommands (`devnet`, `bench`, `wallet`, `validator`, `verify`), key and genesis files (`keys`,
 //! `handshake`), the double-sign guard's file paths (`guard`) and the HTTP limits
 //! (`httpserve::Limits`). For anything that connects to a node as a peer: the QUIC TLS
 //! configuration authenticated by a validator key (`tls`), the hello and the framing on the
@@ -66,7 +66,7 @@ pub use api::httpserve;
 pub use net::{addr, handshake, tls, wire};
 pub use node::{app, logs};
 pub use storage::{guard, reset};
-pub use tools::{bench, devnet, verify, wallet};
+pub use tools::{bench, devnet, validator, verify, wallet};
 
 use std::time::Duration;
 

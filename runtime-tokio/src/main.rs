@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, FromArgMatches};
 use timed::{
-    addr, app, bench, config, devnet, guard, handshake, keys, manual, reset, verify, wallet,
+    addr, app, bench, config, devnet, guard, handshake, keys, manual, reset, validator, verify,
+    wallet,
 };
 use timed_core::crypto::Keypair;
 use timed_core::types::{Amount, Stake, TimestampMs};
@@ -141,6 +142,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Wallet(a)) => Ok(runtime()?.block_on(wallet::run(a))?),
+        Some(Command::Validator(a)) => Ok(runtime()?.block_on(validator::run(a))?),
         Some(Command::Verify(a)) => Ok(runtime()?.block_on(verify::run(a))?),
         Some(Command::Devnet(a)) => runtime()?.block_on(devnet::run(a)),
         Some(Command::Bench(a)) => runtime()?.block_on(bench::run(a)),

@@ -1,5 +1,6 @@
 //! The dashboard in a real headless browser against a running devnet: the page loads from the
-//! node alone, shows the validators online, and the height it shows advances.
+//! node alone, shows the validators online and the validator set, and the height it shows
+//! advances.
 //!
 //! Needs Chromium (`apt-get install -y chromium`; `scripts/test.sh` installs it). Without it this
 //! test fails and says so: the dashboard is not checked by anything else. `TIMED_CHROMIUM` names
@@ -40,6 +41,20 @@ fn the_dashboard_shows_a_live_height_in_a_real_browser() {
         assert!(first.contains(name), "{name} missing:\n{first}");
     }
     assert!(first.contains("<polyline"), "no finality chart:\n{first}");
+    // The validator set: the genesis's three, the epoch (of 100 heights) of the next height,
+    // nothing pending.
+    let epoch = (h1 / 100).to_string();
+    assert_eq!(
+        span(&first, "set-epoch").as_deref(),
+        Some(epoch.as_str()),
+        "{first}"
+    );
+    assert_eq!(span(&first, "set-size").as_deref(), Some("3"), "{first}");
+    assert_eq!(
+        span(&first, "set-pending").as_deref(),
+        Some("no change elected for the next epoch"),
+        "{first}"
+    );
     assert!(!first.contains("cannot reach the node"), "{first}");
 
     // Later, a higher height.

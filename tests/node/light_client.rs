@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Output};
 
+use common::fake::fake_node;
 use common::{Net, get_json};
 use serde_json::Value;
 
@@ -28,38 +26,6 @@ fn text(o: &Output) -> String {
 
 /// Changes the served blocks.
 type Alter = dyn Fn(&mut Vec<Value>);
-
-/// A node that serves fixed answers, one request per connection; returns its URL.
-fn fake_node(pages: HashMap<String, Value>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => raw.extend_from_slice(&buf[..n]),
-                }
-            }
-            let request = String::from_utf8_lossy(&raw);
-            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let (code, body) = match pages.get(&path) {
-                Some(v) => ("200 OK", v.to_string()),
-                None => ("404 Not Found", r#"{"error":"no such page"}"#.to_string()),
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://127.0.0.1:{port}")
-}
 
 #[test]
 fn a_devnet_chain_verifies_and_tampered_answers_are_named() {

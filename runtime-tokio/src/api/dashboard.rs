@@ -1,6 +1,7 @@
 //! The dashboard: `GET /` serves one page (HTML, JS and CSS compiled into the binary, nothing
 //! fetched from elsewhere) that polls this node's JSON and shows the height, the time of the last
-//! block, the validators with their stake and whether each is online, the latest blocks, a chart
+//! block, the validator set (its epoch, hash and the registry's pending changes: `validators.rs`)
+//! and its members with their stake and whether each is online, the latest blocks, a chart
 //! of finality latency and the peers; and the explorer (`explorer.js`: a search box, pages for a
 //! block, a transaction and an account, reading `api/explorer.rs`).
 //!
@@ -122,12 +123,12 @@ fn summarize(chain: &Chain, s: &StoredBlock, hashes: bool) -> Summary {
         height: b.height().0,
         hash: hex::encode(b.hash().0),
         timestamp_ms: b.header.timestamp.0,
-        proposer: chain.name(b.header.proposer).to_string(),
+        proposer: crate::api::validators::name(chain, b.header.proposer),
         signers: s
             .certificate
             .signatures
             .iter()
-            .map(|c| chain.name(c.validator).to_string())
+            .map(|c| crate::api::validators::name(chain, c.validator))
             .collect(),
         signatures: s.certificate.signatures.len(),
         reward: s.outcome.total_reward.0,
@@ -200,7 +201,7 @@ fn extend(chain: &Chain, cert: &timed_core::block::Certificate) {
         b.summary.signers = cert
             .signatures
             .iter()
-            .map(|c| chain.name(c.validator).to_string())
+            .map(|c| crate::api::validators::name(chain, c.validator))
             .collect();
         b.summary.signatures = cert.signatures.len();
     }
@@ -214,6 +215,10 @@ pub async fn follow(ctx: Arc<Ctx>, mut finalized: broadcast::Receiver<Finalized>
         match finalized.recv().await {
             Ok(Finalized::Block(s)) => {
                 if let Some(chain) = ctx.chain() {
+                    // The registry changed: read it before naming the block's signers.
+                    if s.outcome.staking.is_some() {
+                        let _ = crate::api::validators::tip(&ctx, &chain);
+                    }
                     remember(&chain, &s);
                 }
             }
@@ -321,9 +326,10 @@ async fn overview(State(ctx): State<Arc<Ctx>>) -> Response {
         Ok(b) => b,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
-    let validators: Vec<ValidatorView> = chain
-        .genesis
-        .validators
+    // The set that signs the next height (the genesis's until the first change).
+    let members = crate::api::validators::current_members(&ctx, &chain)
+        .unwrap_or_else(|| chain.set.members());
+    let validators: Vec<ValidatorView> = members
         .iter()
         .map(|v| ValidatorView {
             name: v.name.clone(),
@@ -337,6 +343,7 @@ async fn overview(State(ctx): State<Arc<Ctx>>) -> Response {
                 .map(|b| b.height),
         })
         .collect();
+    let set = crate::api::validators::summary(&ctx, &chain);
     let last = blocks.last();
     Json(json!({
         "node": ctx.name,
@@ -348,8 +355,9 @@ async fn overview(State(ctx): State<Arc<Ctx>>) -> Response {
         "last_block_time_ms": last.map(|b| b.timestamp_ms),
         "last_block_hash": last.map(|b| b.hash.clone()),
         "now_ms": unix_ms(),
-        "total_stake": chain.set.total_stake().0,
-        "quorum": chain.set.quorum().0,
+        "total_stake": set.as_ref().map_or(chain.set.total_stake().0, |s| s["current"]["total_stake"].as_u64().unwrap_or(0)),
+        "quorum": set.as_ref().map_or(chain.set.quorum().0, |s| s["current"]["quorum"].as_u64().unwrap_or(0)),
+        "validator_set": set,
         "pending_transactions": live.pending_transactions,
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "validators": validators,

@@ -2,7 +2,7 @@
 //!
 //! - `GET /health`: 200 while the process answers at all (a liveness probe: restart it if not);
 //! - `GET /ready`: 200 when the node has a genesis, is connected to validators holding a quorum
-//!   of the stake (its own included), and is not catching up (the last block this process
+//!   of the stake of the set that signs the next height (its own included), and is not catching up (the last block this process
 //!   finalized was decided live, `finality.rs`); else 503 with the reasons. A node that is not
 //!   ready serves old data, or none: send readers elsewhere.
 //!
@@ -74,18 +74,26 @@ fn seen(ctx: &Ctx) -> Seen {
             last_here: None,
         };
     };
-    let mine = chain
-        .set
-        .index_of(&ctx.key.public_key())
-        .map_or(0, |i| chain.set.stake_of(i).0);
+    // The set that signs the next height (the genesis's until the first change), by id.
+    let members =
+        crate::api::validators::current_members(ctx, &chain).unwrap_or_else(|| chain.set.members());
+    let stake: std::collections::BTreeMap<_, u64> =
+        members.iter().map(|m| (m.id, m.stake.0)).collect();
+    let total: u64 = stake.values().fold(0, |a, s| a.saturating_add(*s));
+    let me = ctx.key.public_key();
+    let mine = members
+        .iter()
+        .find(|m| m.public_key == me)
+        .map_or(0, |m| m.stake.0);
     let peers: u64 = lock(&ctx.peers)
         .keys()
-        .map(|i| chain.set.stake_of(*i).0)
-        .sum();
+        .map(|i| stake.get(i).copied().unwrap_or(0))
+        .fold(0, u64::saturating_add);
     Seen {
         has_genesis: true,
-        connected: Stake(mine + peers),
-        quorum: chain.set.quorum(),
+        connected: Stake(mine.saturating_add(peers)),
+        // `ValidatorSet::quorum`: the least `w` with `3·w ≥ 2·T`.
+        quorum: Stake((2 * u128::from(total)).div_ceil(3) as u64),
         last_here: crate::api::dashboard::last_finalized_here(),
     }
 }

@@ -12,6 +12,8 @@
 //! - `GET /tx/{hash}`: a transaction: `"status": "finalized"` with its block height, or
 //!   `"status": "pending"` while it waits in this node's mempool;
 //! - `GET /accounts/{address}`: balance and nonce of an account (hex public key);
+//! - `GET /validators?height=H`: the set that signs a height, and the registry's pending
+//!   changes (`validators.rs`);
 //! - `POST /tx`: submit a signed transfer (JSON); 202 when admitted to the mempool, 4xx with a
 //!   reason otherwise.
 //!
@@ -59,6 +61,7 @@ pub fn router(ctx: Arc<Ctx>, with_metrics: bool) -> Router {
         .merge(crate::api::dashboard::routes().merge(crate::api::txbatch::routes()))
         .merge(crate::api::health::routes())
         .merge(crate::api::explorer::routes())
+        .merge(crate::api::validators::routes())
         .with_state(ctx)
 }
 
@@ -98,23 +101,29 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
     let live = lock(&ctx.live).clone();
     let peers = ctx.peer_names();
     let chain = ctx.chain();
-    let validators: Vec<Value> = chain.as_ref().map_or_else(Vec::new, |c| {
-        c.genesis
-            .validators
-            .iter()
-            .map(|v| {
-                json!({
-                    "name": v.name,
-                    "public_key": hex::encode(v.public_key.0),
-                    "stake": v.stake.0,
-                    "connected": v.name == ctx.name || peers.contains(&v.name),
-                })
-            })
-            .collect()
+    // The set that signs the next height (the genesis set until the first change); the fields
+    // keep the shape they had when the set was the genesis's for ever.
+    let members = chain.as_ref().map_or_else(Vec::new, |c| {
+        crate::api::validators::current_members(&ctx, c).unwrap_or_else(|| c.set.members())
     });
-    let (total, threshold) = chain
+    let validators: Vec<Value> = members
+        .iter()
+        .map(|v| {
+            json!({
+                "name": v.name,
+                "public_key": hex::encode(v.public_key.0),
+                "stake": v.stake.0,
+                "connected": v.name == ctx.name || peers.contains(&v.name),
+            })
+        })
+        .collect();
+    // A set's stakes sum within 64 bits (`ValidatorSet`); saturate rather than trust that here.
+    let total: u128 = members.iter().map(|m| u128::from(m.stake.0)).sum();
+    let threshold = u64::try_from((2 * total).div_ceil(3)).unwrap_or(u64::MAX);
+    let total = u64::try_from(total).unwrap_or(u64::MAX);
+    let set = chain
         .as_ref()
-        .map_or((0, 0), |c| (c.set.total_stake().0, c.set.quorum().0));
+        .and_then(|c| crate::api::validators::summary(&ctx, c));
     Json(json!({
         "node": ctx.name,
         "version": crate::VERSION,
@@ -141,6 +150,7 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         "clock_offset_ms": live.clock_offset_ms,
         "peer_clock_offsets_ms": live.peer_clock_offsets_ms,
         "evidence": live.evidence,
+        "validator_set": set,
     }))
 }
 
@@ -170,10 +180,10 @@ async fn metrics(State(ctx): State<Arc<Ctx>>, headers: axum::http::HeaderMap) ->
 struct BlockView<'a> {
     height: u64,
     hash: String,
-    proposer: &'a str,
+    proposer: String,
     signatures: usize,
     /// The names of the certificate's signers, in its order.
-    signers: Vec<&'a str>,
+    signers: Vec<String>,
     /// The hash of each transaction, in the block's order (the explorer links them).
     tx_hashes: Vec<String>,
     reward: u64,
@@ -182,7 +192,8 @@ struct BlockView<'a> {
 }
 
 fn block_view<'a>(chain: Option<&'a crate::node::ctx::Chain>, s: &'a StoredBlock) -> BlockView<'a> {
-    let proposer = chain.map_or("?", |c| c.name(s.block.header.proposer));
+    let name = |id| chain.map_or_else(|| "?".into(), |c| crate::api::validators::name(c, id));
+    let proposer = name(s.block.header.proposer);
     BlockView {
         height: s.block.height().0,
         hash: hex::encode(s.block.hash().0),
@@ -192,7 +203,7 @@ fn block_view<'a>(chain: Option<&'a crate::node::ctx::Chain>, s: &'a StoredBlock
             .certificate
             .signatures
             .iter()
-            .map(|c| chain.map_or("?", |ch| ch.name(c.validator)))
+            .map(|c| name(c.validator))
             .collect(),
         tx_hashes: s
             .block

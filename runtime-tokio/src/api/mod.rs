@@ -1,5 +1,5 @@
-//! The HTTP API: routes (`http`, `explorer`, `txbatch`, `health`, `dashboard`), the server that accepts
-//! connections (`httpserve`) and the limits it applies (`limits`).
+//! The HTTP API: routes (`http`, `explorer`, `txbatch`, `health`, `dashboard`, `validators`), the
+//! server that accepts connections (`httpserve`) and the limits it applies (`limits`).
 
 pub(crate) mod dashboard;
 pub(crate) mod explorer;
@@ -8,3 +8,4 @@ pub(crate) mod http;
 pub mod httpserve;
 pub(crate) mod limits;
 pub(crate) mod txbatch;
+pub(crate) mod validators;

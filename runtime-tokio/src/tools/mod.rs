@@ -1,11 +1,13 @@
-//! The client tools of the `timed` binary: the wallet, the light client (`verify`), a local
-//! network in one command (`devnet`) and one more validator joining it (`devjoin`), the
-//! benchmarks (`bench`, `bench_tx`) and the HTTP client they use to talk to a node.
+//! The client tools of the `timed` binary: the wallet, the staking commands (`validator`), the
+//! light client (`verify`), a local network in one command (`devnet`) and one more validator
+//! joining it (`devjoin`), the benchmarks (`bench`, `bench_tx`) and the HTTP client they use to
+//! talk to a node.
 
 pub mod bench;
 pub(crate) mod bench_tx;
 pub(crate) mod client;
 pub mod devjoin;
 pub mod devnet;
+pub mod validator;
 pub mod verify;
 pub mod wallet;

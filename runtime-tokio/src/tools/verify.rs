@@ -5,14 +5,28 @@
 //! - the block's hash is the hash of its header (a hash the node claims beside it must match),
 //!   and the header's `tx_root` commits to the transactions served with it;
 //! - the header links to the previous block's hash (the genesis hash for height 1) and its
-//!   timestamp is after the previous one's; its proposer is a validator of the genesis;
+//!   timestamp is after the previous one's; its proposer is a member of the height's set;
 //! - the certificate proves the block final: `timed_core::block::Certificate::verify` against the
-//!   genesis validator set (known signers in order, a quorum of stake, every precommit signature
+//!   set of the height (known signers in order, a quorum of stake, every precommit signature
 //!   valid, checked as one batch).
 //!
-//! With `--state FILE` the last verified height and hash are kept in a small JSON file: a later
-//! run resumes from there (and checks the first new block links to it). Without it every run
-//! starts at height 1.
+//! **Set changes (ADR 0026).** The set changes only after the last height of an epoch
+//! (`epoch_blocks` of the genesis), to the set that header's `next_set_hash` names; every other
+//! header must name the set that signed it. The light client starts from the genesis set and
+//! accepts a new set only through that chain of proof: at an epoch's last height `h`, once the
+//! certificate of `h` holds under the set already proven, it asks the node for the members of the
+//! next set (`GET /validators?height=h+1`) and takes them only if their hash is the certified
+//! `next_set_hash` (the hash covers each member's id, key and stake: all a certificate check
+//! reads; names and owners are shown, never trusted). A node that lies about the members is
+//! named (`Problem::ForgedHandOver`: the height, the certified hash and the one served), and a
+//! certificate by signers the proven set does not hold is named with the set it was checked
+//! against and where that set was proven (`Problem::Certificate`). When the hash is unchanged
+//! nothing is asked. The members are asked of the node being verified: it is the only source the
+//! client has, and the hash check makes it unnecessary to trust it.
+//!
+//! With `--state FILE` the last verified height and hash, and the set of the next height with
+//! where it was proven, are kept in a small JSON file: a later run resumes from there (and
+//! checks the first new block links to it). Without it every run starts at height 1.
 
 use std::path::{Path, PathBuf};
 
@@ -21,14 +35,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use timed_core::block::{self, Block, Certificate, CertificateError};
 use timed_core::types::{Hash, Height, TimestampMs};
-use timed_core::validators::{Genesis, ValidatorSet};
+use timed_core::validators::{Genesis, Member, ValidatorSet, members_hash};
 
 use crate::net::handshake::{GenesisFileError, read_genesis};
 use crate::tools::client::{Client, ClientError, NodeUrl};
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The genesis file of the chain: its validators are the only thing trusted.
+    /// The genesis file of the chain: its validators are the only thing trusted; every later set
+    /// is accepted only as certified by the set before it.
     #[arg(long)]
     genesis: PathBuf,
     /// A node's HTTP API, e.g. http://127.0.0.1:8001.
@@ -37,9 +52,9 @@ pub struct VerifyArgs {
     /// Verify up to this height [default: the node's latest finalized height].
     #[arg(long)]
     height: Option<u64>,
-    /// A state file (JSON: genesis hash, last verified height and block hash). A run starts
-    /// after the height recorded there and records its progress; without --state every run
-    /// starts at height 1 and records nothing.
+    /// A state file (JSON: genesis hash, last verified height and block hash, the proven set of
+    /// the next height). A run starts after the height recorded there and records its progress;
+    /// without --state every run starts at height 1 and records nothing.
     #[arg(long)]
     state: Option<PathBuf>,
 }
@@ -64,7 +79,7 @@ pub enum VerifyError {
     Invalid { height: u64, problem: Problem },
 }
 
-/// What is wrong with a block the node served.
+/// What is wrong with a block the node served, or with the set it served beside it.
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
     #[error("its chain id is {got:?}, the genesis says {expected:?}")]
@@ -79,10 +94,40 @@ pub enum Problem {
     BrokenLink { expected: String, got: String },
     #[error("its timestamp {got} ms is not after its parent's {parent} ms")]
     TimestampNotAfterParent { parent: u64, got: u64 },
-    #[error("its proposer (validator index {0}) is not in the genesis")]
-    UnknownProposer(u16),
-    #[error("{}: {source}", certificate_kind(.source))]
-    Certificate { source: CertificateError },
+    #[error("its proposer (validator id {id}) is not in the set of this height ({set})")]
+    UnknownProposer { id: u16, set: String },
+    #[error("{}: {source} (checked against {set})", certificate_kind(.source))]
+    Certificate {
+        source: CertificateError,
+        /// The set it was checked against and where that set was proven.
+        set: String,
+    },
+    #[error(
+        "its header names set {found} for the next height, but the set changes only after an \
+         epoch's last height (every {epoch_blocks}) and this height is signed by {expected}"
+    )]
+    SetChangedMidEpoch {
+        expected: String,
+        found: String,
+        epoch_blocks: u64,
+    },
+    #[error(
+        "forged hand-over: the certificate of height {height} names set {expected} for height \
+         {next}, but the node served members for it that hash to {found}"
+    )]
+    ForgedHandOver {
+        height: u64,
+        next: u64,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "the node's members of the set of height {next} match the certified hash but do not \
+         form a set: {reason}"
+    )]
+    MalformedSet { next: u64, reason: String },
+    #[error("the node's answer to /validators?height={next} is not a list of members: {reason}")]
+    UnreadableSet { next: u64, reason: String },
 }
 
 fn certificate_kind(e: &CertificateError) -> &'static str {
@@ -91,19 +136,27 @@ fn certificate_kind(e: &CertificateError) -> &'static str {
         CertificateError::BadSignature => "forged certificate",
         CertificateError::WrongBlock { .. } => "certificate of another block",
         CertificateError::WrongHeight { .. } => "certificate of another height",
-        CertificateError::Unordered | CertificateError::UnknownValidator(_) => {
-            "malformed certificate"
+        CertificateError::UnknownValidator(_) => {
+            "certificate by a signer outside the proven set (a set that was never proven)"
         }
+        CertificateError::Unordered => "malformed certificate",
     }
 }
 
-/// The last verified block, as kept in the state file.
+/// The last verified block, and the set of the height after it, as kept in the state file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Checkpoint {
     genesis_hash: Hash,
     height: u64,
     block_hash: Hash,
     timestamp_ms: u64,
+    /// The members of the set of `height + 1`; absent in files of versions before set changes
+    /// (then the genesis set, which is right only within the first epoch).
+    #[serde(default)]
+    set: Option<Vec<Member>>,
+    /// The height whose certificate proved `set` (0: the genesis).
+    #[serde(default)]
+    set_proven_at: u64,
 }
 
 /// What `/blocks/{h}` serves that a light client reads.
@@ -115,11 +168,57 @@ struct Served {
     hash: Option<String>,
 }
 
+/// What `/validators?height=H` serves that a light client reads.
+#[derive(Deserialize)]
+struct ServedSet {
+    validators: Vec<Member>,
+}
+
 /// The genesis and what is derived from it.
 pub struct Trusted {
     genesis: Genesis,
     hash: Hash,
     set: ValidatorSet,
+    epoch_blocks: u64,
+}
+
+/// The set of the next height to verify, proven from the genesis.
+pub struct Proven {
+    set: ValidatorSet,
+    hash: Hash,
+    /// The height whose certificate named it (0: the genesis).
+    at: u64,
+}
+
+impl Proven {
+    fn describe(&self) -> String {
+        let hash = hex::encode(self.hash.0);
+        if self.at == 0 {
+            format!("the genesis set {hash}")
+        } else {
+            format!(
+                "set {hash}, proven by the certificate of height {}",
+                self.at
+            )
+        }
+    }
+}
+
+/// Why a served set was refused (`Problem` without the height it is reported at).
+fn served_set(next: u64, expected: Hash, members: Vec<Member>) -> Result<ValidatorSet, Problem> {
+    let found = members_hash(&members);
+    if found != expected {
+        return Err(Problem::ForgedHandOver {
+            height: next - 1,
+            next,
+            expected: hex::encode(expected.0),
+            found: hex::encode(found.0),
+        });
+    }
+    ValidatorSet::from_members(members).map_err(|e| Problem::MalformedSet {
+        next,
+        reason: e.to_string(),
+    })
 }
 
 impl Trusted {
@@ -127,6 +226,7 @@ impl Trusted {
         let set = genesis.validate()?;
         Ok(Trusted {
             hash: genesis.hash(),
+            epoch_blocks: genesis.params.epoch_blocks.max(1),
             genesis,
             set,
         })
@@ -138,17 +238,35 @@ impl Trusted {
             height: 0,
             block_hash: self.hash,
             timestamp_ms: self.genesis.genesis_time_ms.0,
+            set: None,
+            set_proven_at: 0,
         }
     }
 
-    /// Checks the block of height `after.height + 1`; returns the new checkpoint.
+    fn genesis_set(&self) -> Proven {
+        Proven {
+            hash: self.set.hash(),
+            set: self.set.clone(),
+            at: 0,
+        }
+    }
+
+    /// Whether the sets change after `height` (the last of its epoch).
+    fn ends_epoch(&self, height: u64) -> bool {
+        height.is_multiple_of(self.epoch_blocks)
+    }
+
+    /// Checks the block of height `after.height + 1` under `set`, the proven set of that
+    /// height; returns the new checkpoint (its set still `set`'s) and the hash the header names
+    /// for the next height.
     fn check(
         &self,
         after: &Checkpoint,
+        set: &Proven,
         block: &Block,
         certificate: &Certificate,
         claimed: Option<&str>,
-    ) -> Result<Checkpoint, Problem> {
+    ) -> Result<(Checkpoint, Hash), Problem> {
         let h = &block.header;
         let height = after.height + 1;
         if h.chain_id != self.genesis.chain_id {
@@ -187,18 +305,38 @@ impl Trusted {
                 got: h.timestamp.0,
             });
         }
-        if self.set.get(h.proposer).is_none() {
-            return Err(Problem::UnknownProposer(h.proposer.0));
+        if set.set.get(h.proposer).is_none() {
+            return Err(Problem::UnknownProposer {
+                id: h.proposer.0,
+                set: set.describe(),
+            });
         }
         certificate
-            .verify(&self.set, &self.genesis.chain_id, Height(height), &computed)
-            .map_err(|source| Problem::Certificate { source })?;
-        Ok(Checkpoint {
-            genesis_hash: self.hash,
-            height,
-            block_hash: computed,
-            timestamp_ms: h.timestamp.0,
-        })
+            .verify(&set.set, &self.genesis.chain_id, Height(height), &computed)
+            .map_err(|source| Problem::Certificate {
+                source,
+                set: set.describe(),
+            })?;
+        // Certified: what the header says is now proven, and a change outside an epoch's end
+        // breaks the chain's own rule (ADR 0026 point 4).
+        if !self.ends_epoch(height) && h.next_set_hash != set.hash {
+            return Err(Problem::SetChangedMidEpoch {
+                expected: hex::encode(set.hash.0),
+                found: hex::encode(h.next_set_hash.0),
+                epoch_blocks: self.epoch_blocks,
+            });
+        }
+        Ok((
+            Checkpoint {
+                genesis_hash: self.hash,
+                height,
+                block_hash: computed,
+                timestamp_ms: h.timestamp.0,
+                set: None,
+                set_proven_at: set.at,
+            },
+            h.next_set_hash,
+        ))
     }
 }
 
@@ -209,9 +347,10 @@ fn state_error(path: &Path, reason: impl ToString) -> VerifyError {
     }
 }
 
-fn load_state(path: &Path, trusted: &Trusted) -> Result<Checkpoint, VerifyError> {
+/// The checkpoint of a state file and the proven set of the height after it.
+fn load_state(path: &Path, trusted: &Trusted) -> Result<(Checkpoint, Proven), VerifyError> {
     if !path.exists() {
-        return Ok(trusted.start());
+        return Ok((trusted.start(), trusted.genesis_set()));
     }
     let text = std::fs::read_to_string(path).map_err(|e| state_error(path, e))?;
     let c: Checkpoint = serde_json::from_str(&text).map_err(|e| state_error(path, e))?;
@@ -225,11 +364,35 @@ fn load_state(path: &Path, trusted: &Trusted) -> Result<Checkpoint, VerifyError>
             ),
         ));
     }
-    Ok(c)
+    let proven = match &c.set {
+        Some(members) => {
+            let set = ValidatorSet::from_members(members.clone())
+                .map_err(|e| state_error(path, format!("its set is not a set: {e}")))?;
+            Proven {
+                hash: set.hash(),
+                set,
+                at: c.set_proven_at,
+            }
+        }
+        None if c.height < trusted.epoch_blocks => trusted.genesis_set(),
+        None => {
+            return Err(state_error(
+                path,
+                "it was written before sets could change and holds no set for the heights after \
+                 it; remove it to verify from height 1",
+            ));
+        }
+    };
+    Ok((c, proven))
 }
 
-fn save_state(path: &Path, c: &Checkpoint) -> Result<(), VerifyError> {
-    let text = serde_json::to_string_pretty(c).map_err(|e| state_error(path, e))?;
+fn save_state(path: &Path, c: &Checkpoint, set: &Proven) -> Result<(), VerifyError> {
+    let kept = Checkpoint {
+        set: Some(set.set.members()),
+        set_proven_at: set.at,
+        ..c.clone()
+    };
+    let text = serde_json::to_string_pretty(&kept).map_err(|e| state_error(path, e))?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text + "\n").map_err(|e| state_error(path, e))?;
     std::fs::rename(&tmp, path).map_err(|e| state_error(path, e))
@@ -243,9 +406,9 @@ pub async fn run(a: VerifyArgs) -> Result<(), VerifyError> {
     })?;
     let url = NodeUrl::parse(&a.node)?;
     let mut client = Client::new(url.clone());
-    let mut at = match &a.state {
+    let (mut at, mut set) = match &a.state {
         Some(p) => load_state(p, &trusted)?,
-        None => trusted.start(),
+        None => (trusted.start(), trusted.genesis_set()),
     };
     let target = match a.height {
         Some(h) => h,
@@ -265,24 +428,37 @@ pub async fn run(a: VerifyArgs) -> Result<(), VerifyError> {
         );
         return Ok(());
     }
-    let result = verify_range(&trusted, &mut client, &mut at, target).await;
+    let mut hand_overs = 0u64;
+    let result = verify_range(
+        &trusted,
+        &mut client,
+        &mut at,
+        &mut set,
+        &mut hand_overs,
+        target,
+    )
+    .await;
     // Progress is recorded even when a later block fails: what was verified stays verified.
     if let Some(p) = &a.state
         && at.height >= first
     {
-        save_state(p, &at)?;
+        save_state(p, &at, &set)?;
     }
     result?;
     println!(
         "verify: heights {first}..={target} of chain {:?} verified against genesis {} ({} \
-         validators, quorum {} of {} stake): each block hashes to its header, links to its \
-         parent and carries a certificate of valid precommit signatures worth a quorum; last \
-         block {}",
+         validators at the start, epochs of {} heights): each block hashes to its header, links \
+         to its parent and carries a certificate of valid precommit signatures worth a quorum of \
+         its height's set; {hand_overs} set changes, each proven by a certificate of the set \
+         before; the set of height {} has {} validators (quorum {} of {} stake); last block {}",
         trusted.genesis.chain_id,
         hex::encode(&trusted.hash.0[..8]),
         trusted.set.len(),
-        trusted.set.quorum().0,
-        trusted.set.total_stake().0,
+        trusted.epoch_blocks,
+        target + 1,
+        set.set.len(),
+        set.set.quorum().0,
+        set.set.total_stake().0,
         hex::encode(at.block_hash.0)
     );
     Ok(())
@@ -292,6 +468,8 @@ async fn verify_range(
     trusted: &Trusted,
     client: &mut Client,
     at: &mut Checkpoint,
+    set: &mut Proven,
+    hand_overs: &mut u64,
     target: u64,
 ) -> Result<(), VerifyError> {
     while at.height < target {
@@ -324,14 +502,38 @@ async fn verify_range(
             height,
             reason: e.to_string(),
         })?;
-        *at = trusted
+        let invalid = |problem| VerifyError::Invalid { height, problem };
+        let (checked, named) = trusted
             .check(
                 at,
+                set,
                 &served.block,
                 &served.certificate,
                 served.hash.as_deref(),
             )
-            .map_err(|problem| VerifyError::Invalid { height, problem })?;
+            .map_err(invalid)?;
+        if named != set.hash {
+            // Only at an epoch's last height (`check`): the hand-over, proven by this
+            // certificate; the members come from the node and must hash to what it certified.
+            let next = height + 1;
+            let answer: Value = client.get(&format!("/validators?height={next}")).await?;
+            let members = serde_json::from_value::<ServedSet>(answer)
+                .map_err(|e| {
+                    invalid(Problem::UnreadableSet {
+                        next,
+                        reason: e.to_string(),
+                    })
+                })?
+                .validators;
+            let new = served_set(next, named, members).map_err(invalid)?;
+            *set = Proven {
+                set: new,
+                hash: named,
+                at: height,
+            };
+            *hand_overs += 1;
+        }
+        *at = checked;
     }
     Ok(())
 }
@@ -357,6 +559,7 @@ mod tests {
             balances: vec![],
             params: Default::default(),
         };
+        let trusted = Trusted::new(genesis.clone()).unwrap();
         let block = Block {
             header: Header {
                 chain_id: CHAIN.into(),
@@ -366,13 +569,13 @@ mod tests {
                 proposer: ValidatorIndex(0),
                 tx_root: tx_root(&[]),
                 state_root: Hash::ZERO,
-                next_set_hash: Hash::ZERO,
+                next_set_hash: trusted.set.hash(),
                 evidence_root: timed_core::block::evidence_root(&[]),
             },
             txs: vec![],
             evidence: Vec::new(),
         };
-        (Trusted::new(genesis).unwrap(), keys, block)
+        (trusted, keys, block)
     }
 
     /// Validator `i`'s precommit for `block`, with `EIGHT_TORSION[torsion]` in its `R` (0: none).
@@ -408,18 +611,58 @@ mod tests {
                     .collect();
                 assert!(votes.iter().all(|v| v.verify(&set, CHAIN).is_ok()));
                 let cert = Certificate::from_precommits(Height(1), Round(0), block.hash(), &votes);
-                let checked = trusted.check(&trusted.start(), &block, &cert, None);
+                let start = (trusted.start(), trusted.genesis_set());
+                let checked = trusted.check(&start.0, &start.1, &block, &cert, None);
                 assert!(checked.is_ok(), "t{torsion} at {byzantine}: {checked:?}");
                 // A bit flipped beside it is still a forgery.
                 let mut forged = cert.clone();
                 forged.signatures[(byzantine + 1) % 4].signature.0[40] ^= 2;
                 assert!(matches!(
-                    trusted.check(&trusted.start(), &block, &forged, None),
+                    trusted.check(&start.0, &start.1, &block, &forged, None),
                     Err(Problem::Certificate {
-                        source: CertificateError::BadSignature
+                        source: CertificateError::BadSignature,
+                        ..
                     })
                 ));
             }
         }
+    }
+
+    /// A header that names another set at a height that does not end an epoch breaks the
+    /// chain's rule even under a valid certificate; at an epoch's end the named hash is returned
+    /// for the hand-over.
+    #[test]
+    fn a_set_change_is_accepted_only_at_an_epochs_last_height() {
+        let (mut trusted, keys, mut block) = chain();
+        block.header.next_set_hash = Hash([7; 32]);
+        let votes: Vec<Vote> = (0..4).map(|i| precommit(&keys, i, &block, 0)).collect();
+        let cert = Certificate::from_precommits(Height(1), Round(0), block.hash(), &votes);
+        let start = (trusted.start(), trusted.genesis_set());
+        let e = trusted
+            .check(&start.0, &start.1, &block, &cert, None)
+            .unwrap_err();
+        assert!(matches!(e, Problem::SetChangedMidEpoch { .. }), "{e}");
+        trusted.epoch_blocks = 1;
+        let (_, named) = trusted
+            .check(&start.0, &start.1, &block, &cert, None)
+            .unwrap();
+        assert_eq!(named, Hash([7; 32]));
+    }
+
+    /// Members whose hash is not the certified one are refused, naming both hashes; matching
+    /// ones form the new set.
+    #[test]
+    fn served_members_must_hash_to_the_certified_set() {
+        let (trusted, _, _) = chain();
+        let members = trusted.set.members();
+        let certified = members_hash(&members);
+        assert!(served_set(11, certified, members.clone()).is_ok());
+        let mut lie = members;
+        lie[0].stake = timed_core::types::Stake(1_000);
+        let found = members_hash(&lie);
+        let e = served_set(11, certified, lie).unwrap_err().to_string();
+        assert!(e.contains("height 10 names set"), "{e}");
+        assert!(e.contains(&hex::encode(certified.0)), "{e}");
+        assert!(e.contains(&hex::encode(found.0)), "{e}");
     }
 }

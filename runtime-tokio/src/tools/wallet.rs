@@ -18,7 +18,7 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::Value;
 use timed_core::crypto::{Keypair, PublicKey};
-use timed_core::tx::Transfer;
+use timed_core::tx::{Op, Transfer};
 use timed_core::types::Amount;
 
 use crate::amount::{AmountError, format_time, parse_time};
@@ -186,15 +186,34 @@ pub async fn transfer(
     fee: Amount,
     timeout: Duration,
 ) -> Result<Sent, WalletError> {
-    if amount.0 == 0 {
-        return Err(WalletError::ZeroAmount);
-    }
     if to == key.public_key() {
         return Err(WalletError::SelfTransfer);
     }
+    submit(client, key, to, amount, fee, Op::Pay, timeout).await
+}
+
+/// Signs a transfer of `amount` from `key` to `to` doing `op` (a payment or a staking
+/// operation: `tools/validator.rs`) with the account's next nonce, submits it and waits for its
+/// finalization. The balance must hold what the ledger takes: amount and fee, or the fee alone
+/// for an unbond (its amount comes out of the bond).
+pub async fn submit(
+    client: &mut Client,
+    key: &Keypair,
+    to: PublicKey,
+    amount: Amount,
+    fee: Amount,
+    op: Op,
+    timeout: Duration,
+) -> Result<Sent, WalletError> {
+    if amount.0 == 0 {
+        return Err(WalletError::ZeroAmount);
+    }
     let chain_id = fetch_chain_id(client).await?;
     let account = fetch_account(client, &key.public_key()).await?;
-    let needed = amount.checked_add(fee).unwrap_or(Amount(u64::MAX));
+    let needed = match op {
+        Op::Unbond => fee,
+        _ => amount.checked_add(fee).unwrap_or(Amount(u64::MAX)),
+    };
     if needed > account.balance {
         return Err(WalletError::InsufficientBalance {
             address: hex::encode(key.public_key().0),
@@ -210,7 +229,7 @@ pub async fn transfer(
         amount,
         fee,
         nonce: account.nonce,
-        op: Default::default(),
+        op,
     }
     .sign(key, &chain_id);
     let hash = hex::encode(tx.hash().0);

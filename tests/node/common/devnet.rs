@@ -12,11 +12,17 @@ pub struct Devnet {
     pub port: u16,
     pub key: String,
     pub address: String,
-    _dir: tempfile::TempDir,
+    /// Its data directory (each validator's in a folder of its name).
+    pub dir: tempfile::TempDir,
 }
 
 impl Devnet {
     pub fn start(nodes: usize) -> Devnet {
+        Devnet::start_with(nodes, &[])
+    }
+
+    /// As `start`, with `extra` flags of `timed devnet` (e.g. `--epoch-blocks 10`).
+    pub fn start_with(nodes: usize, extra: &[&str]) -> Devnet {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_timed"))
             .args([
@@ -26,6 +32,7 @@ impl Devnet {
                 "--block-time",
                 "200ms",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
             .stdin(Stdio::null())
@@ -73,7 +80,7 @@ impl Devnet {
             port: port.unwrap(),
             key,
             address,
-            _dir: dir,
+            dir,
         }
     }
 

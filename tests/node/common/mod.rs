@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod browser;
 pub mod devnet;
+pub mod fake;
 
 pub const DEADLINE: Duration = Duration::from_secs(90);
 

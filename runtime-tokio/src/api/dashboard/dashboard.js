@@ -102,6 +102,8 @@ function render(d) {
   $("pending").textContent = String(d.pending_transactions ?? "–");
   $("round").textContent = d.step ? `deciding ${d.height + 1}, round ${d.round}, ${d.step}` : "";
 
+  renderSet(d.validator_set);
+
   replace("validators", (d.validators || []).map(v => row([
     el("strong", v.name),
     String(v.stake),
@@ -131,6 +133,20 @@ function render(d) {
   drawChart(blocks);
   const peers = d.peers || [];
   $("peers").replaceChildren(...(peers.length ? peers.map(p => el("li", p)) : [el("li", "no peer connected")]));
+}
+
+// The set that signs the next height and what the registry will change (`validators.rs`).
+function renderSet(s) {
+  if (!s) return;
+  const c = s.current, p = s.pending;
+  $("set-epoch").textContent = String(c.epoch);
+  $("set-next").textContent = `${c.epoch_blocks} heights each; the next starts at height ${c.next_epoch_height}`;
+  $("set-size").textContent = String(c.size);
+  $("set-hash").textContent = `hash ${short(c.hash)} · quorum ${c.quorum} of ${c.total_stake} stake`;
+  $("set-pending").textContent = p.next_hash
+    ? `next set ${short(p.next_hash)}: ${p.joining} joining, ${p.leaving} leaving`
+    : "no change elected for the next epoch";
+  $("set-queue").textContent = `${p.registered_not_elected} registered, not elected · ${p.unbonding} unbonding · ${p.jailed} jailed`;
 }
 
 async function poll() {

@@ -1,6 +1,6 @@
 //! Reads of the store, for the API, the sync server and the tools: blocks by height or range,
-//! the latest height, a transaction's height, an account, and the explorer's indexes (a block's
-//! height by its hash, an account's transfers). Each runs in its own redb read
+//! the latest height, a transaction's height, an account, the staking state at the tip, and the
+//! explorer's indexes (a block's height by its hash, an account's transfers). Each runs in its own redb read
 //! transaction, beside the writer.
 
 use redb::{ReadableDatabase, ReadableTable};
@@ -9,10 +9,12 @@ use timed_core::codec;
 use timed_core::crypto::PublicKey;
 use timed_core::ledger::Account;
 use timed_core::message::{Decision, SyncPacker};
+use timed_core::staking::{MAX_STAKING_BYTES, StakingRecord};
 use timed_core::types::{Hash, Height};
 
 use super::tables::{
-    ACCOUNTS, BLOCK_HASHES, BLOCKS, CERTS, TRANSFERS, TXS, corrupt, decode_stored, transfer_key,
+    ACCOUNTS, BLOCK_HASHES, BLOCKS, CERTS, META, STAKING_KEY, TRANSFERS, TXS, corrupt,
+    decode_stored, transfer_key,
 };
 use super::{Store, StoreError, StoredBlock, guarded};
 
@@ -90,6 +92,29 @@ impl Store {
                 out.push(decode_stored(&certs, raw)?);
             }
             Ok(out)
+        })
+    }
+
+    /// The last stored height (0 before the first block) and the staking state after it, read
+    /// in one transaction (a block and its staking state are committed together, so the two
+    /// always match); `None` before a genesis is bound.
+    pub fn staking_at_tip(&self) -> Result<Option<(Height, StakingRecord)>, StoreError> {
+        guarded(&self.files, || {
+            let r = self.db.begin_read().map_err(StoreError::db)?;
+            let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+            let meta = r.open_table(META).map_err(StoreError::db)?;
+            let tip = blocks
+                .last()
+                .map_err(StoreError::db)?
+                .map_or(0, |(k, _)| k.value());
+            match meta.get(STAKING_KEY).map_err(StoreError::db)? {
+                Some(v) => {
+                    let record = codec::decode(v.value(), MAX_STAKING_BYTES)
+                        .map_err(|e| corrupt("meta", e))?;
+                    Ok(Some((Height(tip), record)))
+                }
+                None => Ok(None),
+            }
         })
     }
 
