@@ -140,6 +140,7 @@ pub const REJECTIONS: &[(&str, &[&str])] = &[
             "block_bad_transaction",
             "block_wrong_state_root",
             "block_wrong_next_set",
+            "block_bad_evidence",
         ],
     ),
     (
