@@ -3,9 +3,10 @@
 //! activation epoch; refusals carry the node's reason; `/validators?height=` stands up to a
 //! hostile client, and so does `POST /validators/check`.
 //!
-//! The devnet's genesis validators have a stake of 100 units and the minimum bond is 1,000 TIME,
-//! so the registered validator (no process runs its key) holds nearly all the stake from its
-//! activation epoch on, and the chain stops there. The test reads nothing beyond it.
+//! The devnet's genesis validators have a stake of 100 units, its minimum bond is 100 units
+//! (`handshake::DEV_MIN_BOND`), and the test registers a validator with 1,000 TIME: as no process
+//! runs its key, it holds nearly all the stake from its activation epoch on and the chain stops
+//! there. The test reads nothing beyond it.
 
 mod common;
 
@@ -82,13 +83,14 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
     assert_eq!(now["quorum"], 200);
     assert_eq!(now["params"]["epoch_blocks"], EPOCH);
     let min_bond = now["params"]["min_bond"].as_u64().unwrap();
-    assert_eq!(min_bond, 1_000 * 100_000_000, "the default minimum bond");
+    assert_eq!(min_bond, 100, "the devnet's minimum bond");
+    let bond = 1_000 * 100_000_000;
     let status = get_json(net.port, "/status").unwrap();
     assert_eq!(status["validator_set"]["current"]["size"], 3, "{status}");
     assert_eq!(status["validators"].as_array().unwrap().len(), 3);
     assert_eq!(status["consensus_threshold"], 200);
 
-    // A new validator key, registered by the devnet's wallet with the minimum bond.
+    // A new validator key, registered by the devnet's wallet with 1,000 TIME.
     let dir = tempfile::tempdir().unwrap();
     let v4_key = dir.path().join("v4.key").display().to_string();
     let made = timed(&["keygen", "--out", &v4_key]);
@@ -131,12 +133,14 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
     let balance = get_json(net.port, &format!("/accounts/{}", net.address)).unwrap();
     assert_eq!(
         balance["balance"].as_u64().unwrap(),
-        1_000_000 * 100_000_000 - min_bond - 100_000,
+        1_000_000 * 100_000_000 - bond - 100_000,
         "the bond and the fee left the owner's balance: {balance}"
     );
 
     // The owner bonds one TIME more, then unbonds it: it waits in the queue for the unbonding
-    // period (10,000 heights by default).
+    // period (on a devnet given `--epoch-blocks`, the shortest the genesis allows: two epochs).
+    let unbonding = now["params"]["unbonding_blocks"].as_u64().unwrap();
+    assert_eq!(unbonding, 2 * EPOCH, "{now}");
     let change = |what: &str| {
         let o = timed(&[
             "validator",
@@ -160,14 +164,18 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
     assert!(
         unbonded.contains(&format!(
             "1 TIME returns to the owner at the end of height {}",
-            at + 10_000
+            at + unbonding
         )),
         "{unbonded}"
     );
     let queue = get_json(net.port, "/validators").unwrap()["pending"]["unbonding"].clone();
     assert_eq!(queue["total"], 1, "{queue}");
     assert_eq!(queue["listed"][0]["amount"], 100_000_000u64, "{queue}");
-    assert_eq!(queue["listed"][0]["release_height"], at + 10_000, "{queue}");
+    assert_eq!(
+        queue["listed"][0]["release_height"],
+        at + unbonding,
+        "{queue}"
+    );
     assert_eq!(queue["listed"][0]["owner"], net.address.as_str(), "{queue}");
 
     // Refusals, before anything is submitted: the node's reason, a non-zero exit.
@@ -191,14 +199,14 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
             "--address",
             "127.0.0.1:9005",
             "--bond",
-            "1",
+            "0.00000099",
             "--key",
             &net.key,
             "--node",
             &url,
         ],
         "below_min_bond",
-        "a bond must be 0 or at least 1000.00 TIME",
+        "a bond must be 0 or at least 0.00 TIME (100 base units)",
     );
     refused(
         &[
@@ -261,7 +269,7 @@ fn a_registered_key_is_pending_then_in_the_set_of_its_activation_epoch_and_refus
             0
         }
     };
-    let stake = min_bond + counted(finalized_at(&bonded)) - counted(at);
+    let stake = bond + counted(finalized_at(&bonded)) - counted(at);
     assert_eq!(member["stake"], stake);
     assert_eq!(member["address"], "127.0.0.1:9004");
     assert_eq!(set["epoch"], (activation - 1) / EPOCH);

@@ -82,7 +82,11 @@ pub enum StakingError {
     #[error("the validator registry is full")]
     RegistryFull,
     /// A bond (after `Register`, `Bond` or `Unbond`) between 0 and `min_bond`.
-    #[error("a bond must be 0 or at least {min}; this leaves {got}")]
+    #[error(
+        "a bond must be 0 or at least {min} ({} base units); this leaves {got} ({} base units)",
+        min.0,
+        got.0
+    )]
     BelowMinimum {
         /// `min_bond`.
         min: Amount,

@@ -156,6 +156,8 @@ pub const REJECTIONS: &[(&str, &[&str])] = &[
             "duplicate",
             "mempool_full",
             "nonce_too_far_ahead",
+            // A block's refusal, never a single transfer's; listed because `TxError` names it.
+            "bad_evidence",
         ],
     ),
 ];
