@@ -23,12 +23,12 @@ pub fn swarm_liveness_bound(c: &Consensus) -> u64 {
     (10 * round).max(60_000)
 }
 
-/// Whether a node outside the set (a candidate before its activation, a validator that left) can
-/// catch up when it falls behind. Not yet: the core answers sync requests of members of its
-/// current set only (`on_sync_request`), so such a node that misses a decision waits for the
-/// epoch that makes it a member (and a new set whose members lag halts the chain meanwhile:
-/// `swarm-membership` seeds 8, 90, 152, 324, 344). Until the core changes, `swarm` draws no
-/// membership changes and `swarm-membership` does; then `swarm` draws them too.
+/// Whether `swarm` draws membership changes. A node outside the set (a candidate before its
+/// activation, a validator that left) now catches up like anyone (the core answers every
+/// registered validator's sync requests), which fixed 15 of the first 2,000 `swarm-membership`
+/// seeds; four liveness failures in 5,000 remain (seeds 358, 1180, 1199, 2049, see the README).
+/// Until they are understood, `swarm` draws no membership changes and `swarm-membership` does;
+/// turning this on also redraws the seeds `swarm` has pinned.
 pub const CORE_SYNCS_FOLLOWERS: bool = false;
 
 /// Everything drawn from the seed: `swarm_stronger`, then, from streams of their own, perhaps a
