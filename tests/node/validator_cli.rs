@@ -10,29 +10,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
+use common::cli::{stderr, stdout, timed};
 use common::devnet::Devnet;
 use common::{get, get_json, wait_for};
 use serde_json::Value;
 
 /// Six seconds of 200 ms blocks: room for the commands below before the activation epoch.
 const EPOCH: u64 = 30;
-
-fn timed(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_timed"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The names of a `/validators` answer's members.
 fn names(v: &Value) -> Vec<String> {

@@ -3,28 +3,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
+use common::cli::{stderr, stdout, timed};
 use common::devnet::Devnet;
 use common::{free_port, get_json, wait_for};
 use timed_core::crypto::Keypair;
 use timed_core::tx::Transfer;
 use timed_core::types::Amount;
-
-fn timed(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_timed"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn the_devnet_wallet_sends_to_a_new_wallet_and_both_balances_follow() {
