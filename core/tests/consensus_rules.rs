@@ -44,6 +44,18 @@ impl Fixture {
         Fixture::with(genesis, keys)
     }
 
+    /// As `new`, with a node not yet started (`Input::Start` is the test's).
+    fn unstarted() -> Fixture {
+        let mut f = Fixture::new();
+        f.node = Node::new(
+            &f.genesis,
+            f.keys[f.me.as_usize()].clone(),
+            NodeConfig::default(),
+        )
+        .unwrap();
+        f
+    }
+
     /// As `new`, with `alice` holding 1,000 units to send transfers from.
     fn funded() -> Fixture {
         let (mut genesis, keys) = genesis(4);
@@ -1618,13 +1630,7 @@ fn a_node_that_catches_up_to_its_guards_height_keeps_its_lock_and_round() {
 /// records and could not be signed again).
 #[test]
 fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
-    let mut f = Fixture::new();
-    f.node = Node::new(
-        &f.genesis,
-        f.keys[f.me.as_usize()].clone(),
-        NodeConfig::default(),
-    )
-    .unwrap();
+    let mut f = Fixture::unstarted();
     let out = f.node.handle(TimestampMs(1_000), Input::Start);
     let p = &f.genesis.params;
     let expected = 2
@@ -1680,6 +1686,70 @@ fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
         }),
     );
     assert_eq!(f.node.round(), Round(3));
+}
+
+/// ADR 0027: a round whose end comes while no other validator has voted in it or later does not
+/// end; the node stays, alone and ahead, until another validator's vote arrives, and the round
+/// then ends a full round later (so that the one who came shares it). A vote of an earlier
+/// round is no company.
+#[test]
+fn a_node_alone_in_a_round_waits_for_company_and_then_shares_the_round() {
+    let mut f = Fixture::unstarted();
+    f.node.handle(TimestampMs(1_000), Input::Start);
+    let p = f.genesis.params.clone();
+    let round_end = |r: u32| {
+        2 * (p.propose_timeout.at(Round(r))
+            + p.prepare_timeout.at(Round(r))
+            + p.precommit_timeout.at(Round(r)))
+    };
+    let end = |f: &mut Fixture, at: u64, round: u32| {
+        f.node.handle(
+            TimestampMs(at),
+            Input::Timeout(Timer::RoundEnd {
+                height: Height(1),
+                round: Round(round),
+            }),
+        )
+    };
+    // Round 0 ends with company (one vote of another validator): on to round 1.
+    f.vote(f.others()[0], 0, VoteKind::Prepare, None);
+    let mut now = 1_000 + round_end(0);
+    end(&mut f, now, 0);
+    assert_eq!(f.node.round(), Round(1));
+    // Round 1 ends with nobody else in it or ahead (the vote of round 0 is behind): it stays,
+    // however often its end comes.
+    for k in 1..=3 {
+        now += k * round_end(1);
+        let out = end(&mut f, now, 1);
+        assert_eq!(f.node.round(), Round(1), "alone, the node must wait");
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Event(Event::RoundChanged { .. }))),
+            "no round change while alone: {out:?}"
+        );
+    }
+    // Another validator arrives in round 1: the round's end is scheduled again, a full round on.
+    let out = f.vote(f.others()[1], 1, VoteKind::Prepare, None);
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Schedule { timer: Timer::RoundEnd { height: Height(1), round: Round(1) }, after_ms }
+                if *after_ms == round_end(1)
+        )),
+        "company schedules the round's end again: {out:?}"
+    );
+    // A second vote of company schedules nothing more.
+    let out = f.vote(f.others()[2], 1, VoteKind::Prepare, None);
+    assert!(!out.iter().any(|o| matches!(
+        o,
+        Output::Schedule {
+            timer: Timer::RoundEnd { .. },
+            ..
+        }
+    )));
+    // When that end comes, the node moves on.
+    end(&mut f, now + round_end(1), 1);
+    assert_eq!(f.node.round(), Round(2));
 }
 
 /// A key moved to a new machine without its guard file: catching up, the node meets its own

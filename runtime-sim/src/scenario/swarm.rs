@@ -24,11 +24,10 @@ pub fn swarm_liveness_bound(c: &Consensus) -> u64 {
 }
 
 /// Whether `swarm` draws membership changes. A node outside the set (a candidate before its
-/// activation, a validator that left) now catches up like anyone (the core answers every
-/// registered validator's sync requests), which fixed 15 of the first 2,000 `swarm-membership`
-/// seeds; four liveness failures in 5,000 remain (seeds 358, 1180, 1199, 2049, see the README).
-/// Until they are understood, `swarm` draws no membership changes and `swarm-membership` does;
-/// turning this on also redraws the seeds `swarm` has pinned.
+/// activation, a validator that left) catches up like anyone, and the four liveness failures of
+/// the first 7,000 `swarm-membership` seeds are fixed (seeds 358, 1180, 1199, 2049:
+/// `membership_seeds_that_once_failed_pass`). `swarm` still draws no membership changes, and
+/// `swarm-membership` does: turning this on redraws the seeds `swarm`'s tests pin.
 pub const CORE_SYNCS_FOLLOWERS: bool = false;
 
 /// Everything drawn from the seed: `swarm_stronger`, then, from streams of their own, perhaps a
@@ -65,9 +64,10 @@ pub fn swarm_membership(seed: u64) -> Scenario {
 /// The events are carried out in order, each once the one before is final (`sim::membership`),
 /// so every set the chain elects is that of the bonds after a prefix of them: an event is kept
 /// only if after it the Byzantine stake is still below a third of the set the bonds would elect
-/// (an unbond of an honest validator raises the Byzantine share). A slash, once the core has
-/// evidence, can only lower a double voter's (Byzantine) stake, so it needs no such care: it is
-/// produced by the double-voter behaviour itself, not drawn here.
+/// (an unbond of an honest validator raises the Byzantine share), Byzantine candidates counted
+/// (`draw_byzantine_candidate`). A slash can only lower a double voter's (Byzantine) stake, so
+/// it needs no such care: it is produced by the double-voter behaviour itself (of a genesis
+/// validator or of a Byzantine candidate once elected), not drawn as an event.
 fn draw_membership(s: &mut Scenario, seed: u64) {
     // "members" in ASCII.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006d_656d_6265_7273);
@@ -110,6 +110,11 @@ fn draw_membership(s: &mut Scenario, seed: u64) {
         byz.extend(std::iter::repeat_n(false, c));
         byz
     };
+    let mut byzantine = byzantine;
+    let turned = draw_byzantine_candidate(seed, c);
+    if let Some((k, _)) = turned {
+        byzantine[n + k] = true;
+    }
     let mut bonds: Vec<u64> = s
         .validators
         .iter()
@@ -187,6 +192,15 @@ fn draw_membership(s: &mut Scenario, seed: u64) {
     for (m, t) in s.membership.iter_mut().zip(at_ms) {
         m.at = Ms(t);
     }
+    if let Some((k, behaviour)) = turned {
+        s.faults.push(at(
+            0,
+            FaultKind::Behave {
+                node: first + k,
+                behaviour,
+            },
+        ));
+    }
     // Candidates stand in a random group of every partition (else they would form one of
     // their own), and now and then crash and come back.
     for f in &mut s.faults {
@@ -207,6 +221,30 @@ fn draw_membership(s: &mut Scenario, seed: u64) {
         }
     }
     s.faults.sort_by_key(|f| f.at);
+}
+
+/// The Byzantine candidate of a membership seed, if any: one seed in three, from a stream of
+/// its own (so the other draws of `draw_membership` stay as they were), turns one candidate
+/// Byzantine from the start. It follows the chain as a misbehaving peer, registers like the
+/// others (kept only while the Byzantine stake stays below a third of every set), and once
+/// elected misbehaves as a member: a double voter is slashed and jailed by the evidence the
+/// others include, so slashes happen during the faults and set changes.
+fn draw_byzantine_candidate(seed: u64, candidates: usize) -> Option<(usize, Behaviour)> {
+    // "byzcand" in ASCII.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0062_797a_6361_6e64);
+    if candidates == 0 || !rng.random_bool(1.0 / 3.0) {
+        return None;
+    }
+    let kinds = [
+        Behaviour::DoubleVoter,
+        Behaviour::EquivocatingProposer,
+        Behaviour::SyncLiar,
+        Behaviour::BodySwapper,
+        Behaviour::RoundPusher,
+        Behaviour::Silent,
+    ];
+    let k = rng.random_range(0..candidates);
+    Some((k, kinds[rng.random_range(0..kinds.len())]))
 }
 
 /// One seed in four, from a stream of its own drawn last, writes to disk as the real node does
@@ -506,13 +544,15 @@ mod tests {
         assert!(with_amnesia >= 20, "{with_amnesia} of 200 seeds");
     }
 
-    /// A third of the seeds change their set; the others are drawn as before the membership
-    /// layer; and replaying the events in order, every prefix's set (the registrations with a
-    /// bond) gives the Byzantine validators less than a third of its stake.
+    /// A third of the seeds change their set, a third of those with a Byzantine candidate; the
+    /// others are drawn as before the membership layer; and replaying the events in order,
+    /// every prefix's set (the registrations with a bond, Byzantine candidates counted) gives
+    /// the Byzantine validators less than a third of its stake.
     #[test]
     fn a_third_of_the_swarm_changes_its_set_with_the_byzantine_share_below_a_third_throughout() {
         let mut changing = 0;
         let mut replacements = 0;
+        let mut byzantine_candidates = 0;
         for seed in 0..600 {
             let s = swarm_membership(seed);
             if s.membership.is_empty() {
@@ -530,16 +570,18 @@ mod tests {
                 .iter()
                 .map(|v| v.behaviour.is_byzantine())
                 .collect();
+            byzantine.resize(n + s.candidates.len(), false);
             for f in &s.faults {
                 if let FaultKind::Behave { node, behaviour } = f.kind
                     && behaviour.is_byzantine()
                 {
-                    byzantine[node] = true;
+                    let v = s.candidate_of(node).map_or(node, |k| n + k);
+                    byzantine_candidates += usize::from(v >= n);
+                    byzantine[v] = true;
                 }
             }
             let mut bonds: Vec<u64> = s.validators.iter().map(|v| v.stake).collect();
             bonds.resize(n + s.candidates.len(), 0);
-            byzantine.resize(bonds.len(), false);
             for m in &s.membership {
                 let v = s.candidate_of(m.node).map_or(m.node, |k| n + k);
                 match m.kind {
@@ -559,6 +601,11 @@ mod tests {
         }
         assert!((150..=250).contains(&changing), "{changing} of 600");
         assert!(replacements >= 10, "{replacements} full replacements");
+        // One changing seed in three turns a candidate Byzantine (`draw_byzantine_candidate`).
+        assert!(
+            (40..=100).contains(&byzantine_candidates),
+            "{byzantine_candidates} Byzantine candidates in {changing} changing seeds"
+        );
     }
 
     #[test]

@@ -10,6 +10,17 @@ use crate::scenario::{Behaviour, FaultKind, StorageLoss};
 use super::{Ev, SimNode, Simulation};
 
 impl Simulation {
+    /// Whether node `j`'s key is a registered validator in the ledger it stored last: a genesis
+    /// validator always, a candidate once a block it holds registered it.
+    fn registered(&self, j: usize) -> bool {
+        let n = &self.nodes[j];
+        let key = self.keys[n.validator].public_key();
+        match n.ledger.staking() {
+            Some(staking) => staking.id_of(&key).is_some(),
+            None => self.scenario.candidate_of(j).is_none(),
+        }
+    }
+
     pub(super) fn fault(&mut self, k: usize) {
         let kind = self.scenario.faults[k].kind.clone();
         info!("t={} fault: {kind:?}", self.now);
@@ -37,13 +48,19 @@ impl Simulation {
                 self.crash(node);
                 // Losing the last copy of a block is beyond any fault model (nobody can sign it
                 // again, nor should): blocks are lost only while another honest node stores
-                // every block this one does. A cut WAL loses records, never blocks.
+                // every block this one does. A cut WAL loses records, never blocks. That node
+                // must be a registered validator: a node learns whom to ask for blocks from the
+                // registered validators' claims, so a candidate's copy (registration not final
+                // yet) helps nobody who lost the chain (swarm-membership seed 2049: both genesis
+                // validators wiped, the blocks left only with three unregistered candidates).
                 let top = |n: &SimNode| n.chain.keys().next_back().copied().unwrap_or(Height(0));
                 let held = top(&self.nodes[node]);
-                let copied =
-                    self.nodes.iter().enumerate().any(|(j, n)| {
-                        j != node && n.behaviour == Behaviour::Honest && top(n) >= held
-                    });
+                let copied = self.nodes.iter().enumerate().any(|(j, n)| {
+                    j != node
+                        && n.behaviour == Behaviour::Honest
+                        && top(n) >= held
+                        && self.registered(j)
+                });
                 // The same holds for the block its guard is locked on at a height not yet final:
                 // with every copy gone nobody can propose it or prove its polka again, and the
                 // lock holds every other block off (swarm seed 7628: both of two validators lost
@@ -53,6 +70,7 @@ impl Simulation {
                         self.nodes.iter().enumerate().any(|(j, n)| {
                             j != node
                                 && n.behaviour == Behaviour::Honest
+                                && self.registered(j)
                                 && (top(n) >= lock.height || n.holds_block(lock.block))
                         })
                     }

@@ -44,20 +44,13 @@ pub(super) struct CatchUp {
 
 impl Node {
     pub(super) fn on_sync_request(&mut self, from: ValidatorIndex, start: Height, max_blocks: u32) {
-        // Any registered validator is answered, not only the current set's members: one that
-        // registered and waits for its activation, or one that left, follows the chain without
-        // voting and must catch up like anyone (a new set made of laggards would otherwise halt
-        // at its hand-over). The registry bounds the budgets kept; the runtime authenticates
-        // `from`.
-        let registered = self
-            .ledger
-            .staking()
-            .is_some_and(|s| s.registration(from).is_some());
-        if start.0 < 1
-            || start >= self.cur.height
-            || max_blocks == 0
-            || (self.set.get(from).is_none() && !registered)
-        {
+        // Whoever the runtime let in is answered, not only the current set's members: a
+        // candidate must follow the chain before its registration is final (else the set it
+        // joins waits while it fetches the whole chain: swarm-membership seed 1199), one that
+        // left follows without voting, and a new set made of laggards would otherwise halt at its
+        // hand-over. The runtime authenticates `from` and decides who may connect; the budgets
+        // kept here are bounded by the id space (`ValidatorIndex` is 16 bits).
+        if start.0 < 1 || start >= self.cur.height || max_blocks == 0 {
             return;
         }
         // A token bucket per peer (issue 12, defect 5): the runtime reads up to a message's worth
@@ -119,8 +112,16 @@ impl Node {
         self.request_sync();
     }
 
+    /// Records a peer's claim. Current members and any registered validator are kept: after a
+    /// set change this node has not reached, the validators that hold the chain may not be in
+    /// its current set, yet they are whom to ask (swarm-membership seed 1180). Only the current
+    /// set's stake makes a claim credible (`credible_height`); the registry bounds the map.
     pub(super) fn note_claim(&mut self, peer: ValidatorIndex, finalized: Height) {
-        if Some(peer) == self.me || self.set.get(peer).is_none() {
+        let registered = self
+            .ledger
+            .staking()
+            .is_some_and(|s| s.registration(peer).is_some());
+        if Some(peer) == self.me || (self.set.get(peer).is_none() && !registered) {
             return;
         }
         let claim = self.catch_up.claims.entry(peer).or_insert(Height(0));
@@ -133,10 +134,16 @@ impl Node {
     }
 
     /// Whether this node is behind by more than a claim: a certificate shows a height it lacks,
-    /// or validators holding more than a third of the stake (at least one honest) claim to have
-    /// finalized its height. One Byzantine validator's claim of a far height moves nothing.
+    /// validators holding more than a third of the stake (at least one honest) claim to have
+    /// finalized its height, or its own guard shows it signed at a height it has not reached
+    /// (it signed there only once the height before was final: a node whose data was wiped
+    /// knows the chain is that far from its guard file alone, even when the only members of
+    /// its current set it hears hold too little stake to be believed: swarm-membership seed
+    /// 1180). One Byzantine validator's claim of a far height moves nothing.
     pub(super) fn behind(&self) -> bool {
-        self.catch_up.proven >= self.cur.height || self.credible_height() >= self.cur.height
+        self.catch_up.proven >= self.cur.height
+            || self.credible_height() >= self.cur.height
+            || self.guard.floor.is_some_and(|f| f.height > self.cur.height)
     }
 
     /// The highest height that validators holding more than a third of the stake claim to have

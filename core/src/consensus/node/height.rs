@@ -60,6 +60,9 @@ pub(super) struct RoundOnce {
     pub(super) precommit_timer: bool,
     /// L36: `validValue`/`validRound` were updated from this round's polka.
     pub(super) valid_updated: bool,
+    /// The round ended (`Timer::RoundEnd`) while no other validator had voted in it or
+    /// later: the node stays until one does (see `Node::on_round_end`, ADR 0027).
+    pub(super) waiting_for_company: bool,
 }
 
 /// Everything of one height: where the node is in it (round, step), its lock and valid value

@@ -234,6 +234,7 @@ impl Node {
         match self.cur.votes.add(vote, self.cur.round) {
             Ok(AddOutcome::Counted) => {
                 self.cur.moved_on(validator);
+                self.company_arrived(round, validator);
                 self.out.push(Output::Event(Event::VoteCounted {
                     height: self.cur.height,
                     round,

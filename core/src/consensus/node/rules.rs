@@ -51,22 +51,12 @@ impl Node {
             {
                 self.start_round(round.next(), Some(RoundChange::Timeout));
             }
-            // A round that outlived twice its three timeouts ends (see `start_round`), in a round
-            // ahead where a group of validators was seen (`round_end_target`): nodes that each
-            // hold under a third of the stake cannot pull one another along (L55), and each
-            // moving on by its own clock alone kept them a round apart (swarm seed 2768). At most
-            // `ROUND_END_CATCH_UP` rounds further: one Byzantine vote far ahead (the keeper takes
-            // them up to `MAX_ROUNDS_AHEAD`) would otherwise inflate every timeout after a stall.
             Timer::RoundEnd { height, round }
                 if height == self.cur.height
                     && round == self.cur.round
                     && self.cur.step != Step::NewHeight =>
             {
-                let cap = Round(round.0.saturating_add(ROUND_END_CATCH_UP));
-                self.start_round(
-                    self.round_end_target(round, cap),
-                    Some(RoundChange::Timeout),
-                );
+                self.on_round_end(round);
             }
             Timer::NextHeight { height }
                 if height == self.cur.height && self.cur.step == Step::NewHeight =>
@@ -349,20 +339,7 @@ impl Node {
         // left the others waiting for their votes forever (swarm seed 16). Moving to the next
         // round is always safe (locks and quorums carry safety, not rounds), and the bound grows
         // with the round as the timeouts do, so a slow network is not rushed.
-        let round_end = self
-            .params
-            .propose_timeout
-            .at(round)
-            .saturating_add(self.params.prepare_timeout.at(round))
-            .saturating_add(self.params.precommit_timeout.at(round))
-            .saturating_mul(2);
-        self.schedule(
-            Timer::RoundEnd {
-                height: self.cur.height,
-                round,
-            },
-            round_end,
-        );
+        self.schedule_round_end();
         // The proposer sets the timeout too: when it proposes, it prepares at once and the timer
         // finds it past the step; when it cannot (the guard withholds its signature, no block
         // applies), the timeout still ends its round (L57).
@@ -477,6 +454,83 @@ impl Node {
             }
         };
         self.count_vote(vote);
+    }
+
+    /// Twice the sum of the current round's three timeouts: how long a round lasts at most
+    /// (`start_round`), or after company came (`company_arrived`).
+    fn schedule_round_end(&mut self) {
+        let round = self.cur.round;
+        let round_end = self
+            .params
+            .propose_timeout
+            .at(round)
+            .saturating_add(self.params.prepare_timeout.at(round))
+            .saturating_add(self.params.precommit_timeout.at(round))
+            .saturating_mul(2);
+        self.schedule(
+            Timer::RoundEnd {
+                height: self.cur.height,
+                round,
+            },
+            round_end,
+        );
+    }
+
+    /// The end of a round that outlived twice its three timeouts (ADR 0027).
+    ///
+    /// A node alone, that no other validator has joined in this round or a later one, stays:
+    /// the others are behind, and they come to it (they see its votes ahead, so their rounds
+    /// end, and `round_end_target` takes them at least one round on). Moving on alone kept two
+    /// honest validators a round apart for good when neither could pull the other (each under
+    /// a third of the stake, L55): the laggard entered each round just before the one ahead
+    /// left it (swarm-membership seed 358, after a restart with lost records put one of them
+    /// two rounds ahead). Its round ends again a full round after company arrives
+    /// (`company_arrived`), so the two then share most of a round.
+    ///
+    /// A node with company goes on to a round ahead where a group of validators was seen
+    /// (`round_end_target`): nodes that each hold under a third of the stake cannot pull one
+    /// another along (L55), and each moving on by its own clock alone kept them a round apart
+    /// (swarm seed 2768). At most `ROUND_END_CATCH_UP` rounds further: one Byzantine vote far
+    /// ahead (the keeper takes them up to `MAX_ROUNDS_AHEAD`) would otherwise inflate every
+    /// timeout after a stall.
+    fn on_round_end(&mut self, round: Round) {
+        let company = self
+            .cur
+            .votes
+            .rounds_in((Bound::Included(round), Bound::Unbounded))
+            .any(|r| {
+                [VoteKind::Prepare, VoteKind::Precommit]
+                    .into_iter()
+                    .any(|kind| {
+                        self.cur
+                            .votes
+                            .votes(r, kind)
+                            .iter()
+                            .any(|v| Some(v.validator) != self.me)
+                    })
+            });
+        if !company {
+            self.cur.once.waiting_for_company = true;
+            return;
+        }
+        let cap = Round(round.0.saturating_add(ROUND_END_CATCH_UP));
+        self.start_round(
+            self.round_end_target(round, cap),
+            Some(RoundChange::Timeout),
+        );
+    }
+
+    /// A vote of another validator, in this round or a later one, ends the wait of a node whose
+    /// round ended alone (`on_round_end`): its round now ends a full round later, so that the
+    /// one who came shares most of it.
+    pub(super) fn company_arrived(&mut self, round: Round, validator: ValidatorIndex) {
+        if self.cur.once.waiting_for_company
+            && round >= self.cur.round
+            && Some(validator) != self.me
+        {
+            self.cur.once.waiting_for_company = false;
+            self.schedule_round_end();
+        }
     }
 
     /// Where a round that ended on `Timer::RoundEnd` goes: the highest round up to `cap` whose
