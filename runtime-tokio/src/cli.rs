@@ -98,7 +98,23 @@ pub(crate) struct DevArgs {
     #[arg(long = "fund", hide = true)]
     pub(crate) fund: Vec<String>,
     #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+    #[command(flatten)]
     pub(crate) http: HttpArgs,
+}
+
+/// What the node keeps on disk.
+#[derive(Args)]
+#[command(next_help_heading = "Storage")]
+pub(crate) struct StorageArgs {
+    /// Keep only the last N finalized blocks (at least 100): older blocks, their certificates
+    /// and their transactions' index entries are deleted in the background, so the database
+    /// stops growing. The ledger (every balance) is kept whole. The API answers 404 for a pruned
+    /// block or transaction, naming the lowest height kept; peers catching up from further back
+    /// fetch from other validators, and `timed verify` needs a node that keeps everything
+    /// [default: keep everything].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(timed::pruner::MIN_RETAIN_BLOCKS..))]
+    pub(crate) retain_blocks: Option<u64>,
 }
 
 /// The limits of the HTTP API, which answers anyone who reaches the port.
@@ -272,6 +288,8 @@ pub(crate) struct RunArgs {
     /// Test aid: shift this node's clock by this many milliseconds (may be negative).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub(crate) clock_skew_ms: i64,
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
     #[command(flatten)]
     pub(crate) http: HttpArgs,
 }

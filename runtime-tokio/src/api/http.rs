@@ -132,6 +132,8 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         "chain_id": chain.as_ref().map(|c| c.genesis.chain_id.clone()),
         "genesis_hash": chain.as_ref().map(|c| hex::encode(c.hash.0)),
         "height": live.height,
+        // The lowest height whose block this node serves: 1 unless it prunes (--retain-blocks).
+        "lowest_height": ctx.store.lowest_height().map_or(1, |h| h.0),
         "deciding_height": live.deciding_height,
         "round": live.round,
         "step": live.step,
@@ -230,7 +232,27 @@ async fn block_at(State(ctx): State<Arc<Ctx>>, Path(height): Path<String>) -> Re
     };
     match ctx.store.block(Height(h)) {
         Ok(Some(s)) => Json(block_json(&ctx, &s)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no block at height {h} yet")),
+        Ok(None) => missing_block(&ctx, Height(h)),
+        Err(e) => storage(e),
+    }
+}
+
+/// 404 for a block this node does not hold: pruned (`--retain-blocks`), with the lowest height
+/// it keeps, or not finalized yet.
+pub(crate) fn missing_block(ctx: &Ctx, h: Height) -> Response {
+    match ctx.store.lowest_height() {
+        Ok(low) if h < low => (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "error": format!(
+                    "block {h} was pruned: this node keeps blocks from height {low} on \
+                     (--retain-blocks); ask a node that keeps every block"
+                ),
+                "lowest_height": low.0,
+            })),
+        )
+            .into_response(),
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("no block at height {h} yet")),
         Err(e) => storage(e),
     }
 }
@@ -358,9 +380,18 @@ async fn tx_by_hash(State(ctx): State<Arc<Ctx>>, Path(hash): Path<String>) -> Re
     let height = match ctx.store.tx_height(&hash) {
         Ok(Some(h)) => h,
         Ok(None) => {
+            let pruned = match ctx.store.lowest_height() {
+                Ok(low) if low.0 > 1 => {
+                    format!(" (this node pruned the blocks below height {low}: --retain-blocks)")
+                }
+                _ => String::new(),
+            };
             return error(
                 StatusCode::NOT_FOUND,
-                "no transaction with this hash in a finalized block or in this node's mempool",
+                format!(
+                    "no transaction with this hash in a finalized block or in this node's \
+                     mempool{pruned}"
+                ),
             );
         }
         Err(e) => return storage(e),

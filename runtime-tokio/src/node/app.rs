@@ -37,6 +37,8 @@ pub struct Setup {
     /// `--double-sign-check-ms`: how long to watch before signing after a start that shows lost
     /// records [default: 0 for a brand-new validator, else twice the genesis resend interval].
     pub double_sign_check_ms: Option<u64>,
+    /// `--retain-blocks`: keep only the last N blocks (`storage::pruner`) [default: all].
+    pub retain_blocks: Option<u64>,
 }
 
 /// A watch that turns true on Ctrl-C or SIGTERM.
@@ -79,6 +81,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         metrics_listen,
         guard: guard_path,
         double_sign_check_ms,
+        retain_blocks,
     } = setup;
     crate::node::logs::name_node(&name);
     info!("Starting validator node: {name}");
@@ -207,6 +210,10 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     }
 
     tokio::spawn(crate::node::txverify::run(ctx.clone(), gossip_rx));
+    if let Some(retain) = retain_blocks {
+        crate::storage::pruner::start(ctx.clone(), retain)
+            .context("cannot start the pruner's thread")?;
+    }
     // Its own thread and runtime: nothing a client asks runs on this one (httpserve.rs).
     let http_thread = crate::api::httpserve::start(ctx.clone(), http, metrics_http, fd_limit)
         .context("cannot start the HTTP server's thread")?;

@@ -8,7 +8,7 @@
 //! | `accounts` | public key | `Account` (the ledger after the last stored block) |
 //! | `block_hashes` | block hash | height |
 //! | `transfers` | address, height, index in the block | transaction hash (sender's and recipient's) |
-//! | `meta` | name | `format`: the database's format (`STORE_FORMAT`); `genesis`: the genesis hash |
+//! | `meta` | name | `format`: the database's format (`STORE_FORMAT`); `genesis`: the genesis hash; `staking`: the staking state; `pruned_below`: the lowest height not pruned (`prune.rs`) |
 //!
 //! The persist records (what the core asked to make durable) live in `wal.log` next to the
 //! database (see `wal.rs`): `log` writes a group with one write and one `fdatasync` and returns
@@ -57,6 +57,7 @@ use timed_core::validators::Genesis;
 use crate::storage::wal::{Wal, WalRecord};
 
 mod error;
+mod prune;
 mod read;
 mod tables;
 #[cfg(test)]

@@ -49,11 +49,15 @@ impl Store {
             let r = self.db.begin_read().map_err(StoreError::db)?;
             let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
             let certs = r.open_table(CERTS).map_err(StoreError::db)?;
-            for entry in blocks.range(from.0..).map_err(StoreError::db)? {
+            for (expected, entry) in (from.0..).zip(blocks.range(from.0..).map_err(StoreError::db)?)
+            {
                 if answer.is_full() {
                     break;
                 }
-                let (_, v) = entry.map_err(StoreError::db)?;
+                let (k, v) = entry.map_err(StoreError::db)?;
+                if k.value() != expected {
+                    break; // pruned (or never stored): an answer holds consecutive heights only
+                }
                 let s = decode_stored(&certs, v.value())?;
                 if !answer.push(Decision {
                     block: s.block,

@@ -282,3 +282,86 @@ fn blocks_are_found_by_hash_and_transfers_by_address_newest_first() {
     );
     assert_eq!(store.transfers_of(&carol, Height(2), 10).unwrap(), vec![]);
 }
+
+/// Pruning (`--retain-blocks`) deletes the blocks below a height with everything indexed under
+/// them (their hash, their transactions' heights, the transfers listed under each address),
+/// never the last block, a batch at a time; the store then says which height it keeps from,
+/// and a sync answer from a pruned height holds nothing rather than blocks from elsewhere.
+#[test]
+fn pruning_deletes_old_blocks_with_their_indexes_and_keeps_the_last_one() {
+    use timed_core::crypto::Keypair;
+    use timed_core::message::SyncPacker;
+    use timed_core::tx::Transfer;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("timed.redb")).unwrap();
+    let alice = Keypair::from_seed([1; 32]);
+    let bob = PublicKey([2; 32]);
+    let blocks: Vec<StoredBlock> = (1..=300)
+        .map(|h| {
+            let mut s = stored(h);
+            s.block.txs = vec![
+                Transfer {
+                    from: alice.public_key(),
+                    to: bob,
+                    amount: Amount(10),
+                    fee: Amount(1),
+                    nonce: h,
+                    op: Default::default(),
+                }
+                .sign(&alice, "test"),
+            ];
+            s
+        })
+        .collect();
+    store.commit_blocks(&blocks, None).unwrap();
+    assert_eq!(store.lowest_height().unwrap(), Height(1));
+
+    let mut batches = 0;
+    while store.prune_below(Height(200), 64).unwrap() > 0 {
+        batches += 1;
+    }
+    assert_eq!(batches, 4, "199 blocks in batches of 64");
+    assert_eq!(store.lowest_height().unwrap(), Height(200));
+    assert!(store.block(Height(199)).unwrap().is_none());
+    assert!(store.block(Height(1)).unwrap().is_none());
+    assert!(store.block(Height(200)).unwrap().is_some());
+    let (old, kept) = (&blocks[149], &blocks[249]);
+    assert_eq!(store.block_height_by_hash(&old.block.hash()).unwrap(), None);
+    assert_eq!(
+        store.block_height_by_hash(&kept.block.hash()).unwrap(),
+        Some(Height(250))
+    );
+    assert_eq!(store.tx_height(&Hash([150; 32])).unwrap(), None);
+    assert_eq!(
+        store.tx_height(&kept.outcome.archived[0]).unwrap(),
+        Some(Height(250))
+    );
+    let listed = store.transfers_of(&bob, Height(u64::MAX), 1_000).unwrap();
+    assert_eq!(listed.len(), 101, "heights 200 to 300 only");
+    assert!(listed.iter().all(|(h, _, _)| *h >= Height(200)));
+    let listed = store
+        .transfers_of(&alice.public_key(), Height(u64::MAX), 1_000)
+        .unwrap();
+    assert_eq!(listed.len(), 101);
+
+    let mut answer = SyncPacker::new(64, 1 << 20);
+    store.sync_answer(Height(150), &mut answer).unwrap();
+    assert!(
+        answer.into_blocks().is_empty(),
+        "no blocks for a pruned start"
+    );
+    let mut answer = SyncPacker::new(64, 1 << 20);
+    store.sync_answer(Height(200), &mut answer).unwrap();
+    assert_eq!(answer.into_blocks().len(), 64);
+
+    // Asked to prune everything, it keeps the last block (the restore starts from it).
+    while store.prune_below(Height(10_000), 1_000).unwrap() > 0 {}
+    assert_eq!(store.lowest_height().unwrap(), Height(300));
+    assert!(store.block(Height(300)).unwrap().is_some());
+    assert_eq!(store.latest_height().unwrap(), Some(Height(300)));
+    // And it keeps the mark across a restart.
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open(&dir.path().join("timed.redb")).unwrap();
+    assert_eq!(store.lowest_height().unwrap(), Height(300));
+}
