@@ -1,0 +1,84 @@
+//! Pruning between real `timed` processes (issue 15, `--retain-blocks`): of three development
+//! validators at block time 0, the first keeps only its last 100 blocks. It keeps finalizing
+//! with the others, its database stops growing while the others' grows, and it answers 404 for
+//! a pruned block, naming the lowest height it keeps; the others still serve every block.
+
+mod common;
+
+use common::{Net, get, wait_for};
+
+const RETAIN: u64 = 100;
+
+fn db_bytes(net: &Net, i: usize) -> u64 {
+    let path = net
+        .dir
+        .path()
+        .join(format!("validator{}", i + 1))
+        .join("timed.redb");
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Waits until node `i`'s pruning has caught up with its height: its lowest height kept is
+/// within a batch of `height - RETAIN`. Returns (height, lowest).
+fn pruned_up_to_date(net: &Net, i: usize) -> (u64, u64) {
+    wait_for("the pruner to keep up", || {
+        let s = net.status(i)?;
+        let (h, low) = (s["height"].as_u64()?, s["lowest_height"].as_u64()?);
+        (h > RETAIN && low + RETAIN + 200 >= h && low > 1).then_some((h, low))
+    })
+}
+
+#[test]
+fn a_pruned_validator_keeps_finalizing_its_database_stops_growing_and_it_names_what_it_pruned() {
+    let net = Net::start_with(3, "0", |i| {
+        if i == 0 {
+            vec!["--retain-blocks".into(), RETAIN.to_string()]
+        } else {
+            vec![]
+        }
+    });
+    // Past the first pages' allocation: measure from height 1,500.
+    net.wait_height(0, 1_500);
+    pruned_up_to_date(&net, 0);
+    let (pruned_before, kept_before) = (db_bytes(&net, 0), db_bytes(&net, 1));
+    let from = net.height(0);
+    net.wait_height(0, from + 3_000);
+    let (h, low) = pruned_up_to_date(&net, 0);
+    let (pruned_after, kept_after) = (db_bytes(&net, 0), db_bytes(&net, 1));
+    let (pruned_growth, kept_growth) = (
+        pruned_after.saturating_sub(pruned_before),
+        kept_after.saturating_sub(kept_before),
+    );
+    assert!(
+        kept_growth > 0,
+        "the node that keeps every block must have grown over 3,000 blocks ({kept_before} -> {kept_after} bytes)"
+    );
+    assert!(
+        pruned_growth * 10 <= kept_growth,
+        "over 3,000 blocks the pruned database grew {pruned_growth} bytes ({pruned_before} -> \
+         {pruned_after}), the unpruned one {kept_growth}: pruning must keep it flat"
+    );
+
+    // What it no longer holds, it says so: 404 with the lowest height kept.
+    let (code, body) = get(net.port(0), "/blocks/1").expect("an answer");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("pruned"), "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let lowest = v["lowest_height"].as_u64().expect("lowest_height");
+    assert!(lowest >= low && lowest > 1, "{body}");
+    assert!(net.block(0, h).is_some(), "the recent blocks are kept");
+    assert!(
+        net.block(0, lowest).is_some(),
+        "the lowest height kept is served"
+    );
+    // The others serve every block; the chain is one.
+    assert_eq!(net.block_hash(1, 1).map(|h| h.len()), Some(64));
+    assert_eq!(net.block_hash(0, lowest), net.block_hash(1, lowest));
+    // And it keeps finalizing with them.
+    net.wait_height(0, h + 100);
+    let log = net.log(0);
+    assert!(
+        log.contains("Pruning: keeping the last 100 blocks"),
+        "{log}"
+    );
+}
