@@ -1688,6 +1688,57 @@ fn a_round_without_a_quorum_of_votes_still_ends_after_its_three_timeouts() {
     assert_eq!(f.node.round(), Round(3));
 }
 
+/// Past the next epoch the set is unknown and the current set's stake cannot weigh a claim
+/// (ADR 0011, amended): one validator's claim of such a height is still no reason to ask, but two
+/// are (a node left behind by a full replacement hears only validators that hold little stake in
+/// its old set: swarm-membership seed 2958).
+#[test]
+fn two_claims_beyond_the_known_sets_start_catch_up_and_one_does_not() {
+    // Three small validators (10 of 330 each): two of them hold far less than a third, so
+    // their claims are never credible by stake.
+    let (keys, validators) = insecure_dev_validators(&[100, 100, 100, 10, 10, 10]);
+    let (mut genesis, _) = genesis(1);
+    genesis.validators = validators;
+    let mut f = Fixture::with(genesis, keys);
+    let small: Vec<ValidatorIndex> = (3..6).map(ValidatorIndex).filter(|v| *v != f.me).collect();
+    let others = [small[0], small[1]];
+    // Within the sets this node knows, their stake decides: two small claims move nothing.
+    let near = Height(3);
+    for v in others {
+        let vote = Vote::sign(
+            &f.keys[v.as_usize()],
+            CHAIN,
+            near,
+            Round(0),
+            VoteKind::Prepare,
+            None,
+            v,
+        );
+        assert!(sync_requests(&f.deliver(v, Message::Vote(vote))).is_empty());
+    }
+    let epoch = f.genesis.params.epoch_blocks;
+    let far = Height(3 * epoch + 5);
+    let claim = |f: &mut Fixture, v: ValidatorIndex| {
+        let vote = Vote::sign(
+            &f.keys[v.as_usize()],
+            CHAIN,
+            far,
+            Round(0),
+            VoteKind::Prepare,
+            None,
+            v,
+        );
+        sync_requests(&f.deliver(v, Message::Vote(vote)))
+    };
+    assert!(
+        claim(&mut f, others[0]).is_empty(),
+        "one far claim is a hint"
+    );
+    let asked = claim(&mut f, others[1]);
+    assert_eq!(asked.len(), 1, "two far claims start catch-up: {asked:?}");
+    assert!(others[..2].contains(&asked[0]));
+}
+
 /// ADR 0027: a round whose end comes while no other validator has voted in it or later does not
 /// end; the node stays, alone and ahead, until another validator's vote arrives, and the round
 /// then ends a full round later (so that the one who came shares it). A vote of an earlier

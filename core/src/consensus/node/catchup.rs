@@ -140,10 +140,28 @@ impl Node {
     /// knows the chain is that far from its guard file alone, even when the only members of
     /// its current set it hears hold too little stake to be believed: swarm-membership seed
     /// 1180). One Byzantine validator's claim of a far height moves nothing.
+    ///
+    /// Past the next epoch the set is unknown here, and the current set's stake cannot weigh a
+    /// claim: after a full replacement, the validators that hold the chain hold little or no
+    /// stake in the set of a node left far behind, and it waited for good (swarm-membership
+    /// seed 2958). There, two registered validators claiming such a height are enough: one
+    /// liar alone still moves nothing, and every block fetched is checked against its
+    /// certificate.
     pub(super) fn behind(&self) -> bool {
         self.catch_up.proven >= self.cur.height
             || self.credible_height() >= self.cur.height
             || self.guard.floor.is_some_and(|f| f.height > self.cur.height)
+            || self.far_claimants() >= 2
+    }
+
+    /// How many validators claim to have finalized a height whose next one lies beyond the sets
+    /// this node knows (`set_for`).
+    fn far_claimants(&self) -> usize {
+        self.catch_up
+            .claims
+            .values()
+            .filter(|h| **h >= self.cur.height && self.set_for(h.next()).is_none())
+            .count()
     }
 
     /// The highest height that validators holding more than a third of the stake claim to have
