@@ -49,6 +49,10 @@ fn a_pruned_validator_keeps_finalizing_its_database_stops_growing_and_it_names_w
         pruned_after.saturating_sub(pruned_before),
         kept_after.saturating_sub(kept_before),
     );
+    eprintln!(
+        "heights {from} -> {h}: pruned database {pruned_before} -> {pruned_after} bytes, \
+         unpruned {kept_before} -> {kept_after} bytes"
+    );
     assert!(
         kept_growth > 0,
         "the node that keeps every block must have grown over 3,000 blocks ({kept_before} -> {kept_after} bytes)"
