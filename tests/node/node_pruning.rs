@@ -1,10 +1,12 @@
 //! Pruning between real `timed` processes (issue 15, `--retain-blocks`): of three development
 //! validators at block time 0, the first keeps only its last 100 blocks. It keeps finalizing
 //! with the others, its database stops growing while the others' grows, and it answers 404 for
-//! a pruned block, naming the lowest height it keeps; the others still serve every block.
+//! a pruned block, naming the lowest height it keeps; `timed verify` against it says the blocks
+//! are pruned; the others still serve every block.
 
 mod common;
 
+use common::cli::{stderr, timed};
 use common::{Net, get, wait_for};
 
 const RETAIN: u64 = 100;
@@ -78,6 +80,24 @@ fn a_pruned_validator_keeps_finalizing_its_database_stops_growing_and_it_names_w
     // The others serve every block; the chain is one.
     assert_eq!(net.block_hash(1, 1).map(|h| h.len()), Some(64));
     assert_eq!(net.block_hash(0, lowest), net.block_hash(1, lowest));
+    // A light client pointed at it is told why it cannot verify from the genesis, and where to
+    // go instead.
+    let genesis = net.dir.path().join("validator1/genesis.json");
+    let out = timed(&[
+        "verify",
+        "--genesis",
+        &genesis.display().to_string(),
+        "--node",
+        &format!("http://127.0.0.1:{}", net.port(0)),
+        "--height",
+        "10",
+    ]);
+    let text = stderr(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("pruned block 1") && text.contains("keeps every block"),
+        "{text}"
+    );
     // And it keeps finalizing with them.
     net.wait_height(0, h + 100);
     let log = net.log(0);

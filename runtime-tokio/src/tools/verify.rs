@@ -73,6 +73,16 @@ pub enum VerifyError {
     BeyondTip { url: String, asked: u64, tip: u64 },
     #[error("node {url} has no block at height {height}")]
     Missing { url: String, height: u64 },
+    #[error(
+        "node {url} pruned block {height}: it keeps blocks from height {lowest} on \
+         (--retain-blocks); verify against a node that keeps every block, or resume from a \
+         --state file saved at height {lowest} or later"
+    )]
+    Pruned {
+        url: String,
+        height: u64,
+        lowest: u64,
+    },
     #[error("block {height}: the node's answer is not a block with a certificate: {reason}")]
     Malformed { height: u64, reason: String },
     #[error("block {height}: {problem}")]
@@ -477,13 +487,16 @@ async fn verify_range(
         let value: Value = match client.get(&format!("/blocks/{height}")).await {
             Ok(v) => v,
             Err(ClientError::Status { status: 404, .. }) => {
-                let tip = client
-                    .get::<Value>("/status")
-                    .await
-                    .ok()
-                    .and_then(|s| s["height"].as_u64())
-                    .unwrap_or(0);
-                return Err(if tip < target {
+                let status = client.get::<Value>("/status").await.ok();
+                let field = |name: &str| status.as_ref().and_then(|s| s[name].as_u64());
+                let (tip, lowest) = (field("height").unwrap_or(0), field("lowest_height"));
+                return Err(if let Some(lowest) = lowest.filter(|l| height < *l) {
+                    VerifyError::Pruned {
+                        url: client.url().shown.clone(),
+                        height,
+                        lowest,
+                    }
+                } else if tip < target {
                     VerifyError::BeyondTip {
                         url: client.url().shown.clone(),
                         asked: target,
