@@ -298,19 +298,11 @@ impl Store {
                     hashes
                         .insert(&f.block.hash().0[..], height.0)
                         .map_err(StoreError::db)?;
-                    for (i, t) in f.block.txs.iter().enumerate() {
-                        let i = u32::try_from(i).unwrap_or(u32::MAX);
-                        let hash = t.hash();
-                        let ends = [&t.transfer.from.0, &t.transfer.to.0];
-                        for (n, address) in ends.into_iter().enumerate() {
-                            // A transfer to oneself is listed once.
-                            if n == 1 && ends[0] == ends[1] {
-                                continue;
-                            }
-                            transfers
-                                .insert(&transfer_key(address, height.0, i)[..], &hash.0[..])
-                                .map_err(StoreError::db)?;
-                        }
+                    let tx_hashes: Vec<Hash> = f.block.txs.iter().map(|t| t.hash()).collect();
+                    for (key, i) in transfer_keys(&f.block) {
+                        transfers
+                            .insert(&key[..], &tx_hashes[i].0[..])
+                            .map_err(StoreError::db)?;
                     }
                     if let Some(staking) = &f.outcome.staking {
                         meta.insert(STAKING_KEY, codec::encode(staking).as_slice())

@@ -13,7 +13,7 @@ use timed_core::codec;
 use timed_core::types::Height;
 
 use super::tables::{
-    BLOCK_HASHES, BLOCKS, CERTS, MAX_STORED_BYTES, META, TRANSFERS, TXS, corrupt, transfer_key,
+    BLOCK_HASHES, BLOCKS, CERTS, MAX_STORED_BYTES, META, TRANSFERS, TXS, corrupt, transfer_keys,
 };
 use super::{Store, StoreError, StoredBlock, guarded};
 
@@ -77,13 +77,8 @@ impl Store {
                         for hash in &s.outcome.archived {
                             txs.remove(&hash.0[..]).map_err(StoreError::db)?;
                         }
-                        for (i, t) in s.block.txs.iter().enumerate() {
-                            let i = u32::try_from(i).unwrap_or(u32::MAX);
-                            for address in [&t.transfer.from.0, &t.transfer.to.0] {
-                                transfers
-                                    .remove(&transfer_key(address, height, i)[..])
-                                    .map_err(StoreError::db)?;
-                            }
+                        for (key, _) in transfer_keys(&s.block) {
+                            transfers.remove(&key[..]).map_err(StoreError::db)?;
                         }
                     }
                     pruned += 1;

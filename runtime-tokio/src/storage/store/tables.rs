@@ -3,7 +3,7 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use timed_core::block::Certificate;
+use timed_core::block::{Block, Certificate};
 use timed_core::codec;
 
 use super::{StoreError, StoredBlock};
@@ -30,6 +30,23 @@ pub(super) fn transfer_key(address: &[u8; 32], height: u64, index: u32) -> [u8; 
     k[32..40].copy_from_slice(&height.to_be_bytes());
     k[40..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+/// The `TRANSFERS` keys of `block`, each with the index of its transfer in the block: the
+/// sender's and the recipient's (once for a transfer to oneself). Written with the block
+/// (`commit_blocks`), removed with it (`prune_below`).
+pub(super) fn transfer_keys(block: &Block) -> Vec<([u8; 44], usize)> {
+    let height = block.height().0;
+    let mut keys = Vec::with_capacity(2 * block.txs.len());
+    for (i, t) in block.txs.iter().enumerate() {
+        let at = u32::try_from(i).unwrap_or(u32::MAX);
+        let (from, to) = (&t.transfer.from.0, &t.transfer.to.0);
+        keys.push((transfer_key(from, height, at), i));
+        if from != to {
+            keys.push((transfer_key(to, height, at), i));
+        }
+    }
+    keys
 }
 
 /// The format of this database (its tables and the encoding of their values, `codec`), kept in
