@@ -94,7 +94,7 @@ fn draw_membership(s: &mut Scenario, seed: u64) {
         .collect();
     let first = s.candidate_node(0);
     // Bonds as the ledger would hold them (genesis validators first), and who is Byzantine.
-    let byzantine: Vec<bool> = {
+    let mut byzantine: Vec<bool> = {
         let (mut byz, _) = (vec![false; n], ());
         for (i, v) in s.validators.iter().enumerate() {
             byz[i] = v.behaviour.is_byzantine();
@@ -110,7 +110,6 @@ fn draw_membership(s: &mut Scenario, seed: u64) {
         byz.extend(std::iter::repeat_n(false, c));
         byz
     };
-    let mut byzantine = byzantine;
     let turned = draw_byzantine_candidate(seed, c);
     if let Some((k, _)) = turned {
         byzantine[n + k] = true;
