@@ -23,6 +23,7 @@
 //! | [`message`] | what validators send each other, and the envelope it travels in |
 //! | [`verified`] | `Verified` messages (made only by the core's checks), the pre-check policy, the verdict cache |
 //! | [`consensus`] | the state machine (Tendermint's Algorithm 1), the only producer of outputs |
+//! | [`follow`] | a full node's upstream links: whom to ask for the blocks it lacks |
 //!
 //! # Dependency order
 //!
@@ -43,6 +44,7 @@ pub mod block;
 pub mod codec;
 pub mod consensus;
 pub mod crypto;
+pub mod follow;
 pub mod formats;
 pub mod genesis;
 pub mod ledger;

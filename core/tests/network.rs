@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use timed_core::block::evidence_root;
 use timed_core::consensus::Event;
-use timed_core::consensus::{Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore};
+use timed_core::consensus::{
+    Finalized, Input, Node, NodeConfig, Output, PersistRecord, Restore, Timer,
+};
 use timed_core::crypto::Keypair;
 use timed_core::ledger::{Ledger, subsidy};
 use timed_core::message::Proposal;
@@ -777,4 +779,74 @@ fn a_proposer_that_frames_an_honest_validator_with_forged_evidence_slashes_nobod
         .unwrap();
     assert!(!framed.jailed);
     assert_eq!(framed.bond, Amount(100));
+}
+
+/// Issue 15: a full node (a key in no set) follows the chain from certified blocks alone
+/// (`Input::Certified`), checked as a validator checks a peer's decision: a copy whose body was
+/// swapped and a certificate of too little stake are refused, a batch that starts above its
+/// height is ignored, and the honest blocks bring it to the validators' state. It never signs.
+#[test]
+fn a_full_node_follows_certified_blocks_and_refuses_swapped_bodies_and_weak_certificates() {
+    let mut net = Net::new(&[100, 100, 100], 1_000, &[]);
+    net.run_until(8_000);
+    net.assert_agreement();
+    let top = net.height_of(0);
+    assert!(top >= Height(5), "the validators reached {top}");
+    let decisions: Vec<Decision> = (1..=top.0)
+        .map(|h| net.chain[0][&Height(h)].0.clone())
+        .collect();
+    let stranger = Keypair::from_seed([7; 32]);
+    let mut full = Node::new(&net.genesis, stranger, NodeConfig::default()).unwrap();
+    let mut outputs = full.handle(TimestampMs(8_000), Input::Start);
+    let mut feed = |full: &mut Node, at: u64, input: Input| {
+        let out = full.handle(TimestampMs(at), input);
+        outputs.extend(out.iter().cloned());
+        out.iter()
+            .filter(|o| matches!(o, Output::Finalized(_)))
+            .count()
+    };
+
+    // Height 1 with a transfer added to its body: the certificate covers the header only.
+    let mut swapped = decisions[0].clone();
+    let owner = Keypair::from_seed([8; 32]);
+    swapped
+        .block
+        .txs
+        .push(staking_op(&owner, &net.keys[0], 5, Op::Pay));
+    assert_eq!(feed(&mut full, 8_001, Input::Certified(vec![swapped])), 0);
+    // Height 1 with one signature only (a third of the stake).
+    let mut weak = decisions[0].clone();
+    weak.certificate.signatures.truncate(1);
+    assert_eq!(feed(&mut full, 8_002, Input::Certified(vec![weak])), 0);
+    // Heights 2.. before 1: nothing applies.
+    assert_eq!(
+        feed(&mut full, 8_003, Input::Certified(decisions[1..].to_vec())),
+        0
+    );
+    assert_eq!(full.height(), Height(1));
+    // The honest blocks, with an old one repeated in front: all of them apply, in order.
+    let mut honest = vec![decisions[0].clone()];
+    honest.extend(decisions.iter().cloned());
+    assert_eq!(
+        feed(&mut full, 8_004, Input::Certified(honest)),
+        top.0 as usize
+    );
+    assert_eq!(full.height(), top.next());
+    let validator = net.nodes[0].as_ref().unwrap();
+    assert_eq!(full.ledger().state_root(), validator.ledger().state_root());
+    // Its timers run like any node's; it has nothing to sign and signs nothing.
+    for at in (9_000..20_000).step_by(500) {
+        let height = full.height();
+        feed(&mut full, at, Input::Timeout(Timer::Resend { height }));
+    }
+    assert!(full.me().is_none());
+    assert!(
+        !outputs.iter().any(|o| matches!(
+            o,
+            Output::Persist(_)
+                | Output::Broadcast(Message::Vote(_) | Message::Proposal(_))
+                | Output::Send { .. }
+        )),
+        "a full node signed or sent something"
+    );
 }

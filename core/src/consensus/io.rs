@@ -101,6 +101,14 @@ pub enum Input {
     /// As `SubmitTx`, the transfer's signature verified already (`Verified::transfers`, one
     /// batch per client request, off the core's thread); anything but a transfer is ignored.
     SubmitVerifiedTx(Verified),
+    /// Finalized blocks with their certificates, in height order, from a source outside
+    /// consensus: a full node's upstream (a validator or another full node it follows, see
+    /// [`crate::follow`]). Each block at the node's height is checked exactly as a peer's
+    /// `Decision` is (body against header, certificate against that height's set, the block
+    /// applied to the ledger) and finalized; blocks below are skipped, and the first one above,
+    /// or one that fails, ends the batch. The source is nobody's claim: it is not a validator,
+    /// and nothing about it is recorded.
+    Certified(Vec<crate::message::Decision>),
 }
 
 /// What a node must be able to restore after a crash so that it never contradicts itself.

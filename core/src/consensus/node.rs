@@ -402,6 +402,7 @@ impl Node {
                     self.on_submit_tx(tx, true)
                 }
             }
+            Input::Certified(blocks) => self.on_certified(blocks),
         }
         self.check_rules();
         self.follow_polkas();
@@ -487,7 +488,7 @@ impl Node {
         match msg {
             Message::Proposal(p) => self.on_proposal(from, p, verified),
             Message::Vote(v) => self.on_vote(from, v, verified),
-            Message::Decision(d) => self.on_decision(from, d),
+            Message::Decision(d) => self.on_decision(Some(from), d),
             Message::SyncRequest {
                 from: start,
                 max_blocks,

@@ -96,7 +96,7 @@ impl Node {
                 break;
             }
             let at = self.cur.height;
-            self.on_decision(from, d);
+            self.on_decision(Some(from), d);
             if self.cur.height == at {
                 break; // that block did not apply; the rest cannot either
             }

@@ -6,7 +6,7 @@
 use super::{NEXT_HEIGHT_ROUNDS, Node, PROPOSAL_ROUNDS_AHEAD};
 use crate::block::{self, Certificate};
 use crate::consensus::io::{Event, Misbehaviour, Output, SignPoint};
-use crate::message::{Decision, Message, Proposal, Vote, VoteKind};
+use crate::message::{Decision, MAX_SYNC_BLOCKS, Message, Proposal, Vote, VoteKind};
 use crate::types::{Hash, Height, Round, ValidatorIndex};
 use crate::votes::{AddOutcome, MAX_ROUNDS_AHEAD};
 
@@ -384,7 +384,25 @@ impl Node {
         }
     }
 
-    pub(super) fn on_decision(&mut self, from: ValidatorIndex, d: Decision) {
+    /// Finalized blocks from a full node's upstream (`Input::Certified`): each at this node's
+    /// height goes the way of a peer's decision, with no sender to note a claim of.
+    pub(super) fn on_certified(&mut self, blocks: Vec<Decision>) {
+        for d in blocks.into_iter().take(MAX_SYNC_BLOCKS as usize) {
+            let at = self.cur.height;
+            match d.block.height().cmp(&at) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Greater => break,
+                std::cmp::Ordering::Equal => self.on_decision(None, d),
+            }
+            if self.cur.height == at {
+                break; // it did not apply; the rest cannot either
+            }
+        }
+    }
+
+    /// A certified block from `from` (a peer's `Decision` or sync answer), or from a full
+    /// node's upstream (`None`: `on_certified`).
+    pub(super) fn on_decision(&mut self, from: Option<ValidatorIndex>, d: Decision) {
         let height = d.block.height();
         if height < self.cur.height {
             return;
@@ -408,7 +426,9 @@ impl Node {
             {
                 self.catch_up.proven = self.catch_up.proven.max(height);
             }
-            self.note_claim(from, Height(height.0 - 1));
+            if let Some(from) = from {
+                self.note_claim(from, Height(height.0 - 1));
+            }
             return self.request_sync();
         };
         if d.certificate
@@ -422,7 +442,9 @@ impl Node {
             // A fact: `height` is final. Its sender holds it, and its signers finalized at least
             // the height before.
             self.catch_up.proven = self.catch_up.proven.max(height);
-            self.note_claim(from, height);
+            if let Some(from) = from {
+                self.note_claim(from, height);
+            }
             let signers: Vec<ValidatorIndex> = d
                 .certificate
                 .signatures
