@@ -131,6 +131,41 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.min(last)]
 }
 
+/// A token bucket over milliseconds: at most `burst` tokens, one more every `interval_ms`; each
+/// request takes one. Kept as two integers so that a map of them per peer stays small (the
+/// core's sync answers per validator, the node's requests per follower).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenBucket {
+    tokens: u64,
+    /// When `tokens` was last brought up to date (a multiple of `interval_ms` after the start).
+    since_ms: u64,
+}
+
+impl TokenBucket {
+    /// A bucket holding `burst` tokens at `now_ms`.
+    pub fn full(burst: u64, now_ms: u64) -> TokenBucket {
+        TokenBucket {
+            tokens: burst,
+            since_ms: now_ms,
+        }
+    }
+
+    /// Takes a token at `now_ms` if there is one (after refilling); false when empty.
+    pub fn take(&mut self, now_ms: u64, burst: u64, interval_ms: u64) -> bool {
+        let interval_ms = interval_ms.max(1);
+        let refilled = (now_ms.saturating_sub(self.since_ms) / interval_ms)
+            .saturating_add(self.tokens)
+            .min(burst);
+        self.since_ms = if refilled == burst {
+            now_ms
+        } else {
+            self.since_ms + refilled.saturating_sub(self.tokens) * interval_ms
+        };
+        self.tokens = refilled.saturating_sub(1);
+        refilled > 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{DurationError, parse_duration_ms, percentile};
@@ -198,5 +233,22 @@ mod tests {
         assert_eq!(percentile(&v, 1.0), 10);
         assert_eq!(percentile(&[], 0.5), 0);
         assert_eq!(percentile(&[7], 0.99), 7);
+    }
+
+    #[test]
+    fn a_token_bucket_gives_its_burst_then_one_token_per_interval() {
+        let mut b = super::TokenBucket::full(3, 1_000);
+        assert!((0..3).all(|_| b.take(1_000, 3, 4)));
+        assert!(!b.take(1_000, 3, 4), "empty");
+        assert!(!b.take(1_003, 3, 4), "not a whole interval yet");
+        assert!(b.take(1_004, 3, 4));
+        assert!(
+            !b.take(1_007, 3, 4),
+            "the partial interval was kept, not lost"
+        );
+        assert!(b.take(1_008, 3, 4));
+        // A long pause refills to the burst, never beyond.
+        assert!((0..3).all(|_| b.take(100_000, 3, 4)));
+        assert!(!b.take(100_000, 3, 4));
     }
 }

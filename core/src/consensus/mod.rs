@@ -93,4 +93,7 @@ pub use io::{
     Event, Finalized, GuardLock, Input, Misbehaviour, Output, PersistRecord, RoundChange,
     SignGuard, SignPoint, SignStep, Timer, Withheld,
 };
-pub use node::{Footprint, Node, NodeConfig, NodeError, Restore, Step};
+pub use node::{
+    Footprint, Node, NodeConfig, NodeError, Restore, SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS,
+    Step,
+};

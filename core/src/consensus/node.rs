@@ -58,6 +58,7 @@ use crate::validators::{ConsensusParams, Genesis, GenesisError, ValidatorSet};
 use crate::votes::MAX_ROUNDS_AHEAD;
 
 use catchup::CatchUp;
+pub use catchup::{SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS};
 use guard::Guard;
 use height::HeightState;
 pub use height::Step;

@@ -8,12 +8,16 @@ use super::Node;
 use crate::consensus::io::{Event, Output};
 use crate::message::{Decision, MAX_SYNC_BLOCKS, Message};
 use crate::types::{Height, TimestampMs, ValidatorIndex};
+use crate::units::TokenBucket;
 
 /// A peer may be sent this many sync answers in a burst, then one per
 /// `SYNC_ANSWER_INTERVAL_MS`: an honest node asks once per answer it has applied, which at 64
 /// blocks an answer allows 16,000 blocks/s, while a flood of requests costs one answer per 4 ms.
-const SYNC_ANSWER_BURST: u64 = 16;
-const SYNC_ANSWER_INTERVAL_MS: u64 = 4;
+/// A runtime answering sync requests of peers the core does not see (a node's followers) gives
+/// each the same budget.
+pub const SYNC_ANSWER_BURST: u64 = 16;
+/// See `SYNC_ANSWER_BURST`.
+pub const SYNC_ANSWER_INTERVAL_MS: u64 = 4;
 
 /// Where this node is in catching up (`Node::request_sync`).
 #[derive(Clone, Copy, Debug)]
@@ -38,8 +42,8 @@ pub(super) struct CatchUp {
     pub(super) failures: BTreeMap<ValidatorIndex, u32>,
     /// Where the rotation over sync targets resumes.
     pub(super) cursor: u16,
-    /// Per peer, a token bucket of sync answers: (tokens, when last refilled).
-    pub(super) budget: BTreeMap<ValidatorIndex, (u64, TimestampMs)>,
+    /// Per peer, a token bucket of sync answers.
+    pub(super) budget: BTreeMap<ValidatorIndex, TokenBucket>,
 }
 
 impl Node {
@@ -55,26 +59,15 @@ impl Node {
         }
         // A token bucket per peer (issue 12, defect 5): the runtime reads up to a message's worth
         // of blocks for each answer.
-        let now = self.now;
-        let (tokens, since) = self
+        let now = self.now.0;
+        let bucket = self
             .catch_up
             .budget
-            .get(&from)
-            .copied()
-            .unwrap_or((SYNC_ANSWER_BURST, now));
-        let refilled = (now.0.saturating_sub(since.0) / SYNC_ANSWER_INTERVAL_MS)
-            .saturating_add(tokens)
-            .min(SYNC_ANSWER_BURST);
-        let since = if refilled == SYNC_ANSWER_BURST {
-            now
-        } else {
-            TimestampMs(since.0 + (refilled - tokens) * SYNC_ANSWER_INTERVAL_MS)
-        };
-        if refilled == 0 {
-            self.catch_up.budget.insert(from, (0, since));
+            .entry(from)
+            .or_insert_with(|| TokenBucket::full(SYNC_ANSWER_BURST, now));
+        if !bucket.take(now, SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS) {
             return self.reject("sync_request", "rate_limited");
         }
-        self.catch_up.budget.insert(from, (refilled - 1, since));
         self.out.push(Output::ServeSync {
             to: from,
             from: start,
