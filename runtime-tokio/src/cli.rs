@@ -100,6 +100,8 @@ pub(crate) struct DevArgs {
     #[command(flatten)]
     pub(crate) storage: StorageArgs,
     #[command(flatten)]
+    pub(crate) followers: FollowerArgs,
+    #[command(flatten)]
     pub(crate) http: HttpArgs,
 }
 
@@ -115,6 +117,17 @@ pub(crate) struct StorageArgs {
     /// [default: keep everything].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(timed::pruner::MIN_RETAIN_BLOCKS..))]
     pub(crate) retain_blocks: Option<u64>,
+}
+
+/// Full nodes and other readers of the chain that connect to this node.
+#[derive(Args)]
+pub(crate) struct FollowerArgs {
+    /// Followers (full nodes, and anything else that only reads the chain over QUIC) this node
+    /// serves at once: each is pushed every finalized block and may ask for older ones and
+    /// submit transfers, within a rate budget; it never votes. 0 admits none (a validator
+    /// behind sentry full nodes).
+    #[arg(long, value_name = "N", default_value_t = timed::followers::DEFAULT_MAX_FOLLOWERS)]
+    pub(crate) max_followers: usize,
 }
 
 /// The limits of the HTTP API, which answers anyone who reaches the port.
@@ -263,9 +276,16 @@ pub(crate) struct RunArgs {
     pub(crate) genesis: PathBuf,
     /// This validator's key file (from `timed keygen`). The double-sign guard file (the last
     /// point this validator signed) is kept beside it, as <KEY>.last_signed: keep the two
-    /// together when moving or backing up the key.
-    #[arg(long, value_hint = ValueHint::FilePath)]
-    pub(crate) key: PathBuf,
+    /// together when moving or backing up the key. Not given with --full-node.
+    #[arg(long, value_hint = ValueHint::FilePath, required_unless_present = "full_node", conflicts_with = "full_node")]
+    pub(crate) key: Option<PathBuf>,
+    /// Run a full node: follow the chain from --peers (validators or other full nodes), check
+    /// every block and certificate as a validator does, serve the whole HTTP API, forward
+    /// submitted transfers to the nodes followed, and serve followers of its own. It signs
+    /// nothing and needs no validator key: its node key (for QUIC) is made once and kept in
+    /// <DATA_DIR>/node.key.
+    #[arg(long)]
+    pub(crate) full_node: bool,
     /// Where blocks, ledger and WAL are kept.
     #[arg(long, value_hint = ValueHint::DirPath)]
     pub(crate) data_dir: PathBuf,
@@ -290,6 +310,8 @@ pub(crate) struct RunArgs {
     pub(crate) clock_skew_ms: i64,
     #[command(flatten)]
     pub(crate) storage: StorageArgs,
+    #[command(flatten)]
+    pub(crate) followers: FollowerArgs,
     #[command(flatten)]
     pub(crate) http: HttpArgs,
 }

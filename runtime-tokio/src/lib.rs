@@ -63,7 +63,7 @@ mod storage;
 mod tools;
 
 pub use api::httpserve;
-pub use net::{addr, handshake, tls, wire};
+pub use net::{addr, followers, handshake, tls, wire};
 pub use node::{app, logs};
 pub use storage::{guard, pruner, reset};
 pub use tools::{bench, devnet, validator, verify, wallet};
@@ -71,7 +71,7 @@ pub use tools::{bench, devnet, validator, verify, wallet};
 use std::time::Duration;
 
 pub use node::clock::{set_clock_skew_ms, unix_ms};
-pub use node::ctx::DevMode;
+pub use node::ctx::{DevMode, Role};
 
 /// This binary's version (Cargo.toml) and the commit it was built from (`build.rs`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -184,6 +184,8 @@ fn run_dev(a: DevArgs) -> Result<()> {
         guard: guard::path_for_data_dir(&data_dir),
         double_sign_check_ms: a.double_sign_check_ms,
         retain_blocks: a.storage.retain_blocks,
+        role: timed::Role::Validator,
+        max_followers: a.followers.max_followers,
         data_dir,
         listen: SocketAddr::new(a.bind, port),
         metrics_listen: a.http.metrics_listen,
@@ -207,26 +209,57 @@ fn run_real(a: RunArgs) -> Result<()> {
     skew_clock(a.clock_skew_ms);
     let http = a.http.limits()?;
     let genesis = handshake::read_genesis(&a.genesis)?;
-    let key = keys::load(&a.key)?;
-    let name = genesis
+    let (key, guard, role) = match &a.key {
+        Some(path) => (
+            keys::load(path)?,
+            guard::path_for_key(path),
+            timed::Role::Validator,
+        ),
+        None => {
+            let path = a.data_dir.join("node.key");
+            (
+                node_key(&path)?,
+                guard::path_for_key(&path),
+                timed::Role::FullNode,
+            )
+        }
+    };
+    let name = match genesis
         .validators
         .iter()
         .find(|v| v.public_key == key.public_key())
-        .map_or_else(
-            || format!("observer-{}", hex::encode(&key.public_key().0[..4])),
-            |v| v.name.clone(),
-        );
-    let peers = if a.peers.is_empty() {
+    {
+        Some(v) if role == timed::Role::Validator => v.name.clone(),
+        Some(v) => bail!(
+            "{} holds the key of validator {:?}: a full node needs a key of its own (remove the \
+             file; a new one is made)",
+            a.data_dir.join("node.key").display(),
+            v.name
+        ),
+        None if role == timed::Role::FullNode => {
+            format!("full-node-{}", hex::encode(&key.public_key().0[..4]))
+        }
+        None => format!("observer-{}", hex::encode(&key.public_key().0[..4])),
+    };
+    let peers: Vec<String> = if a.peers.is_empty() {
         genesis_peers(&genesis, &key)?
     } else {
         a.peers.into_iter().filter(|p| !p.is_empty()).collect()
     };
+    if role == timed::Role::FullNode && peers.is_empty() {
+        bail!(
+            "a full node follows other nodes: give --peers host:port,... (validators or full \
+             nodes), or a genesis that lists validators' addresses"
+        );
+    }
     let setup = app::Setup {
         name,
         key,
+        role,
+        max_followers: a.followers.max_followers,
         dev: None,
         genesis: Some(genesis),
-        guard: guard::path_for_key(&a.key),
+        guard,
         double_sign_check_ms: a.double_sign_check_ms,
         retain_blocks: a.storage.retain_blocks,
         data_dir: a.data_dir,
@@ -236,6 +269,21 @@ fn run_real(a: RunArgs) -> Result<()> {
         http,
     };
     runtime()?.block_on(app::run_node(setup))
+}
+
+/// A full node's key for QUIC: read from `path`, or made and kept there on the first start.
+fn node_key(path: &Path) -> Result<Keypair> {
+    if path.exists() {
+        return Ok(keys::load(path)?);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    }
+    let key = keys::generate()?;
+    keys::save(path, &key)?;
+    tracing::info!("Made this full node's key: {}", path.display());
+    Ok(key)
 }
 
 /// `timed init`: a key and a configuration file for it, nothing overwritten.

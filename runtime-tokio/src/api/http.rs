@@ -126,6 +126,11 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         .and_then(|c| crate::api::validators::summary(&ctx, c));
     Json(json!({
         "node": ctx.name,
+        // "validator" (one of the set, or waiting for its election) or "full_node".
+        "role": match ctx.role {
+            crate::node::ctx::Role::Validator => "validator",
+            crate::node::ctx::Role::FullNode => "full_node",
+        },
         "version": crate::VERSION,
         "commit": crate::COMMIT,
         "public_key": hex::encode(ctx.key.public_key().0),
@@ -147,6 +152,10 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         "pending_transactions": live.pending_transactions,
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "peers": peers,
+        // The nodes that follow this one (full nodes), and on a full node those it follows.
+        "followers": ctx.followers.names(),
+        "max_followers": ctx.followers.max(),
+        "following": ctx.upstreams.names(),
         "last_block_hash": live.last_block_hash,
         "finality_latency_ms": live.finality_latency_ms,
         "clock_offset_ms": live.clock_offset_ms,

@@ -371,6 +371,14 @@ async fn dial_once(
             conn.close(0u32.into(), b"refused");
             Err(LinkError::RefusedByUs(format!("{}: {reason}", hello.name)))
         }
+        Ok(Verdict::Follower) => {
+            conn.close(0u32.into(), b"not a validator");
+            Err(LinkError::RefusedByUs(format!(
+                "{} is not a validator of the sets this node admits (a full node, or a \
+                 validator not elected yet): validators do not dial it",
+                hello.name
+            )))
+        }
         Ok(Verdict::Pending) if ctx.chain().is_some() => {
             // Our genesis was fixed while the hellos crossed: the next hello carries it.
             conn.close(0u32.into(), b"pending");

@@ -33,13 +33,16 @@ use tracing::info;
 
 use crate::net::members::Members;
 use crate::net::wire::{HELLO_VERSION, Hello};
-use crate::node::ctx::{Chain, Ctx, lock};
+use crate::node::ctx::{Chain, Ctx, Role, lock};
 
 /// What the hello exchange concluded.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Same genesis on both sides: exchange consensus messages with validator `index`.
     Ready(ValidatorIndex),
+    /// Same genesis, and the peer is no validator this node admits (or this node is a full
+    /// node): it may follow the chain from here (`net::followers`), while there is room.
+    Follower,
     /// One side has no genesis yet; redial once ours is fixed.
     Pending,
 }
@@ -230,6 +233,7 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
                 chain.genesis.chain_id,
                 chain.genesis.validators.len(),
             )),
+            _ if ctx.role == Role::FullNode => follower(ctx, peer, &chain),
             _ => {
                 // Attributed by key through the registry (ids are registration numbers), and
                 // only while the key belongs to a set admitted now (TLS asked the same a moment
@@ -239,11 +243,13 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
                     .as_ref()
                     .and_then(|m| Some((m.admitted(&peer.public_key)?, m)))
                 else {
-                    return Err(format!(
-                        "{} is not a validator of the current or next set of genesis {}",
-                        peer.name,
-                        short(&chain.hash.0)
-                    ));
+                    return follower(ctx, peer, &chain).map_err(|why| {
+                        format!(
+                            "{} is not a validator of the current or next set of genesis {},                              and cannot follow here: {why}",
+                            peer.name,
+                            short(&chain.hash.0)
+                        )
+                    });
                 };
                 // A genesis validator's name is fixed by the genesis, and checked; one that
                 // registered later may run under another (`timed run` names a node from the
@@ -328,6 +334,19 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
         warn_waiting(ctx, known.len() - 1, dev.expected_peers);
     }
     Ok(Verdict::Pending)
+}
+
+/// A peer that is no validator here may follow the chain: if its hello carries our genesis
+/// (checked by the caller when present) and there is room (`--max-followers`).
+fn follower(ctx: &Ctx, peer: &Hello, chain: &Chain) -> Result<Verdict, String> {
+    if peer.genesis.is_none() {
+        return Err(format!(
+            "{} has no genesis: a full node is started with the chain's genesis file ({})",
+            peer.name,
+            short(&chain.hash.0)
+        ));
+    }
+    ctx.followers.room_for_one().map(|()| Verdict::Follower)
 }
 
 /// The dialer's verdict. The acceptor judges the hello the dialer *sent*: `Ready` only if it

@@ -4,11 +4,13 @@
 //! validator sets whose keys are admitted and whose registered addresses are dialed (`members`),
 //! framing (`wire`), peer addresses (`addr`), answers to peers' sync requests (`syncserve`) and
 //! every live instance of a peer's key, the links back to those we do not dial (`twins`),
-//! the peers cut off for a while after a provable fault (`cooloff`).
+//! the peers cut off for a while after a provable fault (`cooloff`), the nodes that follow
+//! this one (`followers`) and, on a full node, those it follows (`upstream`).
 
 pub mod addr;
 pub(crate) mod cooloff;
 pub(crate) mod dial;
+pub mod followers;
 pub mod handshake;
 pub mod members;
 pub(crate) mod queue;
@@ -16,4 +18,5 @@ pub(crate) mod syncserve;
 pub mod tls;
 pub(crate) mod transport;
 pub(crate) mod twins;
+pub(crate) mod upstream;
 pub mod wire;

@@ -6,7 +6,11 @@
 //! the current or next validator set, or of the set that just left while its grace lasts, as the
 //! finalized chain says (`net::members`). The handshake signature is then checked against that
 //! same key, so a peer proves it holds the validator's secret key. A stranger, a registered
-//! validator not yet elected and one that left are refused during the handshake.
+//! validator not yet elected and one that left are refused during the handshake — unless the
+//! node admits followers (`--max-followers` above 0, the default, or a full node): then any
+//! Ed25519 key passes TLS, still proving it holds its secret key, and the hello decides whether
+//! the peer is a validator of an admitted set or a follower (`net::followers`), which never
+//! reaches consensus.
 //!
 //! Before a development genesis exists (dev mode only, see `handshake`), the allowed set is
 //! "any Ed25519 key": dev keys are derived from public names, so there is nothing to authenticate
@@ -64,12 +68,17 @@ pub struct PeerPolicy {
     /// that the links and dialers of peers that leave the sets learn it (`transport::read_loop`,
     /// `dial::follow_registry`).
     members: watch::Sender<Option<Arc<Members>>>,
+    /// Any valid Ed25519 key passes TLS, and the hello decides what the peer is (a validator
+    /// of an admitted set, or a follower while there is room): set on a node that admits
+    /// followers (`net::followers`) and on a full node.
+    open: bool,
 }
 
 impl Default for PeerPolicy {
     fn default() -> PeerPolicy {
         PeerPolicy {
             members: watch::channel(None).0,
+            open: false,
         }
     }
 }
@@ -77,6 +86,15 @@ impl Default for PeerPolicy {
 impl PeerPolicy {
     pub fn any() -> Arc<PeerPolicy> {
         Arc::new(PeerPolicy::default())
+    }
+
+    /// A policy whose TLS check admits any key when `open` (the hello then decides), else only
+    /// the admitted sets' keys.
+    pub fn new(open: bool) -> Arc<PeerPolicy> {
+        Arc::new(PeerPolicy {
+            open,
+            ..PeerPolicy::default()
+        })
     }
 
     /// From now on, admit the keys of `members`' sets only.
@@ -96,10 +114,12 @@ impl PeerPolicy {
 
     /// Whether `key` may connect now.
     pub fn admits(&self, key: &PublicKey) -> bool {
-        self.members
-            .borrow()
-            .as_ref()
-            .is_none_or(|m| m.admitted(key).is_some())
+        self.open
+            || self
+                .members
+                .borrow()
+                .as_ref()
+                .is_none_or(|m| m.admitted(key).is_some())
     }
 }
 

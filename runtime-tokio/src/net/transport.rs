@@ -10,7 +10,7 @@
 //! re-send its current messages to that peer. A link whose peer leaves every admitted validator
 //! set (`net::members`) is closed. An inbound connection also keeps its way back
 //! open, used to reach another process of the same key that we do not dial (`twins.rs`, ADR
-//! 0024). Sync responses are sized to the room left in the asker's queue (`twins::reply_room`),
+//! 0024). Sync responses are sized to the room left in the asker's queue (`syncserve.rs`),
 //! so a peer that does not read its blocks does not make us read more of them from the store.
 
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ use crate::net::tls::{self, Instance};
 use crate::net::twins;
 use crate::net::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
 use crate::node::ctx::Gossiped;
-use crate::node::ctx::{CoreInput, Ctx, lock};
+use crate::node::ctx::{CoreInput, Ctx, Role, lock};
 use crate::node::metrics::HandshakeRefused;
 
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,8 +111,21 @@ pub(super) async fn read_hello(recv: &mut quinn::RecvStream) -> Result<HelloRepl
 
 /// Spawns the accept loop, a dialer per peer address, and the dialers of the validators whose
 /// addresses the chain's registry gives (`dial::follow_registry`).
+///
+/// A full node dials its peers as the nodes it follows (`upstream.rs`) and nothing else; what
+/// connects to it is a follower.
 pub fn start(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, peers: Vec<String>) {
     tokio::spawn(accept_loop(ctx.clone(), endpoint.clone()));
+    if ctx.role == Role::FullNode {
+        for addr in peers {
+            tokio::spawn(crate::net::upstream::dial_loop(
+                ctx.clone(),
+                endpoint.clone(),
+                addr,
+            ));
+        }
+        return;
+    }
     for addr in peers.clone() {
         tokio::spawn(dial_loop(ctx.clone(), endpoint.clone(), addr));
     }
@@ -166,6 +179,14 @@ fn is_crypto(code: quinn::TransportErrorCode) -> bool {
     (0x100..0x200).contains(&u64::from(code))
 }
 
+/// What an inbound connection welcomed by the hello exchange is.
+enum Inbound {
+    /// A validator's, with the link back to its instance.
+    Validator(ValidatorIndex, twins::Registered),
+    /// A follower's (`followers.rs`).
+    Follower,
+}
+
 async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkError> {
     let conn = match incoming.await {
         Ok(c) => c,
@@ -187,7 +208,10 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
     // Ready: the link back to this instance, registered before we welcome it (or refused, one
     // instance too many); Pending: none.
     let verdict = handshake::on_hello(ctx, &hello, key).and_then(|v| match v {
-        Verdict::Ready(index) => twins::register(ctx, index, instance).map(|l| Some((index, l))),
+        Verdict::Ready(index) => {
+            twins::register(ctx, index, instance).map(|l| Some(Inbound::Validator(index, l)))
+        }
+        Verdict::Follower => Ok(Some(Inbound::Follower)),
         Verdict::Pending => Ok(None),
     });
     let reply = match &verdict {
@@ -195,7 +219,7 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
         Err(reason) => HelloReply::Refused(reason.clone()),
     };
     let written = wire::write_frame(&mut send, &wire::encode_hello(&reply)).await;
-    if let (Ok(Some((index, link))), Err(_)) = (&verdict, &written) {
+    if let (Ok(Some(Inbound::Validator(index, link))), Err(_)) = (&verdict, &written) {
         twins::unregister(ctx, *index, link.id);
     }
     written.map_err(|e| LinkError::Lost(e.to_string()))?;
@@ -214,7 +238,11 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             conn.closed().await;
             Ok(())
         }
-        Ok(Some((index, link))) => {
+        Ok(Some(Inbound::Follower)) => {
+            crate::net::followers::serve(ctx, &conn, send, recv, &hello.name).await;
+            Ok(())
+        }
+        Ok(Some(Inbound::Validator(index, link))) => {
             if ctx.cooloff.refuse(&conn, index, &hello.name) {
                 twins::unregister(ctx, index, link.id);
                 return Ok(());

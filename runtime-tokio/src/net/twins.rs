@@ -19,7 +19,7 @@
 //!   height as soon as they are made, which is what makes it stop signing (`Node::
 //!   foreign_signature`), instead of only in the certificates it may never need to ask for.
 //! - **answers to requests** (`SyncRequest`, whose answer is the big one) go to the instance that
-//!   asked last (`asked`, `reply_room`, `send_reply`), sized to that instance's queue. Two
+//!   asked last (`asked`, `reply_queue`), sized to that instance's queue. Two
 //!   instances asking at the same moment may see one answer go to the other; the one left
 //!   without asks again. A `BlockResponse` is an ordinary send (the core does not say whom it
 //!   answers): every instance gets it, the asker among them.
@@ -263,29 +263,15 @@ pub fn broadcast_frame(ctx: &Ctx, frame: Bytes) {
     }
 }
 
-/// The queue an answer to `to` goes to (`Twins::reply_link`).
-fn reply_queue(ctx: &Ctx, to: ValidatorIndex) -> Option<PeerSender> {
+/// The queue an answer to `to` goes to: the instance of `to` that asked last
+/// (`Twins::reply_link`), else our outbound connection's.
+pub fn reply_queue(ctx: &Ctx, to: ValidatorIndex) -> Option<PeerSender> {
     let out = outbound(ctx, to);
     let dialed = out.as_ref().map(|(i, _)| *i);
     if let Some(link) = lock(&ctx.twins).reply_link(to, dialed) {
         return Some(link.tx.clone());
     }
     out.map(|(_, tx)| tx)
-}
-
-/// The byte budget of an answer to `to`: at most `most`, and no more than the queue of the
-/// instance that asked can take now (the frame's length prefix and the message's own fields
-/// aside). An instance that is gone, or does not read, gets nothing read from the store for it.
-pub fn reply_room(ctx: &Ctx, to: ValidatorIndex, most: usize) -> usize {
-    const OVERHEAD: usize = 1024;
-    reply_queue(ctx, to).map_or(0, |q| q.room().saturating_sub(OVERHEAD).min(most))
-}
-
-/// Queues an answer for the instance of `to` that asked last.
-pub fn send_reply(ctx: &Ctx, to: ValidatorIndex, frame: Bytes) {
-    if let Some(q) = reply_queue(ctx, to) {
-        queue_on(ctx, &q, frame);
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::net::handshake::{fix_genesis, read_genesis};
 use crate::net::tls::{self, PeerPolicy};
-use crate::node::ctx::{CORE_QUEUE, Ctx, DevMode, FINALIZED_QUEUE, Live};
+use crate::node::ctx::{CORE_QUEUE, Ctx, DevMode, FINALIZED_QUEUE, Live, Role};
 use crate::node::driver::Driver;
 use crate::node::metrics::Metrics;
 use crate::storage::guard::Guard;
@@ -22,6 +22,10 @@ use crate::storage::store::Store;
 
 pub struct Setup {
     pub name: String,
+    /// A validator, or a full node (`--full-node`: follows its `peers`, signs nothing).
+    pub role: Role,
+    /// `--max-followers`: full nodes and other readers admitted at once (0: none).
+    pub max_followers: usize,
     pub key: Keypair,
     pub dev: Option<DevMode>,
     pub genesis: Option<Genesis>,
@@ -71,6 +75,8 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 pub async fn run_node(setup: Setup) -> Result<()> {
     let Setup {
         name,
+        role,
+        max_followers,
         key,
         dev,
         genesis,
@@ -84,7 +90,13 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         retain_blocks,
     } = setup;
     crate::node::logs::name_node(&name);
-    info!("Starting validator node: {name}");
+    match role {
+        Role::Validator => info!("Starting validator node: {name}"),
+        Role::FullNode => info!(
+            "Starting full node: {name} (follows {}; signs nothing)",
+            peers.join(", ")
+        ),
+    }
     // Before any file or socket is opened: the descriptors the node may hold (http.rs caps the
     // HTTP clients' share of them).
     let fd_limit = crate::api::httpserve::raise_fd_limit();
@@ -94,13 +106,15 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     let had_data = data_dir.join("timed.redb").exists() || data_dir.join("wal.log").exists();
     let (guard, had_guard) = Guard::open(&guard_path, key.public_key())?;
     let fresh = !had_data && !had_guard;
-    info!(
-        "Double-sign guard: {} (last signed: {})",
-        guard_path.display(),
-        guard
-            .last()
-            .map_or_else(|| "nothing yet".to_string(), |p| p.last.to_string())
-    );
+    if role == Role::Validator {
+        info!(
+            "Double-sign guard: {} (last signed: {})",
+            guard_path.display(),
+            guard
+                .last()
+                .map_or_else(|| "nothing yet".to_string(), |p| p.last.to_string())
+        );
+    }
     let store = Store::open(&data_dir.join("timed.redb"))?;
 
     // The genesis: given, or fixed earlier and kept in the data directory.
@@ -137,7 +151,8 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         }
     }
 
-    let policy = PeerPolicy::any();
+    // Open: TLS admits any key and the hello tells validators from followers.
+    let policy = PeerPolicy::new(max_followers > 0 || role == Role::FullNode);
     let (server, client) = tls::quic_configs(&key, policy.clone())?;
     let socket = std::net::UdpSocket::bind(listen)
         .with_context(|| format!("cannot listen on {listen} (UDP, QUIC)"))?;
@@ -171,6 +186,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     }
     let ctx = Arc::new(Ctx {
         name: name.clone(),
+        role,
         key: key.clone(),
         dev,
         data_dir,
@@ -190,6 +206,9 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         finalized: tokio::sync::broadcast::channel(FINALIZED_QUEUE).0,
         http: http_limits,
         cooloff: Default::default(),
+        followers: crate::net::followers::Followers::new(max_followers),
+        upstreams: Default::default(),
+        sync: Default::default(),
     });
     if let Some(g) = initial {
         fix_genesis(&ctx, g, already_on_disk).map_err(anyhow::Error::msg)?;
@@ -247,7 +266,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         Some(h) => info!("Resuming after height {h} from disk ({records} persisted records)"),
         None => info!("Starting a new chain at height 1"),
     }
-    if node.me().is_none() {
+    if node.me().is_none() && role == Role::Validator {
         warn!("This key is not a validator of the genesis: running as an observer");
     }
     let result = Driver::new(node, guard, ctx.clone(), chain).run(rx).await;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use timed_core::crypto::{Keypair, PublicKey};
+use timed_core::follow::LinkId;
 use timed_core::ledger::TxError;
 use timed_core::message::Message;
 use timed_core::tx::SignedTransfer;
@@ -82,6 +83,14 @@ impl DevMode {
     }
 }
 
+/// What a node is: a validator takes part in consensus (or waits for its election); a full
+/// node only follows the chain from the nodes it dials (`net::upstream`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Validator,
+    FullNode,
+}
+
 /// What reaches the core loop from the network and the API.
 pub enum CoreInput {
     Message {
@@ -101,6 +110,17 @@ pub enum CoreInput {
     SubmitVerifiedTx(Verified, oneshot::Sender<Result<Hash, TxError>>),
     /// The API asks for a transfer in the mempool.
     PendingTx(Hash, oneshot::Sender<Option<SignedTransfer>>),
+    /// A full node's link to a node it follows came up (`net::upstream`).
+    UpstreamUp(LinkId),
+    /// That link went down.
+    UpstreamDown(LinkId),
+    /// Finalized blocks an upstream pushed (`answer: false`) or sent in answer to this node's
+    /// sync request (`answer: true`): `Input::Certified`.
+    Upstream {
+        link: LinkId,
+        blocks: Vec<timed_core::message::Decision>,
+        answer: bool,
+    },
 }
 
 /// What a peer sent that goes through the verifier (`txverify.rs`), in arrival order.
@@ -160,6 +180,7 @@ pub struct Live {
 
 pub struct Ctx {
     pub name: String,
+    pub role: Role,
     pub key: Keypair,
     pub dev: Option<DevMode>,
     pub data_dir: PathBuf,
@@ -188,6 +209,12 @@ pub struct Ctx {
     pub http: crate::api::limits::Limits,
     /// Peers cut off for a while: a message of theirs proved them faulty (`net::cooloff`).
     pub cooloff: crate::net::cooloff::CoolOff,
+    /// The full nodes (and other readers) that follow this node (`net::followers`).
+    pub followers: crate::net::followers::Followers,
+    /// A full node's links to the nodes it follows (`net::upstream`); empty on a validator.
+    pub upstreams: crate::net::upstream::UpstreamLinks,
+    /// The thread that answers sync requests from the store, once the consensus loop started it.
+    pub sync: std::sync::OnceLock<crate::net::syncserve::SyncServer>,
 }
 
 /// Locks a mutex, ignoring poisoning (no lock is held across code that may panic mid-update).

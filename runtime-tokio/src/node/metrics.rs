@@ -81,6 +81,26 @@ labels!(
 );
 
 labels!(
+    /// Why a follower's link was closed: `timed_followers_dropped_total{reason}`.
+    FollowerDropped {
+        // It sent what only a validator sends (a vote, a proposal, a decision, ...).
+        NotAFollowersMessage = "not_a_followers_message",
+        Undecodable = "undecodable",
+        Oversized = "oversized",
+        // A transfer whose signature does not hold.
+        ForgedTransfer = "forged_transfer",
+    }
+);
+
+labels!(
+    /// What a follower asked for beyond its budget, dropped: `timed_follower_requests_limited_total{kind}`.
+    FollowerLimited {
+        Sync = "sync",
+        Transfer = "transfer",
+    }
+);
+
+labels!(
     /// Which HTTP limit closed a connection or refused a request: `timed_http_refused_total{reason}`.
     HttpRefused {
         ConnectionCap = "connection_cap",
@@ -186,6 +206,10 @@ pub struct Metrics {
     peer_faults: Family<Labels2, Counter>,
     frames_dropped: Family<Labels1, Counter>,
     handshakes_refused: Family<Labels1, Counter>,
+    pub followers: Gauge,
+    pub upstreams: Gauge,
+    followers_dropped: Family<Labels1, Counter>,
+    follower_limited: Family<Labels1, Counter>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub evidence: Counter,
@@ -231,6 +255,10 @@ impl Metrics {
             peer_faults: Family::default(),
             frames_dropped: Family::default(),
             handshakes_refused: Family::default(),
+            followers: Gauge::default(),
+            upstreams: Gauge::default(),
+            followers_dropped: Family::default(),
+            follower_limited: Family::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             evidence: Counter::default(),
@@ -271,6 +299,26 @@ impl Metrics {
             "peers",
             "Peers with an open outbound connection",
             m.peers.clone(),
+        );
+        r.register(
+            "followers",
+            "Followers (full nodes, readers of the chain) connected to this node",
+            m.followers.clone(),
+        );
+        r.register(
+            "upstreams",
+            "Nodes this full node follows with an open connection (0 on a validator)",
+            m.upstreams.clone(),
+        );
+        r.register(
+            "followers_dropped",
+            "Follower links closed for what the follower sent, by reason",
+            m.followers_dropped.clone(),
+        );
+        r.register(
+            "follower_requests_limited",
+            "Requests of followers dropped beyond their rate budget, by kind",
+            m.follower_limited.clone(),
         );
         r.register(
             "clock_offset_seconds",
@@ -518,6 +566,26 @@ impl Metrics {
         for r in HttpRefused::ALL {
             let _ = self.http_refused.get_or_create(&[("reason", r.label())]);
         }
+        for r in FollowerDropped::ALL {
+            let _ = self
+                .followers_dropped
+                .get_or_create(&[("reason", r.label())]);
+        }
+        for k in FollowerLimited::ALL {
+            let _ = self.follower_limited.get_or_create(&[("kind", k.label())]);
+        }
+    }
+
+    pub fn follower_dropped(&self, reason: FollowerDropped) {
+        self.followers_dropped
+            .get_or_create(&[("reason", reason.label())])
+            .inc();
+    }
+
+    pub fn follower_limited(&self, kind: FollowerLimited) {
+        self.follower_limited
+            .get_or_create(&[("kind", kind.label())])
+            .inc();
     }
 
     pub fn dropped(&self, reason: Dropped) {

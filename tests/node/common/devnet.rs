@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct Devnet {
     child: Child,
     pub port: u16,
+    /// Every validator's port, validator1's first.
+    pub ports: Vec<u16>,
     pub key: String,
     pub address: String,
     /// Its data directory (each validator's in a folder of its name).
@@ -50,13 +52,20 @@ impl Devnet {
                 }
             }
         });
-        let (mut port, mut wallet) = (None, None);
+        let (mut port, mut wallet, mut ports) = (None, None, Vec::new());
         while port.is_none() || wallet.is_none() {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("the devnet prints its ports and its wallet");
             if let Some(rest) = line.split(" ports ").nth(1) {
                 port = rest.split([',', ' ']).next().and_then(|p| p.parse().ok());
+                ports = rest
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
             }
             if let Some(rest) = line.strip_prefix("devnet: wallet ") {
                 let address = rest.split_whitespace().next().unwrap().to_string();
@@ -78,6 +87,7 @@ impl Devnet {
         Devnet {
             child,
             port: port.unwrap(),
+            ports,
             key,
             address,
             dir,

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use timed_core::block::Certificate;
 use timed_core::consensus::{Event, Input, Node, Output, SignGuard, Timer};
+use timed_core::follow::Upstreams;
 use timed_core::ledger::TxError;
 use timed_core::message::Message;
 use timed_core::tx::SignedTransfer;
@@ -33,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::net::members::Members;
 use crate::net::syncserve::SyncServer;
 use crate::node::clock::unix_ms;
-use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized};
+use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized, Role};
 use crate::node::finality::Witness;
 use crate::storage::guard::Guard;
 use crate::storage::store::{StoreError, StoredBlock};
@@ -77,6 +78,10 @@ const GUARD_SLOW_SECS: f64 = 200e-6;
 /// At most this many queued inputs form one group.
 const MAX_GROUP: usize = 64;
 
+/// A full node looks at least this often whether to ask an upstream for blocks (a request timed
+/// out, a probe is due: `timed_core::follow`).
+const FOLLOW_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How long a longer certificate may wait for the next block's transaction.
 const EXTENSION_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -117,11 +122,17 @@ pub struct Driver {
     witness: Witness,
     /// Each peer's budget of signature checks (`budget.rs`).
     budget: Budget,
+    /// A full node's upstream links and its sync request in flight (`timed_core::follow`);
+    /// `None` on a validator.
+    follow: Option<Upstreams>,
 }
 
 impl Driver {
     pub fn new(node: Node, guard: Guard, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
-        let ctx_for_sync = ctx.clone();
+        let sync_server = SyncServer::start(ctx.clone());
+        // The followers' links ask it too (`net::followers`).
+        let _ = ctx.sync.set(sync_server.clone());
+        let follow = (ctx.role == Role::FullNode).then(Upstreams::new);
         ctx.metrics.set_validators(&chain.set, node.me());
         let block_time_ms = chain.genesis.params.block_time_ms;
         let budget = Budget::new(chain.set.len(), block_time_ms, Instant::now());
@@ -145,9 +156,10 @@ impl Driver {
             extended: None,
             unstored: Vec::new(),
             unstored_since: None,
-            sync_server: SyncServer::start(ctx_for_sync),
+            sync_server,
             witness: Witness::default(),
             budget,
+            follow,
         }
     }
 
@@ -164,10 +176,8 @@ impl Driver {
             }
             let deadline = self.timers.peek().map(|Reverse((t, _, _))| *t);
             let store_at = self.unstored_since.map(|t| t + STORE_DELAY);
-            let wake = match (deadline, store_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let follow_at = self.follow.as_ref().map(|_| Instant::now() + FOLLOW_TICK);
+            let wake = [deadline, store_at, follow_at].into_iter().flatten().min();
             // A timer already due fires now: tokio's timer wheel has a granularity of 1 ms, and
             // at block time 0 the next height starts from a timer of 0 ms.
             if deadline.is_some_and(|d| d <= Instant::now()) {
@@ -186,6 +196,7 @@ impl Driver {
                 },
             }
             self.flush_old_extension()?;
+            self.ask_upstreams();
             // The group's messages wait in the peers' queues until the tasks that write them to
             // QUIC run: on this single-threaded runtime that is when this task yields, which it
             // would not do while inputs keep arriving. Yield after every group.
@@ -272,6 +283,53 @@ impl Driver {
                 }
                 self.handle(Input::SubmitVerifiedTx(v), group)
             }
+            CoreInput::UpstreamUp(link) => {
+                if let Some(f) = &mut self.follow {
+                    f.connected(link);
+                }
+            }
+            CoreInput::UpstreamDown(link) => {
+                if let Some(f) = &mut self.follow {
+                    f.disconnected(link);
+                }
+            }
+            CoreInput::Upstream {
+                link,
+                blocks,
+                answer,
+            } => {
+                if self.follow.is_none() {
+                    return; // a validator has no upstream
+                }
+                let last = blocks.last().map(|d| d.block.height());
+                let before = self.node.height();
+                self.handle(Input::Certified(blocks), group);
+                let after = self.node.height();
+                if let Some(f) = &mut self.follow {
+                    if let Some(h) = last {
+                        f.heard(link, h);
+                    }
+                    if answer {
+                        f.answered(link, after, after > before);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A full node: asks an upstream for the blocks it lacks, when the core's rule says so
+    /// (`timed_core::follow::Upstreams::poll`).
+    fn ask_upstreams(&mut self) {
+        let Some(f) = &mut self.follow else {
+            return;
+        };
+        let next = self.node.height();
+        if let Some(ask) = f.poll(TimestampMs(unix_ms()), next) {
+            let frame = crate::net::queue::frame_of(&Message::SyncRequest {
+                from: ask.start,
+                max_blocks: timed_core::message::MAX_SYNC_BLOCKS,
+            });
+            self.ctx.upstreams.send(&self.ctx, ask.link, frame);
         }
     }
 
@@ -340,7 +398,13 @@ impl Driver {
         for todo in group.todo {
             match todo {
                 Todo::Output(out) => self.perform(out)?,
-                Todo::Finalized(stored) => blocks.push(stored),
+                Todo::Finalized(stored) => {
+                    // In the WAL now: the followers need not wait for redb.
+                    self.ctx
+                        .followers
+                        .publish(&self.ctx, &stored.block, &stored.certificate);
+                    blocks.push(stored)
+                }
             }
         }
         if !blocks.is_empty() {

@@ -24,7 +24,14 @@ impl Driver {
         match out {
             // Taken apart in `step`.
             Output::Persist(_) | Output::Finalized(_) => {}
-            Output::Broadcast(msg) => broadcast_frame(&self.ctx, frame_of(&msg)),
+            Output::Broadcast(msg) => {
+                let frame = frame_of(&msg);
+                if matches!(msg, timed_core::message::Message::Transaction(_)) {
+                    // A full node's clients' transfers go to the nodes it follows.
+                    self.ctx.upstreams.broadcast(&self.ctx, frame.clone());
+                }
+                broadcast_frame(&self.ctx, frame)
+            }
             Output::Send { to, msg } => send_frame(&self.ctx, to, frame_of(&msg)),
             Output::Schedule { timer, after_ms } => {
                 self.seq += 1;
@@ -46,6 +53,7 @@ impl Driver {
                 // A peer catching up gets every block we finalized; the store is read on the
                 // sync thread, not here.
                 self.store_blocks()?;
+                let to = crate::net::syncserve::Asker::Validator(to);
                 if !self.sync_server.serve(to, from, max_blocks) {
                     self.ctx
                         .metrics
