@@ -515,11 +515,19 @@ impl Harness {
             }
             6 => {
                 let len = usize::from(b.u8());
-                if let Ok(msg) = codec::decode_message(b.take(len)) {
-                    self.feed(Input::Message {
+                let decoded = codec::decode_message(b.take(len));
+                // Certified blocks come from a full node's upstream as well as from a peer.
+                let upstream = b.u8() & 1 == 1;
+                match decoded {
+                    Ok(Message::Decision(d)) if upstream => self.feed(Input::Certified(vec![d])),
+                    Ok(Message::SyncResponse { blocks }) if upstream => {
+                        self.feed(Input::Certified(blocks))
+                    }
+                    Ok(msg) => self.feed(Input::Message {
                         from: ValidatorIndex(1),
                         msg,
-                    });
+                    }),
+                    Err(_) => {}
                 }
             }
             7 => {

@@ -277,7 +277,7 @@ pub(crate) struct RunArgs {
     /// This validator's key file (from `timed keygen`). The double-sign guard file (the last
     /// point this validator signed) is kept beside it, as <KEY>.last_signed: keep the two
     /// together when moving or backing up the key. Not given with --full-node.
-    #[arg(long, value_hint = ValueHint::FilePath, required_unless_present = "full_node", conflicts_with = "full_node")]
+    #[arg(long, value_hint = ValueHint::FilePath)]
     pub(crate) key: Option<PathBuf>,
     /// Run a full node: follow the chain from --peers (validators or other full nodes), check
     /// every block and certificate as a validator does, serve the whole HTTP API, forward

@@ -208,8 +208,16 @@ fn skew_clock(ms: i64) {
 fn run_real(a: RunArgs) -> Result<()> {
     skew_clock(a.clock_skew_ms);
     let http = a.http.limits()?;
-    let genesis = handshake::read_genesis(&a.genesis)?;
+    // Checked here, not by clap's relations: a configuration file's key is checked alone.
     let (key, guard, role) = match &a.key {
+        Some(_) if a.full_node => bail!(
+            "--key and --full-node exclude each other: a full node signs nothing and keeps a key \
+             of its own for QUIC (in its data directory); drop one of them"
+        ),
+        None if !a.full_node => bail!(
+            "give --key FILE (this validator's key, from `timed keygen` or `timed init`), or \
+             --full-node to follow the chain without one"
+        ),
         Some(path) => (
             keys::load(path)?,
             guard::path_for_key(path),
@@ -224,6 +232,7 @@ fn run_real(a: RunArgs) -> Result<()> {
             )
         }
     };
+    let genesis = handshake::read_genesis(&a.genesis)?;
     let name = match genesis
         .validators
         .iter()

@@ -8,9 +8,19 @@ use std::process::{Command, Stdio};
 
 use common::{Net, free_port, get, get_json, http, metric, wait_for};
 
+/// validator1 admits no followers (`--max-followers 0`, a validator behind sentries): its TLS
+/// layer refuses any key outside the sets. The others admit followers (the default): their TLS
+/// layer lets any key prove itself, and the hello refuses a stranger that is no validator and
+/// runs no genesis of theirs. Either way it never becomes a peer.
 #[test]
 fn a_key_outside_the_genesis_cannot_connect() {
-    let net = Net::start(3, "200ms");
+    let net = Net::start_with(3, "200ms", |i| {
+        if i == 0 {
+            vec!["--max-followers".into(), "0".into()]
+        } else {
+            vec![]
+        }
+    });
     net.wait_height(0, 2);
     // validator4 believes it belongs: it dials the three, whose genesis does not hold its key.
     let port = free_port();
@@ -27,15 +37,20 @@ fn a_key_outside_the_genesis_cannot_connect() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let refused = |i: usize, reason: &str| {
+        metric(
+            net.port(i),
+            &format!("timed_handshakes_refused_total{{reason=\"{reason}\"}}"),
+        )
+        .is_some_and(|n| n > 0.0)
+    };
     wait_for(
-        "the validators to refuse the stranger at the TLS handshake",
-        || {
-            let refused = metric(
-                net.port(0),
-                "timed_handshakes_refused_total{reason=\"tls\"}",
-            )?;
-            (refused > 0.0).then_some(())
-        },
+        "validator1 to refuse the stranger at the TLS handshake, the others at the hello",
+        || (refused(0, "tls") && refused(1, "hello") && refused(2, "hello")).then_some(()),
+    );
+    assert!(
+        !refused(1, "tls"),
+        "validator2 admits followers: TLS lets any key through"
     );
     let before = net.height(0);
     net.wait_height(0, before + 2);

@@ -1,10 +1,12 @@
 //! The validator set changes over QUIC between real `timed` processes (issue 14's acceptance):
-//! four development validators with epochs of 4 heights; a fifth, started on their genesis, is
-//! refused at the TLS handshake while its key is in no set, registers (a `Register` transfer of
-//! a funded account), is admitted once elected and signs certificates from its activation
-//! height; then the first genesis validator unbonds, stops signing after its last epoch, is
-//! refused once its grace is over, and the chain goes on. Every node serves the same block
-//! hashes through `/blocks`. Apart: a registered validator is refused while not elected.
+//! four development validators with epochs of 4 heights, two of which admit no followers; a
+//! fifth, started on their genesis, is refused at the TLS handshake by those two and only
+//! follows the chain through the others while its key is in no set, registers (a `Register`
+//! transfer of a funded account), is admitted as a validator once elected and signs
+//! certificates from its activation height; then the first genesis validator unbonds, stops
+//! signing after its last epoch, is refused once its grace is over, and the chain goes on.
+//! Every node serves the same block hashes through `/blocks`. Apart: a registered validator only
+//! follows while not elected.
 
 mod common;
 
@@ -135,24 +137,32 @@ fn spawn_newcomer(net: &mut Net, name: &str) -> u16 {
     port
 }
 
-/// `n` development validators with epochs of `epoch` heights and a funded account (`funder`).
-fn network(n: usize, epoch: u64, funder: &Keypair) -> Net {
+/// `n` development validators with epochs of `epoch` heights and a funded account (`funder`);
+/// the first `closed` of them admit no followers (`--max-followers 0`: their TLS layer refuses
+/// every key outside the sets), the others admit them (the default).
+fn network(n: usize, epoch: u64, funder: &Keypair, closed: usize) -> Net {
     let fund = format!("{}:{FUNDS}", hex::encode(funder.public_key().0));
-    Net::start_with(n, "200ms", |_| {
-        vec![
+    Net::start_with(n, "200ms", |i| {
+        let mut args = vec![
             "--epoch-blocks".into(),
             epoch.to_string(),
             "--fund".into(),
             fund.clone(),
-        ]
+        ];
+        if i < closed {
+            args.extend(["--max-followers".into(), "0".into()]);
+        }
+        args
     })
 }
 
+/// Registered, not elected: validator1 (no followers) refuses it at TLS; the two others let it
+/// follow the chain, and it is nobody's peer and signs nothing.
 #[test]
-fn a_registered_validator_is_refused_at_tls_before_its_election() {
+fn a_registered_validator_only_follows_before_its_election() {
     // Epochs of 1000 heights: the registration below is not elected during this test.
     let funder = Keypair::insecure_from_name("funder");
-    let mut net = network(3, 1000, &funder);
+    let mut net = network(3, 1000, &funder, 1);
     net.wait_height(0, 2);
     let name = "validator4";
     let port = spawn_newcomer(&mut net, name);
@@ -170,10 +180,16 @@ fn a_registered_validator_is_refused_at_tls_before_its_election() {
         || (tls_refusals(net.port(0)) > refused).then_some(()),
     );
     net.wait_height(0, registered + 3);
+    net.wait_height(3, registered + 3);
+    let followers = |i: usize| {
+        net.status(i)
+            .map_or(0, |s| s["followers"].as_array().map_or(0, Vec::len))
+    };
+    assert_eq!(followers(0), 0, "validator1 admits no followers");
     assert_eq!(
-        net.height(3),
-        0,
-        "a registered, unelected key gets no block"
+        followers(1),
+        1,
+        "validator2 serves the newcomer as a follower"
     );
     for i in 0..3 {
         assert!(
@@ -190,11 +206,12 @@ fn a_registered_validator_is_refused_at_tls_before_its_election() {
 #[test]
 fn a_fifth_validator_joins_and_signs_the_first_leaves_and_all_serve_one_chain() {
     let funder = Keypair::insecure_from_name("funder");
-    let mut net = network(4, EPOCH, &funder);
+    let mut net = network(4, EPOCH, &funder, 2);
     net.wait_height(0, 2);
 
     // The fifth, on the same genesis, with every validator as --peers. A stranger so far:
-    // refused at the TLS handshake, it gets no block.
+    // refused at the TLS handshake by the two validators that admit no followers, it follows
+    // the chain through the two that do, and is nobody's peer.
     let name = "validator5";
     let port = spawn_newcomer(&mut net, name);
     let refused_before = tls_refusals(net.port(0));
@@ -202,12 +219,14 @@ fn a_fifth_validator_joins_and_signs_the_first_leaves_and_all_serve_one_chain() 
         "the validators to refuse the unregistered fifth at TLS",
         || (tls_refusals(net.port(0)) > refused_before).then_some(()),
     );
-    assert_eq!(net.height(4), 0, "a stranger gets no block");
-    assert!(
-        !peer_names(&net, 0).contains(name),
-        "{}",
-        peer_names(&net, 0)
-    );
+    net.wait_height(4, 3);
+    for i in 0..4 {
+        assert!(
+            !peer_names(&net, i).contains(name),
+            "{}",
+            peer_names(&net, i)
+        );
+    }
 
     // Registered (bond 100 = the devnet minimum), elected at the end of its epoch, signing
     // from the first height of the epoch after.

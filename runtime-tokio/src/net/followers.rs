@@ -17,7 +17,11 @@
 //!   then submitted as a client's (the core broadcasts it to the validators). A request beyond
 //!   its budget is dropped and counted. Anything else — a vote, a proposal, a decision, a frame
 //!   that does not decode or is over `FOLLOWER_FRAME_BYTES`, a transfer whose signature fails —
-//!   closes the link at once, counted by reason; none of it reaches the core.
+//!   closes the link at once, counted by reason; none of it reaches the core. (A block request
+//!   is ignored: a registered validator follows here until its election, and its process may
+//!   ask for one.)
+//! - **Until elected.** A follower whose key enters a validator set this node admits is
+//!   disconnected, quietly: it redials and is welcomed as a validator.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -27,6 +31,7 @@ use std::time::Instant;
 use timed_core::block::{Block, Certificate};
 use timed_core::codec;
 use timed_core::consensus::{SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS};
+use timed_core::crypto::PublicKey;
 use timed_core::message::{Decision, Message};
 use timed_core::units::TokenBucket;
 use tracing::{info, warn};
@@ -35,7 +40,7 @@ use crate::net::queue::{PeerReceiver, PeerSender, frame_of, peer_queue};
 use crate::net::syncserve::Asker;
 use crate::net::transport::queue_on;
 use crate::net::wire::{self, FrameError};
-use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, lock};
+use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, Role, lock};
 use crate::node::metrics::{FollowerDropped, FollowerLimited};
 
 /// Followers a node admits unless told otherwise (`--max-followers`).
@@ -157,7 +162,7 @@ pub(super) async fn serve(
     conn: &quinn::Connection,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
-    name: &str,
+    (key, name): (PublicKey, &str),
 ) {
     let (id, rx) = match ctx.followers.admit(name) {
         Ok(admitted) => admitted,
@@ -177,7 +182,16 @@ pub(super) async fn serve(
         ctx.followers.max()
     );
     let reads = async {
-        let verdict = read_loop(ctx, recv, Asker::Follower(id), name).await;
+        let verdict = tokio::select! {
+            v = read_loop(ctx, recv, Asker::Follower(id), name) => v,
+            // Elected: it is a validator here now, and redials as one (a validator that
+            // registered follows the chain until then).
+            () = admitted(ctx, key) => {
+                info!(peer = name, "{name} is a validator of an admitted set now: closing its follower link, it reconnects as a validator");
+                conn.close(0u32.into(), b"elected: reconnect");
+                Ok(())
+            }
+        };
         if let Err(reason) = verdict {
             ctx.metrics.follower_dropped(reason);
             warn!(
@@ -195,6 +209,26 @@ pub(super) async fn serve(
     ctx.followers.remove(id);
     ctx.metrics.followers.set(ctx.followers.len() as i64);
     info!(peer = name, "Follower disconnected: {name}");
+}
+
+/// Returns once `key` belongs to a validator set this node admits (never on a full node).
+async fn admitted(ctx: &Ctx, key: PublicKey) {
+    if ctx.role == Role::FullNode {
+        return std::future::pending().await;
+    }
+    let mut members = ctx.policy.subscribe();
+    loop {
+        if members
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|m| m.admitted(&key).is_some())
+        {
+            return;
+        }
+        if members.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 fn dropped_because(reason: FollowerDropped) -> &'static str {
@@ -300,6 +334,9 @@ async fn read_loop(
                     return Ok(()); // the core stopped
                 }
             }
+            // A validator's process that follows here until its election asks for a block now
+            // and then: nothing to answer a follower with, and nothing hostile either.
+            Message::BlockRequest { .. } => {}
             other => {
                 tracing::debug!(
                     peer = name,

@@ -239,7 +239,7 @@ async fn accept_one(ctx: &Ctx, incoming: quinn::Incoming) -> Result<(), LinkErro
             Ok(())
         }
         Ok(Some(Inbound::Follower)) => {
-            crate::net::followers::serve(ctx, &conn, send, recv, &hello.name).await;
+            crate::net::followers::serve(ctx, &conn, send, recv, (key, &hello.name)).await;
             Ok(())
         }
         Ok(Some(Inbound::Validator(index, link))) => {

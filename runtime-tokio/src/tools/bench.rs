@@ -45,6 +45,8 @@ enum BenchCommand {
     Catchup(CatchupArgs),
     /// Signed transfers at a target rate into a network: finalized tx/s and latency p50/p99.
     Tx(crate::tools::bench_tx::TxArgs),
+    /// How far a full node lags behind a devnet at block time 0 (p50/p90/p99 per height).
+    Follow(crate::tools::bench_follow::FollowArgs),
 }
 
 #[derive(Args)]
@@ -68,6 +70,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchCommand::Catchup(c) => catchup(c).await,
         BenchCommand::Tx(t) => crate::tools::bench_tx::run(t).await,
+        BenchCommand::Follow(f) => crate::tools::bench_follow::run(f).await,
     }
 }
 

@@ -360,6 +360,8 @@ impl Driver {
                     group.sync = true;
                 }
                 Output::Finalized(f) => {
+                    // The moment of finality here, for `timed bench follow` (off by default).
+                    tracing::debug!(target: "timed::finalized", height = f.block.height().0, "finalized");
                     // Recipe rule 3c, kept by the order of this one file: no record of a later
                     // height may precede its parent block in the WAL.
                     debug_assert!(

@@ -72,10 +72,10 @@ pub struct TxArgs {
     nodes: usize,
 }
 
-/// A devnet started for the run, stopped when dropped.
-struct OwnDevnet {
+/// A devnet started for a bench, stopped (and its directory removed) when dropped.
+pub(crate) struct OwnDevnet {
     _children: Children,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Drop for OwnDevnet {
@@ -85,12 +85,17 @@ impl Drop for OwnDevnet {
     }
 }
 
-/// Starts `timed devnet` and reads its ports and wallet from what it prints.
-fn start_devnet(nodes: usize) -> Result<(OwnDevnet, Vec<String>, PathBuf)> {
+/// Starts `timed devnet` at block time 0, its processes given `env`, and reads its nodes' URLs
+/// and its wallet's key file from what it prints.
+pub(crate) fn start_devnet(
+    nodes: usize,
+    env: &[(&str, &str)],
+) -> Result<(OwnDevnet, Vec<String>, PathBuf)> {
     let exe = std::env::current_exe().context("cannot find the timed executable")?;
-    let dir = std::env::temp_dir().join(format!("timed-bench-tx-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("timed-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut child = Command::new(exe)
+        .envs(env.iter().copied())
         .args(["devnet", "--nodes", &nodes.to_string(), "--block-time", "0"])
         .arg("--report")
         .arg("--data-dir")
@@ -200,7 +205,7 @@ async fn run_bench(a: TxArgs) -> Result<()> {
         if a.key.is_some() {
             bail!("--key needs --node (without --node the bench starts a devnet of its own)");
         }
-        let (d, urls, key) = start_devnet(a.nodes)?;
+        let (d, urls, key) = start_devnet(a.nodes, &[])?;
         (Some(d), urls, key)
     } else {
         let key = a
