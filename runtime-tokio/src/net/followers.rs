@@ -11,6 +11,8 @@
 //!   shared by all followers); and the answers to its sync requests, read from the store on the
 //!   sync thread (`syncserve.rs`) and sized to the room in its queue. The queue is bounded in
 //!   bytes like a validator's: a follower that does not read misses pushes, and asks again.
+//!   A sync request passes through the consensus loop, which commits its finalized blocks to
+//!   the store first (as for a validator's): a block pushed is always there to be asked for.
 //! - **What it may send.** `SyncRequest`, within the budget the core gives each validator
 //!   (`SYNC_ANSWER_BURST`, then one per `SYNC_ANSWER_INTERVAL_MS`), and `Transaction`, within
 //!   `TX_BURST` then one per `TX_INTERVAL_MS`, its signature checked off the consensus loop and
@@ -302,15 +304,15 @@ async fn read_loop(
                     continue;
                 }
                 ctx.metrics.sync_requests.inc();
-                let served = ctx.sync.get().is_some_and(|s| {
-                    s.serve(
-                        me,
-                        start,
-                        max_blocks.min(timed_core::message::MAX_SYNC_BLOCKS),
-                    )
-                });
-                if !served {
-                    ctx.metrics.dropped(crate::node::metrics::Dropped::SyncBusy);
+                // Through the consensus loop, which commits the blocks it finalized before the
+                // sync thread reads them: an answer never lacks a block this node pushed.
+                let ask = CoreInput::ServeFollower {
+                    to: me,
+                    from: start,
+                    max_blocks: max_blocks.min(timed_core::message::MAX_SYNC_BLOCKS),
+                };
+                if ctx.to_core.send(ask).await.is_err() {
+                    return Ok(()); // the core stopped
                 }
             }
             Message::Transaction(tx) => {

@@ -208,7 +208,6 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         cooloff: Default::default(),
         followers: crate::net::followers::Followers::new(max_followers),
         upstreams: Default::default(),
-        sync: Default::default(),
     });
     if let Some(g) = initial {
         fix_genesis(&ctx, g, already_on_disk).map_err(anyhow::Error::msg)?;

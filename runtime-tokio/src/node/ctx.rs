@@ -110,6 +110,13 @@ pub enum CoreInput {
     SubmitVerifiedTx(Verified, oneshot::Sender<Result<Hash, TxError>>),
     /// The API asks for a transfer in the mempool.
     PendingTx(Hash, oneshot::Sender<Option<SignedTransfer>>),
+    /// A follower asks for blocks (`net::followers`, within its budget already): served from the
+    /// store once the loop committed what it finalized.
+    ServeFollower {
+        to: crate::net::syncserve::Asker,
+        from: timed_core::types::Height,
+        max_blocks: u32,
+    },
     /// A full node's link to a node it follows came up (`net::upstream`).
     UpstreamUp(LinkId),
     /// That link went down.
@@ -213,8 +220,6 @@ pub struct Ctx {
     pub followers: crate::net::followers::Followers,
     /// A full node's links to the nodes it follows (`net::upstream`); empty on a validator.
     pub upstreams: crate::net::upstream::UpstreamLinks,
-    /// The thread that answers sync requests from the store, once the consensus loop started it.
-    pub sync: std::sync::OnceLock<crate::net::syncserve::SyncServer>,
 }
 
 /// Locks a mutex, ignoring poisoning (no lock is held across code that may panic mid-update).

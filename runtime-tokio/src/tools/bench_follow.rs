@@ -61,6 +61,8 @@ pub async fn run(a: FollowArgs) -> Result<()> {
         .collect();
     let port = free_port()?;
     let log = dir.join("full-node.log");
+    let file =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let exe = std::env::current_exe().context("cannot find the timed executable")?;
     let child = Command::new(exe)
         .args(["run", "--full-node", "--genesis"])
@@ -71,8 +73,8 @@ pub async fn run(a: FollowArgs) -> Result<()> {
         .args(["--peers", &peers.join(",")])
         .env("RUST_LOG", LOG_FILTER)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
+        .stdout(file.try_clone()?)
+        .stderr(file)
         .spawn()
         .context("cannot start the full node")?;
     let mut full = Children(vec![("full node".into(), child)]);
@@ -89,12 +91,14 @@ pub async fn run(a: FollowArgs) -> Result<()> {
     let validators: Vec<BTreeMap<u64, i64>> = (1..=a.nodes)
         .map(|i| finalized_at(&dir.join(format!("validator{i}.log"))))
         .collect::<Result<_>>()?;
-    drop(devnet);
     let follower = finalized_at(&log)?;
+    drop(devnet); // stops the validators and removes the directory, the logs with it
     let Some(&first) = follower.values().min() else {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(10).collect();
         bail!(
-            "the full node finalized nothing; see its log (kept: {})",
-            log.display()
+            "the full node finalized nothing; the end of its log:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     };
     let from = first + a.warmup.as_micros() as i64;

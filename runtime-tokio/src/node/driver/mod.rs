@@ -54,6 +54,8 @@ use precheck::Prechecked;
 enum Todo {
     Output(Output),
     Finalized(Box<StoredBlock>),
+    /// A follower's sync request (`CoreInput::ServeFollower`).
+    Serve(crate::net::syncserve::Asker, Height, u32),
 }
 
 /// The outputs of a group of steps, to perform once the group's WAL batch is written.
@@ -130,8 +132,6 @@ pub struct Driver {
 impl Driver {
     pub fn new(node: Node, guard: Guard, ctx: Arc<Ctx>, chain: Arc<Chain>) -> Driver {
         let sync_server = SyncServer::start(ctx.clone());
-        // The followers' links ask it too (`net::followers`).
-        let _ = ctx.sync.set(sync_server.clone());
         let follow = (ctx.role == Role::FullNode).then(Upstreams::new);
         ctx.metrics.set_validators(&chain.set, node.me());
         let block_time_ms = chain.genesis.params.block_time_ms;
@@ -283,6 +283,11 @@ impl Driver {
                 }
                 self.handle(Input::SubmitVerifiedTx(v), group)
             }
+            CoreInput::ServeFollower {
+                to,
+                from,
+                max_blocks,
+            } => group.todo.push(Todo::Serve(to, from, max_blocks)),
             CoreInput::UpstreamUp(link) => {
                 if let Some(f) = &mut self.follow {
                     f.connected(link);
@@ -400,6 +405,7 @@ impl Driver {
         for todo in group.todo {
             match todo {
                 Todo::Output(out) => self.perform(out)?,
+                Todo::Serve(to, from, max_blocks) => self.serve_sync(to, from, max_blocks)?,
                 Todo::Finalized(stored) => {
                     // In the WAL now: the followers need not wait for redb.
                     self.ctx

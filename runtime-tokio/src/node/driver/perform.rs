@@ -50,15 +50,8 @@ impl Driver {
                 from,
                 max_blocks,
             } => {
-                // A peer catching up gets every block we finalized; the store is read on the
-                // sync thread, not here.
-                self.store_blocks()?;
                 let to = crate::net::syncserve::Asker::Validator(to);
-                if !self.sync_server.serve(to, from, max_blocks) {
-                    self.ctx
-                        .metrics
-                        .dropped(crate::node::metrics::Dropped::SyncBusy);
-                }
+                self.serve_sync(to, from, max_blocks)?
             }
             Output::Evidence(m) => {
                 self.ctx.metrics.evidence.inc();
@@ -85,6 +78,30 @@ impl Driver {
                 }
             }
             Output::Event(e) => self.on_event(e),
+        }
+        Ok(())
+    }
+
+    /// Hands a sync request to the sync thread. A peer catching up gets every block this node
+    /// finalized: those waiting for their redb commit are committed first (the store is read on
+    /// the sync thread, not here).
+    pub(super) fn serve_sync(
+        &mut self,
+        to: crate::net::syncserve::Asker,
+        from: timed_core::types::Height,
+        max_blocks: u32,
+    ) -> Result<(), StoreError> {
+        if self
+            .unstored
+            .first()
+            .is_some_and(|b| b.block.height().0 < from.0.saturating_add(u64::from(max_blocks)))
+        {
+            self.store_blocks()?;
+        }
+        if !self.sync_server.serve(to, from, max_blocks) {
+            self.ctx
+                .metrics
+                .dropped(crate::node::metrics::Dropped::SyncBusy);
         }
         Ok(())
     }
