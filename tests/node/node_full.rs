@@ -2,7 +2,8 @@
 //! devnet, and a second full node follows the first; both serve the validators' blocks and
 //! accounts, and a transfer submitted to the second reaches the validators and is tracked until
 //! final. Followers that misbehave (a vote, a frame that does not decode, a flood of sync
-//! requests) are dropped or held to their budget, and the chain goes on.
+//! requests) are dropped or held to their budget, and the chain goes on. An upstream that lies
+//! (far claims, swapped bodies) is refused and the full node keeps up through an honest one.
 
 mod common;
 
@@ -161,6 +162,21 @@ fn a_full_node_and_one_that_follows_it_serve_the_validators_chain_and_forward_a_
     assert!(!a.log().contains("panicked") && !b.log().contains("panicked"));
 }
 
+/// Writes the hello of a node that is no validator: `key`, `name`, the chain's genesis.
+async fn say_hello(send: &mut quinn::SendStream, key: &Keypair, name: &str, genesis: &Genesis) {
+    let hello = Hello {
+        version: HELLO_VERSION,
+        name: name.to_string(),
+        public_key: key.public_key(),
+        stake: Stake(0),
+        block_time_ms: genesis.params.block_time_ms,
+        genesis: Some(genesis.clone()),
+    };
+    wire::write_frame(send, &wire::encode_hello(&HelloReply::Welcome(hello)))
+        .await
+        .unwrap();
+}
+
 /// A raw follower: a QUIC client with a key of its own that says hello with the genesis.
 struct Follower {
     conn: quinn::Connection,
@@ -183,17 +199,7 @@ impl Follower {
             .await
             .expect("TLS admits a follower's key");
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        let hello = Hello {
-            version: HELLO_VERSION,
-            name: format!("follower{seed}"),
-            public_key: key.public_key(),
-            stake: Stake(0),
-            block_time_ms: genesis.params.block_time_ms,
-            genesis: Some(genesis.clone()),
-        };
-        wire::write_frame(&mut send, &wire::encode_hello(&HelloReply::Welcome(hello)))
-            .await
-            .unwrap();
+        say_hello(&mut send, &key, &format!("follower{seed}"), genesis).await;
         match wire::read_hello(&mut recv).await {
             Ok(Some(HelloReply::Welcome(_))) => {}
             other => panic!("the validator refused a follower: {other:?}"),
@@ -343,4 +349,158 @@ fn followers_that_send_votes_junk_or_floods_are_dropped_or_held_to_their_budget(
         0,
         "a follower's vote is no evidence against validator 0"
     );
+}
+
+/// The lying upstream of `a_full_node_with_a_lying_upstream_...`: it accepts the full node's
+/// connection on `endpoint`, relays the blocks validator `port` pushes with a copy of each
+/// renumbered a million heights ahead (a far claim, under a certificate that cannot hold), and
+/// answers each sync request with the validator's own answer, a transfer added to every block's
+/// body (the certificate covers the header only), for `secs` seconds. Returns how many far
+/// claims it pushed and how many answers it spoilt.
+async fn lie(
+    endpoint: &quinn::Endpoint,
+    liar_key: &Keypair,
+    genesis: &Genesis,
+    port: u16,
+    secs: u64,
+) -> (u64, u64) {
+    let conn = tokio::time::timeout(Duration::from_secs(20), async {
+        endpoint.accept().await.unwrap().await.unwrap()
+    })
+    .await
+    .expect("the full node dials the liar");
+    let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+    let _ = wire::read_hello(&mut recv).await.unwrap();
+    say_hello(&mut send, liar_key, "liar", genesis).await;
+    // The full node's requests, and the validator's messages, each read by a task of its
+    // own (a frame read is not cancel-safe).
+    let (asks_tx, mut asks) = tokio::sync::mpsc::channel::<Message>(64);
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Ok(true) = wire::read_frame(&mut recv, &mut buf, wire::MAX_FRAME_BYTES).await {
+            if let Ok(m) = codec::decode_message(&buf) {
+                let _ = asks_tx.send(m).await;
+            }
+        }
+    });
+    let Follower {
+        send: mut upstream,
+        recv: mut from_validator,
+        conn: _source,
+        _endpoint,
+    } = Follower::connect(port, genesis, 67).await;
+    let (news_tx, mut news) = tokio::sync::mpsc::channel::<Message>(256);
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Ok(true) =
+            wire::read_frame(&mut from_validator, &mut buf, wire::MAX_FRAME_BYTES).await
+        {
+            if let Ok(m) = codec::decode_message(&buf) {
+                let _ = news_tx.send(m).await;
+            }
+        }
+    });
+    let payer = Keypair::from_seed([68; 32]);
+    let mut nonce = 0;
+    let mut swap = |d: &mut timed_core::message::Decision| {
+        nonce += 1;
+        d.block.txs.push(
+            timed_core::tx::Transfer {
+                from: payer.public_key(),
+                to: liar_key.public_key(),
+                amount: timed_core::types::Amount(1),
+                fee: timed_core::types::Amount(1),
+                nonce,
+                op: Default::default(),
+            }
+            .sign(&payer, &genesis.chain_id),
+        );
+    };
+    let (mut pushed, mut answered) = (0u64, 0u64);
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let lie = tokio::select! {
+            _ = tokio::time::sleep_until(until) => break,
+            ask = asks.recv() => match ask {
+                // Asked on to the validator: its answer comes back below, and is spoilt.
+                Some(ask @ Message::SyncRequest { .. }) => {
+                    let _ = wire::write_frame(&mut upstream, &codec::encode_message(&ask)).await;
+                    continue;
+                }
+                Some(_) => continue,
+                None => panic!("the full node dropped the liar's link"),
+            },
+            news = news.recv() => match news {
+                Some(Message::Decision(mut far)) => {
+                    far.block.header.height = Height(far.block.header.height.0 + 1_000_000);
+                    pushed += 1;
+                    Message::Decision(far)
+                }
+                Some(Message::SyncResponse { mut blocks }) => {
+                    blocks.iter_mut().for_each(&mut swap);
+                    answered += 1;
+                    Message::SyncResponse { blocks }
+                }
+                Some(_) => continue,
+                None => panic!("the validator dropped the liar's follower link"),
+            },
+        };
+        let _ = wire::write_frame(&mut send, &codec::encode_message(&lie)).await;
+    }
+    (pushed, answered)
+}
+
+/// The adversary of the follow rule (`timed_core::follow`). First the full node has only the
+/// liar to follow: every answer it gets is refused (body against header), and it stays at height
+/// 0. Restarted with the liar first and an honest validator second, it turns to the validator
+/// for what it lacks, keeps up with it and serves its blocks.
+#[test]
+fn a_full_node_with_a_lying_upstream_keeps_up_through_the_honest_one() {
+    let net = Devnet::start(3);
+    let genesis_path = genesis_of(&net);
+    let genesis: Genesis =
+        serde_json::from_str(&std::fs::read_to_string(&genesis_path).unwrap()).unwrap();
+    // Far enough that the full node must ask for blocks, not only take the pushes.
+    wait_height(net.port, 20);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let liar_key = Keypair::from_seed([66; 32]);
+    let (server, _) = timed::tls::quic_configs(&liar_key, timed::tls::PeerPolicy::new(true))
+        .expect("QUIC configuration");
+    let endpoint = rt.block_on(async {
+        quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap()
+    });
+    let liar = endpoint.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let rejected = |port: u16| {
+        metric(
+            port,
+            "timed_rejected_total{kind=\"decision\",reason=\"body_mismatch\"}",
+        )
+        .unwrap_or(0.0)
+    };
+
+    // The liar alone: nothing it says is taken.
+    let full = FullNode::start(&genesis_path, dir.path(), "full", &[liar]);
+    let (pushed, answered) = rt.block_on(lie(&endpoint, &liar_key, &genesis, net.port, 4));
+    assert!(pushed > 5, "{pushed} far claims pushed");
+    assert!(answered > 0, "the full node asked its only upstream");
+    assert_eq!(full.height(), 0, "{}", full.log());
+    assert!(rejected(full.port) > 0.0, "{}", full.log());
+    drop(full);
+
+    // The liar first (it is asked first while the two tie), and an honest validator.
+    let full = FullNode::start(&genesis_path, dir.path(), "full", &[liar, net.ports[0]]);
+    let (pushed, _) = rt.block_on(lie(&endpoint, &liar_key, &genesis, net.port, 10));
+    assert!(pushed > 20, "{pushed} far claims pushed");
+    let (h, top) = (full.height(), height(net.port));
+    assert!(
+        h + 10 >= top,
+        "the full node is at {h}, the validator at {top}"
+    );
+    for at in [1, h / 2, h] {
+        assert_eq!(block(full.port, at), block(net.port, at), "height {at}");
+    }
 }
