@@ -209,15 +209,19 @@ fn run_real(a: RunArgs) -> Result<()> {
     skew_clock(a.clock_skew_ms);
     let http = a.http.limits()?;
     // Checked here, not by clap's relations: a configuration file's key is checked alone.
-    let (key, guard, role) = match &a.key {
-        Some(_) if a.full_node => bail!(
+    match (&a.key, a.full_node) {
+        (Some(_), true) => bail!(
             "--key and --full-node exclude each other: a full node signs nothing and keeps a key \
              of its own for QUIC (in its data directory); drop one of them"
         ),
-        None if !a.full_node => bail!(
+        (None, false) => bail!(
             "give --key FILE (this validator's key, from `timed keygen` or `timed init`), or \
              --full-node to follow the chain without one"
         ),
+        _ => {}
+    }
+    let genesis = handshake::read_genesis(&a.genesis)?;
+    let (key, guard, role) = match &a.key {
         Some(path) => (
             keys::load(path)?,
             guard::path_for_key(path),
@@ -232,7 +236,6 @@ fn run_real(a: RunArgs) -> Result<()> {
             )
         }
     };
-    let genesis = handshake::read_genesis(&a.genesis)?;
     let name = match genesis
         .validators
         .iter()

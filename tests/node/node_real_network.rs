@@ -167,6 +167,24 @@ fn bad_flags_unreadable_files_and_busy_ports_are_one_line_errors() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("genesis"), "{err}");
 
+    // Neither a key nor --full-node, and both: one line each, naming the two flags.
+    for extra in [&[][..], &["--key", "/nonexistent/k", "--full-node"][..]] {
+        let args = [
+            &["run", "--genesis", "/nonexistent/genesis.json"][..],
+            &["--data-dir", "/tmp/x", "--listen", "127.0.0.1:1"][..],
+            extra,
+        ]
+        .concat();
+        let out = timed(&args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("--key") && err.contains("--full-node"),
+            "{err}"
+        );
+    }
+
     let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
