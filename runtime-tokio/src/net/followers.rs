@@ -4,7 +4,8 @@
 //!
 //! - **Who.** A peer whose hello carries our genesis and whose key is in no validator set this
 //!   node admits (on a full node: any peer) is a follower, while fewer than `--max-followers` are
-//!   connected (0 admits none: a validator behind sentries). A follower never reaches the
+//!   connected (0 admits none: a validator behind sentries), and fewer than
+//!   `MAX_FOLLOWERS_PER_ADDRESS` from its IP address. A follower never reaches the
 //!   consensus core: it cannot vote, propose, or claim a height there.
 //! - **What it is sent.** Every block this node finalizes, with its certificate, as a
 //!   `Decision`, pushed as soon as the block is in the write-ahead log (`publish`, one encoding
@@ -26,6 +27,7 @@
 //!   disconnected, quietly: it redials and is welcomed as a validator.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -61,9 +63,13 @@ const _: () = assert!(FOLLOWER_QUEUE_BYTES >= codec::MAX_MESSAGE_BYTES + 4);
 const TX_BURST: u64 = 1_000;
 const TX_INTERVAL_MS: u64 = 1;
 
+/// Followers from one IP address at most: one host cannot take every seat.
+pub const MAX_FOLLOWERS_PER_ADDRESS: usize = 8;
+
 struct Link {
     name: String,
     tx: PeerSender,
+    from: IpAddr,
 }
 
 /// The followers connected now.
@@ -100,27 +106,38 @@ impl Followers {
         lock(&self.links).values().map(|l| l.name.clone()).collect()
     }
 
-    /// Whether one more follower would be admitted now, and if not, why (sent to it).
+    /// Whether one more follower would be admitted now (from an address not yet at its limit),
+    /// and if not, why (sent to it).
     pub fn room_for_one(&self) -> Result<(), String> {
-        let n = self.len();
-        match self.max {
-            0 => Err("this node admits no followers (--max-followers 0): follow another".into()),
-            max if n >= max => Err(format!(
-                "this node serves {max} followers already, its limit (--max-followers): \
-                 follow another node, or a full node"
-            )),
-            _ => Ok(()),
-        }
+        self.seat_for(&lock(&self.links), None)
     }
 
-    fn admit(&self, name: &str) -> Result<(u64, PeerReceiver), String> {
-        let mut links = lock(&self.links);
-        if links.len() >= self.max {
-            drop(links);
-            return self
-                .room_for_one()
-                .map(|()| unreachable!("no room was found just now"));
+    /// The rule of `room_for_one`, on the links held locked, for a follower from `from`.
+    fn seat_for(&self, links: &BTreeMap<u64, Link>, from: Option<IpAddr>) -> Result<(), String> {
+        if self.max == 0 {
+            return Err("this node admits no followers (--max-followers 0): follow another".into());
         }
+        if links.len() >= self.max {
+            return Err(format!(
+                "this node serves {} followers already, its limit (--max-followers): follow \
+                 another node, or a full node",
+                self.max
+            ));
+        }
+        if let Some(ip) = from
+            && links.values().filter(|l| l.from == ip).count() >= MAX_FOLLOWERS_PER_ADDRESS
+        {
+            return Err(format!(
+                "this node serves {MAX_FOLLOWERS_PER_ADDRESS} followers from {ip} already, the \
+                 most from one address"
+            ));
+        }
+        Ok(())
+    }
+
+    fn admit(&self, name: &str, from: IpAddr) -> Result<(u64, PeerReceiver), String> {
+        let mut links = lock(&self.links);
+        self.seat_for(&links, Some(from))?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = peer_queue(PEER_QUEUE, FOLLOWER_QUEUE_BYTES);
         links.insert(
@@ -128,6 +145,7 @@ impl Followers {
             Link {
                 name: name.to_string(),
                 tx,
+                from,
             },
         );
         Ok((id, rx))
@@ -166,10 +184,11 @@ pub(super) async fn serve(
     recv: quinn::RecvStream,
     (key, name): (PublicKey, &str),
 ) {
-    let (id, rx) = match ctx.followers.admit(name) {
+    let (id, rx) = match ctx.followers.admit(name, conn.remote_address().ip()) {
         Ok(admitted) => admitted,
         Err(reason) => {
-            // Lost the race for the last seat since the hello was answered.
+            // Lost the race for the last seat since the hello was answered, or one address
+            // too many.
             info!(peer = name, "Refused follower {name}: {reason}");
             conn.close(2u32.into(), reason.as_bytes());
             return;
@@ -349,5 +368,38 @@ async fn read_loop(
                 return Err(FollowerDropped::NotAFollowersMessage);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seats_are_bounded_in_all_and_per_address_and_zero_admits_none() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let f = Followers::new(MAX_FOLLOWERS_PER_ADDRESS + 1);
+        let mut held = Vec::new();
+        for i in 0..MAX_FOLLOWERS_PER_ADDRESS {
+            held.push(f.admit(&format!("a{i}"), a).expect("a seat"));
+        }
+        let refused = f.admit("one too many", a).err().expect("refused");
+        assert!(refused.contains("from 192.0.2.1"), "{refused}");
+        assert!(f.room_for_one().is_ok(), "another address still has a seat");
+        held.push(f.admit("b", b).expect("the last seat"));
+        let full = f.admit("c", b).err().expect("refused");
+        assert!(full.contains("--max-followers"), "{full}");
+        assert!(f.room_for_one().is_err());
+        // A seat freed is a seat again.
+        f.remove(held[0].0);
+        assert!(f.admit("a again", a).is_ok());
+        let none = Followers::new(0);
+        assert!(
+            none.room_for_one()
+                .unwrap_err()
+                .contains("--max-followers 0")
+        );
+        assert!(none.admit("x", a).is_err());
     }
 }
