@@ -113,6 +113,19 @@ fn a_full_node_and_one_that_follows_it_serve_the_validators_chain_and_forward_a_
     assert_eq!(status["role"], "full_node", "{status}");
     assert_eq!(status["following"].as_array().map(Vec::len), Some(1));
     let status = get_json(a.port, "/status").unwrap();
+    let connected: Vec<&str> = status["validators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["connected"] == true)
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        connected,
+        ["validator1", "validator2"],
+        "A follows those two: {status}"
+    );
+    let status = get_json(a.port, "/status").unwrap();
     assert_eq!(
         status["followers"].as_array().map(Vec::len),
         Some(1),

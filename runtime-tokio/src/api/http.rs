@@ -100,6 +100,8 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
     // The consensus loop sets the height and the last hash together, once the block is stored.
     let live = lock(&ctx.live).clone();
     let peers = ctx.peer_names();
+    // A full node is connected to the validators it follows.
+    let following = ctx.upstreams.names();
     let chain = ctx.chain();
     // The set that signs the next height (the genesis set until the first change); the fields
     // keep the shape they had when the set was the genesis's for ever.
@@ -113,7 +115,9 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
                 "name": v.name,
                 "public_key": hex::encode(v.public_key.0),
                 "stake": v.stake.0,
-                "connected": v.name == ctx.name || peers.contains(&v.name),
+                "connected": v.name == ctx.name
+                    || peers.contains(&v.name)
+                    || following.contains(&v.name),
             })
         })
         .collect();
@@ -155,7 +159,7 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Json<Value> {
         // The nodes that follow this one (full nodes), and on a full node those it follows.
         "followers": ctx.followers.names(),
         "max_followers": ctx.followers.max(),
-        "following": ctx.upstreams.names(),
+        "following": following,
         "last_block_hash": live.last_block_hash,
         "finality_latency_ms": live.finality_latency_ms,
         "clock_offset_ms": live.clock_offset_ms,
