@@ -26,9 +26,12 @@
 pub use crate::message::{decode_message, encode_message};
 
 /// The wire format version this build speaks: the first byte of every envelope (and the ALPN
-/// `timed/3`). Version 1 was the CBOR encoding with Rust's field names; version 2 had no staking
-/// (ADR 0026: transfers without `op`, and the genesis without its staking parameters).
-pub const WIRE_VERSION: u8 = 3;
+/// `timed/4`). Version 1 was the CBOR encoding with Rust's field names; version 2 had no staking
+/// (ADR 0026: transfers without `op`, and the genesis without its staking parameters); version 3
+/// had the same bytes as 4 but a flat state root (ADR 0029: the state root now commits to the
+/// accounts' Merkle tree, so nodes of the two versions would refuse each other's blocks: they
+/// refuse each other at the handshake instead).
+pub const WIRE_VERSION: u8 = 4;
 
 /// The most a sequence reserves before its items are read (see `Vec::get`).
 const PREALLOC_BYTES: usize = 64 * 1024;

@@ -255,41 +255,21 @@ impl Ledger {
     }
 
     /// Applies what a block staged on this very ledger touched (`BlockOutcome::touched` of
-    /// `stage_block_trusting`).
-    ///
-    /// A block touches every validator paid, often most of the accounts: then one walk of the
-    /// ledger in key order updates them in place, instead of a look-up from the root each
-    /// (`WALK_RATIO`).
+    /// `stage_block_trusting`): the accounts, and the accounts' tree by the buckets they fall in.
     pub fn commit(&mut self, touched: &[(PublicKey, Account)]) {
         debug_assert!(
             touched.is_sorted_by(|a, b| a.0 < b.0),
             "touched is sorted by key"
         );
-        if touched.len().saturating_mul(WALK_RATIO) < self.accounts.len() {
-            for (key, account) in touched {
-                self.store(*key, *account);
-            }
-            return;
-        }
-        // Accounts not stored yet, and stored ones left empty: through `store`, after the walk.
-        let mut rest: Vec<(PublicKey, Account)> = Vec::new();
-        let mut touched = touched.iter().peekable();
-        for (key, stored) in self.accounts.iter_mut() {
-            while let Some((new_key, account)) = touched.next_if(|(k, _)| k < key) {
-                rest.push((*new_key, *account));
-            }
-            if let Some((_, account)) = touched.next_if(|(k, _)| k == key) {
-                if *account == Account::default() {
-                    rest.push((*key, *account));
-                } else {
-                    *stored = *account;
-                }
+        let delta = self.tree.delta(&self.accounts, touched);
+        for (key, account) in touched {
+            if *account == Account::default() {
+                self.accounts.remove(key);
+            } else {
+                self.accounts.insert(*key, *account);
             }
         }
-        rest.extend(touched.copied());
-        for (key, account) in rest {
-            self.store(key, account);
-        }
+        self.tree.commit(delta, &self.accounts);
     }
 
     /// The accounts of `keys` (ascending), in their order: by one walk of the ledger when they
@@ -338,38 +318,13 @@ impl Ledger {
             touched.is_sorted_by(|a, b| a.0 < b.0),
             "touched is sorted by key"
         );
-        let mut base = self.accounts.iter().peekable();
-        let mut touched = touched.iter().peekable();
-        let merged = std::iter::from_fn(move || {
-            loop {
-                let next = match (base.peek(), touched.peek()) {
-                    (None, None) => return None,
-                    (Some(_), None) => base.next(),
-                    (None, Some(_)) => touched.next().map(|(k, a)| (k, a)),
-                    (Some((bk, _)), Some((tk, _))) => match (*bk).cmp(tk) {
-                        std::cmp::Ordering::Less => base.next(),
-                        std::cmp::Ordering::Equal => {
-                            base.next();
-                            touched.next().map(|(k, a)| (k, a))
-                        }
-                        std::cmp::Ordering::Greater => touched.next().map(|(k, a)| (k, a)),
-                    },
-                };
-                // A touched account left empty is not stored (`Ledger::store`).
-                if let Some((_, account)) = next
-                    && *account == Account::default()
-                {
-                    continue;
-                }
-                return next;
-            }
-        });
-        Ledger::root_of(merged, staking)
+        let delta = self.tree.delta(&self.accounts, touched);
+        super::state_root_of(self.tree.root_with(&delta), staking)
     }
 }
 
 /// Where a block touches at least one account in this many of the ledger's, the ledger is walked
-/// in key order rather than searched from its root for each (`Ledger::commit`): a search costs
+/// in key order rather than searched from its root for each (`accounts_in_order`): a search costs
 /// some 15 key comparisons in a map of a hundred accounts, a walk two per account.
 const WALK_RATIO: usize = 8;
 

@@ -21,13 +21,15 @@
 //! ledgers with the same balances and nonces are equal and have the same state root.
 //!
 //! Submodules: `apply` (a block applied to the ledger, all or nothing), `rewards` (subsidy and
-//! distribution), `mempool` (pending transfers).
+//! distribution), `mempool` (pending transfers), `tree` (the accounts' Merkle tree and the proof
+//! of an account).
 
 mod apply;
 pub mod mempool;
 pub mod rewards;
 #[cfg(test)]
 mod testkit;
+pub mod tree;
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,9 @@ use crate::validators::Genesis;
 
 pub use apply::BlockOutcome;
 pub use rewards::{Reward, distribute, subsidy};
+pub use tree::{AccountProof, ProofError};
+
+use tree::AccountsTree;
 
 /// The state of one key's account; the default (zero, nonce 0) is the state of every key never
 /// credited.
@@ -137,6 +142,8 @@ impl TxError {
 pub struct Ledger {
     /// Invariant: no stored account equals `Account::default()`.
     accounts: BTreeMap<PublicKey, Account>,
+    /// The Merkle tree over `accounts` (`tree`), kept in step with them by every change.
+    tree: AccountsTree,
     /// `None` for a ledger of accounts alone (`from_accounts`, tests): it then has no
     /// validators of its own, and staking operations in a block change nothing but the fee.
     staking: Option<Staking>,
@@ -155,12 +162,17 @@ impl Ledger {
             debug_assert!(account.balance.0 == 0, "validated: no account twice");
             account.balance = Amount(account.balance.0.saturating_add(b.amount.0));
         }
+        let tree = AccountsTree::build(&accounts);
         let staking = genesis
             .validate()
             .ok()
             .map(|set| Staking::from_genesis(genesis, &set));
         debug_assert!(staking.is_some(), "the genesis is validated first");
-        Ledger { accounts, staking }
+        Ledger {
+            accounts,
+            tree,
+            staking,
+        }
     }
 
     /// A ledger restored from its accounts and its staking state (what a store keeps).
@@ -181,11 +193,19 @@ impl Ledger {
     /// A ledger restored from its accounts (a snapshot). Empty accounts are dropped; if a key
     /// appears twice, the last entry wins.
     pub fn from_accounts(accounts: impl IntoIterator<Item = (PublicKey, Account)>) -> Ledger {
-        let mut ledger = Ledger::default();
+        let mut kept = BTreeMap::new();
         for (key, account) in accounts {
-            ledger.store(key, account);
+            if account == Account::default() {
+                kept.remove(&key);
+            } else {
+                kept.insert(key, account);
+            }
         }
-        ledger
+        Ledger {
+            tree: AccountsTree::build(&kept),
+            accounts: kept,
+            staking: None,
+        }
     }
 
     /// The account of `key`; the empty account if it has never been credited.
@@ -216,47 +236,33 @@ impl Ledger {
         verify(chain_id, tx)
     }
 
-    /// BLAKE3 commitment to every account and the staking state:
-    /// `BLAKE3("timed/state" ‖ for each account in key order: key ‖ balance ‖ nonce ‖
-    /// [Staking::root])`, the integers as 8 big-endian bytes (fixed width, so the concatenation is
-    /// unambiguous; the staking root is the last 32 bytes when there is staking state). Empty
-    /// accounts are never stored, so they never count.
-    ///
-    /// Cost: O(accounts) per call (about 48 bytes hashed per account). Fine for now; a large state
-    /// would want an incremental structure (a Merkle tree updated by the touched accounts).
+    /// The commitment to every account and the staking state:
+    /// `BLAKE3("timed/state" ‖ accounts_root ‖ [Staking::root])`, where `accounts_root` is the
+    /// root of the accounts' Merkle tree (`tree`; empty accounts are never stored, so they never
+    /// count) and the staking root is there when the ledger has staking state. O(1): the tree is
+    /// kept up to date by every commit.
     pub fn state_root(&self) -> Hash {
-        Ledger::root_of(
-            self.accounts.iter(),
-            self.staking.as_ref().map(Staking::root),
-        )
+        state_root_of(self.tree.root(), self.staking.as_ref().map(Staking::root))
     }
 
-    /// The state root of these accounts, given in key order and none of them empty, and of the
-    /// staking state whose root is `staking`.
-    fn root_of<'a>(
-        accounts: impl Iterator<Item = (&'a PublicKey, &'a Account)>,
-        staking: Option<Hash>,
-    ) -> Hash {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(STATE_ROOT_DOMAIN);
-        for (key, account) in accounts {
-            hasher.update(&key.0);
-            hasher.update(&account.balance.0.to_be_bytes());
-            hasher.update(&account.nonce.to_be_bytes());
+    /// The proof of `key`'s account (or of its having none) against this ledger's
+    /// `state_root`: its path in the accounts' tree and the staking root. Costs a walk of 16
+    /// kept levels and the rehash of one bucket of accounts.
+    pub fn prove(&self, key: &PublicKey) -> AccountProof {
+        let (siblings, leaf) = self.tree.path(&self.accounts, key);
+        AccountProof {
+            siblings,
+            leaf,
+            staking_root: self.staking.as_ref().map(Staking::root),
         }
-        if let Some(staking) = staking {
-            hasher.update(&staking.0);
-        }
-        Hash(*hasher.finalize().as_bytes())
     }
+}
 
-    /// Sets `key`'s account, keeping the invariant that empty accounts are not stored.
-    fn store(&mut self, key: PublicKey, account: Account) {
-        if account == Account::default() {
-            self.accounts.remove(&key);
-        } else {
-            self.accounts.insert(key, account);
-        }
+/// The state root over an accounts' root and a staking root (`Ledger::state_root`).
+pub(crate) fn state_root_of(accounts_root: Hash, staking: Option<Hash>) -> Hash {
+    match staking {
+        Some(staking) => Hash::of(&[STATE_ROOT_DOMAIN, &accounts_root.0, &staking.0]),
+        None => Hash::of(&[STATE_ROOT_DOMAIN, &accounts_root.0]),
     }
 }
 
@@ -491,7 +497,8 @@ mod tests {
         assert_eq!(funded(&[("bob", 20), ("alice", 10)]).state_root(), root);
         assert_eq!(
             Ledger::default().state_root(),
-            Hash::of(&[STATE_ROOT_DOMAIN])
+            Hash::of(&[STATE_ROOT_DOMAIN, &[0; 32]]),
+            "no account: the accounts' root is zero"
         );
     }
 }

@@ -11,7 +11,10 @@
 //!   `next_from` is the height to ask for next, `more` says whether this node has it yet;
 //! - `GET /tx/{hash}`: a transaction: `"status": "finalized"` with its block height, or
 //!   `"status": "pending"` while it waits in this node's mempool;
-//! - `GET /accounts/{address}`: balance and nonce of an account (hex public key);
+//! - `GET /accounts/{address}`: balance and nonce of an account (hex public key); with
+//!   `?proof=true`, also `proof`: the height of the last finalized block and the Merkle proof of
+//!   the account against that block's state root (`ledger::AccountProof`: `siblings`, `leaf`,
+//!   `staking_root`), which `timed wallet balance --verify` checks against a certified header;
 //! - `GET /validators?height=H`: the set that signs a height, and the registry's pending
 //!   changes (`validators.rs`);
 //! - `POST /tx`: submit a signed transfer (JSON); 202 when admitted to the mempool, 4xx with a
@@ -35,6 +38,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use timed_core::crypto::PublicKey;
+use timed_core::ledger::Account;
 use timed_core::tx::SignedTransfer;
 use timed_core::types::{Hash, Height};
 use tokio::sync::oneshot;
@@ -426,24 +431,81 @@ async fn tx_by_hash(State(ctx): State<Arc<Ctx>>, Path(hash): Path<String>) -> Re
     }
 }
 
-async fn account(State(ctx): State<Arc<Ctx>>, Path(address): Path<String>) -> Response {
+/// `?proof=true` on `GET /accounts/{address}`.
+#[derive(serde::Deserialize)]
+struct AccountQuery {
+    #[serde(default)]
+    proof: bool,
+}
+
+async fn account(
+    State(ctx): State<Arc<Ctx>>,
+    Path(address): Path<String>,
+    query: Result<Query<AccountQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Some(key) = parse_public_key(&address) else {
         return error(
             StatusCode::BAD_REQUEST,
             "an address is a public key of 64 hex digits",
         );
     };
+    let Ok(Query(query)) = query else {
+        return error(StatusCode::BAD_REQUEST, "proof is true or false");
+    };
+    if query.proof {
+        return account_proof(&ctx, key).await;
+    }
     match ctx.store.account(&key) {
-        Ok(a) => Json(json!({
-            "address": hex::encode(key.0),
-            "balance": a.balance.0,
-            // Exact (`Amount`'s Display rounds down to cents, for logs).
-            "balance_time": format!("{} TIME", crate::amount::format_time(a.balance)),
-            "nonce": a.nonce,
-        }))
-        .into_response(),
+        Ok(a) => account_json(&key, &a, None).into_response(),
         Err(e) => storage(e),
     }
+}
+
+/// An account as the API shows it, with its proof when asked for one.
+fn account_json(key: &PublicKey, a: &Account, proof: Option<Value>) -> Json<Value> {
+    let mut body = json!({
+        "address": hex::encode(key.0),
+        "balance": a.balance.0,
+        // Exact (`Amount`'s Display rounds down to cents, for logs).
+        "balance_time": format!("{} TIME", crate::amount::format_time(a.balance)),
+        "nonce": a.nonce,
+    });
+    if let Some(proof) = proof {
+        body["proof"] = proof;
+    }
+    Json(body)
+}
+
+/// The account with its Merkle proof against the state root of the last finalized block
+/// (`Ledger::prove`), computed by the consensus loop after it stored that block: a light client
+/// fetches `/blocks/{height}`, checks its certificate and then the proof (`timed wallet balance
+/// --verify`). The balance shown is the one proven, which may be a block newer than the store's.
+async fn account_proof(ctx: &Ctx, key: PublicKey) -> Response {
+    if ctx.chain().is_none() {
+        return no_genesis();
+    }
+    let (reply, answer) = oneshot::channel();
+    if let Some(busy) = ask_core(ctx, CoreInput::ProveAccount(key, reply)) {
+        return busy;
+    }
+    let Ok(Ok((height, proof))) = tokio::time::timeout(Duration::from_secs(5), answer).await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no proof yet: the node has finalized no block (or it is busy); retry",
+        );
+    };
+    // The proof's own account: what a verifier will find.
+    let account = match &proof.leaf {
+        Some((k, a)) if *k == key => *a,
+        _ => Account::default(),
+    };
+    let body = json!({
+        "height": height.0,
+        "siblings": proof.siblings,
+        "leaf": proof.leaf,
+        "staking_root": proof.staking_root,
+    });
+    account_json(&key, &account, Some(body)).into_response()
 }
 
 async fn submit_tx(

@@ -35,7 +35,7 @@ use crate::net::members::Members;
 
 /// The ALPN protocol both sides must speak: `timed/` and the wire version
 /// (`codec::WIRE_VERSION`), so that nodes of two formats refuse each other at the handshake.
-pub const ALPN: &[u8] = b"timed/3";
+pub const ALPN: &[u8] = b"timed/4";
 
 /// Which process holds a validator key: the hash of the certificate it presents (the same on
 /// every connection of one process, another in each process).

@@ -110,6 +110,10 @@ pub enum CoreInput {
     SubmitVerifiedTx(Verified, oneshot::Sender<Result<Hash, TxError>>),
     /// The API asks for a transfer in the mempool.
     PendingTx(Hash, oneshot::Sender<Option<SignedTransfer>>),
+    /// The API asks for an account's proof (`GET /accounts/{address}?proof=true`): answered
+    /// once the loop stored every block it finalized, with the height of the last one, whose
+    /// header's state root the proof holds under.
+    ProveAccount(timed_core::crypto::PublicKey, ProofReply),
     /// A follower asks for blocks (`net::followers`, within its budget already): served from the
     /// store once the loop committed what it finalized.
     ServeFollower {
@@ -129,6 +133,11 @@ pub enum CoreInput {
         answer: bool,
     },
 }
+
+/// Where the consensus loop answers an account proof: the height whose header the proof holds
+/// under, and the proof.
+pub type ProofReply =
+    oneshot::Sender<(timed_core::types::Height, timed_core::ledger::AccountProof)>;
 
 /// What a peer sent that goes through the verifier (`txverify.rs`), in arrival order.
 pub enum Gossiped {

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::net::members::Members;
 use crate::net::syncserve::SyncServer;
 use crate::node::clock::unix_ms;
-use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized, Role};
+use crate::node::ctx::{Chain, CoreInput, Ctx, Finalized, ProofReply, Role};
 use crate::node::finality::Witness;
 use crate::storage::guard::Guard;
 use crate::storage::store::{StoreError, StoredBlock};
@@ -66,6 +66,9 @@ struct Group {
     sync: bool,
     /// The last point the group's records sign at: the guard file holds it before any output.
     signs: Option<SignGuard>,
+    /// Account proofs the API asked for (`CoreInput::ProveAccount`), answered after the
+    /// group's blocks are stored.
+    proofs: Vec<(timed_core::crypto::PublicKey, ProofReply)>,
 }
 
 /// A guard update slower than this (smoothed) runs on a thread beside the WAL's sync.
@@ -273,6 +276,7 @@ impl Driver {
             CoreInput::PendingTx(hash, reply) => {
                 let _ = reply.send(self.node.mempool().get(&hash).cloned());
             }
+            CoreInput::ProveAccount(key, reply) => group.proofs.push((key, reply)),
             CoreInput::SubmitTx(tx, reply) => {
                 self.wait_for_verdict(&tx, reply);
                 self.handle(Input::SubmitTx(tx), group)
@@ -421,10 +425,33 @@ impl Driver {
             self.unstored_since.get_or_insert_with(Instant::now);
             self.unstored.extend(blocks.into_iter().map(|b| *b));
             if now_too || self.unstored.len() >= STORE_BATCH_BLOCKS {
-                return self.store_blocks(); // updates the live state
+                self.store_blocks()?; // updates the live state
+                return self.prove_accounts(group.proofs);
             }
         }
         self.update_live();
+        self.prove_accounts(group.proofs)
+    }
+
+    /// Answers the API's account proofs: against the ledger after the last finalized block,
+    /// which is stored first so that a client can fetch its certified header next (nobody is
+    /// answered before height 1: the genesis has no header to prove against).
+    fn prove_accounts(
+        &mut self,
+        proofs: Vec<(timed_core::crypto::PublicKey, ProofReply)>,
+    ) -> Result<(), StoreError> {
+        if proofs.is_empty() {
+            return Ok(());
+        }
+        self.store_blocks()?;
+        let height = Height(self.node.height().0.saturating_sub(1));
+        if height == Height::GENESIS {
+            return Ok(());
+        }
+        let ledger = self.node.ledger();
+        for (key, reply) in proofs {
+            let _ = reply.send((height, ledger.prove(&key)));
+        }
         Ok(())
     }
 

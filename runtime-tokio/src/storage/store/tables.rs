@@ -52,8 +52,9 @@ pub(super) fn transfer_keys(block: &Block) -> Vec<([u8; 44], usize)> {
 /// The format of this database (its tables and the encoding of their values, `codec`), kept in
 /// `meta` under `FORMAT_KEY`. Format 1 had no such key (CBOR values with Rust's field names);
 /// format 2 had no `block_hashes` and `transfers` (the explorer's indexes); format 3 had no
-/// staking state (`STAKING_KEY`) and wire-version-2 values.
-pub const STORE_FORMAT: u32 = 4;
+/// staking state (`STAKING_KEY`) and wire-version-2 values; format 4 held blocks whose state
+/// roots were flat hashes (wire version 3: its ledger cannot be checked against them).
+pub const STORE_FORMAT: u32 = 5;
 pub(super) const FORMAT_KEY: &str = "format";
 /// In `meta`: the staking state after the last block (`Staking::encode`), rewritten whenever a
 /// block changes it (ADR 0026).

@@ -23,8 +23,8 @@ pub(super) const HEADER: usize = 8;
 
 /// The format of this log's header, framing and entries. Format 1 had no file header (and CBOR
 /// entries with Rust's field names); format 2 held wire-version-2 entries (transfers without
-/// `op`).
-pub const WAL_FORMAT: u32 = 3;
+/// `op`); format 3 held wire-version-3 blocks (flat state roots).
+pub const WAL_FORMAT: u32 = 4;
 pub(super) const MAGIC: &[u8; 8] = b"TIMEDWAL";
 /// The file header's size: entries start here.
 pub(super) const FILE_HEADER: usize = 16;
