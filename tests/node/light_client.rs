@@ -31,12 +31,7 @@ type Alter = dyn Fn(&mut Vec<Value>);
 fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
     let net = Net::start(3, "200ms");
     net.wait_height(0, 6);
-    let genesis = net
-        .dir
-        .path()
-        .join("validator1/genesis.json")
-        .display()
-        .to_string();
+    let genesis = common::genesis_in(net.dir.path());
     let url = format!("http://127.0.0.1:{}", net.port(0));
 
     // The real chain, from height 1.

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use timed_core::block::{self, Block, Certificate, CertificateError};
+use timed_core::block::{self, Block, Certificate, CertificateError, Header};
 use timed_core::types::{Hash, Height, TimestampMs};
 use timed_core::validators::{Genesis, Member, ValidatorSet, members_hash};
 
@@ -73,6 +73,15 @@ pub enum VerifyError {
     BeyondTip { url: String, asked: u64, tip: u64 },
     #[error("node {url} has no block at height {height}")]
     Missing { url: String, height: u64 },
+    #[error(
+        "node {url} is at height {height}, behind height {verified} that the state file verified \
+         already: ask a node that is up to date"
+    )]
+    Behind {
+        url: String,
+        height: u64,
+        verified: u64,
+    },
     #[error(
         "node {url} pruned block {height}: it keeps blocks from height {lowest} on \
          (--retain-blocks); verify against a node that keeps every block, or resume from a \
@@ -474,6 +483,8 @@ pub async fn run(a: VerifyArgs) -> Result<(), VerifyError> {
     Ok(())
 }
 
+/// Verifies the blocks after `at` up to `target`, moving `at` and `set` along; returns the
+/// header of the last block verified (`None` when there was none to verify).
 async fn verify_range(
     trusted: &Trusted,
     client: &mut Client,
@@ -481,7 +492,8 @@ async fn verify_range(
     set: &mut Proven,
     hand_overs: &mut u64,
     target: u64,
-) -> Result<(), VerifyError> {
+) -> Result<Option<Header>, VerifyError> {
+    let mut last = None;
     while at.height < target {
         let height = at.height + 1;
         let value: Value = match client.get(&format!("/blocks/{height}")).await {
@@ -547,8 +559,71 @@ async fn verify_range(
             *hand_overs += 1;
         }
         *at = checked;
+        last = Some(served.block.header);
     }
-    Ok(())
+    Ok(last)
+}
+
+/// The header of height `target`, verified as `timed verify` verifies a chain: every block from
+/// the genesis (or from the checkpoint of `state`, which then records the progress) up to it.
+/// Its fields are then facts, as far as the genesis is trusted: a light client's root for a
+/// proof (`timed wallet balance --verify`). Returns the header and how many blocks were
+/// verified for it.
+pub async fn verified_header(
+    genesis: &Path,
+    state: Option<&Path>,
+    client: &mut Client,
+    target: u64,
+) -> Result<(Header, u64), VerifyError> {
+    let trusted =
+        Trusted::new(read_genesis(genesis)?).map_err(|source| GenesisFileError::Invalid {
+            path: genesis.display().to_string(),
+            source,
+        })?;
+    let (mut at, mut set) = match state {
+        Some(p) => load_state(p, &trusted)?,
+        None => (trusted.start(), trusted.genesis_set()),
+    };
+    if target == 0 {
+        return Err(VerifyError::NoBlocks {
+            url: client.url().shown.clone(),
+        });
+    }
+    if at.height > target {
+        return Err(VerifyError::Behind {
+            url: client.url().shown.clone(),
+            height: target,
+            verified: at.height,
+        });
+    }
+    let first = at.height;
+    let mut hand_overs = 0;
+    let result = verify_range(&trusted, client, &mut at, &mut set, &mut hand_overs, target).await;
+    if let Some(p) = state
+        && at.height > first
+    {
+        save_state(p, &at, &set)?;
+    }
+    if let Some(header) = result? {
+        return Ok((header, at.height - first));
+    }
+    // Verified before (the state file stops at `target`): the block served now must be that one.
+    let served: Served = serde_json::from_value(client.get(&format!("/blocks/{target}")).await?)
+        .map_err(|e| VerifyError::Malformed {
+            height: target,
+            reason: e.to_string(),
+        })?;
+    let computed = served.block.hash();
+    if computed != at.block_hash {
+        return Err(VerifyError::Invalid {
+            height: target,
+            problem: Problem::HashMismatch {
+                claimed: hex::encode(computed.0),
+                computed: hex::encode(at.block_hash.0),
+            },
+        });
+    }
+    Ok((served.block.header, 0))
 }
 
 #[cfg(test)]

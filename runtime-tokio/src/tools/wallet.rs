@@ -2,7 +2,12 @@
 //!
 //! - `timed wallet new [--out FILE]` writes a fresh key (the same JSON file as `timed keygen`,
 //!   mode 0600) and prints its address: the public key in hex;
-//! - `timed wallet balance ADDRESS --node URL` prints the balance and the next nonce;
+//! - `timed wallet balance ADDRESS --node URL` prints the balance and the next nonce; with
+//!   `--verify --genesis FILE` it trusts the node for nothing: it asks for the account's Merkle
+//!   proof (`/accounts/{address}?proof=true`), verifies the chain up to the proof's height as
+//!   `timed verify` does (from the genesis, or from `--state FILE`), and checks the proof against
+//!   that certified header's state root (`ledger::AccountProof::verify`): a light-client
+//!   balance;
 //! - `timed wallet send --key FILE --to ADDRESS --amount 1.5 --fee 0.001 --node URL` reads the
 //!   chain id from `/status` and the nonce from `/accounts`, signs the transfer, submits it with
 //!   `POST /tx` and polls `/tx/{hash}` until it is `finalized`, then prints the height and the new
@@ -18,12 +23,14 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::Value;
 use timed_core::crypto::{Keypair, PublicKey};
+use timed_core::ledger::AccountProof;
 use timed_core::tx::{Op, Transfer};
 use timed_core::types::Amount;
 
 use crate::amount::{AmountError, format_time, parse_time};
 use crate::keys::{self, KeyError};
 use crate::tools::client::{Client, ClientError, NodeUrl};
+use crate::tools::verify;
 
 /// What `timed devnet` gives its ready wallet: one million TIME.
 pub const DEVNET_FUNDS: Amount = Amount(1_000_000 * Amount::UNITS_PER_TIME);
@@ -52,6 +59,17 @@ enum WalletCommand {
         /// A node's HTTP API, e.g. http://127.0.0.1:8001.
         #[arg(long)]
         node: String,
+        /// Trust the node for nothing: check the balance's Merkle proof against a block header
+        /// whose certificate chain from the genesis was verified (needs --genesis).
+        #[arg(long, requires = "genesis")]
+        verify: bool,
+        /// The chain's genesis file, the only thing --verify trusts.
+        #[arg(long, requires = "verify")]
+        genesis: Option<PathBuf>,
+        /// A light client's state file (as `timed verify --state`): the chain is verified from
+        /// where it stops, and the progress recorded, instead of from height 1 each time.
+        #[arg(long, requires = "verify")]
+        state: Option<PathBuf>,
     },
     /// Sign a transfer, submit it and wait until it is finalized.
     Send(SendArgs),
@@ -109,6 +127,22 @@ pub enum WalletError {
         needed: String,
         available: String,
     },
+    #[error(transparent)]
+    Verify(#[from] verify::VerifyError),
+    #[error("the node's proof of the account at height {height} is false: {source}")]
+    BadProof {
+        height: u64,
+        source: timed_core::ledger::ProofError,
+    },
+    #[error(
+        "the node states {claimed}, but its own proof at height {height} proves {proven}: it is \
+         lying"
+    )]
+    ClaimNotProven {
+        claimed: String,
+        proven: String,
+        height: u64,
+    },
     #[error("the node refused the transfer ({reason}): {message}")]
     Refused { reason: String, message: String },
     #[error(
@@ -127,9 +161,18 @@ pub async fn run(a: WalletArgs) -> Result<(), WalletError> {
             eprintln!("timed: wrote a new wallet key to {}", out.display());
             Ok(())
         }
-        WalletCommand::Balance { address, node } => {
+        WalletCommand::Balance {
+            address,
+            node,
+            verify,
+            genesis,
+            state,
+        } => {
             let key = parse_address(&address)?;
             let mut client = Client::new(NodeUrl::parse(&node)?);
+            if let (true, Some(genesis)) = (verify, genesis) {
+                return verified_balance(&mut client, &key, &genesis, state.as_deref()).await;
+            }
             let account = fetch_account(&mut client, &key).await?;
             println!(
                 "{} TIME ({} units), next nonce {}",
@@ -141,6 +184,59 @@ pub async fn run(a: WalletArgs) -> Result<(), WalletError> {
         }
         WalletCommand::Send(s) => send(s).await,
     }
+}
+
+/// What `/accounts/{address}?proof=true` serves that the wallet reads.
+#[derive(Deserialize)]
+struct ProvenView {
+    balance: Amount,
+    nonce: u64,
+    proof: ServedProof,
+}
+
+#[derive(Deserialize)]
+struct ServedProof {
+    height: u64,
+    #[serde(flatten)]
+    proof: AccountProof,
+}
+
+/// `wallet balance --verify`: the node's proof of the account, checked against the state root
+/// of a header verified from the genesis; the balance the node states beside it must be the
+/// one proven.
+async fn verified_balance(
+    client: &mut Client,
+    key: &PublicKey,
+    genesis: &Path,
+    state: Option<&Path>,
+) -> Result<(), WalletError> {
+    let path = format!("/accounts/{}?proof=true", hex::encode(key.0));
+    let served: ProvenView = client.get(&path).await?;
+    let height = served.proof.height;
+    let (header, verified) = verify::verified_header(genesis, state, client, height).await?;
+    let account = served
+        .proof
+        .proof
+        .verify(key, &header.state_root)
+        .map_err(|source| WalletError::BadProof { height, source })?;
+    if (account.balance, account.nonce) != (served.balance, served.nonce) {
+        let shown = |balance: Amount, nonce: u64| {
+            format!("{} TIME, next nonce {nonce}", format_time(balance))
+        };
+        return Err(WalletError::ClaimNotProven {
+            claimed: shown(served.balance, served.nonce),
+            proven: shown(account.balance, account.nonce),
+            height,
+        });
+    }
+    println!(
+        "{} TIME ({} units), next nonce {}: proven at height {height} against the state root of \
+         a header certified from the genesis ({verified} blocks verified now)",
+        format_time(account.balance),
+        account.balance.0,
+        account.nonce
+    );
+    Ok(())
 }
 
 fn parse_address(text: &str) -> Result<PublicKey, WalletError> {

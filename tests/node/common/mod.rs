@@ -18,6 +18,11 @@ pub mod fake;
 
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
+/// The genesis file a network started in `dir` (`Net`, `Devnet`) wrote: validator1's copy.
+pub fn genesis_in(dir: &std::path::Path) -> String {
+    dir.join("validator1/genesis.json").display().to_string()
+}
+
 /// A port free for both UDP and TCP on loopback right now.
 pub fn free_port() -> u16 {
     loop {
