@@ -22,11 +22,12 @@
 //!
 //! Submodules: `apply` (a block applied to the ledger, all or nothing), `rewards` (subsidy and
 //! distribution), `mempool` (pending transfers), `tree` (the accounts' Merkle tree and the proof
-//! of an account).
+//! of an account), `snapshot` (the ledger cut into chunks each verifiable alone).
 
 mod apply;
 pub mod mempool;
 pub mod rewards;
+pub mod snapshot;
 #[cfg(test)]
 mod testkit;
 pub mod tree;

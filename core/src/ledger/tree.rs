@@ -87,7 +87,7 @@ fn bit(key: &PublicKey, depth: usize) -> bool {
 }
 
 /// The top `depth` bits of `key` as an index at that level (`depth` ≤ `MAX_CACHED_LEVELS`).
-fn prefix(key: &PublicKey, depth: usize) -> u32 {
+pub(super) fn prefix(key: &PublicKey, depth: usize) -> u32 {
     if depth == 0 {
         return 0;
     }
@@ -95,7 +95,7 @@ fn prefix(key: &PublicKey, depth: usize) -> u32 {
 }
 
 /// The least and the greatest key under the `depth`-bit prefix `index`.
-fn prefix_bounds(index: u32, depth: usize) -> (PublicKey, PublicKey) {
+pub(super) fn prefix_bounds(index: u32, depth: usize) -> (PublicKey, PublicKey) {
     let (mut low, mut high) = ([0u8; 32], [0xffu8; 32]);
     if depth > 0 {
         let top = index << (32 - depth);
@@ -108,7 +108,7 @@ fn prefix_bounds(index: u32, depth: usize) -> (PublicKey, PublicKey) {
 
 /// The root of the subtree holding `leaves` (sorted by key, distinct, all sharing their first
 /// `depth` bits), each given with its leaf hash.
-fn subtree(leaves: &[(PublicKey, Hash)], depth: usize) -> Hash {
+pub(super) fn subtree(leaves: &[(PublicKey, Hash)], depth: usize) -> Hash {
     match leaves {
         [] => Hash::ZERO,
         [(_, leaf)] => *leaf,
@@ -127,13 +127,28 @@ fn subtree(leaves: &[(PublicKey, Hash)], depth: usize) -> Hash {
 /// A kept subtree: its root and how many accounts it holds (one means the root is that
 /// account's leaf).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Subtree {
-    root: Hash,
+pub(super) struct Subtree {
+    pub(super) root: Hash,
     accounts: u64,
 }
 
+impl Subtree {
+    /// The subtree of one account: its leaf.
+    pub(super) fn leaf(key: &PublicKey, account: &Account) -> Subtree {
+        Subtree {
+            root: leaf_hash(key, account),
+            accounts: 1,
+        }
+    }
+
+    /// A subtree of two accounts or more, whose root is `root` (a node).
+    pub(super) fn many(root: Hash) -> Subtree {
+        Subtree { root, accounts: 2 }
+    }
+}
+
 /// The subtree over two siblings, either of which may be empty (`None`).
-fn join(left: Option<Subtree>, right: Option<Subtree>) -> Option<Subtree> {
+pub(super) fn join(left: Option<Subtree>, right: Option<Subtree>) -> Option<Subtree> {
     let accounts = left.map_or(0, |s| s.accounts) + right.map_or(0, |s| s.accounts);
     match accounts {
         0 => None,
