@@ -12,6 +12,7 @@ use crate::consensus::{
 };
 use crate::crypto::{PublicKey, Signature};
 use crate::ledger::rewards::Reward;
+use crate::ledger::snapshot::{Chunk, Manifest, Part};
 use crate::ledger::{Account, BlockOutcome};
 use crate::message::{Decision, Message, Proposal, Vote, VoteKind};
 use crate::staking::{Registration, StakingRecord, Unbonding};
@@ -209,6 +210,43 @@ impl Wire for Message {
         })
     }
 }
+
+// Snapshots (`ledger::snapshot`).
+impl Wire for Part {
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            Part::Empty => out.push(0),
+            Part::Leaf(key, account) => {
+                out.push(1);
+                key.put(out);
+                account.put(out);
+            }
+            Part::Chunk(root) => {
+                out.push(2);
+                root.put(out);
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(match r.tag()? {
+            0 => Part::Empty,
+            1 => Part::Leaf(Wire::get(r)?, Wire::get(r)?),
+            2 => Part::Chunk(Wire::get(r)?),
+            t => return unknown(t),
+        })
+    }
+}
+wire_struct!(Manifest {
+    height,
+    depth,
+    parts,
+    staking
+});
+wire_struct!(Chunk {
+    height,
+    index,
+    accounts
+});
 
 // The genesis (its hash names the chain).
 wire_struct!(TimeoutParams { base_ms, delta_ms });

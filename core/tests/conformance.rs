@@ -12,6 +12,7 @@ use timed_core::consensus::{
     Finalized, GuardLock, Misbehaviour, PersistRecord, SignGuard, SignPoint, SignStep,
 };
 use timed_core::crypto::{Domain, Keypair, signing_message};
+use timed_core::ledger::snapshot::Chunk;
 use timed_core::ledger::{Account, BlockOutcome, Ledger, Reward};
 use timed_core::message::{Decision, Message, Proposal, Vote, VoteKind};
 use timed_core::tx::{Op, SignedTransfer, Transfer};
@@ -305,6 +306,38 @@ fn vectors() -> Vec<(&'static str, String)> {
         (
             "hash.state_root.genesis",
             hex::encode(Ledger::from_genesis(&g).state_root().0),
+        ),
+        // A snapshot of the genesis ledger: its manifest and a chunk.
+        (
+            "snapshot.manifest.genesis",
+            hex_of(
+                &Ledger::from_genesis(&g)
+                    .snapshot_manifest(Height(0))
+                    .unwrap(),
+            ),
+        ),
+        (
+            "snapshot.chunk",
+            hex_of(&Chunk {
+                height: Height(1000),
+                index: 3,
+                accounts: vec![
+                    (
+                        g.validators[0].public_key,
+                        Account {
+                            balance: Amount(5),
+                            nonce: 1,
+                        },
+                    ),
+                    (
+                        g.validators[1].public_key,
+                        Account {
+                            balance: Amount(7),
+                            nonce: 0,
+                        },
+                    ),
+                ],
+            }),
         ),
     ]
 }

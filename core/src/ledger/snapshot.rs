@@ -434,6 +434,18 @@ mod tests {
             assert_eq!(back.state_root(), source.state_root(), "{n} accounts");
             assert_eq!(back, source, "{n} accounts");
         }
+        // On the wire and on disk: the codec's one encoding, read back bounded.
+        let source = ledger(5000);
+        let m = source.snapshot_manifest(Height(9)).unwrap();
+        let bytes = crate::codec::encode(&m);
+        assert_eq!(
+            crate::codec::decode::<Manifest>(&bytes, bytes.len()),
+            Ok(m.clone())
+        );
+        assert!(crate::codec::decode::<Manifest>(&bytes, bytes.len() - 1).is_err());
+        let c = source.snapshot_chunk(Height(9), m.depth, 0).unwrap();
+        let bytes = crate::codec::encode(&c);
+        assert_eq!(crate::codec::decode::<Chunk>(&bytes, bytes.len()), Ok(c));
         // 20,000 accounts need chunks under 4,096: depth 3 at least.
         let m = ledger(20_000).snapshot_manifest(Height(1)).unwrap();
         assert!(m.depth >= 3, "{}", m.depth);
