@@ -117,6 +117,12 @@ pub(crate) struct StorageArgs {
     /// [default: keep everything].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(timed::pruner::MIN_RETAIN_BLOCKS..))]
     pub(crate) retain_blocks: Option<u64>,
+    /// Write a snapshot of the ledger (every balance and the staking state, cut into chunks
+    /// that each verify alone against the block's state root) at every height that is a
+    /// multiple of N, keeping the last two under <data-dir>/snapshots; the API serves them
+    /// (GET /snapshots) so that a new node can start from one. 0 writes none.
+    #[arg(long, value_name = "N", default_value_t = timed::snapshots::DEFAULT_SNAPSHOT_INTERVAL)]
+    pub(crate) snapshot_interval: u64,
 }
 
 /// Full nodes and other readers of the chain that connect to this node.

@@ -65,7 +65,7 @@ mod tools;
 pub use api::httpserve;
 pub use net::{addr, followers, handshake, tls, wire};
 pub use node::{app, logs};
-pub use storage::{guard, pruner, reset};
+pub use storage::{guard, pruner, reset, snapshots};
 pub use tools::{bench, devnet, validator, verify, wallet};
 
 use std::time::Duration;

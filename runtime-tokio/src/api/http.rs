@@ -67,6 +67,7 @@ pub fn router(ctx: Arc<Ctx>, with_metrics: bool) -> Router {
         .merge(crate::api::health::routes())
         .merge(crate::api::explorer::routes())
         .merge(crate::api::validators::routes())
+        .merge(crate::api::snapshots::routes())
         .with_state(ctx)
 }
 

@@ -7,5 +7,6 @@ pub(crate) mod health;
 pub(crate) mod http;
 pub mod httpserve;
 pub(crate) mod limits;
+pub(crate) mod snapshots;
 pub(crate) mod txbatch;
 pub(crate) mod validators;

@@ -43,6 +43,8 @@ pub struct Setup {
     pub double_sign_check_ms: Option<u64>,
     /// `--retain-blocks`: keep only the last N blocks (`storage::pruner`) [default: all].
     pub retain_blocks: Option<u64>,
+    /// `--snapshot-interval`: a snapshot every N heights (`storage::snapshots`); 0: none.
+    pub snapshot_interval: u64,
 }
 
 /// A watch that turns true on Ctrl-C or SIGTERM.
@@ -88,6 +90,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         guard: guard_path,
         double_sign_check_ms,
         retain_blocks,
+        snapshot_interval,
     } = setup;
     crate::node::logs::name_node(&name);
     match role {
@@ -191,6 +194,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         dev,
         data_dir,
         store,
+        snapshot_interval,
         metrics: Metrics::new(),
         policy,
         chain: watch::channel(None).0,

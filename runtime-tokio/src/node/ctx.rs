@@ -201,6 +201,8 @@ pub struct Ctx {
     pub dev: Option<DevMode>,
     pub data_dir: PathBuf,
     pub store: Store,
+    /// `--snapshot-interval`: a snapshot every this many heights (`storage::snapshots`); 0: none.
+    pub snapshot_interval: u64,
     pub metrics: Metrics,
     pub policy: Arc<PeerPolicy>,
     pub chain: watch::Sender<Option<Arc<Chain>>>,

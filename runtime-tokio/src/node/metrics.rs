@@ -208,6 +208,7 @@ pub struct Metrics {
     handshakes_refused: Family<Labels1, Counter>,
     pub followers: Gauge,
     pub upstreams: Gauge,
+    pub snapshot_height: Gauge,
     followers_dropped: Family<Labels1, Counter>,
     follower_limited: Family<Labels1, Counter>,
     pub bytes_in: Counter,
@@ -257,6 +258,7 @@ impl Metrics {
             handshakes_refused: Family::default(),
             followers: Gauge::default(),
             upstreams: Gauge::default(),
+            snapshot_height: Gauge::default(),
             followers_dropped: Family::default(),
             follower_limited: Family::default(),
             bytes_in: Counter::default(),
@@ -304,6 +306,11 @@ impl Metrics {
             "followers",
             "Followers (full nodes, readers of the chain) connected to this node",
             m.followers.clone(),
+        );
+        r.register(
+            "snapshot_height",
+            "Height of the newest snapshot this node serves (0: none yet; --snapshot-interval)",
+            m.snapshot_height.clone(),
         );
         r.register(
             "upstreams",

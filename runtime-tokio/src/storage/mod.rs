@@ -5,6 +5,7 @@
 pub mod guard;
 pub mod pruner;
 pub mod reset;
+pub mod snapshots;
 pub(crate) mod store;
 pub(crate) mod stored;
 pub(crate) mod wal;

@@ -49,17 +49,24 @@ pub struct Net {
     pub nodes: Vec<NodeProc>,
 }
 
-/// GETs `path` on 127.0.0.1:`port`; `None` if the node does not answer.
+/// Sends `request` to 127.0.0.1:`port`; the status and the body as text; `None` if the node
+/// does not answer.
 pub fn http(port: u16, request: &str) -> Option<(u16, String)> {
+    let (code, body) = http_bytes(port, request)?;
+    Some((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// As `http`, the body as bytes.
+pub fn http_bytes(port: u16, request: &str) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]);
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
+    Some((code, raw[end + 4..].to_vec()))
 }
 
 pub fn get(port: u16, path: &str) -> Option<(u16, String)> {

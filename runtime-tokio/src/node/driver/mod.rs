@@ -130,6 +130,8 @@ pub struct Driver {
     /// A full node's upstream links and its sync request in flight (`timed_core::follow`);
     /// `None` on a validator.
     follow: Option<Upstreams>,
+    /// The snapshot thread (`--snapshot-interval`); `None` when there is none.
+    snapshots: Option<crate::storage::snapshots::Snapshotter>,
 }
 
 impl Driver {
@@ -144,6 +146,17 @@ impl Driver {
             let height = Height(node.height().0.saturating_sub(1));
             ctx.policy.follow(Members::of(staking, height));
         }
+        let snapshots = (ctx.snapshot_interval > 0)
+            .then(|| {
+                crate::storage::snapshots::Snapshotter::start(
+                    ctx.clone(),
+                    chain.clone(),
+                    ctx.snapshot_interval,
+                )
+                .map_err(|e| tracing::warn!("No snapshots: cannot start their thread: {e}"))
+                .ok()
+            })
+            .flatten();
         Driver {
             node,
             guard,
@@ -163,6 +176,7 @@ impl Driver {
             witness: Witness::default(),
             budget,
             follow,
+            snapshots,
         }
     }
 
@@ -464,10 +478,25 @@ impl Driver {
         }
         let blocks = std::mem::take(&mut self.unstored);
         let start = Instant::now();
-        let extended = self.extended.take().map(|(c, _)| c);
-        self.ctx
-            .store
-            .commit_blocks(blocks.iter(), extended.as_ref())?;
+        let mut extended = self.extended.take().map(|(c, _)| c);
+        // Cut after each snapshot height: the snapshot thread reads the store as it is right
+        // after that height's commit.
+        let mut rest = &blocks[..];
+        while !rest.is_empty() {
+            let due = self.snapshots.as_ref().and_then(|s| {
+                rest.iter()
+                    .position(|b| s.due(b.block.height()))
+                    .map(|i| (s, i))
+            });
+            let (now, later) = rest.split_at(due.map_or(rest.len(), |(_, i)| i + 1));
+            self.ctx
+                .store
+                .commit_blocks(now.iter(), extended.take().as_ref())?;
+            if let Some((s, i)) = due {
+                s.offer(rest[i].block.height(), self.ctx.store.view()?);
+            }
+            rest = later;
+        }
         self.ctx
             .metrics
             .store_seconds

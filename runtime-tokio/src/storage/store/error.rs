@@ -85,6 +85,7 @@ impl StoreError {
 }
 
 /// The store's two files, as errors name them.
+#[derive(Clone)]
 pub(super) struct Files {
     pub(super) db: String,
     pub(super) wal: String,

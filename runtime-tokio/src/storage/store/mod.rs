@@ -345,40 +345,10 @@ impl Store {
     pub fn restore(&self, genesis: &Genesis) -> Result<Restore, StoreError> {
         guarded(&self.files, || {
             let r = self.db.begin_read().map_err(StoreError::db)?;
-            let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
-            let certs = r.open_table(CERTS).map_err(StoreError::db)?;
-            let last = match blocks.last().map_err(StoreError::db)? {
-                Some((_, v)) => {
-                    let s = decode_stored(&certs, v.value())?;
-                    Some(Decision {
-                        block: s.block,
-                        certificate: s.certificate,
-                    })
-                }
-                None => None,
-            };
-            let accounts = r.open_table(ACCOUNTS).map_err(StoreError::db)?;
-            let mut list = Vec::new();
-            for entry in accounts.iter().map_err(StoreError::db)? {
-                let (k, v) = entry.map_err(StoreError::db)?;
-                let key: [u8; 32] = k
-                    .value()
-                    .try_into()
-                    .map_err(|_| corrupt("accounts", "key is not 32 bytes"))?;
-                let account: Account =
-                    codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e))?;
-                list.push((PublicKey(key), account));
-            }
-            let meta = r.open_table(META).map_err(StoreError::db)?;
-            let staking = match meta.get(STAKING_KEY).map_err(StoreError::db)? {
-                Some(v) => Some(
-                    Staking::decode(v.value(), &genesis.params).map_err(|e| corrupt("meta", e))?,
-                ),
-                None => None,
-            };
+            let (last, ledger) = read_chain_tip(&r, genesis)?;
             let records = lock_wal(&self.wal).wal.records()?;
             Ok(Restore {
-                ledger: last.as_ref().map(|_| Ledger::from_parts(list, staking)),
+                ledger,
                 last,
                 records,
                 // Not chain data: the caller reads it from the guard file beside the key.
@@ -386,4 +356,73 @@ impl Store {
             })
         })
     }
+
+    /// The store as it is now, kept for a reader while the consensus loop goes on committing
+    /// (a redb read transaction: later commits do not change what it sees). The snapshot
+    /// thread reads the ledger of a snapshot height from one taken right after that height's
+    /// commit (`storage::snapshots`).
+    pub fn view(&self) -> Result<StoreView, StoreError> {
+        let tx = guarded(&self.files, || self.db.begin_read().map_err(StoreError::db))?;
+        Ok(StoreView {
+            files: self.files.clone(),
+            tx,
+        })
+    }
+}
+
+/// A consistent view of the store (`Store::view`), which another thread may own.
+pub struct StoreView {
+    files: Files,
+    tx: redb::ReadTransaction,
+}
+
+impl StoreView {
+    /// The last block in the view and the ledger after it (`None` before the first block).
+    pub fn tip(&self, genesis: &Genesis) -> Result<Option<(Decision, Ledger)>, StoreError> {
+        guarded(&self.files, || {
+            let (last, ledger) = read_chain_tip(&self.tx, genesis)?;
+            Ok(last.zip(ledger))
+        })
+    }
+}
+
+/// The last block of the store read through `r` and the ledger after it: its accounts and
+/// staking state, under `genesis`'s parameters, every value decoded bounded.
+fn read_chain_tip(
+    r: &redb::ReadTransaction,
+    genesis: &Genesis,
+) -> Result<(Option<Decision>, Option<Ledger>), StoreError> {
+    let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
+    let certs = r.open_table(CERTS).map_err(StoreError::db)?;
+    let last = match blocks.last().map_err(StoreError::db)? {
+        Some((_, v)) => {
+            let s = decode_stored(&certs, v.value())?;
+            Some(Decision {
+                block: s.block,
+                certificate: s.certificate,
+            })
+        }
+        None => None,
+    };
+    let accounts = r.open_table(ACCOUNTS).map_err(StoreError::db)?;
+    let mut list = Vec::new();
+    for entry in accounts.iter().map_err(StoreError::db)? {
+        let (k, v) = entry.map_err(StoreError::db)?;
+        let key: [u8; 32] = k
+            .value()
+            .try_into()
+            .map_err(|_| corrupt("accounts", "key is not 32 bytes"))?;
+        let account: Account =
+            codec::decode(v.value(), 1024).map_err(|e| corrupt("accounts", e))?;
+        list.push((PublicKey(key), account));
+    }
+    let meta = r.open_table(META).map_err(StoreError::db)?;
+    let staking = match meta.get(STAKING_KEY).map_err(StoreError::db)? {
+        Some(v) => {
+            Some(Staking::decode(v.value(), &genesis.params).map_err(|e| corrupt("meta", e))?)
+        }
+        None => None,
+    };
+    let ledger = last.as_ref().map(|_| Ledger::from_parts(list, staking));
+    Ok((last, ledger))
 }
