@@ -123,6 +123,13 @@ pub(crate) struct StorageArgs {
     /// (GET /snapshots) so that a new node can start from one. 0 writes none.
     #[arg(long, value_name = "N", default_value_t = timed::snapshots::DEFAULT_SNAPSHOT_INTERVAL)]
     pub(crate) snapshot_interval: u64,
+    /// When the data directory is empty, start from the newest snapshot these nodes' HTTP APIs
+    /// offer (http://HOST:PORT, comma-separated) instead of replaying the chain: the chain up
+    /// to it is verified from the genesis, the snapshot against that block's state root, and
+    /// its chunks are fetched from all of them at once; a node that serves anything false is
+    /// avoided. Ignored when the data directory holds a chain.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub(crate) state_sync: Vec<String>,
 }
 
 /// Full nodes and other readers of the chain that connect to this node.

@@ -7,13 +7,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::cli::{stderr, stdout, timed};
 use common::devnet::Devnet;
-use common::{free_port, get_json, metric, wait_for};
+use common::full::{FullNode, height};
+use common::{get_json, metric, wait_for};
 use serde_json::Value;
 use timed::wire::{self, HELLO_VERSION, Hello, HelloReply};
 use timed_core::codec;
@@ -22,55 +22,6 @@ use timed_core::message::Message;
 use timed_core::types::{Height, Round, Stake, ValidatorIndex};
 use timed_core::validators::Genesis;
 use timed_core::vote::{Vote, VoteKind};
-
-/// A `timed run --full-node` process, stopped when dropped.
-struct FullNode {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl FullNode {
-    fn start(genesis: &Path, dir: &Path, name: &str, peers: &[u16]) -> FullNode {
-        let port = free_port();
-        let log = dir.join(format!("{name}.log"));
-        let peers: Vec<String> = peers.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let child = Command::new(env!("CARGO_BIN_EXE_timed"))
-            .args(["run", "--full-node", "--genesis"])
-            .arg(genesis)
-            .arg("--data-dir")
-            .arg(dir.join(name))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--peers", &peers.join(",")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        FullNode { child, port, log }
-    }
-
-    fn height(&self) -> u64 {
-        height(self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for FullNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn height(port: u16) -> u64 {
-    get_json(port, "/status")
-        .and_then(|s| s["height"].as_u64())
-        .unwrap_or(0)
-}
 
 fn wait_height(port: u16, h: u64) {
     wait_for(
@@ -98,9 +49,9 @@ fn a_full_node_and_one_that_follows_it_serve_the_validators_chain_and_forward_a_
     let net = Devnet::start(3);
     let genesis = genesis_of(&net);
     let dir = tempfile::tempdir().unwrap();
-    let a = FullNode::start(&genesis, dir.path(), "full-a", &net.ports[..2]);
+    let a = FullNode::start(&genesis, dir.path(), "full-a", &net.ports[..2], &[]);
     wait_for("full node A to follow", || (a.height() >= 1).then_some(()));
-    let b = FullNode::start(&genesis, dir.path(), "full-b", &[a.port]);
+    let b = FullNode::start(&genesis, dir.path(), "full-b", &[a.port], &[]);
     wait_height(b.port, 10);
 
     // The same blocks, 1 to 10, from a validator, from A and from B.
@@ -496,7 +447,7 @@ fn a_full_node_with_a_lying_upstream_keeps_up_through_the_honest_one() {
     };
 
     // The liar alone: nothing it says is taken.
-    let full = FullNode::start(&genesis_path, dir.path(), "full", &[liar]);
+    let full = FullNode::start(&genesis_path, dir.path(), "full", &[liar], &[]);
     let (pushed, answered) = rt.block_on(lie(&endpoint, &liar_key, &genesis, net.port, 4));
     assert!(pushed > 5, "{pushed} far claims pushed");
     assert!(answered > 0, "the full node asked its only upstream");
@@ -505,7 +456,13 @@ fn a_full_node_with_a_lying_upstream_keeps_up_through_the_honest_one() {
     drop(full);
 
     // The liar first (it is asked first while the two tie), and an honest validator.
-    let full = FullNode::start(&genesis_path, dir.path(), "full", &[liar, net.ports[0]]);
+    let full = FullNode::start(
+        &genesis_path,
+        dir.path(),
+        "full",
+        &[liar, net.ports[0]],
+        &[],
+    );
     let (pushed, _) = rt.block_on(lie(&endpoint, &liar_key, &genesis, net.port, 10));
     assert!(pushed > 20, "{pushed} far claims pushed");
     let (h, top) = (full.height(), height(net.port));

@@ -45,6 +45,9 @@ pub struct Setup {
     pub retain_blocks: Option<u64>,
     /// `--snapshot-interval`: a snapshot every N heights (`storage::snapshots`); 0: none.
     pub snapshot_interval: u64,
+    /// `--state-sync`: the HTTP APIs to take a snapshot from when the data directory is empty
+    /// (`node::statesync`); empty: replay the chain from the genesis.
+    pub state_sync: Vec<String>,
 }
 
 /// A watch that turns true on Ctrl-C or SIGTERM.
@@ -91,6 +94,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         double_sign_check_ms,
         retain_blocks,
         snapshot_interval,
+        state_sync,
     } = setup;
     crate::node::logs::name_node(&name);
     match role {
@@ -151,6 +155,22 @@ pub async fn run_node(setup: Setup) -> Result<()> {
                  ignored (remove the data directory to form a new genesis)",
                 on_disk_path.display()
             );
+        }
+    }
+
+    if !state_sync.is_empty() {
+        match (&initial, store.latest_height()?) {
+            (Some(g), None) => {
+                crate::node::statesync::sync(g, &state_sync, &store).await?;
+            }
+            (None, _) => bail!(
+                "--state-sync needs the chain's genesis: give --genesis FILE (the snapshot is \
+                 verified against it)"
+            ),
+            (Some(_), Some(h)) => info!(
+                "--state-sync is not needed: the data directory holds the chain up to height \
+                 {h}; going on from there"
+            ),
         }
     }
 

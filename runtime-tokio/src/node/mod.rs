@@ -12,4 +12,5 @@ pub(crate) mod finality;
 pub mod logs;
 pub(crate) mod metrics;
 pub(crate) mod procmetrics;
+pub mod statesync;
 pub(crate) mod txverify;

@@ -140,6 +140,11 @@ impl Client {
         self.decode(path, &body)
     }
 
+    /// GET `path`, the answer's body as it came (at most 64 MiB).
+    pub async fn get_bytes(&mut self, path: &str) -> Result<Vec<u8>, ClientError> {
+        self.request("GET", path, None).await
+    }
+
     /// POST `body` as JSON to `path`, the answer's JSON decoded as `T`.
     pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &mut self,

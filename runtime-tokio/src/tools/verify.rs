@@ -33,7 +33,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use timed_core::block::{self, Block, Certificate, CertificateError, Header};
+use timed_core::block::{self, Block, Certificate, CertificateError};
+use timed_core::message::Decision;
 use timed_core::types::{Hash, Height, TimestampMs};
 use timed_core::validators::{Genesis, Member, ValidatorSet, members_hash};
 
@@ -484,7 +485,7 @@ pub async fn run(a: VerifyArgs) -> Result<(), VerifyError> {
 }
 
 /// Verifies the blocks after `at` up to `target`, moving `at` and `set` along; returns the
-/// header of the last block verified (`None` when there was none to verify).
+/// last block verified with its certificate (`None` when there was none to verify).
 async fn verify_range(
     trusted: &Trusted,
     client: &mut Client,
@@ -492,7 +493,7 @@ async fn verify_range(
     set: &mut Proven,
     hand_overs: &mut u64,
     target: u64,
-) -> Result<Option<Header>, VerifyError> {
+) -> Result<Option<Decision>, VerifyError> {
     let mut last = None;
     while at.height < target {
         let height = at.height + 1;
@@ -559,27 +560,30 @@ async fn verify_range(
             *hand_overs += 1;
         }
         *at = checked;
-        last = Some(served.block.header);
+        last = Some(Decision {
+            block: served.block,
+            certificate: served.certificate,
+        });
     }
     Ok(last)
 }
 
-/// The header of height `target`, verified as `timed verify` verifies a chain: every block from
-/// the genesis (or from the checkpoint of `state`, which then records the progress) up to it.
-/// Its fields are then facts, as far as the genesis is trusted: a light client's root for a
-/// proof (`timed wallet balance --verify`). Returns the header and how many blocks were
-/// verified for it.
-pub async fn verified_header(
-    genesis: &Path,
+/// The block of height `target` with its certificate, verified as `timed verify` verifies a
+/// chain: every block from the genesis (or from the checkpoint of `state`, which then records
+/// the progress) up to it. Its header's fields are then facts, as far as the genesis is
+/// trusted: a light client's root for a proof (`timed wallet balance --verify`), or a state
+/// sync's (`node::statesync`). Returns the block and how many blocks were verified for it.
+pub async fn verified_block(
+    genesis: &Genesis,
     state: Option<&Path>,
     client: &mut Client,
     target: u64,
-) -> Result<(Header, u64), VerifyError> {
-    let trusted =
-        Trusted::new(read_genesis(genesis)?).map_err(|source| GenesisFileError::Invalid {
-            path: genesis.display().to_string(),
-            source,
-        })?;
+) -> Result<(Decision, u64), VerifyError> {
+    // Validated when it was read (`read_genesis`).
+    let trusted = Trusted::new(genesis.clone()).map_err(|source| GenesisFileError::Invalid {
+        path: "the genesis".into(),
+        source,
+    })?;
     let (mut at, mut set) = match state {
         Some(p) => load_state(p, &trusted)?,
         None => (trusted.start(), trusted.genesis_set()),
@@ -604,8 +608,8 @@ pub async fn verified_header(
     {
         save_state(p, &at, &set)?;
     }
-    if let Some(header) = result? {
-        return Ok((header, at.height - first));
+    if let Some(last) = result? {
+        return Ok((last, at.height - first));
     }
     // Verified before (the state file stops at `target`): the block served now must be that one.
     let served: Served = serde_json::from_value(client.get(&format!("/blocks/{target}")).await?)
@@ -623,7 +627,13 @@ pub async fn verified_header(
             },
         });
     }
-    Ok((served.block.header, 0))
+    Ok((
+        Decision {
+            block: served.block,
+            certificate: served.certificate,
+        },
+        0,
+    ))
 }
 
 #[cfg(test)]

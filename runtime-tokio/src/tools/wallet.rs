@@ -213,11 +213,13 @@ async fn verified_balance(
     let path = format!("/accounts/{}?proof=true", hex::encode(key.0));
     let served: ProvenView = client.get(&path).await?;
     let height = served.proof.height;
-    let (header, verified) = verify::verified_header(genesis, state, client, height).await?;
+    let genesis =
+        crate::net::handshake::read_genesis(genesis).map_err(verify::VerifyError::from)?;
+    let (last, verified) = verify::verified_block(&genesis, state, client, height).await?;
     let account = served
         .proof
         .proof
-        .verify(key, &header.state_root)
+        .verify(key, &last.block.header.state_root)
         .map_err(|source| WalletError::BadProof { height, source })?;
     if (account.balance, account.nonce) != (served.balance, served.nonce) {
         let shown = |balance: Amount, nonce: u64| {

@@ -7,6 +7,20 @@ use std::net::TcpListener;
 
 use serde_json::Value;
 
+/// Reads a request's head from `s`; its path, the query included ("/" if there is none).
+pub fn request_path(s: &mut std::net::TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let request = String::from_utf8_lossy(&raw);
+    request.split_whitespace().nth(1).unwrap_or("/").to_string()
+}
+
 /// A node that serves fixed answers, one request per connection; returns its URL.
 pub fn fake_node(pages: HashMap<String, Value>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -14,16 +28,7 @@ pub fn fake_node(pages: HashMap<String, Value>) -> String {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => raw.extend_from_slice(&buf[..n]),
-                }
-            }
-            let request = String::from_utf8_lossy(&raw);
-            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let path = request_path(&mut s);
             let (code, body) = match pages.get(&path) {
                 Some(v) => ("200 OK", v.to_string()),
                 None => ("404 Not Found", r#"{"error":"no such page"}"#.to_string()),

@@ -15,6 +15,7 @@ pub mod browser;
 pub mod cli;
 pub mod devnet;
 pub mod fake;
+pub mod full;
 
 pub const DEADLINE: Duration = Duration::from_secs(90);
 

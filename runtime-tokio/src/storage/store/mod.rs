@@ -275,54 +275,15 @@ impl Store {
             tx.set_durability(Durability::None)
                 .map_err(StoreError::db)?;
             {
-                let mut blocks = tx.open_table(BLOCKS).map_err(StoreError::db)?;
-                let mut certs = tx.open_table(CERTS).map_err(StoreError::db)?;
-                let mut txs = tx.open_table(TXS).map_err(StoreError::db)?;
-                let mut accounts = tx.open_table(ACCOUNTS).map_err(StoreError::db)?;
-                let mut hashes = tx.open_table(BLOCK_HASHES).map_err(StoreError::db)?;
-                let mut transfers = tx.open_table(TRANSFERS).map_err(StoreError::db)?;
-                let mut meta = tx.open_table(META).map_err(StoreError::db)?;
+                let mut w = BlockWriter::open(&tx)?;
                 for f in stored {
-                    let height = f.block.height();
-                    blocks
-                        .insert(height.0, codec::encode(f).as_slice())
-                        .map_err(StoreError::db)?;
-                    // In key order: neighbouring inserts touch the same pages.
-                    let mut archived: Vec<&Hash> = f.outcome.archived.iter().collect();
-                    archived.sort_unstable();
-                    for hash in archived {
-                        txs.insert(&hash.0[..], height.0).map_err(StoreError::db)?;
-                    }
-                    // The explorer's indexes, in the same transaction as the block: never one
-                    // without the other.
-                    hashes
-                        .insert(&f.block.hash().0[..], height.0)
-                        .map_err(StoreError::db)?;
-                    let tx_hashes: Vec<Hash> = f.block.txs.iter().map(|t| t.hash()).collect();
-                    for (key, i) in transfer_keys(&f.block) {
-                        transfers
-                            .insert(&key[..], &tx_hashes[i].0[..])
-                            .map_err(StoreError::db)?;
-                    }
-                    if let Some(staking) = &f.outcome.staking {
-                        meta.insert(STAKING_KEY, codec::encode(staking).as_slice())
-                            .map_err(StoreError::db)?;
-                    }
-                    for (key, account) in &f.outcome.touched {
-                        if *account == Account::default() {
-                            accounts.remove(&key.0[..]).map_err(StoreError::db)?;
-                        } else {
-                            accounts
-                                .insert(&key.0[..], codec::encode(account).as_slice())
-                                .map_err(StoreError::db)?;
-                        }
-                    }
-                    last = Some(height);
+                    w.put(f)?;
+                    last = Some(f.block.height());
                     count += 1;
                 }
                 if let Some(cert) = extended {
                     // Read back only beside a block of the same hash (`longest_certificate`).
-                    certs
+                    w.certs
                         .insert(cert.height.0, codec::encode(cert).as_slice())
                         .map_err(StoreError::db)?;
                 }
@@ -336,6 +297,42 @@ impl Store {
             if st.wal.len_bytes() > WAL_PRUNE_BYTES || st.since_durable >= DURABLE_EVERY_BLOCKS {
                 self.durable_point(&mut st)?;
             }
+            Ok(())
+        })
+    }
+
+    /// Fills an empty store with what a state sync verified (`node::statesync`): `last`, the
+    /// block of the snapshot's height with its certificate, as the only block, with `outcome`
+    /// (what its body alone tells: this node did not apply it); `ledger`, the state after it;
+    /// and the mark that nothing below it is kept, as if pruned. Durable when it returns.
+    pub fn import(&self, last: &StoredBlock, ledger: &Ledger) -> Result<(), StoreError> {
+        guarded(&self.files, || {
+            let height = last.block.height();
+            let mut tx = self.db.begin_write().map_err(StoreError::db)?;
+            {
+                let mut w = BlockWriter::open(&tx)?;
+                if w.blocks.last().map_err(StoreError::db)?.is_some() {
+                    return Err(corrupt("blocks", "a state sync fills an empty store only"));
+                }
+                w.put(last)?;
+                for (key, account) in ledger.accounts() {
+                    w.accounts
+                        .insert(&key.0[..], codec::encode(account).as_slice())
+                        .map_err(StoreError::db)?;
+                }
+                if let Some(staking) = ledger.staking() {
+                    w.meta
+                        .insert(STAKING_KEY, codec::encode(&staking.record()).as_slice())
+                        .map_err(StoreError::db)?;
+                }
+                w.meta
+                    .insert(prune::PRUNED_BELOW_KEY, &height.0.to_le_bytes()[..])
+                    .map_err(StoreError::db)?;
+            }
+            tx.set_durability(Durability::Immediate)
+                .map_err(StoreError::db)?;
+            tx.commit().map_err(StoreError::db)?;
+            lock_wal(&self.wal).last_finalized = Some(height);
             Ok(())
         })
     }
@@ -367,6 +364,74 @@ impl Store {
             files: self.files.clone(),
             tx,
         })
+    }
+}
+
+/// The tables a finalized block is written to, open in one write transaction.
+struct BlockWriter<'t> {
+    blocks: redb::Table<'t, u64, &'static [u8]>,
+    certs: redb::Table<'t, u64, &'static [u8]>,
+    txs: redb::Table<'t, &'static [u8], u64>,
+    accounts: redb::Table<'t, &'static [u8], &'static [u8]>,
+    hashes: redb::Table<'t, &'static [u8], u64>,
+    transfers: redb::Table<'t, &'static [u8], &'static [u8]>,
+    meta: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> BlockWriter<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<BlockWriter<'t>, StoreError> {
+        Ok(BlockWriter {
+            blocks: tx.open_table(BLOCKS).map_err(StoreError::db)?,
+            certs: tx.open_table(CERTS).map_err(StoreError::db)?,
+            txs: tx.open_table(TXS).map_err(StoreError::db)?,
+            accounts: tx.open_table(ACCOUNTS).map_err(StoreError::db)?,
+            hashes: tx.open_table(BLOCK_HASHES).map_err(StoreError::db)?,
+            transfers: tx.open_table(TRANSFERS).map_err(StoreError::db)?,
+            meta: tx.open_table(META).map_err(StoreError::db)?,
+        })
+    }
+
+    /// One finalized block: the block, its transactions' and the explorer's index entries, and
+    /// the accounts and staking state it changed.
+    fn put(&mut self, f: &StoredBlock) -> Result<(), StoreError> {
+        let height = f.block.height();
+        self.blocks
+            .insert(height.0, codec::encode(f).as_slice())
+            .map_err(StoreError::db)?;
+        // In key order: neighbouring inserts touch the same pages.
+        let mut archived: Vec<&Hash> = f.outcome.archived.iter().collect();
+        archived.sort_unstable();
+        for hash in archived {
+            self.txs
+                .insert(&hash.0[..], height.0)
+                .map_err(StoreError::db)?;
+        }
+        // The explorer's indexes, in the same transaction as the block: never one without the
+        // other.
+        self.hashes
+            .insert(&f.block.hash().0[..], height.0)
+            .map_err(StoreError::db)?;
+        let tx_hashes: Vec<Hash> = f.block.txs.iter().map(|t| t.hash()).collect();
+        for (key, i) in transfer_keys(&f.block) {
+            self.transfers
+                .insert(&key[..], &tx_hashes[i].0[..])
+                .map_err(StoreError::db)?;
+        }
+        if let Some(staking) = &f.outcome.staking {
+            self.meta
+                .insert(STAKING_KEY, codec::encode(staking).as_slice())
+                .map_err(StoreError::db)?;
+        }
+        for (key, account) in &f.outcome.touched {
+            if *account == Account::default() {
+                self.accounts.remove(&key.0[..]).map_err(StoreError::db)?;
+            } else {
+                self.accounts
+                    .insert(&key.0[..], codec::encode(account).as_slice())
+                    .map_err(StoreError::db)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -85,7 +85,9 @@ fn wal_of_an_earlier_format_is_refused_before_any_entry_is_read() {
     std::fs::write(&path, &raw).unwrap();
     let text = Wal::open(&path).err().expect("refused").to_string();
     assert!(
-        text.contains("is not of format 3 (no format header: format 1)"),
+        text.contains(&format!(
+            "is not of format {WAL_FORMAT} (no format header: format 1)"
+        )),
         "{text}"
     );
     assert!(text.contains(&path.display().to_string()), "{text}");

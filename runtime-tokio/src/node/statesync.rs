@@ -1,0 +1,325 @@
+//! State sync (`timed run --state-sync URL,…`, issue 15): an empty data directory filled from a
+//! recent snapshot served by other nodes (`storage::snapshots`, `api::snapshots`), so that a new
+//! node starts at that height instead of replaying every block. It trusts the genesis file and
+//! nothing else:
+//!
+//! 1. Every server is asked which snapshots it keeps (`GET /snapshots`); the newest height that
+//!    any of them offers is taken, with the servers that offer it.
+//! 2. The block of that height is verified as the light client verifies a chain
+//!    (`tools::verify::verified_block`: every block from the genesis, each certificate against
+//!    its height's proven set, each set hand-over proven), asking the servers in turn until one
+//!    gives a chain that holds. Its header's `state_root` is then a fact.
+//! 3. A manifest is taken from the first server whose manifest verifies against that state root
+//!    (`Restore::new`); a server whose manifest does not is avoided from then on.
+//! 4. The chunks are fetched from every server still trusted, in parallel, one request in flight
+//!    per server; each is checked against the manifest (`Restore::add`). A server that sends a
+//!    chunk that does not decode or does not check is avoided from then on and its chunk asked
+//!    of another; one that fails to answer is given `RETRIES` more chances.
+//! 5. The ledger the chunks make (its state root is the header's) and the verified block are
+//!    written to the store (`Store::import`), durably, as a store pruned below that height; the
+//!    node then starts as it would on that data directory and follows the chain from there.
+//!
+//! So one server that lies (a forged chain, manifest or chunk) costs a retry elsewhere, and the
+//! sync completes while one honest server offers the snapshot. Nothing is written before the
+//! whole state checked: an interrupted sync leaves the directory empty.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use timed_core::codec;
+use timed_core::ledger::snapshot::{Chunk, Manifest, Restore};
+use timed_core::ledger::{BlockOutcome, subsidy};
+use timed_core::message::Decision;
+use timed_core::staking::StakingParams;
+use timed_core::types::{Amount, Height};
+use timed_core::validators::Genesis;
+use tracing::{info, warn};
+
+use crate::storage::store::{Store, StoreError, StoredBlock};
+use crate::storage::stored::FinalityMs;
+use crate::tools::client::{Client, ClientError, NodeUrl};
+use crate::tools::verify;
+
+/// Failed requests (no answer, an HTTP error) a server is forgiven before it is avoided.
+pub const RETRIES: u32 = 3;
+
+/// Why a state sync did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum StateSyncError {
+    #[error("--state-sync: {0}")]
+    Url(ClientError),
+    #[error("--state-sync: none of {0} offers a snapshot (GET /snapshots lists none)")]
+    NoSnapshot(String),
+    #[error(
+        "--state-sync: no server gave a chain from the genesis to height {height} that verifies \
+         (the last: {reason})"
+    )]
+    NoChain { height: u64, reason: String },
+    #[error(
+        "--state-sync: no server gave a manifest of height {height} that verifies against its \
+         certified state root (the last: {reason})"
+    )]
+    NoManifest { height: u64, reason: String },
+    #[error(
+        "--state-sync: every server that offered the snapshot of height {height} failed or \
+         lied; {missing} chunks still missing (the last: {reason})"
+    )]
+    NoChunks {
+        height: u64,
+        missing: usize,
+        reason: String,
+    },
+    #[error("--state-sync: cannot write the state to the data directory: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// One server's standing.
+struct Server {
+    /// `None` while a request of it is in flight.
+    client: Option<Client>,
+    failures: u32,
+    liar: bool,
+}
+
+impl Server {
+    fn usable(&self) -> bool {
+        !self.liar && self.failures <= RETRIES
+    }
+}
+
+/// Fills the store, empty, with a verified snapshot from `urls` (module docs); returns its
+/// height.
+pub async fn sync(
+    genesis: &Genesis,
+    urls: &[String],
+    store: &Store,
+) -> Result<Height, StateSyncError> {
+    let start = Instant::now();
+    let mut servers: Vec<(String, Server)> = Vec::new();
+    for url in urls {
+        let url = NodeUrl::parse(url).map_err(StateSyncError::Url)?;
+        let shown = url.shown.clone();
+        servers.push((
+            shown,
+            Server {
+                client: Some(Client::new(url)),
+                failures: 0,
+                liar: false,
+            },
+        ));
+    }
+    let names = urls.join(", ");
+    // 1. The newest snapshot offered.
+    let mut offers: Vec<(usize, u64)> = Vec::new();
+    for (i, (name, s)) in servers.iter_mut().enumerate() {
+        let Some(client) = s.client.as_mut() else {
+            continue;
+        };
+        match client.get::<serde_json::Value>("/snapshots").await {
+            Ok(v) => {
+                if let Some(h) = v["snapshots"][0]["height"].as_u64() {
+                    offers.push((i, h));
+                }
+            }
+            Err(e) => warn!("State sync: {name} lists no snapshots: {e}"),
+        }
+    }
+    let Some(height) = offers.iter().map(|(_, h)| *h).max() else {
+        return Err(StateSyncError::NoSnapshot(names));
+    };
+    let offering: Vec<usize> = offers
+        .iter()
+        .filter(|(_, h)| *h == height)
+        .map(|(i, _)| *i)
+        .collect();
+    info!(
+        "State sync: the snapshot of height {height}, offered by {} of {} servers; verifying the \
+         chain from the genesis to it",
+        offering.len(),
+        servers.len()
+    );
+    // 2. Its block, verified from the genesis.
+    let mut last: Option<(Decision, u64)> = None;
+    let mut reason = String::new();
+    for &i in &offering {
+        let (name, s) = &mut servers[i];
+        let Some(client) = s.client.as_mut() else {
+            continue;
+        };
+        match verify::verified_block(genesis, None, client, height).await {
+            Ok(found) => {
+                last = Some(found);
+                break;
+            }
+            Err(e) => {
+                warn!("State sync: the chain {name} serves does not verify: {e}");
+                reason = e.to_string();
+                s.liar = matches!(e, verify::VerifyError::Invalid { .. });
+            }
+        }
+    }
+    let Some((last, blocks_verified)) = last else {
+        return Err(StateSyncError::NoChain { height, reason });
+    };
+    let state_root = last.block.header.state_root;
+    // 3. A manifest that verifies against it.
+    let params = StakingParams::from(&genesis.params);
+    let mut restore = None;
+    for &i in &offering {
+        let (name, s) = &mut servers[i];
+        if s.liar {
+            continue;
+        }
+        let Some(client) = s.client.as_mut() else {
+            continue;
+        };
+        let checked = match client
+            .get_bytes(&format!("/snapshots/{height}/manifest"))
+            .await
+        {
+            Ok(bytes) => codec::decode::<Manifest>(&bytes, codec::MAX_MESSAGE_BYTES)
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    (m.height.0 == height)
+                        .then_some(m)
+                        .ok_or_else(|| "it is of another height".to_string())
+                })
+                .and_then(|m| Restore::new(m, params, &state_root).map_err(|e| e.to_string())),
+            Err(e) => {
+                warn!("State sync: {name} gave no manifest: {e}");
+                reason = e.to_string();
+                s.failures += 1;
+                continue;
+            }
+        };
+        match checked {
+            Ok(r) => {
+                restore = Some(r);
+                break;
+            }
+            Err(e) => {
+                warn!("State sync: avoiding {name}: its manifest of height {height} is false: {e}");
+                reason = e;
+                s.liar = true;
+            }
+        }
+    }
+    let Some(mut restore) = restore else {
+        return Err(StateSyncError::NoManifest { height, reason });
+    };
+    // 4. The chunks, from every server still trusted.
+    let mut queue: VecDeque<u32> = restore.missing().collect();
+    let chunks = queue.len();
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        for &i in &offering {
+            let (_, s) = &mut servers[i];
+            if !s.usable() || s.client.is_none() {
+                continue;
+            }
+            let Some(index) = queue.pop_front() else {
+                break;
+            };
+            let Some(mut client) = s.client.take() else {
+                continue;
+            };
+            let path = format!("/snapshots/{height}/chunks/{index}");
+            in_flight.spawn(async move {
+                let answer = client.get_bytes(&path).await;
+                (i, index, client, answer)
+            });
+        }
+        let Some(Ok((i, index, client, answer))) = in_flight.join_next().await else {
+            break;
+        };
+        let (name, s) = &mut servers[i];
+        s.client = Some(client);
+        let verdict = match answer {
+            Ok(bytes) => match codec::decode::<Chunk>(&bytes, codec::MAX_MESSAGE_BYTES) {
+                Ok(chunk) if chunk.index == index => restore
+                    .add(chunk)
+                    .map(|_| ())
+                    .map_err(|e| (true, e.to_string())),
+                Ok(_) => Err((true, "it sent another chunk than asked".into())),
+                Err(e) => Err((true, format!("it does not decode: {e}"))),
+            },
+            Err(e) => Err((false, e.to_string())),
+        };
+        if let Err((lied, why)) = verdict {
+            if lied {
+                warn!(
+                    "State sync: avoiding {name}: chunk {index} of height {height} is false: {why}"
+                );
+                s.liar = true;
+            } else {
+                warn!("State sync: {name} failed to give chunk {index}: {why}");
+                s.failures += 1;
+            }
+            reason = why;
+            queue.push_back(index);
+        }
+        if queue.is_empty() && in_flight.is_empty() {
+            break;
+        }
+    }
+    let missing = restore.missing().count();
+    if missing > 0 {
+        return Err(StateSyncError::NoChunks {
+            height,
+            missing,
+            reason,
+        });
+    }
+    let ledger = restore.finish().expect("every chunk is in");
+    debug_assert_eq!(ledger.state_root(), state_root);
+    // 5. Written as a store pruned below the snapshot's height.
+    let accounts = ledger.accounts().count();
+    store.import(&stored(last), &ledger)?;
+    let avoided: Vec<&str> = servers
+        .iter()
+        .filter(|(_, s)| s.liar)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    info!(
+        "State sync done in {:.1?}: height {height}, {accounts} accounts in {chunks} chunks, \
+         {blocks_verified} blocks verified from the genesis{}",
+        start.elapsed(),
+        if avoided.is_empty() {
+            String::new()
+        } else {
+            format!("; avoided for serving false data: {}", avoided.join(", "))
+        }
+    );
+    Ok(Height(height))
+}
+
+/// The snapshot's block as the store keeps it. Its outcome holds what its body alone tells (the
+/// subsidy, the fees, the transactions): this node did not apply it, so the accounts it touched
+/// and the rewards it paid are left empty.
+fn stored(last: Decision) -> StoredBlock {
+    let height = last.block.height();
+    let fees = last
+        .block
+        .txs
+        .iter()
+        .fold(0u64, |sum, t| sum.saturating_add(t.transfer.fee.0));
+    let minted = subsidy(height);
+    StoredBlock {
+        outcome: BlockOutcome {
+            height,
+            subsidy: minted,
+            fees: Amount(fees),
+            total_reward: Amount(minted.0.saturating_add(fees)),
+            rewards: Vec::new(),
+            archived: last.block.txs.iter().map(|t| t.hash()).collect(),
+            touched: Vec::new(),
+            staking_refused: Vec::new(),
+            staking: None,
+            slashed: Amount(0),
+            jailed: Vec::new(),
+        },
+        block: last.block,
+        certificate: last.certificate,
+        finality_ms: FinalityMs(None),
+    }
+}
