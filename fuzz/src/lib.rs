@@ -17,6 +17,7 @@ use timed_core::consensus::{
 };
 use timed_core::crypto::{Keypair, Signature};
 use timed_core::ledger::Ledger;
+use timed_core::ledger::snapshot::{Chunk, Manifest};
 use timed_core::message::{Decision, Message, Proposal, Vote, VoteKind};
 use timed_core::tx::Transfer;
 use timed_core::types::{Amount, Hash, Height, Round, Stake, TimestampMs, ValidatorIndex};
@@ -131,13 +132,57 @@ pub fn decode(data: &[u8]) {
     let Some((selector, rest)) = data.split_first() else {
         return;
     };
-    match selector % 6 {
+    match selector % 8 {
         0 => canonical::<Block>(rest),
         1 => canonical::<Certificate>(rest),
         2 => canonical::<PersistRecord>(rest),
         3 => canonical::<Genesis>(rest),
         4 => canonical::<Decision>(rest),
-        _ => canonical::<Vote>(rest),
+        5 => canonical::<Vote>(rest),
+        6 => snapshot_manifest(rest),
+        _ => snapshot_chunk(rest),
+    }
+}
+
+/// A manifest from a server: decodes canonically, and its check against a state root never
+/// panics, whatever its depth, parts or staking record.
+fn snapshot_manifest(bytes: &[u8]) {
+    canonical::<Manifest>(bytes);
+    if let Ok(m) = codec::decode::<Manifest>(bytes, MAX_MESSAGE_BYTES) {
+        let params = (&ConsensusParams::default()).into();
+        let _ = m.verify(params, &Hash::ZERO);
+        let _ = m.chunks().count();
+    }
+}
+
+/// A chunk from a server: decodes canonically, and its check against a real manifest never
+/// panics; one that passes is the manifest's own chunk.
+fn snapshot_chunk(bytes: &[u8]) {
+    canonical::<Chunk>(bytes);
+    static SOURCE: OnceLock<(Ledger, Manifest)> = OnceLock::new();
+    let (ledger, manifest) = SOURCE.get_or_init(|| {
+        let ledger = Ledger::from_accounts((0..40u8).map(|i| {
+            let key = Keypair::insecure_from_name(&format!("fuzz{i}")).public_key();
+            let account = timed_core::ledger::Account {
+                balance: Amount(u64::from(i) + 1),
+                nonce: 0,
+            };
+            (key, account)
+        }));
+        let manifest = ledger
+            .snapshot_manifest(Height(1))
+            .expect("a small ledger cuts");
+        (ledger, manifest)
+    });
+    if let Ok(chunk) = codec::decode::<Chunk>(bytes, MAX_MESSAGE_BYTES)
+        && manifest.check(&chunk).is_ok()
+    {
+        let own = ledger.snapshot_chunk(Height(1), manifest.depth, chunk.index);
+        assert_eq!(
+            own.as_ref(),
+            Some(&chunk),
+            "a chunk that checks is the real one"
+        );
     }
 }
 
