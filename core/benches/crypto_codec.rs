@@ -14,6 +14,11 @@
 //!   uses: its verdict on a signature can depend on the rest of the batch) on the same triples,
 //!   for comparison with the rule's batch.
 //!
+//! `certificate_chain/64`: the certificates of 64 consecutive heights of a 4-validator chain (a
+//! precommit of each validator in each), reported per block (`Throughput::Elements(64)`):
+//! - `one_by_one`: `Certificate::verify` of each, as a node catching up checks each decision;
+//! - `one_batch`: `block::verify_certificates` of all 64, their 256 signatures in one batch.
+//!
 //! `vote_codec`: one precommit wrapped as `Message::Vote`, encoded with `encode_message` and
 //! decoded (with its canonical re-encoding check) with `decode_message`. The encoded size is
 //! printed to stderr once.
@@ -27,7 +32,7 @@ use std::hint::black_box;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use timed_core::block::Certificate;
+use timed_core::block::{Certificate, CertificateCheck, verify_certificates};
 use timed_core::codec::{decode_message, encode_message};
 use timed_core::crypto::{self, Domain, Keypair, Signature, signing_message};
 use timed_core::message::{Message, Vote, VoteKind, verify_votes};
@@ -212,6 +217,57 @@ fn certificate_verify(c: &mut Criterion<CpuTime>) {
     }
 }
 
+fn certificate_chain(c: &mut Criterion<CpuTime>) {
+    const BLOCKS: u64 = 64;
+    let keys = keys(4);
+    let set = validator_set(&keys);
+    let chain: Vec<(Height, Hash, Certificate)> = (1..=BLOCKS)
+        .map(|h| {
+            let hash = Hash::of(&[b"block", &h.to_be_bytes()]);
+            let votes: Vec<Vote> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    Vote::sign(
+                        k,
+                        CHAIN_ID,
+                        Height(h),
+                        ROUND,
+                        VoteKind::Precommit,
+                        Some(hash),
+                        ValidatorIndex(i as u16),
+                    )
+                })
+                .collect();
+            let cert = Certificate::from_precommits(Height(h), ROUND, hash, &votes);
+            (Height(h), hash, cert)
+        })
+        .collect();
+    let checks: Vec<CertificateCheck<'_>> = chain
+        .iter()
+        .map(|(h, hash, cert)| CertificateCheck {
+            certificate: cert,
+            set: &set,
+            height: *h,
+            block_hash: hash,
+        })
+        .collect();
+    verify_certificates(CHAIN_ID, &checks).expect("the chain verifies");
+    let mut group = c.benchmark_group(format!("certificate_chain/{BLOCKS}"));
+    group.throughput(Throughput::Elements(BLOCKS));
+    group.bench_function("one_by_one", |b| {
+        b.iter(|| {
+            for (h, hash, cert) in black_box(&chain) {
+                cert.verify(&set, CHAIN_ID, *h, hash).expect("verifies");
+            }
+        })
+    });
+    group.bench_function("one_batch", |b| {
+        b.iter(|| verify_certificates(CHAIN_ID, black_box(&checks)).expect("verifies"))
+    });
+    group.finish();
+}
+
 fn vote_codec(c: &mut Criterion<CpuTime>) {
     let keys = keys(1);
     let vote = precommits(&keys, block_hash()).remove(0);
@@ -294,6 +350,6 @@ fn block_codec(c: &mut Criterion<CpuTime>) {
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(CpuTime);
-    targets = certificate_verify, vote_codec, block_codec
+    targets = certificate_verify, certificate_chain, vote_codec, block_codec
 }
 criterion_main!(benches);

@@ -276,6 +276,21 @@ impl Certificate {
         height: Height,
         block_hash: &Hash,
     ) -> Result<(), CertificateError> {
+        self.precheck(set, height, block_hash)?;
+        let messages = self.signing_messages(kind, chain_id);
+        let items = self.signature_items(set, &messages);
+        // The one rule's batch form: the same verdict as `Vote::verify` on each signature.
+        crypto::verify_batch(&items).map_err(|_| CertificateError::BadSignature)
+    }
+
+    /// Every check of `verify_kind` but the signatures: height, block, known signers in order,
+    /// a quorum of stake.
+    fn precheck(
+        &self,
+        set: &ValidatorSet,
+        height: Height,
+        block_hash: &Hash,
+    ) -> Result<(), CertificateError> {
         if self.height != height {
             return Err(CertificateError::WrongHeight {
                 expected: height,
@@ -295,8 +310,12 @@ impl Certificate {
                 needed: set.quorum(),
             });
         }
-        let messages: Vec<Vec<u8>> = self
-            .signatures
+        Ok(())
+    }
+
+    /// The message each signature signs, in the certificate's order.
+    fn signing_messages(&self, kind: VoteKind, chain_id: &str) -> Vec<Vec<u8>> {
+        self.signatures
             .iter()
             .map(|s| {
                 crypto::signing_message(
@@ -310,22 +329,76 @@ impl Certificate {
                     ),
                 )
             })
-            .collect();
-        let items: Vec<(&[u8], Signature, ed25519_dalek::VerifyingKey)> = self
-            .signatures
-            .iter()
-            .zip(&messages)
-            .map(|(s, m)| {
-                let vk = set
-                    .get(s.validator)
-                    .expect("checked by signed_stake")
-                    .verifying_key;
-                (m.as_slice(), s.signature, vk)
-            })
-            .collect();
-        // The one rule's batch form: the same verdict as `Vote::verify` on each signature.
-        crypto::verify_batch(&items).map_err(|_| CertificateError::BadSignature)
+            .collect()
     }
+
+    /// (message, signature, key) of each signature, once `precheck` found every signer in `set`.
+    fn signature_items<'m>(
+        &self,
+        set: &ValidatorSet,
+        messages: &'m [Vec<u8>],
+    ) -> Vec<(&'m [u8], Signature, ed25519_dalek::VerifyingKey)> {
+        self.signatures
+            .iter()
+            .zip(messages)
+            .filter_map(|(s, m)| {
+                let member = set.get(s.validator);
+                debug_assert!(member.is_some(), "checked by signed_stake");
+                Some((m.as_slice(), s.signature, member?.verifying_key))
+            })
+            .collect()
+    }
+}
+
+/// One certificate of a batch (`verify_certificates`): what `Certificate::verify` is given.
+#[derive(Clone, Copy, Debug)]
+pub struct CertificateCheck<'a> {
+    /// The certificate.
+    pub certificate: &'a Certificate,
+    /// The set of its height.
+    pub set: &'a ValidatorSet,
+    /// The height it must prove.
+    pub height: Height,
+    /// The block it must prove final.
+    pub block_hash: &'a Hash,
+}
+
+/// Checks certificates (those of consecutive blocks, as a node catching up or syncing state
+/// receives them) as `Certificate::verify` checks each, with all their signatures in one batch:
+/// a run of blocks costs one batch verification instead of one per block, and a large batch
+/// costs less per signature than a small one. The verdict is each certificate's own: when the
+/// batch fails, each is checked alone and the first that fails is returned with its position.
+pub fn verify_certificates(
+    chain_id: &str,
+    checks: &[CertificateCheck<'_>],
+) -> Result<(), (usize, CertificateError)> {
+    for (i, c) in checks.iter().enumerate() {
+        c.certificate
+            .precheck(c.set, c.height, c.block_hash)
+            .map_err(|e| (i, e))?;
+    }
+    let messages: Vec<Vec<Vec<u8>>> = checks
+        .iter()
+        .map(|c| {
+            c.certificate
+                .signing_messages(VoteKind::Precommit, chain_id)
+        })
+        .collect();
+    let items: Vec<(&[u8], Signature, ed25519_dalek::VerifyingKey)> = checks
+        .iter()
+        .zip(&messages)
+        .flat_map(|(c, m)| c.certificate.signature_items(c.set, m))
+        .collect();
+    if crypto::verify_batch(&items).is_ok() {
+        return Ok(());
+    }
+    for (i, c) in checks.iter().enumerate() {
+        c.certificate
+            .verify(c.set, chain_id, c.height, c.block_hash)
+            .map_err(|e| (i, e))?;
+    }
+    // The batch's verdict is each signature's own (the one rule): some certificate failed above.
+    Err((0, CertificateError::BadSignature))
 }
 
 #[cfg(test)]
@@ -356,6 +429,76 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// Certificates of several heights checked in one batch: all good passes; each fault is
+    /// named at its position, whether the precheck finds it (a short certificate, another
+    /// height) or only the signatures do (one bit of one signature).
+    #[test]
+    fn certificates_in_one_batch_name_the_first_that_fails() {
+        let (set, keys) = setup(&[1, 1, 1, 1]);
+        let chain: Vec<(Height, Hash, Certificate)> = (1..=6u64)
+            .map(|h| {
+                let hash = Hash::of(&[b"block", &h.to_be_bytes()]);
+                let votes: Vec<Vote> = (0..3u16)
+                    .map(|i| {
+                        Vote::sign(
+                            &keys[usize::from(i)],
+                            CHAIN,
+                            Height(h),
+                            Round(0),
+                            VoteKind::Precommit,
+                            Some(hash),
+                            ValidatorIndex(i),
+                        )
+                    })
+                    .collect();
+                let cert = Certificate::from_precommits(Height(h), Round(0), hash, &votes);
+                (Height(h), hash, cert)
+            })
+            .collect();
+        let run = |chain: &[(Height, Hash, Certificate)]| {
+            let list: Vec<CertificateCheck<'_>> = chain
+                .iter()
+                .map(|(h, hash, c)| CertificateCheck {
+                    certificate: c,
+                    set: &set,
+                    height: *h,
+                    block_hash: hash,
+                })
+                .collect();
+            verify_certificates(CHAIN, &list)
+        };
+        assert_eq!(run(&chain), Ok(()));
+        let mut forged = chain.clone();
+        forged[3].2.signatures[1].signature.0[7] ^= 1;
+        assert_eq!(run(&forged), Err((3, CertificateError::BadSignature)));
+        let mut short = chain.clone();
+        short[4].2.signatures.truncate(2);
+        assert!(matches!(
+            run(&short),
+            Err((4, CertificateError::NoQuorum { .. }))
+        ));
+        let mut moved = chain.clone();
+        moved[2].0 = Height(99);
+        assert!(matches!(
+            run(&moved),
+            Err((2, CertificateError::WrongHeight { .. }))
+        ));
+        // Another chain's signatures.
+        let list: Vec<CertificateCheck<'_>> = chain
+            .iter()
+            .map(|(h, hash, c)| CertificateCheck {
+                certificate: c,
+                set: &set,
+                height: *h,
+                block_hash: hash,
+            })
+            .collect();
+        assert_eq!(
+            verify_certificates("another-chain", &list),
+            Err((0, CertificateError::BadSignature))
+        );
     }
 
     #[test]
