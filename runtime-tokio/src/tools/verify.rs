@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use timed_core::block::{self, Block, Certificate, CertificateError};
+use timed_core::block::{self, Block, Certificate, CertificateCheck, CertificateError};
 use timed_core::message::Decision;
 use timed_core::types::{Hash, Height, TimestampMs};
 use timed_core::validators::{Genesis, Member, ValidatorSet, members_hash};
@@ -278,13 +278,39 @@ impl Trusted {
 
     /// Checks the block of height `after.height + 1` under `set`, the proven set of that
     /// height; returns the new checkpoint (its set still `set`'s) and the hash the header names
-    /// for the next height.
+    /// for the next height. (The chain is checked by `check_structure` and a batch of
+    /// certificates, `verify_range`; this is the same, block by block, for the tests.)
+    #[cfg(test)]
     fn check(
         &self,
         after: &Checkpoint,
         set: &Proven,
         block: &Block,
         certificate: &Certificate,
+        claimed: Option<&str>,
+    ) -> Result<(Checkpoint, Hash), Problem> {
+        let (checked, named) = self.check_structure(after, set, block, claimed)?;
+        certificate
+            .verify(
+                &set.set,
+                &self.genesis.chain_id,
+                Height(checked.height),
+                &checked.block_hash,
+            )
+            .map_err(|source| Problem::Certificate {
+                source,
+                set: set.describe(),
+            })?;
+        self.check_named(checked.height, set, named)?;
+        Ok((checked, named))
+    }
+
+    /// Every check of `check` before the certificate's.
+    fn check_structure(
+        &self,
+        after: &Checkpoint,
+        set: &Proven,
+        block: &Block,
         claimed: Option<&str>,
     ) -> Result<(Checkpoint, Hash), Problem> {
         let h = &block.header;
@@ -331,21 +357,6 @@ impl Trusted {
                 set: set.describe(),
             });
         }
-        certificate
-            .verify(&set.set, &self.genesis.chain_id, Height(height), &computed)
-            .map_err(|source| Problem::Certificate {
-                source,
-                set: set.describe(),
-            })?;
-        // Certified: what the header says is now proven, and a change outside an epoch's end
-        // breaks the chain's own rule (ADR 0026 point 4).
-        if !self.ends_epoch(height) && h.next_set_hash != set.hash {
-            return Err(Problem::SetChangedMidEpoch {
-                expected: hex::encode(set.hash.0),
-                found: hex::encode(h.next_set_hash.0),
-                epoch_blocks: self.epoch_blocks,
-            });
-        }
         Ok((
             Checkpoint {
                 genesis_hash: self.hash,
@@ -357,6 +368,20 @@ impl Trusted {
             },
             h.next_set_hash,
         ))
+    }
+
+    /// Once the certificate of `height` holds: what its header names for the next height is
+    /// proven, and a change outside an epoch's end breaks the chain's own rule (ADR 0026
+    /// point 4).
+    fn check_named(&self, height: u64, set: &Proven, named: Hash) -> Result<(), Problem> {
+        if !self.ends_epoch(height) && named != set.hash {
+            return Err(Problem::SetChangedMidEpoch {
+                expected: hex::encode(set.hash.0),
+                found: hex::encode(named.0),
+                epoch_blocks: self.epoch_blocks,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -484,8 +509,17 @@ pub async fn run(a: VerifyArgs) -> Result<(), VerifyError> {
     Ok(())
 }
 
+/// Blocks asked for per range request (`GET /blocks?from=H&limit=N`; a node answers at most
+/// 1,000 and fewer beyond its byte bound).
+const RANGE_BLOCKS: u64 = 500;
+
 /// Verifies the blocks after `at` up to `target`, moving `at` and `set` along; returns the
 /// last block verified with its certificate (`None` when there was none to verify).
+///
+/// Blocks are fetched by ranges, and the certificates of a run of blocks under one set are
+/// checked in one batch (`block::verify_certificates`) once the rest of each block checked:
+/// at the end of a page, before a fault found in a later block is reported, and at a set
+/// change. The faults reported, and their order, are those of checking block by block.
 async fn verify_range(
     trusted: &Trusted,
     client: &mut Client,
@@ -496,76 +530,156 @@ async fn verify_range(
 ) -> Result<Option<Decision>, VerifyError> {
     let mut last = None;
     while at.height < target {
-        let height = at.height + 1;
-        let value: Value = match client.get(&format!("/blocks/{height}")).await {
-            Ok(v) => v,
-            Err(ClientError::Status { status: 404, .. }) => {
-                let status = client.get::<Value>("/status").await.ok();
-                let field = |name: &str| status.as_ref().and_then(|s| s[name].as_u64());
-                let (tip, lowest) = (field("height").unwrap_or(0), field("lowest_height"));
-                return Err(if let Some(lowest) = lowest.filter(|l| height < *l) {
-                    VerifyError::Pruned {
-                        url: client.url().shown.clone(),
-                        height,
-                        lowest,
-                    }
-                } else if tip < target {
-                    VerifyError::BeyondTip {
-                        url: client.url().shown.clone(),
-                        asked: target,
-                        tip,
-                    }
-                } else {
-                    VerifyError::Missing {
-                        url: client.url().shown.clone(),
-                        height,
-                    }
-                });
+        let page = fetch_page(client, at.height + 1, target).await?;
+        // Checked but for their certificates, all under `set`.
+        let mut batch: Vec<(Checkpoint, Served)> = Vec::new();
+        let mut cursor = at.clone();
+        for served in page {
+            let height = cursor.height + 1;
+            if height > target {
+                break;
             }
-            Err(e) => return Err(e.into()),
-        };
-        let served: Served = serde_json::from_value(value).map_err(|e| VerifyError::Malformed {
-            height,
-            reason: e.to_string(),
-        })?;
-        let invalid = |problem| VerifyError::Invalid { height, problem };
-        let (checked, named) = trusted
-            .check(
-                at,
-                set,
-                &served.block,
-                &served.certificate,
-                served.hash.as_deref(),
-            )
-            .map_err(invalid)?;
-        if named != set.hash {
-            // Only at an epoch's last height (`check`): the hand-over, proven by this
-            // certificate; the members come from the node and must hash to what it certified.
-            let next = height + 1;
-            let answer: Value = client.get(&format!("/validators?height={next}")).await?;
-            let members = serde_json::from_value::<ServedSet>(answer)
-                .map_err(|e| {
-                    invalid(Problem::UnreadableSet {
-                        next,
-                        reason: e.to_string(),
-                    })
-                })?
-                .validators;
-            let new = served_set(next, named, members).map_err(invalid)?;
-            *set = Proven {
-                set: new,
-                hash: named,
-                at: height,
+            let checked =
+                trusted.check_structure(&cursor, set, &served.block, served.hash.as_deref());
+            let (checked, named) = match checked {
+                Ok(found) => found,
+                Err(problem) => {
+                    certify(trusted, set, &mut batch, at, &mut last)?;
+                    return Err(VerifyError::Invalid { height, problem });
+                }
             };
-            *hand_overs += 1;
+            cursor = checked.clone();
+            batch.push((checked, served));
+            if named != set.hash {
+                certify(trusted, set, &mut batch, at, &mut last)?;
+                let invalid = |problem| VerifyError::Invalid { height, problem };
+                trusted.check_named(height, set, named).map_err(invalid)?;
+                // An epoch's last height: the hand-over, proven by this certificate; the
+                // members come from the node and must hash to what it certified.
+                let next = height + 1;
+                let answer: Value = client.get(&format!("/validators?height={next}")).await?;
+                let members = serde_json::from_value::<ServedSet>(answer)
+                    .map_err(|e| {
+                        invalid(Problem::UnreadableSet {
+                            next,
+                            reason: e.to_string(),
+                        })
+                    })?
+                    .validators;
+                let new = served_set(next, named, members).map_err(invalid)?;
+                *set = Proven {
+                    set: new,
+                    hash: named,
+                    at: height,
+                };
+                *hand_overs += 1;
+            }
         }
+        certify(trusted, set, &mut batch, at, &mut last)?;
+    }
+    Ok(last)
+}
+
+/// Checks the certificates of `batch` (blocks checked but for them, all under `set`) in one
+/// batch, and moves `at` and `last` to the last block whose certificate holds: the whole batch,
+/// or the blocks before the first that fails, which is reported.
+fn certify(
+    trusted: &Trusted,
+    set: &Proven,
+    batch: &mut Vec<(Checkpoint, Served)>,
+    at: &mut Checkpoint,
+    last: &mut Option<Decision>,
+) -> Result<(), VerifyError> {
+    let checks: Vec<CertificateCheck<'_>> = batch
+        .iter()
+        .map(|(c, s)| CertificateCheck {
+            certificate: &s.certificate,
+            set: &set.set,
+            height: Height(c.height),
+            block_hash: &c.block_hash,
+        })
+        .collect();
+    let verdict = block::verify_certificates(&trusted.genesis.chain_id, &checks);
+    let good = match &verdict {
+        Ok(()) => batch.len(),
+        Err((i, _)) => *i,
+    };
+    if let Some((checked, served)) = batch.drain(..good).next_back() {
         *at = checked;
-        last = Some(Decision {
+        *last = Some(Decision {
             block: served.block,
             certificate: served.certificate,
         });
     }
-    Ok(last)
+    match verdict {
+        Ok(()) => Ok(()),
+        Err((_, source)) => Err(VerifyError::Invalid {
+            height: at.height + 1,
+            problem: Problem::Certificate {
+                source,
+                set: set.describe(),
+            },
+        }),
+    }
+}
+
+/// The blocks from `from` on (up to `target`, at least one): by one range request, or, when the
+/// node gives no range starting at `from` (a pruned node starts at its lowest block), by the
+/// block alone, whose answer names what is missing.
+async fn fetch_page(
+    client: &mut Client,
+    from: u64,
+    target: u64,
+) -> Result<Vec<Served>, VerifyError> {
+    let limit = (target - from + 1).min(RANGE_BLOCKS);
+    if limit > 1
+        && let Ok(v) = client
+            .get::<Value>(&format!("/blocks?from={from}&limit={limit}"))
+            .await
+        && let Some(blocks) = v["blocks"].as_array()
+        && let Ok(page) = blocks
+            .iter()
+            .map(|b| serde_json::from_value::<Served>(b.clone()))
+            .collect::<Result<Vec<Served>, _>>()
+        && page
+            .first()
+            .is_some_and(|b| b.block.header.height == Height(from))
+    {
+        return Ok(page);
+    }
+    let height = from;
+    let value: Value = match client.get(&format!("/blocks/{height}")).await {
+        Ok(v) => v,
+        Err(ClientError::Status { status: 404, .. }) => {
+            let status = client.get::<Value>("/status").await.ok();
+            let field = |name: &str| status.as_ref().and_then(|s| s[name].as_u64());
+            let (tip, lowest) = (field("height").unwrap_or(0), field("lowest_height"));
+            return Err(if let Some(lowest) = lowest.filter(|l| height < *l) {
+                VerifyError::Pruned {
+                    url: client.url().shown.clone(),
+                    height,
+                    lowest,
+                }
+            } else if tip < target {
+                VerifyError::BeyondTip {
+                    url: client.url().shown.clone(),
+                    asked: target,
+                    tip,
+                }
+            } else {
+                VerifyError::Missing {
+                    url: client.url().shown.clone(),
+                    height,
+                }
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let served: Served = serde_json::from_value(value).map_err(|e| VerifyError::Malformed {
+        height,
+        reason: e.to_string(),
+    })?;
+    Ok(vec![served])
 }
 
 /// The block of height `target` with its certificate, verified as `timed verify` verifies a
