@@ -785,6 +785,45 @@ fn a_proposer_that_frames_an_honest_validator_with_forged_evidence_slashes_nobod
 /// (`Input::Certified`), checked as a validator checks a peer's decision: a copy whose body was
 /// swapped and a certificate of too little stake are refused, a batch that starts above its
 /// height is ignored, and the honest blocks bring it to the validators' state. It never signs.
+/// The certificates of a run of blocks are checked as one batch (`batch_certified`): one
+/// signature forged in the middle of the run stops the node exactly there, as checking each
+/// alone would, and the honest blocks then apply.
+#[test]
+fn a_batch_of_certified_blocks_stops_at_a_forged_signature_and_no_later() {
+    let mut net = Net::new(&[100, 100, 100], 1_000, &[]);
+    net.run_until(8_000);
+    let top = net.height_of(0);
+    assert!(top >= Height(5), "the validators reached {top}");
+    let decisions: Vec<Decision> = (1..=top.0)
+        .map(|h| net.chain[0][&Height(h)].0.clone())
+        .collect();
+    let mut full = Node::new(
+        &net.genesis,
+        Keypair::from_seed([7; 32]),
+        NodeConfig::default(),
+    )
+    .unwrap();
+    full.handle(TimestampMs(8_000), Input::Start);
+    let finalized = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Finalized(_)))
+            .count()
+    };
+    let mut forged = decisions.clone();
+    forged[2].certificate.signatures[0].signature.0[9] ^= 1;
+    let out = full.handle(TimestampMs(8_001), Input::Certified(forged));
+    assert_eq!(finalized(&out), 2, "heights 1 and 2, not the forged 3");
+    assert_eq!(full.height(), Height(3));
+    let out = full.handle(
+        TimestampMs(8_002),
+        Input::Certified(decisions[2..].to_vec()),
+    );
+    assert_eq!(finalized(&out), decisions.len() - 2);
+    assert_eq!(full.height(), top.next());
+    let validator = net.nodes[0].as_ref().unwrap();
+    assert_eq!(full.ledger().state_root(), validator.ledger().state_root());
+}
+
 #[test]
 fn a_full_node_follows_certified_blocks_and_refuses_swapped_bodies_and_weak_certificates() {
     let mut net = Net::new(&[100, 100, 100], 1_000, &[]);

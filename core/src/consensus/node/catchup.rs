@@ -81,7 +81,10 @@ impl Node {
         if asked.is_some() {
             self.catch_up.ask = None;
         }
-        for d in blocks.into_iter().take(MAX_SYNC_BLOCKS as usize) {
+        let mut blocks = blocks;
+        blocks.truncate(MAX_SYNC_BLOCKS as usize);
+        let certified = self.batch_certified(&blocks);
+        for (d, certified) in blocks.into_iter().zip(certified) {
             if d.block.height() < self.cur.height {
                 continue;
             }
@@ -89,7 +92,7 @@ impl Node {
                 break;
             }
             let at = self.cur.height;
-            self.on_decision(Some(from), d);
+            self.on_decision_certified(Some(from), d, certified);
             if self.cur.height == at {
                 break; // that block did not apply; the rest cannot either
             }
