@@ -2,17 +2,20 @@
 //! replaying the chain, while a hostile server (a proxy of the same validator that alters every
 //! chunk it passes on) is offered first. The node refuses the altered chunk, avoids that server,
 //! takes the chunk from the honest one, ends on the validators' state (it goes on applying their
-//! blocks, each checked against its state root) and says what it can no longer serve. With the
-//! hostile server alone the sync fails with the reason, and nothing is kept.
+//! blocks, each checked against its state root) and says what it can no longer serve. A server
+//! that lists a far snapshot it cannot back is given up for an older height. With the altering
+//! server alone the sync fails with the reason, and nothing is kept.
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener;
 
-use common::fake::request_path;
+use common::fake::{fake_node, request_path};
 use common::full::{FullNode, height};
 use common::{Net, genesis_in, get, get_json, http_bytes, wait_for};
+use serde_json::json;
 use timed_core::codec;
 use timed_core::ledger::snapshot::Chunk;
 use timed_core::types::Amount;
@@ -86,8 +89,12 @@ fn a_node_state_syncs_past_a_server_of_altered_chunks_and_follows_on() {
     assert_eq!(height(alone.port), 0, "it serves nothing: it stopped");
     drop(alone);
 
-    // The liar first, an honest server second.
-    let synced_list = format!("{liar},{honest}");
+    // A server that lists a far snapshot it cannot back, the liar, then an honest server.
+    let far = fake_node(HashMap::from([(
+        "/snapshots".to_string(),
+        json!({"interval": 20, "snapshots": [{"height": 1_000_000, "chunks": 1}]}),
+    )]));
+    let synced_list = format!("{far},{liar},{honest}");
     let full = FullNode::start(
         &genesis,
         dir.path(),
@@ -102,6 +109,10 @@ fn a_node_state_syncs_past_a_server_of_altered_chunks_and_follows_on() {
     assert!(
         log.contains(&format!("avoided for serving false data: {liar}")),
         "{log}"
+    );
+    assert!(
+        log.contains("the snapshot of height 1000000 cannot be taken"),
+        "the far claim was tried and given up: {log}"
     );
     let from = log
         .split("State sync done")

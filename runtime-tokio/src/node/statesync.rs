@@ -4,7 +4,9 @@
 //! nothing else:
 //!
 //! 1. Every server is asked which snapshots it keeps (`GET /snapshots`); the newest height that
-//!    any of them offers is taken, with the servers that offer it.
+//!    any of them offers is tried first, with the servers that offer it, then the next older
+//!    one if no server could give it whole (a server listing a height it does not have costs
+//!    one attempt, not the sync).
 //! 2. The block of that height is verified as the light client verifies a chain
 //!    (`tools::verify::verified_block`: every block from the genesis, each certificate against
 //!    its height's proven set, each set hand-over proven), asking the servers in turn until one
@@ -109,7 +111,9 @@ pub async fn sync(
         ));
     }
     let names = urls.join(", ");
-    // 1. The newest snapshot offered.
+    // 1. The snapshots offered (at most `snapshots::KEEP` a server), newest first. A height no
+    //    server can back with a chain, a manifest and its chunks is given up for the next one:
+    //    a server that lists a height it does not have cannot stop the sync.
     let mut offers: Vec<(usize, u64)> = Vec::new();
     for (i, (name, s)) in servers.iter_mut().enumerate() {
         let Some(client) = s.client.as_mut() else {
@@ -117,21 +121,52 @@ pub async fn sync(
         };
         match client.get::<serde_json::Value>("/snapshots").await {
             Ok(v) => {
-                if let Some(h) = v["snapshots"][0]["height"].as_u64() {
-                    offers.push((i, h));
-                }
+                let listed = v["snapshots"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                offers.extend(
+                    listed
+                        .iter()
+                        .take(crate::storage::snapshots::KEEP)
+                        .filter_map(|o| o["height"].as_u64())
+                        .map(|h| (i, h)),
+                );
             }
             Err(e) => warn!("State sync: {name} lists no snapshots: {e}"),
         }
     }
-    let Some(height) = offers.iter().map(|(_, h)| *h).max() else {
-        return Err(StateSyncError::NoSnapshot(names));
-    };
-    let offering: Vec<usize> = offers
-        .iter()
-        .filter(|(_, h)| *h == height)
-        .map(|(i, _)| *i)
-        .collect();
+    let mut heights: Vec<u64> = offers.iter().map(|(_, h)| *h).collect();
+    heights.sort_unstable_by(|a, b| b.cmp(a));
+    heights.dedup();
+    let mut failure = None;
+    for height in heights {
+        let offering: Vec<usize> = offers
+            .iter()
+            .filter(|(_, h)| *h == height)
+            .map(|(i, _)| *i)
+            .collect();
+        match sync_at(genesis, store, &mut servers, &offering, height, start).await {
+            Ok(()) => return Ok(Height(height)),
+            Err(e @ StateSyncError::Store(_)) => return Err(e),
+            Err(e) => {
+                warn!("State sync: the snapshot of height {height} cannot be taken: {e}");
+                failure = Some(e);
+            }
+        }
+    }
+    Err(failure.unwrap_or(StateSyncError::NoSnapshot(names)))
+}
+
+/// Steps 2 to 5 for the snapshot of `height`, which the servers `offering` list.
+async fn sync_at(
+    genesis: &Genesis,
+    store: &Store,
+    servers: &mut [(String, Server)],
+    offering: &[usize],
+    height: u64,
+    start: Instant,
+) -> Result<(), StateSyncError> {
     info!(
         "State sync: the snapshot of height {height}, offered by {} of {} servers; verifying the \
          chain from the genesis to it",
@@ -141,7 +176,7 @@ pub async fn sync(
     // 2. Its block, verified from the genesis.
     let mut last: Option<(Decision, u64)> = None;
     let mut reason = String::new();
-    for &i in &offering {
+    for &i in offering {
         let (name, s) = &mut servers[i];
         let Some(client) = s.client.as_mut() else {
             continue;
@@ -165,7 +200,7 @@ pub async fn sync(
     // 3. A manifest that verifies against it.
     let params = StakingParams::from(&genesis.params);
     let mut restore = None;
-    for &i in &offering {
+    for &i in offering {
         let (name, s) = &mut servers[i];
         if s.liar {
             continue;
@@ -212,7 +247,7 @@ pub async fn sync(
     let chunks = queue.len();
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
-        for &i in &offering {
+        for &i in offering {
             let (_, s) = &mut servers[i];
             if !s.usable() || s.client.is_none() {
                 continue;
@@ -290,7 +325,7 @@ pub async fn sync(
             format!("; avoided for serving false data: {}", avoided.join(", "))
         }
     );
-    Ok(Height(height))
+    Ok(())
 }
 
 /// The snapshot's block as the store keeps it. Its outcome holds what its body alone tells (the
