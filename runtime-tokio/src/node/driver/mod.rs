@@ -493,7 +493,13 @@ impl Driver {
                 .store
                 .commit_blocks(now.iter(), extended.take().as_ref())?;
             if let Some((s, i)) = due {
-                s.offer(rest[i].block.height(), self.ctx.store.view()?);
+                // A snapshot is a service to others: one that cannot start is skipped, the
+                // chain goes on.
+                let height = rest[i].block.height();
+                match self.ctx.store.view() {
+                    Ok(view) => s.offer(height, view),
+                    Err(e) => tracing::warn!("Snapshot of height {height} skipped: {e}"),
+                }
             }
             rest = later;
         }
