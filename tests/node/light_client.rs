@@ -99,20 +99,27 @@ fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
     let real: Vec<Value> = (1..=3)
         .map(|h| get_json(net.port(0), &format!("/blocks/{h}")).unwrap())
         .collect();
-    let serve = |altered: &dyn Fn(&mut Vec<Value>)| {
+    // `ranged`: also as one range answer (`/blocks?from=1&limit=3`), which the light client
+    // asks first and checks with one batch of certificates; each fault must be named the same
+    // either way.
+    let serve = |altered: &dyn Fn(&mut Vec<Value>), ranged: bool| {
         let mut blocks = real.clone();
         altered(&mut blocks);
+        let range = serde_json::json!({ "blocks": blocks.clone(), "next_from": 4, "more": false });
         let pages = blocks
             .into_iter()
             .enumerate()
             .map(|(i, b)| (format!("/blocks/{}", i + 1), b))
             .chain([("/status".to_string(), serde_json::json!({ "height": 3 }))])
+            .chain(ranged.then(|| ("/blocks?from=1&limit=3".to_string(), range)))
             .collect();
         let fake = fake_node(pages);
         timed(&["verify", "--genesis", &genesis, "--node", &fake])
     };
-    let honest = serve(&|_| {});
-    assert!(honest.status.success(), "{}", text(&honest));
+    for ranged in [false, true] {
+        let honest = serve(&|_| {}, ranged);
+        assert!(honest.status.success(), "{}", text(&honest));
+    }
 
     let cases: Vec<(&str, Box<Alter>, &str)> = vec![
         (
@@ -166,8 +173,8 @@ fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
             "block 2: the node's answer is not a block with a certificate",
         ),
     ];
-    for (what, alter, expected) in cases {
-        let out = serve(alter.as_ref());
+    for ((what, alter, expected), ranged) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
+        let out = serve(alter.as_ref(), ranged);
         assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
         assert!(text(&out).contains(expected), "{what}: {}", text(&out));
         assert_eq!(
