@@ -781,6 +781,20 @@ fn a_proposer_that_frames_an_honest_validator_with_forged_evidence_slashes_nobod
     assert_eq!(framed.bond, Amount(100));
 }
 
+/// A full node (a key in no set) of `genesis`, started at 8 s.
+fn started_full_node(genesis: &Genesis) -> Node {
+    let mut full = Node::new(genesis, Keypair::from_seed([7; 32]), NodeConfig::default()).unwrap();
+    full.handle(TimestampMs(8_000), Input::Start);
+    full
+}
+
+/// How many blocks `out` finalizes.
+fn count_finalized(out: &[Output]) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Output::Finalized(_)))
+        .count()
+}
+
 /// Issue 15: a full node (a key in no set) follows the chain from certified blocks alone
 /// (`Input::Certified`), checked as a validator checks a peer's decision: a copy whose body was
 /// swapped and a certificate of too little stake are refused, a batch that starts above its
@@ -797,29 +811,59 @@ fn a_batch_of_certified_blocks_stops_at_a_forged_signature_and_no_later() {
     let decisions: Vec<Decision> = (1..=top.0)
         .map(|h| net.chain[0][&Height(h)].0.clone())
         .collect();
-    let mut full = Node::new(
-        &net.genesis,
-        Keypair::from_seed([7; 32]),
-        NodeConfig::default(),
-    )
-    .unwrap();
-    full.handle(TimestampMs(8_000), Input::Start);
-    let finalized = |out: &[Output]| {
-        out.iter()
-            .filter(|o| matches!(o, Output::Finalized(_)))
-            .count()
-    };
+    let mut full = started_full_node(&net.genesis);
     let mut forged = decisions.clone();
     forged[2].certificate.signatures[0].signature.0[9] ^= 1;
     let out = full.handle(TimestampMs(8_001), Input::Certified(forged));
-    assert_eq!(finalized(&out), 2, "heights 1 and 2, not the forged 3");
+    assert_eq!(
+        count_finalized(&out),
+        2,
+        "heights 1 and 2, not the forged 3"
+    );
     assert_eq!(full.height(), Height(3));
     let out = full.handle(
         TimestampMs(8_002),
         Input::Certified(decisions[2..].to_vec()),
     );
-    assert_eq!(finalized(&out), decisions.len() - 2);
+    assert_eq!(count_finalized(&out), decisions.len() - 2);
     assert_eq!(full.height(), top.next());
+    let validator = net.nodes[0].as_ref().unwrap();
+    assert_eq!(full.ledger().state_root(), validator.ledger().state_root());
+}
+
+/// One answer across epochs: after an epoch's last block applies, the rest of
+/// the answer is checked as one batch under the new set (`apply_certified`). A signature forged
+/// two epochs in stops the node exactly at that height, and every block before it, across the
+/// hand-overs, applies from the one answer.
+#[test]
+fn an_answer_across_epochs_applies_whole_and_stops_at_a_forged_signature() {
+    let (mut genesis, keys) = genesis(&[100, 100, 100], 200);
+    genesis.params.epoch_blocks = 3;
+    genesis.params.unbonding_blocks = 6;
+    let mut net = Net::of(genesis, keys, &[]);
+    net.run_until(8_000);
+    let top = net.height_of(0);
+    assert!(top >= Height(10), "the validators reached {top}");
+    let decisions: Vec<Decision> = (1..=top.0)
+        .map(|h| net.chain[0][&Height(h)].0.clone())
+        .collect();
+    // The whole chain in one answer: three epochs and more, all applied.
+    let mut full = started_full_node(&net.genesis);
+    let out = full.handle(TimestampMs(8_001), Input::Certified(decisions.clone()));
+    assert_eq!(count_finalized(&out), decisions.len());
+    assert_eq!(full.height(), top.next());
+    // Height 8 (the third epoch) forged: heights 1 to 7 apply, not 8 or later.
+    let mut forged = decisions.clone();
+    forged[7].certificate.signatures[1].signature.0[3] ^= 1;
+    let mut full = started_full_node(&net.genesis);
+    let out = full.handle(TimestampMs(8_001), Input::Certified(forged));
+    assert_eq!(count_finalized(&out), 7, "heights 1 to 7, not the forged 8");
+    assert_eq!(full.height(), Height(8));
+    let out = full.handle(
+        TimestampMs(8_002),
+        Input::Certified(decisions[7..].to_vec()),
+    );
+    assert_eq!(count_finalized(&out), decisions.len() - 7);
     let validator = net.nodes[0].as_ref().unwrap();
     assert_eq!(full.ledger().state_root(), validator.ledger().state_root());
 }

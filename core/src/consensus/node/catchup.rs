@@ -83,20 +83,7 @@ impl Node {
         }
         let mut blocks = blocks;
         blocks.truncate(MAX_SYNC_BLOCKS as usize);
-        let certified = self.batch_certified(&blocks);
-        for (d, certified) in blocks.into_iter().zip(certified) {
-            if d.block.height() < self.cur.height {
-                continue;
-            }
-            if d.block.height() > self.cur.height {
-                break;
-            }
-            let at = self.cur.height;
-            self.on_decision_certified(Some(from), d, certified);
-            if self.cur.height == at {
-                break; // that block did not apply; the rest cannot either
-            }
-        }
+        self.apply_certified(Some(from), blocks);
         if asked.is_some() {
             // An answer that does not move this node on is no help.
             if self.cur.height > before {

@@ -3,6 +3,9 @@
 //! on it, and the messages of other heights (late, kept for the next height, or a sign that this
 //! node is behind). The rules (`rules`) run on what this leaves in the height's state.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use super::{NEXT_HEIGHT_ROUNDS, Node, PROPOSAL_ROUNDS_AHEAD};
 use crate::block::{self, Certificate};
 use crate::consensus::io::{Event, Misbehaviour, Output, SignPoint};
@@ -388,13 +391,34 @@ impl Node {
     /// height goes the way of a peer's decision, with no sender to note a claim of.
     pub(super) fn on_certified(&mut self, mut blocks: Vec<Decision>) {
         blocks.truncate(MAX_SYNC_BLOCKS as usize);
-        let certified = self.batch_certified(&blocks);
-        for (d, certified) in blocks.into_iter().zip(certified) {
+        self.apply_certified(None, blocks);
+    }
+
+    /// Applies `blocks` (a sync answer from `from`, or an upstream's blocks), in height order,
+    /// from this node's height on, each as a decision (`on_decision_certified`), until one is
+    /// beyond this node's height or does not apply. Their certificates are checked a run at a
+    /// time (`batch_certified`): the run under this height's set, then, once an epoch's end is
+    /// applied, the next run under the new set.
+    pub(super) fn apply_certified(&mut self, from: Option<ValidatorIndex>, blocks: Vec<Decision>) {
+        let mut blocks: VecDeque<Decision> = blocks.into();
+        let mut marks: VecDeque<bool> = self.batch_certified(blocks.make_contiguous()).into();
+        let mut batched_under = Arc::as_ptr(&self.set);
+        while let Some(mut d) = blocks.pop_front() {
+            let mut certified = marks.pop_front().unwrap_or(false);
             let at = self.cur.height;
+            if !certified && d.block.height() == at && !std::ptr::eq(batched_under, &*self.set) {
+                // A new set since the last batch (an epoch's end applied): batch the rest
+                // under it. (A set's address reused by chance only costs this batch.)
+                blocks.push_front(d);
+                marks = self.batch_certified(blocks.make_contiguous()).into();
+                batched_under = Arc::as_ptr(&self.set);
+                d = blocks.pop_front().expect("pushed back above");
+                certified = marks.pop_front().unwrap_or(false);
+            }
             match d.block.height().cmp(&at) {
                 std::cmp::Ordering::Less => continue,
                 std::cmp::Ordering::Greater => break,
-                std::cmp::Ordering::Equal => self.on_decision_certified(None, d, certified),
+                std::cmp::Ordering::Equal => self.on_decision_certified(from, d, certified),
             }
             if self.cur.height == at {
                 break; // it did not apply; the rest cannot either
