@@ -1,13 +1,16 @@
 //! `timed verify` checks a real devnet's chain against its genesis alone, resumes from a state
-//! file, and rejects forged, short or tampered answers served by a fake node.
+//! file, and rejects forged, short or tampered answers served by a fake node, block by block or
+//! as a range in JSON or in the wire encoding.
 
 mod common;
 
 use std::process::{Command, Output};
 
-use common::fake::fake_node;
-use common::{Net, get_json};
+use common::fake::fake_node_with;
+use common::{Net, get, get_json, http_bytes};
 use serde_json::Value;
+use timed_core::codec;
+use timed_core::message::Decision;
 
 fn timed(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_timed"))
@@ -26,6 +29,19 @@ fn text(o: &Output) -> String {
 
 /// Changes the served blocks.
 type Alter = dyn Fn(&mut Vec<Value>);
+
+/// How the fake node serves the blocks: each alone (`/blocks/{h}`), and also as one range
+/// answer in JSON (`/blocks?from=1&limit=3`) or in the wire encoding (`&format=codec`), which
+/// the light client asks first and checks with one batch of certificates. Each fault must be
+/// named the same every way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Single,
+    Json,
+    Codec,
+}
+
+const MODES: [Mode; 3] = [Mode::Single, Mode::Json, Mode::Codec];
 
 #[test]
 fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
@@ -99,29 +115,56 @@ fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
     let real: Vec<Value> = (1..=3)
         .map(|h| get_json(net.port(0), &format!("/blocks/{h}")).unwrap())
         .collect();
-    // `ranged`: also as one range answer (`/blocks?from=1&limit=3`), which the light client
-    // asks first and checks with one batch of certificates; each fault must be named the same
-    // either way.
-    let serve = |altered: &dyn Fn(&mut Vec<Value>), ranged: bool| {
+    // The real node's range in the wire encoding holds the same blocks and certificates.
+    let (code, bytes) = http_bytes(
+        net.port(0),
+        "GET /blocks?from=1&limit=3&format=codec HTTP/1.0\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(bytes[0], codec::WIRE_VERSION);
+    let served: Vec<Decision> = codec::decode(&bytes[1..], bytes.len()).unwrap();
+    let parsed: Vec<Decision> = real
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    assert_eq!(served, parsed);
+    let (code, _) = get(net.port(0), "/blocks?from=1&limit=3&format=cbor").unwrap();
+    assert_eq!(code, 400, "an unknown format is refused");
+
+    let serve = |altered: &dyn Fn(&mut Vec<Value>), mode: Mode| {
         let mut blocks = real.clone();
         altered(&mut blocks);
         let range = serde_json::json!({ "blocks": blocks.clone(), "next_from": 4, "more": false });
+        // The wire encoding of the blocks up to the first that is not one.
+        let decisions: Vec<Decision> = blocks
+            .iter()
+            .map_while(|v| serde_json::from_value(v.clone()).ok())
+            .collect();
+        let mut page = vec![codec::WIRE_VERSION];
+        page.extend(codec::encode(&decisions));
         let pages = blocks
             .into_iter()
             .enumerate()
             .map(|(i, b)| (format!("/blocks/{}", i + 1), b))
             .chain([("/status".to_string(), serde_json::json!({ "height": 3 }))])
-            .chain(ranged.then(|| ("/blocks?from=1&limit=3".to_string(), range)))
+            .chain((mode == Mode::Json).then(|| ("/blocks?from=1&limit=3".to_string(), range)))
             .collect();
-        let fake = fake_node(pages);
+        let raw = (mode == Mode::Codec)
+            .then(|| ("/blocks?from=1&limit=3&format=codec".to_string(), page))
+            .into_iter()
+            .collect();
+        let fake = fake_node_with(pages, raw);
         timed(&["verify", "--genesis", &genesis, "--node", &fake])
     };
-    for ranged in [false, true] {
-        let honest = serve(&|_| {}, ranged);
-        assert!(honest.status.success(), "{}", text(&honest));
+    for mode in MODES {
+        let honest = serve(&|_| {}, mode);
+        assert!(honest.status.success(), "{mode:?}: {}", text(&honest));
     }
 
-    let cases: Vec<(&str, Box<Alter>, &str)> = vec![
+    // What is altered, how, and the error named (block by block and in a JSON range; in the
+    // wire encoding, which carries no claimed hash, the second message where one is given).
+    let cases: Vec<(&str, Box<Alter>, &str, Option<&str>)> = vec![
         (
             "a signature with one bit flipped",
             Box::new(|b| {
@@ -134,6 +177,7 @@ fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
                     Value::String(format!("{flipped}{}", &sig[1..]));
             }),
             "block 2: forged certificate: a certificate signature does not verify",
+            None,
         ),
         (
             "a certificate cut to one signature",
@@ -142,6 +186,7 @@ fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
                 sigs.truncate(1);
             }),
             "block 2: short certificate: certificate holds 100 of stake; a quorum needs 200",
+            None,
         ),
         (
             "a header altered under its claimed hash",
@@ -150,6 +195,7 @@ fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
                     Value::from(b[2]["block"]["header"]["timestamp"].as_u64().unwrap() + 1);
             }),
             "block 3: the node claims hash",
+            Some("block 3: certificate of another block"),
         ),
         (
             "a header altered, claimed hash removed",
@@ -159,11 +205,13 @@ fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
                 b[2].as_object_mut().unwrap().remove("hash");
             }),
             "block 3: certificate of another block",
+            None,
         ),
         (
             "blocks 2 and 3 swapped",
             Box::new(|b| b.swap(1, 2)),
             "block 2: the node served height 3 for height 2",
+            None,
         ),
         (
             "block 2 missing",
@@ -171,16 +219,32 @@ fn a_devnet_chain_verifies_and_tampered_answers_are_named() {
                 b[1] = serde_json::json!({ "height": 2 });
             }),
             "block 2: the node's answer is not a block with a certificate",
+            None,
         ),
     ];
-    for ((what, alter, expected), ranged) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
-        let out = serve(alter.as_ref(), ranged);
-        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
-        assert!(text(&out).contains(expected), "{what}: {}", text(&out));
+    for ((what, alter, expected, in_codec), mode) in
+        cases.iter().flat_map(|c| MODES.map(|m| (c, m)))
+    {
+        let expected = match mode {
+            Mode::Codec => in_codec.unwrap_or(expected),
+            _ => expected,
+        };
+        let out = serve(alter.as_ref(), mode);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}, {mode:?}: {}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains(expected),
+            "{what}, {mode:?}: {}",
+            text(&out)
+        );
         assert_eq!(
             String::from_utf8_lossy(&out.stderr).lines().count(),
             1,
-            "{what}: {}",
+            "{what}, {mode:?}: {}",
             text(&out)
         );
     }

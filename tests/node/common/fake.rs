@@ -1,5 +1,5 @@
-//! A fake node for the light client's tests: fixed answers by path (the query included), one
-//! request per connection. The hostile party of those tests: it serves whatever it is given.
+//! A fake node for the light client's tests: fixed answers by path (the query included), JSON
+//! or bytes, one request per connection. The hostile party of those tests: it serves whatever it is given.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -23,22 +23,33 @@ pub fn request_path(s: &mut std::net::TcpStream) -> String {
 
 /// A node that serves fixed answers, one request per connection; returns its URL.
 pub fn fake_node(pages: HashMap<String, Value>) -> String {
+    fake_node_with(pages, HashMap::new())
+}
+
+/// As `fake_node`, with answers in bytes too (`application/octet-stream`), by path.
+pub fn fake_node_with(pages: HashMap<String, Value>, raw: HashMap<String, Vec<u8>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
             let path = request_path(&mut s);
-            let (code, body) = match pages.get(&path) {
-                Some(v) => ("200 OK", v.to_string()),
-                None => ("404 Not Found", r#"{"error":"no such page"}"#.to_string()),
+            let (code, kind, body) = match (pages.get(&path), raw.get(&path)) {
+                (_, Some(b)) => ("200 OK", "application/octet-stream", b.clone()),
+                (Some(v), None) => ("200 OK", "application/json", v.to_string().into_bytes()),
+                (None, None) => (
+                    "404 Not Found",
+                    "application/json",
+                    br#"{"error":"no such page"}"#.to_vec(),
+                ),
             };
             let _ = write!(
                 s,
-                "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
+                "HTTP/1.1 {code}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
                 body.len()
             );
+            let _ = s.write_all(&body);
         }
     });
     format!("http://127.0.0.1:{port}")
