@@ -26,6 +26,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
 use timed_core::codec;
+use timed_core::ledger::Ledger;
 use timed_core::ledger::snapshot::Chunk;
 use timed_core::types::Height;
 use tracing::{debug, info, warn};
@@ -112,7 +113,7 @@ impl Snapshotter {
 
 /// Why a snapshot was not written.
 #[derive(Debug, thiserror::Error)]
-enum SnapshotFailure {
+pub(crate) enum SnapshotFailure {
     #[error(transparent)]
     Store(#[from] crate::storage::store::StoreError),
     #[error("the view holds block {found:?}, not {expected}")]
@@ -148,6 +149,19 @@ fn write(
     if ledger.state_root() != last.block.header.state_root {
         return Err(SnapshotFailure::RootMismatch);
     }
+    write_ledger(dir, height, &ledger)
+}
+
+/// Cuts `ledger`, the state after block `height`, and writes its snapshot under `dir` (the
+/// folder of a data directory's snapshots, `folder`): its chunks and manifest into
+/// `.tmp-<height>`, renamed to `<height>` when complete. Returns its number of chunks. The
+/// caller has checked that the ledger is that block's (`write`; `timed bench statesync` writes
+/// the ledger it generated the chain with).
+pub(crate) fn write_ledger(
+    dir: &Path,
+    height: Height,
+    ledger: &Ledger,
+) -> Result<usize, SnapshotFailure> {
     let manifest = ledger.snapshot_manifest(height)?;
     let tmp = dir.join(format!(".tmp-{}", height.0));
     let _ = std::fs::remove_dir_all(&tmp);

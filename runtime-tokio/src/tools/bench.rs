@@ -47,6 +47,9 @@ enum BenchCommand {
     Tx(crate::tools::bench_tx::TxArgs),
     /// How far a full node lags behind a devnet at block time 0 (p50/p90/p99 per height).
     Follow(crate::tools::bench_follow::FollowArgs),
+    /// Generate a chain with many accounts and a snapshot of its tip, serve it from several
+    /// nodes and time a fresh node's state sync (`--state-sync`), verification included.
+    Statesync(crate::tools::bench_statesync::StatesyncArgs),
 }
 
 #[derive(Args)]
@@ -71,15 +74,17 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         BenchCommand::Catchup(c) => catchup(c).await,
         BenchCommand::Tx(t) => crate::tools::bench_tx::run(t).await,
         BenchCommand::Follow(f) => crate::tools::bench_follow::run(f).await,
+        BenchCommand::Statesync(s) => crate::tools::bench_statesync::run(s).await,
     }
 }
 
-fn dev_key(i: usize) -> Keypair {
+pub(crate) fn dev_key(i: usize) -> Keypair {
     Keypair::insecure_from_name(&format!("validator{i}"))
 }
 
-/// Writes a chain of `blocks` finalized blocks into a node's database at `path`.
-fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
+/// Writes a chain of `blocks` finalized blocks into a node's database at `path`; returns the
+/// ledger after the last (the state its header's `state_root` commits to).
+pub(crate) fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<Ledger> {
     let set = genesis.validate().context("the bench genesis is invalid")?;
     let keys: Vec<Keypair> = (1..=genesis.validators.len()).map(dev_key).collect();
     // The first validators (in index order) whose stake makes a quorum sign every certificate.
@@ -154,10 +159,10 @@ fn generate_chain(path: &Path, genesis: &Genesis, blocks: u64) -> Result<()> {
         }
     }
     store.close()?;
-    Ok(())
+    Ok(ledger)
 }
 
-async fn status_height(addr: SocketAddr) -> Option<u64> {
+pub(crate) async fn status_height(addr: SocketAddr) -> Option<u64> {
     let status: serde_json::Value = Client::new(NodeUrl::from_addr(addr))
         .with_timeout(Duration::from_secs(5))
         .get("/status")
@@ -174,10 +179,8 @@ fn spawn_node(
     port: u16,
     peer: u16,
 ) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the timed executable")?;
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))
-        .with_context(|| format!("cannot create the log of {name}"))?;
-    let mut cmd = Command::new(exe);
+    let mut cmd =
+        Command::new(std::env::current_exe().context("cannot find the timed executable")?);
     cmd.arg("run")
         .arg("--genesis")
         .arg(genesis)
@@ -188,12 +191,26 @@ fn spawn_node(
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--peers")
-        .arg(format!("127.0.0.1:{peer}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+        .arg(format!("127.0.0.1:{peer}"));
+    spawn_logged(children, dir, name, cmd, "warn")
+}
+
+/// Starts `cmd` (a `timed` command) as the child `name`, its output (stdout and stderr) in
+/// `<dir>/<name>.log`, with `RUST_LOG` set to `log` unless the bench's own is set.
+pub(crate) fn spawn_logged(
+    children: &mut Children,
+    dir: &Path,
+    name: &str,
+    mut cmd: Command,
+    log: &str,
+) -> Result<()> {
+    let file = std::fs::File::create(dir.join(format!("{name}.log")))
+        .with_context(|| format!("cannot create the log of {name}"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
     if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "warn");
+        cmd.env("RUST_LOG", log);
     }
     let child = cmd
         .spawn()
@@ -209,33 +226,52 @@ async fn catchup(a: CatchupArgs) -> Result<()> {
     if !(2..=100).contains(&a.validators) {
         bail!("--validators must be between 2 and 100 (one serves, one catches up)");
     }
-    let temporary = a.data_dir.is_none();
-    let dir = a.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("timed-bench-{}", std::process::id()))
-    });
-    if dir.join("validator1").exists() || dir.join("validator2").exists() {
+    in_bench_dir(
+        a.data_dir.clone(),
+        "timed-bench",
+        &["validator1", "validator2"],
+        |dir| async move { catchup_in(&a, &dir).await },
+    )
+    .await
+}
+
+/// Runs a bench in `given` (which must not hold one already: none of `taken` in it), or in a
+/// fresh temporary directory named after `prefix`, removed at the end.
+pub(crate) async fn in_bench_dir<F, Fut>(
+    given: Option<PathBuf>,
+    prefix: &str,
+    taken: &[&str],
+    run: F,
+) -> Result<()>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let temporary = given.is_none();
+    let dir = given
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("{prefix}-{}", std::process::id())));
+    if taken.iter().any(|t| dir.join(t).exists()) {
         bail!(
             "{} already holds a bench; give an empty --data-dir",
             dir.display()
         );
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = catchup_in(&a, &dir).await;
+    let result = run(dir.clone()).await;
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
 
-async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
-    let ports = [free_port()?, free_port()?];
-    let genesis = Genesis {
-        chain_id: "timed-bench".into(),
-        // Block i is stamped genesis + i ms: the whole chain lies in the past.
-        genesis_time_ms: TimestampMs(
-            crate::node::clock::unix_ms().saturating_sub(a.blocks + 60_000),
-        ),
-        validators: (1..=a.validators)
+/// The genesis of a bench chain of `blocks` blocks: `validators` development validators of
+/// equal stake, no balances, default parameters, and a time far enough back that block i,
+/// stamped genesis + i ms, lies in the past.
+pub(crate) fn bench_genesis(chain_id: &str, blocks: u64, validators: usize) -> Genesis {
+    Genesis {
+        chain_id: chain_id.into(),
+        genesis_time_ms: TimestampMs(crate::node::clock::unix_ms().saturating_sub(blocks + 60_000)),
+        validators: (1..=validators)
             .map(|i| GenesisValidator {
                 name: format!("validator{i}"),
                 public_key: dev_key(i).public_key(),
@@ -245,7 +281,12 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
             .collect(),
         balances: Vec::new(),
         params: ConsensusParams::default(),
-    };
+    }
+}
+
+async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
+    let ports = [free_port()?, free_port()?];
+    let genesis = bench_genesis("timed-bench", a.blocks, a.validators);
     let genesis_path = dir.join("genesis.json");
     handshake::write_genesis(&genesis_path, &genesis)?;
     for i in 1..=2 {
@@ -340,17 +381,14 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
             fresh.cpu_ns as f64 / 1e9,
             fresh.wait_ns as f64 / 1e9,
             serving.cpu_ns as f64 / 1e9,
-            std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .and_then(|l| l.split_whitespace().next().map(str::to_string))
-                .unwrap_or_else(|| "?".into()),
+            crate::tools::devnet::load_average(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
     }
     Ok(())
 }
 
-fn check_alive(children: &mut Children, dir: &Path) -> Result<()> {
+pub(crate) fn check_alive(children: &mut Children, dir: &Path) -> Result<()> {
     for (name, c) in &mut children.0 {
         if let Ok(Some(status)) = c.try_wait() {
             bail!(

@@ -177,7 +177,7 @@ fn nodes_sched(children: &Children) -> Option<Sched> {
 }
 
 /// The machine's load average over 1 minute (other jobs compete with the nodes for the cores).
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_string))
