@@ -309,7 +309,7 @@ async fn sync_at(
     debug_assert_eq!(ledger.state_root(), state_root);
     // 5. Written as a store pruned below the snapshot's height.
     let accounts = ledger.accounts().count();
-    store.import(&stored(last), &ledger)?;
+    store.import(genesis, &stored(last), &ledger)?;
     let avoided: Vec<&str> = servers
         .iter()
         .filter(|(_, s)| s.liar)

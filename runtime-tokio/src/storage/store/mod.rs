@@ -305,7 +305,12 @@ impl Store {
     /// block of the snapshot's height with its certificate, as the only block, with `outcome`
     /// (what its body alone tells: this node did not apply it); `ledger`, the state after it;
     /// and the mark that nothing below it is kept, as if pruned. Durable when it returns.
-    pub fn import(&self, last: &StoredBlock, ledger: &Ledger) -> Result<(), StoreError> {
+    pub fn import(
+        &self,
+        genesis: &Genesis,
+        last: &StoredBlock,
+        ledger: &Ledger,
+    ) -> Result<(), StoreError> {
         guarded(&self.files, || {
             let height = last.block.height();
             let mut tx = self.db.begin_write().map_err(StoreError::db)?;
@@ -314,6 +319,25 @@ impl Store {
                 if w.blocks.last().map_err(StoreError::db)?.is_some() {
                     return Err(corrupt("blocks", "a state sync fills an empty store only"));
                 }
+                let hash = genesis.hash();
+                let bound = w.meta.get("genesis").map_err(StoreError::db)?;
+                if let Some(stored) = bound.map(|v| v.value().to_vec())
+                    && stored != hash.0
+                {
+                    return Err(StoreError::WrongGenesis {
+                        stored: hex::encode(stored),
+                        expected: hex::encode(hash.0),
+                    });
+                }
+                // Bound to its genesis, as `bind_genesis` binds a new store: a later
+                // `bind_genesis` then finds it bound and leaves the imported state alone
+                // (unbound, it wrote the genesis balances over the synced accounts). The
+                // genesis balances of a store bound before (a start without blocks) give way
+                // to the snapshot's accounts.
+                w.meta
+                    .insert("genesis", &hash.0[..])
+                    .map_err(StoreError::db)?;
+                w.accounts.retain(|_, _| false).map_err(StoreError::db)?;
                 w.put(last)?;
                 for (key, account) in ledger.accounts() {
                     w.accounts

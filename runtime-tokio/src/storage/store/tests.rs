@@ -368,3 +368,59 @@ fn pruning_deletes_old_blocks_with_their_indexes_and_keeps_the_last_one() {
     let store = Store::open(&dir.path().join("timed.redb")).unwrap();
     assert_eq!(store.lowest_height().unwrap(), Height(300));
 }
+
+/// A state sync's import binds the store to its genesis, so the `bind_genesis` of the start that
+/// follows leaves the synced accounts alone (it wrote the genesis balances over them: the node
+/// then refused its own store); a store bound before, with no block, gives its genesis balances
+/// way to the snapshot's; a store of another genesis is refused.
+#[test]
+fn an_imported_state_survives_the_genesis_binding_that_follows() {
+    use timed_core::crypto::PublicKey;
+    use timed_core::ledger::Ledger;
+    use timed_core::validators::GenesisBalance;
+    let funded = |accounts: &[(u8, u64)]| {
+        let mut g = test_genesis();
+        g.balances = accounts
+            .iter()
+            .map(|(k, a)| GenesisBalance {
+                account: PublicKey([*k; 32]),
+                amount: Amount(*a),
+            })
+            .collect();
+        g
+    };
+    let genesis = funded(&[(0xa1, 100), (0xb2, 5)]);
+    // The state the sync verified: `a1` spent down, `b2` gone, `c3` new.
+    let synced = Ledger::from_genesis(&funded(&[(0xa1, 40), (0xc3, 9)]));
+    let mut last = stored(7);
+    last.block.header.state_root = synced.state_root();
+    let accounts = |store: &Store| -> Vec<(PublicKey, u64)> {
+        let restored = store.restore(&genesis).unwrap();
+        assert_eq!(restored.last.unwrap().block.height(), Height(7));
+        restored
+            .ledger
+            .expect("a ledger after block 7")
+            .accounts()
+            .map(|(k, a)| (*k, a.balance.0))
+            .collect()
+    };
+    let expected = vec![(PublicKey([0xa1; 32]), 40), (PublicKey([0xc3; 32]), 9)];
+    for bound_before in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("timed.redb")).unwrap();
+        if bound_before {
+            store.bind_genesis(&genesis).unwrap();
+        }
+        store.import(&genesis, &last, &synced).unwrap();
+        store.bind_genesis(&genesis).unwrap();
+        assert_eq!(accounts(&store), expected, "bound before: {bound_before}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("timed.redb")).unwrap();
+    store.bind_genesis(&funded(&[(0xd4, 1)])).unwrap();
+    let refused = store.import(&genesis, &last, &synced).unwrap_err();
+    assert!(
+        matches!(refused, StoreError::WrongGenesis { .. }),
+        "{refused}"
+    );
+}
