@@ -2,8 +2,6 @@
 //! needs the wire layout of the largest proposal the genesis allows, so they sit here, above the
 //! blocks and messages, while `Genesis` itself is in `validators` below them.
 
-use std::collections::BTreeMap;
-
 use crate::block::{Block, Certificate, CommitSignature, Header, MAX_BLOCK_EVIDENCE};
 use crate::crypto::{PublicKey, Signature};
 use crate::message::{Message, Proposal};
@@ -44,12 +42,14 @@ impl Genesis {
         if p.slash_permille > 1000 {
             return Err(GenesisError::BadSlash(p.slash_permille));
         }
-        let mut seen = BTreeMap::new();
+        // Sorted, a duplicate is a neighbour: a few times faster than a map of a million.
+        let mut accounts: Vec<&PublicKey> = self.balances.iter().map(|b| &b.account).collect();
+        accounts.sort_unstable();
+        if let Some(twice) = accounts.windows(2).find(|w| w[0] == w[1]) {
+            return Err(GenesisError::DuplicateBalance(*twice[0]));
+        }
         let mut total: u64 = 0;
         for b in &self.balances {
-            if seen.insert(b.account, ()).is_some() {
-                return Err(GenesisError::DuplicateBalance(b.account));
-            }
             total = total
                 .checked_add(b.amount.0)
                 .ok_or(GenesisError::BalanceOverflow)?;

@@ -214,6 +214,16 @@ pub struct Node {
 impl Node {
     /// A node at height 1 of a fresh chain.
     pub fn new(genesis: &Genesis, key: Keypair, config: NodeConfig) -> Result<Node, NodeError> {
+        Node::with_ledger(genesis, key, config, Ledger::from_genesis(genesis))
+    }
+
+    /// As `new`, on `ledger` (the genesis's, or a restored one that `restore` checks).
+    fn with_ledger(
+        genesis: &Genesis,
+        key: Keypair,
+        config: NodeConfig,
+        ledger: Ledger,
+    ) -> Result<Node, NodeError> {
         let set = Arc::new(genesis.validate()?);
         let me = set.index_of(&key.public_key());
         Ok(Node {
@@ -230,7 +240,7 @@ impl Node {
             parent_time: genesis.genesis_time_ms,
             last_decision: None,
             extension_unsent: false,
-            ledger: Ledger::from_genesis(genesis),
+            ledger,
             mempool: Mempool::new(config.mempool_capacity),
             next_height: BTreeMap::new(),
             catch_up: CatchUp::default(),

@@ -38,7 +38,13 @@ impl Node {
         config: NodeConfig,
         restore: Restore,
     ) -> Result<Node, NodeError> {
-        let mut node = Node::new(genesis, key, config)?;
+        // The genesis ledger is built only when there is nothing after it (a million genesis
+        // balances cost seconds, for a ledger a restored one would replace).
+        let ledger = match (&restore.last, restore.ledger) {
+            (Some(_), Some(ledger)) => ledger,
+            _ => Ledger::from_genesis(genesis),
+        };
+        let mut node = Node::with_ledger(genesis, key, config, ledger)?;
         if let Some(last) = restore.last {
             if last.block.header.chain_id != node.chain_id {
                 return Err(NodeError::WrongChain {
@@ -46,16 +52,12 @@ impl Node {
                     got: last.block.header.chain_id.clone(),
                 });
             }
-            let ledger = restore
-                .ledger
-                .unwrap_or_else(|| Ledger::from_genesis(genesis));
-            if ledger.state_root() != last.block.header.state_root {
+            if node.ledger.state_root() != last.block.header.state_root {
                 return Err(NodeError::LedgerMismatch {
-                    ledger: ledger.state_root(),
+                    ledger: node.ledger.state_root(),
                     block: last.block.header.state_root,
                 });
             }
-            node.ledger = ledger;
             // The set of the next height is the ledger's; the one before is not kept (a late
             // precommit of the last block, checked against it, is merely refused).
             node.move_sets_on();
