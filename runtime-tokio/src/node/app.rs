@@ -158,10 +158,13 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         }
     }
 
+    // The ledger a state sync verified and wrote: the restore below need not read it back.
+    let mut synced = None;
     if !state_sync.is_empty() {
         match (&initial, store.latest_height()?) {
             (Some(g), None) => {
-                crate::node::statesync::sync(g, &state_sync, &store).await?;
+                let (_, ledger) = crate::node::statesync::sync(g, &state_sync, &store).await?;
+                synced = Some(ledger);
             }
             (None, _) => bail!(
                 "--state-sync needs the chain's genesis: give --genesis FILE (the snapshot is \
@@ -272,7 +275,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         return Ok(());
     };
 
-    let mut restore = ctx.store.restore(&chain.genesis)?;
+    let mut restore = ctx.store.restore_with(&chain.genesis, synced)?;
     restore.guard = guard.last();
     let resumed = restore.last.as_ref().map(|d| d.block.height());
     let records = restore.records.len();

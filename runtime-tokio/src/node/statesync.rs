@@ -17,6 +17,11 @@
 //!    per server; each is checked against the manifest (`Restore::add`). A server that sends a
 //!    chunk that does not decode or does not check is avoided from then on and its chunk asked
 //!    of another; one that fails to answer is given `RETRIES` more chances.
+//!
+//!    Steps 3 and 4 start early: while the chain is verified (step 2), a manifest and its chunks
+//!    are fetched (`prefetch`, at most `PREFETCH_BYTES` of them), and judged as above once the
+//!    state root is known; only what is missing then is asked again. Nothing fetched early is
+//!    trusted before it is judged.
 //! 5. The ledger the chunks make (its state root is the header's) and the verified block are
 //!    written to the store (`Store::import`), durably, as a store pruned below that height; the
 //!    node then starts as it would on that data directory and follows the chain from there.
@@ -30,7 +35,7 @@ use std::time::Instant;
 
 use timed_core::codec;
 use timed_core::ledger::snapshot::{Chunk, Manifest, Restore};
-use timed_core::ledger::{BlockOutcome, subsidy};
+use timed_core::ledger::{BlockOutcome, Ledger, subsidy};
 use timed_core::message::Decision;
 use timed_core::staking::StakingParams;
 use timed_core::types::{Amount, Height};
@@ -95,7 +100,7 @@ pub async fn sync(
     genesis: &Genesis,
     urls: &[String],
     store: &Store,
-) -> Result<Height, StateSyncError> {
+) -> Result<(Height, Ledger), StateSyncError> {
     let start = Instant::now();
     let mut servers: Vec<(String, Server)> = Vec::new();
     for url in urls {
@@ -147,7 +152,7 @@ pub async fn sync(
             .map(|(i, _)| *i)
             .collect();
         match sync_at(genesis, store, &mut servers, &offering, height, start).await {
-            Ok(()) => return Ok(Height(height)),
+            Ok(ledger) => return Ok((Height(height), ledger)),
             Err(e @ StateSyncError::Store(_)) => return Err(e),
             Err(e) => {
                 warn!("State sync: the snapshot of height {height} cannot be taken: {e}");
@@ -166,13 +171,20 @@ async fn sync_at(
     offering: &[usize],
     height: u64,
     start: Instant,
-) -> Result<(), StateSyncError> {
+) -> Result<Ledger, StateSyncError> {
     info!(
         "State sync: the snapshot of height {height}, offered by {} of {} servers; verifying the \
          chain from the genesis to it",
         offering.len(),
         servers.len()
     );
+    // The manifest and chunks are fetched while the chain is verified (`prefetch`), and judged
+    // once its state root is known.
+    let urls: Vec<(usize, NodeUrl)> = offering
+        .iter()
+        .filter_map(|&i| Some((i, servers[i].1.client.as_ref()?.url().clone())))
+        .collect();
+    let mut prefetching = AbortOnDrop(tokio::spawn(prefetch(urls, height)));
     // 2. Its block, verified from the genesis.
     let mut last: Option<(Decision, u64)> = None;
     let mut reason = String::new();
@@ -197,54 +209,76 @@ async fn sync_at(
         return Err(StateSyncError::NoChain { height, reason });
     };
     let state_root = last.block.header.state_root;
-    // 3. A manifest that verifies against it.
+    let early: Prefetched = (&mut prefetching.0).await.unwrap_or_default();
+    // 3. A manifest that verifies against it: the one fetched early, else one asked now.
     let params = StakingParams::from(&genesis.params);
+    let judge_manifest = |answer: Result<Vec<u8>, ClientError>| match answer {
+        Ok(bytes) => Ok(codec::decode::<Manifest>(&bytes, codec::MAX_MESSAGE_BYTES)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                (m.height.0 == height)
+                    .then_some(m)
+                    .ok_or_else(|| "it is of another height".to_string())
+            })
+            .and_then(|m| Restore::new(m, params, &state_root).map_err(|e| e.to_string()))),
+        Err(e) => Err(e),
+    };
     let mut restore = None;
-    for &i in offering {
+    // Per server, its answer fetched early, if any.
+    let mut asked: Vec<(usize, Option<Answer>)> = offering.iter().map(|&i| (i, None)).collect();
+    if let Some((i, answer)) = early.manifest {
+        asked.retain(|(j, _)| *j != i);
+        asked.insert(0, (i, Some(answer)));
+    }
+    for (i, answer) in asked {
         let (name, s) = &mut servers[i];
         if s.liar {
             continue;
         }
-        let Some(client) = s.client.as_mut() else {
-            continue;
+        let answer = match answer {
+            Some(a) => a,
+            None => {
+                let Some(client) = s.client.as_mut() else {
+                    continue;
+                };
+                client
+                    .get_bytes(&format!("/snapshots/{height}/manifest"))
+                    .await
+            }
         };
-        let checked = match client
-            .get_bytes(&format!("/snapshots/{height}/manifest"))
-            .await
-        {
-            Ok(bytes) => codec::decode::<Manifest>(&bytes, codec::MAX_MESSAGE_BYTES)
-                .map_err(|e| e.to_string())
-                .and_then(|m| {
-                    (m.height.0 == height)
-                        .then_some(m)
-                        .ok_or_else(|| "it is of another height".to_string())
-                })
-                .and_then(|m| Restore::new(m, params, &state_root).map_err(|e| e.to_string())),
+        match judge_manifest(answer) {
+            Ok(Ok(r)) => {
+                restore = Some(r);
+                break;
+            }
+            Ok(Err(e)) => {
+                warn!("State sync: avoiding {name}: its manifest of height {height} is false: {e}");
+                reason = e;
+                s.liar = true;
+            }
             Err(e) => {
                 warn!("State sync: {name} gave no manifest: {e}");
                 reason = e.to_string();
                 s.failures += 1;
-                continue;
-            }
-        };
-        match checked {
-            Ok(r) => {
-                restore = Some(r);
-                break;
-            }
-            Err(e) => {
-                warn!("State sync: avoiding {name}: its manifest of height {height} is false: {e}");
-                reason = e;
-                s.liar = true;
             }
         }
     }
     let Some(mut restore) = restore else {
         return Err(StateSyncError::NoManifest { height, reason });
     };
-    // 4. The chunks, from every server still trusted.
+    // 4. The chunks, from every server still trusted: those fetched early first.
+    let chunks = restore.missing().count();
+    for (i, index, answer) in early.chunks {
+        let (name, s) = &mut servers[i];
+        if s.liar || !restore.missing().any(|m| m == index) {
+            continue;
+        }
+        if let Err((lied, why)) = judge_chunk(&mut restore, index, answer) {
+            blame(name, s, height, index, lied, &why);
+            reason = why;
+        }
+    }
     let mut queue: VecDeque<u32> = restore.missing().collect();
-    let chunks = queue.len();
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
         for &i in offering {
@@ -269,27 +303,8 @@ async fn sync_at(
         };
         let (name, s) = &mut servers[i];
         s.client = Some(client);
-        let verdict = match answer {
-            Ok(bytes) => match codec::decode::<Chunk>(&bytes, codec::MAX_MESSAGE_BYTES) {
-                Ok(chunk) if chunk.index == index => restore
-                    .add(chunk)
-                    .map(|_| ())
-                    .map_err(|e| (true, e.to_string())),
-                Ok(_) => Err((true, "it sent another chunk than asked".into())),
-                Err(e) => Err((true, format!("it does not decode: {e}"))),
-            },
-            Err(e) => Err((false, e.to_string())),
-        };
-        if let Err((lied, why)) = verdict {
-            if lied {
-                warn!(
-                    "State sync: avoiding {name}: chunk {index} of height {height} is false: {why}"
-                );
-                s.liar = true;
-            } else {
-                warn!("State sync: {name} failed to give chunk {index}: {why}");
-                s.failures += 1;
-            }
+        if let Err((lied, why)) = judge_chunk(&mut restore, index, answer) {
+            blame(name, s, height, index, lied, &why);
             reason = why;
             queue.push_back(index);
         }
@@ -325,7 +340,7 @@ async fn sync_at(
             format!("; avoided for serving false data: {}", avoided.join(", "))
         }
     );
-    Ok(())
+    Ok(ledger)
 }
 
 /// The snapshot's block as the store keeps it. Its outcome holds what its body alone tells (the
@@ -356,5 +371,121 @@ fn stored(last: Decision) -> StoredBlock {
         block: last.block,
         certificate: last.certificate,
         finality_ms: FinalityMs(None),
+    }
+}
+
+/// A chunk's answer judged against the verified manifest: added, or why not and whether the
+/// server lied (a chunk that does not decode, is not the one asked or does not check) rather
+/// than failed to answer.
+fn judge_chunk(
+    restore: &mut Restore,
+    index: u32,
+    answer: Result<Vec<u8>, ClientError>,
+) -> Result<(), (bool, String)> {
+    match answer {
+        Ok(bytes) => match codec::decode::<Chunk>(&bytes, codec::MAX_MESSAGE_BYTES) {
+            Ok(chunk) if chunk.index == index => restore
+                .add(chunk)
+                .map(|_| ())
+                .map_err(|e| (true, e.to_string())),
+            Ok(_) => Err((true, "it sent another chunk than asked".into())),
+            Err(e) => Err((true, format!("it does not decode: {e}"))),
+        },
+        Err(e) => Err((false, e.to_string())),
+    }
+}
+
+/// A server's bad chunk answer: a liar is avoided from then on, a failure counted.
+fn blame(name: &str, s: &mut Server, height: u64, index: u32, lied: bool, why: &str) {
+    if lied {
+        warn!("State sync: avoiding {name}: chunk {index} of height {height} is false: {why}");
+        s.liar = true;
+    } else {
+        warn!("State sync: {name} failed to give chunk {index}: {why}");
+        s.failures += 1;
+    }
+}
+
+/// A server's answer to one request.
+type Answer = Result<Vec<u8>, ClientError>;
+
+/// What `prefetch` fetched: a manifest's answer and chunks' answers, by server, none judged.
+#[derive(Default)]
+struct Prefetched {
+    manifest: Option<(usize, Answer)>,
+    chunks: Vec<(usize, u32, Answer)>,
+}
+
+/// At most this many bytes of chunks are fetched before the manifest is verified: an unverified
+/// manifest may name chunks that do not exist; beyond this they are fetched once it holds.
+const PREFETCH_BYTES: usize = 512 * 1024 * 1024;
+
+/// Fetches, while the chain is verified, the snapshot of `height` from `servers` (index, URL):
+/// the first manifest that decodes as one of that height (verified later), then its chunks, in
+/// parallel, one request in flight per server, each chunk asked once. Nothing is judged here:
+/// a server's answers are judged, and it blamed, once the state root is known.
+async fn prefetch(servers: Vec<(usize, NodeUrl)>, height: u64) -> Prefetched {
+    let mut out = Prefetched::default();
+    // In the order given: the first servers are asked first.
+    let mut clients: VecDeque<(usize, Client)> = servers
+        .into_iter()
+        .map(|(i, url)| (i, Client::new(url)))
+        .collect();
+    let mut manifest = None;
+    for (i, client) in &mut clients {
+        let answer = client
+            .get_bytes(&format!("/snapshots/{height}/manifest"))
+            .await;
+        let decoded = answer.as_ref().ok().and_then(|b| {
+            codec::decode::<Manifest>(b, codec::MAX_MESSAGE_BYTES)
+                .ok()
+                .filter(|m| m.height.0 == height)
+        });
+        let found = decoded.is_some();
+        manifest = manifest.or(decoded);
+        out.manifest = Some((*i, answer));
+        if found {
+            break;
+        }
+    }
+    let Some(manifest) = manifest else {
+        return out;
+    };
+    let mut queue: VecDeque<u32> = manifest.chunks().collect();
+    let mut bytes = 0usize;
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        while bytes < PREFETCH_BYTES
+            && let Some((i, mut client)) = clients.pop_front()
+        {
+            let Some(index) = queue.pop_front() else {
+                clients.push_front((i, client));
+                break;
+            };
+            let path = format!("/snapshots/{height}/chunks/{index}");
+            in_flight.spawn(async move {
+                let answer = client.get_bytes(&path).await;
+                (i, client, index, answer)
+            });
+        }
+        let Some(Ok((i, client, index, answer))) = in_flight.join_next().await else {
+            return out;
+        };
+        bytes += answer.as_ref().map_or(0, Vec::len);
+        // A server that fails is asked nothing more here.
+        if answer.is_ok() {
+            clients.push_back((i, client));
+        }
+        out.chunks.push((i, index, answer));
+    }
+}
+
+/// A task aborted when dropped: a sync that fails before its prefetched answers are used
+/// stops fetching them.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

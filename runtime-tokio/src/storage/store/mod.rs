@@ -364,9 +364,23 @@ impl Store {
     /// What `Node::restore` needs: the last block, the ledger after it (accounts and staking
     /// state, under `genesis`'s parameters), and the WAL.
     pub fn restore(&self, genesis: &Genesis) -> Result<Restore, StoreError> {
+        self.restore_with(genesis, None)
+    }
+
+    /// As `restore`; `known`: the ledger after the last block when the caller holds it already
+    /// (a state sync just imported it), which is then not read back (`Node::restore` checks
+    /// its root against the last block's header either way).
+    pub fn restore_with(
+        &self,
+        genesis: &Genesis,
+        known: Option<Ledger>,
+    ) -> Result<Restore, StoreError> {
         guarded(&self.files, || {
             let r = self.db.begin_read().map_err(StoreError::db)?;
-            let (last, ledger) = read_chain_tip(&r, genesis)?;
+            let (last, ledger) = match known {
+                Some(ledger) => (read_last_block(&r)?, Some(ledger)),
+                None => read_chain_tip(&r, genesis)?,
+            };
             let records = lock_wal(&self.wal).wal.records()?;
             Ok(Restore {
                 ledger,
@@ -477,13 +491,11 @@ impl StoreView {
 
 /// The last block of the store read through `r` and the ledger after it: its accounts and
 /// staking state, under `genesis`'s parameters, every value decoded bounded.
-fn read_chain_tip(
-    r: &redb::ReadTransaction,
-    genesis: &Genesis,
-) -> Result<(Option<Decision>, Option<Ledger>), StoreError> {
+/// The last stored block with its certificate.
+fn read_last_block(r: &redb::ReadTransaction) -> Result<Option<Decision>, StoreError> {
     let blocks = r.open_table(BLOCKS).map_err(StoreError::db)?;
     let certs = r.open_table(CERTS).map_err(StoreError::db)?;
-    let last = match blocks.last().map_err(StoreError::db)? {
+    Ok(match blocks.last().map_err(StoreError::db)? {
         Some((_, v)) => {
             let s = decode_stored(&certs, v.value())?;
             Some(Decision {
@@ -492,7 +504,14 @@ fn read_chain_tip(
             })
         }
         None => None,
-    };
+    })
+}
+
+fn read_chain_tip(
+    r: &redb::ReadTransaction,
+    genesis: &Genesis,
+) -> Result<(Option<Decision>, Option<Ledger>), StoreError> {
+    let last = read_last_block(r)?;
     let accounts = r.open_table(ACCOUNTS).map_err(StoreError::db)?;
     let mut list = Vec::new();
     for entry in accounts.iter().map_err(StoreError::db)? {
