@@ -15,7 +15,7 @@ use common::devnet::Devnet;
 use common::full::{FullNode, height};
 use common::{get_json, metric, wait_for};
 use serde_json::Value;
-use timed::wire::{self, HELLO_VERSION, Hello, HelloReply};
+use timed::wire::{self, HELLO_VERSION, Hello, HelloGenesis, HelloReply};
 use timed_core::codec;
 use timed_core::crypto::Keypair;
 use timed_core::message::Message;
@@ -134,7 +134,7 @@ async fn say_hello(send: &mut quinn::SendStream, key: &Keypair, name: &str, gene
         public_key: key.public_key(),
         stake: Stake(0),
         block_time_ms: genesis.params.block_time_ms,
-        genesis: Some(genesis.clone()),
+        genesis: Some(HelloGenesis::of(genesis, genesis.hash())),
     };
     wire::write_frame(send, &wire::encode_hello(&HelloReply::Welcome(hello)))
         .await

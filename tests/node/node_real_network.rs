@@ -17,9 +17,9 @@ fn timed(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
-    let dir = tempfile::tempdir().unwrap();
+/// Three validators made by `timed keygen` and `timed genesis` (block time 200 ms, `alice`
+/// funded), the genesis file then changed by `edit`, started with `timed run --genesis`.
+fn real_network(dir: &tempfile::TempDir, edit: impl Fn(&mut serde_json::Value)) -> Net {
     let d = |p: &str| dir.path().join(p).display().to_string();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut validators = Vec::new();
@@ -31,7 +31,6 @@ fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
     }
     // A funded account for a transfer.
     let alice = Keypair::insecure_from_name("alice");
-    let bob = Keypair::insecure_from_name("bob");
     let mut args = vec![
         "genesis",
         "--chain-id",
@@ -51,6 +50,10 @@ fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let mut genesis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    edit(&mut genesis);
+    std::fs::write(&out_path, genesis.to_string()).unwrap();
 
     let nodes = (0..3)
         .map(|i| NodeProc {
@@ -79,7 +82,16 @@ fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
     for i in 0..3 {
         net.spawn(i);
     }
+    net
+}
+
+#[test]
+fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = real_network(&dir, |_| {});
     net.wait_height(0, 2);
+    let alice = Keypair::insecure_from_name("alice");
+    let bob = Keypair::insecure_from_name("bob");
 
     let tx = Transfer {
         from: alice.public_key(),
@@ -111,6 +123,37 @@ fn keygen_genesis_and_run_form_a_network_that_takes_transfers() {
     let (code, reply) = http(net.port(1), &request).unwrap();
     assert!((400..500).contains(&code), "{code} {reply}");
     assert!(reply.contains("reason"), "{reply}");
+}
+
+/// A genesis of 60,000 balances (2.1 MB as the codec writes it) is over the 1 MiB a hello may
+/// hold: its validators refused each other's hello ("frame of … bytes exceeds the limit") and
+/// never formed a network. Their hellos now carry its hash alone, and they finalize blocks.
+#[test]
+fn validators_of_a_genesis_too_large_for_a_hello_form_a_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = real_network(&dir, |g| {
+        let balances = g["balances"].as_array_mut().unwrap();
+        for i in 0u32..60_000 {
+            let account = blake3::hash(&i.to_le_bytes());
+            balances.push(serde_json::json!({
+                "account": hex::encode(account.as_bytes()),
+                "amount": 1_000 + u64::from(i),
+            }));
+        }
+    });
+    for i in 0..3 {
+        net.wait_height(i, 3);
+    }
+    for i in 0..3 {
+        let log = net.log(i);
+        assert!(!log.contains("exceeds the limit"), "v{i}: {log}");
+    }
+    let far = format!(
+        "/accounts/{}",
+        hex::encode(blake3::hash(&59_999u32.to_le_bytes()).as_bytes())
+    );
+    let account = get_json(net.port(2), &far).unwrap();
+    assert_eq!(account["balance"], 60_999);
 }
 
 #[test]

@@ -32,7 +32,7 @@ use timed_core::validators::{ConsensusParams, Genesis, GenesisValidator};
 use tracing::info;
 
 use crate::net::members::Members;
-use crate::net::wire::{HELLO_VERSION, Hello};
+use crate::net::wire::{HELLO_VERSION, Hello, HelloGenesis};
 use crate::node::ctx::{Chain, Ctx, Role, lock};
 
 /// What the hello exchange concluded.
@@ -220,14 +220,17 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
     if let Some(chain) = ctx.chain() {
         return match &peer.genesis {
             Some(g) if g.hash() != chain.hash => Err(format!(
-                "genesis mismatch: {} runs genesis {} (chain {:?}, {} validators) but this node \
+                "genesis mismatch: {} runs genesis {} ({}) but this node \
                  ({}) runs genesis {} (chain {:?}, {} validators); the nodes were started with \
                  different --peers/--stake/--block-time/--epoch-blocks or one data directory \
                  holds an old genesis: remove the wrong one's genesis.json and timed.redb",
                 peer.name,
                 short(&g.hash().0),
-                g.chain_id,
-                g.validators.len(),
+                match g {
+                    HelloGenesis::Whole(g) =>
+                        format!("chain {:?}, {} validators", g.chain_id, g.validators.len()),
+                    HelloGenesis::Hash(_) => "too large to send whole".to_string(),
+                },
                 ctx.name,
                 short(&chain.hash.0),
                 chain.genesis.chain_id,
@@ -287,7 +290,15 @@ pub fn on_hello(ctx: &Ctx, peer: &Hello, tls_key: PublicKey) -> Result<Verdict, 
             peer.name, peer.block_time_ms, ctx.name, dev.block_time_ms
         ));
     }
-    if let Some(g) = &peer.genesis {
+    if let Some(HelloGenesis::Hash(h)) = &peer.genesis {
+        return Err(format!(
+            "{} runs genesis {}, too large to travel in a hello: start this node with the \
+             chain's genesis file (--genesis)",
+            peer.name,
+            short(&h.0)
+        ));
+    }
+    if let Some(HelloGenesis::Whole(g)) = &peer.genesis {
         let me = g
             .validators
             .iter()

@@ -26,7 +26,7 @@ use crate::net::transport::{
     BACKOFF_MAX, BACKOFF_MIN, HANDSHAKE_TIMEOUT, LinkError, peer_identity, queue_on, read_hello,
     resolve,
 };
-use crate::net::wire::{self, FrameError, HelloReply, MAX_FRAME_BYTES};
+use crate::net::wire::{self, FrameError, HelloGenesis, HelloReply, MAX_FRAME_BYTES};
 use crate::node::ctx::{CoreInput, Ctx, PEER_QUEUE, PEER_QUEUE_BYTES, lock};
 
 struct Link {
@@ -163,7 +163,7 @@ async fn dial_once(ctx: &Ctx, endpoint: &quinn::Endpoint, addr: &str) -> Result<
             "its hello names a key other than its TLS certificate's".into(),
         ));
     }
-    if hello.genesis.as_ref().map(|g| g.hash()) != Some(chain.hash) {
+    if hello.genesis.as_ref().map(HelloGenesis::hash) != Some(chain.hash) {
         conn.close(0u32.into(), b"refused");
         return Err(LinkError::RefusedByUs(format!(
             "{} runs another genesis than this node's {} (or none yet)",

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use timed_core::codec;
 use timed_core::crypto::PublicKey;
-use timed_core::types::Stake;
+use timed_core::types::{Hash, Stake};
 use timed_core::validators::Genesis;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -22,8 +22,63 @@ pub const MAX_FRAME_BYTES: usize = codec::MAX_MESSAGE_BYTES;
 /// The largest hello (a genesis of 1 000 validators fits).
 pub const MAX_HELLO_BYTES: usize = 1024 * 1024;
 
-/// Version of the hello exchange.
-pub const HELLO_VERSION: u32 = 2;
+/// Version of the hello exchange (3: the genesis may travel as its hash alone, `HelloGenesis`).
+pub const HELLO_VERSION: u32 = 3;
+
+/// A genesis whose encoding is larger travels in a hello as its hash alone (`HelloGenesis`):
+/// a genesis of a million balances is some 36 MB, far over `MAX_HELLO_BYTES`, and validators
+/// of such a chain refused each other's hello.
+pub const HELLO_GENESIS_BYTES: usize = 512 * 1024;
+
+/// The genesis as a hello carries it: whole while it is small, so that a development node
+/// still forming its genesis may adopt it; else its hash, which is all a node with a genesis
+/// compares (a node without one must then be given the file: `--genesis`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloGenesis {
+    Whole(Genesis),
+    Hash(Hash),
+}
+
+impl HelloGenesis {
+    /// How `genesis` (of hash `hash`) travels.
+    pub fn of(genesis: &Genesis, hash: Hash) -> HelloGenesis {
+        if codec::encode(genesis).len() <= HELLO_GENESIS_BYTES {
+            HelloGenesis::Whole(genesis.clone())
+        } else {
+            HelloGenesis::Hash(hash)
+        }
+    }
+
+    /// The genesis's hash.
+    pub fn hash(&self) -> Hash {
+        match self {
+            HelloGenesis::Whole(g) => g.hash(),
+            HelloGenesis::Hash(h) => *h,
+        }
+    }
+}
+
+impl codec::Wire for HelloGenesis {
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            HelloGenesis::Whole(g) => {
+                out.push(0);
+                g.put(out);
+            }
+            HelloGenesis::Hash(h) => {
+                out.push(1);
+                h.put(out);
+            }
+        }
+    }
+    fn get(r: &mut codec::Reader<'_>) -> Result<Self, codec::CodecError> {
+        match r.tag()? {
+            0 => Ok(HelloGenesis::Whole(codec::Wire::get(r)?)),
+            1 => Ok(HelloGenesis::Hash(codec::Wire::get(r)?)),
+            _ => Err(codec::CodecError::Malformed("unknown hello genesis")),
+        }
+    }
+}
 
 /// Who a node is, sent first on every connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +90,8 @@ pub struct Hello {
     pub stake: Stake,
     /// The block time this node was started with (dev mode: all must agree).
     pub block_time_ms: u64,
-    /// The node's genesis, once fixed.
-    pub genesis: Option<Genesis>,
+    /// The node's genesis, once fixed: whole, or its hash if large.
+    pub genesis: Option<HelloGenesis>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,5 +209,44 @@ mod tests {
             read_frame(&mut r, &mut buf, 4).await,
             Err(FrameError::TooLarge { size: 5, .. })
         ));
+    }
+
+    /// A small genesis travels whole, a large one as its hash; both hellos fit the hello's
+    /// limit and decode to what was sent.
+    #[test]
+    fn a_hello_carries_a_large_genesis_as_its_hash() {
+        let (_, validators) = timed_core::validators::insecure_dev_validators(&[100, 100]);
+        let mut genesis = Genesis {
+            chain_id: "hello".into(),
+            genesis_time_ms: timed_core::types::TimestampMs(0),
+            validators,
+            balances: Vec::new(),
+            params: Default::default(),
+        };
+        let hello = |genesis: &Genesis| {
+            let g = HelloGenesis::of(genesis, genesis.hash());
+            assert_eq!(g.hash(), genesis.hash());
+            let reply = HelloReply::Welcome(Hello {
+                version: HELLO_VERSION,
+                name: "validator1".into(),
+                public_key: genesis.validators[0].public_key,
+                stake: Stake(100),
+                block_time_ms: 1,
+                genesis: Some(g.clone()),
+            });
+            let bytes = encode_hello(&reply);
+            assert!(bytes.len() <= MAX_HELLO_BYTES, "{}", bytes.len());
+            assert_eq!(decode_hello(&bytes).unwrap(), reply);
+            g
+        };
+        assert!(matches!(hello(&genesis), HelloGenesis::Whole(_)));
+        genesis.balances = (0u32..60_000)
+            .map(|i| timed_core::validators::GenesisBalance {
+                account: timed_core::crypto::PublicKey(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+                amount: timed_core::types::Amount(1),
+            })
+            .collect();
+        assert!(codec::encode(&genesis).len() > MAX_HELLO_BYTES);
+        assert_eq!(hello(&genesis), HelloGenesis::Hash(genesis.hash()));
     }
 }

@@ -45,13 +45,17 @@ pub struct Chain {
     pub genesis: Genesis,
     pub hash: Hash,
     pub set: ValidatorSet,
+    /// The genesis as this node's hellos carry it, made once.
+    pub hello: crate::net::wire::HelloGenesis,
 }
 
 impl Chain {
     pub fn new(genesis: Genesis) -> Result<Chain, timed_core::validators::GenesisError> {
         let set = genesis.validate()?;
+        let hash = genesis.hash();
         Ok(Chain {
-            hash: genesis.hash(),
+            hello: crate::net::wire::HelloGenesis::of(&genesis, hash),
+            hash,
             genesis,
             set,
         })
@@ -268,7 +272,7 @@ impl Ctx {
             public_key: self.key.public_key(),
             stake: self.stake(),
             block_time_ms: self.block_time_ms(),
-            genesis: self.chain().map(|c| c.genesis.clone()),
+            genesis: self.chain().map(|c| c.hello.clone()),
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use timed::tls;
-use timed::wire::{self, HELLO_VERSION, Hello, HelloReply, MAX_FRAME_BYTES};
+use timed::wire::{self, HELLO_VERSION, Hello, HelloGenesis, HelloReply, MAX_FRAME_BYTES};
 use timed_core::codec;
 use timed_core::crypto::{Keypair, PublicKey};
 use timed_core::message::Message;
@@ -111,7 +111,9 @@ impl Shared {
             public_key: self.key.public_key(),
             stake: Stake(100),
             block_time_ms: self.block_time_ms,
-            genesis: self.chain().map(|c| c.genesis.clone()),
+            genesis: self
+                .chain()
+                .map(|c| HelloGenesis::of(&c.genesis, c.genesis.hash())),
         }
     }
 
@@ -230,7 +232,7 @@ async fn accept_one(shared: &Shared, incoming: quinn::Incoming) -> Result<(), Li
     let HelloReply::Welcome(theirs) = read_hello(&mut recv).await? else {
         return Ok(());
     };
-    if let Some(g) = &theirs.genesis {
+    if let Some(HelloGenesis::Whole(g)) = &theirs.genesis {
         shared.adopt(g);
     }
     let mine = shared.hello();
@@ -292,7 +294,7 @@ async fn dial_once(
         HelloReply::Welcome(h) => h,
         HelloReply::Refused(reason) => return Err(LinkError::Refused(reason)),
     };
-    if let Some(g) = &theirs.genesis {
+    if let Some(HelloGenesis::Whole(g)) = &theirs.genesis {
         shared.adopt(g);
     }
     if !sent_genesis || theirs.genesis.is_none() {
