@@ -587,3 +587,21 @@ fn an_amnesia_validator_checked_as_honest_breaks_its_lock() {
     }
     assert!(caught.is_some(), "no amnesia seed of 40 broke its lock");
 }
+
+/// Found by the property above (its minimal input): an equivocator is jailed and leaves the
+/// set, and the invalid proposer then named it the block's proposer ("another member" taken
+/// from the genesis set), which the ledger's reward split refuses (a debug assertion in the
+/// simulator's adversary, not in any node). The adversary now names a member of the height's
+/// set.
+#[test]
+fn an_invalid_proposer_after_a_jailing_names_a_member_of_the_set() {
+    let wishes = [
+        (71, false, 0),
+        (4, true, 5),
+        (8, true, 2),
+        (61, false, 0),
+        (8, true, 3),
+        (57, false, 0),
+    ];
+    run_case(0, &wishes, 0, &[]).unwrap();
+}

@@ -364,19 +364,26 @@ impl Simulation {
         let tag = |what: &[u8]| Hash::of(&[b"timed-sim/invalid", what, &p.height.0.to_be_bytes()]);
         match (p.height.0 + u64::from(p.round.0)) % 7 {
             0 => {
-                // Valid in every other respect: the reward goes where the header says.
-                let other = ValidatorIndex(((p.proposer.as_usize() + 1) % n) as u16);
+                // Valid in every other respect: the reward goes where the header says, to the
+                // next member of the height's set (a jailed validator has left it; the
+                // genesis set's next id was once one, and the reward split refused it).
+                let current = ledger
+                    .as_ref()
+                    .and_then(|l| l.staking())
+                    .map(|s| s.current().clone());
+                let set: &timed_core::validators::ValidatorSet =
+                    current.as_deref().unwrap_or(&self.set);
+                let ids: Vec<ValidatorIndex> = set.iter().map(|(id, _)| id).collect();
+                let other = ids
+                    .iter()
+                    .copied()
+                    .find(|id| *id > p.proposer)
+                    .or(ids.first().copied())
+                    .unwrap_or(p.proposer);
                 block.header.proposer = other;
                 if let Some(mut l) = ledger
-                    && l.apply_block(
-                        CHAIN_ID,
-                        p.height,
-                        other,
-                        &self.set,
-                        &block.txs,
-                        &block.evidence,
-                    )
-                    .is_ok()
+                    && l.apply_block(CHAIN_ID, p.height, other, set, &block.txs, &block.evidence)
+                        .is_ok()
                 {
                     block.header.state_root = l.state_root();
                 }
