@@ -327,14 +327,6 @@ pub fn bounded_json_array<T: Serialize>(
     (out, count)
 }
 
-fn json_bytes(body: Vec<u8>) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
-}
-
 /// `{"blocks": [...], "next_from": H, "more": bool}` within the byte budget.
 fn encode_range(
     ctx: &Ctx,
@@ -404,26 +396,15 @@ fn encode_codec_range(
 
 async fn blocks_range(State(ctx): State<Arc<Ctx>>, Query(q): Query<RangeQuery>) -> Response {
     let limit = q.limit.unwrap_or(100).min(MAX_RANGE_BLOCKS);
-    let codec = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("codec") => true,
+    type Encode = fn(&Ctx, u64, usize) -> Result<Vec<u8>, crate::storage::store::StoreError>;
+    let (encode, kind): (Encode, &str) = match q.format.as_deref() {
+        None | Some("json") => (encode_range, "application/json"),
+        Some("codec") => (encode_codec_range, "application/octet-stream"),
         Some(_) => return error(StatusCode::BAD_REQUEST, "format is json or codec"),
     };
-    if codec {
-        let job = tokio::task::spawn_blocking(move || encode_codec_range(&ctx, q.from, limit));
-        return match job.await {
-            Ok(Ok(body)) => (
-                [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-                body,
-            )
-                .into_response(),
-            Ok(Err(e)) => storage(e),
-            Err(e) => storage(format!("the range could not be read: {e}")),
-        };
-    }
-    let job = tokio::task::spawn_blocking(move || encode_range(&ctx, q.from, limit));
+    let job = tokio::task::spawn_blocking(move || encode(&ctx, q.from, limit));
     match job.await {
-        Ok(Ok(body)) => json_bytes(body),
+        Ok(Ok(body)) => ([(axum::http::header::CONTENT_TYPE, kind)], body).into_response(),
         Ok(Err(e)) => storage(e),
         Err(e) => storage(format!("the range could not be read: {e}")),
     }

@@ -289,14 +289,10 @@ async fn sync_at(
             let Some(index) = queue.pop_front() else {
                 break;
             };
-            let Some(mut client) = s.client.take() else {
+            let Some(client) = s.client.take() else {
                 continue;
             };
-            let path = format!("/snapshots/{height}/chunks/{index}");
-            in_flight.spawn(async move {
-                let answer = client.get_bytes(&path).await;
-                (i, index, client, answer)
-            });
+            ask_chunk(&mut in_flight, i, client, height, index);
         }
         let Some(Ok((i, index, client, answer))) = in_flight.join_next().await else {
             break;
@@ -409,6 +405,22 @@ fn blame(name: &str, s: &mut Server, height: u64, index: u32, lied: bool, why: &
 /// A server's answer to one request.
 type Answer = Result<Vec<u8>, ClientError>;
 
+/// Asks server `i` (its `client`, lent to the request) for chunk `index` of the snapshot of
+/// `height`; the answer comes back with the server, the chunk and the client.
+fn ask_chunk(
+    in_flight: &mut tokio::task::JoinSet<(usize, u32, Client, Answer)>,
+    i: usize,
+    mut client: Client,
+    height: u64,
+    index: u32,
+) {
+    let path = format!("/snapshots/{height}/chunks/{index}");
+    in_flight.spawn(async move {
+        let answer = client.get_bytes(&path).await;
+        (i, index, client, answer)
+    });
+}
+
 /// What `prefetch` fetched: a manifest's answer and chunks' answers, by server, none judged.
 #[derive(Default)]
 struct Prefetched {
@@ -456,19 +468,15 @@ async fn prefetch(servers: Vec<(usize, NodeUrl)>, height: u64) -> Prefetched {
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
         while bytes < PREFETCH_BYTES
-            && let Some((i, mut client)) = clients.pop_front()
+            && let Some((i, client)) = clients.pop_front()
         {
             let Some(index) = queue.pop_front() else {
                 clients.push_front((i, client));
                 break;
             };
-            let path = format!("/snapshots/{height}/chunks/{index}");
-            in_flight.spawn(async move {
-                let answer = client.get_bytes(&path).await;
-                (i, client, index, answer)
-            });
+            ask_chunk(&mut in_flight, i, client, height, index);
         }
-        let Some(Ok((i, client, index, answer))) = in_flight.join_next().await else {
+        let Some(Ok((i, index, client, answer))) = in_flight.join_next().await else {
             return out;
         };
         bytes += answer.as_ref().map_or(0, Vec::len);
