@@ -3,7 +3,8 @@
 //! chunk it passes on) is offered first. The node refuses the altered chunk, avoids that server,
 //! takes the chunk from the honest one, ends on the validators' state (it goes on applying their
 //! blocks, each checked against its state root) and says what it can no longer serve. A server
-//! that lists a far snapshot it cannot back is given up for an older height. With the altering
+//! that lists a far snapshot it cannot back is given up for an older height, and one whose
+//! manifest is false (fetched early, judged once the chain is verified) is avoided. With the altering
 //! server alone the sync fails with the reason, and nothing is kept.
 
 mod common;
@@ -17,13 +18,15 @@ use common::full::{FullNode, height};
 use common::{Net, genesis_in, get, get_json, http_bytes, wait_for};
 use serde_json::json;
 use timed_core::codec;
-use timed_core::ledger::snapshot::Chunk;
+use timed_core::ledger::snapshot::{Chunk, Manifest};
 use timed_core::types::Amount;
 
 /// An HTTP proxy of the API on `target` that alters each snapshot chunk it passes on (one more
 /// unit in the first account): the chunk still decodes, and only its check against the
-/// manifest can tell. Returns its URL.
-fn altering_proxy(target: u16) -> String {
+/// manifest can tell. With `manifest`, it alters the manifest instead (its staking state
+/// dropped): it decodes, and only its check against the certified state root can tell.
+/// Returns its URL.
+fn altering_proxy(target: u16, manifest: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -37,6 +40,15 @@ fn altering_proxy(target: u16) -> String {
                 continue;
             };
             if code == 200
+                && manifest
+                && path.ends_with("/manifest")
+                && let Ok(mut m) = codec::decode::<Manifest>(&body, codec::MAX_MESSAGE_BYTES)
+            {
+                m.staking = None;
+                body = codec::encode(&m);
+            }
+            if code == 200
+                && !manifest
                 && path.contains("/chunks/")
                 && let Ok(mut chunk) = codec::decode::<Chunk>(&body, codec::MAX_MESSAGE_BYTES)
             {
@@ -69,7 +81,7 @@ fn a_node_state_syncs_past_a_server_of_altered_chunks_and_follows_on() {
     let genesis = std::path::PathBuf::from(genesis_in(net.dir.path()));
     let dir = tempfile::tempdir().unwrap();
     let honest = format!("http://127.0.0.1:{port}");
-    let liar = altering_proxy(port);
+    let liar = altering_proxy(port, false);
     let peers: Vec<u16> = (0..3).map(|i| net.port(i)).collect();
 
     // The liar alone: the sync fails, saying why, and keeps nothing.
@@ -89,12 +101,15 @@ fn a_node_state_syncs_past_a_server_of_altered_chunks_and_follows_on() {
     assert_eq!(height(alone.port), 0, "it serves nothing: it stopped");
     drop(alone);
 
-    // A server that lists a far snapshot it cannot back, the liar, then an honest server.
+    // A server that alters the manifest (asked first, while the chain is verified, and judged
+    // once its state root is known), a server that lists a far snapshot it cannot back, the
+    // liar, then an honest server.
+    let manifest_liar = altering_proxy(port, true);
     let far = fake_node(HashMap::from([(
         "/snapshots".to_string(),
         json!({"interval": 20, "snapshots": [{"height": 1_000_000, "chunks": 1}]}),
     )]));
-    let synced_list = format!("{far},{liar},{honest}");
+    let synced_list = format!("{manifest_liar},{far},{liar},{honest}");
     let full = FullNode::start(
         &genesis,
         dir.path(),
@@ -107,7 +122,13 @@ fn a_node_state_syncs_past_a_server_of_altered_chunks_and_follows_on() {
         log.contains("State sync done").then_some(log)
     });
     assert!(
-        log.contains(&format!("avoided for serving false data: {liar}")),
+        log.contains(&format!(
+            "avoided for serving false data: {manifest_liar}, {liar}"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("avoiding {manifest_liar}: its manifest of height")),
         "{log}"
     );
     assert!(
