@@ -503,6 +503,20 @@ impl ValidatorSet {
             .collect()
     }
 
+    /// Whether a certificate gets the same verdict under `other` as under this set: the same
+    /// members' ids, keys and stakes in the same order (what `hash` commits to; names and
+    /// reward accounts play no part). Two epochs elect equal sets as distinct values.
+    pub fn signs_as(&self, other: &ValidatorSet) -> bool {
+        std::ptr::eq(self, other)
+            || (self.total == other.total
+                && self.validators.len() == other.validators.len()
+                && self
+                    .validators
+                    .iter()
+                    .zip(&other.validators)
+                    .all(|(a, b)| a.id == b.id && a.public_key == b.public_key && a.stake == b.stake))
+    }
+
     /// The commitment to the set that a header's `next_set_hash` holds: BLAKE3 of
     /// `"timed/set"` and, in id order, each member's id, key and stake (what a certificate's
     /// check needs; the reward accounts are in the state root).

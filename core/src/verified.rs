@@ -15,10 +15,12 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::block::{self, CertificateCheck};
 use crate::crypto::KeyCache;
 use crate::crypto::Signature;
-use crate::message::{Message, Proposal};
+use crate::message::{Decision, Message, Proposal};
 use crate::tx::{self, SignedTransfer};
 use crate::types::{Hash, Height, Round, ValidatorIndex};
 use crate::validators::ValidatorSet;
@@ -97,6 +99,119 @@ impl Verified {
             .collect()
     }
 }
+
+/// Checks the certificates of finalized blocks (a sync answer, an upstream's blocks) away from
+/// the core's loop, on any thread: what a node catching up spends most of its time on, done
+/// while the loop applies the blocks before them. Made by `Node::certificate_checker`, which
+/// names the set of each height it knows (the current epoch's and the next one's); a pure
+/// function of its inputs.
+#[derive(Clone, Debug)]
+pub struct CertificateChecker {
+    chain_id: Arc<str>,
+    /// Heights `first..=last` and the set that signs them.
+    spans: Vec<(Height, Height, Arc<ValidatorSet>)>,
+}
+
+impl CertificateChecker {
+    /// A checker for `chain_id` whose `spans` name the set of each height they cover.
+    pub(crate) fn new(
+        chain_id: &str,
+        spans: Vec<(Height, Height, Arc<ValidatorSet>)>,
+    ) -> CertificateChecker {
+        CertificateChecker {
+            chain_id: chain_id.into(),
+            spans,
+        }
+    }
+
+    /// `blocks` with the set each certificate holds under, all checked as one batch
+    /// (`block::verify_certificates`: the verdict each gets alone). A block of a height no span
+    /// covers gets no mark; when the batch fails, none does, and the core checks each block as
+    /// it comes, refusing the faulty one where it is.
+    pub fn check(&self, blocks: Vec<Decision>) -> CheckedDecisions {
+        let span_of = |h: Height| {
+            self.spans
+                .iter()
+                .position(|(first, last, _)| *first <= h && h <= *last)
+        };
+        let found: Vec<(usize, usize, Hash)> = blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                let h = d.block.height();
+                span_of(h).map(|s| (i, s, d.block.hash()))
+            })
+            .collect();
+        let checks: Vec<CertificateCheck<'_>> = found
+            .iter()
+            .map(|(i, s, hash)| CertificateCheck {
+                certificate: &blocks[*i].certificate,
+                set: &self.spans[*s].2,
+                height: blocks[*i].block.height(),
+                block_hash: hash,
+            })
+            .collect();
+        let mut marks = vec![None; blocks.len()];
+        if !checks.is_empty() && block::verify_certificates(&self.chain_id, &checks).is_ok() {
+            for (i, s, _) in &found {
+                marks[*i] = Some(*s as u8);
+            }
+        }
+        CheckedDecisions {
+            blocks,
+            marks,
+            sets: self.spans.iter().map(|(_, _, s)| s.clone()).collect(),
+        }
+    }
+}
+
+/// Finalized blocks whose certificates `CertificateChecker::check` checked: each with the set
+/// its certificate holds under, if any. Only this module makes one, so a runtime cannot vouch
+/// for a certificate it did not check (`Input::SyncChecked`). The core takes a block's mark
+/// only if that set signs as the one of the block's height when it applies it
+/// (`ValidatorSet::signs_as`): a set that changed since (a validator jailed from the next set,
+/// an election the checker did not foresee) makes it check the certificate itself.
+#[derive(Clone, Debug)]
+pub struct CheckedDecisions {
+    blocks: Vec<Decision>,
+    /// Per block: the index in `sets` of the set its certificate held under.
+    marks: Vec<Option<u8>>,
+    sets: Vec<Arc<ValidatorSet>>,
+}
+
+impl CheckedDecisions {
+    /// The blocks, in the order given.
+    pub fn blocks(&self) -> &[Decision] {
+        &self.blocks
+    }
+
+    /// How many of the blocks have a mark.
+    pub fn checked(&self) -> usize {
+        self.marks.iter().flatten().count()
+    }
+
+    /// The blocks, and per block the set its certificate held under.
+    pub(crate) fn into_parts(self) -> (Vec<Decision>, Vec<Option<Arc<ValidatorSet>>>) {
+        let sets = self.sets;
+        let marks = self
+            .marks
+            .into_iter()
+            .map(|m| m.map(|i| sets[usize::from(i)].clone()))
+            .collect();
+        (self.blocks, marks)
+    }
+}
+
+impl PartialEq for CheckedDecisions {
+    fn eq(&self, other: &CheckedDecisions) -> bool {
+        self.blocks == other.blocks
+            && self.marks == other.marks
+            && self.sets.len() == other.sets.len()
+            && self.sets.iter().zip(&other.sets).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
+impl Eq for CheckedDecisions {}
 
 /// The pre-check policy both runtimes follow: which messages to verify before the core sees
 /// them (in batches, off the core's path, once per node), given the height `height` the node

@@ -933,3 +933,80 @@ fn a_full_node_follows_certified_blocks_and_refuses_swapped_bodies_and_weak_cert
         "a full node signed or sent something"
     );
 }
+
+/// Issue 15: a sync answer whose certificates a runtime checked off the loop
+/// (`Node::certificate_checker`, `Input::SyncChecked`). Across epochs (of 3 heights), the blocks
+/// the checker knows the sets of come marked and apply without a second check, the others are
+/// checked by the core as they come, and the whole answer applies. A forged signature leaves
+/// the answer unmarked: the node stops exactly at it. And a checker of another set vouches for
+/// nothing: certificates of the real blocks signed by keys that hold a quorum only in the
+/// attacker's set verify there, but the node, whose set is not that one, checks them itself and
+/// refuses them.
+#[test]
+fn a_sync_answer_checked_off_the_loop_applies_across_epochs_and_another_set_vouches_for_nothing()
+{
+    let (mut genesis, keys) = genesis(&[100, 100, 100], 200);
+    genesis.params.epoch_blocks = 3;
+    genesis.params.unbonding_blocks = 6;
+    let mut net = Net::of(genesis, keys, &[]);
+    net.run_until(8_000);
+    let top = net.height_of(0);
+    assert!(top >= Height(10), "the validators reached {top}");
+    let decisions: Vec<Decision> = (1..=top.0)
+        .map(|h| net.chain[0][&Height(h)].0.clone())
+        .collect();
+    let peer = ValidatorIndex(0);
+
+    // This epoch's and the next one's heights are marked; the rest the core checks.
+    let mut full = started_full_node(&net.genesis);
+    let answer = full.certificate_checker().check(decisions.clone());
+    assert_eq!(answer.checked(), 6, "heights 1 to 6: two epochs of 3");
+    let out = full.handle(TimestampMs(8_001), Input::SyncChecked { from: peer, answer });
+    assert_eq!(count_finalized(&out), decisions.len());
+    assert_eq!(full.height(), top.next());
+    let validator = net.nodes[0].as_ref().unwrap();
+    assert_eq!(full.ledger().state_root(), validator.ledger().state_root());
+
+    // A signature forged at height 2: nothing is marked, heights 1 applies, 2 is refused.
+    let mut forged = decisions.clone();
+    forged[1].certificate.signatures[0].signature.0[5] ^= 1;
+    let mut full = started_full_node(&net.genesis);
+    let answer = full.certificate_checker().check(forged);
+    assert_eq!(answer.checked(), 0);
+    let out = full.handle(TimestampMs(8_001), Input::SyncChecked { from: peer, answer });
+    assert_eq!(count_finalized(&out), 1, "height 1, not the forged 2");
+    assert_eq!(full.height(), Height(2));
+
+    // The attacker's set: the same validators (ids, names, stakes) with the attacker's keys.
+    let thieves: Vec<Keypair> = (0..3).map(|i| Keypair::from_seed([60 + i; 32])).collect();
+    let mut theirs = net.genesis.clone();
+    for (v, k) in theirs.validators.iter_mut().zip(&thieves) {
+        v.public_key = k.public_key();
+    }
+    let attacker = Node::new(&theirs, Keypair::from_seed([70; 32]), NodeConfig::default()).unwrap();
+    let chain_id = net.genesis.chain_id.clone();
+    let stolen: Vec<Decision> = decisions[..3]
+        .iter()
+        .map(|d| {
+            let (h, round, hash) = (d.block.height(), d.certificate.round, d.block.hash());
+            let votes: Vec<Vote> = thieves
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let index = ValidatorIndex(i as u16);
+                    Vote::sign(k, &chain_id, h, round, VoteKind::Precommit, Some(hash), index)
+                })
+                .collect();
+            Decision {
+                block: d.block.clone(),
+                certificate: timed_core::block::Certificate::from_precommits(h, round, hash, &votes),
+            }
+        })
+        .collect();
+    let answer = attacker.certificate_checker().check(stolen);
+    assert_eq!(answer.checked(), 3, "the attacker's set holds them");
+    let mut full = started_full_node(&net.genesis);
+    let out = full.handle(TimestampMs(8_001), Input::SyncChecked { from: peer, answer });
+    assert_eq!(count_finalized(&out), 0, "no certificate of another set counts");
+    assert_eq!(full.height(), Height(1));
+}

@@ -8,7 +8,7 @@ use crate::ledger::{BlockOutcome, TxError};
 use crate::message::{Message, Proposal, VoteKind};
 use crate::tx::SignedTransfer;
 use crate::types::{Hash, Height, Round, Stake, ValidatorIndex};
-use crate::verified::Verified;
+use crate::verified::{CheckedDecisions, Verified};
 use crate::votes::Evidence;
 
 /// A timer the core asked for. Timers carry the height and round they were set in; one that fires
@@ -91,6 +91,16 @@ pub enum Input {
         from: ValidatorIndex,
         /// The message, verified.
         msg: Verified,
+    },
+    /// A peer's sync answer (`Message::SyncResponse`) whose certificates the runtime checked
+    /// already, off the loop (`verified::CertificateChecker`, from `Node::certificate_checker`):
+    /// handled as the message, without checking again a certificate whose set is still the
+    /// one of its height. Everything else (bodies, the blocks themselves) is checked here.
+    SyncChecked {
+        /// As in `Message`.
+        from: ValidatorIndex,
+        /// The answer's blocks, checked.
+        answer: CheckedDecisions,
     },
     /// A timer set by an earlier `Output::Schedule` has fired.
     Timeout(Timer),

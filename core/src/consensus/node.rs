@@ -285,6 +285,30 @@ impl Node {
         &self.set
     }
 
+    /// A checker of sync answers' certificates for the heights whose sets this node knows from
+    /// its own height on (this epoch's and the next one's, as `set_for`), to run off the loop
+    /// (`Input::SyncChecked`). Cheap: the sets are shared.
+    pub fn certificate_checker(&self) -> crate::verified::CertificateChecker {
+        let cur = self.cur.height;
+        let spans = match self.ledger.staking() {
+            None => vec![(cur, Height(u64::MAX), self.set.clone())],
+            Some(staking) => {
+                let epoch = staking.params().epoch_blocks.max(1);
+                // The last height of this epoch (`set_for`: epochs are `1..=e`, `e+1..=2e`, ...).
+                let end = (cur.0.saturating_sub(1) / epoch + 1).saturating_mul(epoch);
+                vec![
+                    (cur, Height(end), self.set.clone()),
+                    (
+                        Height(end.saturating_add(1)),
+                        Height(end.saturating_add(epoch)),
+                        staking.next().clone(),
+                    ),
+                ]
+            }
+        };
+        crate::verified::CertificateChecker::new(&self.chain_id, spans)
+    }
+
     /// The validator set of `height`, if this node knows it: the height before the one being
     /// decided, that one, and every height up to the end of the next epoch (ADR 0026: a set
     /// is elected one epoch ahead). What a signature of that height checked with
@@ -405,6 +429,10 @@ impl Node {
             Input::SignatureChecked { from, msg } => {
                 self.on_message(from, msg.into_message(), true)
             }
+            Input::SyncChecked { from, answer } => {
+                let (blocks, marks) = answer.into_parts();
+                self.on_sync_response(from, blocks, marks)
+            }
             Input::Timeout(timer) => self.on_timeout(timer),
             Input::PeerConnected(peer) => self.on_peer_connected(peer),
             Input::SubmitTx(tx) => self.on_submit_tx(tx, false),
@@ -504,7 +532,7 @@ impl Node {
                 from: start,
                 max_blocks,
             } => self.on_sync_request(from, start, max_blocks),
-            Message::SyncResponse { blocks } => self.on_sync_response(from, blocks),
+            Message::SyncResponse { blocks } => self.on_sync_response(from, blocks, Vec::new()),
             Message::BlockRequest { height, hash } => self.on_block_request(from, height, hash),
             Message::BlockResponse { block } => self.on_block_response(block),
             Message::Transaction(tx) => {

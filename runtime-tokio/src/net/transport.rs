@@ -341,6 +341,10 @@ pub(super) async fn read_loop(
                         .send(Gossiped::Block(from, Box::new(msg)))
                         .await
                         .is_ok(),
+                    // Checked off the loop when it answers our request (`synccheck.rs`).
+                    Message::SyncResponse { blocks } => {
+                        ctx.sync_answers.send((from, blocks)).await.is_ok()
+                    }
                     msg => {
                         if matches!(
                             msg,

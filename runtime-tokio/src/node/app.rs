@@ -206,6 +206,8 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     let shutdown = shutdown_signal();
     let (to_core, rx) = mpsc::channel(CORE_QUEUE);
     let (gossip, gossip_rx) = mpsc::channel(CORE_QUEUE);
+    let (sync_answers, sync_answers_rx) =
+        mpsc::channel(crate::node::synccheck::ANSWER_QUEUE);
     let mut known = std::collections::BTreeMap::new();
     if let Some(d) = &dev {
         known.insert(name.clone(), (key.public_key(), d.stake));
@@ -226,6 +228,8 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         twins: Mutex::new(Default::default()),
         to_core,
         gossip,
+        sync_answers,
+        sync_check: Default::default(),
         live: Mutex::new(Live::default()),
         redial: tokio::sync::Notify::new(),
         started: Instant::now(),
@@ -255,6 +259,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     }
 
     tokio::spawn(crate::node::txverify::run(ctx.clone(), gossip_rx));
+    tokio::spawn(crate::node::synccheck::run(ctx.clone(), sync_answers_rx));
     if let Some(retain) = retain_blocks {
         crate::storage::pruner::start(ctx.clone(), retain)
             .context("cannot start the pruner's thread")?;

@@ -125,6 +125,12 @@ pub enum CoreInput {
         from: timed_core::types::Height,
         max_blocks: u32,
     },
+    /// A sync answer whose certificates were checked off the loop (`synccheck.rs`):
+    /// `Input::SyncChecked`.
+    SyncChecked {
+        from: ValidatorIndex,
+        answer: timed_core::verified::CheckedDecisions,
+    },
     /// A full node's link to a node it follows came up (`net::upstream`).
     UpstreamUp(LinkId),
     /// That link went down.
@@ -220,6 +226,10 @@ pub struct Ctx {
     /// Transfers gossiped by peers, to be verified in batches on their way to the core, and the
     /// blocks that follow them (`txverify.rs`).
     pub gossip: mpsc::Sender<Gossiped>,
+    /// Peers' sync answers, checked on their way to the core (`synccheck.rs`).
+    pub sync_answers: mpsc::Sender<(ValidatorIndex, Vec<timed_core::message::Decision>)>,
+    /// The loop's certificate checker and the sync requests in flight (`synccheck.rs`).
+    pub sync_check: crate::node::synccheck::SyncCheck,
     pub live: Mutex<Live>,
     /// Wakes the dialers that wait (backoff, or a handshake not answered yet): a peer came up.
     pub redial: tokio::sync::Notify,

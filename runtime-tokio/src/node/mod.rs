@@ -13,4 +13,5 @@ pub mod logs;
 pub(crate) mod metrics;
 pub(crate) mod procmetrics;
 pub mod statesync;
+pub(crate) mod synccheck;
 pub(crate) mod txverify;

@@ -41,10 +41,11 @@ use crate::keys;
 use crate::net::handshake;
 use crate::storage::snapshots;
 use crate::tools::bench::{
+    Cpu,
     bench_genesis, check_alive, dev_key, generate_chain, in_bench_dir, spawn_logged, status_height,
 };
 use crate::tools::client::{Client, NodeUrl};
-use crate::tools::devnet::{Children, Sched, free_port, sched};
+use crate::tools::devnet::{Children, free_port};
 
 /// The servers' `--snapshot-interval`: no height of the bench is a multiple of it, so they write
 /// no snapshot of their own (and prune none).
@@ -143,7 +144,7 @@ async fn statesync_in(a: &StatesyncArgs, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(&first)?;
     let chain_start = Instant::now();
     let (db, blocks, g) = (first.join("timed.redb"), a.blocks, genesis.clone());
-    let ledger = tokio::task::spawn_blocking(move || generate_chain(&db, &g, blocks))
+    let ledger = tokio::task::spawn_blocking(move || generate_chain(&db, &g, blocks, None))
         .await
         .context("the chain generator stopped")??;
     let chain_secs = chain_start.elapsed().as_secs_f64();
@@ -332,57 +333,6 @@ async fn lists(addr: SocketAddr, height: u64) -> bool {
     v["snapshots"]
         .as_array()
         .is_some_and(|s| s.iter().any(|o| o["height"].as_u64() == Some(height)))
-}
-
-/// A process's CPU time: the whole process's (every thread's, those ended included, from
-/// `/proc/<pid>/stat`) and its main thread's time on a core and waiting for one
-/// (`/proc/<pid>/schedstat`, what `devnet::sched` reads: the main thread only).
-struct Cpu {
-    process_secs: Option<f64>,
-    main: Option<Sched>,
-}
-
-impl Cpu {
-    fn of(pid: u32) -> Option<Cpu> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-        // After the command's name (in parentheses, which may hold spaces): fields 3 on;
-        // utime and stime are fields 14 and 15, in clock ticks.
-        let process_secs = stat.as_deref().and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-            Some(ticks as f64 / clock_ticks())
-        });
-        let main = sched(pid);
-        (process_secs.is_some() || main.is_some()).then_some(Cpu { process_secs, main })
-    }
-
-    fn shown(&self) -> String {
-        let process = self
-            .process_secs
-            .map_or_else(|| "?".into(), |s| format!("{s:.2}"));
-        match &self.main {
-            Some(m) => format!(
-                "ran {process} s of CPU (its main thread {:.2} s on a core, {:.2} s waiting for \
-                 one)",
-                m.cpu_ns as f64 / 1e9,
-                m.wait_ns as f64 / 1e9
-            ),
-            None => format!("ran {process} s of CPU"),
-        }
-    }
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100, Linux's, if that fails).
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|t| t.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 /// Copies the directory `from` (files and folders) to `to`, which must not exist.

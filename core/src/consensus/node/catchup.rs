@@ -3,11 +3,13 @@
 //! All of it outlives a height.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::Node;
 use crate::consensus::io::{Event, Output};
 use crate::message::{Decision, MAX_SYNC_BLOCKS, Message};
 use crate::types::{Height, TimestampMs, ValidatorIndex};
+use crate::validators::ValidatorSet;
 use crate::units::TokenBucket;
 
 /// A peer may be sent this many sync answers in a burst, then one per
@@ -75,7 +77,14 @@ impl Node {
         });
     }
 
-    pub(super) fn on_sync_response(&mut self, from: ValidatorIndex, blocks: Vec<Decision>) {
+    /// A sync answer; `marks`: per block, the set its certificate held under, if the runtime
+    /// checked it already (`Input::SyncChecked`), else empty.
+    pub(super) fn on_sync_response(
+        &mut self,
+        from: ValidatorIndex,
+        blocks: Vec<Decision>,
+        mut marks: Vec<Option<Arc<ValidatorSet>>>,
+    ) {
         let before = self.cur.height;
         let asked = self.catch_up.ask.filter(|a| a.peer == from);
         if asked.is_some() {
@@ -83,7 +92,8 @@ impl Node {
         }
         let mut blocks = blocks;
         blocks.truncate(MAX_SYNC_BLOCKS as usize);
-        self.apply_certified(Some(from), blocks);
+        marks.truncate(MAX_SYNC_BLOCKS as usize);
+        self.apply_certified(Some(from), blocks, marks);
         if asked.is_some() {
             // An answer that does not move this node on is no help.
             if self.cur.height > before {

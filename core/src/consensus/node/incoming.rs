@@ -11,6 +11,7 @@ use crate::block::{self, Certificate};
 use crate::consensus::io::{Event, Misbehaviour, Output, SignPoint};
 use crate::message::{Decision, MAX_SYNC_BLOCKS, Message, Proposal, Vote, VoteKind};
 use crate::types::{Hash, Height, Round, ValidatorIndex};
+use crate::validators::ValidatorSet;
 use crate::votes::{AddOutcome, MAX_ROUNDS_AHEAD};
 
 impl Node {
@@ -391,30 +392,56 @@ impl Node {
     /// height goes the way of a peer's decision, with no sender to note a claim of.
     pub(super) fn on_certified(&mut self, mut blocks: Vec<Decision>) {
         blocks.truncate(MAX_SYNC_BLOCKS as usize);
-        self.apply_certified(None, blocks);
+        self.apply_certified(None, blocks, Vec::new());
     }
 
     /// Applies `blocks` (a sync answer from `from`, or an upstream's blocks), in height order,
     /// from this node's height on, each as a decision (`on_decision_certified`), until one is
-    /// beyond this node's height or does not apply. Their certificates are checked a run at a
-    /// time (`batch_certified`): the run under this height's set, then, once an epoch's end is
-    /// applied, the next run under the new set.
-    pub(super) fn apply_certified(&mut self, from: Option<ValidatorIndex>, blocks: Vec<Decision>) {
+    /// beyond this node's height or does not apply.
+    ///
+    /// `checked`: per block, the set its certificate was found to hold under off the loop
+    /// (`Input::SyncChecked`), or empty. A mark counts only if that set signs as the set of
+    /// the block's height when the block is applied (`ValidatorSet::signs_as`: the same ids,
+    /// keys and stakes, so the same verdict). The blocks left without
+    /// one are checked a run at a time (`batch_certified`): the run under this height's set,
+    /// then, once an epoch's end is applied, the next run under the new set.
+    pub(super) fn apply_certified(
+        &mut self,
+        from: Option<ValidatorIndex>,
+        blocks: Vec<Decision>,
+        checked: Vec<Option<Arc<ValidatorSet>>>,
+    ) {
+        let usable = |mark: &Option<Arc<ValidatorSet>>, set: &ValidatorSet| {
+            mark.as_ref().is_some_and(|m| m.signs_as(set))
+        };
+        let mut marks: VecDeque<Option<Arc<ValidatorSet>>> = checked.into();
+        marks.resize(blocks.len(), None);
         let mut blocks: VecDeque<Decision> = blocks.into();
-        let mut marks: VecDeque<bool> = self.batch_certified(blocks.make_contiguous()).into();
-        let mut batched_under = Arc::as_ptr(&self.set);
+        // The set this loop batched the rest under last: none yet.
+        let mut batched_under: *const ValidatorSet = std::ptr::null();
         while let Some(mut d) = blocks.pop_front() {
-            let mut certified = marks.pop_front().unwrap_or(false);
+            let mut mark = marks.pop_front().flatten();
             let at = self.cur.height;
-            if !certified && d.block.height() == at && !std::ptr::eq(batched_under, &*self.set) {
-                // A new set since the last batch (an epoch's end applied): batch the rest
-                // under it. (A set's address reused by chance only costs this batch.)
+            if !usable(&mark, &self.set)
+                && d.block.height() == at
+                && !std::ptr::eq(batched_under, &*self.set)
+            {
+                // None checked yet under this set (the first block, or an epoch's end
+                // applied): batch the rest under it. (A set's address reused by chance only
+                // costs this batch.)
                 blocks.push_front(d);
-                marks = self.batch_certified(blocks.make_contiguous()).into();
+                marks.push_front(mark);
+                let fresh = self.batch_certified(blocks.make_contiguous());
+                for (m, held) in marks.iter_mut().zip(fresh) {
+                    if held && !usable(m, &self.set) {
+                        *m = Some(self.set.clone());
+                    }
+                }
                 batched_under = Arc::as_ptr(&self.set);
                 d = blocks.pop_front().expect("pushed back above");
-                certified = marks.pop_front().unwrap_or(false);
+                mark = marks.pop_front().flatten();
             }
+            let certified = usable(&mark, &self.set);
             match d.block.height().cmp(&at) {
                 std::cmp::Ordering::Less => continue,
                 std::cmp::Ordering::Greater => break,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use timed_core::block::{Block, Certificate};
 use timed_core::consensus::{Event, Output};
-use timed_core::message::{Message, Vote};
+use timed_core::message::{Decision, Message, Vote};
 use timed_core::types::{Height, ValidatorIndex};
 use timed_core::validators::ValidatorSet;
 use timed_core::verified::{Precheck, precheck};
@@ -188,35 +188,44 @@ pub(super) struct Suspect {
     response: bool,
 }
 
+/// A certificate's height, and whether it is sound but for its signatures (`Suspect`).
+fn sound(b: &Block, c: &Certificate, set: &ValidatorSet) -> (Height, bool) {
+    (
+        b.height(),
+        c.height == b.height()
+            && c.block_hash == b.hash()
+            && c.signed_stake(set).is_ok_and(|s| set.is_quorum(s)),
+    )
+}
+
 impl Suspect {
     pub(super) fn of(msg: &Message, set: &ValidatorSet) -> Suspect {
         let known = |v: ValidatorIndex| set.get(v).is_some();
-        let sound = |b: &Block, c: &Certificate| {
-            (
-                b.height(),
-                c.height == b.height() && c.block_hash == b.hash() && {
-                    c.signed_stake(set).is_ok_and(|s| set.is_quorum(s))
-                },
-            )
-        };
         let (signer_known, certificates, response) = match msg {
             Message::Vote(v) => (known(v.validator), vec![], false),
             Message::Proposal(p) => (known(p.proposer), vec![], false),
-            Message::Decision(d) => (false, vec![sound(&d.block, &d.certificate)], false),
-            Message::SyncResponse { blocks } => (
-                false,
-                blocks
-                    .iter()
-                    .map(|d| sound(&d.block, &d.certificate))
-                    .collect(),
-                true,
-            ),
+            Message::Decision(d) => (false, vec![sound(&d.block, &d.certificate, set)], false),
+            Message::SyncResponse { blocks } => return Suspect::of_answer(blocks, set),
             _ => (false, vec![], false),
         };
         Suspect {
             signer_known,
             certificates,
             response,
+        }
+    }
+
+    /// A sync answer's blocks (`Message::SyncResponse`, or checked already:
+    /// `CoreInput::SyncChecked`).
+    pub(super) fn of_answer(blocks: &[Decision], set: &ValidatorSet) -> Suspect {
+        let certificates = blocks
+            .iter()
+            .map(|d| sound(&d.block, &d.certificate, set))
+            .collect();
+        Suspect {
+            signer_known: false,
+            certificates,
+            response: true,
         }
     }
 

@@ -87,6 +87,9 @@ const MAX_GROUP: usize = 64;
 /// out, a probe is due: `timed_core::follow`).
 const FOLLOW_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// See `Driver::foreign_warned`.
+const FOREIGN_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a longer certificate may wait for the next block's transaction.
 const EXTENSION_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -115,6 +118,11 @@ pub struct Driver {
     /// Per peer: last height sampled and the smoothed offset of its clock to ours (ms).
     offsets: BTreeMap<ValidatorIndex, (Height, f64)>,
     last_skew_warning: Option<Instant>,
+    /// Signatures of this validator's key it did not make (`Event::ForeignSignature`): warned
+    /// of at most once per `FOREIGN_WARN_EVERY` (a node that lost its records and catches up
+    /// sees one in every block it signed before), and how many since went unsaid.
+    foreign_warned: Option<Instant>,
+    foreign_unsaid: u64,
     /// A longer certificate of a stored block not yet written, and since when.
     extended: Option<(Certificate, Instant)>,
     /// Finalized blocks (in the WAL) not yet committed to redb, oldest first, and since when the
@@ -169,6 +177,8 @@ impl Driver {
             batch: Vec::new(),
             offsets: BTreeMap::new(),
             last_skew_warning: None,
+            foreign_warned: None,
+            foreign_unsaid: 0,
             extended: None,
             unstored: Vec::new(),
             unstored_since: None,
@@ -268,7 +278,9 @@ impl Driver {
 
     fn on_input(&mut self, input: CoreInput, group: &mut Group) {
         match input {
-            CoreInput::Message { from, .. } | CoreInput::Checked { from, .. }
+            CoreInput::Message { from, .. }
+            | CoreInput::Checked { from, .. }
+            | CoreInput::SyncChecked { from, .. }
                 if self.cooling_off(from) => {}
             CoreInput::Message { from, msg } => {
                 if let Message::Proposal(p) = &msg {
@@ -285,6 +297,10 @@ impl Driver {
                 // forged polka): the core's refusal may still prove its sender faulty.
                 let suspect = Suspect::of(msg.message(), self.node.validators());
                 self.handle_suspect(from, suspect, Input::SignatureChecked { from, msg }, group)
+            }
+            CoreInput::SyncChecked { from, answer } => {
+                let suspect = Suspect::of_answer(answer.blocks(), self.node.validators());
+                self.handle_suspect(from, suspect, Input::SyncChecked { from, answer }, group)
             }
             CoreInput::PeerConnected(peer) => self.handle(Input::PeerConnected(peer), group),
             CoreInput::PendingTx(hash, reply) => {

@@ -32,6 +32,15 @@ impl Driver {
                 }
                 broadcast_frame(&self.ctx, frame)
             }
+            Output::Send {
+                to,
+                msg: msg @ timed_core::message::Message::SyncRequest { from, .. },
+            } => {
+                // Not again when a read-ahead asked already (`synccheck.rs`).
+                if self.ctx.sync_check.core_asks(to, from) {
+                    send_frame(&self.ctx, to, frame_of(&msg))
+                }
+            }
             Output::Send { to, msg } => send_frame(&self.ctx, to, frame_of(&msg)),
             Output::Schedule { timer, after_ms } => {
                 self.seq += 1;
@@ -253,9 +262,22 @@ impl Driver {
                     "not signing at {point}: this validator signed at or past it before (double-sign guard), and its records of that are lost"
                 ),
             },
-            Event::ForeignSignature { point } => warn!(
-                "a signature of this validator's key at {point} that this node did not make: another instance uses the key, or the data directory was restored from a backup"
-            ),
+            Event::ForeignSignature { point } => {
+                if self
+                    .foreign_warned
+                    .is_some_and(|t| t.elapsed() < super::FOREIGN_WARN_EVERY)
+                {
+                    self.foreign_unsaid += 1;
+                    return;
+                }
+                self.foreign_warned = Some(Instant::now());
+                let unsaid = std::mem::take(&mut self.foreign_unsaid);
+                warn!(
+                    "a signature of this validator's key at {point} that this node did not make \
+                     ({unsaid} more since the last such warning): another instance uses the key, \
+                     or the data directory was restored from a backup"
+                )
+            }
             Event::Rejected { kind, reason } => {
                 self.ctx
                     .metrics
@@ -345,5 +367,10 @@ impl Driver {
         };
         live.pending_transactions = n.mempool().len();
         self.ctx.metrics.mempool(n.mempool().len());
+        drop(live);
+        // The heights whose sets the sync answers are checked under (`synccheck.rs`).
+        self.ctx
+            .sync_check
+            .publish(n.height(), || n.certificate_checker());
     }
 }
