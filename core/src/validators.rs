@@ -510,11 +510,9 @@ impl ValidatorSet {
         std::ptr::eq(self, other)
             || (self.total == other.total
                 && self.validators.len() == other.validators.len()
-                && self
-                    .validators
-                    .iter()
-                    .zip(&other.validators)
-                    .all(|(a, b)| a.id == b.id && a.public_key == b.public_key && a.stake == b.stake))
+                && self.validators.iter().zip(&other.validators).all(|(a, b)| {
+                    a.id == b.id && a.public_key == b.public_key && a.stake == b.stake
+                }))
     }
 
     /// The commitment to the set that a header's `next_set_hash` holds: BLAKE3 of

@@ -207,7 +207,11 @@ impl PartialEq for CheckedDecisions {
         self.blocks == other.blocks
             && self.marks == other.marks
             && self.sets.len() == other.sets.len()
-            && self.sets.iter().zip(&other.sets).all(|(a, b)| Arc::ptr_eq(a, b))
+            && self
+                .sets
+                .iter()
+                .zip(&other.sets)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
     }
 }
 

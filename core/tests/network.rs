@@ -943,8 +943,7 @@ fn a_full_node_follows_certified_blocks_and_refuses_swapped_bodies_and_weak_cert
 /// attacker's set verify there, but the node, whose set is not that one, checks them itself and
 /// refuses them.
 #[test]
-fn a_sync_answer_checked_off_the_loop_applies_across_epochs_and_another_set_vouches_for_nothing()
-{
+fn a_sync_answer_checked_off_the_loop_applies_across_epochs_and_another_set_vouches_for_nothing() {
     let (mut genesis, keys) = genesis(&[100, 100, 100], 200);
     genesis.params.epoch_blocks = 3;
     genesis.params.unbonding_blocks = 6;
@@ -961,7 +960,10 @@ fn a_sync_answer_checked_off_the_loop_applies_across_epochs_and_another_set_vouc
     let mut full = started_full_node(&net.genesis);
     let answer = full.certificate_checker().check(decisions.clone());
     assert_eq!(answer.checked(), 6, "heights 1 to 6: two epochs of 3");
-    let out = full.handle(TimestampMs(8_001), Input::SyncChecked { from: peer, answer });
+    let out = full.handle(
+        TimestampMs(8_001),
+        Input::SyncChecked { from: peer, answer },
+    );
     assert_eq!(count_finalized(&out), decisions.len());
     assert_eq!(full.height(), top.next());
     let validator = net.nodes[0].as_ref().unwrap();
@@ -973,7 +975,10 @@ fn a_sync_answer_checked_off_the_loop_applies_across_epochs_and_another_set_vouc
     let mut full = started_full_node(&net.genesis);
     let answer = full.certificate_checker().check(forged);
     assert_eq!(answer.checked(), 0);
-    let out = full.handle(TimestampMs(8_001), Input::SyncChecked { from: peer, answer });
+    let out = full.handle(
+        TimestampMs(8_001),
+        Input::SyncChecked { from: peer, answer },
+    );
     assert_eq!(count_finalized(&out), 1, "height 1, not the forged 2");
     assert_eq!(full.height(), Height(2));
 
@@ -994,19 +999,36 @@ fn a_sync_answer_checked_off_the_loop_applies_across_epochs_and_another_set_vouc
                 .enumerate()
                 .map(|(i, k)| {
                     let index = ValidatorIndex(i as u16);
-                    Vote::sign(k, &chain_id, h, round, VoteKind::Precommit, Some(hash), index)
+                    Vote::sign(
+                        k,
+                        &chain_id,
+                        h,
+                        round,
+                        VoteKind::Precommit,
+                        Some(hash),
+                        index,
+                    )
                 })
                 .collect();
             Decision {
                 block: d.block.clone(),
-                certificate: timed_core::block::Certificate::from_precommits(h, round, hash, &votes),
+                certificate: timed_core::block::Certificate::from_precommits(
+                    h, round, hash, &votes,
+                ),
             }
         })
         .collect();
     let answer = attacker.certificate_checker().check(stolen);
     assert_eq!(answer.checked(), 3, "the attacker's set holds them");
     let mut full = started_full_node(&net.genesis);
-    let out = full.handle(TimestampMs(8_001), Input::SyncChecked { from: peer, answer });
-    assert_eq!(count_finalized(&out), 0, "no certificate of another set counts");
+    let out = full.handle(
+        TimestampMs(8_001),
+        Input::SyncChecked { from: peer, answer },
+    );
+    assert_eq!(
+        count_finalized(&out),
+        0,
+        "no certificate of another set counts"
+    );
     assert_eq!(full.height(), Height(1));
 }

@@ -206,8 +206,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
     let shutdown = shutdown_signal();
     let (to_core, rx) = mpsc::channel(CORE_QUEUE);
     let (gossip, gossip_rx) = mpsc::channel(CORE_QUEUE);
-    let (sync_answers, sync_answers_rx) =
-        mpsc::channel(crate::node::synccheck::ANSWER_QUEUE);
+    let (sync_answers, sync_answers_rx) = mpsc::channel(crate::node::synccheck::ANSWER_QUEUE);
     let mut known = std::collections::BTreeMap::new();
     if let Some(d) = &dev {
         known.insert(name.clone(), (key.public_key(), d.stake));

@@ -178,9 +178,9 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<(ValidatorIndex, Vec<Deci
             None => {
                 tracing::debug!(?first, "sync answer to the core unchecked");
                 CoreInput::Message {
-                from,
-                msg: Message::SyncResponse { blocks },
-            }
+                    from,
+                    msg: Message::SyncResponse { blocks },
+                }
             }
         };
         if ctx.to_core.send(input).await.is_err() {

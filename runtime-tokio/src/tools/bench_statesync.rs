@@ -41,8 +41,8 @@ use crate::keys;
 use crate::net::handshake;
 use crate::storage::snapshots;
 use crate::tools::bench::{
-    Cpu,
-    bench_genesis, check_alive, dev_key, generate_chain, in_bench_dir, spawn_logged, status_height,
+    Cpu, bench_genesis, check_alive, dev_key, generate_chain, in_bench_dir, spawn_logged,
+    status_height,
 };
 use crate::tools::client::{Client, NodeUrl};
 use crate::tools::devnet::{Children, free_port};

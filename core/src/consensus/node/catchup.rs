@@ -9,8 +9,8 @@ use super::Node;
 use crate::consensus::io::{Event, Output};
 use crate::message::{Decision, MAX_SYNC_BLOCKS, Message};
 use crate::types::{Height, TimestampMs, ValidatorIndex};
-use crate::validators::ValidatorSet;
 use crate::units::TokenBucket;
+use crate::validators::ValidatorSet;
 
 /// A peer may be sent this many sync answers in a burst, then one per
 /// `SYNC_ANSWER_INTERVAL_MS`: an honest node asks once per answer it has applied, which at 64
