@@ -157,6 +157,10 @@ pub struct SimNode {
     /// (some 30 per node and height with 100 validators; hashing the block for each was a
     /// tenth of a scale run).
     last_stored: Option<(Height, Hash)>,
+    /// The certificate checker its sync answers are checked with (`Input::SyncChecked`), made
+    /// at its previous answer, as the real node's lags its loop: a set changed since (an
+    /// epoch's hand-over, a validator jailed, a restart) must make the core check again.
+    checker: Option<timed_core::verified::CertificateChecker>,
     /// Under `StorageModel::Unsynced`: blocks finalized and written but not yet synced, oldest
     /// first, and when the oldest was written (`storage.rs`).
     unsynced: Vec<timed_core::consensus::Finalized>,
@@ -344,6 +348,22 @@ impl Simulation {
                     self.nodes[to].route.insert(v, from);
                 }
                 let sender = self.peer_id(to, from);
+                let msg = match self.checked_answer(to, msg) {
+                    Ok(answer) => {
+                        self.step(
+                            to,
+                            Input::SyncChecked {
+                                from: sender,
+                                answer,
+                            },
+                        );
+                        if let Some(msg) = relay {
+                            self.relay(to, from, &msg);
+                        }
+                        return;
+                    }
+                    Err(msg) => msg,
+                };
                 // The core's one pre-check policy, as the real node's driver follows it (the
                 // verdict cache makes a vote the node holds free to check, so `holds` is no
                 // concern here). What it leaves out, and a bad signature, the core checks itself.
@@ -448,6 +468,29 @@ impl Simulation {
             let h = core.height();
             let ledger = self.nodes[i].checked().then(|| core.ledger());
             self.checker.after_step(i, h, ledger);
+        }
+    }
+
+    /// A sync answer to node `i`, its certificates checked as the real node checks them off its
+    /// loop (`node/synccheck.rs`): with the checker made at its previous answer, then a new one
+    /// kept for the next. Anything else back.
+    fn checked_answer(
+        &mut self,
+        i: usize,
+        wire: Rc<Wire>,
+    ) -> Result<timed_core::verified::CheckedDecisions, Rc<Wire>> {
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return Err(wire);
+        };
+        if !matches!(wire.msg, Message::SyncResponse { .. }) {
+            return Err(wire);
+        }
+        let now = core.certificate_checker();
+        let checker = self.nodes[i].checker.replace(now.clone()).unwrap_or(now);
+        let msg = Rc::try_unwrap(wire).map_or_else(|rc| rc.msg.clone(), |w| w.msg);
+        match msg {
+            Message::SyncResponse { blocks } => Ok(checker.check(blocks)),
+            other => Err(Wire::new(other)), // matched above: not reached
         }
     }
 

@@ -129,6 +129,7 @@ impl Simulation {
                 pushed_at: None,
                 amnesia: Default::default(),
                 last_stored: None,
+                checker: None,
                 unsynced: Vec::new(),
                 unsynced_since: 0,
             });
