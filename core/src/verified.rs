@@ -190,6 +190,19 @@ impl CheckedDecisions {
         self.marks.iter().flatten().count()
     }
 
+    /// `self`'s blocks, then `next`'s, each with its marks: an answer checked in parts (on two
+    /// threads).
+    pub fn then(mut self, next: CheckedDecisions) -> CheckedDecisions {
+        let offset = self.sets.len();
+        self.blocks.extend(next.blocks);
+        self.marks.extend(next.marks.into_iter().map(|m| {
+            // At most two sets a checker, so four here: far within `u8`.
+            m.and_then(|i| u8::try_from(usize::from(i) + offset).ok())
+        }));
+        self.sets.extend(next.sets);
+        self
+    }
+
     /// The blocks, and per block the set its certificate held under.
     pub(crate) fn into_parts(self) -> (Vec<Decision>, Vec<Option<Arc<ValidatorSet>>>) {
         let sets = self.sets;

@@ -59,12 +59,34 @@ pub fn verify(
 /// certificate, a polka or a burst of votes is checked. Ok exactly when `verify` accepts every
 /// item (see `verify_batch_cofactored`), whatever their number and order. An empty batch is Ok.
 pub fn verify_batch(items: &[(&[u8], Signature, VerifyingKey)]) -> Result<(), CryptoError> {
+    // A batch's keys repeat (a run of certificates of a few validators): each distinct key is
+    // checked once (`Key::from_verifying`), the last few remembered.
+    let mut checked: Vec<[u8; 32]> = Vec::new();
     let prepared = items
         .iter()
-        .map(|(m, s, k)| prepare(Key::from_verifying(k)?, m, s))
+        .map(|(m, s, k)| {
+            let bytes = k.to_bytes();
+            let key = if checked.contains(&bytes) {
+                Key {
+                    point: k.to_edwards(),
+                    bytes,
+                }
+            } else {
+                let key = Key::from_verifying(k)?;
+                if checked.len() == KEYS_REMEMBERED {
+                    checked.remove(0);
+                }
+                checked.push(bytes);
+                key
+            };
+            prepare(key, m, s)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     check_batch(&prepared)
 }
+
+/// Keys `verify_batch` remembers as checked.
+const KEYS_REMEMBERED: usize = 8;
 
 /// Decompressed public keys, kept between batches: decompressing a key costs about a third of a
 /// batched verification, and the senders of transfers repeat. Only speed depends on it: a key's
@@ -162,9 +184,14 @@ fn prepare(key: Key, message: &[u8], signature: &Signature) -> Result<Prepared, 
     if !is_canonical_y(&r_bytes) {
         return Err(CryptoError::BadSignature);
     }
+    // `R` of small order, found by its encoding: the same verdict as `is_small_order` on the
+    // point decoded (`a_small_order_encoding_is_one_of_the_listed`), without its three
+    // doublings (a tenth of a batch's cost).
+    if small_order_encoding(&r_bytes) {
+        return Err(CryptoError::BadSignature);
+    }
     let r = CompressedEdwardsY(r_bytes)
         .decompress()
-        .filter(|r| !r.is_small_order())
         .ok_or(CryptoError::BadSignature)?;
     let mut h = Sha512::new();
     h.update(r_bytes);
@@ -179,6 +206,27 @@ fn prepare(key: Key, message: &[u8], signature: &Signature) -> Result<Prepared, 
         key_bytes: key.bytes,
         signature: signature.0,
     })
+}
+
+/// Whether `bytes`, whose `y` is canonical (`is_canonical_y`), encode a point of small order:
+/// one of the eight points of the torsion subgroup, each by its one encoding, and the two with
+/// `x = 0` (the identity, the point of order 2) also with the sign bit set, which decodes to the
+/// same point.
+fn small_order_encoding(bytes: &[u8; 32]) -> bool {
+    static ENCODINGS: std::sync::LazyLock<Vec<[u8; 32]>> = std::sync::LazyLock::new(|| {
+        let mut all = Vec::new();
+        for t in curve25519_dalek::constants::EIGHT_TORSION {
+            let c = t.compress().to_bytes();
+            all.push(c);
+            let mut signed = c;
+            signed[31] |= 0x80;
+            if signed != c && CompressedEdwardsY(signed).decompress() == Some(t) {
+                all.push(signed);
+            }
+        }
+        all
+    });
+    ENCODINGS.iter().any(|e| e == bytes)
 }
 
 /// True when the 255-bit `y` of a compressed point is below `p = 2^255 − 19`. (The one other
@@ -293,6 +341,55 @@ pub fn verify_batch_cofactored_with(
 mod tests {
     use super::*;
     use crate::crypto::{Domain, Keypair, signing_message};
+
+    /// The encodings `small_order_encoding` lists are exactly those whose point
+    /// `is_small_order`: every torsion point with either sign bit, the torsion points added to
+    /// points of large order, and a thousand encodings of pseudo-random `y`.
+    #[test]
+    fn a_small_order_encoding_is_one_of_the_listed() {
+        let agree = |bytes: [u8; 32]| {
+            if !is_canonical_y(&bytes) {
+                return;
+            }
+            if let Some(p) = CompressedEdwardsY(bytes).decompress() {
+                assert_eq!(
+                    small_order_encoding(&bytes),
+                    p.is_small_order(),
+                    "{bytes:?}"
+                );
+            }
+        };
+        let mut small = std::collections::BTreeSet::new();
+        for t in curve25519_dalek::constants::EIGHT_TORSION {
+            for sign in [0u8, 0x80] {
+                let mut b = t.compress().to_bytes();
+                b[31] ^= sign;
+                agree(b);
+                if small_order_encoding(&b) {
+                    small.insert(b);
+                }
+            }
+            for k in 1..20u64 {
+                agree(
+                    (ED25519_BASEPOINT_POINT * Scalar::from(k) + t)
+                        .compress()
+                        .to_bytes(),
+                );
+            }
+        }
+        // Flipping the sign of a point with `x ≠ 0` gives its negation, another torsion point.
+        assert_eq!(
+            small.len(),
+            10,
+            "8 points, 2 of them also with the sign bit set"
+        );
+        let mut xof = blake3::Hasher::new().finalize_xof();
+        for _ in 0..1000 {
+            let mut b = [0u8; 32];
+            xof.fill(&mut b);
+            agree(b);
+        }
+    }
 
     #[test]
     fn batch_fails_when_any_signature_is_forged() {

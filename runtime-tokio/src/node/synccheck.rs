@@ -41,6 +41,9 @@ const MAX_EXPECTED: usize = 8;
 /// A request not answered (or a read-ahead not asked for by the core) within this is forgotten.
 const PATIENCE: Duration = Duration::from_secs(5);
 
+/// An answer of at least this many blocks is checked in two halves at once (`check`).
+const SPLIT_FROM: usize = 16;
+
 /// Sync answers in (`SyncResponse`s, from the peers' read loops), waiting for their check.
 pub const ANSWER_QUEUE: usize = 4;
 
@@ -163,8 +166,8 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<(ValidatorIndex, Vec<Deci
         }
         let input = match checker {
             Some(checker) => {
-                match tokio::task::spawn_blocking(move || checker.check(blocks)).await {
-                    Ok(answer) => {
+                match check(checker, blocks).await {
+                    Some(answer) => {
                         tracing::debug!(
                             blocks = answer.blocks().len(),
                             checked = answer.checked(),
@@ -172,7 +175,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<(ValidatorIndex, Vec<Deci
                         );
                         CoreInput::SyncChecked { from, answer }
                     }
-                    Err(_) => continue, // the check panicked: the answer is lost, the core asks again
+                    None => continue, // the check panicked: the answer is lost, the core asks again
                 }
             }
             None => {
@@ -187,4 +190,25 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<(ValidatorIndex, Vec<Deci
             return; // the core stopped
         }
     }
+}
+
+/// `blocks` checked on the blocking pool, in two halves at once when there are enough of them:
+/// the loop uses about half a core while it applies the answer before, and the check is what a
+/// catch-up waits for. None if a check panicked.
+async fn check(
+    checker: CertificateChecker,
+    mut blocks: Vec<Decision>,
+) -> Option<timed_core::verified::CheckedDecisions> {
+    if blocks.len() < SPLIT_FROM {
+        return tokio::task::spawn_blocking(move || checker.check(blocks))
+            .await
+            .ok();
+    }
+    let second = blocks.split_off(blocks.len() / 2);
+    let other = checker.clone();
+    let (first, second) = tokio::join!(
+        tokio::task::spawn_blocking(move || checker.check(blocks)),
+        tokio::task::spawn_blocking(move || other.check(second)),
+    );
+    Some(first.ok()?.then(second.ok()?))
 }
