@@ -212,3 +212,65 @@ async fn check(
     );
     Some(first.ok()?.then(second.ok()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timed_core::consensus::{Node, NodeConfig};
+    use timed_core::crypto::Keypair;
+    use timed_core::types::TimestampMs;
+    use timed_core::validators::{Genesis, insecure_dev_validators};
+
+    fn checker() -> CertificateChecker {
+        let (keys, validators) = insecure_dev_validators(&[100; 4]);
+        let genesis = Genesis {
+            chain_id: "test".into(),
+            genesis_time_ms: TimestampMs(0),
+            validators,
+            balances: vec![],
+            params: Default::default(),
+        };
+        let node = Node::new(&genesis, keys[0].clone(), NodeConfig::default()).unwrap();
+        node.certificate_checker()
+    }
+
+    /// Only answers to our own requests are checked off the loop; a full one reads ahead from
+    /// the peer that sent it, at most `MAX_AHEAD` answers beyond what the core asked for, and
+    /// the core's request for an answer read ahead is not sent again. A peer that answers
+    /// unasked (a liar, a flood) gets nothing checked off the loop and no request back.
+    #[test]
+    fn only_answers_asked_for_are_checked_and_read_ahead_stays_bounded() {
+        let sc = SyncCheck::default();
+        sc.publish(Height(1), checker);
+        let (p, q) = (ValidatorIndex(1), ValidatorIndex(2));
+        // Unasked: left to the core, nothing read ahead.
+        let (c, ahead) = sc.answered(p, Height(1), Some(Height(65)));
+        assert!(c.is_none() && !ahead);
+        assert!(sc.core_asks(p, Height(1)));
+        // Another peer answering what p was asked: not ours either.
+        let (c, ahead) = sc.answered(q, Height(1), Some(Height(65)));
+        assert!(c.is_none() && !ahead);
+        // p's answer: checked, and 65 read ahead; then 65's answer comes before the core asks
+        // for it, and 129 is read ahead; the third is not (two wait for the core already).
+        let (c, ahead) = sc.answered(p, Height(1), Some(Height(65)));
+        assert!(c.is_some() && ahead);
+        let (c, ahead) = sc.answered(p, Height(65), Some(Height(129)));
+        assert!(c.is_some() && ahead);
+        let (c, ahead) = sc.answered(p, Height(129), Some(Height(193)));
+        assert!(c.is_some() && !ahead, "at most {MAX_AHEAD} read ahead");
+        // The same answer again (a replay): no longer expected.
+        let (c, _) = sc.answered(p, Height(129), Some(Height(193)));
+        assert!(c.is_none());
+        // The core asks for what was read ahead: not sent; then for the next: sent.
+        assert!(!sc.core_asks(p, Height(65)));
+        assert!(!sc.core_asks(p, Height(129)));
+        assert!(sc.core_asks(p, Height(193)));
+        // A read-ahead of p does not stand for a request to q.
+        let (_, ahead) = sc.answered(p, Height(193), Some(Height(257)));
+        assert!(ahead);
+        assert!(sc.core_asks(q, Height(257)));
+        // A partial answer reads nothing ahead.
+        let (c, ahead) = sc.answered(q, Height(257), None);
+        assert!(c.is_some() && !ahead);
+    }
+}
