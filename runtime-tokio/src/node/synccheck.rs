@@ -217,7 +217,6 @@ async fn check(
 mod tests {
     use super::*;
     use timed_core::consensus::{Node, NodeConfig};
-    use timed_core::crypto::Keypair;
     use timed_core::types::TimestampMs;
     use timed_core::validators::{Genesis, insecure_dev_validators};
 
