@@ -143,16 +143,7 @@ impl SyncCheck {
 pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<(ValidatorIndex, Vec<Decision>)>) {
     while let Some((from, blocks)) = rx.recv().await {
         let first = blocks.first().map(|d| d.block.height());
-        // A full answer of consecutive heights: the peer has more, ask for it now.
-        let next = match (first, blocks.last()) {
-            (Some(f), Some(last))
-                if blocks.len() == MAX_SYNC_BLOCKS as usize
-                    && last.block.height().0 == f.0 + blocks.len() as u64 - 1 =>
-            {
-                Some(last.block.height().next())
-            }
-            _ => None,
-        };
+        let next = read_ahead_from(&blocks);
         let (checker, read_ahead) = match first {
             Some(first) => ctx.sync_check.answered(from, first, next),
             None => (None, false),
@@ -190,6 +181,19 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<(ValidatorIndex, Vec<Deci
             return; // the core stopped
         }
     }
+}
+
+/// Where to read ahead after an answer of `blocks`: past its last, when it is full and of
+/// consecutive heights (the peer has more). Its heights are the peer's word, any `u64`.
+fn read_ahead_from(blocks: &[Decision]) -> Option<Height> {
+    let (first, last) = (
+        blocks.first()?.block.height(),
+        blocks.last()?.block.height(),
+    );
+    let span = u64::try_from(blocks.len()).ok()?.checked_sub(1)?;
+    let consecutive = first.0.checked_add(span) == Some(last.0);
+    let after = last.0.checked_add(1)?;
+    (blocks.len() == MAX_SYNC_BLOCKS as usize && consecutive).then_some(Height(after))
 }
 
 /// `blocks` checked on the blocking pool, in two halves at once when there are enough of them:
@@ -271,5 +275,59 @@ mod tests {
         // A partial answer reads nothing ahead.
         let (c, ahead) = sc.answered(q, Height(257), None);
         assert!(c.is_some() && !ahead);
+    }
+
+    fn decision(h: u64) -> Decision {
+        use timed_core::block::{Block, Certificate, Header, evidence_root, tx_root};
+        use timed_core::types::{Hash, Round};
+        let block = Block {
+            header: Header {
+                chain_id: "test".into(),
+                height: Height(h),
+                parent_hash: Hash::ZERO,
+                timestamp: TimestampMs(1),
+                proposer: ValidatorIndex(0),
+                tx_root: tx_root(&[]),
+                state_root: Hash::ZERO,
+                next_set_hash: Hash::ZERO,
+                evidence_root: evidence_root(&[]),
+            },
+            txs: vec![],
+            evidence: vec![],
+        };
+        let certificate = Certificate {
+            height: Height(h),
+            round: Round(0),
+            block_hash: block.hash(),
+            signatures: vec![],
+        };
+        Decision { block, certificate }
+    }
+
+    /// Only a full answer of consecutive heights reads ahead, and heights a peer made up at the
+    /// top of the range (a liar's) read nothing ahead and panic nowhere.
+    #[test]
+    fn only_a_full_consecutive_answer_reads_ahead_whatever_its_heights() {
+        let full = |from: u64| -> Vec<Decision> {
+            (0..u64::from(MAX_SYNC_BLOCKS))
+                .map(|k| decision(from.wrapping_add(k)))
+                .collect()
+        };
+        assert_eq!(read_ahead_from(&full(1)), Some(Height(65)));
+        assert_eq!(read_ahead_from(&full(1)[..63]), None, "not full");
+        assert_eq!(read_ahead_from(&[]), None);
+        let mut gap = full(1);
+        gap[10] = decision(500);
+        gap.swap(10, 63);
+        assert_eq!(read_ahead_from(&gap), None, "not consecutive");
+        assert_eq!(
+            read_ahead_from(&full(u64::MAX - 63)),
+            None,
+            "no height after the last"
+        );
+        assert_eq!(read_ahead_from(&full(u64::MAX - 10)), None, "heights wrap");
+        let mut far = full(1);
+        far[63] = decision(u64::MAX);
+        assert_eq!(read_ahead_from(&far), None);
     }
 }
