@@ -157,25 +157,19 @@ mod tests {
     use super::*;
     use timed_core::crypto::Keypair;
     use timed_core::tx::{Op, Transfer};
-    use timed_core::types::{Amount, TimestampMs};
-    use timed_core::validators::{ConsensusParams, Genesis, insecure_dev_validators};
+    use timed_core::types::Amount;
+    use timed_core::validators::ConsensusParams;
 
     const EPOCH: u64 = 4;
 
     /// Four genesis validators of stake 100, epochs of `EPOCH`, a minimum bond of 100.
     fn chain() -> (Vec<Keypair>, Staking) {
-        let (keys, validators) = insecure_dev_validators(&[100; 4]);
-        let genesis = Genesis {
-            chain_id: "test".into(),
-            genesis_time_ms: TimestampMs(0),
-            validators,
-            balances: vec![],
-            params: ConsensusParams {
-                epoch_blocks: EPOCH,
-                unbonding_blocks: 2 * EPOCH,
-                min_bond: Amount(100),
-                ..ConsensusParams::default()
-            },
+        let (keys, mut genesis) = crate::node::driver::test_genesis("test");
+        genesis.params = ConsensusParams {
+            epoch_blocks: EPOCH,
+            unbonding_blocks: 2 * EPOCH,
+            min_bond: Amount(100),
+            ..ConsensusParams::default()
         };
         let set = genesis.validate().unwrap();
         (keys.clone(), Staking::from_genesis(&genesis, &set))

@@ -222,17 +222,9 @@ mod tests {
     use super::*;
     use timed_core::consensus::{Node, NodeConfig};
     use timed_core::types::TimestampMs;
-    use timed_core::validators::{Genesis, insecure_dev_validators};
 
     fn checker() -> CertificateChecker {
-        let (keys, validators) = insecure_dev_validators(&[100; 4]);
-        let genesis = Genesis {
-            chain_id: "test".into(),
-            genesis_time_ms: TimestampMs(0),
-            validators,
-            balances: vec![],
-            params: Default::default(),
-        };
+        let (keys, genesis) = crate::node::driver::test_genesis("test");
         let node = Node::new(&genesis, keys[0].clone(), NodeConfig::default()).unwrap();
         node.certificate_checker()
     }

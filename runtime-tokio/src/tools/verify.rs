@@ -823,21 +823,13 @@ mod tests {
     use timed_core::crypto::Keypair;
     use timed_core::message::{Vote, VoteKind};
     use timed_core::types::{Round, ValidatorIndex};
-    use timed_core::validators::insecure_dev_validators;
 
     use super::*;
 
     const CHAIN: &str = "light";
 
     fn chain() -> (Trusted, Vec<Keypair>, Block) {
-        let (keys, validators) = insecure_dev_validators(&[100; 4]);
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            genesis_time_ms: TimestampMs(0),
-            validators,
-            balances: vec![],
-            params: Default::default(),
-        };
+        let (keys, genesis) = crate::node::driver::test_genesis(CHAIN);
         let trusted = Trusted::new(genesis.clone()).unwrap();
         let block = Block {
             header: Header {

@@ -663,21 +663,33 @@ impl Driver {
     }
 }
 
-/// Four development validators of stake 100 on chain "test", for the driver's tests.
+/// The genesis of four development validators of stake 100 on `chain_id`, default parameters,
+/// no balances, and their keys: for the runtime's unit tests.
 #[cfg(test)]
-fn test_validators() -> (
+pub(crate) fn test_genesis(
+    chain_id: &str,
+) -> (
     Vec<timed_core::crypto::Keypair>,
-    timed_core::validators::ValidatorSet,
+    timed_core::validators::Genesis,
 ) {
-    use timed_core::validators::{Genesis, insecure_dev_validators};
-    let (keys, validators) = insecure_dev_validators(&[100; 4]);
-    let genesis = Genesis {
-        chain_id: "test".into(),
+    let (keys, validators) = timed_core::validators::insecure_dev_validators(&[100; 4]);
+    let genesis = timed_core::validators::Genesis {
+        chain_id: chain_id.into(),
         genesis_time_ms: TimestampMs(0),
         validators,
         balances: vec![],
         params: Default::default(),
     };
+    (keys, genesis)
+}
+
+/// `test_genesis("test")`'s keys and set, for the driver's tests.
+#[cfg(test)]
+fn test_validators() -> (
+    Vec<timed_core::crypto::Keypair>,
+    timed_core::validators::ValidatorSet,
+) {
+    let (keys, genesis) = test_genesis("test");
     (keys, genesis.validate().expect("a valid genesis"))
 }
 
