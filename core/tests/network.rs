@@ -831,12 +831,9 @@ fn a_batch_of_certified_blocks_stops_at_a_forged_signature_and_no_later() {
     assert_eq!(full.ledger().state_root(), validator.ledger().state_root());
 }
 
-/// One answer across epochs: after an epoch's last block applies, the rest of
-/// the answer is checked as one batch under the new set (`apply_certified`). A signature forged
-/// two epochs in stops the node exactly at that height, and every block before it, across the
-/// hand-overs, applies from the one answer.
-#[test]
-fn an_answer_across_epochs_applies_whole_and_stops_at_a_forged_signature() {
+/// Three validators with epochs of 3 heights, run for 8 s: the network, its decisions from
+/// height 1, and its last height (10 or more).
+fn chain_of_short_epochs() -> (Net, Vec<Decision>, Height) {
     let (mut genesis, keys) = genesis(&[100, 100, 100], 200);
     genesis.params.epoch_blocks = 3;
     genesis.params.unbonding_blocks = 6;
@@ -847,6 +844,16 @@ fn an_answer_across_epochs_applies_whole_and_stops_at_a_forged_signature() {
     let decisions: Vec<Decision> = (1..=top.0)
         .map(|h| net.chain[0][&Height(h)].0.clone())
         .collect();
+    (net, decisions, top)
+}
+
+/// One answer across epochs: after an epoch's last block applies, the rest of
+/// the answer is checked as one batch under the new set (`apply_certified`). A signature forged
+/// two epochs in stops the node exactly at that height, and every block before it, across the
+/// hand-overs, applies from the one answer.
+#[test]
+fn an_answer_across_epochs_applies_whole_and_stops_at_a_forged_signature() {
+    let (net, decisions, top) = chain_of_short_epochs();
     // The whole chain in one answer: three epochs and more, all applied.
     let mut full = started_full_node(&net.genesis);
     let out = full.handle(TimestampMs(8_001), Input::Certified(decisions.clone()));
@@ -944,16 +951,7 @@ fn a_full_node_follows_certified_blocks_and_refuses_swapped_bodies_and_weak_cert
 /// refuses them.
 #[test]
 fn a_sync_answer_checked_off_the_loop_applies_across_epochs_and_another_set_vouches_for_nothing() {
-    let (mut genesis, keys) = genesis(&[100, 100, 100], 200);
-    genesis.params.epoch_blocks = 3;
-    genesis.params.unbonding_blocks = 6;
-    let mut net = Net::of(genesis, keys, &[]);
-    net.run_until(8_000);
-    let top = net.height_of(0);
-    assert!(top >= Height(10), "the validators reached {top}");
-    let decisions: Vec<Decision> = (1..=top.0)
-        .map(|h| net.chain[0][&Height(h)].0.clone())
-        .collect();
+    let (net, decisions, top) = chain_of_short_epochs();
     let peer = ValidatorIndex(0);
 
     // This epoch's and the next one's heights are marked; the rest the core checks.
