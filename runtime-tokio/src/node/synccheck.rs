@@ -141,7 +141,9 @@ impl SyncCheck {
 /// of ours checked on the blocking pool and handed over as `CoreInput::SyncChecked`, the others
 /// as they came.
 pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<(ValidatorIndex, Vec<Decision>)>) {
-    while let Some((from, blocks)) = rx.recv().await {
+    while let Some((from, mut blocks)) = rx.recv().await {
+        // The core applies no more of an answer (`on_sync_response`): none beyond is checked.
+        blocks.truncate(MAX_SYNC_BLOCKS as usize);
         let first = blocks.first().map(|d| d.block.height());
         let next = read_ahead_from(&blocks);
         let (checker, read_ahead) = match first {
