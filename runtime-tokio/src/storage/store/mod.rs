@@ -39,6 +39,7 @@
 //! writes). The tables are `tables.rs`, the reads `read.rs`, the errors and redb's panics turned
 //! into errors `error.rs`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -269,31 +270,26 @@ impl Store {
         extended: Option<&Certificate>,
     ) -> Result<(), StoreError> {
         guarded(&self.files, || {
-            let mut last = None;
-            let mut count = 0u32;
             let mut tx = self.db.begin_write().map_err(StoreError::db)?;
             tx.set_durability(Durability::None)
                 .map_err(StoreError::db)?;
-            {
+            let written = {
                 let mut w = BlockWriter::open(&tx)?;
-                for f in stored {
-                    w.put(f)?;
-                    last = Some(f.block.height());
-                    count += 1;
-                }
+                let written = w.put_all(stored)?;
                 if let Some(cert) = extended {
                     // Read back only beside a block of the same hash (`longest_certificate`).
                     w.certs
                         .insert(cert.height.0, codec::encode(cert).as_slice())
                         .map_err(StoreError::db)?;
                 }
-            }
+                written
+            };
             tx.commit().map_err(StoreError::db)?;
             let mut st = lock_wal(&self.wal);
-            if let Some(h) = last {
+            if let Some((h, count)) = written {
                 st.last_finalized = Some(h);
+                st.since_durable += count;
             }
-            st.since_durable += count;
             if st.wal.len_bytes() > WAL_PRUNE_BYTES || st.since_durable >= DURABLE_EVERY_BLOCKS {
                 self.durable_point(&mut st)?;
             }
@@ -338,7 +334,7 @@ impl Store {
                     .insert("genesis", &hash.0[..])
                     .map_err(StoreError::db)?;
                 w.accounts.retain(|_, _| false).map_err(StoreError::db)?;
-                w.put(last)?;
+                w.put_all([last])?;
                 for (key, account) in ledger.accounts() {
                     w.accounts
                         .insert(&key.0[..], codec::encode(account).as_slice())
@@ -429,38 +425,63 @@ impl<'t> BlockWriter<'t> {
         })
     }
 
-    /// One finalized block: the block, its transactions' and the explorer's index entries, and
-    /// the accounts and staking state it changed.
-    fn put(&mut self, f: &StoredBlock) -> Result<(), StoreError> {
-        let height = f.block.height();
-        self.blocks
-            .insert(height.0, codec::encode(f).as_slice())
-            .map_err(StoreError::db)?;
-        // In key order: neighbouring inserts touch the same pages.
-        let mut archived: Vec<&Hash> = f.outcome.archived.iter().collect();
-        archived.sort_unstable();
-        for hash in archived {
-            self.txs
-                .insert(&hash.0[..], height.0)
+    /// Finalized blocks, in height order: each block, its transactions' and the explorer's
+    /// index entries, and the accounts and staking state they changed.
+    ///
+    /// One transaction holds the whole batch, so only its end state matters: an account or the
+    /// staking state changed by several blocks is written once, with its last value, and the
+    /// hash-keyed entries go in key order, where neighbouring inserts touch the same pages (a
+    /// block's hash lands on a random leaf of its index; one by one, each insert rewrote one).
+    fn put_all<'a>(
+        &mut self,
+        stored: impl IntoIterator<Item = &'a StoredBlock>,
+    ) -> Result<Option<(Height, u32)>, StoreError> {
+        let mut last = None;
+        let mut count = 0u32;
+        let mut blocks_by_hash: Vec<([u8; 32], u64)> = Vec::new();
+        let mut txs_by_hash: Vec<([u8; 32], u64)> = Vec::new();
+        let mut transfers: Vec<([u8; 44], Hash)> = Vec::new();
+        let mut accounts: BTreeMap<PublicKey, &Account> = BTreeMap::new();
+        let mut staking = None;
+        for f in stored {
+            let height = f.block.height();
+            self.blocks
+                .insert(height.0, codec::encode(f).as_slice())
                 .map_err(StoreError::db)?;
+            blocks_by_hash.push((f.block.hash().0, height.0));
+            txs_by_hash.extend(f.outcome.archived.iter().map(|h| (h.0, height.0)));
+            let tx_hashes: Vec<Hash> = f.block.txs.iter().map(|t| t.hash()).collect();
+            transfers.extend(
+                transfer_keys(&f.block)
+                    .into_iter()
+                    .map(|(key, i)| (key, tx_hashes[i])),
+            );
+            staking = f.outcome.staking.as_ref().or(staking);
+            accounts.extend(f.outcome.touched.iter().map(|(k, a)| (*k, a)));
+            last = Some(height);
+            count += 1;
         }
-        // The explorer's indexes, in the same transaction as the block: never one without the
-        // other.
-        self.hashes
-            .insert(&f.block.hash().0[..], height.0)
-            .map_err(StoreError::db)?;
-        let tx_hashes: Vec<Hash> = f.block.txs.iter().map(|t| t.hash()).collect();
-        for (key, i) in transfer_keys(&f.block) {
+        for (index, mut entries) in [
+            (&mut self.hashes, blocks_by_hash),
+            (&mut self.txs, txs_by_hash),
+        ] {
+            entries.sort_unstable();
+            for (hash, height) in &entries {
+                index.insert(&hash[..], *height).map_err(StoreError::db)?;
+            }
+        }
+        transfers.sort_unstable_by_key(|t| t.0);
+        for (key, hash) in &transfers {
             self.transfers
-                .insert(&key[..], &tx_hashes[i].0[..])
+                .insert(&key[..], &hash.0[..])
                 .map_err(StoreError::db)?;
         }
-        if let Some(staking) = &f.outcome.staking {
+        if let Some(staking) = staking {
             self.meta
                 .insert(STAKING_KEY, codec::encode(staking).as_slice())
                 .map_err(StoreError::db)?;
         }
-        for (key, account) in &f.outcome.touched {
+        for (key, account) in accounts {
             if *account == Account::default() {
                 self.accounts.remove(&key.0[..]).map_err(StoreError::db)?;
             } else {
@@ -469,7 +490,7 @@ impl<'t> BlockWriter<'t> {
                     .map_err(StoreError::db)?;
             }
         }
-        Ok(())
+        Ok(last.map(|h| (h, count)))
     }
 }
 

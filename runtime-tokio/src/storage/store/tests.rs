@@ -424,3 +424,48 @@ fn an_imported_state_survives_the_genesis_binding_that_follows() {
         "{refused}"
     );
 }
+
+/// Blocks committed together leave each account as the last of them left it: written once
+/// with its last value, removed when the last block emptied it, untouched when none of them
+/// touched it.
+#[test]
+fn a_batch_of_blocks_leaves_each_account_as_its_last_block_left_it() {
+    use timed_core::ledger::Account;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("timed.redb")).unwrap();
+    let (a, b, c) = (PublicKey([1; 32]), PublicKey([2; 32]), PublicKey([3; 32]));
+    let funded = |balance: u64, nonce: u64| Account {
+        balance: Amount(balance),
+        nonce,
+    };
+    let mut first = stored(1);
+    first.outcome.touched = vec![(a, funded(10, 0)), (b, funded(5, 0)), (c, funded(7, 0))];
+    store.commit_blocks([&first], None).unwrap();
+
+    let mut b2 = stored(2);
+    b2.outcome.touched = vec![(a, funded(20, 1)), (b, Account::default())];
+    let mut b3 = stored(3);
+    b3.outcome.touched = vec![(a, funded(30, 2))];
+    let mut b4 = stored(4);
+    b4.outcome.touched = vec![(b, funded(1, 0))];
+    let mut b5 = stored(5);
+    b5.outcome.touched = vec![(b, Account::default())];
+    store.commit_blocks([&b2, &b3, &b4, &b5], None).unwrap();
+
+    assert_eq!(store.account(&a).unwrap(), funded(30, 2), "the last value");
+    assert_eq!(
+        store.account(&b).unwrap(),
+        Account::default(),
+        "emptied last"
+    );
+    assert_eq!(store.account(&c).unwrap(), funded(7, 0), "untouched");
+    let read = store.db.begin_read().unwrap();
+    let table = read.open_table(ACCOUNTS).unwrap();
+    assert!(
+        table.get(&b.0[..]).unwrap().is_none(),
+        "an emptied account is removed, not kept empty"
+    );
+    for h in 2..=5 {
+        assert!(store.block(Height(h)).unwrap().is_some(), "block {h}");
+    }
+}
