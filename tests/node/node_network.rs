@@ -93,6 +93,36 @@ fn two_of_three_keep_finalizing_and_the_third_catches_up() {
         let c = wait_for("validator3 to serve the block", || net.block_hash(2, h));
         assert_eq!(a, c, "height {h}");
     }
+
+    // Its log since the restart sums up the blocks it fetched in a progress line (at the
+    // first block it decides live, or after a second without any), without the lines of each.
+    let since_restart = || {
+        let log = net.log(2);
+        let at = log.rfind("Starting validator node").unwrap_or(0);
+        log[at..].to_string()
+    };
+    let log = wait_for("validator3 to say what it synced", || {
+        let log = since_restart();
+        log.contains("Synced ").then_some(log)
+    });
+    let covered = log
+        .lines()
+        .filter_map(synced_heights)
+        .any(|(from, to)| from <= late && late <= to);
+    assert!(covered, "a progress line covers height {late}:\n{log}");
+    assert!(
+        !log.contains(&format!("Block finalized at height {late} ")),
+        "no line of its own for a block synced:\n{log}"
+    );
+}
+
+/// The heights a progress line (`Synced N blocks from peers, heights F to T, …`) covers.
+fn synced_heights(line: &str) -> Option<(u64, u64)> {
+    let rest = &line[line.find("Synced ")?..];
+    let rest = &rest[rest.find("heights ")? + "heights ".len()..];
+    let (from, rest) = rest.split_once(" to ")?;
+    let to = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    Some((from.parse().ok()?, to.parse().ok()?))
 }
 
 #[test]

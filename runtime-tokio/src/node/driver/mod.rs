@@ -87,6 +87,25 @@ const MAX_GROUP: usize = 64;
 /// out, a probe is due: `timed_core::follow`).
 const FOLLOW_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// See `Synced`.
+const SYNCED_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// See `Synced`.
+const SYNCED_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Blocks fetched from peers (not decided here live) since the last line that said so. A node
+/// catching up stores thousands a second: it says so once per `SYNCED_LOG_EVERY`, and once
+/// more when none came for `SYNCED_QUIET`, at the next block decided live, or at the stop (each
+/// block's own lines are DEBUG then).
+#[derive(Clone, Copy, Debug)]
+struct Synced {
+    first: Height,
+    /// The last block's height.
+    to: Height,
+    count: u64,
+    since: Instant,
+    last: Instant,
+}
+
 /// See `Driver::foreign_warned`.
 const FOREIGN_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -123,6 +142,9 @@ pub struct Driver {
     /// sees one in every block it signed before), and how many since went unsaid.
     foreign_warned: Option<Instant>,
     foreign_unsaid: u64,
+    synced: Option<Synced>,
+    /// The last sync request the core made: to whom, from which height.
+    last_ask: Option<(ValidatorIndex, Height)>,
     /// A longer certificate of a stored block not yet written, and since when.
     extended: Option<(Certificate, Instant)>,
     /// Finalized blocks (in the WAL) not yet committed to redb, oldest first, and since when the
@@ -178,6 +200,8 @@ impl Driver {
             offsets: BTreeMap::new(),
             last_skew_warning: None,
             foreign_warned: None,
+            synced: None,
+            last_ask: None,
             foreign_unsaid: 0,
             extended: None,
             unstored: Vec::new(),
@@ -204,7 +228,11 @@ impl Driver {
             let deadline = self.timers.peek().map(|Reverse((t, _, _))| *t);
             let store_at = self.unstored_since.map(|t| t + STORE_DELAY);
             let follow_at = self.follow.as_ref().map(|_| Instant::now() + FOLLOW_TICK);
-            let wake = [deadline, store_at, follow_at].into_iter().flatten().min();
+            let synced_at = self.synced.map(|s| s.last + SYNCED_QUIET);
+            let wake = [deadline, store_at, follow_at, synced_at]
+                .into_iter()
+                .flatten()
+                .min();
             // A timer already due fires now: tokio's timer wheel has a granularity of 1 ms, and
             // at block time 0 the next height starts from a timer of 0 ms.
             if deadline.is_some_and(|d| d <= Instant::now()) {
@@ -223,6 +251,9 @@ impl Driver {
                 },
             }
             self.flush_old_extension()?;
+            if synced_at.is_some_and(|t| t <= Instant::now()) {
+                self.synced_said();
+            }
             self.ask_upstreams();
             // The group's messages wait in the peers' queues until the tasks that write them to
             // QUIC run: on this single-threaded runtime that is when this task yields, which it
@@ -608,6 +639,7 @@ impl Driver {
     /// At shutdown: the waiting blocks, the pending certificate, then a durable point.
     fn close(&mut self) -> Result<(), StoreError> {
         self.store_blocks()?;
+        self.synced_said();
         if let Some((cert, _)) = self.extended.take() {
             self.ctx.store.commit_blocks([], Some(&cert))?;
         }

@@ -150,6 +150,10 @@ impl Driver {
             live.finality_latency_ms = finality_ms.0.or(live.finality_latency_ms);
             live.blocks_finalized_here += 1;
         }
+        if finality_ms.0.is_none() {
+            return self.on_synced(f, &hash);
+        }
+        self.synced_said();
         info!(
             height = h.0,
             hash = %&hash[..16],
@@ -188,6 +192,53 @@ impl Driver {
             o.archived.len()
         );
         info!(height = h.0 + 1, "Moving to height {}...", h.next());
+    }
+
+    /// A block fetched from a peer (catching up, or following as a full node): one DEBUG
+    /// line, and the progress line (`Synced`) at most once per `SYNCED_LOG_EVERY`.
+    fn on_synced(&mut self, f: &StoredBlock, hash: &str) {
+        let h = f.block.height();
+        debug!(
+            height = h.0,
+            hash = %&hash[..16],
+            txs = f.block.txs.len(),
+            reward = f.outcome.total_reward.0,
+            "Block synced at height {h}"
+        );
+        let now = Instant::now();
+        let s = self.synced.get_or_insert(super::Synced {
+            first: h,
+            to: h,
+            count: 0,
+            since: now,
+            last: now,
+        });
+        s.count += 1;
+        s.to = h;
+        s.last = now;
+        if now.duration_since(s.since) >= super::SYNCED_LOG_EVERY {
+            self.synced_said();
+        }
+    }
+
+    /// Says how many blocks were fetched from peers since the last such line, if any.
+    pub(super) fn synced_said(&mut self) {
+        let Some(s) = self.synced.take() else {
+            return;
+        };
+        let secs = s.last.duration_since(s.since).as_secs_f64();
+        let (count, first, to) = (s.count, s.first, s.to);
+        // A rate over less than a tenth of a second says nothing.
+        let rate = if secs >= 0.1 {
+            format!(" ({:.0} blocks/s)", count as f64 / secs)
+        } else {
+            String::new()
+        };
+        info!(
+            height = to.0,
+            blocks = count,
+            "⛓️  Synced {count} blocks from peers, heights {first} to {to}, in {secs:.1} s{rate}"
+        );
     }
 
     pub(super) fn on_event(&mut self, e: Event) {
@@ -335,12 +386,25 @@ impl Driver {
             ),
             Event::SyncRequested { peer, from } => {
                 self.ctx.metrics.sync_requests.inc();
+                // The next request to the same peer, past the last: catch-up going on, which
+                // the progress line says (`on_synced`). A first request, another peer or the
+                // same height again (no answer, no progress) is worth a line of its own.
+                let going_on = self.last_ask.is_some_and(|(p, f)| p == peer && f < from);
+                self.last_ask = Some((peer, from));
                 let peer = self.chain.name(peer);
-                info!(
-                    peer,
-                    from = from.0,
-                    "Catching up: asked {peer} for blocks from height {from}"
-                );
+                if going_on {
+                    debug!(
+                        peer,
+                        from = from.0,
+                        "Catching up: asked {peer} for blocks from height {from}"
+                    );
+                } else {
+                    info!(
+                        peer,
+                        from = from.0,
+                        "Catching up: asked {peer} for blocks from height {from}"
+                    );
+                }
             }
         }
     }
