@@ -214,11 +214,16 @@ pub async fn follow(ctx: Arc<Ctx>, mut finalized: broadcast::Receiver<Finalized>
     loop {
         match finalized.recv().await {
             Ok(Finalized::Block(s)) => {
-                if let Some(chain) = ctx.chain() {
-                    // The registry changed: read it before naming the block's signers.
-                    if s.outcome.staking.is_some() {
-                        let _ = crate::api::validators::tip(&ctx, &chain);
-                    }
+                let Some(chain) = ctx.chain() else { continue };
+                // The registry changed: read it before naming the block's signers.
+                if s.outcome.staking.is_some() {
+                    let _ = crate::api::validators::tip(&ctx, &chain);
+                }
+                // With a window's worth of announcements still queued behind it (a node
+                // catching up announces thousands of blocks a second), this block would leave
+                // the window before anyone could ask for it: not summarized at all. The window
+                // then restarts at a later block, as after a miss.
+                if finalized.len() < LATEST_BLOCKS {
                     remember(&chain, &s);
                 }
             }
