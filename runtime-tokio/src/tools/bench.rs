@@ -13,6 +13,7 @@
 //! The figure printed is blocks per second from the start of the fresh process until its
 //! `/status` reports the last height (and, separately, from its first synced block).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -401,6 +402,10 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
             crate::tools::devnet::load_average(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
+        println!(
+            "bench catchup: the fresh node's threads: {}",
+            fresh.by_thread()
+        );
     }
     Ok(())
 }
@@ -423,6 +428,9 @@ pub(crate) fn check_alive(children: &mut Children, dir: &Path) -> Result<()> {
 pub(crate) struct Cpu {
     pub(crate) process_secs: Option<f64>,
     pub(crate) main: Option<Sched>,
+    /// Time on a core of the threads alive at the end, summed by thread name (the
+    /// checkers of the blocking pool, the HTTP runtime, ...), most first.
+    pub(crate) threads: Vec<(String, f64)>,
 }
 
 impl Cpu {
@@ -437,7 +445,12 @@ impl Cpu {
             Some(ticks as f64 / clock_ticks())
         });
         let main = sched(pid);
-        (process_secs.is_some() || main.is_some()).then_some(Cpu { process_secs, main })
+        let threads = threads_by_name(pid);
+        (process_secs.is_some() || main.is_some()).then_some(Cpu {
+            process_secs,
+            main,
+            threads,
+        })
     }
 
     pub(crate) fn shown(&self) -> String {
@@ -454,6 +467,37 @@ impl Cpu {
             None => format!("ran {process} s of CPU"),
         }
     }
+
+    /// The threads' time, as `name 0.12 s, ...`.
+    pub(crate) fn by_thread(&self) -> String {
+        self.threads
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Each live thread's time on a core (`/proc/<pid>/task/<tid>/schedstat`, first field, in ns),
+/// summed by its name (`comm`), the busiest first.
+fn threads_by_name(pid: u32) -> Vec<(String, f64)> {
+    let mut by_name: BTreeMap<String, f64> = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+        if let Some(ns) = ns {
+            *by_name.entry(name.trim().to_string()).or_default() += ns as f64 / 1e9;
+        }
+    }
+    let mut threads: Vec<(String, f64)> = by_name.into_iter().collect();
+    threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    threads
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100, Linux's, if that fails).
