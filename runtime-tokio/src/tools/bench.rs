@@ -348,6 +348,7 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
     }
 
     let t0 = Instant::now();
+    let ticks0 = cpu_ticks();
     spawn_node(
         &mut children,
         dir,
@@ -377,6 +378,12 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let total = t0.elapsed().as_secs_f64();
+    let idle = cpu_ticks()
+        .zip(ticks0)
+        .map(|((busy, idle), (busy0, idle0))| {
+            let (b, i) = (busy - busy0, idle - idle0);
+            100.0 * i as f64 / (b + i).max(1) as f64
+        });
     let cpu: Vec<Option<Cpu>> = pids.iter().map(|p| Cpu::of(*p)).collect();
     children.stop();
     println!(
@@ -403,8 +410,9 @@ async fn catchup_in(a: &CatchupArgs, dir: &Path) -> Result<()> {
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
         println!(
-            "bench catchup: the fresh node's threads: {}",
-            fresh.by_thread()
+            "bench catchup: the fresh node's threads: {}; the machine's cores {} idle",
+            fresh.by_thread(),
+            idle.map_or_else(|| "?".into(), |i| format!("{i:.0} %")),
         );
     }
     Ok(())
@@ -476,6 +484,22 @@ impl Cpu {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The machine's busy and idle (idle and I/O wait) clock ticks so far, over all cores
+/// (`/proc/stat`).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let idle = f.get(3)? + f.get(4)?;
+    let busy = f.iter().take(8).sum::<u64>().checked_sub(idle)?;
+    Some((busy, idle))
 }
 
 /// Each live thread's time on a core (`/proc/<pid>/task/<tid>/schedstat`, first field, in ns),
