@@ -223,7 +223,6 @@ async fn check(
 mod tests {
     use super::*;
     use timed_core::consensus::{Node, NodeConfig};
-    use timed_core::types::TimestampMs;
 
     fn checker() -> CertificateChecker {
         let (keys, genesis) = crate::node::driver::test_genesis("test");
@@ -271,31 +270,13 @@ mod tests {
         assert!(c.is_some() && !ahead);
     }
 
+    /// An empty block of height `h` with an empty certificate: only its height matters here.
     fn decision(h: u64) -> Decision {
-        use timed_core::block::{Block, Certificate, Header, evidence_root, tx_root};
-        use timed_core::types::{Hash, Round};
-        let block = Block {
-            header: Header {
-                chain_id: "test".into(),
-                height: Height(h),
-                parent_hash: Hash::ZERO,
-                timestamp: TimestampMs(1),
-                proposer: ValidatorIndex(0),
-                tx_root: tx_root(&[]),
-                state_root: Hash::ZERO,
-                next_set_hash: Hash::ZERO,
-                evidence_root: evidence_root(&[]),
-            },
-            txs: vec![],
-            evidence: vec![],
-        };
-        let certificate = Certificate {
-            height: Height(h),
-            round: Round(0),
-            block_hash: block.hash(),
-            signatures: vec![],
-        };
-        Decision { block, certificate }
+        let s = crate::storage::stored::test_block(h, None);
+        Decision {
+            block: s.block,
+            certificate: s.certificate,
+        }
     }
 
     /// Only a full answer of consecutive heights reads ahead, and heights a peer made up at the

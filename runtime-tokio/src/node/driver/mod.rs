@@ -95,13 +95,13 @@ const SYNCED_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 /// Blocks fetched from peers (not decided here live) since the last line that said so. A node
 /// catching up stores thousands a second: it says so once per `SYNCED_LOG_EVERY`, and once
 /// more when none came for `SYNCED_QUIET`, at the next block decided live, or at the stop (each
-/// block's own lines are DEBUG then).
+/// block's own lines are DEBUG then). Blocks are finalized in height order and a block decided
+/// live says the line first, so the blocks since are exactly `first..=to`.
 #[derive(Clone, Copy, Debug)]
 struct Synced {
     first: Height,
     /// The last block's height.
     to: Height,
-    count: u64,
     since: Instant,
     last: Instant,
 }
@@ -142,6 +142,7 @@ pub struct Driver {
     /// sees one in every block it signed before), and how many since went unsaid.
     foreign_warned: Option<Instant>,
     foreign_unsaid: u64,
+    /// Blocks fetched from peers not said yet (`Synced`).
     synced: Option<Synced>,
     /// The last sync request the core made: to whom, from which height.
     last_ask: Option<(ValidatorIndex, Height)>,

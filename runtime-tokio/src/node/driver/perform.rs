@@ -209,11 +209,9 @@ impl Driver {
         let s = self.synced.get_or_insert(super::Synced {
             first: h,
             to: h,
-            count: 0,
             since: now,
             last: now,
         });
-        s.count += 1;
         s.to = h;
         s.last = now;
         if now.duration_since(s.since) >= super::SYNCED_LOG_EVERY {
@@ -227,7 +225,8 @@ impl Driver {
             return;
         };
         let secs = s.last.duration_since(s.since).as_secs_f64();
-        let (count, first, to) = (s.count, s.first, s.to);
+        let (first, to) = (s.first, s.to);
+        let count = to.0.saturating_sub(first.0).saturating_add(1);
         // A rate over less than a tenth of a second says nothing.
         let rate = if secs >= 0.1 {
             format!(" ({:.0} blocks/s)", count as f64 / secs)
