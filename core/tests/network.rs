@@ -481,6 +481,29 @@ fn the_same_inputs_give_the_same_outputs() {
 }
 
 #[test]
+fn nodes_built_together_give_the_outputs_of_nodes_built_one_by_one() {
+    let run = |together: bool| {
+        let (genesis, keys) = genesis(&[100, 200, 300, 50], 500);
+        let mut net = Net::of(genesis.clone(), keys.clone(), &[]);
+        if together {
+            let nodes = Node::new_many(&genesis, keys, NodeConfig::default()).unwrap();
+            net.nodes = nodes.into_iter().map(Some).collect();
+        }
+        net.run_until(10_000);
+        net.crash_and_restore(3);
+        net.run_until(14_000);
+        (net.transcript.finalize(), net.height_of(0))
+    };
+    let (alone, height) = run(false);
+    assert!(height >= Height(5));
+    assert_eq!(
+        run(true),
+        (alone, height),
+        "transcripts of all outputs differ"
+    );
+}
+
+#[test]
 fn block_time_zero_finalizes_as_fast_as_the_network_allows() {
     let mut net = Net::new(&[100, 100, 100, 100], 0, &[]);
     net.run_until(1_000);

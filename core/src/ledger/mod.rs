@@ -42,7 +42,7 @@ use crate::tx::{MAX_ADDRESS_BYTES, MAX_NAME_BYTES, Op, SignedTransfer, Transfer}
 use crate::types::{Amount, Hash};
 use crate::validators::Genesis;
 
-pub use apply::BlockOutcome;
+pub use apply::{BlockOutcome, StagedState};
 pub use rewards::{Reward, distribute, subsidy};
 pub use tree::{AccountProof, ProofError};
 

@@ -210,6 +210,7 @@ impl Default for AccountsTree {
 
 /// What committing some accounts changes in an `AccountsTree`: the new subtrees of the buckets
 /// they fall in and of those buckets' ancestors (`None`: now empty), each level in index order.
+#[derive(Clone, Debug)]
 pub(super) struct Delta {
     levels: Vec<Vec<(u32, Option<Subtree>)>>,
 }

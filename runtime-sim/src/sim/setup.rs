@@ -106,9 +106,17 @@ impl Simulation {
         let genesis_ledger = Rc::new(Ledger::from_genesis(&genesis));
         let mut nodes = Vec::with_capacity(instances);
         // Validators, twins, then candidates (honest followers until a set holds their key).
-        for i in (0..n).chain(twins.iter().copied()).chain(n..n + candidates) {
-            let core = Node::new(&genesis, keys[i].clone(), NodeConfig::default())
-                .map_err(|e| ScenarioError(format!("validator {i}: {e}")))?;
+        let order: Vec<usize> = (0..n)
+            .chain(twins.iter().copied())
+            .chain(n..n + candidates)
+            .collect();
+        let cores = Node::new_many(
+            &genesis,
+            order.iter().map(|&i| keys[i].clone()),
+            NodeConfig::default(),
+        )
+        .map_err(|e| ScenarioError(format!("invalid genesis: {e}")))?;
+        for (i, core) in order.into_iter().zip(cores) {
             nodes.push(SimNode {
                 core: Some(core),
                 incarnation: 0,

@@ -9,7 +9,7 @@ use super::height::BlockFetch;
 use super::{Node, Step};
 use crate::block::{self, Block};
 use crate::consensus::io::{Event, Output};
-use crate::ledger::{BlockOutcome, TxError};
+use crate::ledger::{BlockOutcome, StagedState, TxError};
 use crate::message::{Message, VoteKind};
 use crate::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
 
@@ -20,6 +20,9 @@ use crate::types::{Hash, Height, Round, TimestampMs, ValidatorIndex};
 #[derive(Clone, Debug)]
 pub(super) struct Checked {
     pub(super) outcome: BlockOutcome,
+    /// The state root it leads to, with the tree's changes that give it: committed as they
+    /// are when the block is finalized, not worked out again.
+    pub(super) staged: StagedState,
 }
 
 /// Why a block is not valid (a stable label for metrics).
@@ -137,13 +140,14 @@ impl Node {
                 TxError::Evidence(_) => BlockFault::BadEvidence,
                 _ => BlockFault::BadTransaction,
             })?;
-        if self.ledger.state_root_with(&outcome) != h.state_root {
+        let staged = self.ledger.stage_state(&outcome);
+        if staged.root() != h.state_root {
             return Err(BlockFault::WrongStateRoot);
         }
         if self.next_set_hash(&outcome) != h.next_set_hash {
             return Err(BlockFault::WrongNextSet);
         }
-        Ok(Checked { outcome })
+        Ok(Checked { outcome, staged })
     }
 
     /// The set hash a block staged with `outcome` must name for the next height
@@ -189,6 +193,7 @@ impl Node {
                 .ok()?;
             Some((txs, evidence, outcome))
         })?;
+        let staged = self.ledger.stage_state(&outcome);
         let header = block::Header {
             chain_id: self.chain_id.clone(),
             height: self.cur.height,
@@ -196,7 +201,7 @@ impl Node {
             timestamp,
             proposer: me,
             tx_root: block::tx_root(&txs),
-            state_root: self.ledger.state_root_with(&outcome),
+            state_root: staged.root(),
             next_set_hash: self.next_set_hash(&outcome),
             evidence_root: block::evidence_root(&evidence),
         };
@@ -209,7 +214,7 @@ impl Node {
         self.cur.blocks.insert(hash, block);
         self.cur
             .checked
-            .insert(hash, Some(Box::new(Checked { outcome })));
+            .insert(hash, Some(Box::new(Checked { outcome, staged })));
         Some(hash)
     }
 

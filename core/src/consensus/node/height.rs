@@ -165,11 +165,11 @@ impl Node {
                 .signed_stake(&self.set)
                 .is_ok_and(|s| self.set.is_quorum(s))
         );
-        let Checked { outcome } = *checked;
+        let Checked { outcome, staged } = *checked;
         // The last decision's extensions go before the next one replaces it.
         self.flush_extension();
         // Checked on this very ledger: it has not changed within the height.
-        self.ledger.commit_outcome(&outcome);
+        self.ledger.commit_staged(&outcome, staged);
         self.move_sets_on();
         debug_assert_eq!(
             self.ledger.state_root(),
