@@ -391,6 +391,23 @@ impl VerdictCache {
         ok
     }
 
+    /// The verdict on a proposal's or vote's signature if it was computed already: a look-up
+    /// that never verifies.
+    pub fn known(&self, msg: &Message) -> Option<bool> {
+        self.verdicts.get(&key_of(msg)?).copied()
+    }
+
+    /// Takes in verdicts computed elsewhere (`VoteVerdicts::compute`, on another thread); those
+    /// computed for another set or chain id are dropped, to be computed here when asked for.
+    pub fn absorb(&mut self, computed: VoteVerdicts) {
+        if computed.set != self.set.hash() || *computed.chain_id != *self.chain_id {
+            return;
+        }
+        for (key, ok) in computed.verdicts {
+            self.remember(key, ok);
+        }
+    }
+
     /// `msg` as `Verified` if its verdict is good; else `msg` back.
     pub fn check(&mut self, msg: Message) -> Result<Verified, Message> {
         if self.verdict(&msg) {
@@ -425,6 +442,34 @@ impl VerdictCache {
             self.verdicts.clear();
         }
         self.verdicts.insert(key, ok);
+    }
+}
+
+/// Verdicts on a batch of votes (`vote::verify_votes`: each the verdict it gets alone), computed
+/// on any thread for a `VerdictCache` of the same set and chain id to take in
+/// (`VerdictCache::absorb`): the simulator verifies on a second core while its first runs the
+/// nodes. Only `compute` makes one, so a runtime cannot hand the cache a verdict it did not
+/// compute.
+pub struct VoteVerdicts {
+    /// `ValidatorSet::hash` of the set they were computed with.
+    set: Hash,
+    chain_id: Arc<str>,
+    verdicts: Vec<(VerdictKey, bool)>,
+}
+
+impl VoteVerdicts {
+    /// Verifies `votes` against `set` on `chain_id`, in batches of `VERDICT_BATCH`.
+    pub fn compute(votes: &[Vote], set: &ValidatorSet, chain_id: Arc<str>) -> VoteVerdicts {
+        let mut verdicts = Vec::with_capacity(votes.len());
+        for batch in votes.chunks(VERDICT_BATCH) {
+            let good = verify_votes(batch, set, &chain_id);
+            verdicts.extend(batch.iter().map(vote_key).zip(good));
+        }
+        VoteVerdicts {
+            set: set.hash(),
+            chain_id,
+            verdicts,
+        }
     }
 }
 
@@ -505,5 +550,28 @@ mod tests {
         // Another chain id: the same signature does not verify.
         let mut other = VerdictCache::new(set, "w");
         assert!(other.check(Message::Vote(good)).is_err());
+    }
+
+    #[test]
+    fn verdicts_computed_elsewhere_count_only_for_their_own_set_and_chain() {
+        let (keys, set) = set();
+        let good = vote(&keys, 1, 0);
+        let mut forged = vote(&keys, 1, 1);
+        forged.signature.0[10] ^= 1;
+        let votes = [good.clone(), forged.clone()];
+        let mut cache = VerdictCache::new(set.clone(), "v");
+        assert_eq!(cache.known(&Message::Vote(good.clone())), None);
+        cache.absorb(VoteVerdicts::compute(&votes, &set, "v".into()));
+        assert_eq!(cache.known(&Message::Vote(good.clone())), Some(true));
+        assert_eq!(cache.known(&Message::Vote(forged.clone())), Some(false));
+        assert_eq!(cache.len(), 2);
+        // Computed on another chain id, or with another set: dropped, not taken for verdicts.
+        let mut fresh = VerdictCache::new(set.clone(), "v");
+        fresh.absorb(VoteVerdicts::compute(&votes, &set, "w".into()));
+        let (_, members) = insecure_dev_validators(&[100; 5]);
+        let bigger = ValidatorSet::new(&members).unwrap();
+        fresh.absorb(VoteVerdicts::compute(&votes, &bigger, "v".into()));
+        assert!(fresh.is_empty());
+        assert!(fresh.check(Message::Vote(good)).is_ok());
     }
 }

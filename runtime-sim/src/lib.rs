@@ -41,10 +41,14 @@ pub fn run(
     seed: u64,
     replay: String,
     transcript: bool,
+    one_thread: bool,
 ) -> Result<Report, ScenarioError> {
     let mut sim = Simulation::new(scenario, seed)?;
     if transcript {
         sim.record_transcript();
+    }
+    if one_thread {
+        sim.verify_on_this_thread();
     }
     let start = std::time::Instant::now();
     sim.run();

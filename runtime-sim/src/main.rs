@@ -37,9 +37,15 @@ enum Command {
         /// Print one JSON object instead of the summary.
         #[arg(long)]
         json: bool,
-        /// Run twice and compare a hash of every output of every node.
+        /// Run twice and compare a hash of every output of every node (the second run verifies
+        /// every signature on the simulation's thread: where a verdict is computed changes
+        /// nothing).
         #[arg(long)]
         check_determinism: bool,
+        /// Verify every signature on the simulation's thread, instead of the votes on the wire
+        /// on a second core.
+        #[arg(long)]
+        one_thread: bool,
     },
     /// Run many swarm seeds; stop at the first failure and print its replay command.
     Swarm {
@@ -70,6 +76,10 @@ enum Command {
         scenario: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Verify every signature on the simulation's thread, instead of the votes on the wire
+        /// on a second core: the speed of one core.
+        #[arg(long)]
+        one_thread: bool,
     },
 }
 
@@ -113,12 +123,13 @@ fn main() -> ExitCode {
             duration,
             json,
             check_determinism,
+            one_thread,
         } => run(
             &scenario,
             seed,
             duration.as_deref(),
             json,
-            check_determinism,
+            (check_determinism, one_thread),
         ),
         Command::Swarm {
             seeds,
@@ -131,11 +142,20 @@ fn main() -> ExitCode {
             runs,
             scenario,
             json,
-        } => bench(runs, scenario.as_deref(), json),
+            one_thread,
+        } => bench(runs, scenario.as_deref(), json, one_thread),
     }
 }
 
-fn run(name: &str, seed: u64, duration: Option<&str>, json: bool, det: bool) -> ExitCode {
+/// `(det, one_thread)`: run twice and compare transcripts (the second time on one thread);
+/// verify on one thread.
+fn run(
+    name: &str,
+    seed: u64,
+    duration: Option<&str>,
+    json: bool,
+    (det, one_thread): (bool, bool),
+) -> ExitCode {
     let mut scenario = match load(name, seed) {
         Ok(s) => s,
         Err(e) => {
@@ -153,7 +173,7 @@ fn run(name: &str, seed: u64, duration: Option<&str>, json: bool, det: bool) -> 
         }
     }
     let cmd = replay(name, seed, duration);
-    let report = match timed_sim::run(&scenario, seed, cmd.clone(), det) {
+    let report = match timed_sim::run(&scenario, seed, cmd.clone(), det, one_thread) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -163,7 +183,7 @@ fn run(name: &str, seed: u64, duration: Option<&str>, json: bool, det: bool) -> 
     let mut ok = report.passed;
     let mut det_note = None;
     if det {
-        let again = timed_sim::run(&scenario, seed, cmd, true).expect("ran once already");
+        let again = timed_sim::run(&scenario, seed, cmd, true, true).expect("ran once already");
         let same = again.transcript == report.transcript;
         det_note = Some(same);
         ok &= same;
@@ -209,7 +229,7 @@ fn swarm(seeds: u64, start: u64, json: bool, keep_going: bool, membership: bool)
         } else {
             ("swarm", timed_sim::scenario::swarm(seed))
         };
-        let report = match timed_sim::run(&scenario, seed, replay(name, seed, None), false) {
+        let report = match timed_sim::run(&scenario, seed, replay(name, seed, None), false, false) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("seed {seed}: error: {e}");
@@ -269,7 +289,7 @@ fn swarm(seeds: u64, start: u64, json: bool, keep_going: bool, membership: bool)
     ExitCode::SUCCESS
 }
 
-fn bench(runs: u32, scenario: Option<&str>, json: bool) -> ExitCode {
+fn bench(runs: u32, scenario: Option<&str>, json: bool, one_thread: bool) -> ExitCode {
     let timed = match scenario.map(|s| load(s, 1)) {
         None => Scenario::named("testnet", 1).expect("named"),
         Some(Ok(s)) => s,
@@ -281,7 +301,7 @@ fn bench(runs: u32, scenario: Option<&str>, json: bool) -> ExitCode {
     let mut walls = vec![];
     let mut report: Option<Report> = None;
     for seed in 1..=u64::from(runs.max(1)) {
-        let r = match timed_sim::run(&timed, seed, String::new(), false) {
+        let r = match timed_sim::run(&timed, seed, String::new(), false, one_thread) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -315,12 +335,20 @@ fn bench(runs: u32, scenario: Option<&str>, json: bool) -> ExitCode {
     } else {
         ""
     };
+    let threads = if one_thread
+        || timed_sim::checker::verifies_on_one_thread()
+        || timed.validators.len() < timed_sim::checker::BATCH
+    {
+        "one thread"
+    } else {
+        "votes verified on a second thread"
+    };
     if json {
         let mut v = serde_json::json!({"scenario": name, "wall_ms": median, "runs": walls.len(),
             "sim_ms": r.sim_ms, "speedup": speedup, "heights": r.min_height,
             "signed_messages": messages, "crypto_floor_ms": single_ms,
             "floor_ratio": single_ratio, "batched_floor_ms": batched_ms,
-            "batched_floor_ratio": batched_ratio});
+            "batched_floor_ratio": batched_ratio, "threads": threads});
         if scenario.is_none() {
             let (heights, wall, hps) = block_time_0();
             if let Some(o) = v.as_object_mut() {
@@ -333,7 +361,7 @@ fn bench(runs: u32, scenario: Option<&str>, json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!(
-        "{name}: {:.0} simulated s, {} heights, median {median:.0} ms wall over {} runs: {speedup:.0}x real time{verdict}",
+        "{name}: {:.0} simulated s, {} heights, median {median:.0} ms wall over {} runs ({threads}): {speedup:.0}x real time{verdict}",
         r.sim_ms as f64 / 1000.0,
         r.min_height,
         walls.len(),

@@ -111,6 +111,23 @@ impl Checker {
         self.verdicts.len()
     }
 
+    /// From now on, verifies every signature on this thread (`Simulation::verify_on_this_thread`).
+    pub fn verify_on_this_thread(&mut self) {
+        self.verdicts.verify_here();
+    }
+
+    /// From now on, verifies the votes on the wire on a second thread
+    /// (`Simulation::verify_on_second_thread`).
+    pub fn verify_on_second_thread(&mut self) {
+        self.verdicts.verify_on_second_thread();
+    }
+
+    /// Takes back the verdicts of every vote on the wire (`verdicts`): after it, what the cache
+    /// holds no longer depends on the threads' speeds.
+    pub fn settle_verdicts(&mut self) {
+        self.verdicts.settle();
+    }
+
     /// Whether the author's signature of a proposal or vote verifies (false for other messages),
     /// remembered for the run by the core's `VerdictCache`: computed, never assumed.
     pub fn signature_ok(&mut self, msg: &Message) -> bool {

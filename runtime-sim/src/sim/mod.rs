@@ -259,6 +259,20 @@ impl Simulation {
         self.checker.set_checked(node, true);
     }
 
+    /// Verifies every signature on the simulation's own thread instead of handing the votes on
+    /// the wire to a second core (`checker::verdicts`): the same outputs, byte for byte, more
+    /// slowly. Call before `run`.
+    pub fn verify_on_this_thread(&mut self) {
+        self.checker.verify_on_this_thread();
+    }
+
+    /// Verifies the votes on the wire on a second thread (if the machine has a second core)
+    /// even for a set smaller than a batch, which otherwise verifies on this one. Call before
+    /// `run`.
+    pub fn verify_on_second_thread(&mut self) {
+        self.checker.verify_on_second_thread();
+    }
+
     /// Hash every output of every node (for `--check-determinism`).
     pub fn record_transcript(&mut self) {
         self.transcript = Some(blake3::Hasher::new());
@@ -314,6 +328,7 @@ impl Simulation {
         if self.checker.violations.is_empty() {
             self.now = self.now.max(until_ms);
         }
+        self.checker.settle_verdicts();
     }
 
     fn alive(&self, node: usize, inc: u32) -> bool {
