@@ -3,7 +3,9 @@
 //!
 //! Many real `timed-core` nodes run in one thread on a virtual clock (milliseconds), with a seeded
 //! ChaCha RNG as the only source of randomness and one event queue ordered by (time, sequence).
-//! The same scenario and seed give the same run, output for output.
+//! The same scenario and seed give the same run, output for output. (With 32 validators or more
+//! the votes' signatures are verified on a second thread, which changes no output:
+//! `checker::verdicts`.)
 //!
 //! - [`scenario`]: what a run is (validators, parameters, network, faults, expectations); named
 //!   scenarios, TOML files, and `swarm` (everything drawn from the seed).
