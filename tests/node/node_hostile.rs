@@ -14,13 +14,7 @@ use common::{Net, free_port, get, get_json, http, metric, wait_for};
 /// runs no genesis of theirs. Either way it never becomes a peer.
 #[test]
 fn a_key_outside_the_genesis_cannot_connect() {
-    let net = Net::start_with(3, "200ms", |i| {
-        if i == 0 {
-            vec!["--max-followers".into(), "0".into()]
-        } else {
-            vec![]
-        }
-    });
+    let net = Net::start_first_with(3, "200ms", &["--max-followers", "0"]);
     net.wait_height(0, 2);
     // validator4 believes it belongs: it dials the three, whose genesis does not hold its key.
     let port = free_port();

@@ -520,6 +520,11 @@ fn account_json(key: &PublicKey, a: &Account, proof: Option<Value>) -> Json<Valu
     Json(body)
 }
 
+/// Account proofs (`?proof=true`) answered a second at most, all clients together, with a
+/// burst of twice that: at some 15 µs of the consensus loop each (a million accounts), at most
+/// 1.5 % of it.
+pub const PROOFS_PER_SECOND: u32 = 1_000;
+
 /// The account with its Merkle proof against the state root of the last finalized block
 /// (`Ledger::prove`), computed by the consensus loop after it stored that block: a light client
 /// fetches `/blocks/{height}`, checks its certificate and then the proof (`timed wallet balance
@@ -527,6 +532,24 @@ fn account_json(key: &PublicKey, a: &Account, proof: Option<Value>) -> Json<Valu
 async fn account_proof(ctx: &Ctx, key: PublicKey) -> Response {
     if ctx.chain().is_none() {
         return no_genesis();
+    }
+    // One budget for every client: the per-client limit alone lets a crowd of addresses keep
+    // the loop proving (some 15 µs each at a million accounts) instead of deciding blocks.
+    let everyone = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    if let Err(wait) = ctx.proofs.take(everyone, std::time::Instant::now()) {
+        let retry = wait.as_secs().max(1).to_string();
+        let message = format!(
+            "account proofs are limited to {PROOFS_PER_SECOND} a second on this node, all \
+             clients together (they are computed by the consensus loop); retry in {} ms",
+            wait.as_millis().max(1)
+        );
+        let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, message);
+        if let Ok(value) = retry.parse() {
+            answer
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return answer;
     }
     let (reply, answer) = oneshot::channel();
     if let Some(busy) = ask_core(ctx, CoreInput::ProveAccount(key, reply)) {

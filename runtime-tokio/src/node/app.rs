@@ -235,6 +235,7 @@ pub async fn run_node(setup: Setup) -> Result<()> {
         shutdown: shutdown.clone(),
         finalized: tokio::sync::broadcast::channel(FINALIZED_QUEUE).0,
         http: http_limits,
+        proofs: crate::api::limits::RateLimiter::new(crate::api::http::PROOFS_PER_SECOND),
         cooloff: Default::default(),
         followers: crate::net::followers::Followers::new(max_followers),
         upstreams: Default::default(),

@@ -239,6 +239,10 @@ pub struct Ctx {
     pub finalized: broadcast::Sender<Finalized>,
     /// The limits of the HTTP API (`--http-*` flags).
     pub http: crate::api::limits::Limits,
+    /// The account proofs the API may ask of the consensus loop, all clients together
+    /// (`api::http::PROOFS_PER_SECOND`): a proof is computed on the loop, and clients enough
+    /// to pass the per-client limit must not be able to fill it with them.
+    pub proofs: crate::api::limits::RateLimiter,
     /// Peers cut off for a while: a message of theirs proved them faulty (`net::cooloff`).
     pub cooloff: crate::net::cooloff::CoolOff,
     /// The full nodes (and other readers) that follow this node (`net::followers`).

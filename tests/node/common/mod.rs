@@ -114,6 +114,17 @@ impl Net {
         Net::start_with(n, block_time, |_| Vec::new())
     }
 
+    /// As `start`, with `first` appended to the first node's arguments only.
+    pub fn start_first_with(n: usize, block_time: &str, first: &[&str]) -> Net {
+        Net::start_with(n, block_time, |i| {
+            if i == 0 {
+                first.iter().map(|a| a.to_string()).collect()
+            } else {
+                Vec::new()
+            }
+        })
+    }
+
     /// As `start`, with `extra(i)` appended to node `i`'s arguments.
     pub fn start_with(n: usize, block_time: &str, extra: impl Fn(usize) -> Vec<String>) -> Net {
         Net::start_wrapped(n, block_time, extra, |_| Vec::new())
