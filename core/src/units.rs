@@ -150,6 +150,16 @@ impl TokenBucket {
         }
     }
 
+    /// Milliseconds from `now_ms` until `take` finds a token (0: there is one now).
+    pub fn ready_in(&self, now_ms: u64, interval_ms: u64) -> u64 {
+        if self.tokens > 0 {
+            return 0;
+        }
+        self.since_ms
+            .saturating_add(interval_ms.max(1))
+            .saturating_sub(now_ms)
+    }
+
     /// Takes a token at `now_ms` if there is one (after refilling); false when empty.
     pub fn take(&mut self, now_ms: u64, burst: u64, interval_ms: u64) -> bool {
         let interval_ms = interval_ms.max(1);

@@ -1284,6 +1284,84 @@ fn a_flood_of_sync_requests_is_answered_at_a_bounded_rate() {
     assert_eq!(serves(&later), 1, "the bucket refills with time");
 }
 
+/// An honest node that asks faster than the sync budget (a fast machine catching up at more
+/// than 64 blocks every 4 ms) is slowed down, never dropped: its request waits for a token
+/// (`Timer::SyncBudget`). Before, the request found the budget empty and was dropped, and the
+/// asker waited out its patience (seconds) for an answer that never came: a catch-up of 25,000
+/// blocks/s stalled after 2,752 blocks for 5 s. A flood still gets one answer a token, and a
+/// peer has one request waiting at most.
+#[test]
+fn a_request_beyond_the_sync_budget_waits_for_a_token_instead_of_being_dropped() {
+    let mut f = Fixture::new();
+    f.finalize_height_one();
+    let peer = f.others()[0];
+    /// The requests' clock: timers due (by time), answers (time, max_blocks) and the most
+    /// timers waiting at once.
+    #[derive(Default)]
+    struct Clock {
+        timers: Vec<(u64, Timer)>,
+        served: Vec<(u64, u32)>,
+        pending_most: usize,
+    }
+    impl Clock {
+        fn run(&mut self, f: &mut Fixture, at: u64, input: Input) {
+            for o in f.node.handle(TimestampMs(at), input) {
+                match o {
+                    Output::ServeSync { max_blocks, .. } => self.served.push((at, max_blocks)),
+                    Output::Schedule {
+                        timer: t @ Timer::SyncBudget { .. },
+                        after_ms,
+                    } => self.timers.push((at + after_ms, t)),
+                    _ => {}
+                }
+            }
+            self.pending_most = self.pending_most.max(self.timers.len());
+        }
+        fn fire_until(&mut self, f: &mut Fixture, until: u64) {
+            while let Some(i) = self.timers.iter().position(|(due, _)| *due <= until) {
+                let (due, timer) = self.timers.remove(i);
+                self.run(f, due, Input::Timeout(timer));
+            }
+        }
+    }
+    let mut clock = Clock::default();
+    // A request every 2 ms for a second, each of 64 blocks; the last one of 7.
+    let start = 1_000;
+    for i in 0..500u64 {
+        let at = start + 2 * i;
+        clock.fire_until(&mut f, at);
+        let max_blocks = if i == 499 { 7 } else { 64 };
+        let msg = Message::SyncRequest {
+            from: Height(1),
+            max_blocks,
+        };
+        clock.run(&mut f, at, Input::Message { from: peer, msg });
+    }
+    let last = start + 2 * 499;
+    clock.fire_until(&mut f, last + 100);
+    let Clock {
+        served,
+        pending_most,
+        ..
+    } = clock;
+    // One answer a token: a burst of 16, then one every 4 ms, and no more.
+    let tokens = 16 + (last + 4 - start) / 4;
+    let answered = served.len() as u64;
+    assert!(
+        answered <= tokens && answered + 2 >= tokens,
+        "{answered} answers for {tokens} tokens"
+    );
+    // The last request is answered within a token's interval, not dropped.
+    let (at, blocks) = *served.last().expect("answers");
+    assert_eq!(blocks, 7, "the last request was answered");
+    assert!(
+        at <= last + 4,
+        "answered {} ms after it was asked",
+        at - last
+    );
+    assert!(pending_most <= 1, "{pending_most} timers waiting at once");
+}
+
 /// Defect 9: the resend timer used to re-broadcast everything signed in the height, every
 /// round's messages included.
 #[test]

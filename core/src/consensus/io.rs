@@ -65,6 +65,11 @@ pub enum Timer {
         /// The height finalized.
         height: Height,
     },
+    /// `peer`'s budget of sync answers has a token again: answer its deferred request.
+    SyncBudget {
+        /// The peer whose request waits.
+        peer: ValidatorIndex,
+    },
 }
 
 /// Something that happened, handed to `Node::handle` with the current time.

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use timed_core::block::{Block, Certificate};
 use timed_core::codec;
@@ -319,8 +319,23 @@ async fn read_loop(
                     .sync
                     .take(now, SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS)
                 {
+                    // Slowed down, not dropped (as the core defers a peer's request): a
+                    // follower that asks faster than the budget, a fast one catching up, would
+                    // otherwise wait out its patience for an answer never sent. Its frames
+                    // wait meanwhile, so a flood is answered one request a token.
                     ctx.metrics.follower_limited(FollowerLimited::Sync);
-                    continue;
+                    let wait = budgets.sync.ready_in(now, SYNC_ANSWER_INTERVAL_MS).max(1);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                    let now = budgets.now_ms();
+                    if !budgets
+                        .sync
+                        .take(now, SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS)
+                    {
+                        continue;
+                    }
                 }
                 ctx.metrics.sync_requests.inc();
                 // Through the consensus loop, which commits the blocks it finalized before the

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Node;
-use crate::consensus::io::{Event, Output};
+use crate::consensus::io::{Event, Output, Timer};
 use crate::message::{Decision, MAX_SYNC_BLOCKS, Message};
 use crate::types::{Height, TimestampMs, ValidatorIndex};
 use crate::units::TokenBucket;
@@ -46,6 +46,9 @@ pub(super) struct CatchUp {
     pub(super) cursor: u16,
     /// Per peer, a token bucket of sync answers.
     pub(super) budget: BTreeMap<ValidatorIndex, TokenBucket>,
+    /// Per peer, its last request that found the budget empty (start, blocks), answered when
+    /// a token is back (`Timer::SyncBudget`): one a peer, a newer one replacing it.
+    pub(super) deferred: BTreeMap<ValidatorIndex, (Height, u32)>,
 }
 
 impl Node {
@@ -68,13 +71,29 @@ impl Node {
             .entry(from)
             .or_insert_with(|| TokenBucket::full(SYNC_ANSWER_BURST, now));
         if !bucket.take(now, SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS) {
-            return self.reject("sync_request", "rate_limited");
+            // Deferred, not dropped: an honest node that asks faster than the budget (a fast
+            // machine catching up at more than 64 blocks every 4 ms) would otherwise wait out
+            // its patience, seconds, for an answer that never comes. A flood still gets one
+            // answer per token, and only its last request waits.
+            let wait = bucket.ready_in(now, SYNC_ANSWER_INTERVAL_MS).max(1);
+            match self.catch_up.deferred.insert(from, (start, max_blocks)) {
+                Some(_) => self.reject("sync_request", "rate_limited"),
+                None => self.schedule(Timer::SyncBudget { peer: from }, wait),
+            }
+            return;
         }
         self.out.push(Output::ServeSync {
             to: from,
             from: start,
             max_blocks: max_blocks.min(MAX_SYNC_BLOCKS),
         });
+    }
+
+    /// `Timer::SyncBudget`: `peer`'s deferred request, if it still has one, is asked again.
+    pub(super) fn on_sync_budget(&mut self, peer: ValidatorIndex) {
+        if let Some((start, max_blocks)) = self.catch_up.deferred.remove(&peer) {
+            self.on_sync_request(peer, start, max_blocks);
+        }
     }
 
     /// A sync answer; `marks`: per block, the set its certificate held under, if the runtime

@@ -77,6 +77,7 @@ impl Node {
                     self.send_decision(peer);
                 }
             }
+            Timer::SyncBudget { peer } => self.on_sync_budget(peer),
             Timer::Resend { height } => {
                 if height == self.cur.height && self.cur.step != Step::NewHeight {
                     for msg in self.worth_resending() {
