@@ -1325,27 +1325,29 @@ fn a_request_beyond_the_sync_budget_waits_for_a_token_instead_of_being_dropped()
         }
     }
     let mut clock = Clock::default();
-    // A request every 2 ms for a second, each of 64 blocks; the last one of 7.
+    // A request every millisecond for a second (faster than the budget), each of 64 blocks;
+    // the last one of 7.
     let start = 1_000;
-    for i in 0..500u64 {
-        let at = start + 2 * i;
+    for i in 0..1_000u64 {
+        let at = start + i;
         clock.fire_until(&mut f, at);
-        let max_blocks = if i == 499 { 7 } else { 64 };
+        let max_blocks = if i == 999 { 7 } else { 64 };
         let msg = Message::SyncRequest {
             from: Height(1),
             max_blocks,
         };
         clock.run(&mut f, at, Input::Message { from: peer, msg });
     }
-    let last = start + 2 * 499;
+    let last = start + 999;
     clock.fire_until(&mut f, last + 100);
     let Clock {
         served,
         pending_most,
         ..
     } = clock;
-    // One answer a token: a burst of 16, then one every 4 ms, and no more.
-    let tokens = 16 + (last + 4 - start) / 4;
+    // One answer a token: a burst, then one an interval, and no more.
+    let interval = timed_core::consensus::SYNC_ANSWER_INTERVAL_MS;
+    let tokens = timed_core::consensus::SYNC_ANSWER_BURST + (last + interval - start) / interval;
     let answered = served.len() as u64;
     assert!(
         answered <= tokens && answered + 2 >= tokens,
@@ -1355,7 +1357,7 @@ fn a_request_beyond_the_sync_budget_waits_for_a_token_instead_of_being_dropped()
     let (at, blocks) = *served.last().expect("answers");
     assert_eq!(blocks, 7, "the last request was answered");
     assert!(
-        at <= last + 4,
+        at <= last + interval,
         "answered {} ms after it was asked",
         at - last
     );
