@@ -339,7 +339,7 @@ const MAX_PENDING: usize = 4 * 1024;
 /// `expect` are verified in batches at the first verdict asked for.
 pub struct VerdictCache {
     set: ValidatorSet,
-    chain_id: String,
+    chain_id: Arc<str>,
     verdicts: HashMap<VerdictKey, bool>,
     pending: Vec<Vote>,
 }
@@ -349,7 +349,7 @@ impl VerdictCache {
     pub fn new(set: ValidatorSet, chain_id: &str) -> VerdictCache {
         VerdictCache {
             set,
-            chain_id: chain_id.to_string(),
+            chain_id: chain_id.into(),
             verdicts: HashMap::new(),
             pending: Vec::new(),
         }
@@ -429,12 +429,8 @@ impl VerdictCache {
 
     fn verify_pending(&mut self) {
         let pending = std::mem::take(&mut self.pending);
-        for batch in pending.chunks(VERDICT_BATCH) {
-            let verdicts = verify_votes(batch, &self.set, &self.chain_id);
-            for (v, ok) in batch.iter().zip(verdicts) {
-                self.remember(vote_key(v), ok);
-            }
-        }
+        let computed = VoteVerdicts::compute(&pending, &self.set, self.chain_id.clone());
+        self.absorb(computed);
     }
 
     fn remember(&mut self, key: VerdictKey, ok: bool) {

@@ -503,6 +503,30 @@ fn nodes_built_together_give_the_outputs_of_nodes_built_one_by_one() {
     );
 }
 
+/// A genesis that breaks a rule (from a file or a peer: input) is refused with its reason by
+/// every way of building a node, before anything is built from it: its ledger used to come
+/// first, and asserted the genesis valid (a panic in debug builds).
+#[test]
+fn an_invalid_genesis_is_refused_by_every_constructor_without_a_panic() {
+    let (mut bad, keys) = genesis(&[100, 200, 300], 500);
+    bad.chain_id.clear();
+    let config = NodeConfig::default;
+    let refused = |r: Result<Node, timed_core::consensus::NodeError>| {
+        matches!(r, Err(timed_core::consensus::NodeError::Genesis(_)))
+    };
+    assert!(refused(Node::new(&bad, keys[0].clone(), config())));
+    assert!(matches!(
+        Node::new_many(&bad, keys.clone(), config()),
+        Err(timed_core::consensus::NodeError::Genesis(_))
+    ));
+    assert!(refused(Node::restore(
+        &bad,
+        keys[0].clone(),
+        config(),
+        Default::default()
+    )));
+}
+
 #[test]
 fn block_time_zero_finalizes_as_fast_as_the_network_allows() {
     let mut net = Net::new(&[100, 100, 100, 100], 0, &[]);

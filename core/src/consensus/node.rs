@@ -214,7 +214,8 @@ pub struct Node {
 impl Node {
     /// A node at height 1 of a fresh chain.
     pub fn new(genesis: &Genesis, key: Keypair, config: NodeConfig) -> Result<Node, NodeError> {
-        Node::with_ledger(genesis, key, config, Ledger::from_genesis(genesis))
+        let mut nodes = Node::new_many(genesis, [key], config)?;
+        Ok(nodes.pop().expect("one key, one node"))
     }
 
     /// `new` for one node of each of `keys`, the genesis checked and its ledger built once and
@@ -225,31 +226,14 @@ impl Node {
         keys: impl IntoIterator<Item = Keypair>,
         config: NodeConfig,
     ) -> Result<Vec<Node>, NodeError> {
+        // Checked before anything is built from it.
         let set = Arc::new(genesis.validate()?);
-        let ledger = Ledger::from_genesis(genesis);
+        let ledger = Ledger::from_genesis_set(genesis, Some(&set));
         let hash = genesis.hash();
         Ok(keys
             .into_iter()
             .map(|key| Node::with_parts(genesis, &set, hash, key, config.clone(), ledger.clone()))
             .collect())
-    }
-
-    /// As `new`, on `ledger` (the genesis's, or a restored one that `restore` checks).
-    fn with_ledger(
-        genesis: &Genesis,
-        key: Keypair,
-        config: NodeConfig,
-        ledger: Ledger,
-    ) -> Result<Node, NodeError> {
-        let set = Arc::new(genesis.validate()?);
-        Ok(Node::with_parts(
-            genesis,
-            &set,
-            genesis.hash(),
-            key,
-            config,
-            ledger,
-        ))
     }
 
     /// A node at height 1 of `genesis`, whose set (`Genesis::validate`) and hash are given.

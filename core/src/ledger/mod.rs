@@ -40,7 +40,7 @@ use crate::crypto::PublicKey;
 use crate::staking::Staking;
 use crate::tx::{MAX_ADDRESS_BYTES, MAX_NAME_BYTES, Op, SignedTransfer, Transfer};
 use crate::types::{Amount, Hash};
-use crate::validators::Genesis;
+use crate::validators::{Genesis, ValidatorSet};
 
 pub use apply::{BlockOutcome, StagedState};
 pub use rewards::{Reward, distribute, subsidy};
@@ -157,6 +157,14 @@ impl Ledger {
     /// The state at height 0: the genesis balances credited, every nonce 0. The genesis is
     /// expected to be validated (`Genesis::validate`: no account twice, the sum fits 64 bits).
     pub fn from_genesis(genesis: &Genesis) -> Ledger {
+        let set = genesis.validate().ok();
+        debug_assert!(set.is_some(), "the genesis is validated first");
+        Ledger::from_genesis_set(genesis, set.as_ref())
+    }
+
+    /// `from_genesis` with the set `genesis.validate()` gave (`None`: no staking state), for a
+    /// caller that validated it already: a node at start, or the simulator's hundred.
+    pub fn from_genesis_set(genesis: &Genesis, set: Option<&ValidatorSet>) -> Ledger {
         let mut accounts: BTreeMap<PublicKey, Account> = BTreeMap::new();
         for b in genesis.balances.iter().filter(|b| b.amount.0 > 0) {
             let account = accounts.entry(b.account).or_default();
@@ -164,11 +172,7 @@ impl Ledger {
             account.balance = Amount(account.balance.0.saturating_add(b.amount.0));
         }
         let tree = AccountsTree::build(&accounts);
-        let staking = genesis
-            .validate()
-            .ok()
-            .map(|set| Staking::from_genesis(genesis, &set));
-        debug_assert!(staking.is_some(), "the genesis is validated first");
+        let staking = set.map(|set| Staking::from_genesis(genesis, set));
         Ledger {
             accounts,
             tree,

@@ -2,6 +2,8 @@
 //! its records of the next height and its double-sign guard file (`Restore`), and applying that
 //! guard when the node reaches the guard's height.
 
+use std::sync::Arc;
+
 use super::Node;
 use super::height::slot_of;
 use super::{HeightState, NodeConfig, NodeError};
@@ -38,13 +40,15 @@ impl Node {
         config: NodeConfig,
         restore: Restore,
     ) -> Result<Node, NodeError> {
-        // The genesis ledger is built only when there is nothing after it (a million genesis
-        // balances cost seconds, for a ledger a restored one would replace).
+        // Checked before anything is built from it. The genesis ledger is built only when
+        // there is nothing after it (a million genesis balances cost seconds, for a ledger a
+        // restored one would replace).
+        let set = Arc::new(genesis.validate()?);
         let ledger = match (&restore.last, restore.ledger) {
             (Some(_), Some(ledger)) => ledger,
-            _ => Ledger::from_genesis(genesis),
+            _ => Ledger::from_genesis_set(genesis, Some(&set)),
         };
-        let mut node = Node::with_ledger(genesis, key, config, ledger)?;
+        let mut node = Node::with_parts(genesis, &set, genesis.hash(), key, config, ledger);
         if let Some(last) = restore.last {
             if last.block.header.chain_id != node.chain_id {
                 return Err(NodeError::WrongChain {
