@@ -492,7 +492,7 @@ impl Harness {
             1 => {
                 let h = Height((height.0 + u64::from(b.u8() % 3)).saturating_sub(1));
                 let r = Round(u32::from(b.u8() % 4));
-                let timer = match b.u8() % 6 {
+                let timer = match b.u8() % 7 {
                     0 => Timer::Propose {
                         height: h,
                         round: r,
@@ -507,6 +507,9 @@ impl Harness {
                     },
                     3 => Timer::NextHeight { height: h },
                     4 => Timer::Resend { height: h },
+                    5 => Timer::SyncBudget {
+                        peer: ValidatorIndex(u16::from(b.u8() % 5)),
+                    },
                     _ => Timer::Announce { height: h },
                 };
                 self.feed(Input::Timeout(timer));

@@ -129,7 +129,8 @@ fn main() -> ExitCode {
             seed,
             duration.as_deref(),
             json,
-            (check_determinism, one_thread),
+            check_determinism,
+            one_thread,
         ),
         Command::Swarm {
             seeds,
@@ -147,14 +148,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// `(det, one_thread)`: run twice and compare transcripts (the second time on one thread);
+/// `det`: run twice and compare transcripts (the second time on one thread); `one_thread`:
 /// verify on one thread.
 fn run(
     name: &str,
     seed: u64,
     duration: Option<&str>,
     json: bool,
-    (det, one_thread): (bool, bool),
+    det: bool,
+    one_thread: bool,
 ) -> ExitCode {
     let mut scenario = match load(name, seed) {
         Ok(s) => s,
@@ -335,10 +337,7 @@ fn bench(runs: u32, scenario: Option<&str>, json: bool, one_thread: bool) -> Exi
     } else {
         ""
     };
-    let threads = if one_thread
-        || timed_sim::checker::verifies_on_one_thread()
-        || timed.validators.len() < timed_sim::checker::BATCH
-    {
+    let threads = if one_thread || !timed_sim::checker::second_thread_for(timed.validators.len()) {
         "one thread"
     } else {
         "votes verified on a second thread"

@@ -37,7 +37,7 @@ mod validity;
 mod verdicts;
 
 pub use signatures::BATCH;
-pub use verdicts::verifies_on_one_thread;
+pub use verdicts::{second_thread_for, verifies_on_one_thread};
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -172,10 +172,7 @@ impl Checker {
     /// As `new`, for `n` nodes: the validators and their twins (nodes that share a key).
     pub fn with_nodes(genesis: &Genesis, set: ValidatorSet, n: usize) -> Checker {
         let reference = Ledger::from_genesis(genesis);
-        // A second thread pays where a round's votes fill batches; a few validators' votes
-        // went one at a time, and the hop cost more than it saved (the testnet hour 1.2x
-        // slower).
-        let parallel = set.len() >= BATCH;
+        let parallel = verdicts::second_thread_for(set.len());
         let verdicts = verdicts::Verdicts::new(set.clone(), &genesis.chain_id, parallel);
         let registered = set.len();
         let set = Arc::new(set);

@@ -99,6 +99,13 @@ pub fn verifies_on_one_thread() -> bool {
     std::thread::available_parallelism().map_or(1, |n| n.get()) < 2
 }
 
+/// Whether a run of `validators` verifies the votes on the wire on a second thread by itself:
+/// where a round's votes fill batches. A few validators' votes went one at a time, and the hop
+/// cost more than it saved (the testnet hour 1.2× slower).
+pub fn second_thread_for(validators: usize) -> bool {
+    validators >= BATCH && !verifies_on_one_thread()
+}
+
 /// Signature verdicts for one set (the registry) and chain id, computed once each.
 pub(super) struct Verdicts {
     cache: VerdictCache,
@@ -110,7 +117,7 @@ pub(super) struct Verdicts {
 
 impl Verdicts {
     /// Verdicts against `set` on `chain_id`; on a second thread when `parallel` and the machine
-    /// has a second core.
+    /// has a second core (`second_thread_for`).
     pub(super) fn new(set: ValidatorSet, chain_id: &str, parallel: bool) -> Verdicts {
         Verdicts {
             cache: VerdictCache::new(set.clone(), chain_id),

@@ -314,27 +314,27 @@ async fn read_loop(
                 from: start,
                 max_blocks,
             } => {
-                let now = budgets.now_ms();
-                if !budgets
-                    .sync
-                    .take(now, SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS)
-                {
-                    // Slowed down, not dropped (as the core defers a peer's request): a
-                    // follower that asks faster than the budget, a fast one catching up, would
-                    // otherwise wait out its patience for an answer never sent. Its frames
-                    // wait meanwhile, so a flood is answered one request a token.
-                    ctx.metrics.follower_limited(FollowerLimited::Sync);
-                    let wait = budgets.sync.ready_in(now, SYNC_ANSWER_INTERVAL_MS).max(1);
+                // Slowed down, not dropped (as the core defers a peer's request): a follower
+                // that asks faster than the budget, a fast one catching up, would otherwise
+                // wait out its patience for an answer never sent. Its frames wait meanwhile,
+                // so a flood is answered one request a token.
+                let mut limited = false;
+                while !budgets.sync.take(
+                    budgets.now_ms(),
+                    SYNC_ANSWER_BURST,
+                    SYNC_ANSWER_INTERVAL_MS,
+                ) {
+                    if !limited {
+                        ctx.metrics.follower_limited(FollowerLimited::Sync);
+                        limited = true;
+                    }
+                    let wait = budgets
+                        .sync
+                        .ready_in(budgets.now_ms(), SYNC_ANSWER_INTERVAL_MS)
+                        .max(1);
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(wait)) => {}
                         _ = shutdown.changed() => return Ok(()),
-                    }
-                    let now = budgets.now_ms();
-                    if !budgets
-                        .sync
-                        .take(now, SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS)
-                    {
-                        continue;
                     }
                 }
                 ctx.metrics.sync_requests.inc();

@@ -79,8 +79,8 @@ impl Node {
         if !bucket.take(now, SYNC_ANSWER_BURST, SYNC_ANSWER_INTERVAL_MS) {
             // Deferred, not dropped: an honest node that asks faster than the budget (a fast
             // machine catching up) would otherwise wait out its patience, seconds, for an
-            // answer that never comes. A flood still gets one
-            // answer per token, and only its last request waits.
+            // answer that never comes. A flood still gets one answer per token, and only its
+            // last request waits.
             let wait = bucket.ready_in(now, SYNC_ANSWER_INTERVAL_MS).max(1);
             match self.catch_up.deferred.insert(from, (start, max_blocks)) {
                 Some(_) => self.reject("sync_request", "rate_limited"),
